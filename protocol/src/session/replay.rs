@@ -1,0 +1,140 @@
+//! Numbering of the events stream and the replay buffer behind RESUME (spec §7.3).
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+/// The requested replay point is no longer (or never was) in the buffer: the client must start
+/// a fresh session and catch up per room (RESUME_UNAVAILABLE).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("events after {requested} are no longer buffered")]
+pub struct ReplayGone {
+    /// The client's `last_event_seq`.
+    pub requested: u64,
+}
+
+/// Server side: assigns event_seq (from 1, +1 per frame) and keeps encoded frames until the
+/// client acknowledges them, they age past the resume window, or the byte budget is spent.
+///
+/// Replay for a given `last_event_seq` is deterministic (the same frames, byte for byte), so a
+/// client that resumes twice from the same point sees the same stream.
+#[derive(Debug)]
+pub struct ReplayBuffer {
+    entries: VecDeque<Entry>,
+    next_seq: u64,
+    bytes: usize,
+    max_bytes: usize,
+    window: Duration,
+}
+
+#[derive(Debug)]
+struct Entry {
+    seq: u64,
+    at: Instant,
+    frame: Bytes,
+}
+
+impl ReplayBuffer {
+    /// A buffer keeping at most `max_bytes` of frames for at most `window`.
+    pub fn new(window: Duration, max_bytes: usize) -> Self {
+        Self { entries: VecDeque::new(), next_seq: 1, bytes: 0, max_bytes, window }
+    }
+
+    /// The event_seq the next frame gets.
+    pub fn next_event_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Numbers one frame: `build` encodes it with the event_seq it is given. Returns the
+    /// encoded frame to write to the events stream.
+    pub fn push(&mut self, now: Instant, build: impl FnOnce(u64) -> Vec<u8>) -> Bytes {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let frame = Bytes::from(build(seq));
+        self.bytes += frame.len();
+        self.entries.push_back(Entry { seq, at: now, frame: frame.clone() });
+        self.trim(now);
+        frame
+    }
+
+    /// The client processed everything up to `seq` (from its PING); those frames go.
+    pub fn ack(&mut self, seq: u64) {
+        while self.entries.front().is_some_and(|e| e.seq <= seq) {
+            self.pop();
+        }
+    }
+
+    /// Drops frames older than the window or beyond the byte budget.
+    pub fn trim(&mut self, now: Instant) {
+        while let Some(front) = self.entries.front() {
+            let expired = now.saturating_duration_since(front.at) > self.window;
+            if !expired && self.bytes <= self.max_bytes {
+                break;
+            }
+            self.pop();
+        }
+    }
+
+    fn pop(&mut self) {
+        if let Some(entry) = self.entries.pop_front() {
+            self.bytes -= entry.frame.len();
+        }
+    }
+
+    /// The frames after `last_event_seq`, in order, for the new events stream of a resumed
+    /// session; fails when any of them is gone.
+    pub fn replay_after(&self, last_event_seq: u64) -> Result<Vec<Bytes>, ReplayGone> {
+        let gone = ReplayGone { requested: last_event_seq };
+        if last_event_seq >= self.next_seq {
+            return Err(gone); // the client claims events that were never sent
+        }
+        let first_kept = self.entries.front().map_or(self.next_seq, |e| e.seq);
+        if last_event_seq + 1 < first_kept {
+            return Err(gone);
+        }
+        Ok(self
+            .entries
+            .iter()
+            .filter(|e| e.seq > last_event_seq)
+            .map(|e| e.frame.clone())
+            .collect())
+    }
+
+    /// Bytes held.
+    pub fn buffered_bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+/// Client side: checks that event_seq on the events stream advances by exactly one, and
+/// remembers the last one processed for PING and RESUME.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventCursor {
+    last: u64,
+}
+
+impl EventCursor {
+    /// A cursor for a fresh session (the first event is 1) or, after RESUMED, for
+    /// `replay_from - 1`.
+    pub fn starting_after(last: u64) -> Self {
+        Self { last }
+    }
+
+    /// The last event_seq processed.
+    pub fn last(&self) -> u64 {
+        self.last
+    }
+
+    /// Accepts the next event_seq; any other value is a protocol violation by the server.
+    pub fn advance(&mut self, event_seq: u64) -> Result<(), crate::session::Close> {
+        if Some(event_seq) != self.last.checked_add(1) {
+            return Err(crate::session::Close::new(
+                crate::error::ErrorCode::PROTOCOL_VIOLATION,
+                format!("event_seq {event_seq} after {}", self.last),
+            ));
+        }
+        self.last = event_seq;
+        Ok(())
+    }
+}
