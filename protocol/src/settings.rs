@@ -87,12 +87,27 @@ pub const FEATURE_VOICE_TUNNEL: u64 = 1 << 1;
 pub const MAX_ENTRIES: usize = 256;
 
 /// One setting's value: a varint for even ids, bytes for odd ids.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum SettingValue {
     /// The value of an even id.
     Int(u64),
     /// The value of an odd id.
     Bytes(Vec<u8>),
+}
+
+impl fmt::Debug for SettingValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Int(v) => write!(f, "Int({v})"),
+            Self::Bytes(bytes) => {
+                write!(f, "Bytes(")?;
+                for byte in bytes {
+                    write!(f, "{byte:02x}")?;
+                }
+                write!(f, ")")
+            }
+        }
+    }
 }
 
 /// One entry.
