@@ -8,7 +8,7 @@ use banter_protocol::bounded::{List, Text};
 use banter_protocol::datagram::{MAX_HEADER_LEN, VoiceHeader};
 use banter_protocol::frame::{DEFAULT_MAX_FRAME_SIZE, FrameDecoder};
 use banter_protocol::ids::{RoomId, Timestamp, UserId};
-use banter_protocol::message::{EventMeta, HistoryMessage, PageEnd, Post, Posted, ReactionCount};
+use banter_protocol::message::{EventMeta, HistoryMessage, PageEnd, Posted, ReactionCount};
 use banter_protocol::{Frame, Message};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
@@ -23,8 +23,10 @@ fn chat_post() -> Posted {
         },
         client_msg_id: None,
         reply_to: Some(987_600),
-        text: Text::new("a typical chat line of about eighty bytes, with a question: lunch at noon?")
-            .unwrap(),
+        text: Text::new(
+            "a typical chat line of about eighty bytes, with a question: lunch at noon?",
+        )
+        .unwrap(),
     }
 }
 

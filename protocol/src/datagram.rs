@@ -73,7 +73,14 @@ pub struct VoiceHeader {
 impl VoiceHeader {
     /// A plain Opus frame header.
     pub fn opus(source: u64, sequence: u16, end: bool) -> Self {
-        Self { kind: Kind::OPUS_FRAME, end, context: Context::Normal, source, sequence, position: None }
+        Self {
+            kind: Kind::OPUS_FRAME,
+            end,
+            context: Context::Normal,
+            source,
+            sequence,
+            position: None,
+        }
     }
 
     /// Splits a datagram into its header and payload. Reserved flag bits are ignored.

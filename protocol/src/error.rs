@@ -103,7 +103,9 @@ pub enum ClientAction {
 
 /// An application error code: one table for CONNECTION_CLOSE, RESET_STREAM, STOP_SENDING and
 /// ERROR frames. Open: codes this build does not know are kept, not rejected.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct ErrorCode(pub u64);
 

@@ -328,9 +328,9 @@ impl Limits {
                 None => Vec::new(),
             },
             server_name: match settings.bytes(SettingId::SERVER_NAME) {
-                Some(bytes) => Some(
-                    String::from_utf8(bytes.to_vec()).map_err(|_| DecodeError::BadUtf8)?,
-                ),
+                Some(bytes) => {
+                    Some(String::from_utf8(bytes.to_vec()).map_err(|_| DecodeError::BadUtf8)?)
+                }
                 None => None,
             },
         };
@@ -360,17 +360,19 @@ impl Limits {
             s.set_int(id, value).expect("registered even ids with varint-sized values");
         }
         if !self.voice_codecs.is_empty() {
-            let codecs: Vec<Text<16>> =
-                self.voice_codecs.iter().filter_map(|c| Text::new(c.as_str()).ok()).collect();
-            let codecs = List::<Text<16>, 8>::new(codecs.into_iter().take(8).collect())
-                .expect("truncated to the limit");
+            let codecs = self
+                .voice_codecs
+                .iter()
+                .filter_map(|c| Text::new(c.as_str()).ok())
+                .take(8)
+                .collect::<Vec<Text<16>>>();
+            let codecs = List::<Text<16>, 8>::new(codecs).expect("taken up to the limit");
             s.set_bytes(SettingId::VOICE_CODECS, to_vec(&codecs)).expect("odd id");
         }
         if !self.rate_limits.is_empty() {
-            let limits = List::<RateLimit, 32>::new(
-                self.rate_limits.iter().take(32).cloned().collect(),
-            )
-            .expect("truncated to the limit");
+            let limits =
+                List::<RateLimit, 32>::new(self.rate_limits.iter().take(32).cloned().collect())
+                    .expect("truncated to the limit");
             s.set_bytes(SettingId::RATE_LIMITS, to_vec(&limits)).expect("odd id");
         }
         if let Some(name) = &self.server_name {
@@ -424,7 +426,10 @@ mod tests {
 
     #[test]
     fn duplicates_truncation_and_bad_values_are_rejected() {
-        assert_eq!(Settings::decode_body(&[0x04, 1, 0x04, 2]), Err(DecodeError::DuplicateSetting(4)));
+        assert_eq!(
+            Settings::decode_body(&[0x04, 1, 0x04, 2]),
+            Err(DecodeError::DuplicateSetting(4))
+        );
         assert_eq!(Settings::decode_body(&[0x05, 3, b'a']), Err(DecodeError::Truncated));
         assert_eq!(Settings::decode_body(&[0x04]), Err(DecodeError::Truncated));
         let mut s = Settings::new();

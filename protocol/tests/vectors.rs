@@ -99,10 +99,18 @@ fn frame_vectors() -> Vec<Message> {
             message: text("slow down"),
         }
         .into(),
-        Register { username: text("ada"), password: text("correct horse"), device_name: text("laptop") }
-            .into(),
-        Login { username: text("ada"), password: text("correct horse"), device_name: text("phone") }
-            .into(),
+        Register {
+            username: text("ada"),
+            password: text("correct horse"),
+            device_name: text("laptop"),
+        }
+        .into(),
+        Login {
+            username: text("ada"),
+            password: text("correct horse"),
+            device_name: text("phone"),
+        }
+        .into(),
         KeyLogin { username: text("bot"), public_key: [0x11; 32], device_name: text("ci") }.into(),
         KeyChallenge { nonce: [0x22; 32] }.into(),
         KeyProof { signature: Signature([0x33; 64]) }.into(),
@@ -148,8 +156,12 @@ fn frame_vectors() -> Vec<Message> {
         DmOpen { username: text("grace") }.into(),
         Members { room: RoomId(7), after: Some(UserId(2)), limit: 100 }.into(),
         MembersPage {
-            members: List::new(vec![Member { user: UserId(3), username: text("ada"), role: Role::OWNER }])
-                .unwrap(),
+            members: List::new(vec![Member {
+                user: UserId(3),
+                username: text("ada"),
+                role: Role::OWNER,
+            }])
+            .unwrap(),
             more: true,
         }
         .into(),
@@ -177,7 +189,8 @@ fn frame_vectors() -> Vec<Message> {
         .into(),
         Edited { event_seq: 43, meta: meta(342), target: 341, text: text("hello, world!") }.into(),
         Deleted { event_seq: 44, meta: meta(343), target: 341 }.into(),
-        Reacted { event_seq: 45, meta: meta(344), target: 341, emoji: text("👍"), on: false }.into(),
+        Reacted { event_seq: 45, meta: meta(344), target: 341, emoji: text("👍"), on: false }
+            .into(),
         Membership {
             event_seq: 46,
             meta: meta(345),
@@ -233,7 +246,11 @@ fn frame_vectors() -> Vec<Message> {
         VoiceModerate { room: RoomId(7), user: UserId(5), action: VoiceAction::GrantSpeak }.into(),
         VoiceStateChanged {
             room: RoomId(7),
-            participant: VoiceParticipant { user: UserId(5), source: SourceId(3), state: voice_state() },
+            participant: VoiceParticipant {
+                user: UserId(5),
+                source: SourceId(3),
+                state: voice_state(),
+            },
             present: true,
             actor: UserId(5),
         }
@@ -241,8 +258,13 @@ fn frame_vectors() -> Vec<Message> {
         Speaking { room: RoomId(7), source: SourceId(3), on: true }.into(),
         RoleSet { room: Some(RoomId(7)), user: UserId(5), role: Role::MODERATOR }.into(),
         Kick { room: RoomId(7), user: UserId(5), reason: text("off topic") }.into(),
-        Ban { room: RoomId(7), user: UserId(5), reason: text("spam"), until: Some(Timestamp(1_790_086_400_000)) }
-            .into(),
+        Ban {
+            room: RoomId(7),
+            user: UserId(5),
+            reason: text("spam"),
+            until: Some(Timestamp(1_790_086_400_000)),
+        }
+        .into(),
         Unban { room: RoomId(7), user: UserId(5) }.into(),
         AuditQuery { room: Some(RoomId(7)), before: None, limit: 20 }.into(),
         AuditPage {
@@ -292,12 +314,23 @@ fn invalid_vectors() -> Vec<(&'static str, Vec<u8>, DecodeError)> {
         ("option-tag-not-0-or-1", vec![0x37, 0x02, 0x07, 0x02], DecodeError::InvalidValue),
         ("enum-unknown-variant", vec![0x23, 0x03, 0x02, 0x00, 0x01], DecodeError::InvalidValue),
         ("text-over-its-limit", react, DecodeError::InvalidValue),
-        ("settings-duplicate-id", vec![0x01, 0x04, 0x04, 0x01, 0x04, 0x02], DecodeError::DuplicateSetting(4)),
-        ("settings-truncated-bytes-value", vec![0x01, 0x03, 0x05, 0x03, 0x61], DecodeError::Truncated),
+        (
+            "settings-duplicate-id",
+            vec![0x01, 0x04, 0x04, 0x01, 0x04, 0x02],
+            DecodeError::DuplicateSetting(4),
+        ),
+        (
+            "settings-truncated-bytes-value",
+            vec![0x01, 0x03, 0x05, 0x03, 0x61],
+            DecodeError::Truncated,
+        ),
     ]
 }
 
-fn datagram_vectors() -> Vec<(&'static str, Vec<u8>, Result<(VoiceHeader, Vec<u8>), DecodeError>)> {
+/// A parsed datagram: its header and payload bytes.
+type Parsed = Result<(VoiceHeader, Vec<u8>), DecodeError>;
+
+fn datagram_vectors() -> Vec<(&'static str, Vec<u8>, Parsed)> {
     let write = |header: VoiceHeader, payload: &[u8]| {
         let mut buf = [0u8; banter_protocol::datagram::MAX_HEADER_LEN];
         let n = header.write(&mut buf).unwrap();
@@ -321,10 +354,7 @@ fn datagram_vectors() -> Vec<(&'static str, Vec<u8>, Result<(VoiceHeader, Vec<u8
                 position: Some([1.0, 0.5, -2.0]),
             },
         ),
-        (
-            "voice-ping",
-            VoiceHeader { kind: Kind::VOICE_PING, ..VoiceHeader::opus(0, 9, false) },
-        ),
+        ("voice-ping", VoiceHeader { kind: Kind::VOICE_PING, ..VoiceHeader::opus(0, 9, false) }),
     ] {
         let (bytes, expected) = write(header, &opus);
         out.push((name, bytes, expected));
@@ -356,8 +386,13 @@ fn render_frames() -> String {
         let mut bytes = Vec::new();
         message.encode(&mut bytes);
         let name = registry_entry(message.frame_type()).unwrap().name;
-        write!(out, "\n## {name} {:#04x}\nhex: {}\nvalue:\n", message.frame_type().0, hex_spaced(&bytes))
-            .unwrap();
+        write!(
+            out,
+            "\n## {name} {:#04x}\nhex: {}\nvalue:\n",
+            message.frame_type().0,
+            hex_spaced(&bytes)
+        )
+        .unwrap();
         out.push_str(&indent(&format!("{message:#?}")));
     }
     out
@@ -384,8 +419,13 @@ fn render_datagrams() -> String {
         write!(out, "\n## {name}\nhex: {}\n", hex_spaced(&bytes)).unwrap();
         match expected {
             Ok((header, payload)) => {
-                write!(out, "header:\n{}payload: {}\n", indent(&format!("{header:#?}")), hex_spaced(&payload))
-                    .unwrap();
+                write!(
+                    out,
+                    "header:\n{}payload: {}\n",
+                    indent(&format!("{header:#?}")),
+                    hex_spaced(&payload)
+                )
+                .unwrap();
             }
             Err(error) => writeln!(out, "error: {error:?}").unwrap(),
         }
@@ -477,7 +517,7 @@ fn stream_readers_skip_unknown_and_grease_frames() {
     decoder.push(&stream);
     assert_eq!(decoder.next_message().unwrap(), Some(Message::Done(Done {})));
     assert_eq!(decoder.skipped(), 2);
-    assert_eq!(FrameType(0x21).is_grease(), true);
+    assert!(FrameType(0x21).is_grease());
 }
 
 #[test]

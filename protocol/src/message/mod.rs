@@ -337,12 +337,8 @@ pub fn registry_entry(frame_type: FrameType) -> Option<&'static FrameInfo> {
 
 /// Types a client may send on a request stream before its connection is authenticated
 /// (spec §7.1).
-pub const PRE_AUTH_REQUESTS: &[FrameType] = &[
-    Register::TYPE,
-    Login::TYPE,
-    KeyLogin::TYPE,
-    Refresh::TYPE,
-];
+pub const PRE_AUTH_REQUESTS: &[FrameType] =
+    &[Register::TYPE, Login::TYPE, KeyLogin::TYPE, Refresh::TYPE];
 
 #[cfg(test)]
 mod tests {

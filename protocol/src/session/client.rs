@@ -172,7 +172,11 @@ impl ClientConnection {
                 if resumed.replay_from != expected {
                     return Err(Close::new(
                         ErrorCode::PROTOCOL_VIOLATION,
-                        format!("RESUMED from {} but asked after {}", resumed.replay_from, expected - 1),
+                        format!(
+                            "RESUMED from {} but asked after {}",
+                            resumed.replay_from,
+                            expected - 1
+                        ),
                     ));
                 }
                 self.auth = Auth::Done;

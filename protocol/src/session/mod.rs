@@ -67,11 +67,7 @@ impl ControlStream {
                 &mut outbox,
             );
         }
-        Self {
-            decoder: FrameDecoder::new(limits.max_frame_size),
-            outbox,
-            settings_received: false,
-        }
+        Self { decoder: FrameDecoder::new(limits.max_frame_size), outbox, settings_received: false }
     }
 
     fn send(&mut self, message: &impl Frame) {
