@@ -30,10 +30,10 @@ fn chat_post() -> Posted {
     }
 }
 
-fn history_page() -> Vec<u8> {
-    let mut out = Vec::new();
-    for i in 0..100u64 {
-        HistoryMessage {
+/// The frames of a 100-message HISTORY answer (before PAGE_END).
+fn history_messages() -> Vec<HistoryMessage> {
+    (0..100u64)
+        .map(|i| HistoryMessage {
             meta: EventMeta {
                 room: RoomId(42),
                 seq: 1000 - i,
@@ -50,11 +50,15 @@ fn history_page() -> Vec<u8> {
                 me: i % 2 == 0,
             }])
             .unwrap(),
-        }
-        .encode_frame(&mut out);
+        })
+        .collect()
+}
+
+fn encode_page(messages: &[HistoryMessage], out: &mut Vec<u8>) {
+    for message in messages {
+        message.encode_frame(out);
     }
-    PageEnd { room: RoomId(42), next: Some(900) }.encode_frame(&mut out);
-    out
+    PageEnd { room: RoomId(42), next: Some(900) }.encode_frame(out);
 }
 
 fn codec(c: &mut Criterion) {
@@ -81,10 +85,19 @@ fn codec(c: &mut Criterion) {
     });
     group.finish();
 
-    let page = history_page();
+    let messages = history_messages();
+    let mut page = Vec::new();
+    encode_page(&messages, &mut page);
     let mut group = c.benchmark_group("history_page_100");
     group.throughput(Throughput::Elements(100));
-    group.bench_function("encode", |b| b.iter(|| black_box(history_page().len())));
+    group.bench_function("encode", |b| {
+        let mut out = Vec::with_capacity(page.len());
+        b.iter(|| {
+            out.clear();
+            encode_page(black_box(&messages), &mut out);
+            black_box(out.len())
+        })
+    });
     group.bench_function("decode", |b| {
         let mut decoder = FrameDecoder::new(DEFAULT_MAX_FRAME_SIZE);
         b.iter(|| {
@@ -99,8 +112,10 @@ fn codec(c: &mut Criterion) {
     group.finish();
 
     let header = VoiceHeader::opus(1234, 65_000, false);
-    let mut datagram = [0u8; 5 + 160];
+    let mut datagram = vec![0u8; MAX_HEADER_LEN];
     let header_len = header.write(&mut datagram).unwrap();
+    datagram.truncate(header_len);
+    datagram.extend_from_slice(&[0x55; 160]); // a 20 ms Opus frame at 64 kbit/s
     let mut group = c.benchmark_group("voice_header");
     group.throughput(Throughput::Elements(1));
     group.bench_function("write", |b| {
@@ -108,7 +123,7 @@ fn codec(c: &mut Criterion) {
         b.iter(|| black_box(black_box(&header).write(&mut buf)))
     });
     group.bench_function("parse", |b| {
-        b.iter(|| black_box(VoiceHeader::parse(black_box(&datagram[..header_len + 160]))))
+        b.iter(|| black_box(VoiceHeader::parse(black_box(&datagram))))
     });
     group.bench_function("relay_rewrite", |b| {
         // What the server does per recipient: parse, stamp the source, write a new header in
