@@ -43,7 +43,11 @@ impl Pair {
         let server_config = ServerConfig { grease: Some(5), ..ServerConfig::default() };
         Self {
             now,
-            client: ClientConnection::new(&client_config, now, greeting),
+            client: {
+                let mut client = ClientConnection::new(&client_config, now);
+                client.greet(now, greeting);
+                client
+            },
             server: ServerConnection::new(&server_config, now),
             client_events: Vec::new(),
             server_events: Vec::new(),
@@ -383,7 +387,6 @@ fn settings_out_of_range_close_the_connection() {
     let mut client = ClientConnection::new(
         &ClientConfig { limits: bad, ..ClientConfig::default() },
         Instant::now(),
-        Greeting::Hello { access_token: token(), interests: 0 },
     );
     let mut server = ServerConnection::new(&ServerConfig::default(), Instant::now());
     server.handle_control(Instant::now(), &client.poll_transmit().unwrap());

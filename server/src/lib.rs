@@ -1,11 +1,303 @@
 //! # banter-server
 //!
-//! The library behind `banterd`, the reference server: QUIC endpoint, sessions, rooms,
-//! fan-out, presence, voice relay and sled storage.
+//! The library behind `banterd`, the Banter reference server: the QUIC endpoint, the
+//! per-connection drivers of the sans-io protocol core, accounts and tokens, rooms and their
+//! logs, fan-out, presence, and storage on sled with group commit.
 //!
-//! **Status:** not implemented yet (issue 3). There is deliberately no `banterd` binary
-//! until it can serve a real connection.
+//! Tests and embedders start a server with [`Server::start`] and stop it with
+//! [`Server::shutdown`]; the `banterd` binary is a thin CLI around the same calls.
+//!
+//! # Layout
+//! - [`config`]: defaults, TOML file, `BANTER_*` variables.
+//! - [`identity`]: the server's token-signing key and TLS certificate on disk.
+//! - `endpoint`: quinn and rustls configuration, every limit chosen.
+//! - `connection`: one connection: control stream, request streams, events/ephemeral writers.
+//! - `requests`: one handler per request type.
+//! - `authz`: the one authorization function.
+//! - `hub`: membership, sessions and their queues, presence and typing fan-out.
+//! - [`store`]: records on an ordered KV engine (sled), written through one group-committing
+//!   writer.
+//! - [`auth`]: password hashing and access/refresh tokens.
+//! - `ratelimit`: token buckets.
 
 #![forbid(unsafe_code)]
 
-pub use banter_protocol as protocol;
+pub mod auth;
+mod authz;
+pub mod config;
+mod connection;
+mod endpoint;
+mod hub;
+pub mod identity;
+mod ratelimit;
+mod requests;
+pub mod store;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use banter_protocol::ErrorCode;
+use banter_protocol::ids::{RoomId, UserId};
+use banter_protocol::session::ServerConfig;
+use banter_protocol::settings::{FEATURE_VOICE_DATAGRAMS, Limits, RateLimit};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::auth::{Passwords, TokenKeys};
+use crate::config::Config;
+use crate::hub::{Hub, SessionLimits};
+use crate::identity::Identity;
+use crate::ratelimit::AddressLimiter;
+use crate::store::records::RoomRecord;
+use crate::store::{SledEngine, Store, keys};
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// What every connection shares.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) store: Store,
+    pub(crate) hub: Arc<Hub>,
+    pub(crate) passwords: Passwords,
+    pub(crate) tokens: TokenKeys,
+    pub(crate) auth_limiter: AddressLimiter,
+    pub(crate) protocol: ServerConfig,
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct Server {
+    addr: SocketAddr,
+    fingerprint: String,
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<()>,
+    endpoint: quinn::Endpoint,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration is invalid.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// The data dir, key or certificate could not be read or created.
+    #[error("identity: {0}")]
+    Identity(#[from] std::io::Error),
+    /// The database could not be opened.
+    #[error("storage: {0}")]
+    Store(#[from] store::StoreError),
+    /// The endpoint could not be set up or bound.
+    #[error("endpoint: {0}")]
+    Endpoint(#[from] anyhow::Error),
+}
+
+impl Server {
+    /// Opens the data dir (creating the key, certificate and database on first start), binds
+    /// the endpoint and starts serving.
+    pub async fn start(config: Config) -> Result<Self, StartError> {
+        std::fs::create_dir_all(&config.data_dir)?;
+        let identity = Identity::load_or_create(&config.data_dir)?;
+        let engine = SledEngine::open(&config.data_dir.join("db"))?;
+        let store = Store::open(Arc::new(engine), config.commit_max_group)?;
+        let hub = Arc::new(Hub::new(SessionLimits {
+            replay_bytes: config.replay_buffer_bytes,
+            resume_window: Duration::from_millis(config.resume_window_ms),
+            backlog_bytes: config.live_backlog_bytes,
+        }));
+        load_live_state(&store, &hub)?;
+
+        let passwords = Passwords::new(config.argon2_memory_kib, config.argon2_iterations, config.hash_concurrency)
+            .map_err(StartError::Config)?;
+        let limits = Limits {
+            max_message_bytes: config.max_message_bytes,
+            max_history_page: config.max_history_page,
+            resume_window_ms: config.resume_window_ms,
+            features: FEATURE_VOICE_DATAGRAMS,
+            voice_codecs: vec!["opus".into()],
+            rate_limits: config
+                .rate
+                .iter()
+                .filter_map(|(class, b)| {
+                    Some(RateLimit {
+                        class: banter_protocol::bounded::Text::new(class.as_str()).ok()?,
+                        burst: b.burst,
+                        per_minute: b.per_minute,
+                    })
+                })
+                .collect(),
+            server_name: Some(config.server_name.clone()),
+            ..Limits::default()
+        };
+        let auth_bucket = config.rate.get("auth").copied().unwrap_or(config::Bucket { burst: 10, per_minute: 30 });
+        let protocol = ServerConfig {
+            limits,
+            auth_timeout: Duration::from_millis(config.auth_timeout_ms),
+            grease: Some(rand_u32() % 1000),
+        };
+        let server_config = endpoint::server_config(&config, &identity)?;
+        let endpoint = quinn::Endpoint::server(server_config, config.listen).map_err(anyhow::Error::from)?;
+        let addr = endpoint.local_addr().map_err(anyhow::Error::from)?;
+        let shared = Arc::new(Shared {
+            tokens: TokenKeys::new(identity.signing_key.clone()),
+            config,
+            store,
+            hub,
+            passwords,
+            auth_limiter: AddressLimiter::new(auth_bucket),
+            protocol,
+        });
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let task = tokio::spawn(accept_loop(shared, endpoint.clone(), shutdown_rx));
+        tracing::info!(%addr, fingerprint = %identity.fingerprint, "banterd listening");
+        Ok(Self { addr, fingerprint: identity.fingerprint, shutdown, task, endpoint })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// SHA-256 fingerprint of the certificate (what clients pin).
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    /// Graceful shutdown (spec §7.6): stop accepting, GO_AWAY to every connection, let
+    /// requests drain, close, and stop the storage writer after its last group is durable.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.task.await;
+        self.endpoint.wait_idle().await;
+    }
+}
+
+fn rand_u32() -> u32 {
+    let mut bytes = [0u8; 4];
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes);
+    u32::from_be_bytes(bytes)
+}
+
+/// Rebuilds what the hub keeps in memory: memberships and room heads.
+fn load_live_state(store: &Store, hub: &Hub) -> Result<(), store::StoreError> {
+    let end = keys::prefix_end(&[keys::tag::MEMBER]);
+    let mut start = vec![keys::tag::MEMBER];
+    loop {
+        let batch = store.range::<store::records::MemberRecord>(&start, &end, false, 4096)?;
+        let Some((last, _)) = batch.last() else { break };
+        start = last.clone();
+        start.push(0);
+        for (key, _) in &batch {
+            hub.add_member(RoomId(keys::id_at(key, 1)), UserId(keys::id_at(key, 9)));
+        }
+        if batch.len() < 4096 {
+            break;
+        }
+    }
+    let end = keys::prefix_end(&[keys::tag::ROOM]);
+    let mut start = vec![keys::tag::ROOM];
+    loop {
+        let batch = store.range::<RoomRecord>(&start, &end, false, 4096)?;
+        let Some((last, _)) = batch.last() else { break };
+        start = last.clone();
+        start.push(0);
+        for (key, record) in &batch {
+            hub.set_head(RoomId(keys::id_at(key, 1)), record.last_seq);
+        }
+        if batch.len() < 4096 {
+            break;
+        }
+    }
+    Ok(())
+}
+
+async fn accept_loop(shared: Arc<Shared>, endpoint: quinn::Endpoint, mut shutdown: watch::Receiver<bool>) {
+    let connections = Arc::new(AtomicUsize::new(0));
+    let handshaking = Arc::new(AtomicUsize::new(0));
+    let per_ip: Arc<Mutex<HashMap<IpAddr, u32>>> = Arc::default();
+    let mut sweep = tokio::time::interval(Duration::from_secs(5));
+    let mut tasks = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            incoming = endpoint.accept() => {
+                let Some(incoming) = incoming else { break };
+                let ip = incoming.remote_address().ip();
+                let over_total = connections.load(Ordering::Relaxed) >= shared.config.max_connections as usize;
+                let over_ip = per_ip.lock().unwrap_or_else(|e| e.into_inner()).get(&ip).copied().unwrap_or(0)
+                    >= shared.config.max_connections_per_ip;
+                if over_total || over_ip {
+                    incoming.refuse();
+                    continue;
+                }
+                // Under load, make new clients prove their address first (RFC 9000 §8.1).
+                if !incoming.remote_address_validated()
+                    && handshaking.load(Ordering::Relaxed) >= shared.config.retry_above_incoming as usize
+                {
+                    let _ = incoming.retry();
+                    continue;
+                }
+                let guard = ConnectionGuard::new(ip, connections.clone(), per_ip.clone());
+                let (shared, shutdown, handshaking) = (shared.clone(), shutdown.clone(), handshaking.clone());
+                tasks.spawn(async move {
+                    let _guard = guard;
+                    handshaking.fetch_add(1, Ordering::Relaxed);
+                    let handshake = tokio::time::timeout(Duration::from_secs(10), async {
+                        incoming.accept()?.await
+                    })
+                    .await;
+                    handshaking.fetch_sub(1, Ordering::Relaxed);
+                    match handshake {
+                        Ok(Ok(conn)) => connection::serve(shared, conn, shutdown).await,
+                        Ok(Err(error)) => tracing::debug!(%error, "handshake failed"),
+                        Err(_) => tracing::debug!("handshake timed out"),
+                    }
+                });
+            }
+            _ = sweep.tick() => shared.hub.expire_sessions(std::time::Instant::now()),
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            _ = shutdown.changed() => break,
+        }
+    }
+    // Connections saw the shutdown too: they send GO_AWAY and close after draining.
+    let drain = tokio::time::timeout(Duration::from_secs(3), async {
+        while tasks.join_next().await.is_some() {}
+    });
+    if drain.await.is_err() {
+        tasks.abort_all();
+    }
+    endpoint.close(quinn::VarInt::from_u64(ErrorCode::GOING_AWAY.0).unwrap_or_default(), b"server shutting down");
+}
+
+/// Counts a connection for the global and per-address caps while it lives.
+struct ConnectionGuard {
+    ip: IpAddr,
+    total: Arc<AtomicUsize>,
+    per_ip: Arc<Mutex<HashMap<IpAddr, u32>>>,
+}
+
+impl ConnectionGuard {
+    fn new(ip: IpAddr, total: Arc<AtomicUsize>, per_ip: Arc<Mutex<HashMap<IpAddr, u32>>>) -> Self {
+        total.fetch_add(1, Ordering::Relaxed);
+        *per_ip.lock().unwrap_or_else(|e| e.into_inner()).entry(ip).or_default() += 1;
+        Self { ip, total, per_ip }
+    }
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.total.fetch_sub(1, Ordering::Relaxed);
+        let mut per_ip = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = per_ip.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                per_ip.remove(&self.ip);
+            }
+        }
+    }
+}

@@ -83,6 +83,7 @@ pub enum ClientEvent {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Auth {
+    Idle,
     Waiting { deadline: Instant },
     Done,
     Failed,
@@ -98,35 +99,47 @@ pub struct ClientConnection {
     epoch: Instant,
     next_ping: Instant,
     ping_interval: Duration,
+    auth_timeout: Duration,
     events: VecDeque<ClientEvent>,
     closed: bool,
 }
 
 impl ClientConnection {
-    /// A new connection: SETTINGS and then HELLO or RESUME are queued at once (the client
-    /// does not wait for the server's SETTINGS, spec §5.1).
-    pub fn new(config: &ClientConfig, now: Instant, greeting: Greeting) -> Self {
-        let mut control = ControlStream::new(&config.limits, config.grease);
-        let cursor = match greeting {
-            Greeting::Hello { access_token, interests } => {
-                control.send(&Hello { access_token, interests });
-                EventCursor::starting_after(0)
-            }
-            Greeting::Resume { access_token, resume_id, last_event_seq, interests } => {
-                control.send(&Resume { access_token, resume_id, last_event_seq, interests });
-                EventCursor::starting_after(last_event_seq)
-            }
-        };
+    /// A new connection: SETTINGS are queued at once (the client does not wait for the
+    /// server's, spec §5.1). A client that already holds a token calls
+    /// [`greet`](Self::greet) right away; one that must log in first sends LOGIN on a request
+    /// stream and greets with the token it gets.
+    pub fn new(config: &ClientConfig, now: Instant) -> Self {
         Self {
-            control,
-            auth: Auth::Waiting { deadline: now + config.auth_timeout },
-            cursor,
+            control: ControlStream::new(&config.limits, config.grease),
+            auth: Auth::Idle,
+            cursor: EventCursor::starting_after(0),
             epoch: now,
             next_ping: now + config.first_ping_delay,
             ping_interval: config.ping_interval,
+            auth_timeout: config.auth_timeout,
             events: VecDeque::new(),
             closed: false,
         }
+    }
+
+    /// Sends HELLO or RESUME; WELCOME, RESUMED or a rejection follows as a [`ClientEvent`].
+    /// Only the first call has an effect (spec §7.1: once per connection).
+    pub fn greet(&mut self, now: Instant, greeting: Greeting) {
+        if self.closed || self.auth != Auth::Idle {
+            return;
+        }
+        match greeting {
+            Greeting::Hello { access_token, interests } => {
+                self.control.send(&Hello { access_token, interests });
+                self.cursor = EventCursor::starting_after(0);
+            }
+            Greeting::Resume { access_token, resume_id, last_event_seq, interests } => {
+                self.control.send(&Resume { access_token, resume_id, last_event_seq, interests });
+                self.cursor = EventCursor::starting_after(last_event_seq);
+            }
+        }
+        self.auth = Auth::Waiting { deadline: now + self.auth_timeout };
     }
 
     /// Bytes read from the server's control stream.
@@ -163,8 +176,9 @@ impl ClientConnection {
                 self.events.push_back(ClientEvent::PeerSettings(limits));
             }
             Message::Welcome(welcome) if waiting => {
+                // The cursor was set by `greet`; events may already have advanced it (the
+                // events stream and the control stream are not ordered with each other).
                 self.auth = Auth::Done;
-                self.cursor = EventCursor::starting_after(0);
                 self.events.push_back(ClientEvent::Welcome(welcome));
             }
             Message::Resumed(resumed) if waiting => {

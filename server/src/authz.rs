@@ -1,0 +1,138 @@
+//! The one authorization function (spec §6.7). Every request path that touches a room asks
+//! [`authorize`] with the caller's [`Standing`]; nothing else decides who may do what. Most
+//! chat-server CVEs are one path that forgot its check; keeping the policy in one table keeps
+//! it testable as a role × action matrix.
+
+use banter_protocol::ErrorCode;
+use banter_protocol::message::Role;
+
+/// What the caller is, as far as one room is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Standing {
+    /// The caller's role in the room, if a member.
+    pub(crate) member: Option<Role>,
+    /// The caller's server-wide role.
+    pub(crate) server_role: Role,
+    /// An active ban on the caller in this room.
+    pub(crate) banned: bool,
+    /// The room is private (only members may see it).
+    pub(crate) private: bool,
+}
+
+/// What the caller wants to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Action {
+    /// Read history, catch up, list members, see the room.
+    Read,
+    /// Join the room.
+    Join,
+    /// Post, react, edit or delete one's own messages, set markers and typing.
+    Participate,
+    /// Change the topic.
+    SetTopic,
+    /// Act on another user who holds `target` rank: delete their message, kick, ban, unban,
+    /// moderate their voice.
+    Moderate {
+        /// The target's effective rank in the room.
+        target: Role,
+    },
+}
+
+impl Standing {
+    /// The caller's effective rank: a server admin or owner ranks as such in every room.
+    pub(crate) fn rank(&self) -> Role {
+        let server = if self.server_role >= Role::ADMIN { self.server_role } else { Role::MEMBER };
+        self.member.unwrap_or(Role::MEMBER).max(server)
+    }
+
+    fn is_staff(&self) -> bool {
+        self.server_role >= Role::ADMIN
+    }
+}
+
+/// Allows or refuses, with the error code the request gets.
+pub(crate) fn authorize(standing: &Standing, action: Action) -> Result<(), ErrorCode> {
+    let member = standing.member.is_some();
+    // A private room is invisible to non-members (NOT_FOUND, not FORBIDDEN, so its existence
+    // does not leak), except to server staff.
+    if standing.private && !member && !standing.is_staff() {
+        return Err(ErrorCode::NOT_FOUND);
+    }
+    if standing.banned && !standing.is_staff() {
+        return Err(ErrorCode::BANNED);
+    }
+    match action {
+        Action::Read if member || !standing.private || standing.is_staff() => Ok(()),
+        Action::Join => Ok(()),
+        Action::Participate | Action::SetTopic if member => Ok(()),
+        Action::Moderate { target } => {
+            let rank = standing.rank();
+            if rank >= Role::MODERATOR && rank > target { Ok(()) } else { Err(ErrorCode::FORBIDDEN) }
+        }
+        _ => Err(ErrorCode::FORBIDDEN),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ROLES: [Option<Role>; 5] =
+        [None, Some(Role::MEMBER), Some(Role::MODERATOR), Some(Role::ADMIN), Some(Role::OWNER)];
+
+    fn standing(member: Option<Role>, server_role: Role, banned: bool, private: bool) -> Standing {
+        Standing { member, server_role, banned, private }
+    }
+
+    /// The whole matrix: every room role × server role × ban × visibility × action, against
+    /// the policy written out independently of `authorize`.
+    #[test]
+    fn role_action_matrix() {
+        let actions = [
+            Action::Read,
+            Action::Join,
+            Action::Participate,
+            Action::SetTopic,
+            Action::Moderate { target: Role::MEMBER },
+            Action::Moderate { target: Role::MODERATOR },
+            Action::Moderate { target: Role::OWNER },
+        ];
+        for member in ROLES {
+            for server_role in [Role::MEMBER, Role::ADMIN, Role::OWNER] {
+                for banned in [false, true] {
+                    for private in [false, true] {
+                        let s = standing(member, server_role, banned, private);
+                        let staff = server_role >= Role::ADMIN;
+                        for action in actions {
+                            let expected = if private && member.is_none() && !staff {
+                                Err(ErrorCode::NOT_FOUND)
+                            } else if banned && !staff {
+                                Err(ErrorCode::BANNED)
+                            } else {
+                                let rank = member.unwrap_or(Role::MEMBER).max(if staff { server_role } else { Role::MEMBER });
+                                let allowed = match action {
+                                    Action::Read => member.is_some() || !private || staff,
+                                    Action::Join => true,
+                                    Action::Participate | Action::SetTopic => member.is_some(),
+                                    Action::Moderate { target } => rank >= Role::MODERATOR && rank > target,
+                                };
+                                if allowed { Ok(()) } else { Err(ErrorCode::FORBIDDEN) }
+                            };
+                            assert_eq!(authorize(&s, action), expected, "{s:?} {action:?}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_moderator_cannot_act_on_an_equal_or_an_admin() {
+        let moderator = standing(Some(Role::MODERATOR), Role::MEMBER, false, false);
+        assert_eq!(authorize(&moderator, Action::Moderate { target: Role::MEMBER }), Ok(()));
+        assert_eq!(authorize(&moderator, Action::Moderate { target: Role::MODERATOR }), Err(ErrorCode::FORBIDDEN));
+        assert_eq!(authorize(&moderator, Action::Moderate { target: Role::ADMIN }), Err(ErrorCode::FORBIDDEN));
+        let member = standing(Some(Role::MEMBER), Role::MEMBER, false, false);
+        assert_eq!(authorize(&member, Action::Moderate { target: Role::MEMBER }), Err(ErrorCode::FORBIDDEN));
+    }
+}

@@ -1,0 +1,254 @@
+//! banterd's configuration: defaults that work with zero configuration, a TOML file, and a
+//! `BANTER_*` environment variable for every key (the variable wins over the file).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// The default UDP port (spec §2.1).
+pub const DEFAULT_PORT: u16 = 4433;
+
+/// One rate-limit bucket (spec §5.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bucket {
+    /// Bucket size.
+    pub burst: u32,
+    /// Refill per minute.
+    pub per_minute: u32,
+}
+
+impl FromStr for Bucket {
+    type Err = String;
+    /// `burst/per_minute`, e.g. `10/120`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (burst, per_minute) = s.split_once('/').ok_or("expected BURST/PER_MINUTE")?;
+        Ok(Self {
+            burst: burst.trim().parse().map_err(|e| format!("burst: {e}"))?,
+            per_minute: per_minute.trim().parse().map_err(|e| format!("per_minute: {e}"))?,
+        })
+    }
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "text" => Ok(Self::Text),
+            "json" => Ok(Self::Json),
+            other => Err(format!("unknown log format {other:?} (text, json)")),
+        }
+    }
+}
+
+macro_rules! config {
+    ($($(#[doc = $doc:literal])+ $field:ident: $ty:ty = $default:expr;)*) => {
+        /// The whole configuration. See `banterd init` for a commented file.
+        #[derive(Debug, Clone, Serialize, Deserialize)]
+        #[serde(default, deny_unknown_fields)]
+        pub struct Config {
+            $($(#[doc = $doc])+ pub $field: $ty,)*
+            /// Rate limits per action class (spec §5.3); `BANTER_RATE_<CLASS>=burst/per_minute`.
+            pub rate: BTreeMap<String, Bucket>,
+        }
+
+        impl Default for Config {
+            fn default() -> Self {
+                Self { $($field: $default,)* rate: default_rates() }
+            }
+        }
+
+        impl Config {
+            /// Applies `BANTER_<KEY>` variables from `vars` over the current values.
+            pub fn apply_env(
+                &mut self,
+                vars: impl Iterator<Item = (String, String)>,
+            ) -> Result<(), String> {
+                for (name, value) in vars {
+                    let Some(key) = name.strip_prefix("BANTER_") else { continue };
+                    let key = key.to_ascii_lowercase();
+                    match key.as_str() {
+                        $(stringify!($field) => {
+                            self.$field = parse_env(&value).map_err(|e| format!("{name}: {e}"))?;
+                        })*
+                        _ => {
+                            if let Some(class) = key.strip_prefix("rate_") {
+                                let bucket = value.parse().map_err(|e| format!("{name}: {e}"))?;
+                                self.rate.insert(class.to_owned(), bucket);
+                            }
+                            // Other BANTER_* variables belong to other tools (the client).
+                        }
+                    }
+                }
+                Ok(())
+            }
+
+            /// A commented TOML file with every key at its default.
+            pub fn commented_template() -> String {
+                let defaults = Self::default();
+                let mut out = String::from(
+                    "# banterd configuration. Every key can also be set with a BANTER_<KEY>\n\
+                     # environment variable (e.g. BANTER_LISTEN), which wins over this file.\n\n",
+                );
+                $(
+                    $(out.push_str(&format!("#{}\n", $doc));)+
+                    let value = toml::Value::try_from(&defaults.$field).expect("config values are TOML");
+                    out.push_str(&format!("{} = {}\n\n", stringify!($field), value));
+                )*
+                out.push_str("# Rate limits per action class: burst size and refill per minute.\n");
+                for (class, bucket) in &defaults.rate {
+                    out.push_str(&format!(
+                        "[rate.{class}]\nburst = {}\nper_minute = {}\n\n",
+                        bucket.burst, bucket.per_minute
+                    ));
+                }
+                out
+            }
+        }
+    };
+}
+
+fn parse_env<T: FromStr>(value: &str) -> Result<T, String>
+where
+    T::Err: std::fmt::Display,
+{
+    value.parse().map_err(|e: T::Err| e.to_string())
+}
+
+fn default_rates() -> BTreeMap<String, Bucket> {
+    [
+        ("auth", 10, 30),
+        ("edit", 20, 120),
+        ("history", 60, 600),
+        ("join", 20, 60),
+        ("message", 20, 300),
+        ("presence", 10, 60),
+        ("react", 30, 300),
+        ("typing", 10, 60),
+        ("voice", 20, 120),
+    ]
+    .into_iter()
+    .map(|(class, burst, per_minute)| (class.to_owned(), Bucket { burst, per_minute }))
+    .collect()
+}
+
+config! {
+    /// UDP address to listen on. Loopback by default: expose it deliberately.
+    listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT));
+    /// Where the database, the server key and the certificate live.
+    data_dir: PathBuf = PathBuf::from("banter-data");
+    /// Display name sent to clients in SETTINGS.
+    server_name: String = "banter".to_owned();
+    /// Log format: text or json.
+    log_format: LogFormat = LogFormat::Text;
+    /// Most connections at once; beyond it new ones are refused.
+    max_connections: u32 = 10_000;
+    /// Most connections at once from one IP address.
+    max_connections_per_ip: u32 = 64;
+    /// Above this many connections in handshake, new clients must prove their address (QUIC
+    /// retry) first.
+    retry_above_incoming: u32 = 256;
+    /// Milliseconds a connection may stay unauthenticated.
+    auth_timeout_ms: u64 = 10_000;
+    /// Milliseconds of silence after which a connection is dropped.
+    idle_timeout_ms: u64 = 30_000;
+    /// Milliseconds between QUIC keep-alives.
+    keep_alive_ms: u64 = 10_000;
+    /// Lifetime of access tokens, seconds.
+    access_token_ttl_s: u64 = 900;
+    /// Lifetime of a login session's refresh chain, seconds.
+    refresh_token_ttl_s: u64 = 30 * 24 * 3600;
+    /// Longest message text in bytes (at most 16384).
+    max_message_bytes: u64 = 4000;
+    /// Largest HISTORY / CATCH_UP page.
+    max_history_page: u64 = 100;
+    /// How long a disconnected session stays resumable, milliseconds.
+    resume_window_ms: u64 = 120_000;
+    /// Bytes of events kept per session for resume; beyond it the oldest go.
+    replay_buffer_bytes: usize = 1024 * 1024;
+    /// Bytes of events not yet sent to a connection before its rooms are paused (slow consumer).
+    live_backlog_bytes: usize = 512 * 1024;
+    /// Rooms one user may be a member of.
+    max_rooms_per_user: u32 = 1000;
+    /// Concurrent password hashes (argon2 uses argon2_memory_kib each); 0 = number of cores.
+    hash_concurrency: usize = 0;
+    /// argon2id memory cost in KiB (OWASP minimum: 19456).
+    argon2_memory_kib: u32 = 19_456;
+    /// argon2id iterations (OWASP: 2 with 19 MiB).
+    argon2_iterations: u32 = 2;
+    /// Most writes in one group commit.
+    commit_max_group: usize = 4096;
+}
+
+impl Config {
+    /// Defaults, then the file (if any), then the environment.
+    pub fn load(
+        file: Option<&Path>,
+        vars: impl Iterator<Item = (String, String)>,
+    ) -> Result<Self, String> {
+        let mut config = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("reading {}: {e}", path.display()))?;
+                let mut config: Self =
+                    toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+                // Classes missing from the file keep their defaults.
+                for (class, bucket) in default_rates() {
+                    config.rate.entry(class).or_insert(bucket);
+                }
+                config
+            }
+            None => Self::default(),
+        };
+        config.apply_env(vars)?;
+        if config.max_message_bytes > banter_protocol::message::max::MESSAGE_TEXT as u64 {
+            return Err("max_message_bytes is at most 16384".into());
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_commented_template_parses_back_to_the_defaults() {
+        let parsed: Config = toml::from_str(&Config::commented_template()).unwrap();
+        assert_eq!(toml::to_string(&parsed).unwrap(), toml::to_string(&Config::default()).unwrap());
+    }
+
+    #[test]
+    fn environment_variables_override_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("banterd.toml");
+        std::fs::write(&path, "max_message_bytes = 100\n[rate.message]\nburst = 1\nper_minute = 2\n")
+            .unwrap();
+        let vars = [
+            ("BANTER_LISTEN".to_owned(), "127.0.0.1:9999".to_owned()),
+            ("BANTER_RATE_TYPING".to_owned(), "3/4".to_owned()),
+            ("BANTER_SERVER".to_owned(), "client-side variable".to_owned()),
+        ];
+        let config = Config::load(Some(&path), vars.into_iter()).unwrap();
+        assert_eq!(config.listen.port(), 9999);
+        assert_eq!(config.max_message_bytes, 100);
+        assert_eq!(config.rate["message"], Bucket { burst: 1, per_minute: 2 });
+        assert_eq!(config.rate["typing"], Bucket { burst: 3, per_minute: 4 });
+        assert_eq!(config.rate["auth"], default_rates()["auth"]);
+        let bad = [("BANTER_MAX_CONNECTIONS".to_owned(), "many".to_owned())];
+        assert!(Config::load(None, bad.into_iter()).is_err());
+    }
+}

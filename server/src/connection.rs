@@ -1,0 +1,377 @@
+//! One connection: drives the sans-io [`ServerConnection`] from the QUIC streams, runs each
+//! request stream as its own task, and feeds the events and ephemeral streams from the
+//! connection's [`Session`](crate::hub::Session).
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use banter_protocol::bounded::Text;
+use banter_protocol::ids::{ResumeId, Timestamp};
+use banter_protocol::message::{Frame, Resumed, Welcome};
+use banter_protocol::session::{AuthRequest, ServerConnection, ServerEvent};
+use banter_protocol::stream::StreamType;
+use banter_protocol::{ErrorCode, FrameDecoder};
+use tokio::sync::{mpsc, watch};
+use tracing::Instrument;
+
+use crate::hub::{ConnCommand, Session, Wakers};
+use crate::ratelimit::Limiter;
+use crate::requests::{self, Authed, ConnCtx, RequestIo};
+use crate::store::keys;
+use crate::store::records::UserRecord;
+use crate::{Shared, now_ms};
+
+/// How long a request stream may take to deliver its request frame (slowloris guard).
+const REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+enum ControlInput {
+    Bytes(Vec<u8>),
+    Closed,
+}
+
+fn code(code: ErrorCode) -> quinn::VarInt {
+    quinn::VarInt::from_u64(code.0).unwrap_or(quinn::VarInt::from_u32(1))
+}
+
+/// Serves one established connection until it closes.
+pub(crate) async fn serve(shared: Arc<Shared>, conn: quinn::Connection, mut shutdown: watch::Receiver<bool>) {
+    let remote = conn.remote_address();
+    let span = tracing::info_span!("conn", id = conn.stable_id(), %remote, user = tracing::field::Empty);
+    async move {
+        if let Err(error) = drive(&shared, &conn, remote, &mut shutdown).await {
+            tracing::debug!(%error, "connection ended");
+        }
+    }
+    .instrument(span)
+    .await;
+}
+
+async fn drive(
+    shared: &Arc<Shared>,
+    conn: &quinn::Connection,
+    remote: SocketAddr,
+    shutdown: &mut watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let conn_id = conn.stable_id();
+    let protocol = Arc::new(Mutex::new(ServerConnection::new(&shared.protocol, Instant::now())));
+    let ctx = Arc::new(ConnCtx {
+        shared: shared.clone(),
+        protocol: protocol.clone(),
+        authed: OnceLock::new(),
+        remote,
+        limiter: Limiter::new(&shared.config.rate),
+        conn_id,
+    });
+
+    let mut control_send = conn.open_uni().await?;
+    control_send.set_priority(3)?;
+    let mut prefix = Vec::new();
+    StreamType::CONTROL.encode(&mut prefix);
+    control_send.write_all(&prefix).await?;
+
+    let (control_tx, mut control_rx) = mpsc::channel::<ControlInput>(16);
+    let (commands_tx, mut commands_rx) = mpsc::unbounded_channel::<ConnCommand>();
+    let mut control_claimed = false;
+    let mut drain_deadline: Option<tokio::time::Instant> = None;
+
+    let result = loop {
+        let timer = lock(&protocol).poll_timeout().map(tokio::time::Instant::from_std);
+        let deadline = match (timer, drain_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        tokio::select! {
+            stream = conn.accept_uni() => match stream {
+                Ok(recv) => {
+                    let claim = !control_claimed;
+                    control_claimed |= claim;
+                    tokio::spawn(read_uni(recv, claim.then(|| control_tx.clone())));
+                }
+                Err(_) => break Ok(()),
+            },
+            stream = conn.accept_bi() => match stream {
+                Ok((send, recv)) => {
+                    let ctx = ctx.clone();
+                    tokio::spawn(async move { request(ctx, send, recv).await }.in_current_span());
+                }
+                Err(_) => break Ok(()),
+            },
+            Some(input) = control_rx.recv() => match input {
+                ControlInput::Bytes(bytes) => lock(&protocol).handle_control(Instant::now(), &bytes),
+                ControlInput::Closed => lock(&protocol).handle_control_closed(),
+            },
+            Some(command) = commands_rx.recv() => match command {
+                ConnCommand::Close(error, reason) => lock(&protocol).reject(error, &reason),
+            },
+            () = sleep_until(deadline), if deadline.is_some() => {
+                if drain_deadline.is_some_and(|d| d <= tokio::time::Instant::now()) {
+                    conn.close(code(ErrorCode::GOING_AWAY), b"server shutting down");
+                    break Ok(());
+                }
+                lock(&protocol).handle_timeout(Instant::now());
+            }
+            changed = shutdown.changed(), if drain_deadline.is_none() => {
+                if changed.is_err() || *shutdown.borrow() {
+                    lock(&protocol).go_away("", 1000);
+                    drain_deadline = Some(tokio::time::Instant::now() + Duration::from_secs(1));
+                }
+            }
+            _ = conn.closed() => break Ok(()),
+        }
+
+        let mut close = None;
+        loop {
+            let event = lock(&protocol).poll_event();
+            match event {
+                None => break,
+                Some(ServerEvent::Authenticate(request)) => {
+                    authenticate(&ctx, conn, &commands_tx, request);
+                }
+                Some(ServerEvent::EventsAcked(seq)) => {
+                    if let Some(authed) = ctx.authed.get() {
+                        authed.session.ack(seq);
+                    }
+                }
+                Some(ServerEvent::PeerSettings(_)) => {}
+                Some(ServerEvent::Close(c)) => close = Some(c),
+            }
+        }
+        let outgoing = lock(&protocol).poll_transmit();
+        if let Some(bytes) = outgoing {
+            control_send.write_all(&bytes).await?;
+        }
+        if let Some(close) = close {
+            // Give the ERROR frame a moment to reach the client before the close discards
+            // unsent stream data; the close code says the same thing either way.
+            let _ = control_send.finish();
+            let _ = tokio::time::timeout(Duration::from_millis(500), control_send.stopped()).await;
+            tracing::debug!(code = %close.code, reason = %close.reason, "closing");
+            conn.close(code(close.code), close.reason.as_bytes());
+            break Ok(());
+        }
+    };
+
+    if let Some(authed) = ctx.authed.get() {
+        shared.hub.detach(&authed.session, conn_id);
+        shared.hub.unregister_connection(authed.login, conn_id);
+    }
+    result
+}
+
+fn lock(protocol: &Mutex<ServerConnection>) -> std::sync::MutexGuard<'_, ServerConnection> {
+    protocol.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Reads a client's unidirectional stream: the control stream is forwarded, anything else is
+/// stopped with UNKNOWN_STREAM (spec §3.2).
+async fn read_uni(mut recv: quinn::RecvStream, control: Option<mpsc::Sender<ControlInput>>) {
+    let mut head = Vec::new();
+    let mut buf = vec![0u8; 4096];
+    let (kind, used) = loop {
+        match StreamType::decode(&head) {
+            Ok(found) => break found,
+            Err(_) if head.len() >= 8 => return,
+            Err(_) => {}
+        }
+        match recv.read(&mut buf).await {
+            Ok(Some(n)) => head.extend_from_slice(&buf[..n]),
+            _ => return,
+        }
+    };
+    let Some(control) = control.filter(|_| kind == StreamType::CONTROL) else {
+        let _ = recv.stop(code(ErrorCode::UNKNOWN_STREAM));
+        return;
+    };
+    if head.len() > used && control.send(ControlInput::Bytes(head[used..].to_vec())).await.is_err() {
+        return;
+    }
+    loop {
+        match recv.read(&mut buf).await {
+            Ok(Some(n)) => {
+                if control.send(ControlInput::Bytes(buf[..n].to_vec())).await.is_err() {
+                    return;
+                }
+            }
+            _ => {
+                let _ = control.send(ControlInput::Closed).await;
+                return;
+            }
+        }
+    }
+}
+
+/// Checks a HELLO or RESUME and answers it.
+fn authenticate(ctx: &Arc<ConnCtx>, conn: &quinn::Connection, commands: &mpsc::UnboundedSender<ConnCommand>, request: AuthRequest) {
+    let shared = &ctx.shared;
+    let (token, resume) = match &request {
+        AuthRequest::Hello { access_token, interests } => (access_token, Err(*interests)),
+        AuthRequest::Resume { access_token, resume_id, last_event_seq, interests } => {
+            (access_token, Ok((*resume_id, *last_event_seq, *interests)))
+        }
+    };
+    let (user, login) = match requests::authenticate(shared, token) {
+        Ok(found) => found,
+        Err(error) => {
+            let message = match error {
+                ErrorCode::TOKEN_EXPIRED => "access token expired",
+                ErrorCode::SESSION_REVOKED => "session revoked",
+                _ => "invalid access token",
+            };
+            return lock(&ctx.protocol).reject(error, message);
+        }
+    };
+    let username = shared.store.get::<UserRecord>(&keys::user(user)).ok().flatten().map(|u| u.username).unwrap_or_default();
+    tracing::Span::current().record("user", user.0);
+
+    let (session, wakers) = match resume {
+        Err(interests) => {
+            let mut id = [0u8; 16];
+            if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut id).is_err() {
+                return lock(&ctx.protocol).reject(ErrorCode::INTERNAL, "no randomness");
+            }
+            let session = shared.hub.create_session(ResumeId(id), user, login, ctx.conn_id, interests);
+            let wakers = session.wakers();
+            lock(&ctx.protocol).accept_hello(Welcome {
+                resume_id: ResumeId(id),
+                user,
+                username: Text::new(username).unwrap_or_default(),
+                server_time: Timestamp(now_ms()),
+            });
+            for presence in shared.hub.presence_snapshot(user) {
+                let mut bytes = Vec::new();
+                presence.encode_frame(&mut bytes);
+                session.push_ephemeral(banter_protocol::message::Hello::INTEREST_PRESENCE, bytes.into());
+            }
+            (session, wakers)
+        }
+        Ok((resume_id, last_event_seq, interests)) => {
+            let found = shared.hub.find_session(&resume_id).filter(|s| s.user == user && s.login == login);
+            let Some(session) = found else {
+                return lock(&ctx.protocol).reject(ErrorCode::RESUME_UNAVAILABLE, "unknown or expired session");
+            };
+            let (replaced, wakers) = match session.attach_resume(ctx.conn_id, last_event_seq, interests) {
+                Ok(attached) => attached,
+                Err(_) => {
+                    return lock(&ctx.protocol).reject(ErrorCode::RESUME_UNAVAILABLE, "events no longer buffered");
+                }
+            };
+            if let Some(old) = replaced {
+                shared.hub.close_connection(old, ErrorCode::SESSION_REPLACED, "session resumed elsewhere");
+            }
+            lock(&ctx.protocol)
+                .accept_resume(user, Resumed { replay_from: last_event_seq + 1, server_time: Timestamp(now_ms()) });
+            shared.hub.reattached(&session);
+            (session, wakers)
+        }
+    };
+    shared.hub.register_connection(login, ctx.conn_id, commands.clone());
+    let _ = ctx.authed.set(Authed { user, login, session: session.clone() });
+    tokio::spawn(events_writer(conn.clone(), session.clone(), wakers.clone(), ctx.conn_id).in_current_span());
+    tokio::spawn(ephemeral_writer(conn.clone(), session, wakers, ctx.conn_id).in_current_span());
+}
+
+async fn open(conn: &quinn::Connection, kind: StreamType, priority: i32) -> Option<quinn::SendStream> {
+    let mut send = conn.open_uni().await.ok()?;
+    send.set_priority(priority).ok()?;
+    let mut prefix = Vec::new();
+    kind.encode(&mut prefix);
+    send.write_all(&prefix).await.ok()?;
+    Some(send)
+}
+
+/// Writes the session's numbered events, many frames per write so they pack into few packets.
+async fn events_writer(conn: quinn::Connection, session: Arc<Session>, wakers: Wakers, conn_id: usize) {
+    let Some(mut send) = open(&conn, StreamType::EVENTS, 2).await else { return };
+    loop {
+        if !session.is_attached_to(conn_id) {
+            return;
+        }
+        let mut frames = match session.take_events() {
+            Ok(frames) => frames,
+            Err(_) => {
+                conn.close(code(ErrorCode::RESUME_UNAVAILABLE), b"events stream fell too far behind");
+                return;
+            }
+        };
+        if frames.is_empty() {
+            tokio::select! {
+                () = wakers.events.notified() => continue,
+                _ = conn.closed() => return,
+            }
+        }
+        if send.write_all_chunks(&mut frames).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Writes soft state (presence, typing, markers) at the lowest priority.
+async fn ephemeral_writer(conn: quinn::Connection, session: Arc<Session>, wakers: Wakers, conn_id: usize) {
+    let Some(mut send) = open(&conn, StreamType::EPHEMERAL, 0).await else { return };
+    loop {
+        if !session.is_attached_to(conn_id) {
+            return;
+        }
+        let mut frames = session.take_ephemeral();
+        if frames.is_empty() {
+            tokio::select! {
+                () = wakers.ephemeral.notified() => continue,
+                _ = conn.closed() => return,
+            }
+        }
+        if send.write_all_chunks(&mut frames).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// One request stream: read the request, check it is admissible, run it, answer, finish.
+async fn request(ctx: Arc<ConnCtx>, mut send: quinn::SendStream, mut recv: quinn::RecvStream) {
+    send.set_priority(1).ok();
+    let mut decoder = FrameDecoder::new(ctx.shared.protocol.limits.max_frame_size);
+    let answer = {
+        let mut io = RequestIo { send: &mut send, recv: &mut recv, decoder: &mut decoder };
+        match tokio::time::timeout(REQUEST_READ_TIMEOUT, io.next()).await {
+            Ok(Ok(first)) => {
+                let frame_type = first.frame_type();
+                let admitted = lock(&ctx.protocol).admit_request(frame_type);
+                match admitted {
+                    Ok(()) => {
+                        let span = tracing::debug_span!("request", kind = ?frame_type);
+                        requests::handle(&ctx, first, &mut io).instrument(span).await
+                    }
+                    Err(error) => Err(requests::RequestError::from(error)),
+                }
+            }
+            Ok(Err(error)) => Err(error),
+            Err(_) => Err(requests::RequestError::new(ErrorCode::REQUEST_CANCELLED, "request not received in time")),
+        }
+    };
+    let mut bytes = Vec::new();
+    let mut stop = None;
+    match answer {
+        Ok(frames) => frames.iter().for_each(|f| f.encode(&mut bytes)),
+        Err(error) => {
+            tracing::debug!(code = %error.code, message = %error.message, "request failed");
+            error.to_frame().encode_frame(&mut bytes);
+            // A malformed or oversized request: say why, and stop reading the rest (spec §3.1).
+            if matches!(error.code, ErrorCode::FRAME_ERROR | ErrorCode::FRAME_TOO_LARGE) {
+                stop = Some(error.code);
+            }
+        }
+    }
+    if let Some(error) = stop {
+        let _ = recv.stop(code(error));
+    }
+    if send.write_all(&bytes).await.is_ok() {
+        let _ = send.finish();
+    }
+}

@@ -1,0 +1,53 @@
+//! The QUIC endpoint: rustls with the ring provider and TLS 1.3 only, ALPN `banter/1`, and
+//! every transport limit set on purpose (protocol-anchors R20, reliability §3.5). quinn's
+//! default connection receive window is unbounded; here every per-connection buffer has a cap.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use quinn::{IdleTimeout, TransportConfig, VarInt};
+
+use crate::config::Config;
+use crate::identity::Identity;
+
+/// Builds the quinn server configuration.
+pub(crate) fn server_config(config: &Config, identity: &Identity) -> anyhow::Result<quinn::ServerConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_no_client_auth()
+        .with_single_cert(identity.cert_chain.clone(), identity.cert_key.clone_key())?;
+    tls.alpn_protocols = vec![banter_protocol::ALPN.to_vec()];
+    // spec §2.4: no 0-RTT in v1.
+    tls.max_early_data_size = 0;
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)?;
+
+    let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    server.transport_config(Arc::new(transport(config)));
+    // Clients that change networks keep their connection (and their call).
+    server.migration(true);
+    server.max_incoming(config.max_connections.max(1) as usize);
+    server.incoming_buffer_size(64 * 1024);
+    server.incoming_buffer_size_total(16 * 1024 * 1024);
+    Ok(server)
+}
+
+/// Transport limits, shared by server and (through `banter-client`) client.
+pub(crate) fn transport(config: &Config) -> TransportConfig {
+    let mut transport = TransportConfig::default();
+    // A few dozen requests in flight; one control, events, ephemeral and voice-tunnel stream
+    // each way, plus room for GREASE.
+    transport.max_concurrent_bidi_streams(VarInt::from_u32(32));
+    transport.max_concurrent_uni_streams(VarInt::from_u32(8));
+    transport.stream_receive_window(VarInt::from_u32(256 * 1024));
+    transport.receive_window(VarInt::from_u32(1024 * 1024));
+    transport.send_window(2 * 1024 * 1024);
+    // About 200 ms of voice each way; voice is loss-tolerant, so older datagrams are dropped.
+    transport.datagram_receive_buffer_size(Some(32 * 1024));
+    transport.datagram_send_buffer_size(32 * 1024);
+    transport.keep_alive_interval(Some(Duration::from_millis(config.keep_alive_ms)));
+    transport.max_idle_timeout(Some(
+        IdleTimeout::try_from(Duration::from_millis(config.idle_timeout_ms)).unwrap_or(IdleTimeout::from(VarInt::from_u32(30_000))),
+    ));
+    transport
+}

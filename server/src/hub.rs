@@ -1,0 +1,545 @@
+//! Fan-out and live state: who is a member of which room, which sessions each user has, and
+//! the queues that feed each session's events and ephemeral streams.
+//!
+//! Room membership and room heads are updated only from the storage writer thread, after a
+//! commit is durable and in commit order, so what the hub knows never runs ahead of disk and
+//! fan-out happens in `room_seq` order. The hub is in-process; the [`Session`] queues are the
+//! seam where a message bus would plug in for several nodes.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use banter_protocol::Frame;
+use banter_protocol::bounded::Text;
+use banter_protocol::ids::{ResumeId, RoomId, SessionId, UserId};
+use banter_protocol::message::{
+    Hello, LivePaused, Presence, PresenceStatus, Typing, TypingState,
+};
+use banter_protocol::session::ReplayBuffer;
+use bytes::Bytes;
+use tokio::sync::{Notify, mpsc};
+
+/// The most ephemeral frames queued per session; older ones are dropped (soft state).
+const EPHEMERAL_QUEUE: usize = 512;
+
+/// A command to a connection's driver.
+#[derive(Debug, Clone)]
+pub(crate) enum ConnCommand {
+    /// Send ERROR on the control stream and close with this code.
+    Close(banter_protocol::ErrorCode, String),
+}
+
+/// One resumable session: a device's numbered events stream, which outlives connections for
+/// the resume window.
+#[derive(Debug)]
+pub(crate) struct Session {
+    pub(crate) id: ResumeId,
+    pub(crate) user: UserId,
+    pub(crate) login: SessionId,
+    state: Mutex<SessionState>,
+}
+
+/// What wakes the writers of the connection a session is attached to. Each attachment gets
+/// its own, so a replaced connection's writers never steal a wake-up from the new ones.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Wakers {
+    pub(crate) events: Arc<Notify>,
+    pub(crate) ephemeral: Arc<Notify>,
+}
+
+#[derive(Debug)]
+struct SessionState {
+    replay: ReplayBuffer,
+    /// Highest event_seq handed to the events writer.
+    sent: u64,
+    unsent_bytes: usize,
+    backlog_limit: usize,
+    paused: HashSet<RoomId>,
+    ephemeral: VecDeque<Bytes>,
+    interests: u64,
+    /// The connection currently carrying the session (its stable id).
+    attached: Option<usize>,
+    detached_at: Option<Instant>,
+    status: PresenceStatus,
+    status_text: String,
+    wakers: Wakers,
+}
+
+impl Session {
+    fn lock(&self) -> MutexGuard<'_, SessionState> {
+        // A panic while holding this lock would be a bug in the few lines below, none of
+        // which can panic; recover the data rather than poison every later caller.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues a numbered event frame unless the room is paused for this session; pauses the
+    /// room (with a LIVE_PAUSED) when the unsent backlog is over its limit (spec §7.7).
+    pub(crate) fn push_event(&self, now: Instant, room: RoomId, seq: u64, build: impl FnOnce(u64) -> Vec<u8>) {
+        let mut state = self.lock();
+        if state.paused.contains(&room) {
+            return;
+        }
+        if state.unsent_bytes > state.backlog_limit {
+            state.paused.insert(room);
+            let delivered_seq = seq.saturating_sub(1);
+            let frame = state.replay.push(now, |event_seq| {
+                encode(&LivePaused { event_seq, room, delivered_seq })
+            });
+            state.unsent_bytes += frame.len();
+        } else {
+            let frame = state.replay.push(now, build);
+            state.unsent_bytes += frame.len();
+        }
+        let waker = state.wakers.events.clone();
+        drop(state);
+        waker.notify_one();
+    }
+
+    /// Frames to write to the events stream, or `Err` when they are no longer buffered.
+    pub(crate) fn take_events(&self) -> Result<Vec<Bytes>, banter_protocol::session::ReplayGone> {
+        let mut state = self.lock();
+        let frames = state.replay.replay_after(state.sent)?;
+        state.sent += frames.len() as u64;
+        state.unsent_bytes = 0;
+        Ok(frames)
+    }
+
+    /// Queues an ephemeral frame if the session wants that kind (an `Hello::INTEREST_*` bit,
+    /// or 0 for always).
+    pub(crate) fn push_ephemeral(&self, interest: u64, frame: Bytes) {
+        let mut state = self.lock();
+        if interest != 0 && state.interests & interest == 0 || state.attached.is_none() {
+            return;
+        }
+        if state.ephemeral.len() == EPHEMERAL_QUEUE {
+            state.ephemeral.pop_front();
+        }
+        state.ephemeral.push_back(frame);
+        let waker = state.wakers.ephemeral.clone();
+        drop(state);
+        waker.notify_one();
+    }
+
+    pub(crate) fn take_ephemeral(&self) -> Vec<Bytes> {
+        self.lock().ephemeral.drain(..).collect()
+    }
+
+    /// The client processed events up to `seq`.
+    pub(crate) fn ack(&self, seq: u64) {
+        let mut state = self.lock();
+        let sent = state.sent;
+        state.replay.ack(seq.min(sent));
+    }
+
+    /// Attaches a connection for a resume after `last_event_seq`; fails when events after it
+    /// are gone. Returns the connection it replaced, if any.
+    pub(crate) fn attach_resume(
+        &self,
+        conn: usize,
+        last_event_seq: u64,
+        interests: u64,
+    ) -> Result<(Option<usize>, Wakers), banter_protocol::session::ReplayGone> {
+        let mut state = self.lock();
+        state.replay.replay_after(last_event_seq)?;
+        state.replay.ack(last_event_seq);
+        state.sent = last_event_seq;
+        state.unsent_bytes = 0;
+        state.interests = interests;
+        state.ephemeral.clear();
+        state.detached_at = None;
+        state.wakers = Wakers::default();
+        let replaced = state.attached.replace(conn).filter(|old| *old != conn);
+        Ok((replaced, state.wakers.clone()))
+    }
+
+    /// The wakers of the current attachment.
+    pub(crate) fn wakers(&self) -> Wakers {
+        self.lock().wakers.clone()
+    }
+
+    pub(crate) fn is_attached_to(&self, conn: usize) -> bool {
+        self.lock().attached == Some(conn)
+    }
+
+    /// Resumes live delivery of a room (after a catch-up reached its head).
+    pub(crate) fn unpause(&self, room: RoomId) -> bool {
+        self.lock().paused.remove(&room)
+    }
+}
+
+fn encode(frame: &impl Frame) -> Vec<u8> {
+    let mut out = Vec::new();
+    frame.encode_frame(&mut out);
+    out
+}
+
+/// Sizes of what a session keeps.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SessionLimits {
+    pub(crate) replay_bytes: usize,
+    pub(crate) resume_window: Duration,
+    pub(crate) backlog_bytes: usize,
+}
+
+#[derive(Debug, Default)]
+struct HubState {
+    members: HashMap<RoomId, HashSet<UserId>>,
+    rooms_of: HashMap<UserId, HashSet<RoomId>>,
+    heads: HashMap<RoomId, u64>,
+    sessions: HashMap<ResumeId, Arc<Session>>,
+    sessions_of: HashMap<UserId, Vec<Arc<Session>>>,
+    connections: HashMap<SessionId, Vec<(usize, mpsc::UnboundedSender<ConnCommand>)>>,
+    typing: HashMap<(RoomId, UserId), Instant>,
+    presence: HashMap<UserId, (PresenceStatus, String)>,
+}
+
+/// The live state shared by every connection.
+#[derive(Debug)]
+pub(crate) struct Hub {
+    state: Mutex<HubState>,
+    limits: SessionLimits,
+}
+
+impl Hub {
+    pub(crate) fn new(limits: SessionLimits) -> Self {
+        Self { state: Mutex::new(HubState::default()), limits }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HubState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Loads a membership at startup or after a durable join.
+    pub(crate) fn add_member(&self, room: RoomId, user: UserId) {
+        let mut state = self.lock();
+        state.members.entry(room).or_default().insert(user);
+        state.rooms_of.entry(user).or_default().insert(room);
+    }
+
+    /// Removes a membership after a durable leave, kick or ban: live delivery stops at once.
+    pub(crate) fn remove_member(&self, room: RoomId, user: UserId) {
+        let mut state = self.lock();
+        if let Some(members) = state.members.get_mut(&room) {
+            members.remove(&user);
+        }
+        if let Some(rooms) = state.rooms_of.get_mut(&user) {
+            rooms.remove(&room);
+        }
+    }
+
+    /// Records a room's durable head (called after commit, in order).
+    pub(crate) fn set_head(&self, room: RoomId, seq: u64) {
+        let mut state = self.lock();
+        let head = state.heads.entry(room).or_default();
+        *head = (*head).max(seq);
+    }
+
+    /// The highest room_seq that is durable and delivered; reads never go beyond it.
+    pub(crate) fn head(&self, room: RoomId) -> u64 {
+        self.lock().heads.get(&room).copied().unwrap_or(0)
+    }
+
+    /// Delivers a durable log entry to every session of every member, in call order.
+    /// `build(event_seq, to_author)` encodes the frame for one session.
+    pub(crate) fn publish(
+        &self,
+        room: RoomId,
+        seq: u64,
+        author: UserId,
+        extra_recipient: Option<UserId>,
+        build: impl Fn(u64, bool) -> Vec<u8>,
+    ) {
+        let now = Instant::now();
+        let sessions: Vec<Arc<Session>> = {
+            let mut state = self.lock();
+            let head = state.heads.entry(room).or_default();
+            *head = (*head).max(seq);
+            let members = state.members.get(&room);
+            let mut users: Vec<UserId> = members.map(|m| m.iter().copied().collect()).unwrap_or_default();
+            if let Some(extra) = extra_recipient.filter(|u| !users.contains(u)) {
+                users.push(extra);
+            }
+            users.iter().filter_map(|u| state.sessions_of.get(u)).flatten().cloned().collect()
+        };
+        for session in sessions {
+            let to_author = session.user == author;
+            session.push_event(now, room, seq, |event_seq| build(event_seq, to_author));
+        }
+    }
+
+    /// Sends an ephemeral frame to the sessions of a room's members (optionally excluding one
+    /// user, the actor).
+    pub(crate) fn broadcast_ephemeral(&self, room: RoomId, except: Option<UserId>, interest: u64, frame: &impl Frame) {
+        let bytes = Bytes::from(encode(frame));
+        let sessions: Vec<Arc<Session>> = {
+            let state = self.lock();
+            let Some(members) = state.members.get(&room) else { return };
+            members
+                .iter()
+                .filter(|u| Some(**u) != except)
+                .filter_map(|u| state.sessions_of.get(u))
+                .flatten()
+                .cloned()
+                .collect()
+        };
+        for session in sessions {
+            session.push_ephemeral(interest, bytes.clone());
+        }
+    }
+
+    /// Sends an ephemeral frame to all of one user's sessions.
+    pub(crate) fn to_user(&self, user: UserId, frame: &impl Frame) {
+        let bytes = Bytes::from(encode(frame));
+        let sessions = self.lock().sessions_of.get(&user).cloned().unwrap_or_default();
+        for session in sessions {
+            session.push_ephemeral(0, bytes.clone());
+        }
+    }
+
+    /// Creates a session for a HELLO and attaches `conn` to it.
+    pub(crate) fn create_session(
+        &self,
+        id: ResumeId,
+        user: UserId,
+        login: SessionId,
+        conn: usize,
+        interests: u64,
+    ) -> Arc<Session> {
+        let session = Arc::new(Session {
+            id,
+            user,
+            login,
+            state: Mutex::new(SessionState {
+                replay: ReplayBuffer::new(self.limits.resume_window, self.limits.replay_bytes),
+                sent: 0,
+                unsent_bytes: 0,
+                backlog_limit: self.limits.backlog_bytes,
+                paused: HashSet::new(),
+                ephemeral: VecDeque::new(),
+                interests,
+                attached: Some(conn),
+                detached_at: None,
+                status: PresenceStatus::Online,
+                status_text: String::new(),
+                wakers: Wakers::default(),
+            }),
+        });
+        let mut state = self.lock();
+        state.sessions.insert(id, session.clone());
+        state.sessions_of.entry(user).or_default().push(session.clone());
+        drop(state);
+        self.presence_changed(user);
+        session
+    }
+
+    pub(crate) fn find_session(&self, id: &ResumeId) -> Option<Arc<Session>> {
+        self.lock().sessions.get(id).cloned()
+    }
+
+    /// The connection carrying `session` went away; the session stays resumable.
+    pub(crate) fn detach(&self, session: &Session, conn: usize) {
+        {
+            let mut state = session.lock();
+            if state.attached != Some(conn) {
+                return;
+            }
+            state.attached = None;
+            state.detached_at = Some(Instant::now());
+            state.ephemeral.clear();
+        }
+        self.presence_changed(session.user);
+        self.clear_typing_if_offline(session.user);
+    }
+
+    /// Marks a resumed session attached again and re-announces presence.
+    pub(crate) fn reattached(&self, session: &Session) {
+        self.presence_changed(session.user);
+    }
+
+    /// Drops sessions detached for longer than the resume window.
+    pub(crate) fn expire_sessions(&self, now: Instant) {
+        let window = self.limits.resume_window;
+        let mut state = self.lock();
+        let expired: Vec<ResumeId> = state
+            .sessions
+            .values()
+            .filter(|s| {
+                s.lock().detached_at.is_some_and(|at| now.saturating_duration_since(at) > window)
+            })
+            .map(|s| s.id)
+            .collect();
+        for id in expired {
+            if let Some(session) = state.sessions.remove(&id) {
+                if let Some(list) = state.sessions_of.get_mut(&session.user) {
+                    list.retain(|s| s.id != id);
+                    if list.is_empty() {
+                        state.sessions_of.remove(&session.user);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Ends every session of a login session (logout, revocation) and tells its connections
+    /// to close.
+    pub(crate) fn revoke_login(&self, login: SessionId, code: banter_protocol::ErrorCode, reason: &str) {
+        let mut state = self.lock();
+        let connections = state.connections.remove(&login).unwrap_or_default();
+        let ids: Vec<ResumeId> =
+            state.sessions.values().filter(|s| s.login == login).map(|s| s.id).collect();
+        for id in &ids {
+            if let Some(session) = state.sessions.remove(id) {
+                if let Some(list) = state.sessions_of.get_mut(&session.user) {
+                    list.retain(|s| s.id != *id);
+                }
+            }
+        }
+        drop(state);
+        for (_, commands) in connections {
+            let _ = commands.send(ConnCommand::Close(code, reason.to_owned()));
+        }
+    }
+
+    /// Registers a live connection of a login session (for revocation).
+    pub(crate) fn register_connection(&self, login: SessionId, conn: usize, commands: mpsc::UnboundedSender<ConnCommand>) {
+        self.lock().connections.entry(login).or_default().push((conn, commands));
+    }
+
+    pub(crate) fn unregister_connection(&self, login: SessionId, conn: usize) {
+        let mut state = self.lock();
+        if let Some(list) = state.connections.get_mut(&login) {
+            list.retain(|(id, _)| *id != conn);
+        }
+    }
+
+    /// Tells a connection (by id) to close.
+    pub(crate) fn close_connection(&self, conn: usize, code: banter_protocol::ErrorCode, reason: &str) {
+        let state = self.lock();
+        for list in state.connections.values() {
+            for (id, commands) in list {
+                if *id == conn {
+                    let _ = commands.send(ConnCommand::Close(code, reason.to_owned()));
+                }
+            }
+        }
+    }
+
+    /// Sets a session's chosen status and re-announces the user's presence.
+    pub(crate) fn set_status(&self, session: &Session, status: PresenceStatus, text: String) {
+        {
+            let mut state = session.lock();
+            state.status = status;
+            state.status_text = text;
+        }
+        self.presence_changed(session.user);
+    }
+
+    /// The user's presence as others see it (spec §6.5.4): the most available status of their
+    /// attached sessions; invisible counts as offline.
+    fn aggregate(&self, sessions: &[Arc<Session>]) -> (PresenceStatus, String) {
+        let rank = |s: PresenceStatus| match s {
+            PresenceStatus::Online => 0,
+            PresenceStatus::Dnd => 1,
+            PresenceStatus::Away => 2,
+            PresenceStatus::Invisible | PresenceStatus::Offline => 3,
+        };
+        sessions
+            .iter()
+            .filter_map(|s| {
+                let state = s.lock();
+                state.attached.map(|_| (state.status, state.status_text.clone()))
+            })
+            .map(|(s, t)| if s == PresenceStatus::Invisible { (PresenceStatus::Offline, String::new()) } else { (s, t) })
+            .min_by_key(|(s, _)| rank(*s))
+            .unwrap_or((PresenceStatus::Offline, String::new()))
+    }
+
+    /// Recomputes a user's presence; when it changed, tells the users who share a room.
+    pub(crate) fn presence_changed(&self, user: UserId) {
+        let sessions = self.lock().sessions_of.get(&user).cloned().unwrap_or_default();
+        let current = self.aggregate(&sessions);
+        let recipients = {
+            let mut state = self.lock();
+            let previous = state.presence.get(&user).cloned().unwrap_or((PresenceStatus::Offline, String::new()));
+            if previous == current {
+                return;
+            }
+            state.presence.insert(user, current.clone());
+            Self::sharing_sessions(&state, user)
+        };
+        let frame = Presence {
+            user,
+            status: current.0,
+            text: Text::new(current.1).unwrap_or_default(),
+        };
+        let bytes = Bytes::from(encode(&frame));
+        for session in recipients {
+            session.push_ephemeral(Hello::INTEREST_PRESENCE, bytes.clone());
+        }
+    }
+
+    /// The presence of everyone who shares a room with `user` and is not offline: what a new
+    /// session is told first.
+    pub(crate) fn presence_snapshot(&self, user: UserId) -> Vec<Presence> {
+        let state = self.lock();
+        let mut users = HashSet::new();
+        for room in state.rooms_of.get(&user).into_iter().flatten() {
+            users.extend(state.members.get(room).into_iter().flatten().copied());
+        }
+        users
+            .into_iter()
+            .filter_map(|u| {
+                let (status, text) = state.presence.get(&u)?;
+                (*status != PresenceStatus::Offline).then(|| Presence {
+                    user: u,
+                    status: *status,
+                    text: Text::new(text.clone()).unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
+
+    fn sharing_sessions(state: &HubState, user: UserId) -> Vec<Arc<Session>> {
+        let mut users = HashSet::new();
+        for room in state.rooms_of.get(&user).into_iter().flatten() {
+            users.extend(state.members.get(room).into_iter().flatten().copied());
+        }
+        users.remove(&user);
+        users.iter().filter_map(|u| state.sessions_of.get(u)).flatten().cloned().collect()
+    }
+
+    /// Records a typing state and tells the room (except the typist).
+    pub(crate) fn typing(&self, room: RoomId, user: UserId, state: TypingState) {
+        {
+            let mut hub = self.lock();
+            match state {
+                TypingState::Stopped => hub.typing.remove(&(room, user)),
+                _ => hub.typing.insert((room, user), Instant::now()),
+            };
+        }
+        self.broadcast_ephemeral(room, Some(user), Hello::INTEREST_TYPING, &Typing { room, user, state });
+    }
+
+    /// A user posted: their typing in that room is over.
+    pub(crate) fn clear_typing(&self, room: RoomId, user: UserId) {
+        let was_typing = self.lock().typing.remove(&(room, user)).is_some();
+        if was_typing {
+            self.broadcast_ephemeral(room, Some(user), Hello::INTEREST_TYPING, &Typing { room, user, state: TypingState::Stopped });
+        }
+    }
+
+    fn clear_typing_if_offline(&self, user: UserId) {
+        let rooms: Vec<RoomId> = {
+            let state = self.lock();
+            let online = state.sessions_of.get(&user).is_some_and(|list| list.iter().any(|s| s.lock().attached.is_some()));
+            if online {
+                return;
+            }
+            state.typing.keys().filter(|(_, u)| *u == user).map(|(r, _)| *r).collect()
+        };
+        for room in rooms {
+            self.clear_typing(room, user);
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! The server's identity on disk: the ed25519 key that signs access tokens, and the TLS
+//! certificate. Created on first start (self-signed), reused after; key files are mode 0600.
+
+use std::fs;
+use std::io::Write as _;
+use std::path::Path;
+
+use ed25519_dalek::SigningKey;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+/// Loaded identity.
+#[derive(Debug)]
+pub struct Identity {
+    /// Signs access tokens.
+    pub signing_key: SigningKey,
+    /// The certificate chain presented in TLS.
+    pub cert_chain: Vec<CertificateDer<'static>>,
+    /// The certificate's private key.
+    pub cert_key: PrivateKeyDer<'static>,
+    /// SHA-256 of the leaf certificate, as colon-separated hex (what clients pin).
+    pub fingerprint: String,
+}
+
+const SIGNING_KEY: &str = "server.key";
+const CERT: &str = "cert.pem";
+const CERT_KEY: &str = "cert-key.pem";
+
+impl Identity {
+    /// Loads the identity from `dir`, creating what is missing.
+    pub fn load_or_create(dir: &Path) -> std::io::Result<Self> {
+        fs::create_dir_all(dir)?;
+        let key_path = dir.join(SIGNING_KEY);
+        let signing_key = if key_path.exists() {
+            let bytes = fs::read(&key_path)?;
+            let seed: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
+                std::io::Error::other(format!("{} is not a 32-byte key", key_path.display()))
+            })?;
+            SigningKey::from_bytes(&seed)
+        } else {
+            let mut seed = [0u8; 32];
+            ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut seed)
+                .map_err(|_| std::io::Error::other("no system randomness"))?;
+            write_private(&key_path, &seed)?;
+            SigningKey::from_bytes(&seed)
+        };
+
+        let (cert_path, cert_key_path) = (dir.join(CERT), dir.join(CERT_KEY));
+        if !cert_path.exists() || !cert_key_path.exists() {
+            let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+            let certified =
+                rcgen::generate_simple_self_signed(names).map_err(std::io::Error::other)?;
+            write_private(&cert_key_path, certified.signing_key.serialize_pem().as_bytes())?;
+            fs::write(&cert_path, certified.cert.pem())?;
+        }
+        let cert_chain = CertificateDer::pem_file_iter(&cert_path)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| std::io::Error::other(format!("{}: {e}", cert_path.display())))?;
+        let cert_key = PrivateKeyDer::from_pem_file(&cert_key_path)
+            .map_err(|e| std::io::Error::other(format!("{}: {e}", cert_key_path.display())))?;
+        let leaf = cert_chain.first().ok_or_else(|| std::io::Error::other("empty certificate"))?;
+        Ok(Self { signing_key, fingerprint: fingerprint(leaf), cert_chain, cert_key })
+    }
+}
+
+/// SHA-256 of a certificate, colon-separated upper-case hex (as `openssl x509 -fingerprint`).
+pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, cert.as_ref());
+    digest.as_ref().iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_is_created_once_and_reloaded_with_private_key_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Identity::load_or_create(dir.path()).unwrap();
+        let again = Identity::load_or_create(dir.path()).unwrap();
+        assert_eq!(first.fingerprint, again.fingerprint);
+        assert_eq!(first.signing_key.to_bytes(), again.signing_key.to_bytes());
+        assert_eq!(first.fingerprint.len(), 32 * 3 - 1);
+        #[cfg(unix)]
+        for name in [SIGNING_KEY, CERT_KEY] {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(dir.path().join(name)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{name}");
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! Token buckets (spec §5.3): per connection for each action class, and per address for
+//! authentication attempts. A refused request gets RATE_LIMITED with the time until a token is
+//! available; nothing is dropped silently.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use crate::config::Bucket;
+
+/// One bucket.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TokenBucket {
+    tokens: f64,
+    burst: f64,
+    per_ms: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    pub(crate) fn new(bucket: Bucket, now: Instant) -> Self {
+        let burst = f64::from(bucket.burst.max(1));
+        Self { tokens: burst, burst, per_ms: f64::from(bucket.per_minute) / 60_000.0, last: now }
+    }
+
+    /// Takes a token, or says how many ms until one is there.
+    pub(crate) fn take(&mut self, now: Instant) -> Result<(), u64> {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64() * 1000.0;
+        self.tokens = (self.tokens + elapsed * self.per_ms).min(self.burst);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Ok(())
+        } else if self.per_ms > 0.0 {
+            Err(((1.0 - self.tokens) / self.per_ms).ceil() as u64)
+        } else {
+            Err(u64::MAX)
+        }
+    }
+}
+
+/// The buckets of one connection, one per class.
+#[derive(Debug)]
+pub(crate) struct Limiter {
+    config: HashMap<String, Bucket>,
+    buckets: Mutex<HashMap<String, TokenBucket>>,
+}
+
+impl Limiter {
+    pub(crate) fn new(config: &std::collections::BTreeMap<String, Bucket>) -> Self {
+        Self {
+            config: config.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes a token of `class`; classes without a configured limit are unlimited.
+    pub(crate) fn check(&self, class: &str, now: Instant) -> Result<(), u64> {
+        let Some(bucket) = self.config.get(class) else { return Ok(()) };
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        buckets.entry(class.to_owned()).or_insert_with(|| TokenBucket::new(*bucket, now)).take(now)
+    }
+}
+
+/// Per-address buckets for authentication (shared by all connections).
+#[derive(Debug)]
+pub(crate) struct AddressLimiter {
+    bucket: Bucket,
+    buckets: Mutex<HashMap<IpAddr, TokenBucket>>,
+}
+
+/// Above this many tracked addresses, idle ones are forgotten (bounded memory under a flood
+/// from many addresses).
+const MAX_TRACKED: usize = 100_000;
+
+impl AddressLimiter {
+    pub(crate) fn new(bucket: Bucket) -> Self {
+        Self { bucket, buckets: Mutex::new(HashMap::new()) }
+    }
+
+    pub(crate) fn check(&self, address: IpAddr, now: Instant) -> Result<(), u64> {
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if buckets.len() >= MAX_TRACKED {
+            // Addresses quiet for a minute have refilled (or nearly); forget them.
+            buckets.retain(|_, b| now.saturating_duration_since(b.last).as_secs() < 60);
+        }
+        buckets.entry(address).or_insert_with(|| TokenBucket::new(self.bucket, now)).take(now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn a_bucket_allows_its_burst_then_refills_at_its_rate() {
+        let now = Instant::now();
+        let mut bucket = TokenBucket::new(Bucket { burst: 3, per_minute: 60 }, now);
+        for _ in 0..3 {
+            assert_eq!(bucket.take(now), Ok(()));
+        }
+        assert_eq!(bucket.take(now), Err(1000));
+        assert_eq!(bucket.take(now + Duration::from_millis(500)), Err(500));
+        assert_eq!(bucket.take(now + Duration::from_millis(1000)), Ok(()));
+    }
+}

@@ -1,0 +1,337 @@
+//! REGISTER, LOGIN, KEY_LOGIN, REFRESH, LOGOUT, SESSION_LIST, SESSION_REVOKE, KEY_ADD, and the
+//! token check behind HELLO / RESUME (spec §6.2).
+
+use std::time::Instant;
+
+use banter_protocol::ErrorCode;
+use banter_protocol::bounded::{Blob, List};
+use banter_protocol::ids::{SessionId, Timestamp, UserId};
+use banter_protocol::message::{
+    self, AuthOk, Done, KeyAdd, KeyChallenge, KeyLogin, Login, Message, Refresh, Register,
+    SessionInfo, SessionListPage, SessionRevoke, key_login_signed_bytes,
+};
+use ed25519_dalek::{Signature, VerifyingKey};
+
+use super::{ConnCtx, RequestError, RequestIo, Result, check_text, text};
+use crate::auth::{RefreshToken, TokenError, Verified, same_secret};
+use crate::store::records::{SessionRecord, UserRecord};
+use crate::store::{Txn, keys};
+use crate::{Shared, now_ms};
+
+fn auth_failed() -> RequestError {
+    // One answer for every failure, so that it reveals nothing (spec §12.4).
+    RequestError::new(ErrorCode::AUTH_FAILED, "invalid username or password")
+}
+
+fn rate_auth(ctx: &ConnCtx) -> Result<()> {
+    ctx.rate("auth")?;
+    ctx.shared.auth_limiter.check(ctx.remote.ip(), Instant::now()).map_err(|retry| RequestError {
+        code: ErrorCode::RATE_LIMITED,
+        message: "too many authentication attempts from this address".into(),
+        retry_after_ms: Some(retry),
+    })
+}
+
+/// Usernames: 1–32 bytes of `a-z 0-9 _ . -`, folded to lower case.
+fn normalize_username(name: &str) -> Result<String> {
+    let name = name.to_ascii_lowercase();
+    let valid = !name.is_empty()
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.-".contains(&b));
+    if !valid {
+        return Err(RequestError::new(ErrorCode::INVALID_REQUEST, "usernames are 1-32 of a-z 0-9 _ . -"));
+    }
+    Ok(name)
+}
+
+/// Creates a login session in `txn`; returns its id and first refresh token.
+fn new_login(txn: &mut Txn<'_>, shared: &Shared, user: UserId, device_name: &str) -> Result<(SessionId, RefreshToken)> {
+    let session = SessionId(txn.next_id("session")?);
+    let refresh = RefreshToken::generate(session, 1);
+    let now = now_ms();
+    txn.put(
+        keys::session(session),
+        &SessionRecord {
+            user: user.0,
+            device_name: device_name.to_owned(),
+            created: now,
+            last_seen: now,
+            refresh_generation: 1,
+            refresh_hash: refresh.hash(),
+            expires: now + shared.config.refresh_token_ttl_s * 1000,
+        },
+    );
+    txn.put(keys::user_session(user, session), &());
+    Ok((session, refresh))
+}
+
+fn auth_ok(shared: &Shared, user: UserId, session: SessionId, refresh: &RefreshToken) -> Vec<Message> {
+    let (access, expires) =
+        shared.tokens.issue(user, session, now_ms(), shared.config.access_token_ttl_s * 1000);
+    vec![
+        AuthOk {
+            user,
+            session,
+            access_token: Blob::new(access).expect("access tokens are 105 bytes"),
+            access_expires: Timestamp(expires),
+            refresh_token: Blob::new(refresh.to_bytes()).expect("refresh tokens are 45 bytes"),
+        }
+        .into(),
+    ]
+}
+
+pub(super) async fn register(ctx: &ConnCtx, r: Register) -> Result<Vec<Message>> {
+    rate_auth(ctx)?;
+    let username = normalize_username(&r.username)?;
+    check_text("device name", &r.device_name, false)?;
+    if r.password.len() < 8 {
+        return Err(RequestError::new(ErrorCode::INVALID_REQUEST, "passwords are at least 8 bytes"));
+    }
+    let hash = ctx.shared.passwords.hash(r.password.into_string()).await.map_err(|e| {
+        tracing::error!(error = %e, "password hashing failed");
+        RequestError::from(ErrorCode::INTERNAL)
+    })?;
+    let shared = ctx.shared.clone();
+    let device = r.device_name.into_string();
+    let (user, session, refresh) = ctx
+        .shared
+        .store
+        .write(
+            move |txn| {
+                if txn.contains(&keys::username(&username))? {
+                    return Err(RequestError::new(ErrorCode::USERNAME_TAKEN, "username taken"));
+                }
+                let user = UserId(txn.next_id("user")?);
+                // The first account owns the server (spec §6.7).
+                let role = if user.0 == 1 { message::Role::OWNER } else { message::Role::MEMBER };
+                txn.put(
+                    keys::user(user),
+                    &UserRecord { username: username.clone(), password_hash: hash, created: now_ms(), disabled: false, role: role.0 },
+                );
+                txn.put(keys::username(&username), &user.0);
+                let (session, refresh) = new_login(txn, &shared, user, &device)?;
+                Ok((user, session, refresh))
+            },
+            |v| v,
+        )
+        .await?;
+    Ok(auth_ok(&ctx.shared, user, session, &refresh))
+}
+
+fn find_user(ctx: &ConnCtx, username: &str) -> Result<Option<(UserId, UserRecord)>> {
+    let Ok(name) = normalize_username(username) else { return Ok(None) };
+    let Some(id) = ctx.shared.store.get::<u64>(&keys::username(&name))? else { return Ok(None) };
+    let user = UserId(id);
+    Ok(ctx.shared.store.get::<UserRecord>(&keys::user(user))?.map(|record| (user, record)))
+}
+
+pub(super) async fn login(ctx: &ConnCtx, r: Login) -> Result<Vec<Message>> {
+    rate_auth(ctx)?;
+    check_text("device name", &r.device_name, false)?;
+    let found = find_user(ctx, &r.username)?.filter(|(_, record)| !record.disabled);
+    let stored = found.as_ref().map(|(_, record)| record.password_hash.clone());
+    let verified = ctx.shared.passwords.verify(r.password.into_string(), stored).await;
+    let (user, rehash) = match (found, verified) {
+        (Some((user, _)), Verified::Yes) => (user, None),
+        (Some((user, _)), Verified::YesRehash(hash)) => (user, Some(hash)),
+        _ => return Err(auth_failed()),
+    };
+    let shared = ctx.shared.clone();
+    let device = r.device_name.into_string();
+    let (session, refresh) = ctx
+        .shared
+        .store
+        .write(
+            move |txn| {
+                if let Some(hash) = rehash {
+                    let mut record: UserRecord = txn.get(&keys::user(user))?.ok_or_else(auth_failed)?;
+                    record.password_hash = hash;
+                    txn.put(keys::user(user), &record);
+                }
+                new_login(txn, &shared, user, &device)
+            },
+            |v| v,
+        )
+        .await?;
+    Ok(auth_ok(&ctx.shared, user, session, &refresh))
+}
+
+pub(super) async fn key_login(ctx: &ConnCtx, r: KeyLogin, io: &mut RequestIo<'_>) -> Result<Vec<Message>> {
+    rate_auth(ctx)?;
+    check_text("device name", &r.device_name, false)?;
+    // Always challenge, so the answer does not reveal which accounts have keys.
+    let mut nonce = [0u8; 32];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce)
+        .map_err(|_| RequestError::from(ErrorCode::INTERNAL))?;
+    io.send(&KeyChallenge { nonce }).await?;
+    let proof = match tokio::time::timeout(std::time::Duration::from_secs(30), io.next()).await {
+        Ok(Ok(Message::KeyProof(proof))) => proof,
+        Ok(Ok(_)) => return Err(ErrorCode::PROTOCOL_VIOLATION.into()),
+        Ok(Err(error)) => return Err(error),
+        Err(_) => return Err(auth_failed()),
+    };
+    let owner = ctx.shared.store.get::<u64>(&keys::login_key(&r.public_key))?;
+    let found = find_user(ctx, &r.username)?.filter(|(user, record)| !record.disabled && owner == Some(user.0));
+    let Some((user, record)) = found else { return Err(auth_failed()) };
+    let key = VerifyingKey::from_bytes(&r.public_key).map_err(|_| auth_failed())?;
+    let signature = Signature::from_bytes(&proof.signature.0);
+    key.verify_strict(&key_login_signed_bytes(&nonce, &record.username), &signature)
+        .map_err(|_| auth_failed())?;
+    let shared = ctx.shared.clone();
+    let device = r.device_name.into_string();
+    let (session, refresh) =
+        ctx.shared.store.write(move |txn| new_login(txn, &shared, user, &device), |v| v).await?;
+    Ok(auth_ok(&ctx.shared, user, session, &refresh))
+}
+
+/// What REFRESH decided inside the writer.
+enum Refreshed {
+    Rotated(UserId, SessionId, RefreshToken),
+    Reused(SessionId),
+}
+
+pub(super) async fn refresh(ctx: &ConnCtx, r: Refresh) -> Result<Vec<Message>> {
+    rate_auth(ctx)?;
+    let token = RefreshToken::parse(&r.refresh_token).ok_or_else(auth_failed)?;
+    let outcome = ctx
+        .shared
+        .store
+        .write(
+            move |txn| {
+                let key = keys::session(token.session);
+                let Some(mut record) = txn.get::<SessionRecord>(&key)? else {
+                    return Err(RequestError::new(ErrorCode::SESSION_REVOKED, "session ended"));
+                };
+                let user = UserId(record.user);
+                if record.expires <= now_ms() {
+                    txn.delete(key);
+                    txn.delete(keys::user_session(user, token.session));
+                    return Err(RequestError::new(ErrorCode::SESSION_REVOKED, "session expired"));
+                }
+                if token.generation < record.refresh_generation {
+                    // An older token came back: it was copied. End the whole login (spec §6.2).
+                    txn.delete(key);
+                    txn.delete(keys::user_session(user, token.session));
+                    return Ok(Refreshed::Reused(token.session));
+                }
+                if token.generation != record.refresh_generation || !same_secret(&token.hash(), &record.refresh_hash) {
+                    return Err(auth_failed());
+                }
+                let next = RefreshToken::generate(token.session, record.refresh_generation + 1);
+                record.refresh_generation = next.generation;
+                record.refresh_hash = next.hash();
+                record.last_seen = now_ms();
+                txn.put(key, &record);
+                Ok(Refreshed::Rotated(user, token.session, next))
+            },
+            |v| v,
+        )
+        .await?;
+    match outcome {
+        Refreshed::Rotated(user, session, next) => Ok(auth_ok(&ctx.shared, user, session, &next)),
+        Refreshed::Reused(session) => {
+            tracing::warn!(session = session.0, "refresh token reused; login session revoked");
+            ctx.shared.hub.revoke_login(session, ErrorCode::SESSION_REVOKED, "refresh token reused");
+            Err(RequestError::new(ErrorCode::SESSION_REVOKED, "refresh token reused; session revoked"))
+        }
+    }
+}
+
+/// Deletes a login session durably, then closes its connections.
+async fn end_login(ctx: &ConnCtx, user: UserId, session: SessionId, reason: &'static str) -> Result<()> {
+    let hub = ctx.shared.hub.clone();
+    ctx.shared
+        .store
+        .write(
+            move |txn| {
+                match txn.get::<SessionRecord>(&keys::session(session))? {
+                    Some(record) if record.user == user.0 => {}
+                    _ => return Err(RequestError::from(ErrorCode::NOT_FOUND)),
+                }
+                txn.delete(keys::session(session));
+                txn.delete(keys::user_session(user, session));
+                Ok(())
+            },
+            move |()| hub.revoke_login(session, ErrorCode::SESSION_REVOKED, reason),
+        )
+        .await?;
+    Ok(())
+}
+
+pub(super) async fn logout(ctx: &ConnCtx) -> Result<Vec<Message>> {
+    let authed = ctx.authed()?;
+    end_login(ctx, authed.user, authed.login, "logged out").await?;
+    Ok(vec![Done {}.into()])
+}
+
+pub(super) fn session_list(ctx: &ConnCtx) -> Result<Vec<Message>> {
+    let authed = ctx.authed()?;
+    let prefix = keys::ids(keys::tag::USER_SESSION, &[authed.user.0]);
+    let mut sessions = Vec::new();
+    for key in ctx.shared.store.keys_with_prefix(&prefix, List::<SessionInfo, 256>::MAX)? {
+        let session = SessionId(keys::id_at(&key, 9));
+        if let Some(record) = ctx.shared.store.get::<SessionRecord>(&keys::session(session))? {
+            sessions.push(SessionInfo {
+                session,
+                device_name: text(&record.device_name),
+                created: Timestamp(record.created),
+                last_seen: Timestamp(record.last_seen),
+                current: session == authed.login,
+            });
+        }
+    }
+    sessions.reverse();
+    Ok(vec![SessionListPage { sessions: List::new(sessions).expect("bounded by the scan limit") }.into()])
+}
+
+pub(super) async fn session_revoke(ctx: &ConnCtx, r: SessionRevoke) -> Result<Vec<Message>> {
+    let user = ctx.authed()?.user;
+    end_login(ctx, user, r.session, "session revoked").await?;
+    Ok(vec![Done {}.into()])
+}
+
+pub(super) async fn key_add(ctx: &ConnCtx, r: KeyAdd) -> Result<Vec<Message>> {
+    let user = ctx.authed()?.user;
+    VerifyingKey::from_bytes(&r.public_key)
+        .map_err(|_| RequestError::new(ErrorCode::INVALID_REQUEST, "not an ed25519 public key"))?;
+    ctx.shared
+        .store
+        .write(
+            move |txn| {
+                let key = keys::login_key(&r.public_key);
+                if txn.contains(&key)? {
+                    return Err(RequestError::new(ErrorCode::CONFLICT, "key already registered"));
+                }
+                txn.put(key, &user.0);
+                Ok(())
+            },
+            |v| v,
+        )
+        .await?;
+    Ok(vec![Done {}.into()])
+}
+
+/// Checks the access token of a HELLO or RESUME: signature, expiry, and that the login
+/// session still exists. Returns the user and login session.
+pub(crate) fn authenticate(shared: &Shared, token: &[u8]) -> Result<(UserId, SessionId), ErrorCode> {
+    let claims = shared.tokens.verify(token, now_ms()).map_err(|e| match e {
+        TokenError::Expired => ErrorCode::TOKEN_EXPIRED,
+        TokenError::Invalid => ErrorCode::AUTH_FAILED,
+    })?;
+    let alive = shared
+        .store
+        .get::<SessionRecord>(&keys::session(claims.session))
+        .map_err(|_| ErrorCode::INTERNAL)?
+        .is_some_and(|record| record.user == claims.user.0);
+    let enabled = shared
+        .store
+        .get::<UserRecord>(&keys::user(claims.user))
+        .map_err(|_| ErrorCode::INTERNAL)?
+        .is_some_and(|record| !record.disabled);
+    if !alive {
+        return Err(ErrorCode::SESSION_REVOKED);
+    }
+    if !enabled {
+        return Err(ErrorCode::AUTH_FAILED);
+    }
+    Ok((claims.user, claims.session))
+}

@@ -1,0 +1,474 @@
+//! POST, EDIT, DELETE, REACT, HISTORY, CATCH_UP (spec §6.4), and the room log helpers every
+//! log-writing request shares: [`append`] inside a commit, [`publish`] after it.
+
+use std::sync::Arc;
+
+use banter_protocol::ErrorCode;
+use banter_protocol::bounded::List;
+use banter_protocol::ids::{RoomId, Timestamp, UserId};
+use banter_protocol::message::{
+    CatchUp, Delete, Deleted, Edit, Edited, EventAck, EventMeta, History, HistoryMessage,
+    Membership, MembershipChange, Message, PageEnd, Post, Posted, React, ReactionCount, Reacted,
+    Role, TopicChanged,
+};
+
+use super::{ConnCtx, RequestError, Result, check_text, text};
+use crate::authz::{Action, authorize};
+use crate::hub::Hub;
+use crate::now_ms;
+use crate::store::records::{
+    AuditRecord, DedupRecord, EntryKind, LogEntry, MemberRecord, MessageState, RoomRecord,
+};
+use crate::store::{Txn, keys};
+
+/// A committed entry, for fan-out and the ack.
+#[derive(Debug, Clone)]
+pub(crate) struct Appended {
+    pub(crate) room: RoomId,
+    pub(crate) seq: u64,
+    pub(crate) entry: LogEntry,
+}
+
+/// Appends an entry to a room's log: the next room_seq, the entry, the room's head.
+pub(crate) fn append(txn: &mut Txn<'_>, room: RoomId, record: &mut RoomRecord, sender: UserId, kind: EntryKind) -> Appended {
+    record.last_seq += 1;
+    let entry = LogEntry { ts: now_ms(), sender: sender.0, kind };
+    txn.put(keys::log(room, record.last_seq), &entry);
+    Appended { room, seq: record.last_seq, entry }
+}
+
+/// Reads the room record inside a commit.
+pub(crate) fn room_in(txn: &Txn<'_>, room: RoomId) -> Result<RoomRecord> {
+    txn.get(&keys::room(room))?.ok_or_else(|| ErrorCode::NOT_FOUND.into())
+}
+
+/// The caller must (still) be a member, checked inside the commit so that a kick that commits
+/// first wins.
+pub(crate) fn member_in(txn: &Txn<'_>, room: RoomId, user: UserId) -> Result<MemberRecord> {
+    txn.get(&keys::member(room, user))?.ok_or_else(|| ErrorCode::FORBIDDEN.into())
+}
+
+/// The wire frame of a log entry. `to_author` includes the POST's client_msg_id.
+pub(crate) fn entry_frame(room: RoomId, seq: u64, entry: &LogEntry, event_seq: u64, to_author: bool) -> Message {
+    let meta = EventMeta { room, seq, ts: Timestamp(entry.ts), sender: UserId(entry.sender) };
+    match &entry.kind {
+        EntryKind::Posted { client_msg_id, reply_to, text: body } => Posted {
+            event_seq,
+            meta,
+            client_msg_id: to_author.then_some(*client_msg_id),
+            reply_to: *reply_to,
+            text: text(body),
+        }
+        .into(),
+        EntryKind::Edited { target, text: body } => Edited { event_seq, meta, target: *target, text: text(body) }.into(),
+        EntryKind::Deleted { target } => Deleted { event_seq, meta, target: *target }.into(),
+        EntryKind::Reacted { target, emoji, on } => {
+            Reacted { event_seq, meta, target: *target, emoji: text(emoji), on: *on }.into()
+        }
+        EntryKind::Membership { user, username, change, reason } => Membership {
+            event_seq,
+            meta,
+            user: UserId(*user),
+            username: text(username),
+            change: membership_change(*change),
+            reason: text(reason),
+        }
+        .into(),
+        EntryKind::Topic { topic } => TopicChanged { event_seq, meta, topic: text(topic) }.into(),
+    }
+}
+
+pub(crate) fn membership_code(change: MembershipChange) -> u8 {
+    match change {
+        MembershipChange::Joined => 0,
+        MembershipChange::Left => 1,
+        MembershipChange::Kicked => 2,
+        MembershipChange::Banned => 3,
+        MembershipChange::Unbanned => 4,
+    }
+}
+
+fn membership_change(code: u8) -> MembershipChange {
+    match code {
+        0 => MembershipChange::Joined,
+        1 => MembershipChange::Left,
+        2 => MembershipChange::Kicked,
+        3 => MembershipChange::Banned,
+        _ => MembershipChange::Unbanned,
+    }
+}
+
+/// Fans a durable entry out to the room (and to `extra`, a user who just left or was removed
+/// and must still see that entry).
+pub(crate) fn publish(hub: &Hub, appended: &Appended, extra: Option<UserId>) {
+    let Appended { room, seq, entry } = appended;
+    hub.publish(*room, *seq, UserId(entry.sender), extra, |event_seq, to_author| {
+        let mut out = Vec::new();
+        entry_frame(*room, *seq, entry, event_seq, to_author).encode(&mut out);
+        out
+    });
+}
+
+fn ack(appended: &Appended) -> Vec<Message> {
+    vec![EventAck { room: appended.room, seq: appended.seq, ts: Timestamp(appended.entry.ts) }.into()]
+}
+
+fn check_message_text(ctx: &ConnCtx, body: &str) -> Result<()> {
+    if body.is_empty() || body.len() as u64 > ctx.shared.config.max_message_bytes {
+        return Err(RequestError::new(
+            ErrorCode::INVALID_REQUEST,
+            format!("messages are 1 to {} bytes", ctx.shared.config.max_message_bytes),
+        ));
+    }
+    check_text("text", body, true)
+}
+
+/// What a POST did: appended a new message, or found the earlier one with the same id.
+enum Posting {
+    New(Appended),
+    Repeat(DedupRecord),
+}
+
+fn digest(room: RoomId, body: &str) -> [u8; 32] {
+    let mut bytes = room.0.to_be_bytes().to_vec();
+    bytes.extend_from_slice(body.as_bytes());
+    crate::auth::sha256(&bytes)
+}
+
+pub(super) async fn post(ctx: &ConnCtx, r: Post) -> Result<Vec<Message>> {
+    let user = ctx.authed()?.user;
+    check_message_text(ctx, &r.text)?;
+    ctx.rate("message")?;
+    ctx.authorize(r.room, Action::Participate)?;
+    let hub = ctx.shared.hub.clone();
+    let outcome = ctx
+        .shared
+        .store
+        .write(
+            move |txn| {
+                let room = r.room;
+                let body = r.text.into_string();
+                let digest = digest(room, &body);
+                let dedup_key = keys::dedup(user, r.client_msg_id);
+                if let Some(seen) = txn.get::<DedupRecord>(&dedup_key)? {
+                    return if seen.digest == digest {
+                        Ok(Posting::Repeat(seen))
+                    } else {
+                        Err(RequestError::new(ErrorCode::CONFLICT, "client_msg_id reused with other content"))
+                    };
+                }
+                let mut record = room_in(txn, room)?;
+                member_in(txn, room, user)?;
+                if let Some(target) = r.reply_to {
+                    if !txn.contains(&keys::message(room, target))? {
+                        return Err(RequestError::new(ErrorCode::NOT_FOUND, "reply target not found"));
+                    }
+                }
+                let appended = append(
+                    txn,
+                    room,
+                    &mut record,
+                    user,
+                    EntryKind::Posted { client_msg_id: r.client_msg_id, reply_to: r.reply_to, text: body },
+                );
+                txn.put(keys::message(room, appended.seq), &MessageState { author: user.0, ..MessageState::default() });
+                // The dedup record commits in the same batch as the message (spec §7.2).
+                txn.put(dedup_key, &DedupRecord { room: room.0, seq: appended.seq, ts: appended.entry.ts, digest });
+                txn.put(keys::room(room), &record);
+                Ok(Posting::New(appended))
+            },
+            move |posting| {
+                if let Posting::New(appended) = &posting {
+                    publish(&hub, appended, None);
+                    hub.clear_typing(appended.room, user);
+                }
+                posting
+            },
+        )
+        .await?;
+    Ok(match outcome {
+        Posting::New(appended) => ack(&appended),
+        Posting::Repeat(seen) => {
+            vec![EventAck { room: RoomId(seen.room), seq: seen.seq, ts: Timestamp(seen.ts) }.into()]
+        }
+    })
+}
+
+/// Reads a POSTED entry and its state inside a commit.
+fn posted_in(txn: &Txn<'_>, room: RoomId, target: u64) -> Result<(LogEntry, MessageState)> {
+    let not_found = || RequestError::new(ErrorCode::NOT_FOUND, "message not found");
+    let state: MessageState = txn.get(&keys::message(room, target))?.ok_or_else(not_found)?;
+    let entry: LogEntry = txn.get(&keys::log(room, target))?.ok_or_else(not_found)?;
+    if state.deleted_by.is_some() {
+        return Err(not_found());
+    }
+    Ok((entry, state))
+}
+
+/// Runs a log-appending commit and fans the entry out after it.
+async fn commit_entry(
+    ctx: &ConnCtx,
+    extra: Option<UserId>,
+    f: impl FnOnce(&mut Txn<'_>) -> Result<Option<Appended>> + Send + 'static,
+) -> Result<Option<Appended>> {
+    let hub = ctx.shared.hub.clone();
+    Ok(ctx
+        .shared
+        .store
+        .write(f, move |appended: Option<Appended>| {
+            if let Some(appended) = &appended {
+                publish(&hub, appended, extra);
+            }
+            appended
+        })
+        .await?)
+}
+
+pub(super) async fn edit(ctx: &ConnCtx, r: Edit) -> Result<Vec<Message>> {
+    let user = ctx.authed()?.user;
+    check_message_text(ctx, &r.text)?;
+    ctx.rate("edit")?;
+    ctx.authorize(r.room, Action::Participate)?;
+    let appended = commit_entry(ctx, None, move |txn| {
+        let room = r.room;
+        member_in(txn, room, user)?;
+        let (entry, mut state) = posted_in(txn, room, r.target)?;
+        if entry.sender != user.0 {
+            return Err(RequestError::new(ErrorCode::FORBIDDEN, "only the author may edit"));
+        }
+        let mut record = room_in(txn, room)?;
+        let body = r.text.into_string();
+        let appended = append(txn, room, &mut record, user, EntryKind::Edited { target: r.target, text: body.clone() });
+        state.edited = Some((appended.seq, appended.entry.ts, body));
+        state.edit_seqs.push(appended.seq);
+        txn.put(keys::message(room, r.target), &state);
+        txn.put(keys::room(room), &record);
+        Ok(Some(appended))
+    })
+    .await?;
+    Ok(ack(&appended.expect("edits always append")))
+}
+
+pub(super) async fn delete(ctx: &ConnCtx, r: Delete) -> Result<Vec<Message>> {
+    let user = ctx.authed()?.user;
+    ctx.rate("edit")?;
+    let (_, standing) = ctx.authorize(r.room, Action::Read)?;
+    let appended = commit_entry(ctx, None, move |txn| {
+        let room = r.room;
+        let (mut entry, mut state) = posted_in(txn, room, r.target)?;
+        let author = UserId(entry.sender);
+        if author != user {
+            let target = txn.get::<MemberRecord>(&keys::member(room, author))?.map_or(Role::MEMBER, |m| Role(m.role));
+            authorize(&standing, Action::Moderate { target })?;
+        } else {
+            member_in(txn, room, user)?;
+        }
+        let mut record = room_in(txn, room)?;
+        let appended = append(txn, room, &mut record, user, EntryKind::Deleted { target: r.target });
+        // Purge the content: the posted text and every edit's text (spec §6.4).
+        if let EntryKind::Posted { text, .. } = &mut entry.kind {
+            text.clear();
+        }
+        txn.put(keys::log(room, r.target), &entry);
+        for seq in &state.edit_seqs {
+            if let Some(mut edit) = txn.get::<LogEntry>(&keys::log(room, *seq))? {
+                if let EntryKind::Edited { text, .. } = &mut edit.kind {
+                    text.clear();
+                }
+                txn.put(keys::log(room, *seq), &edit);
+            }
+        }
+        state.edited = state.edited.map(|(seq, ts, _)| (seq, ts, String::new()));
+        state.deleted_by = Some(user.0);
+        txn.put(keys::message(room, r.target), &state);
+        txn.put(keys::room(room), &record);
+        if author != user {
+            let id = txn.next_id("audit")?;
+            txn.put(
+                keys::audit(id),
+                &AuditRecord {
+                    ts: appended.entry.ts,
+                    actor: user.0,
+                    action: banter_protocol::message::AuditAction::DELETE_MESSAGE.0,
+                    room: Some(room.0),
+                    target: Some(author.0),
+                    reason: String::new(),
+                },
+            );
+        }
+        Ok(Some(appended))
+    })
+    .await?;
+    Ok(ack(&appended.expect("deletes always append")))
+}
+
+pub(super) async fn react(ctx: &ConnCtx, r: React) -> Result<Vec<Message>> {
+    let user = ctx.authed()?.user;
+    if r.emoji.is_empty() {
+        return Err(RequestError::new(ErrorCode::INVALID_REQUEST, "empty reaction"));
+    }
+    check_text("reaction", &r.emoji, false)?;
+    ctx.rate("react")?;
+    ctx.authorize(r.room, Action::Participate)?;
+    let room = r.room;
+    let appended = commit_entry(ctx, None, move |txn| {
+        member_in(txn, room, user)?;
+        let (_, mut state) = posted_in(txn, room, r.target)?;
+        let key = keys::reaction(room, r.target, user, &r.emoji);
+        if txn.contains(&key)? == r.on {
+            return Ok(None); // no change: nothing appended (spec §6.4 REACT)
+        }
+        let emoji = r.emoji.into_string();
+        match state.reactions.iter_mut().find(|(e, _)| *e == emoji) {
+            Some((_, count)) if r.on => *count += 1,
+            Some((_, count)) => *count = count.saturating_sub(1),
+            None if r.on => state.reactions.push((emoji.clone(), 1)),
+            None => {}
+        }
+        state.reactions.retain(|(_, count)| *count > 0);
+        if r.on { txn.put(key, &()) } else { txn.delete(key) }
+        let mut record = room_in(txn, room)?;
+        let appended = append(txn, room, &mut record, user, EntryKind::Reacted { target: r.target, emoji, on: r.on });
+        txn.put(keys::message(room, r.target), &state);
+        txn.put(keys::room(room), &record);
+        Ok(Some(appended))
+    })
+    .await?;
+    Ok(match appended {
+        Some(appended) => ack(&appended),
+        None => {
+            let head = ctx.shared.hub.head(room);
+            vec![EventAck { room, seq: head, ts: Timestamp(now_ms()) }.into()]
+        }
+    })
+}
+
+fn page_limit(ctx: &ConnCtx, limit: u16) -> usize {
+    (u64::from(limit).clamp(1, ctx.shared.config.max_history_page)) as usize
+}
+
+pub(super) fn history(ctx: &ConnCtx, r: History) -> Result<Vec<Message>> {
+    let user = ctx.authed()?.user;
+    ctx.rate("history")?;
+    ctx.authorize(r.room, Action::Read)?;
+    let room = r.room;
+    // Never beyond what is durable and delivered.
+    let head = ctx.shared.hub.head(room);
+    let before = r.before.unwrap_or(u64::MAX).min(head + 1);
+    let limit = page_limit(ctx, r.limit);
+    let entries = ctx.shared.store.range::<LogEntry>(&keys::log(room, 1), &keys::log(room, before), true, limit)?;
+    let mut out = Vec::with_capacity(entries.len() + 1);
+    let mut lowest = before;
+    for (key, entry) in &entries {
+        let seq = keys::id_at(key, 9);
+        lowest = seq;
+        match &entry.kind {
+            EntryKind::Posted { reply_to, text: body, .. } => {
+                let state: MessageState = ctx.shared.store.get(&keys::message(room, seq))?.unwrap_or_default();
+                let current = state.edited.as_ref().map_or(body.as_str(), |(_, _, t)| t.as_str());
+                let mut reactions = Vec::new();
+                for (emoji, count) in state.reactions.iter().take(List::<ReactionCount, 64>::MAX) {
+                    let me = ctx.shared.store.contains(&keys::reaction(room, seq, user, emoji))?;
+                    reactions.push(ReactionCount { emoji: text(emoji), count: *count, me });
+                }
+                out.push(
+                    HistoryMessage {
+                        meta: EventMeta { room, seq, ts: Timestamp(entry.ts), sender: UserId(entry.sender) },
+                        reply_to: *reply_to,
+                        text: text(current),
+                        edited: state.edited.as_ref().map(|(seq, ts, _)| (*seq, Timestamp(*ts))),
+                        deleted_by: state.deleted_by.map(UserId),
+                        reactions: List::new(reactions).expect("taken up to the limit"),
+                    }
+                    .into(),
+                );
+            }
+            EntryKind::Membership { .. } | EntryKind::Topic { .. } => {
+                out.push(entry_frame(room, seq, entry, 0, false));
+            }
+            // Folded into the messages they change.
+            EntryKind::Edited { .. } | EntryKind::Deleted { .. } | EntryKind::Reacted { .. } => {}
+        }
+    }
+    let next = (entries.len() == limit && lowest > 1).then_some(lowest);
+    out.push(PageEnd { room, next }.into());
+    Ok(out)
+}
+
+pub(super) async fn catch_up(ctx: &ConnCtx, r: CatchUp) -> Result<Vec<Message>> {
+    let authed = ctx.authed()?;
+    ctx.rate("history")?;
+    ctx.authorize(r.room, Action::Read)?;
+    let (room, user) = (r.room, authed.user);
+    let head = ctx.shared.hub.head(room);
+    let limit = page_limit(ctx, r.limit);
+    let start = r.after.saturating_add(1);
+    let mut entries = if start <= head {
+        ctx.shared.store.range::<LogEntry>(&keys::log(room, start), &keys::log(room, head + 1), false, limit)?
+    } else {
+        Vec::new()
+    };
+    let reached_head = entries.len() < limit;
+    if reached_head {
+        // Resume a paused live push exactly where this answer ends: in the writer, where no
+        // entry can commit between the read and the unpause (spec §7.7).
+        let session = Arc::clone(&authed.session);
+        let from = entries.last().map_or(start, |(k, _)| keys::id_at(k, 9) + 1);
+        let room_end = keys::log(room, u64::MAX);
+        let remaining = limit - entries.len();
+        let tail = ctx
+            .shared
+            .store
+            .write(
+                move |txn| {
+                    let raw = txn.durable_range(&keys::log(room, from), &room_end, remaining)?;
+                    session.unpause(room);
+                    Ok::<_, RequestError>(raw)
+                },
+                |raw| raw,
+            )
+            .await?;
+        for (key, value) in tail {
+            entries.push((key.clone(), crate::store::decode(&key, &value)?));
+        }
+    }
+    let mut out: Vec<Message> = entries
+        .iter()
+        .map(|(key, entry)| entry_frame(room, keys::id_at(key, 9), entry, 0, entry.sender == user.0))
+        .collect();
+    let last = entries.last().map(|(k, _)| keys::id_at(k, 9));
+    let next = if entries.len() >= limit { last } else { None };
+    out.push(PageEnd { room, next }.into());
+    Ok(out)
+}
+
+/// Appends a MEMBERSHIP entry (used by joins, leaves, kicks, bans).
+pub(crate) fn membership_entry(
+    txn: &mut Txn<'_>,
+    room: RoomId,
+    record: &mut RoomRecord,
+    actor: UserId,
+    user: UserId,
+    username: &str,
+    change: MembershipChange,
+    reason: &str,
+) -> Appended {
+    append(
+        txn,
+        room,
+        record,
+        actor,
+        EntryKind::Membership {
+            user: user.0,
+            username: username.to_owned(),
+            change: membership_code(change),
+            reason: reason.to_owned(),
+        },
+    )
+}
+
+/// TOPIC_CHANGED entry.
+pub(crate) fn topic_entry(txn: &mut Txn<'_>, room: RoomId, record: &mut RoomRecord, actor: UserId, topic: &str) -> Appended {
+    record.topic = topic.to_owned();
+    append(txn, room, record, actor, EntryKind::Topic { topic: topic.to_owned() })
+}

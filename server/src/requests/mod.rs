@@ -1,0 +1,228 @@
+//! Request handlers: one function per request type, dispatched on the frame type of a request
+//! stream's first frame (spec §3.1). Each returns its answer frames or a [`RequestError`],
+//! which becomes an ERROR frame; no handler writes to a stream itself, except KEY_LOGIN's
+//! challenge round trip through [`RequestIo`].
+
+mod accounts;
+mod events;
+mod rooms;
+mod soft;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
+
+use banter_protocol::bounded::Text;
+use banter_protocol::ids::{RoomId, SessionId, UserId};
+use banter_protocol::message::{self, Frame, Message, Role};
+use banter_protocol::session::ServerConnection;
+use banter_protocol::{ErrorCode, FrameDecoder};
+
+use crate::authz::{self, Action, Standing};
+use crate::hub::Session;
+use crate::ratelimit::Limiter;
+use crate::store::records::{BanRecord, MemberRecord, RoomRecord, UserRecord};
+use crate::store::{StoreError, WriteError, keys};
+use crate::{Shared, now_ms};
+
+pub(crate) use accounts::authenticate;
+
+/// A request failed; the client gets ERROR with this code.
+#[derive(Debug)]
+pub(crate) struct RequestError {
+    pub(crate) code: ErrorCode,
+    pub(crate) message: String,
+    pub(crate) retry_after_ms: Option<u64>,
+}
+
+impl RequestError {
+    pub(crate) fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { code, message: message.into(), retry_after_ms: None }
+    }
+
+    pub(crate) fn to_frame(&self) -> message::Error {
+        let mut error = message::Error::new(self.code, &self.message);
+        error.retry_after_ms = self.retry_after_ms;
+        error
+    }
+}
+
+impl From<StoreError> for RequestError {
+    fn from(error: StoreError) -> Self {
+        tracing::error!(%error, "storage error during a request");
+        Self::new(ErrorCode::INTERNAL, "storage error")
+    }
+}
+
+impl From<WriteError<RequestError>> for RequestError {
+    fn from(error: WriteError<RequestError>) -> Self {
+        match error {
+            WriteError::Rejected(error) => error,
+            WriteError::Store(error) => {
+                tracing::error!(%error, "storage error during a write");
+                Self::new(ErrorCode::INTERNAL, "storage error")
+            }
+        }
+    }
+}
+
+impl From<ErrorCode> for RequestError {
+    fn from(code: ErrorCode) -> Self {
+        let message = code.name().unwrap_or("error").to_lowercase().replace('_', " ");
+        Self::new(code, message)
+    }
+}
+
+pub(crate) type Result<T, E = RequestError> = std::result::Result<T, E>;
+
+/// An authenticated connection's identity.
+#[derive(Debug)]
+pub(crate) struct Authed {
+    pub(crate) user: UserId,
+    pub(crate) login: SessionId,
+    pub(crate) session: Arc<Session>,
+}
+
+/// What request handlers know about their connection.
+#[derive(Debug)]
+pub(crate) struct ConnCtx {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) protocol: Arc<Mutex<ServerConnection>>,
+    pub(crate) authed: OnceLock<Authed>,
+    pub(crate) remote: SocketAddr,
+    pub(crate) limiter: Limiter,
+    pub(crate) conn_id: usize,
+}
+
+impl ConnCtx {
+    /// The authenticated identity; requests that need it are only admitted after HELLO.
+    pub(crate) fn authed(&self) -> Result<&Authed> {
+        self.authed.get().ok_or_else(|| ErrorCode::NOT_AUTHENTICATED.into())
+    }
+
+    pub(crate) fn rate(&self, class: &str) -> Result<()> {
+        self.limiter.check(class, Instant::now()).map_err(|retry| RequestError {
+            code: ErrorCode::RATE_LIMITED,
+            message: format!("too many {class} requests"),
+            retry_after_ms: Some(retry),
+        })
+    }
+
+    fn user_record(&self, user: UserId) -> Result<UserRecord> {
+        self.shared.store.get(&keys::user(user))?.ok_or_else(|| ErrorCode::NOT_FOUND.into())
+    }
+
+    /// The caller's standing in a room, and the room.
+    pub(crate) fn standing(&self, room: RoomId) -> Result<(RoomRecord, Standing)> {
+        let user = self.authed()?.user;
+        let record: RoomRecord =
+            self.shared.store.get(&keys::room(room))?.ok_or(ErrorCode::NOT_FOUND)?;
+        let member: Option<MemberRecord> = self.shared.store.get(&keys::member(room, user))?;
+        let ban: Option<BanRecord> = self.shared.store.get(&keys::ban(room, user))?;
+        let now = now_ms();
+        let standing = Standing {
+            member: member.map(|m| Role(m.role)),
+            server_role: Role(self.user_record(user)?.role),
+            banned: ban.is_some_and(|b| b.until.is_none_or(|until| until > now)),
+            private: record.private || record.direct,
+        };
+        Ok((record, standing))
+    }
+
+    /// Checks `action` in `room`.
+    pub(crate) fn authorize(&self, room: RoomId, action: Action) -> Result<(RoomRecord, Standing)> {
+        let (record, standing) = self.standing(room)?;
+        authz::authorize(&standing, action)?;
+        Ok((record, standing))
+    }
+}
+
+/// The request stream, for the one request with a round trip (KEY_LOGIN).
+pub(crate) struct RequestIo<'a> {
+    pub(crate) send: &'a mut quinn::SendStream,
+    pub(crate) recv: &'a mut quinn::RecvStream,
+    pub(crate) decoder: &'a mut FrameDecoder,
+}
+
+impl RequestIo<'_> {
+    /// Writes a frame now.
+    pub(crate) async fn send(&mut self, frame: &impl Frame) -> Result<()> {
+        let mut bytes = Vec::new();
+        frame.encode_frame(&mut bytes);
+        self.send.write_all(&bytes).await.map_err(|_| RequestError::from(ErrorCode::REQUEST_CANCELLED))
+    }
+
+    /// Reads the next frame from the client.
+    pub(crate) async fn next(&mut self) -> Result<Message> {
+        loop {
+            match self.decoder.next_message() {
+                Ok(Some(message)) => return Ok(message),
+                Ok(None) => {}
+                Err(e) => return Err(RequestError::new(e.code(), e.to_string())),
+            }
+            let mut buf = [0u8; 4096];
+            match self.recv.read(&mut buf).await {
+                Ok(Some(n)) => self.decoder.push(&buf[..n]),
+                _ => return Err(ErrorCode::REQUEST_CANCELLED.into()),
+            }
+        }
+    }
+}
+
+/// Runs one request; returns the answer frames.
+pub(crate) async fn handle(ctx: &ConnCtx, request: Message, io: &mut RequestIo<'_>) -> Result<Vec<Message>> {
+    use Message as M;
+    match request {
+        M::Register(r) => accounts::register(ctx, r).await,
+        M::Login(r) => accounts::login(ctx, r).await,
+        M::KeyLogin(r) => accounts::key_login(ctx, r, io).await,
+        M::Refresh(r) => accounts::refresh(ctx, r).await,
+        M::Logout(_) => accounts::logout(ctx).await,
+        M::SessionList(_) => accounts::session_list(ctx),
+        M::SessionRevoke(r) => accounts::session_revoke(ctx, r).await,
+        M::KeyAdd(r) => accounts::key_add(ctx, r).await,
+        M::RoomCreate(r) => rooms::create(ctx, r).await,
+        M::RoomList(r) => rooms::list(ctx, r),
+        M::RoomJoin(r) => rooms::join(ctx, r).await,
+        M::RoomLeave(r) => rooms::leave(ctx, r).await,
+        M::RoomSetTopic(r) => rooms::set_topic(ctx, r).await,
+        M::DmOpen(r) => rooms::dm_open(ctx, r).await,
+        M::Members(r) => rooms::members(ctx, r),
+        M::Post(r) => events::post(ctx, r).await,
+        M::Edit(r) => events::edit(ctx, r).await,
+        M::Delete(r) => events::delete(ctx, r).await,
+        M::React(r) => events::react(ctx, r).await,
+        M::History(r) => events::history(ctx, r),
+        M::CatchUp(r) => events::catch_up(ctx, r).await,
+        M::Kick(r) => rooms::kick(ctx, r).await,
+        M::Ban(r) => rooms::ban(ctx, r).await,
+        M::Unban(r) => rooms::unban(ctx, r).await,
+        M::MarkRead(r) => soft::mark_read(ctx, r).await,
+        M::MarkDelivered(r) => soft::mark_delivered(ctx, r).await,
+        M::TypingSet(r) => soft::typing(ctx, r),
+        M::PresenceSet(r) => soft::presence(ctx, r),
+        other => Err(RequestError::new(
+            ErrorCode::FORBIDDEN,
+            format!("{:?} is not available on this server yet", other.frame_type()),
+        )),
+    }
+}
+
+/// Rejects control characters in names, topics and reasons (spec §5.4); `multiline` allows
+/// line feeds and tabs (message text).
+pub(crate) fn check_text(field: &str, text: &str, multiline: bool) -> Result<()> {
+    let bad = text.chars().any(|c| c.is_control() && !(multiline && (c == '\n' || c == '\t')));
+    if bad {
+        return Err(RequestError::new(ErrorCode::INVALID_REQUEST, format!("{field} contains control characters")));
+    }
+    Ok(())
+}
+
+/// `Text` from a string we built (names from storage): cut to fit rather than fail.
+pub(crate) fn text<const N: usize>(s: &str) -> Text<N> {
+    let mut end = s.len().min(N);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    Text::new(&s[..end]).unwrap_or_default()
+}

@@ -1,0 +1,408 @@
+//! ROOM_CREATE, ROOM_LIST, ROOM_JOIN, ROOM_LEAVE, ROOM_SET_TOPIC, DM_OPEN, MEMBERS, and the
+//! removals KICK, BAN, UNBAN (spec §6.3, §6.7).
+
+use banter_protocol::ErrorCode;
+use banter_protocol::bounded::List;
+use banter_protocol::ids::{RoomId, Timestamp, UserId};
+use banter_protocol::message::{
+    AuditAction, Ban, DmOpen, EventAck, Kick, ListScope, Member, Members, MembersPage,
+    MembershipChange, Message, Role, RoomCreate, RoomInfo, RoomJoin, RoomKind, RoomLeave,
+    RoomList, RoomListPage, RoomSetTopic, RoomSummary, Unban, Visibility,
+};
+
+use super::events::{Appended, member_in, membership_entry, publish, room_in, topic_entry};
+use super::{ConnCtx, RequestError, Result, check_text, text};
+use crate::authz::{Action, authorize};
+use crate::now_ms;
+use crate::store::records::{AuditRecord, BanRecord, MarkerRecord, MemberRecord, RoomRecord, UserRecord};
+use crate::store::{Txn, keys};
+
+/// A room as the caller sees it.
+pub(crate) fn summary(ctx: &ConnCtx, room: RoomId, record: &RoomRecord, viewer: UserId) -> Result<RoomSummary> {
+    let member: Option<MemberRecord> = ctx.shared.store.get(&keys::member(room, viewer))?;
+    let marker: MarkerRecord = ctx.shared.store.get(&keys::marker(room, viewer))?.unwrap_or_default();
+    let name = match record.direct_pair {
+        Some((a, b)) => {
+            let other = UserId(if a == viewer.0 { b } else { a });
+            ctx.shared.store.get::<UserRecord>(&keys::user(other))?.map(|u| u.username).unwrap_or_default()
+        }
+        None => record.name.clone(),
+    };
+    Ok(RoomSummary {
+        room,
+        kind: if record.direct { RoomKind::Direct } else { RoomKind::Channel },
+        name: text(&name),
+        topic: text(&record.topic),
+        category: text(&record.category),
+        visibility: if record.private { Visibility::Private } else { Visibility::Public },
+        voice: record.voice,
+        members: record.members,
+        last_seq: ctx.shared.hub.head(room).min(record.last_seq),
+        joined: member.is_some(),
+        read_seq: marker.read,
+        role: member.map_or(Role::MEMBER, |m| Role(m.role)),
+    })
+}
+
+fn info(ctx: &ConnCtx, room: RoomId, viewer: UserId) -> Result<Vec<Message>> {
+    let record: RoomRecord = ctx.shared.store.get(&keys::room(room))?.ok_or(ErrorCode::NOT_FOUND)?;
+    Ok(vec![RoomInfo { room: summary(ctx, room, &record, viewer)? }.into()])
+}
+
+fn username_in(txn: &Txn<'_>, user: UserId) -> Result<String> {
+    Ok(txn.get::<UserRecord>(&keys::user(user))?.ok_or(ErrorCode::NOT_FOUND)?.username)
+}
+
+/// Adds a member inside a commit and appends the Joined entry.
+fn add_member(txn: &mut Txn<'_>, room: RoomId, record: &mut RoomRecord, user: UserId, role: Role) -> Result<Appended> {
+    txn.put(keys::member(room, user), &MemberRecord { role: role.0 });
+    txn.put(keys::user_room(user, room), &());
+    record.members += 1;
+    let name = username_in(txn, user)?;
+    Ok(membership_entry(txn, room, record, user, user, &name, MembershipChange::Joined, ""))
+}
+
+/// Runs a commit that adds or removes members, then updates the hub and fans the entries out,
+/// in commit order.
+async fn commit_membership(
+    ctx: &ConnCtx,
+    f: impl FnOnce(&mut Txn<'_>) -> Result<Vec<(Appended, Option<(UserId, bool)>)>> + Send + 'static,
+) -> Result<Vec<Appended>> {
+    let hub = ctx.shared.hub.clone();
+    Ok(ctx
+        .shared
+        .store
+        .write(f, move |entries| {
+            let mut appended = Vec::with_capacity(entries.len());
+            for (entry, change) in entries {
+                match change {
+                    Some((user, true)) => {
+                        hub.add_member(entry.room, user);
+                        publish(&hub, &entry, None);
+                    }
+                    Some((user, false)) => {
+                        // The removed user sees their removal, then nothing more.
+                        publish(&hub, &entry, Some(user));
+                        hub.remove_member(entry.room, user);
+                    }
+                    None => publish(&hub, &entry, None),
+                }
+                appended.push(entry);
+            }
+            appended
+        })
+        .await?)
+}
+
+fn check_room_fields(name: &str, topic: &str, category: &str) -> Result<()> {
+    if name.trim().is_empty() {
+        return Err(RequestError::new(ErrorCode::INVALID_REQUEST, "room names are 1-64 bytes"));
+    }
+    check_text("name", name, false)?;
+    check_text("topic", topic, false)?;
+    check_text("category", category, false)
+}
+
+pub(super) async fn create(ctx: &ConnCtx, r: RoomCreate) -> Result<Vec<Message>> {
+    let user = ctx.authed()?.user;
+    check_room_fields(&r.name, &r.topic, &r.category)?;
+    ctx.rate("join")?;
+    let max_rooms = ctx.shared.config.max_rooms_per_user as usize;
+    let joined = ctx.shared.store.keys_with_prefix(&keys::ids(keys::tag::USER_ROOM, &[user.0]), max_rooms)?;
+    if joined.len() >= max_rooms {
+        return Err(RequestError::new(ErrorCode::LIMIT_EXCEEDED, "too many rooms"));
+    }
+    let appended = commit_membership(ctx, move |txn| {
+        let name_key = keys::room_name(&r.name);
+        if txn.contains(&name_key)? {
+            return Err(RequestError::new(ErrorCode::CONFLICT, "a room with that name exists"));
+        }
+        let room = RoomId(txn.next_id("room")?);
+        let mut record = RoomRecord {
+            direct: false,
+            name: r.name.into_string(),
+            topic: r.topic.into_string(),
+            category: r.category.into_string(),
+            private: r.visibility == Visibility::Private,
+            voice: r.voice,
+            created: now_ms(),
+            last_seq: 0,
+            members: 0,
+            direct_pair: None,
+        };
+        txn.put(name_key, &room.0);
+        let joined = add_member(txn, room, &mut record, user, Role::OWNER)?;
+        txn.put(keys::room(room), &record);
+        Ok(vec![(joined, Some((user, true)))])
+    })
+    .await?;
+    info(ctx, appended[0].room, user)
+}
+
+pub(super) fn list(ctx: &ConnCtx, r: RoomList) -> Result<Vec<Message>> {
+    let user = ctx.authed()?.user;
+    let limit = usize::from(r.limit).clamp(1, List::<RoomSummary, 100>::MAX);
+    let after = r.after.map_or(0, |room| room.0.saturating_add(1));
+    let mut rooms = Vec::new();
+    let more;
+    match r.scope {
+        ListScope::Joined => {
+            let start = keys::ids(keys::tag::USER_ROOM, &[user.0, after]);
+            let end = keys::prefix_end(&keys::ids(keys::tag::USER_ROOM, &[user.0]));
+            let found = ctx.shared.store.range::<()>(&start, &end, false, limit + 1)?;
+            more = found.len() > limit;
+            for (key, ()) in found.into_iter().take(limit) {
+                let room = RoomId(keys::id_at(&key, 9));
+                if let Some(record) = ctx.shared.store.get::<RoomRecord>(&keys::room(room))? {
+                    rooms.push(summary(ctx, room, &record, user)?);
+                }
+            }
+        }
+        ListScope::Public => {
+            // Public channels, scanned in id order; private and direct rooms are skipped.
+            let mut cursor = keys::room(RoomId(after));
+            let end = keys::prefix_end(&[keys::tag::ROOM]);
+            let mut exhausted = false;
+            while rooms.len() <= limit && !exhausted {
+                let batch = ctx.shared.store.range::<RoomRecord>(&cursor, &end, false, 256)?;
+                exhausted = batch.len() < 256;
+                for (key, record) in batch {
+                    cursor = keys::room(RoomId(keys::id_at(&key, 1).saturating_add(1)));
+                    if !record.private && !record.direct && rooms.len() <= limit {
+                        rooms.push(summary(ctx, RoomId(keys::id_at(&key, 1)), &record, user)?);
+                    }
+                }
+            }
+            more = rooms.len() > limit;
+            rooms.truncate(limit);
+        }
+    }
+    Ok(vec![RoomListPage { rooms: List::new(rooms).expect("at most the limit"), more }.into()])
+}
+
+pub(super) async fn join(ctx: &ConnCtx, r: RoomJoin) -> Result<Vec<Message>> {
+    let user = ctx.authed()?.user;
+    ctx.rate("join")?;
+    let (record, standing) = ctx.authorize(r.room, Action::Join)?;
+    if standing.member.is_some() {
+        return info(ctx, r.room, user);
+    }
+    if record.direct || record.private {
+        return Err(ErrorCode::NOT_FOUND.into());
+    }
+    let room = r.room;
+    commit_membership(ctx, move |txn| {
+        if txn.contains(&keys::member(room, user))? {
+            return Ok(Vec::new());
+        }
+        let mut record = room_in(txn, room)?;
+        let joined = add_member(txn, room, &mut record, user, Role::MEMBER)?;
+        txn.put(keys::room(room), &record);
+        Ok(vec![(joined, Some((user, true)))])
+    })
+    .await?;
+    info(ctx, room, user)
+}
+
+/// Removes `user` from `room` inside a commit with a MEMBERSHIP entry by `actor`.
+fn remove_member(
+    txn: &mut Txn<'_>,
+    room: RoomId,
+    actor: UserId,
+    user: UserId,
+    change: MembershipChange,
+    reason: &str,
+) -> Result<Option<Appended>> {
+    if !txn.contains(&keys::member(room, user))? {
+        return Ok(None);
+    }
+    let mut record = room_in(txn, room)?;
+    txn.delete(keys::member(room, user));
+    txn.delete(keys::user_room(user, room));
+    record.members = record.members.saturating_sub(1);
+    let name = username_in(txn, user)?;
+    let appended = membership_entry(txn, room, &mut record, actor, user, &name, change, reason);
+    txn.put(keys::room(room), &record);
+    Ok(Some(appended))
+}
+
+fn acked(appended: &[Appended], ctx: &ConnCtx, room: RoomId) -> Vec<Message> {
+    match appended.last() {
+        Some(a) => vec![EventAck { room: a.room, seq: a.seq, ts: Timestamp(a.entry.ts) }.into()],
+        None => vec![EventAck { room, seq: ctx.shared.hub.head(room), ts: Timestamp(now_ms()) }.into()],
+    }
+}
+
+pub(super) async fn leave(ctx: &ConnCtx, r: RoomLeave) -> Result<Vec<Message>> {
+    let user = ctx.authed()?.user;
+    let (_, standing) = ctx.standing(r.room)?;
+    if standing.member.is_none() {
+        return Err(ErrorCode::NOT_FOUND.into());
+    }
+    let room = r.room;
+    let appended = commit_membership(ctx, move |txn| {
+        let removed = remove_member(txn, room, user, user, MembershipChange::Left, "")?;
+        Ok(removed.into_iter().map(|a| (a, Some((user, false)))).collect())
+    })
+    .await?;
+    Ok(acked(&appended, ctx, room))
+}
+
+pub(super) async fn set_topic(ctx: &ConnCtx, r: RoomSetTopic) -> Result<Vec<Message>> {
+    let user = ctx.authed()?.user;
+    check_text("topic", &r.topic, false)?;
+    ctx.rate("edit")?;
+    ctx.authorize(r.room, Action::SetTopic)?;
+    let room = r.room;
+    let appended = commit_membership(ctx, move |txn| {
+        member_in(txn, room, user)?;
+        let mut record = room_in(txn, room)?;
+        let appended = topic_entry(txn, room, &mut record, user, &r.topic);
+        txn.put(keys::room(room), &record);
+        Ok(vec![(appended, None)])
+    })
+    .await?;
+    Ok(acked(&appended, ctx, room))
+}
+
+pub(super) async fn dm_open(ctx: &ConnCtx, r: DmOpen) -> Result<Vec<Message>> {
+    let user = ctx.authed()?.user;
+    ctx.rate("join")?;
+    let name = r.username.to_ascii_lowercase();
+    let other = ctx.shared.store.get::<u64>(&keys::username(&name))?.map(UserId).ok_or(ErrorCode::NOT_FOUND)?;
+    if other == user {
+        return Err(RequestError::new(ErrorCode::INVALID_REQUEST, "cannot open a direct room with yourself"));
+    }
+    if let Some(room) = ctx.shared.store.get::<u64>(&keys::direct(user, other))? {
+        return info(ctx, RoomId(room), user);
+    }
+    let appended = commit_membership(ctx, move |txn| {
+        let pair_key = keys::direct(user, other);
+        if let Some(room) = txn.get::<u64>(&pair_key)? {
+            // Opened by the other side in the same moment.
+            let _ = room;
+            return Ok(Vec::new());
+        }
+        let room = RoomId(txn.next_id("room")?);
+        let mut record = RoomRecord {
+            direct: true,
+            name: String::new(),
+            topic: String::new(),
+            category: String::new(),
+            private: true,
+            voice: false,
+            created: now_ms(),
+            last_seq: 0,
+            members: 0,
+            direct_pair: Some((user.0.min(other.0), user.0.max(other.0))),
+        };
+        txn.put(pair_key, &room.0);
+        let first = add_member(txn, room, &mut record, user, Role::MEMBER)?;
+        let second = add_member(txn, room, &mut record, other, Role::MEMBER)?;
+        txn.put(keys::room(room), &record);
+        Ok(vec![(first, Some((user, true))), (second, Some((other, true)))])
+    })
+    .await?;
+    let room = match appended.first() {
+        Some(a) => a.room,
+        None => RoomId(ctx.shared.store.get::<u64>(&keys::direct(user, other))?.ok_or(ErrorCode::INTERNAL)?),
+    };
+    info(ctx, room, user)
+}
+
+pub(super) fn members(ctx: &ConnCtx, r: Members) -> Result<Vec<Message>> {
+    ctx.authed()?;
+    ctx.authorize(r.room, Action::Read)?;
+    let limit = usize::from(r.limit).clamp(1, List::<Member, 100>::MAX);
+    let after = r.after.map_or(0, |u| u.0.saturating_add(1));
+    let start = keys::ids(keys::tag::MEMBER, &[r.room.0, after]);
+    let end = keys::prefix_end(&keys::ids(keys::tag::MEMBER, &[r.room.0]));
+    let found = ctx.shared.store.range::<MemberRecord>(&start, &end, false, limit + 1)?;
+    let more = found.len() > limit;
+    let mut members = Vec::new();
+    for (key, record) in found.into_iter().take(limit) {
+        let user = UserId(keys::id_at(&key, 9));
+        let username = ctx.shared.store.get::<UserRecord>(&keys::user(user))?.map(|u| u.username).unwrap_or_default();
+        members.push(Member { user, username: text(&username), role: Role(record.role) });
+    }
+    Ok(vec![MembersPage { members: List::new(members).expect("at most the limit"), more }.into()])
+}
+
+/// The target's rank in a room (room role, or server staff rank).
+fn target_rank(ctx: &ConnCtx, room: RoomId, target: UserId) -> Result<Role> {
+    let member: Option<MemberRecord> = ctx.shared.store.get(&keys::member(room, target))?;
+    let server = ctx.shared.store.get::<UserRecord>(&keys::user(target))?.ok_or(ErrorCode::NOT_FOUND)?.role;
+    let server = if Role(server) >= Role::ADMIN { Role(server) } else { Role::MEMBER };
+    Ok(member.map_or(Role::MEMBER, |m| Role(m.role)).max(server))
+}
+
+fn audit(txn: &mut Txn<'_>, actor: UserId, action: AuditAction, room: RoomId, target: UserId, reason: &str) -> Result<()> {
+    let id = txn.next_id("audit")?;
+    txn.put(
+        keys::audit(id),
+        &AuditRecord { ts: now_ms(), actor: actor.0, action: action.0, room: Some(room.0), target: Some(target.0), reason: reason.to_owned() },
+    );
+    Ok(())
+}
+
+pub(super) async fn kick(ctx: &ConnCtx, r: Kick) -> Result<Vec<Message>> {
+    let actor = ctx.authed()?.user;
+    check_text("reason", &r.reason, false)?;
+    let (_, standing) = ctx.standing(r.room)?;
+    authorize(&standing, Action::Moderate { target: target_rank(ctx, r.room, r.user)? })?;
+    let room = r.room;
+    let appended = commit_membership(ctx, move |txn| {
+        let removed = remove_member(txn, room, actor, r.user, MembershipChange::Kicked, &r.reason)?
+            .ok_or_else(|| RequestError::new(ErrorCode::NOT_FOUND, "not a member"))?;
+        audit(txn, actor, AuditAction::KICK, room, r.user, &r.reason)?;
+        Ok(vec![(removed, Some((r.user, false)))])
+    })
+    .await?;
+    Ok(acked(&appended, ctx, room))
+}
+
+pub(super) async fn ban(ctx: &ConnCtx, r: Ban) -> Result<Vec<Message>> {
+    let actor = ctx.authed()?.user;
+    check_text("reason", &r.reason, false)?;
+    let (_, standing) = ctx.standing(r.room)?;
+    authorize(&standing, Action::Moderate { target: target_rank(ctx, r.room, r.user)? })?;
+    let room = r.room;
+    let appended = commit_membership(ctx, move |txn| {
+        let name = username_in(txn, r.user)?;
+        txn.put(keys::ban(room, r.user), &BanRecord { until: r.until.map(|t| t.0), reason: r.reason.to_string(), by: actor.0 });
+        audit(txn, actor, AuditAction::BAN, room, r.user, &r.reason)?;
+        let entry = match remove_member(txn, room, actor, r.user, MembershipChange::Banned, &r.reason)? {
+            Some(removed) => removed,
+            None => {
+                let mut record = room_in(txn, room)?;
+                let entry = membership_entry(txn, room, &mut record, actor, r.user, &name, MembershipChange::Banned, &r.reason);
+                txn.put(keys::room(room), &record);
+                entry
+            }
+        };
+        Ok(vec![(entry, Some((r.user, false)))])
+    })
+    .await?;
+    Ok(acked(&appended, ctx, room))
+}
+
+pub(super) async fn unban(ctx: &ConnCtx, r: Unban) -> Result<Vec<Message>> {
+    let actor = ctx.authed()?.user;
+    let (_, standing) = ctx.standing(r.room)?;
+    authorize(&standing, Action::Moderate { target: target_rank(ctx, r.room, r.user)? })?;
+    let room = r.room;
+    let appended = commit_membership(ctx, move |txn| {
+        if !txn.contains(&keys::ban(room, r.user))? {
+            return Err(RequestError::new(ErrorCode::NOT_FOUND, "not banned"));
+        }
+        txn.delete(keys::ban(room, r.user));
+        audit(txn, actor, AuditAction::UNBAN, room, r.user, "")?;
+        let name = username_in(txn, r.user)?;
+        let mut record = room_in(txn, room)?;
+        let entry = membership_entry(txn, room, &mut record, actor, r.user, &name, MembershipChange::Unbanned, "");
+        txn.put(keys::room(room), &record);
+        Ok(vec![(entry, None)])
+    })
+    .await?;
+    Ok(acked(&appended, ctx, room))
+}

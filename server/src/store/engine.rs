@@ -1,0 +1,148 @@
+//! The storage engine boundary: an ordered key-value store with atomic batches and an explicit
+//! durability point. Everything Banter stores is keys and values above this trait (see
+//! [`keys`](super::keys)), so another engine (a PostgreSQL-compatible store for several nodes)
+//! can replace sled without touching the domain code.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+/// A storage failure. Kept apart from request errors so that a full disk is never reported as
+/// the peer's fault.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The engine failed (I/O, corruption).
+    #[error("storage engine: {0}")]
+    Engine(String),
+    /// A record did not decode: the data dir is damaged or from another version.
+    #[error("corrupt record under key {key:02x?}: {reason}")]
+    Corrupt {
+        /// The key.
+        key: Vec<u8>,
+        /// What was wrong.
+        reason: String,
+    },
+    /// The data dir was written by a newer schema than this build knows.
+    #[error("the data dir has schema version {found}, this banterd knows up to {supported}; use a newer banterd")]
+    NewerSchema {
+        /// Found on disk.
+        found: u32,
+        /// Known to this build.
+        supported: u32,
+    },
+    /// The writer task is gone (the server is shutting down).
+    #[error("storage writer stopped")]
+    WriterStopped,
+}
+
+impl From<sled::Error> for StoreError {
+    fn from(error: sled::Error) -> Self {
+        Self::Engine(error.to_string())
+    }
+}
+
+impl From<std::io::Error> for StoreError {
+    fn from(error: std::io::Error) -> Self {
+        Self::Engine(error.to_string())
+    }
+}
+
+/// One write in a batch: a value to put, or `None` to delete.
+pub type Write = (Vec<u8>, Option<Vec<u8>>);
+
+/// An ordered key-value store.
+pub trait Engine: Send + Sync + 'static {
+    /// The value under `key`.
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Up to `limit` entries with `start <= key < end`, ascending or (with `reverse`)
+    /// descending.
+    fn range(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        reverse: bool,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
+    /// Applies all writes atomically (all or none become visible, and after a crash all or
+    /// none are recovered).
+    fn apply(&self, writes: Vec<Write>) -> Result<(), StoreError>;
+    /// Makes every applied write durable; returns once it is.
+    fn sync(&self) -> Result<(), StoreError>;
+}
+
+/// sled 0.34 as the engine: one tree, so that one batch is atomic across every kind of record.
+///
+/// Durability: sled's `flush` writes its log with `sync_file_range`, which survives a process
+/// crash but not a power loss or OS crash on a disk with a volatile cache (sled issues 1351,
+/// 1452). [`Engine::sync`] therefore also calls `fdatasync` on sled's log file, which asks the
+/// device to persist it. What remains unguarded is sled's own recovery code; see the
+/// operations notes in the README.
+#[derive(Debug)]
+pub struct SledEngine {
+    db: sled::Db,
+    tree: sled::Tree,
+    log_file: Option<File>,
+    path: PathBuf,
+}
+
+impl SledEngine {
+    /// Opens (creating) the database in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let db = sled::Config::new()
+            .path(dir)
+            // Our writer flushes explicitly after each group; sled's timer flush is redundant.
+            .flush_every_ms(None)
+            .open()?;
+        let tree = db.open_tree("banter")?;
+        let log_file = File::options().read(true).write(true).open(dir.join("db")).ok();
+        Ok(Self { db, tree, log_file, path: dir.to_owned() })
+    }
+
+    /// Where the database lives.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Engine for SledEngine {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.tree.get(key)?.map(|v| v.to_vec()))
+    }
+
+    fn range(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        reverse: bool,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        let iter = self.tree.range(start..end);
+        let to_pair = |r: sled::Result<(sled::IVec, sled::IVec)>| {
+            r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(StoreError::from)
+        };
+        if reverse {
+            iter.rev().take(limit).map(to_pair).collect()
+        } else {
+            iter.take(limit).map(to_pair).collect()
+        }
+    }
+
+    fn apply(&self, writes: Vec<Write>) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for (key, value) in writes {
+            match value {
+                Some(value) => batch.insert(key, value),
+                None => batch.remove(key),
+            }
+        }
+        self.tree.apply_batch(batch)?;
+        Ok(())
+    }
+
+    fn sync(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        if let Some(file) = &self.log_file {
+            file.sync_data()?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,120 @@
+//! Storage: records in an ordered key-value [`Engine`] (sled by default), one writer that
+//! batches every connection's writes into group commits, and typed records.
+//!
+//! Reads go straight to the engine. Every write goes through [`Store::write`]: the closure
+//! runs on the writer thread, serialized with all other writes (so sequence numbers are
+//! assigned without locks or gaps), its writes join a group that is applied atomically and
+//! made durable with one sync, and only then is its result delivered — in commit order, on the
+//! writer thread, so fan-out happens in `room_seq` order (see [`commit`]).
+
+mod commit;
+mod engine;
+pub(crate) mod keys;
+pub(crate) mod records;
+
+use std::sync::Arc;
+
+pub use commit::{Txn, WriteError};
+pub use engine::{Engine, SledEngine, StoreError, Write};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// The schema this build writes. A data dir with a higher version is refused.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// A cheap, cloneable handle to the database.
+#[derive(Clone)]
+pub struct Store {
+    engine: Arc<dyn Engine>,
+    writer: commit::Writer,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens the engine, checks (or writes) the schema version, and starts the writer.
+    pub fn open(engine: Arc<dyn Engine>, max_group: usize) -> Result<Self, StoreError> {
+        let key = keys::meta("schema");
+        match engine.get(&key)? {
+            Some(bytes) => {
+                let found = decode::<u32>(&key, &bytes)?;
+                if found > SCHEMA_VERSION {
+                    return Err(StoreError::NewerSchema { found, supported: SCHEMA_VERSION });
+                }
+            }
+            None => {
+                engine.apply(vec![(key, Some(encode(&SCHEMA_VERSION)))])?;
+                engine.sync()?;
+            }
+        }
+        let writer = commit::Writer::start(engine.clone(), max_group);
+        Ok(Self { engine, writer })
+    }
+
+    /// Runs `f` on the writer thread inside a group commit. On `Ok`, its writes are applied
+    /// atomically with the rest of the group and made durable; `after` then runs on the
+    /// writer thread (in commit order) with the value, and its result comes back. On `Err`,
+    /// none of its writes happen.
+    pub async fn write<T, E, R>(
+        &self,
+        f: impl FnOnce(&mut Txn<'_>) -> Result<T, E> + Send + 'static,
+        after: impl FnOnce(T) -> R + Send + 'static,
+    ) -> Result<R, WriteError<E>>
+    where
+        T: Send + 'static,
+        E: Send + 'static,
+        R: Send + 'static,
+    {
+        self.writer.write(f, after).await
+    }
+
+    /// A record.
+    pub fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
+        match self.engine.get(key)? {
+            Some(bytes) => decode(key, &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Whether a key exists.
+    pub fn contains(&self, key: &[u8]) -> Result<bool, StoreError> {
+        Ok(self.engine.get(key)?.is_some())
+    }
+
+    /// Up to `limit` records with keys in `[start, end)`.
+    pub fn range<T: DeserializeOwned>(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        reverse: bool,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, T)>, StoreError> {
+        self.engine
+            .range(start, end, reverse, limit)?
+            .into_iter()
+            .map(|(k, v)| {
+                let value = decode(&k, &v)?;
+                Ok((k, value))
+            })
+            .collect()
+    }
+
+    /// Keys (without values) with the given prefix.
+    pub fn keys_with_prefix(&self, prefix: &[u8], limit: usize) -> Result<Vec<Vec<u8>>, StoreError> {
+        let end = keys::prefix_end(prefix);
+        Ok(self.engine.range(prefix, &end, false, limit)?.into_iter().map(|(k, _)| k).collect())
+    }
+}
+
+pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    postcard::to_stdvec(value).expect("records serialize into a Vec")
+}
+
+pub(crate) fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
+    postcard::from_bytes(bytes)
+        .map_err(|e| StoreError::Corrupt { key: key.to_vec(), reason: e.to_string() })
+}
