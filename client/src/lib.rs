@@ -1,12 +1,15 @@
 //! # banter-client
 //!
-//! The async Rust SDK for Banter: connecting over QUIC, authentication, requests, the event
-//! stream, reconnect with resume, the offline outbox and voice. The TUI (`banter`) and the C
-//! library (`libbanter`) are thin layers over it.
-//!
-//! **Status:** not implemented yet (issue 4). Today this crate only re-exports the protocol,
-//! so that dependants can name wire types through it.
+//! The async Rust SDK for Banter. Today: [`Connection`], one QUIC connection to a banterd with
+//! certificate pinning, requests, HELLO / RESUME, and the server's pushed [`Event`]s. Reconnect
+//! with backoff, the offline outbox, the local state view and voice build on it (issue 4, 5).
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod connection;
+pub mod tls;
 
 pub use banter_protocol as protocol;
+pub use connection::{ConnectError, Connection, Event, Options, RequestError};
+pub use tls::Trust;

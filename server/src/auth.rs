@@ -63,7 +63,10 @@ impl Passwords {
         let _permit = self.permits.acquire().await.map_err(|e| e.to_string())?;
         let hasher = self.hasher();
         tokio::task::spawn_blocking(move || {
-            hasher.hash_password(password.as_bytes()).map(|h| h.to_string()).map_err(|e| e.to_string())
+            hasher
+                .hash_password(password.as_bytes())
+                .map(|h| h.to_string())
+                .map_err(|e| e.to_string())
         })
         .await
         .map_err(|e| e.to_string())?
@@ -84,9 +87,7 @@ impl Passwords {
             let current = PasswordHash::new(&stored)
                 .ok()
                 .and_then(|hash| Params::try_from(&hash).ok())
-                .is_some_and(|p| {
-                    p.m_cost() >= params.m_cost() && p.t_cost() >= params.t_cost()
-                });
+                .is_some_and(|p| p.m_cost() >= params.m_cost() && p.t_cost() >= params.t_cost());
             if current {
                 return Verified::Yes;
             }
@@ -149,7 +150,13 @@ impl TokenKeys {
     }
 
     /// A token for (user, session), valid from `now_ms` for `ttl_ms`.
-    pub fn issue(&self, user: UserId, session: SessionId, now_ms: u64, ttl_ms: u64) -> (Vec<u8>, u64) {
+    pub fn issue(
+        &self,
+        user: UserId,
+        session: SessionId,
+        now_ms: u64,
+        ttl_ms: u64,
+    ) -> (Vec<u8>, u64) {
         let expires = now_ms.saturating_add(ttl_ms);
         let mut token = Vec::with_capacity(ACCESS_BODY + 64);
         token.push(ACCESS_VERSION);
@@ -176,8 +183,14 @@ impl TokenKeys {
         self.verifying
             .verify_strict(&signed_bytes(body), &signature)
             .map_err(|_| TokenError::Invalid)?;
-        let field = |i: usize| u64::from_be_bytes(body[9 + 8 * i..17 + 8 * i].try_into().unwrap_or_default());
-        let claims = AccessClaims { user: UserId(field(0)), session: SessionId(field(1)), expires: field(3) };
+        let field = |i: usize| {
+            u64::from_be_bytes(body[9 + 8 * i..17 + 8 * i].try_into().unwrap_or_default())
+        };
+        let claims = AccessClaims {
+            user: UserId(field(0)),
+            session: SessionId(field(1)),
+            expires: field(3),
+        };
         if now_ms >= claims.expires {
             return Err(TokenError::Expired);
         }

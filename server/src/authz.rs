@@ -67,7 +67,11 @@ pub(crate) fn authorize(standing: &Standing, action: Action) -> Result<(), Error
         Action::Participate | Action::SetTopic if member => Ok(()),
         Action::Moderate { target } => {
             let rank = standing.rank();
-            if rank >= Role::MODERATOR && rank > target { Ok(()) } else { Err(ErrorCode::FORBIDDEN) }
+            if rank >= Role::MODERATOR && rank > target {
+                Ok(())
+            } else {
+                Err(ErrorCode::FORBIDDEN)
+            }
         }
         _ => Err(ErrorCode::FORBIDDEN),
     }
@@ -109,12 +113,18 @@ mod tests {
                             } else if banned && !staff {
                                 Err(ErrorCode::BANNED)
                             } else {
-                                let rank = member.unwrap_or(Role::MEMBER).max(if staff { server_role } else { Role::MEMBER });
+                                let rank = member.unwrap_or(Role::MEMBER).max(if staff {
+                                    server_role
+                                } else {
+                                    Role::MEMBER
+                                });
                                 let allowed = match action {
                                     Action::Read => member.is_some() || !private || staff,
                                     Action::Join => true,
                                     Action::Participate | Action::SetTopic => member.is_some(),
-                                    Action::Moderate { target } => rank >= Role::MODERATOR && rank > target,
+                                    Action::Moderate { target } => {
+                                        rank >= Role::MODERATOR && rank > target
+                                    }
                                 };
                                 if allowed { Ok(()) } else { Err(ErrorCode::FORBIDDEN) }
                             };
@@ -130,9 +140,18 @@ mod tests {
     fn a_moderator_cannot_act_on_an_equal_or_an_admin() {
         let moderator = standing(Some(Role::MODERATOR), Role::MEMBER, false, false);
         assert_eq!(authorize(&moderator, Action::Moderate { target: Role::MEMBER }), Ok(()));
-        assert_eq!(authorize(&moderator, Action::Moderate { target: Role::MODERATOR }), Err(ErrorCode::FORBIDDEN));
-        assert_eq!(authorize(&moderator, Action::Moderate { target: Role::ADMIN }), Err(ErrorCode::FORBIDDEN));
+        assert_eq!(
+            authorize(&moderator, Action::Moderate { target: Role::MODERATOR }),
+            Err(ErrorCode::FORBIDDEN)
+        );
+        assert_eq!(
+            authorize(&moderator, Action::Moderate { target: Role::ADMIN }),
+            Err(ErrorCode::FORBIDDEN)
+        );
         let member = standing(Some(Role::MEMBER), Role::MEMBER, false, false);
-        assert_eq!(authorize(&member, Action::Moderate { target: Role::MEMBER }), Err(ErrorCode::FORBIDDEN));
+        assert_eq!(
+            authorize(&member, Action::Moderate { target: Role::MEMBER }),
+            Err(ErrorCode::FORBIDDEN)
+        );
     }
 }

@@ -235,8 +235,11 @@ mod tests {
     fn environment_variables_override_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("banterd.toml");
-        std::fs::write(&path, "max_message_bytes = 100\n[rate.message]\nburst = 1\nper_minute = 2\n")
-            .unwrap();
+        std::fs::write(
+            &path,
+            "max_message_bytes = 100\n[rate.message]\nburst = 1\nper_minute = 2\n",
+        )
+        .unwrap();
         let vars = [
             ("BANTER_LISTEN".to_owned(), "127.0.0.1:9999".to_owned()),
             ("BANTER_RATE_TYPING".to_owned(), "3/4".to_owned()),

@@ -35,9 +35,14 @@ fn code(code: ErrorCode) -> quinn::VarInt {
 }
 
 /// Serves one established connection until it closes.
-pub(crate) async fn serve(shared: Arc<Shared>, conn: quinn::Connection, mut shutdown: watch::Receiver<bool>) {
+pub(crate) async fn serve(
+    shared: Arc<Shared>,
+    conn: quinn::Connection,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let remote = conn.remote_address();
-    let span = tracing::info_span!("conn", id = conn.stable_id(), %remote, user = tracing::field::Empty);
+    let span =
+        tracing::info_span!("conn", id = conn.stable_id(), %remote, user = tracing::field::Empty);
     async move {
         if let Err(error) = drive(&shared, &conn, remote, &mut shutdown).await {
             tracing::debug!(%error, "connection ended");
@@ -190,7 +195,8 @@ async fn read_uni(mut recv: quinn::RecvStream, control: Option<mpsc::Sender<Cont
         let _ = recv.stop(code(ErrorCode::UNKNOWN_STREAM));
         return;
     };
-    if head.len() > used && control.send(ControlInput::Bytes(head[used..].to_vec())).await.is_err() {
+    if head.len() > used && control.send(ControlInput::Bytes(head[used..].to_vec())).await.is_err()
+    {
         return;
     }
     loop {
@@ -209,7 +215,12 @@ async fn read_uni(mut recv: quinn::RecvStream, control: Option<mpsc::Sender<Cont
 }
 
 /// Checks a HELLO or RESUME and answers it.
-fn authenticate(ctx: &Arc<ConnCtx>, conn: &quinn::Connection, commands: &mpsc::UnboundedSender<ConnCommand>, request: AuthRequest) {
+fn authenticate(
+    ctx: &Arc<ConnCtx>,
+    conn: &quinn::Connection,
+    commands: &mpsc::UnboundedSender<ConnCommand>,
+    request: AuthRequest,
+) {
     let shared = &ctx.shared;
     let (token, resume) = match &request {
         AuthRequest::Hello { access_token, interests } => (access_token, Err(*interests)),
@@ -228,7 +239,13 @@ fn authenticate(ctx: &Arc<ConnCtx>, conn: &quinn::Connection, commands: &mpsc::U
             return lock(&ctx.protocol).reject(error, message);
         }
     };
-    let username = shared.store.get::<UserRecord>(&keys::user(user)).ok().flatten().map(|u| u.username).unwrap_or_default();
+    let username = shared
+        .store
+        .get::<UserRecord>(&keys::user(user))
+        .ok()
+        .flatten()
+        .map(|u| u.username)
+        .unwrap_or_default();
     tracing::Span::current().record("user", user.0);
 
     let (session, wakers) = match resume {
@@ -237,7 +254,8 @@ fn authenticate(ctx: &Arc<ConnCtx>, conn: &quinn::Connection, commands: &mpsc::U
             if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut id).is_err() {
                 return lock(&ctx.protocol).reject(ErrorCode::INTERNAL, "no randomness");
             }
-            let session = shared.hub.create_session(ResumeId(id), user, login, ctx.conn_id, interests);
+            let session =
+                shared.hub.create_session(ResumeId(id), user, login, ctx.conn_id, interests);
             let wakers = session.wakers();
             lock(&ctx.protocol).accept_hello(Welcome {
                 resume_id: ResumeId(id),
@@ -248,37 +266,56 @@ fn authenticate(ctx: &Arc<ConnCtx>, conn: &quinn::Connection, commands: &mpsc::U
             for presence in shared.hub.presence_snapshot(user) {
                 let mut bytes = Vec::new();
                 presence.encode_frame(&mut bytes);
-                session.push_ephemeral(banter_protocol::message::Hello::INTEREST_PRESENCE, bytes.into());
+                session.push_ephemeral(
+                    banter_protocol::message::Hello::INTEREST_PRESENCE,
+                    bytes.into(),
+                );
             }
             (session, wakers)
         }
         Ok((resume_id, last_event_seq, interests)) => {
-            let found = shared.hub.find_session(&resume_id).filter(|s| s.user == user && s.login == login);
+            let found =
+                shared.hub.find_session(&resume_id).filter(|s| s.user == user && s.login == login);
             let Some(session) = found else {
-                return lock(&ctx.protocol).reject(ErrorCode::RESUME_UNAVAILABLE, "unknown or expired session");
+                return lock(&ctx.protocol)
+                    .reject(ErrorCode::RESUME_UNAVAILABLE, "unknown or expired session");
             };
-            let (replaced, wakers) = match session.attach_resume(ctx.conn_id, last_event_seq, interests) {
-                Ok(attached) => attached,
-                Err(_) => {
-                    return lock(&ctx.protocol).reject(ErrorCode::RESUME_UNAVAILABLE, "events no longer buffered");
-                }
-            };
+            let (replaced, wakers) =
+                match session.attach_resume(ctx.conn_id, last_event_seq, interests) {
+                    Ok(attached) => attached,
+                    Err(_) => {
+                        return lock(&ctx.protocol)
+                            .reject(ErrorCode::RESUME_UNAVAILABLE, "events no longer buffered");
+                    }
+                };
             if let Some(old) = replaced {
-                shared.hub.close_connection(old, ErrorCode::SESSION_REPLACED, "session resumed elsewhere");
+                shared.hub.close_connection(
+                    old,
+                    ErrorCode::SESSION_REPLACED,
+                    "session resumed elsewhere",
+                );
             }
-            lock(&ctx.protocol)
-                .accept_resume(user, Resumed { replay_from: last_event_seq + 1, server_time: Timestamp(now_ms()) });
+            lock(&ctx.protocol).accept_resume(
+                user,
+                Resumed { replay_from: last_event_seq + 1, server_time: Timestamp(now_ms()) },
+            );
             shared.hub.reattached(&session);
             (session, wakers)
         }
     };
     shared.hub.register_connection(login, ctx.conn_id, commands.clone());
     let _ = ctx.authed.set(Authed { user, login, session: session.clone() });
-    tokio::spawn(events_writer(conn.clone(), session.clone(), wakers.clone(), ctx.conn_id).in_current_span());
+    tokio::spawn(
+        events_writer(conn.clone(), session.clone(), wakers.clone(), ctx.conn_id).in_current_span(),
+    );
     tokio::spawn(ephemeral_writer(conn.clone(), session, wakers, ctx.conn_id).in_current_span());
 }
 
-async fn open(conn: &quinn::Connection, kind: StreamType, priority: i32) -> Option<quinn::SendStream> {
+async fn open(
+    conn: &quinn::Connection,
+    kind: StreamType,
+    priority: i32,
+) -> Option<quinn::SendStream> {
     let mut send = conn.open_uni().await.ok()?;
     send.set_priority(priority).ok()?;
     let mut prefix = Vec::new();
@@ -288,7 +325,12 @@ async fn open(conn: &quinn::Connection, kind: StreamType, priority: i32) -> Opti
 }
 
 /// Writes the session's numbered events, many frames per write so they pack into few packets.
-async fn events_writer(conn: quinn::Connection, session: Arc<Session>, wakers: Wakers, conn_id: usize) {
+async fn events_writer(
+    conn: quinn::Connection,
+    session: Arc<Session>,
+    wakers: Wakers,
+    conn_id: usize,
+) {
     let Some(mut send) = open(&conn, StreamType::EVENTS, 2).await else { return };
     loop {
         if !session.is_attached_to(conn_id) {
@@ -297,7 +339,10 @@ async fn events_writer(conn: quinn::Connection, session: Arc<Session>, wakers: W
         let mut frames = match session.take_events() {
             Ok(frames) => frames,
             Err(_) => {
-                conn.close(code(ErrorCode::RESUME_UNAVAILABLE), b"events stream fell too far behind");
+                conn.close(
+                    code(ErrorCode::RESUME_UNAVAILABLE),
+                    b"events stream fell too far behind",
+                );
                 return;
             }
         };
@@ -314,7 +359,12 @@ async fn events_writer(conn: quinn::Connection, session: Arc<Session>, wakers: W
 }
 
 /// Writes soft state (presence, typing, markers) at the lowest priority.
-async fn ephemeral_writer(conn: quinn::Connection, session: Arc<Session>, wakers: Wakers, conn_id: usize) {
+async fn ephemeral_writer(
+    conn: quinn::Connection,
+    session: Arc<Session>,
+    wakers: Wakers,
+    conn_id: usize,
+) {
     let Some(mut send) = open(&conn, StreamType::EPHEMERAL, 0).await else { return };
     loop {
         if !session.is_attached_to(conn_id) {
@@ -352,7 +402,10 @@ async fn request(ctx: Arc<ConnCtx>, mut send: quinn::SendStream, mut recv: quinn
                 }
             }
             Ok(Err(error)) => Err(error),
-            Err(_) => Err(requests::RequestError::new(ErrorCode::REQUEST_CANCELLED, "request not received in time")),
+            Err(_) => Err(requests::RequestError::new(
+                ErrorCode::REQUEST_CANCELLED,
+                "request not received in time",
+            )),
         }
     };
     let mut bytes = Vec::new();

@@ -11,7 +11,10 @@ use crate::config::Config;
 use crate::identity::Identity;
 
 /// Builds the quinn server configuration.
-pub(crate) fn server_config(config: &Config, identity: &Identity) -> anyhow::Result<quinn::ServerConfig> {
+pub(crate) fn server_config(
+    config: &Config,
+    identity: &Identity,
+) -> anyhow::Result<quinn::ServerConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut tls = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
@@ -47,7 +50,8 @@ pub(crate) fn transport(config: &Config) -> TransportConfig {
     transport.datagram_send_buffer_size(32 * 1024);
     transport.keep_alive_interval(Some(Duration::from_millis(config.keep_alive_ms)));
     transport.max_idle_timeout(Some(
-        IdleTimeout::try_from(Duration::from_millis(config.idle_timeout_ms)).unwrap_or(IdleTimeout::from(VarInt::from_u32(30_000))),
+        IdleTimeout::try_from(Duration::from_millis(config.idle_timeout_ms))
+            .unwrap_or(IdleTimeout::from(VarInt::from_u32(30_000))),
     ));
     transport
 }

@@ -13,9 +13,7 @@ use std::time::{Duration, Instant};
 use banter_protocol::Frame;
 use banter_protocol::bounded::Text;
 use banter_protocol::ids::{ResumeId, RoomId, SessionId, UserId};
-use banter_protocol::message::{
-    Hello, LivePaused, Presence, PresenceStatus, Typing, TypingState,
-};
+use banter_protocol::message::{Hello, LivePaused, Presence, PresenceStatus, Typing, TypingState};
 use banter_protocol::session::ReplayBuffer;
 use bytes::Bytes;
 use tokio::sync::{Notify, mpsc};
@@ -75,7 +73,13 @@ impl Session {
 
     /// Queues a numbered event frame unless the room is paused for this session; pauses the
     /// room (with a LIVE_PAUSED) when the unsent backlog is over its limit (spec §7.7).
-    pub(crate) fn push_event(&self, now: Instant, room: RoomId, seq: u64, build: impl FnOnce(u64) -> Vec<u8>) {
+    pub(crate) fn push_event(
+        &self,
+        now: Instant,
+        room: RoomId,
+        seq: u64,
+        build: impl FnOnce(u64) -> Vec<u8>,
+    ) {
         let mut state = self.lock();
         if state.paused.contains(&room) {
             return;
@@ -83,9 +87,9 @@ impl Session {
         if state.unsent_bytes > state.backlog_limit {
             state.paused.insert(room);
             let delivered_seq = seq.saturating_sub(1);
-            let frame = state.replay.push(now, |event_seq| {
-                encode(&LivePaused { event_seq, room, delivered_seq })
-            });
+            let frame = state
+                .replay
+                .push(now, |event_seq| encode(&LivePaused { event_seq, room, delivered_seq }));
             state.unsent_bytes += frame.len();
         } else {
             let frame = state.replay.push(now, build);
@@ -256,7 +260,8 @@ impl Hub {
             let head = state.heads.entry(room).or_default();
             *head = (*head).max(seq);
             let members = state.members.get(&room);
-            let mut users: Vec<UserId> = members.map(|m| m.iter().copied().collect()).unwrap_or_default();
+            let mut users: Vec<UserId> =
+                members.map(|m| m.iter().copied().collect()).unwrap_or_default();
             if let Some(extra) = extra_recipient.filter(|u| !users.contains(u)) {
                 users.push(extra);
             }
@@ -270,7 +275,13 @@ impl Hub {
 
     /// Sends an ephemeral frame to the sessions of a room's members (optionally excluding one
     /// user, the actor).
-    pub(crate) fn broadcast_ephemeral(&self, room: RoomId, except: Option<UserId>, interest: u64, frame: &impl Frame) {
+    pub(crate) fn broadcast_ephemeral(
+        &self,
+        room: RoomId,
+        except: Option<UserId>,
+        interest: u64,
+        frame: &impl Frame,
+    ) {
         let bytes = Bytes::from(encode(frame));
         let sessions: Vec<Arc<Session>> = {
             let state = self.lock();
@@ -383,7 +394,12 @@ impl Hub {
 
     /// Ends every session of a login session (logout, revocation) and tells its connections
     /// to close.
-    pub(crate) fn revoke_login(&self, login: SessionId, code: banter_protocol::ErrorCode, reason: &str) {
+    pub(crate) fn revoke_login(
+        &self,
+        login: SessionId,
+        code: banter_protocol::ErrorCode,
+        reason: &str,
+    ) {
         let mut state = self.lock();
         let connections = state.connections.remove(&login).unwrap_or_default();
         let ids: Vec<ResumeId> =
@@ -402,7 +418,12 @@ impl Hub {
     }
 
     /// Registers a live connection of a login session (for revocation).
-    pub(crate) fn register_connection(&self, login: SessionId, conn: usize, commands: mpsc::UnboundedSender<ConnCommand>) {
+    pub(crate) fn register_connection(
+        &self,
+        login: SessionId,
+        conn: usize,
+        commands: mpsc::UnboundedSender<ConnCommand>,
+    ) {
         self.lock().connections.entry(login).or_default().push((conn, commands));
     }
 
@@ -414,7 +435,12 @@ impl Hub {
     }
 
     /// Tells a connection (by id) to close.
-    pub(crate) fn close_connection(&self, conn: usize, code: banter_protocol::ErrorCode, reason: &str) {
+    pub(crate) fn close_connection(
+        &self,
+        conn: usize,
+        code: banter_protocol::ErrorCode,
+        reason: &str,
+    ) {
         let state = self.lock();
         for list in state.connections.values() {
             for (id, commands) in list {
@@ -450,7 +476,13 @@ impl Hub {
                 let state = s.lock();
                 state.attached.map(|_| (state.status, state.status_text.clone()))
             })
-            .map(|(s, t)| if s == PresenceStatus::Invisible { (PresenceStatus::Offline, String::new()) } else { (s, t) })
+            .map(|(s, t)| {
+                if s == PresenceStatus::Invisible {
+                    (PresenceStatus::Offline, String::new())
+                } else {
+                    (s, t)
+                }
+            })
             .min_by_key(|(s, _)| rank(*s))
             .unwrap_or((PresenceStatus::Offline, String::new()))
     }
@@ -461,18 +493,19 @@ impl Hub {
         let current = self.aggregate(&sessions);
         let recipients = {
             let mut state = self.lock();
-            let previous = state.presence.get(&user).cloned().unwrap_or((PresenceStatus::Offline, String::new()));
+            let previous = state
+                .presence
+                .get(&user)
+                .cloned()
+                .unwrap_or((PresenceStatus::Offline, String::new()));
             if previous == current {
                 return;
             }
             state.presence.insert(user, current.clone());
             Self::sharing_sessions(&state, user)
         };
-        let frame = Presence {
-            user,
-            status: current.0,
-            text: Text::new(current.1).unwrap_or_default(),
-        };
+        let frame =
+            Presence { user, status: current.0, text: Text::new(current.1).unwrap_or_default() };
         let bytes = Bytes::from(encode(&frame));
         for session in recipients {
             session.push_ephemeral(Hello::INTEREST_PRESENCE, bytes.clone());
@@ -518,21 +551,34 @@ impl Hub {
                 _ => hub.typing.insert((room, user), Instant::now()),
             };
         }
-        self.broadcast_ephemeral(room, Some(user), Hello::INTEREST_TYPING, &Typing { room, user, state });
+        self.broadcast_ephemeral(
+            room,
+            Some(user),
+            Hello::INTEREST_TYPING,
+            &Typing { room, user, state },
+        );
     }
 
     /// A user posted: their typing in that room is over.
     pub(crate) fn clear_typing(&self, room: RoomId, user: UserId) {
         let was_typing = self.lock().typing.remove(&(room, user)).is_some();
         if was_typing {
-            self.broadcast_ephemeral(room, Some(user), Hello::INTEREST_TYPING, &Typing { room, user, state: TypingState::Stopped });
+            self.broadcast_ephemeral(
+                room,
+                Some(user),
+                Hello::INTEREST_TYPING,
+                &Typing { room, user, state: TypingState::Stopped },
+            );
         }
     }
 
     fn clear_typing_if_offline(&self, user: UserId) {
         let rooms: Vec<RoomId> = {
             let state = self.lock();
-            let online = state.sessions_of.get(&user).is_some_and(|list| list.iter().any(|s| s.lock().attached.is_some()));
+            let online = state
+                .sessions_of
+                .get(&user)
+                .is_some_and(|list| list.iter().any(|s| s.lock().attached.is_some()));
             if online {
                 return;
             }

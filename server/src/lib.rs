@@ -113,8 +113,12 @@ impl Server {
         }));
         load_live_state(&store, &hub)?;
 
-        let passwords = Passwords::new(config.argon2_memory_kib, config.argon2_iterations, config.hash_concurrency)
-            .map_err(StartError::Config)?;
+        let passwords = Passwords::new(
+            config.argon2_memory_kib,
+            config.argon2_iterations,
+            config.hash_concurrency,
+        )
+        .map_err(StartError::Config)?;
         let limits = Limits {
             max_message_bytes: config.max_message_bytes,
             max_history_page: config.max_history_page,
@@ -135,14 +139,19 @@ impl Server {
             server_name: Some(config.server_name.clone()),
             ..Limits::default()
         };
-        let auth_bucket = config.rate.get("auth").copied().unwrap_or(config::Bucket { burst: 10, per_minute: 30 });
+        let auth_bucket = config
+            .rate
+            .get("auth")
+            .copied()
+            .unwrap_or(config::Bucket { burst: 10, per_minute: 30 });
         let protocol = ServerConfig {
             limits,
             auth_timeout: Duration::from_millis(config.auth_timeout_ms),
             grease: Some(rand_u32() % 1000),
         };
         let server_config = endpoint::server_config(&config, &identity)?;
-        let endpoint = quinn::Endpoint::server(server_config, config.listen).map_err(anyhow::Error::from)?;
+        let endpoint =
+            quinn::Endpoint::server(server_config, config.listen).map_err(anyhow::Error::from)?;
         let addr = endpoint.local_addr().map_err(anyhow::Error::from)?;
         let shared = Arc::new(Shared {
             tokens: TokenKeys::new(identity.signing_key.clone()),
@@ -217,7 +226,11 @@ fn load_live_state(store: &Store, hub: &Hub) -> Result<(), store::StoreError> {
     Ok(())
 }
 
-async fn accept_loop(shared: Arc<Shared>, endpoint: quinn::Endpoint, mut shutdown: watch::Receiver<bool>) {
+async fn accept_loop(
+    shared: Arc<Shared>,
+    endpoint: quinn::Endpoint,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let connections = Arc::new(AtomicUsize::new(0));
     let handshaking = Arc::new(AtomicUsize::new(0));
     let per_ip: Arc<Mutex<HashMap<IpAddr, u32>>> = Arc::default();
@@ -271,7 +284,10 @@ async fn accept_loop(shared: Arc<Shared>, endpoint: quinn::Endpoint, mut shutdow
     if drain.await.is_err() {
         tasks.abort_all();
     }
-    endpoint.close(quinn::VarInt::from_u64(ErrorCode::GOING_AWAY.0).unwrap_or_default(), b"server shutting down");
+    endpoint.close(
+        quinn::VarInt::from_u64(ErrorCode::GOING_AWAY.0).unwrap_or_default(),
+        b"server shutting down",
+    );
 }
 
 /// Counts a connection for the global and per-address caps while it lives.

@@ -57,7 +57,8 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Run { config, data_dir, listen, log_format } => {
-            let mut config = Config::load(config.as_deref(), std::env::vars()).map_err(anyhow::Error::msg)?;
+            let mut config =
+                Config::load(config.as_deref(), std::env::vars()).map_err(anyhow::Error::msg)?;
             if let Some(dir) = data_dir {
                 config.data_dir = dir;
             }

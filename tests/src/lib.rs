@@ -1,5 +1,233 @@
 //! # banter-tests
 //!
-//! End-to-end tests: a real `banterd` on loopback driven by real clients. The harness
-//! (`TestServer`) arrives with the server (issue 3); protocol-level tests live in
-//! `banter-protocol` until then.
+//! End-to-end tests: a real banterd (in process, on loopback, with a temporary sled data dir)
+//! and real clients ([`banter_client::Connection`]) over real QUIC. [`TestServer`] starts and
+//! restarts servers; [`TestUser`] is a registered, authenticated client with helpers for the
+//! requests tests make most.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use banter_client::protocol::bounded::Text;
+use banter_client::protocol::ids::RoomId;
+use banter_client::protocol::message::{
+    AuthOk, EventAck, Message, Post, RoomCreate, RoomInfo, RoomJoin, Visibility, Welcome,
+};
+use banter_client::{Connection, Event, Options, RequestError, Trust};
+use banter_server::Server;
+use banter_server::config::Config;
+use tokio::sync::mpsc;
+
+/// How long a test waits for something the server should send.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A banterd on loopback with its own temporary data dir.
+#[derive(Debug)]
+pub struct TestServer {
+    server: Option<Server>,
+    config: Config,
+    dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    /// A server with test-friendly settings (cheap password hashing, loose rate limits).
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// A server with settings adjusted by `adjust`.
+    pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = Config {
+            listen: "127.0.0.1:0".parse().expect("literal"),
+            data_dir: dir.path().to_owned(),
+            // Cheap hashing keeps tests fast; production defaults are OWASP's.
+            argon2_memory_kib: 256,
+            argon2_iterations: 1,
+            ..Config::default()
+        };
+        for bucket in config.rate.values_mut() {
+            bucket.burst = 10_000;
+            bucket.per_minute = 600_000;
+        }
+        adjust(&mut config);
+        let server = Server::start(config.clone()).await.expect("banterd starts");
+        // Restarts reuse the port, so clients can reconnect to the same address.
+        config.listen = server.local_addr();
+        Self { server: Some(server), config, dir }
+    }
+
+    /// The server's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.config.listen
+    }
+
+    /// The data dir.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Graceful shutdown, then a new server on the same data dir and port.
+    pub async fn restart(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.shutdown().await;
+        }
+        // The OS may hold the UDP port for a moment after the endpoint closes.
+        for _ in 0..50 {
+            match Server::start(self.config.clone()).await {
+                Ok(server) => {
+                    self.server = Some(server);
+                    return;
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+        panic!("banterd did not restart");
+    }
+
+    /// Stops the server.
+    pub async fn stop(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.shutdown().await;
+        }
+    }
+
+    /// A raw connection (not registered or authenticated).
+    pub async fn connect(&self) -> (Connection, mpsc::UnboundedReceiver<Event>) {
+        connect(self.addr()).await
+    }
+
+    /// Registers `name` and authenticates a connection as them.
+    pub async fn user(&self, name: &str) -> TestUser {
+        let (conn, events) = self.connect().await;
+        let auth = conn.register(name, "correct horse battery").await.expect("register");
+        TestUser::authenticate(conn, events, auth).await
+    }
+
+    /// Another authenticated connection (a second device) of an existing user.
+    pub async fn login(&self, name: &str) -> TestUser {
+        let (conn, events) = self.connect().await;
+        let auth = conn.login(name, "correct horse battery").await.expect("login");
+        TestUser::authenticate(conn, events, auth).await
+    }
+}
+
+/// Connects to `addr`, accepting its certificate.
+pub async fn connect(addr: SocketAddr) -> (Connection, mpsc::UnboundedReceiver<Event>) {
+    let options = Options { trust: Trust::AcceptAny, server_name: "localhost".into() };
+    Connection::connect(addr, options).await.expect("connect")
+}
+
+/// A registered user with an authenticated connection.
+#[derive(Debug)]
+pub struct TestUser {
+    /// The connection.
+    pub conn: Connection,
+    /// What the server pushes.
+    pub events: mpsc::UnboundedReceiver<Event>,
+    /// The tokens.
+    pub auth: AuthOk,
+    /// The session's WELCOME.
+    pub welcome: Welcome,
+}
+
+impl TestUser {
+    /// Sends HELLO with `auth` and waits for WELCOME.
+    pub async fn authenticate(
+        conn: Connection,
+        mut events: mpsc::UnboundedReceiver<Event>,
+        auth: AuthOk,
+    ) -> Self {
+        conn.hello(&auth.access_token);
+        let welcome = loop {
+            match next(&mut events).await {
+                Event::Welcome(welcome) => break welcome,
+                Event::Rejected(error) => panic!("HELLO rejected: {error:?}"),
+                _ => {}
+            }
+        };
+        Self { conn, events, auth, welcome }
+    }
+
+    /// The next pushed event.
+    pub async fn next_event(&mut self) -> Event {
+        next(&mut self.events).await
+    }
+
+    /// The next frame of the events stream, skipping ephemeral traffic.
+    pub async fn next_room_event(&mut self) -> Message {
+        loop {
+            match self.next_event().await {
+                Event::Room(message) => return message,
+                Event::Closed(reason) => panic!("connection closed: {reason}"),
+                _ => {}
+            }
+        }
+    }
+
+    /// Waits until the connection closes; returns the reason.
+    pub async fn closed(&mut self) -> String {
+        loop {
+            if let Event::Closed(reason) = self.next_event().await {
+                return reason;
+            }
+        }
+    }
+
+    /// Creates a public (or private) room.
+    pub async fn create_room(&self, name: &str, private: bool) -> RoomId {
+        let request = RoomCreate {
+            name: Text::new(name).expect("short"),
+            topic: Text::default(),
+            category: Text::default(),
+            visibility: if private { Visibility::Private } else { Visibility::Public },
+            voice: false,
+        };
+        match self.conn.request_one(request).await.expect("create room") {
+            Message::RoomInfo(RoomInfo { room }) => room.room,
+            other => panic!("expected ROOM_INFO, got {other:?}"),
+        }
+    }
+
+    /// Joins a room.
+    pub async fn join(&self, room: RoomId) -> Result<Message, RequestError> {
+        self.conn.request_one(RoomJoin { room }).await
+    }
+
+    /// Posts with a given client message id.
+    pub async fn post_with_id(
+        &self,
+        room: RoomId,
+        id: u128,
+        text: &str,
+    ) -> Result<EventAck, RequestError> {
+        let request =
+            Post { room, client_msg_id: id, text: Text::new(text).expect("short"), reply_to: None };
+        match self.conn.request_one(request).await? {
+            Message::EventAck(ack) => Ok(ack),
+            other => panic!("expected EVENT_ACK, got {other:?}"),
+        }
+    }
+
+    /// Posts with a fresh client message id.
+    pub async fn post(&self, room: RoomId, text: &str) -> Result<EventAck, RequestError> {
+        self.post_with_id(room, fresh_id(), text).await
+    }
+}
+
+/// A random 128-bit client message id.
+pub fn fresh_id() -> u128 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(1);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    (nanos << 32) ^ u128::from(COUNTER.fetch_add(1, Ordering::Relaxed))
+}
+
+async fn next(events: &mut mpsc::UnboundedReceiver<Event>) -> Event {
+    tokio::time::timeout(WAIT, events.recv())
+        .await
+        .expect("an event within the wait")
+        .expect("event stream open")
+}

@@ -330,6 +330,22 @@ registry! {
     0x75 AUDIT_PAGE AuditPage ServerToClient [Response];
 }
 
+impl Message {
+    /// The `event_seq` of a frame that carries one (the frames of the events stream).
+    pub fn event_seq(&self) -> Option<u64> {
+        match self {
+            Self::Posted(m) => Some(m.event_seq),
+            Self::Edited(m) => Some(m.event_seq),
+            Self::Deleted(m) => Some(m.event_seq),
+            Self::Reacted(m) => Some(m.event_seq),
+            Self::Membership(m) => Some(m.event_seq),
+            Self::TopicChanged(m) => Some(m.event_seq),
+            Self::LivePaused(m) => Some(m.event_seq),
+            _ => None,
+        }
+    }
+}
+
 /// The registry row of a frame type, if registered.
 pub fn registry_entry(frame_type: FrameType) -> Option<&'static FrameInfo> {
     REGISTRY.iter().find(|info| info.frame_type == frame_type)

@@ -36,15 +36,25 @@ fn rate_auth(ctx: &ConnCtx) -> Result<()> {
 fn normalize_username(name: &str) -> Result<String> {
     let name = name.to_ascii_lowercase();
     let valid = !name.is_empty()
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.-".contains(&b));
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.-".contains(&b));
     if !valid {
-        return Err(RequestError::new(ErrorCode::INVALID_REQUEST, "usernames are 1-32 of a-z 0-9 _ . -"));
+        return Err(RequestError::new(
+            ErrorCode::INVALID_REQUEST,
+            "usernames are 1-32 of a-z 0-9 _ . -",
+        ));
     }
     Ok(name)
 }
 
 /// Creates a login session in `txn`; returns its id and first refresh token.
-fn new_login(txn: &mut Txn<'_>, shared: &Shared, user: UserId, device_name: &str) -> Result<(SessionId, RefreshToken)> {
+fn new_login(
+    txn: &mut Txn<'_>,
+    shared: &Shared,
+    user: UserId,
+    device_name: &str,
+) -> Result<(SessionId, RefreshToken)> {
     let session = SessionId(txn.next_id("session")?);
     let refresh = RefreshToken::generate(session, 1);
     let now = now_ms();
@@ -64,7 +74,12 @@ fn new_login(txn: &mut Txn<'_>, shared: &Shared, user: UserId, device_name: &str
     Ok((session, refresh))
 }
 
-fn auth_ok(shared: &Shared, user: UserId, session: SessionId, refresh: &RefreshToken) -> Vec<Message> {
+fn auth_ok(
+    shared: &Shared,
+    user: UserId,
+    session: SessionId,
+    refresh: &RefreshToken,
+) -> Vec<Message> {
     let (access, expires) =
         shared.tokens.issue(user, session, now_ms(), shared.config.access_token_ttl_s * 1000);
     vec![
@@ -84,7 +99,10 @@ pub(super) async fn register(ctx: &ConnCtx, r: Register) -> Result<Vec<Message>>
     let username = normalize_username(&r.username)?;
     check_text("device name", &r.device_name, false)?;
     if r.password.len() < 8 {
-        return Err(RequestError::new(ErrorCode::INVALID_REQUEST, "passwords are at least 8 bytes"));
+        return Err(RequestError::new(
+            ErrorCode::INVALID_REQUEST,
+            "passwords are at least 8 bytes",
+        ));
     }
     let hash = ctx.shared.passwords.hash(r.password.into_string()).await.map_err(|e| {
         tracing::error!(error = %e, "password hashing failed");
@@ -105,7 +123,13 @@ pub(super) async fn register(ctx: &ConnCtx, r: Register) -> Result<Vec<Message>>
                 let role = if user.0 == 1 { message::Role::OWNER } else { message::Role::MEMBER };
                 txn.put(
                     keys::user(user),
-                    &UserRecord { username: username.clone(), password_hash: hash, created: now_ms(), disabled: false, role: role.0 },
+                    &UserRecord {
+                        username: username.clone(),
+                        password_hash: hash,
+                        created: now_ms(),
+                        disabled: false,
+                        role: role.0,
+                    },
                 );
                 txn.put(keys::username(&username), &user.0);
                 let (session, refresh) = new_login(txn, &shared, user, &device)?;
@@ -143,7 +167,8 @@ pub(super) async fn login(ctx: &ConnCtx, r: Login) -> Result<Vec<Message>> {
         .write(
             move |txn| {
                 if let Some(hash) = rehash {
-                    let mut record: UserRecord = txn.get(&keys::user(user))?.ok_or_else(auth_failed)?;
+                    let mut record: UserRecord =
+                        txn.get(&keys::user(user))?.ok_or_else(auth_failed)?;
                     record.password_hash = hash;
                     txn.put(keys::user(user), &record);
                 }
@@ -155,7 +180,11 @@ pub(super) async fn login(ctx: &ConnCtx, r: Login) -> Result<Vec<Message>> {
     Ok(auth_ok(&ctx.shared, user, session, &refresh))
 }
 
-pub(super) async fn key_login(ctx: &ConnCtx, r: KeyLogin, io: &mut RequestIo<'_>) -> Result<Vec<Message>> {
+pub(super) async fn key_login(
+    ctx: &ConnCtx,
+    r: KeyLogin,
+    io: &mut RequestIo<'_>,
+) -> Result<Vec<Message>> {
     rate_auth(ctx)?;
     check_text("device name", &r.device_name, false)?;
     // Always challenge, so the answer does not reveal which accounts have keys.
@@ -170,7 +199,8 @@ pub(super) async fn key_login(ctx: &ConnCtx, r: KeyLogin, io: &mut RequestIo<'_>
         Err(_) => return Err(auth_failed()),
     };
     let owner = ctx.shared.store.get::<u64>(&keys::login_key(&r.public_key))?;
-    let found = find_user(ctx, &r.username)?.filter(|(user, record)| !record.disabled && owner == Some(user.0));
+    let found = find_user(ctx, &r.username)?
+        .filter(|(user, record)| !record.disabled && owner == Some(user.0));
     let Some((user, record)) = found else { return Err(auth_failed()) };
     let key = VerifyingKey::from_bytes(&r.public_key).map_err(|_| auth_failed())?;
     let signature = Signature::from_bytes(&proof.signature.0);
@@ -213,7 +243,9 @@ pub(super) async fn refresh(ctx: &ConnCtx, r: Refresh) -> Result<Vec<Message>> {
                     txn.delete(keys::user_session(user, token.session));
                     return Ok(Refreshed::Reused(token.session));
                 }
-                if token.generation != record.refresh_generation || !same_secret(&token.hash(), &record.refresh_hash) {
+                if token.generation != record.refresh_generation
+                    || !same_secret(&token.hash(), &record.refresh_hash)
+                {
                     return Err(auth_failed());
                 }
                 let next = RefreshToken::generate(token.session, record.refresh_generation + 1);
@@ -230,14 +262,26 @@ pub(super) async fn refresh(ctx: &ConnCtx, r: Refresh) -> Result<Vec<Message>> {
         Refreshed::Rotated(user, session, next) => Ok(auth_ok(&ctx.shared, user, session, &next)),
         Refreshed::Reused(session) => {
             tracing::warn!(session = session.0, "refresh token reused; login session revoked");
-            ctx.shared.hub.revoke_login(session, ErrorCode::SESSION_REVOKED, "refresh token reused");
-            Err(RequestError::new(ErrorCode::SESSION_REVOKED, "refresh token reused; session revoked"))
+            ctx.shared.hub.revoke_login(
+                session,
+                ErrorCode::SESSION_REVOKED,
+                "refresh token reused",
+            );
+            Err(RequestError::new(
+                ErrorCode::SESSION_REVOKED,
+                "refresh token reused; session revoked",
+            ))
         }
     }
 }
 
 /// Deletes a login session durably, then closes its connections.
-async fn end_login(ctx: &ConnCtx, user: UserId, session: SessionId, reason: &'static str) -> Result<()> {
+async fn end_login(
+    ctx: &ConnCtx,
+    user: UserId,
+    session: SessionId,
+    reason: &'static str,
+) -> Result<()> {
     let hub = ctx.shared.hub.clone();
     ctx.shared
         .store
@@ -280,7 +324,10 @@ pub(super) fn session_list(ctx: &ConnCtx) -> Result<Vec<Message>> {
         }
     }
     sessions.reverse();
-    Ok(vec![SessionListPage { sessions: List::new(sessions).expect("bounded by the scan limit") }.into()])
+    Ok(vec![
+        SessionListPage { sessions: List::new(sessions).expect("bounded by the scan limit") }
+            .into(),
+    ])
 }
 
 pub(super) async fn session_revoke(ctx: &ConnCtx, r: SessionRevoke) -> Result<Vec<Message>> {
@@ -312,7 +359,10 @@ pub(super) async fn key_add(ctx: &ConnCtx, r: KeyAdd) -> Result<Vec<Message>> {
 
 /// Checks the access token of a HELLO or RESUME: signature, expiry, and that the login
 /// session still exists. Returns the user and login session.
-pub(crate) fn authenticate(shared: &Shared, token: &[u8]) -> Result<(UserId, SessionId), ErrorCode> {
+pub(crate) fn authenticate(
+    shared: &Shared,
+    token: &[u8],
+) -> Result<(UserId, SessionId), ErrorCode> {
     let claims = shared.tokens.verify(token, now_ms()).map_err(|e| match e {
         TokenError::Expired => ErrorCode::TOKEN_EXPIRED,
         TokenError::Invalid => ErrorCode::AUTH_FAILED,

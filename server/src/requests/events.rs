@@ -8,7 +8,7 @@ use banter_protocol::bounded::List;
 use banter_protocol::ids::{RoomId, Timestamp, UserId};
 use banter_protocol::message::{
     CatchUp, Delete, Deleted, Edit, Edited, EventAck, EventMeta, History, HistoryMessage,
-    Membership, MembershipChange, Message, PageEnd, Post, Posted, React, ReactionCount, Reacted,
+    Membership, MembershipChange, Message, PageEnd, Post, Posted, React, Reacted, ReactionCount,
     Role, TopicChanged,
 };
 
@@ -30,7 +30,13 @@ pub(crate) struct Appended {
 }
 
 /// Appends an entry to a room's log: the next room_seq, the entry, the room's head.
-pub(crate) fn append(txn: &mut Txn<'_>, room: RoomId, record: &mut RoomRecord, sender: UserId, kind: EntryKind) -> Appended {
+pub(crate) fn append(
+    txn: &mut Txn<'_>,
+    room: RoomId,
+    record: &mut RoomRecord,
+    sender: UserId,
+    kind: EntryKind,
+) -> Appended {
     record.last_seq += 1;
     let entry = LogEntry { ts: now_ms(), sender: sender.0, kind };
     txn.put(keys::log(room, record.last_seq), &entry);
@@ -49,7 +55,13 @@ pub(crate) fn member_in(txn: &Txn<'_>, room: RoomId, user: UserId) -> Result<Mem
 }
 
 /// The wire frame of a log entry. `to_author` includes the POST's client_msg_id.
-pub(crate) fn entry_frame(room: RoomId, seq: u64, entry: &LogEntry, event_seq: u64, to_author: bool) -> Message {
+pub(crate) fn entry_frame(
+    room: RoomId,
+    seq: u64,
+    entry: &LogEntry,
+    event_seq: u64,
+    to_author: bool,
+) -> Message {
     let meta = EventMeta { room, seq, ts: Timestamp(entry.ts), sender: UserId(entry.sender) };
     match &entry.kind {
         EntryKind::Posted { client_msg_id, reply_to, text: body } => Posted {
@@ -60,7 +72,9 @@ pub(crate) fn entry_frame(room: RoomId, seq: u64, entry: &LogEntry, event_seq: u
             text: text(body),
         }
         .into(),
-        EntryKind::Edited { target, text: body } => Edited { event_seq, meta, target: *target, text: text(body) }.into(),
+        EntryKind::Edited { target, text: body } => {
+            Edited { event_seq, meta, target: *target, text: text(body) }.into()
+        }
         EntryKind::Deleted { target } => Deleted { event_seq, meta, target: *target }.into(),
         EntryKind::Reacted { target, emoji, on } => {
             Reacted { event_seq, meta, target: *target, emoji: text(emoji), on: *on }.into()
@@ -110,7 +124,10 @@ pub(crate) fn publish(hub: &Hub, appended: &Appended, extra: Option<UserId>) {
 }
 
 fn ack(appended: &Appended) -> Vec<Message> {
-    vec![EventAck { room: appended.room, seq: appended.seq, ts: Timestamp(appended.entry.ts) }.into()]
+    vec![
+        EventAck { room: appended.room, seq: appended.seq, ts: Timestamp(appended.entry.ts) }
+            .into(),
+    ]
 }
 
 fn check_message_text(ctx: &ConnCtx, body: &str) -> Result<()> {
@@ -154,14 +171,20 @@ pub(super) async fn post(ctx: &ConnCtx, r: Post) -> Result<Vec<Message>> {
                     return if seen.digest == digest {
                         Ok(Posting::Repeat(seen))
                     } else {
-                        Err(RequestError::new(ErrorCode::CONFLICT, "client_msg_id reused with other content"))
+                        Err(RequestError::new(
+                            ErrorCode::CONFLICT,
+                            "client_msg_id reused with other content",
+                        ))
                     };
                 }
                 let mut record = room_in(txn, room)?;
                 member_in(txn, room, user)?;
                 if let Some(target) = r.reply_to {
                     if !txn.contains(&keys::message(room, target))? {
-                        return Err(RequestError::new(ErrorCode::NOT_FOUND, "reply target not found"));
+                        return Err(RequestError::new(
+                            ErrorCode::NOT_FOUND,
+                            "reply target not found",
+                        ));
                     }
                 }
                 let appended = append(
@@ -169,11 +192,21 @@ pub(super) async fn post(ctx: &ConnCtx, r: Post) -> Result<Vec<Message>> {
                     room,
                     &mut record,
                     user,
-                    EntryKind::Posted { client_msg_id: r.client_msg_id, reply_to: r.reply_to, text: body },
+                    EntryKind::Posted {
+                        client_msg_id: r.client_msg_id,
+                        reply_to: r.reply_to,
+                        text: body,
+                    },
                 );
-                txn.put(keys::message(room, appended.seq), &MessageState { author: user.0, ..MessageState::default() });
+                txn.put(
+                    keys::message(room, appended.seq),
+                    &MessageState { author: user.0, ..MessageState::default() },
+                );
                 // The dedup record commits in the same batch as the message (spec §7.2).
-                txn.put(dedup_key, &DedupRecord { room: room.0, seq: appended.seq, ts: appended.entry.ts, digest });
+                txn.put(
+                    dedup_key,
+                    &DedupRecord { room: room.0, seq: appended.seq, ts: appended.entry.ts, digest },
+                );
                 txn.put(keys::room(room), &record);
                 Ok(Posting::New(appended))
             },
@@ -238,7 +271,13 @@ pub(super) async fn edit(ctx: &ConnCtx, r: Edit) -> Result<Vec<Message>> {
         }
         let mut record = room_in(txn, room)?;
         let body = r.text.into_string();
-        let appended = append(txn, room, &mut record, user, EntryKind::Edited { target: r.target, text: body.clone() });
+        let appended = append(
+            txn,
+            room,
+            &mut record,
+            user,
+            EntryKind::Edited { target: r.target, text: body.clone() },
+        );
         state.edited = Some((appended.seq, appended.entry.ts, body));
         state.edit_seqs.push(appended.seq);
         txn.put(keys::message(room, r.target), &state);
@@ -258,13 +297,16 @@ pub(super) async fn delete(ctx: &ConnCtx, r: Delete) -> Result<Vec<Message>> {
         let (mut entry, mut state) = posted_in(txn, room, r.target)?;
         let author = UserId(entry.sender);
         if author != user {
-            let target = txn.get::<MemberRecord>(&keys::member(room, author))?.map_or(Role::MEMBER, |m| Role(m.role));
+            let target = txn
+                .get::<MemberRecord>(&keys::member(room, author))?
+                .map_or(Role::MEMBER, |m| Role(m.role));
             authorize(&standing, Action::Moderate { target })?;
         } else {
             member_in(txn, room, user)?;
         }
         let mut record = room_in(txn, room)?;
-        let appended = append(txn, room, &mut record, user, EntryKind::Deleted { target: r.target });
+        let appended =
+            append(txn, room, &mut record, user, EntryKind::Deleted { target: r.target });
         // Purge the content: the posted text and every edit's text (spec §6.4).
         if let EntryKind::Posted { text, .. } = &mut entry.kind {
             text.clear();
@@ -326,9 +368,19 @@ pub(super) async fn react(ctx: &ConnCtx, r: React) -> Result<Vec<Message>> {
             None => {}
         }
         state.reactions.retain(|(_, count)| *count > 0);
-        if r.on { txn.put(key, &()) } else { txn.delete(key) }
+        if r.on {
+            txn.put(key, &())
+        } else {
+            txn.delete(key)
+        }
         let mut record = room_in(txn, room)?;
-        let appended = append(txn, room, &mut record, user, EntryKind::Reacted { target: r.target, emoji, on: r.on });
+        let appended = append(
+            txn,
+            room,
+            &mut record,
+            user,
+            EntryKind::Reacted { target: r.target, emoji, on: r.on },
+        );
         txn.put(keys::message(room, r.target), &state);
         txn.put(keys::room(room), &record);
         Ok(Some(appended))
@@ -356,7 +408,12 @@ pub(super) fn history(ctx: &ConnCtx, r: History) -> Result<Vec<Message>> {
     let head = ctx.shared.hub.head(room);
     let before = r.before.unwrap_or(u64::MAX).min(head + 1);
     let limit = page_limit(ctx, r.limit);
-    let entries = ctx.shared.store.range::<LogEntry>(&keys::log(room, 1), &keys::log(room, before), true, limit)?;
+    let entries = ctx.shared.store.range::<LogEntry>(
+        &keys::log(room, 1),
+        &keys::log(room, before),
+        true,
+        limit,
+    )?;
     let mut out = Vec::with_capacity(entries.len() + 1);
     let mut lowest = before;
     for (key, entry) in &entries {
@@ -364,7 +421,8 @@ pub(super) fn history(ctx: &ConnCtx, r: History) -> Result<Vec<Message>> {
         lowest = seq;
         match &entry.kind {
             EntryKind::Posted { reply_to, text: body, .. } => {
-                let state: MessageState = ctx.shared.store.get(&keys::message(room, seq))?.unwrap_or_default();
+                let state: MessageState =
+                    ctx.shared.store.get(&keys::message(room, seq))?.unwrap_or_default();
                 let current = state.edited.as_ref().map_or(body.as_str(), |(_, _, t)| t.as_str());
                 let mut reactions = Vec::new();
                 for (emoji, count) in state.reactions.iter().take(List::<ReactionCount, 64>::MAX) {
@@ -373,7 +431,12 @@ pub(super) fn history(ctx: &ConnCtx, r: History) -> Result<Vec<Message>> {
                 }
                 out.push(
                     HistoryMessage {
-                        meta: EventMeta { room, seq, ts: Timestamp(entry.ts), sender: UserId(entry.sender) },
+                        meta: EventMeta {
+                            room,
+                            seq,
+                            ts: Timestamp(entry.ts),
+                            sender: UserId(entry.sender),
+                        },
                         reply_to: *reply_to,
                         text: text(current),
                         edited: state.edited.as_ref().map(|(seq, ts, _)| (*seq, Timestamp(*ts))),
@@ -404,7 +467,12 @@ pub(super) async fn catch_up(ctx: &ConnCtx, r: CatchUp) -> Result<Vec<Message>> 
     let limit = page_limit(ctx, r.limit);
     let start = r.after.saturating_add(1);
     let mut entries = if start <= head {
-        ctx.shared.store.range::<LogEntry>(&keys::log(room, start), &keys::log(room, head + 1), false, limit)?
+        ctx.shared.store.range::<LogEntry>(
+            &keys::log(room, start),
+            &keys::log(room, head + 1),
+            false,
+            limit,
+        )?
     } else {
         Vec::new()
     };
@@ -434,7 +502,9 @@ pub(super) async fn catch_up(ctx: &ConnCtx, r: CatchUp) -> Result<Vec<Message>> 
     }
     let mut out: Vec<Message> = entries
         .iter()
-        .map(|(key, entry)| entry_frame(room, keys::id_at(key, 9), entry, 0, entry.sender == user.0))
+        .map(|(key, entry)| {
+            entry_frame(room, keys::id_at(key, 9), entry, 0, entry.sender == user.0)
+        })
         .collect();
     let last = entries.last().map(|(k, _)| keys::id_at(k, 9));
     let next = if entries.len() >= limit { last } else { None };
@@ -468,7 +538,13 @@ pub(crate) fn membership_entry(
 }
 
 /// TOPIC_CHANGED entry.
-pub(crate) fn topic_entry(txn: &mut Txn<'_>, room: RoomId, record: &mut RoomRecord, actor: UserId, topic: &str) -> Appended {
+pub(crate) fn topic_entry(
+    txn: &mut Txn<'_>,
+    room: RoomId,
+    record: &mut RoomRecord,
+    actor: UserId,
+    topic: &str,
+) -> Appended {
     record.topic = topic.to_owned();
     append(txn, room, record, actor, EntryKind::Topic { topic: topic.to_owned() })
 }

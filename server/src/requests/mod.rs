@@ -149,7 +149,10 @@ impl RequestIo<'_> {
     pub(crate) async fn send(&mut self, frame: &impl Frame) -> Result<()> {
         let mut bytes = Vec::new();
         frame.encode_frame(&mut bytes);
-        self.send.write_all(&bytes).await.map_err(|_| RequestError::from(ErrorCode::REQUEST_CANCELLED))
+        self.send
+            .write_all(&bytes)
+            .await
+            .map_err(|_| RequestError::from(ErrorCode::REQUEST_CANCELLED))
     }
 
     /// Reads the next frame from the client.
@@ -170,7 +173,11 @@ impl RequestIo<'_> {
 }
 
 /// Runs one request; returns the answer frames.
-pub(crate) async fn handle(ctx: &ConnCtx, request: Message, io: &mut RequestIo<'_>) -> Result<Vec<Message>> {
+pub(crate) async fn handle(
+    ctx: &ConnCtx,
+    request: Message,
+    io: &mut RequestIo<'_>,
+) -> Result<Vec<Message>> {
     use Message as M;
     match request {
         M::Register(r) => accounts::register(ctx, r).await,
@@ -213,7 +220,10 @@ pub(crate) async fn handle(ctx: &ConnCtx, request: Message, io: &mut RequestIo<'
 pub(crate) fn check_text(field: &str, text: &str, multiline: bool) -> Result<()> {
     let bad = text.chars().any(|c| c.is_control() && !(multiline && (c == '\n' || c == '\t')));
     if bad {
-        return Err(RequestError::new(ErrorCode::INVALID_REQUEST, format!("{field} contains control characters")));
+        return Err(RequestError::new(
+            ErrorCode::INVALID_REQUEST,
+            format!("{field} contains control characters"),
+        ));
     }
     Ok(())
 }

@@ -6,25 +6,37 @@ use banter_protocol::bounded::List;
 use banter_protocol::ids::{RoomId, Timestamp, UserId};
 use banter_protocol::message::{
     AuditAction, Ban, DmOpen, EventAck, Kick, ListScope, Member, Members, MembersPage,
-    MembershipChange, Message, Role, RoomCreate, RoomInfo, RoomJoin, RoomKind, RoomLeave,
-    RoomList, RoomListPage, RoomSetTopic, RoomSummary, Unban, Visibility,
+    MembershipChange, Message, Role, RoomCreate, RoomInfo, RoomJoin, RoomKind, RoomLeave, RoomList,
+    RoomListPage, RoomSetTopic, RoomSummary, Unban, Visibility,
 };
 
 use super::events::{Appended, member_in, membership_entry, publish, room_in, topic_entry};
 use super::{ConnCtx, RequestError, Result, check_text, text};
 use crate::authz::{Action, authorize};
 use crate::now_ms;
-use crate::store::records::{AuditRecord, BanRecord, MarkerRecord, MemberRecord, RoomRecord, UserRecord};
+use crate::store::records::{
+    AuditRecord, BanRecord, MarkerRecord, MemberRecord, RoomRecord, UserRecord,
+};
 use crate::store::{Txn, keys};
 
 /// A room as the caller sees it.
-pub(crate) fn summary(ctx: &ConnCtx, room: RoomId, record: &RoomRecord, viewer: UserId) -> Result<RoomSummary> {
+pub(crate) fn summary(
+    ctx: &ConnCtx,
+    room: RoomId,
+    record: &RoomRecord,
+    viewer: UserId,
+) -> Result<RoomSummary> {
     let member: Option<MemberRecord> = ctx.shared.store.get(&keys::member(room, viewer))?;
-    let marker: MarkerRecord = ctx.shared.store.get(&keys::marker(room, viewer))?.unwrap_or_default();
+    let marker: MarkerRecord =
+        ctx.shared.store.get(&keys::marker(room, viewer))?.unwrap_or_default();
     let name = match record.direct_pair {
         Some((a, b)) => {
             let other = UserId(if a == viewer.0 { b } else { a });
-            ctx.shared.store.get::<UserRecord>(&keys::user(other))?.map(|u| u.username).unwrap_or_default()
+            ctx.shared
+                .store
+                .get::<UserRecord>(&keys::user(other))?
+                .map(|u| u.username)
+                .unwrap_or_default()
         }
         None => record.name.clone(),
     };
@@ -45,7 +57,8 @@ pub(crate) fn summary(ctx: &ConnCtx, room: RoomId, record: &RoomRecord, viewer: 
 }
 
 fn info(ctx: &ConnCtx, room: RoomId, viewer: UserId) -> Result<Vec<Message>> {
-    let record: RoomRecord = ctx.shared.store.get(&keys::room(room))?.ok_or(ErrorCode::NOT_FOUND)?;
+    let record: RoomRecord =
+        ctx.shared.store.get(&keys::room(room))?.ok_or(ErrorCode::NOT_FOUND)?;
     Ok(vec![RoomInfo { room: summary(ctx, room, &record, viewer)? }.into()])
 }
 
@@ -54,7 +67,13 @@ fn username_in(txn: &Txn<'_>, user: UserId) -> Result<String> {
 }
 
 /// Adds a member inside a commit and appends the Joined entry.
-fn add_member(txn: &mut Txn<'_>, room: RoomId, record: &mut RoomRecord, user: UserId, role: Role) -> Result<Appended> {
+fn add_member(
+    txn: &mut Txn<'_>,
+    room: RoomId,
+    record: &mut RoomRecord,
+    user: UserId,
+    role: Role,
+) -> Result<Appended> {
     txn.put(keys::member(room, user), &MemberRecord { role: role.0 });
     txn.put(keys::user_room(user, room), &());
     record.members += 1;
@@ -108,7 +127,10 @@ pub(super) async fn create(ctx: &ConnCtx, r: RoomCreate) -> Result<Vec<Message>>
     check_room_fields(&r.name, &r.topic, &r.category)?;
     ctx.rate("join")?;
     let max_rooms = ctx.shared.config.max_rooms_per_user as usize;
-    let joined = ctx.shared.store.keys_with_prefix(&keys::ids(keys::tag::USER_ROOM, &[user.0]), max_rooms)?;
+    let joined = ctx
+        .shared
+        .store
+        .keys_with_prefix(&keys::ids(keys::tag::USER_ROOM, &[user.0]), max_rooms)?;
     if joined.len() >= max_rooms {
         return Err(RequestError::new(ErrorCode::LIMIT_EXCEEDED, "too many rooms"));
     }
@@ -229,7 +251,9 @@ fn remove_member(
 fn acked(appended: &[Appended], ctx: &ConnCtx, room: RoomId) -> Vec<Message> {
     match appended.last() {
         Some(a) => vec![EventAck { room: a.room, seq: a.seq, ts: Timestamp(a.entry.ts) }.into()],
-        None => vec![EventAck { room, seq: ctx.shared.hub.head(room), ts: Timestamp(now_ms()) }.into()],
+        None => {
+            vec![EventAck { room, seq: ctx.shared.hub.head(room), ts: Timestamp(now_ms()) }.into()]
+        }
     }
 }
 
@@ -269,9 +293,17 @@ pub(super) async fn dm_open(ctx: &ConnCtx, r: DmOpen) -> Result<Vec<Message>> {
     let user = ctx.authed()?.user;
     ctx.rate("join")?;
     let name = r.username.to_ascii_lowercase();
-    let other = ctx.shared.store.get::<u64>(&keys::username(&name))?.map(UserId).ok_or(ErrorCode::NOT_FOUND)?;
+    let other = ctx
+        .shared
+        .store
+        .get::<u64>(&keys::username(&name))?
+        .map(UserId)
+        .ok_or(ErrorCode::NOT_FOUND)?;
     if other == user {
-        return Err(RequestError::new(ErrorCode::INVALID_REQUEST, "cannot open a direct room with yourself"));
+        return Err(RequestError::new(
+            ErrorCode::INVALID_REQUEST,
+            "cannot open a direct room with yourself",
+        ));
     }
     if let Some(room) = ctx.shared.store.get::<u64>(&keys::direct(user, other))? {
         return info(ctx, RoomId(room), user);
@@ -305,7 +337,9 @@ pub(super) async fn dm_open(ctx: &ConnCtx, r: DmOpen) -> Result<Vec<Message>> {
     .await?;
     let room = match appended.first() {
         Some(a) => a.room,
-        None => RoomId(ctx.shared.store.get::<u64>(&keys::direct(user, other))?.ok_or(ErrorCode::INTERNAL)?),
+        None => RoomId(
+            ctx.shared.store.get::<u64>(&keys::direct(user, other))?.ok_or(ErrorCode::INTERNAL)?,
+        ),
     };
     info(ctx, room, user)
 }
@@ -322,7 +356,12 @@ pub(super) fn members(ctx: &ConnCtx, r: Members) -> Result<Vec<Message>> {
     let mut members = Vec::new();
     for (key, record) in found.into_iter().take(limit) {
         let user = UserId(keys::id_at(&key, 9));
-        let username = ctx.shared.store.get::<UserRecord>(&keys::user(user))?.map(|u| u.username).unwrap_or_default();
+        let username = ctx
+            .shared
+            .store
+            .get::<UserRecord>(&keys::user(user))?
+            .map(|u| u.username)
+            .unwrap_or_default();
         members.push(Member { user, username: text(&username), role: Role(record.role) });
     }
     Ok(vec![MembersPage { members: List::new(members).expect("at most the limit"), more }.into()])
@@ -331,16 +370,31 @@ pub(super) fn members(ctx: &ConnCtx, r: Members) -> Result<Vec<Message>> {
 /// The target's rank in a room (room role, or server staff rank).
 fn target_rank(ctx: &ConnCtx, room: RoomId, target: UserId) -> Result<Role> {
     let member: Option<MemberRecord> = ctx.shared.store.get(&keys::member(room, target))?;
-    let server = ctx.shared.store.get::<UserRecord>(&keys::user(target))?.ok_or(ErrorCode::NOT_FOUND)?.role;
+    let server =
+        ctx.shared.store.get::<UserRecord>(&keys::user(target))?.ok_or(ErrorCode::NOT_FOUND)?.role;
     let server = if Role(server) >= Role::ADMIN { Role(server) } else { Role::MEMBER };
     Ok(member.map_or(Role::MEMBER, |m| Role(m.role)).max(server))
 }
 
-fn audit(txn: &mut Txn<'_>, actor: UserId, action: AuditAction, room: RoomId, target: UserId, reason: &str) -> Result<()> {
+fn audit(
+    txn: &mut Txn<'_>,
+    actor: UserId,
+    action: AuditAction,
+    room: RoomId,
+    target: UserId,
+    reason: &str,
+) -> Result<()> {
     let id = txn.next_id("audit")?;
     txn.put(
         keys::audit(id),
-        &AuditRecord { ts: now_ms(), actor: actor.0, action: action.0, room: Some(room.0), target: Some(target.0), reason: reason.to_owned() },
+        &AuditRecord {
+            ts: now_ms(),
+            actor: actor.0,
+            action: action.0,
+            room: Some(room.0),
+            target: Some(target.0),
+            reason: reason.to_owned(),
+        },
     );
     Ok(())
 }
@@ -369,17 +423,30 @@ pub(super) async fn ban(ctx: &ConnCtx, r: Ban) -> Result<Vec<Message>> {
     let room = r.room;
     let appended = commit_membership(ctx, move |txn| {
         let name = username_in(txn, r.user)?;
-        txn.put(keys::ban(room, r.user), &BanRecord { until: r.until.map(|t| t.0), reason: r.reason.to_string(), by: actor.0 });
+        txn.put(
+            keys::ban(room, r.user),
+            &BanRecord { until: r.until.map(|t| t.0), reason: r.reason.to_string(), by: actor.0 },
+        );
         audit(txn, actor, AuditAction::BAN, room, r.user, &r.reason)?;
-        let entry = match remove_member(txn, room, actor, r.user, MembershipChange::Banned, &r.reason)? {
-            Some(removed) => removed,
-            None => {
-                let mut record = room_in(txn, room)?;
-                let entry = membership_entry(txn, room, &mut record, actor, r.user, &name, MembershipChange::Banned, &r.reason);
-                txn.put(keys::room(room), &record);
-                entry
-            }
-        };
+        let entry =
+            match remove_member(txn, room, actor, r.user, MembershipChange::Banned, &r.reason)? {
+                Some(removed) => removed,
+                None => {
+                    let mut record = room_in(txn, room)?;
+                    let entry = membership_entry(
+                        txn,
+                        room,
+                        &mut record,
+                        actor,
+                        r.user,
+                        &name,
+                        MembershipChange::Banned,
+                        &r.reason,
+                    );
+                    txn.put(keys::room(room), &record);
+                    entry
+                }
+            };
         Ok(vec![(entry, Some((r.user, false)))])
     })
     .await?;
@@ -399,7 +466,16 @@ pub(super) async fn unban(ctx: &ConnCtx, r: Unban) -> Result<Vec<Message>> {
         audit(txn, actor, AuditAction::UNBAN, room, r.user, "")?;
         let name = username_in(txn, r.user)?;
         let mut record = room_in(txn, room)?;
-        let entry = membership_entry(txn, room, &mut record, actor, r.user, &name, MembershipChange::Unbanned, "");
+        let entry = membership_entry(
+            txn,
+            room,
+            &mut record,
+            actor,
+            r.user,
+            &name,
+            MembershipChange::Unbanned,
+            "",
+        );
         txn.put(keys::room(room), &record);
         Ok(vec![(entry, None)])
     })

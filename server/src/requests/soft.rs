@@ -55,7 +55,9 @@ async fn mark(ctx: &ConnCtx, room: RoomId, seq: u64, marker: Marker) -> Result<V
                             &ReadUpTo { room, user, seq: stored },
                         ),
                         // Private markers sync to the user's own devices only.
-                        Marker::Read { private: true } => hub.to_user(user, &ReadUpTo { room, user, seq: stored }),
+                        Marker::Read { private: true } => {
+                            hub.to_user(user, &ReadUpTo { room, user, seq: stored })
+                        }
                         Marker::Delivered => hub.broadcast_ephemeral(
                             room,
                             None,
@@ -91,7 +93,10 @@ pub(super) fn presence(ctx: &ConnCtx, r: PresenceSet) -> Result<Vec<Message>> {
     let authed = ctx.authed()?;
     ctx.rate("presence")?;
     if r.status == PresenceStatus::Offline {
-        return Err(RequestError::new(ErrorCode::INVALID_REQUEST, "use Invisible to appear offline"));
+        return Err(RequestError::new(
+            ErrorCode::INVALID_REQUEST,
+            "use Invisible to appear offline",
+        ));
     }
     check_text("status text", &r.text, false)?;
     ctx.shared.hub.set_status(&authed.session, r.status, r.text.into_string());

@@ -22,7 +22,9 @@ pub enum StoreError {
         reason: String,
     },
     /// The data dir was written by a newer schema than this build knows.
-    #[error("the data dir has schema version {found}, this banterd knows up to {supported}; use a newer banterd")]
+    #[error(
+        "the data dir has schema version {found}, this banterd knows up to {supported}; use a newer banterd"
+    )]
     NewerSchema {
         /// Found on disk.
         found: u32,

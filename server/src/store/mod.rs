@@ -104,7 +104,11 @@ impl Store {
     }
 
     /// Keys (without values) with the given prefix.
-    pub fn keys_with_prefix(&self, prefix: &[u8], limit: usize) -> Result<Vec<Vec<u8>>, StoreError> {
+    pub fn keys_with_prefix(
+        &self,
+        prefix: &[u8],
+        limit: usize,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
         let end = keys::prefix_end(prefix);
         Ok(self.engine.range(prefix, &end, false, limit)?.into_iter().map(|(k, _)| k).collect())
     }

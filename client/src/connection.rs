@@ -1,0 +1,438 @@
+//! One QUIC connection to a banterd: the control stream driven by the sans-io
+//! [`ClientConnection`], one request stream per request, and the server's events and ephemeral
+//! streams delivered as [`Event`]s.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use banter_protocol::bounded::{Blob, Text};
+use banter_protocol::ids::ResumeId;
+use banter_protocol::message::{self, AuthOk, Hello, Login, Message, Register};
+use banter_protocol::session::{ClientConfig, ClientConnection, ClientEvent, Greeting};
+use banter_protocol::stream::StreamType;
+use banter_protocol::{ErrorCode, FrameDecoder};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::tls::{Trust, Verifier};
+
+/// Why connecting failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The QUIC or TLS handshake failed (unreachable, wrong certificate, wrong ALPN).
+    #[error("connecting: {0}")]
+    Handshake(String),
+    /// The connection dropped before the control stream was set up.
+    #[error("connection lost: {0}")]
+    Lost(#[from] quinn::ConnectionError),
+}
+
+/// Why a request failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RequestError {
+    /// The server answered ERROR.
+    #[error("{code}: {message}")]
+    Server {
+        /// The error code.
+        code: ErrorCode,
+        /// Its explanation.
+        message: String,
+        /// When to retry (RATE_LIMITED).
+        retry_after_ms: Option<u64>,
+    },
+    /// The connection or stream failed before an answer arrived.
+    #[error("connection: {0}")]
+    Connection(String),
+    /// The answer did not decode, or was not what the request expects.
+    #[error("unexpected answer: {0}")]
+    Protocol(String),
+}
+
+impl RequestError {
+    /// The server's error code, if the server answered with one.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            Self::Server { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+/// Something the server pushed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A frame from the events stream (room log entries, LIVE_PAUSED), in event_seq order.
+    Room(Message),
+    /// A frame from the ephemeral stream (presence, typing, markers, voice state).
+    Ephemeral(Message),
+    /// HELLO succeeded.
+    Welcome(message::Welcome),
+    /// RESUME succeeded.
+    Resumed(message::Resumed),
+    /// HELLO or RESUME failed, or the session was ended (ERROR on the control stream).
+    Rejected(message::Error),
+    /// The server is going away.
+    GoAway(message::GoAway),
+    /// The connection closed.
+    Closed(String),
+}
+
+/// Connection options.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// How to trust the server's certificate.
+    pub trust: Trust,
+    /// The name the certificate is checked for (SNI).
+    pub server_name: String,
+}
+
+/// An open connection.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    conn: quinn::Connection,
+    session: Arc<Mutex<ClientConnection>>,
+    greet: mpsc::UnboundedSender<()>,
+    fingerprint: Option<[u8; 32]>,
+    _endpoint: quinn::Endpoint,
+}
+
+fn lock(session: &Mutex<ClientConnection>) -> std::sync::MutexGuard<'_, ClientConnection> {
+    session.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Connection {
+    /// Connects; the returned receiver yields everything the server pushes.
+    pub async fn connect(
+        addr: SocketAddr,
+        options: Options,
+    ) -> Result<(Self, mpsc::UnboundedReceiver<Event>), ConnectError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = Arc::new(Verifier::new(options.trust, provider.clone()));
+        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| ConnectError::Handshake(e.to_string()))?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier.clone())
+            .with_no_client_auth();
+        tls.alpn_protocols = vec![banter_protocol::ALPN.to_vec()];
+        let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
+            .map_err(|e| ConnectError::Handshake(e.to_string()))?;
+        let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+        let mut transport = quinn::TransportConfig::default();
+        transport.keep_alive_interval(Some(Duration::from_secs(10)));
+        transport.max_concurrent_uni_streams(quinn::VarInt::from_u32(8));
+        transport.max_concurrent_bidi_streams(quinn::VarInt::from_u32(0));
+        transport.receive_window(quinn::VarInt::from_u32(8 * 1024 * 1024));
+        config.transport_config(Arc::new(transport));
+
+        let bind: SocketAddr =
+            if addr.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }.parse().expect("literal address");
+        let mut endpoint =
+            quinn::Endpoint::client(bind).map_err(|e| ConnectError::Handshake(e.to_string()))?;
+        endpoint.set_default_client_config(config);
+        let conn = endpoint
+            .connect(addr, &options.server_name)
+            .map_err(|e| ConnectError::Handshake(e.to_string()))?
+            .await
+            .map_err(|e| ConnectError::Handshake(e.to_string()))?;
+        let fingerprint = *verifier.seen.lock().unwrap_or_else(|e| e.into_inner());
+
+        let now = Instant::now();
+        // The first ping at a random point of the interval, so reconnect storms do not ping
+        // in lockstep (spec §6.1 PING).
+        let mut random = [0u8; 2];
+        let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut random);
+        let first_ping_delay =
+            Duration::from_millis(u64::from(u16::from_be_bytes(random)) % 15_000);
+        let client_config = ClientConfig { first_ping_delay, ..ClientConfig::default() };
+        let session = Arc::new(Mutex::new(ClientConnection::new(&client_config, now)));
+        let mut control = conn.open_uni().await?;
+        let mut prefix = Vec::new();
+        StreamType::CONTROL.encode(&mut prefix);
+        control.write_all(&prefix).await.map_err(|e| ConnectError::Handshake(e.to_string()))?;
+
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let (greet_tx, greet_rx) = mpsc::unbounded_channel();
+        tokio::spawn(drive(conn.clone(), session.clone(), control, events_tx, greet_rx));
+        Ok((Self { conn, session, greet: greet_tx, fingerprint, _endpoint: endpoint }, events_rx))
+    }
+
+    /// The SHA-256 fingerprint of the server's certificate (to pin it).
+    pub fn fingerprint(&self) -> Option<[u8; 32]> {
+        self.fingerprint
+    }
+
+    /// Sends HELLO with an access token; WELCOME (or a rejection) arrives as an [`Event`].
+    pub fn hello(&self, access_token: &[u8]) {
+        self.greet(Greeting::Hello {
+            access_token: blob(access_token),
+            interests: Hello::INTEREST_ALL,
+        });
+    }
+
+    /// Sends RESUME; RESUMED (or a rejection) arrives as an [`Event`].
+    pub fn resume(&self, access_token: &[u8], resume_id: ResumeId, last_event_seq: u64) {
+        self.greet(Greeting::Resume {
+            access_token: blob(access_token),
+            resume_id,
+            last_event_seq,
+            interests: Hello::INTEREST_ALL,
+        });
+    }
+
+    fn greet(&self, greeting: Greeting) {
+        lock(&self.session).greet(Instant::now(), greeting);
+        let _ = self.greet.send(());
+    }
+
+    /// The last event_seq processed (for RESUME on another connection).
+    pub fn last_event_seq(&self) -> u64 {
+        lock(&self.session).last_event_seq()
+    }
+
+    /// Sends a request and collects every answer frame. An ERROR answer is
+    /// [`RequestError::Server`].
+    pub async fn request(&self, request: impl Into<Message>) -> Result<Vec<Message>, RequestError> {
+        let request = request.into();
+        let (mut send, mut recv) =
+            self.conn.open_bi().await.map_err(|e| RequestError::Connection(e.to_string()))?;
+        let mut bytes = Vec::new();
+        request.encode(&mut bytes);
+        send.write_all(&bytes).await.map_err(|e| RequestError::Connection(e.to_string()))?;
+        let _ = send.finish();
+        let answer = read_all(&mut recv).await?;
+        match answer.last() {
+            Some(Message::Error(error)) => Err(RequestError::Server {
+                code: error.code,
+                message: error.message.to_string(),
+                retry_after_ms: error.retry_after_ms,
+            }),
+            _ => Ok(answer),
+        }
+    }
+
+    /// Sends a request whose answer is exactly one frame.
+    pub async fn request_one(&self, request: impl Into<Message>) -> Result<Message, RequestError> {
+        let mut answer = self.request(request).await?;
+        match (answer.pop(), answer.is_empty()) {
+            (Some(message), true) => Ok(message),
+            _ => Err(RequestError::Protocol("expected one answer frame".into())),
+        }
+    }
+
+    /// REGISTER.
+    pub async fn register(&self, username: &str, password: &str) -> Result<AuthOk, RequestError> {
+        let request = Register {
+            username: text(username)?,
+            password: text(password)?,
+            device_name: text("banter")?,
+        };
+        auth_ok(self.request_one(request).await?)
+    }
+
+    /// LOGIN.
+    pub async fn login(&self, username: &str, password: &str) -> Result<AuthOk, RequestError> {
+        let request = Login {
+            username: text(username)?,
+            password: text(password)?,
+            device_name: text("banter")?,
+        };
+        auth_ok(self.request_one(request).await?)
+    }
+
+    /// Closes the connection.
+    pub fn close(&self) {
+        self.conn.close(quinn::VarInt::from_u32(0), b"bye");
+    }
+
+    /// The underlying QUIC connection (for tests that misbehave on purpose).
+    pub fn quic(&self) -> &quinn::Connection {
+        &self.conn
+    }
+}
+
+fn blob(bytes: &[u8]) -> Blob<{ message::max::TOKEN }> {
+    Blob::new(bytes.to_vec()).unwrap_or_default()
+}
+
+fn text<const N: usize>(s: &str) -> Result<Text<N>, RequestError> {
+    Text::new(s).map_err(|e| RequestError::Protocol(e.to_string()))
+}
+
+fn auth_ok(message: Message) -> Result<AuthOk, RequestError> {
+    match message {
+        Message::AuthOk(ok) => Ok(ok),
+        other => {
+            Err(RequestError::Protocol(format!("expected AUTH_OK, got {:?}", other.frame_type())))
+        }
+    }
+}
+
+/// Reads frames until the stream ends.
+async fn read_all(recv: &mut quinn::RecvStream) -> Result<Vec<Message>, RequestError> {
+    let mut decoder = FrameDecoder::new(banter_protocol::frame::DEFAULT_MAX_FRAME_SIZE);
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match recv.read(&mut buf).await {
+            Ok(Some(n)) => decoder.push(&buf[..n]),
+            Ok(None) => break,
+            Err(e) => {
+                // A reset after an ERROR frame still delivers the frame we already read.
+                decoder_drain(&mut decoder, &mut out)?;
+                if out.is_empty() {
+                    return Err(RequestError::Connection(e.to_string()));
+                }
+                return Ok(out);
+            }
+        }
+        decoder_drain(&mut decoder, &mut out)?;
+    }
+    decoder_drain(&mut decoder, &mut out)?;
+    decoder.finish().map_err(|e| RequestError::Protocol(e.to_string()))?;
+    Ok(out)
+}
+
+fn decoder_drain(decoder: &mut FrameDecoder, out: &mut Vec<Message>) -> Result<(), RequestError> {
+    while let Some(message) =
+        decoder.next_message().map_err(|e| RequestError::Protocol(e.to_string()))?
+    {
+        out.push(message);
+    }
+    Ok(())
+}
+
+/// Runs the connection: the control stream both ways, the server's unidirectional streams,
+/// and the ping timer.
+async fn drive(
+    conn: quinn::Connection,
+    session: Arc<Mutex<ClientConnection>>,
+    mut control: quinn::SendStream,
+    events: mpsc::UnboundedSender<Event>,
+    mut greet: mpsc::UnboundedReceiver<()>,
+) {
+    let (control_in_tx, mut control_in) = mpsc::channel::<Option<Vec<u8>>>(16);
+    let mut have_control = false;
+    let reason = loop {
+        let timer = lock(&session).poll_timeout().map(tokio::time::Instant::from_std);
+        tokio::select! {
+            stream = conn.accept_uni() => match stream {
+                Ok(recv) => {
+                    let (kind_tx, kind_rx) = oneshot::channel();
+                    tokio::spawn(read_server_stream(recv, session.clone(), events.clone(), control_in_tx.clone(), kind_tx, have_control));
+                    if let Ok(StreamType::CONTROL) = kind_rx.await {
+                        have_control = true;
+                    }
+                }
+                Err(e) => break e.to_string(),
+            },
+            Some(bytes) = control_in.recv() => match bytes {
+                Some(bytes) => lock(&session).handle_control(Instant::now(), &bytes),
+                None => lock(&session).handle_control_closed(),
+            },
+            Some(()) = greet.recv() => {}
+            () = async { match timer { Some(t) => tokio::time::sleep_until(t).await, None => std::future::pending().await } } => {
+                lock(&session).handle_timeout(Instant::now());
+            }
+            error = conn.closed() => break error.to_string(),
+        }
+        let mut close = None;
+        loop {
+            let event = lock(&session).poll_event();
+            let Some(event) = event else { break };
+            let forwarded = match event {
+                ClientEvent::Welcome(w) => Event::Welcome(w),
+                ClientEvent::Resumed(r) => Event::Resumed(r),
+                ClientEvent::Rejected(e) => Event::Rejected(e),
+                ClientEvent::GoAway(g) => Event::GoAway(g),
+                ClientEvent::Close(c) => {
+                    close = Some(c);
+                    continue;
+                }
+                ClientEvent::PeerSettings(_) | ClientEvent::RoundTrip(_) => continue,
+            };
+            let _ = events.send(forwarded);
+        }
+        let outgoing = lock(&session).poll_transmit();
+        if let Some(bytes) = outgoing {
+            if control.write_all(&bytes).await.is_err() {
+                break "control stream failed".into();
+            }
+        }
+        if let Some(close) = close {
+            conn.close(
+                quinn::VarInt::from_u64(close.code.0).unwrap_or_default(),
+                close.reason.as_bytes(),
+            );
+            break close.reason;
+        }
+    };
+    let _ = events.send(Event::Closed(reason));
+}
+
+/// Reads one server unidirectional stream: reports its type, then forwards its frames.
+async fn read_server_stream(
+    mut recv: quinn::RecvStream,
+    session: Arc<Mutex<ClientConnection>>,
+    events: mpsc::UnboundedSender<Event>,
+    control: mpsc::Sender<Option<Vec<u8>>>,
+    kind_tx: oneshot::Sender<StreamType>,
+    have_control: bool,
+) {
+    let mut head = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let (kind, used) = loop {
+        if let Ok(found) = StreamType::decode(&head) {
+            break found;
+        }
+        match recv.read(&mut buf).await {
+            Ok(Some(n)) => head.extend_from_slice(&buf[..n]),
+            _ => return,
+        }
+    };
+    let _ = kind_tx.send(kind);
+    let rest = head.split_off(used);
+    match kind {
+        StreamType::CONTROL if !have_control => {
+            let _ = control.send(Some(rest)).await;
+            loop {
+                match recv.read(&mut buf).await {
+                    Ok(Some(n)) => {
+                        if control.send(Some(buf[..n].to_vec())).await.is_err() {
+                            return;
+                        }
+                    }
+                    _ => {
+                        let _ = control.send(None).await;
+                        return;
+                    }
+                }
+            }
+        }
+        StreamType::EVENTS | StreamType::EPHEMERAL => {
+            let numbered = kind == StreamType::EVENTS;
+            let mut decoder = FrameDecoder::new(banter_protocol::frame::DEFAULT_MAX_FRAME_SIZE);
+            decoder.push(&rest);
+            loop {
+                while let Ok(Some(message)) = decoder.next_message() {
+                    if numbered {
+                        if let Some(seq) = message.event_seq() {
+                            lock(&session).handle_event_seq(seq);
+                        }
+                        let _ = events.send(Event::Room(message));
+                    } else {
+                        let _ = events.send(Event::Ephemeral(message));
+                    }
+                }
+                match recv.read(&mut buf).await {
+                    Ok(Some(n)) => decoder.push(&buf[..n]),
+                    _ => return,
+                }
+            }
+        }
+        _ => {
+            let _ =
+                recv.stop(quinn::VarInt::from_u64(ErrorCode::UNKNOWN_STREAM.0).unwrap_or_default());
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! Server certificate trust (spec §2.2): a pinned SHA-256 fingerprint (trust on first use, as
+//! ssh does), or accepting any certificate while recording its fingerprint so the caller can
+//! pin it (`--accept-new-cert`). The TLS 1.3 handshake signature is always verified; only the
+//! chain-of-trust question is answered by the pin.
+
+use std::sync::{Arc, Mutex};
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+
+/// How to decide whether to trust the server's certificate.
+#[derive(Debug, Clone)]
+pub enum Trust {
+    /// Only a certificate with this SHA-256 fingerprint.
+    Pinned([u8; 32]),
+    /// Any certificate; its fingerprint is recorded in [`Connection::fingerprint`](crate::Connection::fingerprint).
+    AcceptAny,
+}
+
+/// SHA-256 of a DER certificate.
+pub fn fingerprint(cert: &[u8]) -> [u8; 32] {
+    let digest = ring::digest::digest(&ring::digest::SHA256, cert);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
+}
+
+/// Parses `AB:CD:...` (or plain hex) into a fingerprint.
+pub fn parse_fingerprint(text: &str) -> Option<[u8; 32]> {
+    let hex: String = text.chars().filter(|c| *c != ':').collect();
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+#[derive(Debug)]
+pub(crate) struct Verifier {
+    trust: Trust,
+    provider: Arc<CryptoProvider>,
+    pub(crate) seen: Mutex<Option<[u8; 32]>>,
+}
+
+impl Verifier {
+    pub(crate) fn new(trust: Trust, provider: Arc<CryptoProvider>) -> Self {
+        Self { trust, provider, seen: Mutex::new(None) }
+    }
+}
+
+impl ServerCertVerifier for Verifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let seen = fingerprint(end_entity);
+        *self.seen.lock().unwrap_or_else(|e| e.into_inner()) = Some(seen);
+        match self.trust {
+            Trust::AcceptAny => Ok(ServerCertVerified::assertion()),
+            Trust::Pinned(pin) if pin == seen => Ok(ServerCertVerified::assertion()),
+            Trust::Pinned(_) => Err(rustls::Error::General(
+                "the server's certificate does not match the pinned fingerprint".into(),
+            )),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}

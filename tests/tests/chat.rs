@@ -1,0 +1,132 @@
+//! Chat over real QUIC: ordering, echo to the author, history with folding, idempotent posts.
+
+use banter_client::protocol::ErrorCode;
+use banter_client::protocol::bounded::Text;
+use banter_client::protocol::message::{Edit, History, Message, React};
+use banter_tests::{TestServer, fresh_id};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_reach_every_member_in_order() {
+    let server = TestServer::start().await;
+    let ada = server.user("ada").await;
+    let mut grace = server.user("grace").await;
+    let room = ada.create_room("general", false).await;
+    grace.join(room).await.unwrap();
+    // Grace sees her own join first.
+    assert!(matches!(grace.next_room_event().await, Message::Membership(_)));
+
+    let mut acks = Vec::new();
+    for i in 0..50 {
+        acks.push(ada.post(room, &format!("message {i}")).await.unwrap().seq);
+    }
+    // Acks are gap-free: the room's log has create-join (1), grace's join (2), then posts.
+    assert_eq!(acks, (3..53).collect::<Vec<_>>());
+    let mut last_event_seq = 1;
+    for i in 0..50 {
+        let Message::Posted(posted) = grace.next_room_event().await else {
+            panic!("expected POSTED")
+        };
+        assert_eq!(posted.text.as_str(), format!("message {i}"));
+        assert_eq!(posted.meta.seq, acks[i]);
+        assert_eq!(posted.meta.sender, ada.auth.user);
+        assert_eq!(posted.event_seq, last_event_seq + 1, "event_seq advances by one");
+        assert_eq!(posted.client_msg_id, None, "other users never see the client message id");
+        last_event_seq = posted.event_seq;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_authors_other_devices_get_the_client_message_id() {
+    let server = TestServer::start().await;
+    let ada = server.user("ada").await;
+    let room = ada.create_room("general", false).await;
+    let mut laptop = server.login("ada").await;
+    let id = fresh_id();
+    ada.post_with_id(room, id, "from my phone").await.unwrap();
+    let Message::Posted(posted) = laptop.next_room_event().await else { panic!("expected POSTED") };
+    assert_eq!(posted.client_msg_id, Some(id));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resent_post_is_acked_identically_and_a_reused_id_with_other_text_conflicts() {
+    let server = TestServer::start().await;
+    let ada = server.user("ada").await;
+    let room = ada.create_room("general", false).await;
+    let id = fresh_id();
+    let first = ada.post_with_id(room, id, "once").await.unwrap();
+    let again = ada.post_with_id(room, id, "once").await.unwrap();
+    assert_eq!(first, again);
+    let conflict = ada.post_with_id(room, id, "other text").await.unwrap_err();
+    assert_eq!(conflict.code(), Some(ErrorCode::CONFLICT));
+    let history = ada.conn.request(History { room, before: None, limit: 100 }).await.unwrap();
+    let posts = history.iter().filter(|m| matches!(m, Message::HistoryMessage(_))).count();
+    assert_eq!(posts, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resent_post_is_deduplicated_across_a_server_restart() {
+    let mut server = TestServer::start().await;
+    let ada = server.user("ada").await;
+    let room = ada.create_room("general", false).await;
+    let id = fresh_id();
+    let first = ada.post_with_id(room, id, "before the restart").await.unwrap();
+    drop(ada);
+    server.restart().await;
+    let ada = server.login("ada").await;
+    let again = ada.post_with_id(room, id, "before the restart").await.unwrap();
+    assert_eq!(first, again, "the dedup record survived the restart");
+    let history = ada.conn.request(History { room, before: None, limit: 100 }).await.unwrap();
+    assert_eq!(history.iter().filter(|m| matches!(m, Message::HistoryMessage(_))).count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_pages_backwards_with_edits_and_reactions_folded_in() {
+    let server = TestServer::start().await;
+    let ada = server.user("ada").await;
+    let grace = server.user("grace").await;
+    let room = ada.create_room("general", false).await;
+    grace.join(room).await.unwrap();
+    let mut seqs = Vec::new();
+    for i in 0..25 {
+        seqs.push(ada.post(room, &format!("m{i}")).await.unwrap().seq);
+    }
+    ada.conn
+        .request_one(Edit { room, target: seqs[3], text: Text::new("m3 edited").unwrap() })
+        .await
+        .unwrap();
+    grace
+        .conn
+        .request_one(React { room, target: seqs[3], emoji: Text::new("👍").unwrap(), on: true })
+        .await
+        .unwrap();
+    // Someone else's edit is refused.
+    let refused =
+        grace.conn.request_one(Edit { room, target: seqs[4], text: Text::new("x").unwrap() }).await;
+    assert_eq!(refused.unwrap_err().code(), Some(ErrorCode::FORBIDDEN));
+
+    let mut texts = Vec::new();
+    let mut before = None;
+    loop {
+        let page = grace.conn.request(History { room, before, limit: 10 }).await.unwrap();
+        let Some(Message::PageEnd(end)) = page.last() else { panic!("page ends with PAGE_END") };
+        for message in &page {
+            if let Message::HistoryMessage(m) = message {
+                texts.push(m.text.to_string());
+                if m.meta.seq == seqs[3] {
+                    assert!(m.edited.is_some());
+                    assert_eq!(m.reactions.len(), 1);
+                    assert_eq!(m.reactions[0].count, 1);
+                    assert!(m.reactions[0].me, "grace reacted");
+                }
+            }
+        }
+        match end.next {
+            Some(next) => before = Some(next),
+            None => break,
+        }
+    }
+    texts.reverse();
+    let expected: Vec<String> =
+        (0..25).map(|i| if i == 3 { "m3 edited".into() } else { format!("m{i}") }).collect();
+    assert_eq!(texts, expected);
+}
