@@ -74,7 +74,22 @@ pub enum Event {
     /// The server is going away.
     GoAway(message::GoAway),
     /// The connection closed.
-    Closed(String),
+    Closed {
+        /// The application error code, when the peer (or we) closed with one.
+        code: Option<ErrorCode>,
+        /// Why, for humans.
+        reason: String,
+    },
+}
+
+fn closed_event(error: &quinn::ConnectionError) -> Event {
+    match error {
+        quinn::ConnectionError::ApplicationClosed(close) => Event::Closed {
+            code: Some(ErrorCode(close.error_code.into_inner())),
+            reason: String::from_utf8_lossy(&close.reason).into_owned(),
+        },
+        other => Event::Closed { code: None, reason: other.to_string() },
+    }
 }
 
 /// Connection options.
@@ -313,7 +328,7 @@ async fn drive(
 ) {
     let (control_in_tx, mut control_in) = mpsc::channel::<Option<Vec<u8>>>(16);
     let mut have_control = false;
-    let reason = loop {
+    let closed = loop {
         let timer = lock(&session).poll_timeout().map(tokio::time::Instant::from_std);
         tokio::select! {
             stream = conn.accept_uni() => match stream {
@@ -324,17 +339,24 @@ async fn drive(
                         have_control = true;
                     }
                 }
-                Err(e) => break e.to_string(),
+                Err(e) => break closed_event(&e),
             },
             Some(bytes) = control_in.recv() => match bytes {
                 Some(bytes) => lock(&session).handle_control(Instant::now(), &bytes),
-                None => lock(&session).handle_control_closed(),
+                None => {
+                    // A server finishes its control stream just before it closes the
+                    // connection (after an ERROR); report its close, not our own.
+                    if let Ok(error) = tokio::time::timeout(Duration::from_secs(1), conn.closed()).await {
+                        break closed_event(&error);
+                    }
+                    lock(&session).handle_control_closed();
+                }
             },
             Some(()) = greet.recv() => {}
             () = async { match timer { Some(t) => tokio::time::sleep_until(t).await, None => std::future::pending().await } } => {
                 lock(&session).handle_timeout(Instant::now());
             }
-            error = conn.closed() => break error.to_string(),
+            error = conn.closed() => break closed_event(&error),
         }
         let mut close = None;
         loop {
@@ -355,8 +377,8 @@ async fn drive(
         }
         let outgoing = lock(&session).poll_transmit();
         if let Some(bytes) = outgoing {
-            if control.write_all(&bytes).await.is_err() {
-                break "control stream failed".into();
+            if let Err(error) = control.write_all(&bytes).await {
+                break Event::Closed { code: None, reason: format!("control stream: {error}") };
             }
         }
         if let Some(close) = close {
@@ -364,10 +386,10 @@ async fn drive(
                 quinn::VarInt::from_u64(close.code.0).unwrap_or_default(),
                 close.reason.as_bytes(),
             );
-            break close.reason;
+            break Event::Closed { code: Some(close.code), reason: close.reason };
         }
     };
-    let _ = events.send(Event::Closed(reason));
+    let _ = events.send(closed);
 }
 
 /// Reads one server unidirectional stream: reports its type, then forwards its frames.

@@ -8,6 +8,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use banter_client::protocol::ErrorCode;
 use banter_client::protocol::bounded::Text;
 use banter_client::protocol::ids::RoomId;
 use banter_client::protocol::message::{
@@ -159,17 +160,17 @@ impl TestUser {
         loop {
             match self.next_event().await {
                 Event::Room(message) => return message,
-                Event::Closed(reason) => panic!("connection closed: {reason}"),
+                Event::Closed { reason, .. } => panic!("connection closed: {reason}"),
                 _ => {}
             }
         }
     }
 
-    /// Waits until the connection closes; returns the reason.
-    pub async fn closed(&mut self) -> String {
+    /// Waits until the connection closes; returns the close code and reason.
+    pub async fn closed(&mut self) -> (Option<ErrorCode>, String) {
         loop {
-            if let Event::Closed(reason) = self.next_event().await {
-                return reason;
+            if let Event::Closed { code, reason } = self.next_event().await {
+                return (code, reason);
             }
         }
     }

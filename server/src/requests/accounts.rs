@@ -275,14 +275,15 @@ pub(super) async fn refresh(ctx: &ConnCtx, r: Refresh) -> Result<Vec<Message>> {
     }
 }
 
-/// Deletes a login session durably, then closes its connections.
+/// Deletes a login session durably, then closes its connections. DONE is written first, so
+/// that when it is the asking connection's own session the answer arrives before the close.
 async fn end_login(
     ctx: &ConnCtx,
+    io: &mut RequestIo<'_>,
     user: UserId,
     session: SessionId,
     reason: &'static str,
-) -> Result<()> {
-    let hub = ctx.shared.hub.clone();
+) -> Result<Vec<Message>> {
     ctx.shared
         .store
         .write(
@@ -295,16 +296,18 @@ async fn end_login(
                 txn.delete(keys::user_session(user, session));
                 Ok(())
             },
-            move |()| hub.revoke_login(session, ErrorCode::SESSION_REVOKED, reason),
+            |()| (),
         )
         .await?;
-    Ok(())
+    io.send(&Done {}).await?;
+    let _ = io.send.finish();
+    ctx.shared.hub.revoke_login(session, ErrorCode::SESSION_REVOKED, reason);
+    Ok(Vec::new())
 }
 
-pub(super) async fn logout(ctx: &ConnCtx) -> Result<Vec<Message>> {
+pub(super) async fn logout(ctx: &ConnCtx, io: &mut RequestIo<'_>) -> Result<Vec<Message>> {
     let authed = ctx.authed()?;
-    end_login(ctx, authed.user, authed.login, "logged out").await?;
-    Ok(vec![Done {}.into()])
+    end_login(ctx, io, authed.user, authed.login, "logged out").await
 }
 
 pub(super) fn session_list(ctx: &ConnCtx) -> Result<Vec<Message>> {
@@ -330,10 +333,9 @@ pub(super) fn session_list(ctx: &ConnCtx) -> Result<Vec<Message>> {
     ])
 }
 
-pub(super) async fn session_revoke(ctx: &ConnCtx, r: SessionRevoke) -> Result<Vec<Message>> {
+pub(super) async fn session_revoke(ctx: &ConnCtx, r: SessionRevoke, io: &mut RequestIo<'_>) -> Result<Vec<Message>> {
     let user = ctx.authed()?.user;
-    end_login(ctx, user, r.session, "session revoked").await?;
-    Ok(vec![Done {}.into()])
+    end_login(ctx, io, user, r.session, "session revoked").await
 }
 
 pub(super) async fn key_add(ctx: &ConnCtx, r: KeyAdd) -> Result<Vec<Message>> {
