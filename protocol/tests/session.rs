@@ -405,3 +405,34 @@ fn closing_the_control_stream_is_a_connection_error() {
     pair.drive();
     assert_eq!(pair.server_closed().unwrap().code, ErrorCode::CLOSED_CRITICAL_STREAM);
 }
+
+#[test]
+fn events_processed_before_welcome_or_resumed_arrive_are_not_a_gap() {
+    // The events stream and the control stream are independent: replayed (or first) events
+    // may be processed before the control stream's RESUMED (or WELCOME).
+    let mut pair = Pair::new(Greeting::Resume {
+        access_token: token(),
+        resume_id: ResumeId([2; 16]),
+        last_event_seq: 6,
+        interests: 0,
+    });
+    pair.drive();
+    pair.take_auth_request();
+    pair.client.handle_event_seq(7);
+    pair.client.handle_event_seq(8);
+    pair.server.accept_resume(UserId(1), Resumed { replay_from: 7, server_time: Timestamp(0) });
+    pair.drive();
+    assert_eq!(pair.client_closed(), None);
+    assert_eq!(pair.client.last_event_seq(), 8);
+
+    let mut pair = Pair::hello();
+    pair.drive();
+    pair.take_auth_request();
+    pair.client.handle_event_seq(1);
+    pair.server.accept_hello(welcome());
+    pair.drive();
+    pair.client.handle_event_seq(2);
+    pair.drive();
+    assert_eq!(pair.client_closed(), None);
+    assert_eq!(pair.client.last_event_seq(), 2);
+}

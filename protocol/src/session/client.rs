@@ -100,6 +100,8 @@ pub struct ClientConnection {
     next_ping: Instant,
     ping_interval: Duration,
     auth_timeout: Duration,
+    /// The `last_event_seq` of our RESUME, if we sent one.
+    resumed_after: Option<u64>,
     events: VecDeque<ClientEvent>,
     closed: bool,
 }
@@ -118,6 +120,7 @@ impl ClientConnection {
             next_ping: now + config.first_ping_delay,
             ping_interval: config.ping_interval,
             auth_timeout: config.auth_timeout,
+            resumed_after: None,
             events: VecDeque::new(),
             closed: false,
         }
@@ -137,6 +140,7 @@ impl ClientConnection {
             Greeting::Resume { access_token, resume_id, last_event_seq, interests } => {
                 self.control.send(&Resume { access_token, resume_id, last_event_seq, interests });
                 self.cursor = EventCursor::starting_after(last_event_seq);
+                self.resumed_after = Some(last_event_seq);
             }
         }
         self.auth = Auth::Waiting { deadline: now + self.auth_timeout };
@@ -181,8 +185,10 @@ impl ClientConnection {
                 self.auth = Auth::Done;
                 self.events.push_back(ClientEvent::Welcome(welcome));
             }
-            Message::Resumed(resumed) if waiting => {
-                let expected = self.cursor.last() + 1;
+            Message::Resumed(resumed) if waiting && self.resumed_after.is_some() => {
+                // Compared with what we asked for, not the cursor: replayed events may already
+                // have been processed (the two streams are not ordered with each other).
+                let expected = self.resumed_after.unwrap_or_default() + 1;
                 if resumed.replay_from != expected {
                     return Err(Close::new(
                         ErrorCode::PROTOCOL_VIOLATION,
