@@ -1,0 +1,141 @@
+//! Bad input over real QUIC gets typed errors and never disturbs other clients.
+
+use banter_client::Event;
+use banter_client::protocol::bounded::Text;
+use banter_client::protocol::frame::encode_raw;
+use banter_client::protocol::message::{Message, Post, RoomCreate, Visibility};
+use banter_client::protocol::{ErrorCode, FrameDecoder, FrameType, varint};
+use banter_tests::{TestServer, WAIT, fresh_id};
+
+/// Writes raw bytes as a request stream and returns the decoded answer.
+async fn raw_request(conn: &quinn::Connection, bytes: &[u8]) -> Vec<Message> {
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    // The server may stop reading early (that is the point); a failed write is fine.
+    let _ = send.write_all(bytes).await;
+    let _ = send.finish();
+    let mut decoder = FrameDecoder::new(65536);
+    let mut buf = vec![0u8; 65536];
+    let mut out = Vec::new();
+    while let Ok(Some(n)) = tokio::time::timeout(WAIT, recv.read(&mut buf)).await.unwrap() {
+        decoder.push(&buf[..n]);
+        while let Some(message) = decoder.next_message().unwrap() {
+            out.push(message);
+        }
+    }
+    out
+}
+
+fn error_code(answer: &[Message]) -> Option<ErrorCode> {
+    match answer.last() {
+        Some(Message::Error(error)) => Some(error.code),
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_oversized_and_unknown_requests_get_typed_errors_while_others_chat() {
+    let server = TestServer::start().await;
+    let ada = server.user("ada").await;
+    let mut grace = server.user("grace").await;
+    let mallory = server.user("mallory").await;
+    let room = ada.create_room("general", false).await;
+    grace.join(room).await.unwrap();
+    grace.next_room_event().await;
+    let raw = mallory.conn.quic();
+
+    // A POST whose body stops in the middle of its fields.
+    let mut truncated = Vec::new();
+    encode_raw(FrameType(0x30), &[0x07, 0x01], &mut truncated);
+    assert_eq!(error_code(&raw_request(raw, &truncated).await), Some(ErrorCode::FRAME_ERROR));
+
+    // A frame that declares 1 MiB.
+    let mut oversized = Vec::new();
+    varint::encode(0x30, &mut oversized);
+    varint::encode(1 << 20, &mut oversized);
+    oversized.extend_from_slice(&[0; 1024]);
+    assert_eq!(error_code(&raw_request(raw, &oversized).await), Some(ErrorCode::FRAME_TOO_LARGE));
+
+    // A control-stream frame as a request, and a type nobody registered before the request.
+    let mut wrong_way = Vec::new();
+    Message::from(banter_client::protocol::message::Pong { t: 1 }).encode(&mut wrong_way);
+    assert_eq!(error_code(&raw_request(raw, &wrong_way).await), Some(ErrorCode::PROTOCOL_VIOLATION));
+    let mut unknown = Vec::new();
+    encode_raw(FrameType(0x3f00), b"??", &mut unknown);
+    let mut post = Vec::new();
+    Message::from(Post { room, client_msg_id: fresh_id(), text: Text::new("x").unwrap(), reply_to: None })
+        .encode(&mut post);
+    unknown.extend_from_slice(&post);
+    // The unknown frame is skipped and the POST after it is the request (spec §4.3); mallory
+    // is not a member, so it is refused for that reason, with a typed error.
+    assert_eq!(error_code(&raw_request(raw, &unknown).await), Some(ErrorCode::FORBIDDEN));
+
+    // Invalid UTF-8 in a text field.
+    let mut bad_utf8 = Vec::new();
+    encode_raw(FrameType(0x28), &[0x02, 0xc3, 0x28], &mut bad_utf8);
+    assert_eq!(error_code(&raw_request(raw, &bad_utf8).await), Some(ErrorCode::FRAME_ERROR));
+
+    // Meanwhile, chat goes on.
+    ada.post(room, "still fine").await.unwrap();
+    let Message::Posted(posted) = grace.next_room_event().await else { panic!() };
+    assert_eq!(posted.text.as_str(), "still fine");
+    // And mallory's connection is still usable.
+    mallory.join(room).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_characters_in_names_are_refused() {
+    let server = TestServer::start().await;
+    let ada = server.user("ada").await;
+    let request = RoomCreate {
+        name: Text::new("evil\u{1b}[2Jroom").unwrap(),
+        topic: Text::default(),
+        category: Text::default(),
+        visibility: Visibility::Public,
+        voice: false,
+    };
+    let refused = ada.conn.request_one(request).await.unwrap_err();
+    assert_eq!(refused.code(), Some(ErrorCode::INVALID_REQUEST));
+    let room = ada.create_room("fine", false).await;
+    let escape = ada.post(room, "clear screen \u{1b}[2J").await.unwrap_err();
+    assert_eq!(escape.code(), Some(ErrorCode::INVALID_REQUEST));
+    ada.post(room, "two\nlines\tand a tab").await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn posting_over_the_rate_limit_is_refused_with_a_retry_time() {
+    let server = TestServer::start_with(|c| {
+        c.rate.get_mut("message").unwrap().burst = 3;
+        c.rate.get_mut("message").unwrap().per_minute = 60;
+    })
+    .await;
+    let ada = server.user("ada").await;
+    let room = ada.create_room("general", false).await;
+    for _ in 0..3 {
+        ada.post(room, "ok").await.unwrap();
+    }
+    let limited = ada.post(room, "one too many").await.unwrap_err();
+    match limited {
+        banter_client::RequestError::Server { code, retry_after_ms, .. } => {
+            assert_eq!(code, ErrorCode::RATE_LIMITED);
+            let retry = retry_after_ms.expect("a retry time");
+            assert!(retry > 0 && retry <= 1000, "{retry}");
+        }
+        other => panic!("expected RATE_LIMITED, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_never_authenticates_is_closed() {
+    let server = TestServer::start_with(|c| c.auth_timeout_ms = 300).await;
+    let (_conn, mut events) = server.connect().await;
+    let closed = tokio::time::timeout(WAIT, async {
+        loop {
+            if let Some(Event::Closed { code, .. }) = events.recv().await {
+                return code;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(closed, Some(ErrorCode::NOT_AUTHENTICATED));
+}
