@@ -280,14 +280,12 @@ fn authenticate(
                 return lock(&ctx.protocol)
                     .reject(ErrorCode::RESUME_UNAVAILABLE, "unknown or expired session");
             };
-            let (replaced, wakers) =
-                match session.attach_resume(ctx.conn_id, last_event_seq, interests) {
-                    Ok(attached) => attached,
-                    Err(_) => {
-                        return lock(&ctx.protocol)
-                            .reject(ErrorCode::RESUME_UNAVAILABLE, "events no longer buffered");
-                    }
-                };
+            let Ok((replaced, wakers)) =
+                session.attach_resume(ctx.conn_id, last_event_seq, interests)
+            else {
+                return lock(&ctx.protocol)
+                    .reject(ErrorCode::RESUME_UNAVAILABLE, "events no longer buffered");
+            };
             if let Some(old) = replaced {
                 shared.hub.close_connection(
                     old,
@@ -336,15 +334,9 @@ async fn events_writer(
         if !session.is_attached_to(conn_id) {
             return;
         }
-        let mut frames = match session.take_events() {
-            Ok(frames) => frames,
-            Err(_) => {
-                conn.close(
-                    code(ErrorCode::RESUME_UNAVAILABLE),
-                    b"events stream fell too far behind",
-                );
-                return;
-            }
+        let Ok(mut frames) = session.take_events() else {
+            conn.close(code(ErrorCode::RESUME_UNAVAILABLE), b"events stream fell too far behind");
+            return;
         };
         if frames.is_empty() {
             tokio::select! {

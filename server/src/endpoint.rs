@@ -51,7 +51,7 @@ pub(crate) fn transport(config: &Config) -> TransportConfig {
     transport.keep_alive_interval(Some(Duration::from_millis(config.keep_alive_ms)));
     transport.max_idle_timeout(Some(
         IdleTimeout::try_from(Duration::from_millis(config.idle_timeout_ms))
-            .unwrap_or(IdleTimeout::from(VarInt::from_u32(30_000))),
+            .unwrap_or_else(|_| IdleTimeout::from(VarInt::from_u32(30_000))),
     ));
     transport
 }

@@ -62,10 +62,11 @@ async fn refresh_rotates_and_a_reused_refresh_token_revokes_the_session_and_its_
     let server = TestServer::start().await;
     let mut ada = server.user("ada").await;
     let first = ada.auth.refresh_token.clone();
-    let rotated = match ada.conn.request_one(Refresh { refresh_token: first.clone() }).await.unwrap() {
-        Message::AuthOk(ok) => ok,
-        other => panic!("expected AUTH_OK, got {other:?}"),
-    };
+    let rotated =
+        match ada.conn.request_one(Refresh { refresh_token: first.clone() }).await.unwrap() {
+            Message::AuthOk(ok) => ok,
+            other => panic!("expected AUTH_OK, got {other:?}"),
+        };
     assert_ne!(rotated.refresh_token, first);
     assert_eq!(rotated.session, ada.auth.session);
 
@@ -78,9 +79,13 @@ async fn refresh_rotates_and_a_reused_refresh_token_revokes_the_session_and_its_
     assert!(reason.contains("refresh token reused"), "{reason}");
     // The rotated token is dead too.
     let (again, _events) = server.connect().await;
-    let dead = again.request_one(Refresh { refresh_token: rotated.refresh_token }).await.unwrap_err();
+    let dead =
+        again.request_one(Refresh { refresh_token: rotated.refresh_token }).await.unwrap_err();
     assert_eq!(dead.code(), Some(ErrorCode::SESSION_REVOKED));
-    let garbage = again.request_one(Refresh { refresh_token: Blob::new(vec![1; 45]).unwrap() }).await.unwrap_err();
+    let garbage = again
+        .request_one(Refresh { refresh_token: Blob::new(vec![1; 45]).unwrap() })
+        .await
+        .unwrap_err();
     assert_eq!(garbage.code(), Some(ErrorCode::SESSION_REVOKED));
 }
 

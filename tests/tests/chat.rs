@@ -22,12 +22,12 @@ async fn messages_reach_every_member_in_order() {
     // Acks are gap-free: the room's log has create-join (1), grace's join (2), then posts.
     assert_eq!(acks, (3..53).collect::<Vec<_>>());
     let mut last_event_seq = 1;
-    for i in 0..50 {
+    for (i, ack) in acks.iter().enumerate() {
         let Message::Posted(posted) = grace.next_room_event().await else {
             panic!("expected POSTED")
         };
         assert_eq!(posted.text.as_str(), format!("message {i}"));
-        assert_eq!(posted.meta.seq, acks[i]);
+        assert_eq!(posted.meta.seq, *ack);
         assert_eq!(posted.meta.sender, ada.auth.user);
         assert_eq!(posted.event_seq, last_event_seq + 1, "event_seq advances by one");
         assert_eq!(posted.client_msg_id, None, "other users never see the client message id");

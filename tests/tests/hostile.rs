@@ -58,12 +58,20 @@ async fn malformed_oversized_and_unknown_requests_get_typed_errors_while_others_
     // A control-stream frame as a request, and a type nobody registered before the request.
     let mut wrong_way = Vec::new();
     Message::from(banter_client::protocol::message::Pong { t: 1 }).encode(&mut wrong_way);
-    assert_eq!(error_code(&raw_request(raw, &wrong_way).await), Some(ErrorCode::PROTOCOL_VIOLATION));
+    assert_eq!(
+        error_code(&raw_request(raw, &wrong_way).await),
+        Some(ErrorCode::PROTOCOL_VIOLATION)
+    );
     let mut unknown = Vec::new();
     encode_raw(FrameType(0x3f00), b"??", &mut unknown);
     let mut post = Vec::new();
-    Message::from(Post { room, client_msg_id: fresh_id(), text: Text::new("x").unwrap(), reply_to: None })
-        .encode(&mut post);
+    Message::from(Post {
+        room,
+        client_msg_id: fresh_id(),
+        text: Text::new("x").unwrap(),
+        reply_to: None,
+    })
+    .encode(&mut post);
     unknown.extend_from_slice(&post);
     // The unknown frame is skipped and the POST after it is the request (spec §4.3); mallory
     // is not a member, so it is refused for that reason, with a typed error.

@@ -5,7 +5,7 @@ use banter_client::Event;
 use banter_client::protocol::ErrorCode;
 use banter_client::protocol::bounded::Text;
 use banter_client::protocol::message::{
-    CatchUp, History, Kick, Members, Message, PresenceSet, PresenceStatus, RoomList, ListScope,
+    CatchUp, History, Kick, ListScope, Members, Message, PresenceSet, PresenceStatus, RoomList,
 };
 use banter_tests::TestServer;
 
@@ -27,8 +27,11 @@ async fn a_non_member_cannot_read_post_to_or_see_a_private_room() {
     assert_eq!(join.code(), Some(ErrorCode::NOT_FOUND));
     let members = mallory.conn.request(Members { room, after: None, limit: 10 }).await.unwrap_err();
     assert_eq!(members.code(), Some(ErrorCode::NOT_FOUND));
-    let Message::RoomListPage(page) =
-        mallory.conn.request_one(RoomList { scope: ListScope::Public, after: None, limit: 100 }).await.unwrap()
+    let Message::RoomListPage(page) = mallory
+        .conn
+        .request_one(RoomList { scope: ListScope::Public, after: None, limit: 100 })
+        .await
+        .unwrap()
     else {
         panic!()
     };
@@ -44,11 +47,17 @@ async fn a_kicked_member_stops_receiving_at_once_and_cannot_post() {
     bob.join(room).await.unwrap();
     bob.next_room_event().await;
     // A member cannot kick.
-    let denied = bob.conn.request_one(Kick { room, user: ada.auth.user, reason: Text::default() }).await;
+    let denied =
+        bob.conn.request_one(Kick { room, user: ada.auth.user, reason: Text::default() }).await;
     assert_eq!(denied.unwrap_err().code(), Some(ErrorCode::FORBIDDEN));
 
-    ada.conn.request_one(Kick { room, user: bob.auth.user, reason: Text::new("off topic").unwrap() }).await.unwrap();
-    let Message::Membership(kicked) = bob.next_room_event().await else { panic!("bob sees his removal") };
+    ada.conn
+        .request_one(Kick { room, user: bob.auth.user, reason: Text::new("off topic").unwrap() })
+        .await
+        .unwrap();
+    let Message::Membership(kicked) = bob.next_room_event().await else {
+        panic!("bob sees his removal")
+    };
     assert_eq!(kicked.user, bob.auth.user);
     ada.post(room, "after the kick").await.unwrap();
     let post = bob.post(room, "still here?").await.unwrap_err();
@@ -73,7 +82,11 @@ async fn presence_goes_only_to_users_who_share_a_room() {
     let mut stranger = server.user("stranger").await;
     let room = ada.create_room("general", false).await;
     grace.join(room).await.unwrap();
-    grace.conn.request_one(PresenceSet { status: PresenceStatus::Dnd, text: Text::new("focus").unwrap() }).await.unwrap();
+    grace
+        .conn
+        .request_one(PresenceSet { status: PresenceStatus::Dnd, text: Text::new("focus").unwrap() })
+        .await
+        .unwrap();
     let seen = tokio::time::timeout(banter_tests::WAIT, async {
         loop {
             if let Event::Ephemeral(Message::Presence(p)) = ada.next_event().await {

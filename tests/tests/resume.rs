@@ -38,10 +38,12 @@ async fn resume_delivers_exactly_the_missed_events() {
             _ => {}
         }
     }
-    let expected: Vec<(u64, u64)> = missed.iter().enumerate().map(|(i, seq)| (last + 1 + i as u64, *seq)).collect();
+    let expected: Vec<(u64, u64)> =
+        missed.iter().enumerate().map(|(i, seq)| (last + 1 + i as u64, *seq)).collect();
     assert_eq!(got, expected, "exactly the missed events, in order, numbered on");
     // And live delivery continues on the resumed session.
-    let mut resumed = TestUser { conn, events, auth: grace.auth.clone(), welcome: grace.welcome.clone() };
+    let mut resumed =
+        TestUser { conn, events, auth: grace.auth.clone(), welcome: grace.welcome.clone() };
     ada.post(room, "after resume").await.unwrap();
     let Message::Posted(live) = resumed.next_room_event().await else { panic!() };
     assert_eq!(live.event_seq, last + 6);

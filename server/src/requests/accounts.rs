@@ -333,7 +333,11 @@ pub(super) fn session_list(ctx: &ConnCtx) -> Result<Vec<Message>> {
     ])
 }
 
-pub(super) async fn session_revoke(ctx: &ConnCtx, r: SessionRevoke, io: &mut RequestIo<'_>) -> Result<Vec<Message>> {
+pub(super) async fn session_revoke(
+    ctx: &ConnCtx,
+    r: SessionRevoke,
+    io: &mut RequestIo<'_>,
+) -> Result<Vec<Message>> {
     let user = ctx.authed()?.user;
     end_login(ctx, io, user, r.session, "session revoked").await
 }

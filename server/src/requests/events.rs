@@ -512,29 +512,19 @@ pub(super) async fn catch_up(ctx: &ConnCtx, r: CatchUp) -> Result<Vec<Message>> 
     Ok(out)
 }
 
-/// Appends a MEMBERSHIP entry (used by joins, leaves, kicks, bans).
-pub(crate) fn membership_entry(
-    txn: &mut Txn<'_>,
-    room: RoomId,
-    record: &mut RoomRecord,
-    actor: UserId,
+/// A MEMBERSHIP entry's content (joins, leaves, kicks, bans).
+pub(crate) fn membership(
     user: UserId,
     username: &str,
     change: MembershipChange,
     reason: &str,
-) -> Appended {
-    append(
-        txn,
-        room,
-        record,
-        actor,
-        EntryKind::Membership {
-            user: user.0,
-            username: username.to_owned(),
-            change: membership_code(change),
-            reason: reason.to_owned(),
-        },
-    )
+) -> EntryKind {
+    EntryKind::Membership {
+        user: user.0,
+        username: username.to_owned(),
+        change: membership_code(change),
+        reason: reason.to_owned(),
+    }
 }
 
 /// TOPIC_CHANGED entry.

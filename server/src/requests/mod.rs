@@ -54,8 +54,8 @@ impl From<StoreError> for RequestError {
     }
 }
 
-impl From<WriteError<RequestError>> for RequestError {
-    fn from(error: WriteError<RequestError>) -> Self {
+impl From<WriteError<Self>> for RequestError {
+    fn from(error: WriteError<Self>) -> Self {
         match error {
             WriteError::Rejected(error) => error,
             WriteError::Store(error) => {

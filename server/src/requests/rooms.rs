@@ -10,7 +10,7 @@ use banter_protocol::message::{
     RoomListPage, RoomSetTopic, RoomSummary, Unban, Visibility,
 };
 
-use super::events::{Appended, member_in, membership_entry, publish, room_in, topic_entry};
+use super::events::{Appended, append, member_in, membership, publish, room_in, topic_entry};
 use super::{ConnCtx, RequestError, Result, check_text, text};
 use crate::authz::{Action, authorize};
 use crate::now_ms;
@@ -78,7 +78,7 @@ fn add_member(
     txn.put(keys::user_room(user, room), &());
     record.members += 1;
     let name = username_in(txn, user)?;
-    Ok(membership_entry(txn, room, record, user, user, &name, MembershipChange::Joined, ""))
+    Ok(append(txn, room, record, user, membership(user, &name, MembershipChange::Joined, "")))
 }
 
 /// Runs a commit that adds or removes members, then updates the hub and fans the entries out,
@@ -243,7 +243,7 @@ fn remove_member(
     txn.delete(keys::user_room(user, room));
     record.members = record.members.saturating_sub(1);
     let name = username_in(txn, user)?;
-    let appended = membership_entry(txn, room, &mut record, actor, user, &name, change, reason);
+    let appended = append(txn, room, &mut record, actor, membership(user, &name, change, reason));
     txn.put(keys::room(room), &record);
     Ok(Some(appended))
 }
@@ -433,15 +433,12 @@ pub(super) async fn ban(ctx: &ConnCtx, r: Ban) -> Result<Vec<Message>> {
                 Some(removed) => removed,
                 None => {
                     let mut record = room_in(txn, room)?;
-                    let entry = membership_entry(
+                    let entry = append(
                         txn,
                         room,
                         &mut record,
                         actor,
-                        r.user,
-                        &name,
-                        MembershipChange::Banned,
-                        &r.reason,
+                        membership(r.user, &name, MembershipChange::Banned, &r.reason),
                     );
                     txn.put(keys::room(room), &record);
                     entry
@@ -466,15 +463,12 @@ pub(super) async fn unban(ctx: &ConnCtx, r: Unban) -> Result<Vec<Message>> {
         audit(txn, actor, AuditAction::UNBAN, room, r.user, "")?;
         let name = username_in(txn, r.user)?;
         let mut record = room_in(txn, room)?;
-        let entry = membership_entry(
+        let entry = append(
             txn,
             room,
             &mut record,
             actor,
-            r.user,
-            &name,
-            MembershipChange::Unbanned,
-            "",
+            membership(r.user, &name, MembershipChange::Unbanned, ""),
         );
         txn.put(keys::room(room), &record);
         Ok(vec![(entry, None)])

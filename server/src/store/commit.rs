@@ -87,7 +87,7 @@ impl Txn<'_> {
         start: &[u8],
         end: &[u8],
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    ) -> Result<super::engine::KeyValues, StoreError> {
         self.engine.range(start, end, false, limit)
     }
 

@@ -48,6 +48,9 @@ impl From<std::io::Error> for StoreError {
     }
 }
 
+/// Key-value pairs, in key order.
+pub type KeyValues = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// One write in a batch: a value to put, or `None` to delete.
 pub type Write = (Vec<u8>, Option<Vec<u8>>);
 
@@ -63,7 +66,7 @@ pub trait Engine: Send + Sync + 'static {
         end: &[u8],
         reverse: bool,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
+    ) -> Result<KeyValues, StoreError>;
     /// Applies all writes atomically (all or none become visible, and after a crash all or
     /// none are recovered).
     fn apply(&self, writes: Vec<Write>) -> Result<(), StoreError>;
@@ -116,7 +119,7 @@ impl Engine for SledEngine {
         end: &[u8],
         reverse: bool,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    ) -> Result<KeyValues, StoreError> {
         let iter = self.tree.range(start..end);
         let to_pair = |r: sled::Result<(sled::IVec, sled::IVec)>| {
             r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(StoreError::from)

@@ -15,7 +15,7 @@ pub(crate) mod records;
 use std::sync::Arc;
 
 pub use commit::{Txn, WriteError};
-pub use engine::{Engine, SledEngine, StoreError, Write};
+pub use engine::{Engine, KeyValues, SledEngine, StoreError, Write};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 

@@ -1,0 +1,233 @@
+//! kill -9 during sends (issue 3, "Done when"): a banterd child process is killed while several
+//! clients post; after a restart, each client resends what it did not see acked (and what it
+//! did, to prove idempotency), and every acked message is in history exactly once, at the
+//! room_seq its ack named, in each sender's order.
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use banter_client::protocol::bounded::Text;
+use banter_client::protocol::ids::RoomId;
+use banter_client::protocol::message::{
+    History, Message, Post, RoomCreate, RoomInfo, RoomJoin, Visibility,
+};
+use banter_client::{Connection, Event, Options, Trust};
+
+/// The child banterd; killed (SIGKILL) when dropped, so a failing test leaves nothing behind.
+struct Banterd(Child);
+
+impl Drop for Banterd {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> SocketAddr {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.local_addr().unwrap()
+}
+
+fn start(dir: &Path, addr: SocketAddr) -> Banterd {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_banterd"))
+        .args(["run", "--data-dir"])
+        .arg(dir)
+        .args(["--listen", &addr.to_string()])
+        .env("BANTER_ARGON2_MEMORY_KIB", "256")
+        .env("BANTER_ARGON2_ITERATIONS", "1")
+        .env("BANTER_RATE_MESSAGE", "100000/6000000")
+        .env("BANTER_RATE_AUTH", "1000/60000")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("banterd starts");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    loop {
+        let line = lines.next().expect("banterd printed its address").unwrap();
+        if line.contains("fingerprint") {
+            break;
+        }
+    }
+    Banterd(child)
+}
+
+async fn connect(addr: SocketAddr) -> Connection {
+    let options = Options { trust: Trust::AcceptAny, server_name: "localhost".into() };
+    for _ in 0..100 {
+        if let Ok((conn, _events)) = Connection::connect(addr, options.clone()).await {
+            return conn;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("cannot connect to banterd");
+}
+
+async fn login(
+    addr: SocketAddr,
+    name: &str,
+    register: bool,
+) -> (Connection, tokio::sync::mpsc::UnboundedReceiver<Event>) {
+    let options = Options { trust: Trust::AcceptAny, server_name: "localhost".into() };
+    let (conn, mut events) = Connection::connect(addr, options).await.unwrap();
+    let auth = if register {
+        conn.register(name, "correct horse battery").await.unwrap()
+    } else {
+        conn.login(name, "correct horse battery").await.unwrap()
+    };
+    conn.hello(&auth.access_token);
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), events.recv()).await.unwrap().unwrap() {
+            Event::Welcome(_) => return (conn, events),
+            Event::Rejected(e) => panic!("{e:?}"),
+            _ => {}
+        }
+    }
+}
+
+/// One message a client tried to send.
+#[derive(Debug, Clone)]
+struct Attempt {
+    id: u128,
+    text: String,
+    acked: Option<u64>,
+}
+
+async fn post(
+    conn: &Connection,
+    room: RoomId,
+    attempt: &Attempt,
+) -> Result<u64, banter_client::RequestError> {
+    let request = Post {
+        room,
+        client_msg_id: attempt.id,
+        text: Text::new(attempt.text.as_str()).unwrap(),
+        reply_to: None,
+    };
+    match conn.request_one(request).await? {
+        Message::EventAck(ack) => Ok(ack.seq),
+        other => panic!("expected EVENT_ACK, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acked_message_survives_kill_9_exactly_once_and_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = free_port();
+    let mut server = start(dir.path(), addr);
+    let _ = connect(addr).await;
+
+    let names = ["ada", "bob", "cy"];
+    let (owner, _owner_events) = login(addr, names[0], true).await;
+    let room = match owner
+        .request_one(RoomCreate {
+            name: Text::new("crash").unwrap(),
+            topic: Text::default(),
+            category: Text::default(),
+            visibility: Visibility::Public,
+            voice: false,
+        })
+        .await
+        .unwrap()
+    {
+        Message::RoomInfo(RoomInfo { room }) => room.room,
+        other => panic!("{other:?}"),
+    };
+    let mut clients = vec![owner];
+    for name in &names[1..] {
+        let (conn, _events) = login(addr, name, true).await;
+        conn.request_one(RoomJoin { room }).await.unwrap();
+        clients.push(conn);
+    }
+
+    // Each client posts as fast as acks come back until the server dies.
+    let mut tasks = Vec::new();
+    for (n, conn) in clients.into_iter().enumerate() {
+        tasks.push(tokio::spawn(async move {
+            let mut attempts = Vec::new();
+            for i in 0u128.. {
+                let mut attempt = Attempt {
+                    id: (n as u128) << 64 | i,
+                    text: format!("{} {i}", names[n]),
+                    acked: None,
+                };
+                // A request in flight when the server dies would wait for the QUIC idle
+                // timeout; two seconds without an answer is a failure here.
+                let result =
+                    tokio::time::timeout(Duration::from_secs(2), post(&conn, room, &attempt)).await;
+                let acked = result.ok().and_then(Result::ok);
+                let failed = acked.is_none();
+                attempt.acked = acked;
+                attempts.push(attempt);
+                if failed {
+                    return attempts;
+                }
+            }
+            unreachable!()
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // SIGKILL: no shutdown, no flush beyond what group commit already made durable.
+    server.0.kill().unwrap();
+    server.0.wait().unwrap();
+    let mut attempts = Vec::new();
+    for task in tasks {
+        attempts.push(task.await.unwrap());
+    }
+    let acked: usize = attempts.iter().flatten().filter(|a| a.acked.is_some()).count();
+    assert!(acked >= 30, "only {acked} posts acked before the kill; the test needs load");
+    eprintln!("{acked} posts acked before kill -9");
+
+    let _server = start(dir.path(), addr);
+    // Every client resends everything it attempted, acked or not, with the same ids.
+    for (n, attempts) in attempts.iter().enumerate() {
+        let (conn, _events) = login(addr, names[n], false).await;
+        for attempt in attempts {
+            let seq = post(&conn, room, attempt).await.expect("resend after restart");
+            if let Some(acked) = attempt.acked {
+                assert_eq!(seq, acked, "a resend of an acked post returns the original ack");
+            }
+        }
+    }
+
+    // History: each attempted message exactly once; acked ones at their acked seq; each
+    // sender's messages in the order sent.
+    let (reader, _events) = login(addr, "ada", false).await;
+    let mut posts: BTreeMap<u64, String> = BTreeMap::new();
+    let mut before = None;
+    loop {
+        let page = reader.request(History { room, before, limit: 100 }).await.unwrap();
+        for message in &page {
+            if let Message::HistoryMessage(m) = message {
+                assert!(posts.insert(m.meta.seq, m.text.to_string()).is_none());
+            }
+        }
+        match page.last() {
+            Some(Message::PageEnd(end)) if end.next.is_some() => before = end.next,
+            _ => break,
+        }
+    }
+    let texts: Vec<&String> = posts.values().collect();
+    let unique: HashSet<&String> = texts.iter().copied().collect();
+    assert_eq!(unique.len(), texts.len(), "no message appears twice");
+    let attempted: usize = attempts.iter().map(Vec::len).sum();
+    assert_eq!(texts.len(), attempted, "every attempted message is in history once");
+    for attempt in attempts.iter().flatten() {
+        if let Some(seq) = attempt.acked {
+            assert_eq!(posts.get(&seq), Some(&attempt.text), "acked message at its acked seq");
+        }
+    }
+    for name in names {
+        let order: Vec<u64> = posts
+            .values()
+            .filter(|t| t.starts_with(&format!("{name} ")))
+            .map(|t| t.rsplit(' ').next().unwrap().parse().unwrap())
+            .collect();
+        assert!(order.windows(2).all(|w| w[0] < w[1]), "{name}'s messages out of order: {order:?}");
+    }
+}
