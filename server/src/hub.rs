@@ -589,3 +589,65 @@ impl Hub {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use banter_protocol::message::Message;
+
+    use super::*;
+
+    fn hub(backlog_bytes: usize) -> Hub {
+        Hub::new(SessionLimits {
+            replay_bytes: 1 << 20,
+            resume_window: Duration::from_secs(60),
+            backlog_bytes,
+        })
+    }
+
+    fn decode(frame: &Bytes) -> Message {
+        let mut decoder = banter_protocol::FrameDecoder::new(65536);
+        decoder.push(frame);
+        decoder.next_message().unwrap().unwrap()
+    }
+
+    #[test]
+    fn a_session_past_its_backlog_is_paused_with_live_paused_then_resumed() {
+        let hub = hub(100);
+        let room = RoomId(1);
+        hub.add_member(room, UserId(1));
+        let session = hub.create_session(ResumeId([0; 16]), UserId(1), SessionId(1), 7, 0);
+        for seq in 1..=10 {
+            hub.publish(room, seq, UserId(2), None, |_, _| vec![0x3f; 40]);
+        }
+        // 40-byte frames: after three the unsent backlog (120) is over 100, so the fourth
+        // event pauses the room instead of being queued.
+        let frames = session.take_events().unwrap();
+        assert_eq!(frames.len(), 4);
+        let Message::LivePaused(paused) = decode(&frames[3]) else { panic!("LIVE_PAUSED last") };
+        assert_eq!((paused.event_seq, paused.room, paused.delivered_seq), (4, room, 3));
+        hub.publish(room, 11, UserId(2), None, |_, _| vec![0x3f; 40]);
+        assert!(session.take_events().unwrap().is_empty(), "nothing while paused");
+        assert!(session.unpause(room));
+        hub.publish(room, 12, UserId(2), None, |_, _| vec![0x3f; 40]);
+        assert_eq!(session.take_events().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn removed_members_get_nothing_and_authors_are_told_apart() {
+        let hub = hub(1 << 20);
+        let room = RoomId(1);
+        hub.add_member(room, UserId(1));
+        hub.add_member(room, UserId(2));
+        let author = hub.create_session(ResumeId([1; 16]), UserId(1), SessionId(1), 1, 0);
+        let other = hub.create_session(ResumeId([2; 16]), UserId(2), SessionId(2), 2, 0);
+        hub.publish(room, 1, UserId(1), None, |_, to_author| vec![u8::from(to_author)]);
+        assert_eq!(author.take_events().unwrap()[0].as_ref(), [1]);
+        assert_eq!(other.take_events().unwrap()[0].as_ref(), [0]);
+        hub.remove_member(room, UserId(2));
+        hub.publish(room, 2, UserId(1), None, |_, _| vec![9]);
+        assert!(other.take_events().unwrap().is_empty());
+        // A removed user still sees the entry that removes them (extra recipient).
+        hub.publish(room, 3, UserId(1), Some(UserId(2)), |_, _| vec![8]);
+        assert_eq!(other.take_events().unwrap().len(), 1);
+    }
+}

@@ -77,7 +77,7 @@ pub struct Server {
     addr: SocketAddr,
     fingerprint: String,
     shutdown: watch::Sender<bool>,
-    task: JoinHandle<()>,
+    task: JoinHandle<Arc<Shared>>,
     endpoint: quinn::Endpoint,
 }
 
@@ -182,8 +182,24 @@ impl Server {
     /// requests drain, close, and stop the storage writer after its last group is durable.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
-        let _ = self.task.await;
+        let Ok(mut shared) = self.task.await else { return };
         self.endpoint.wait_idle().await;
+        // Connection tasks that still hold the shared state finish within moments of their
+        // connection closing; then the writer stops and the database closes.
+        for _ in 0..100 {
+            match Arc::try_unwrap(shared) {
+                Ok(last) => {
+                    last.store.close().await;
+                    return;
+                }
+                Err(still_shared) => {
+                    shared = still_shared;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
+        shared.store.close().await;
+        tracing::warn!("storage closed while connection tasks still held it");
     }
 }
 
@@ -230,7 +246,7 @@ async fn accept_loop(
     shared: Arc<Shared>,
     endpoint: quinn::Endpoint,
     mut shutdown: watch::Receiver<bool>,
-) {
+) -> Arc<Shared> {
     let connections = Arc::new(AtomicUsize::new(0));
     let handshaking = Arc::new(AtomicUsize::new(0));
     let per_ip: Arc<Mutex<HashMap<IpAddr, u32>>> = Arc::default();
@@ -288,6 +304,7 @@ async fn accept_loop(
         quinn::VarInt::from_u64(ErrorCode::GOING_AWAY.0).unwrap_or_default(),
         b"server shutting down",
     );
+    shared
 }
 
 /// Counts a connection for the global and per-address caps while it lives.

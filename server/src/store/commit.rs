@@ -100,21 +100,37 @@ impl Txn<'_> {
     }
 }
 
+enum Command {
+    Job(Job),
+    Stop,
+}
+
 /// The handle jobs are sent through.
 #[derive(Clone)]
 pub(super) struct Writer {
-    jobs: mpsc::Sender<Job>,
+    jobs: mpsc::Sender<Command>,
+    thread: Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>>,
 }
 
 impl Writer {
     pub(super) fn start(engine: Arc<dyn Engine>, max_group: usize) -> Self {
         // Bounded: when storage falls behind, writers wait here instead of growing memory.
         let (jobs, rx) = mpsc::channel(max_group.max(1) * 4);
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("banter-writer".into())
             .spawn(move || run(engine, rx, max_group.max(1)))
             .expect("spawning the writer thread");
-        Self { jobs }
+        Self { jobs, thread: Arc::new(std::sync::Mutex::new(Some(thread))) }
+    }
+
+    /// Finishes the queued jobs, stops the thread and waits for it. Later writes fail with
+    /// [`StoreError::WriterStopped`].
+    pub(super) async fn stop(&self) {
+        let _ = self.jobs.send(Command::Stop).await;
+        let thread = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(thread) = thread {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
     }
 
     pub(super) async fn write<T, E, R>(
@@ -144,13 +160,15 @@ impl Writer {
             }
         });
         let stopped = || WriteError::Store(Arc::new(StoreError::WriterStopped));
-        self.jobs.send(job).await.map_err(|_| stopped())?;
+        self.jobs.send(Command::Job(job)).await.map_err(|_| stopped())?;
         rx.await.map_err(|_| stopped())?
     }
 }
 
-fn run(engine: Arc<dyn Engine>, mut jobs: mpsc::Receiver<Job>, max_group: usize) {
-    while let Some(first) = jobs.blocking_recv() {
+fn run(engine: Arc<dyn Engine>, mut jobs: mpsc::Receiver<Command>, max_group: usize) {
+    let mut stopping = false;
+    while !stopping {
+        let Some(Command::Job(first)) = jobs.blocking_recv() else { break };
         let mut group = Overlay::new();
         let mut delivers = Vec::new();
         let mut next = Some(first);
@@ -163,7 +181,11 @@ fn run(engine: Arc<dyn Engine>, mut jobs: mpsc::Receiver<Job>, max_group: usize)
             }
             delivers.push(deliver);
             if delivers.len() < max_group {
-                next = jobs.try_recv().ok();
+                match jobs.try_recv() {
+                    Ok(Command::Job(job)) => next = Some(job),
+                    Ok(Command::Stop) => stopping = true,
+                    Err(_) => {}
+                }
             }
         }
         let result = if group.is_empty() {

@@ -72,6 +72,12 @@ impl Store {
         self.writer.write(f, after).await
     }
 
+    /// Stops the writer after its queued jobs are durable and waits for it. The database
+    /// closes when the last handle is dropped.
+    pub async fn close(&self) {
+        self.writer.stop().await;
+    }
+
     /// A record.
     pub fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
         match self.engine.get(key)? {
@@ -121,4 +127,67 @@ pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 pub(crate) fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
     postcard::from_bytes(bytes)
         .map_err(|e| StoreError::Corrupt { key: key.to_vec(), reason: e.to_string() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_data_dir_from_a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = SledEngine::open(dir.path()).unwrap();
+        engine.apply(vec![(keys::meta("schema"), Some(encode(&(SCHEMA_VERSION + 1))))]).unwrap();
+        let error = Store::open(Arc::new(engine), 16).unwrap_err();
+        assert!(
+            matches!(error, StoreError::NewerSchema { found, .. } if found == SCHEMA_VERSION + 1)
+        );
+        assert!(error.to_string().contains("use a newer banterd"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_writes_are_serialized_durable_and_rejections_write_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(Arc::new(SledEngine::open(dir.path()).unwrap()), 64).unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..200u64 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                store
+                    .write(
+                        move |txn| {
+                            let id = txn.next_id("counter")?;
+                            txn.put(keys::audit(id), &i);
+                            Ok::<_, StoreError>(id)
+                        },
+                        |id| id,
+                    )
+                    .await
+                    .unwrap()
+            }));
+        }
+        let mut ids = Vec::new();
+        for task in tasks {
+            ids.push(task.await.unwrap());
+        }
+        ids.sort_unstable();
+        assert_eq!(ids, (1..=200).collect::<Vec<_>>(), "gap-free, no duplicates");
+
+        let rejected = store
+            .write(
+                |txn| {
+                    txn.put(keys::audit(999), &1u64);
+                    Err::<(), _>("refused")
+                },
+                |()| (),
+            )
+            .await;
+        assert!(matches!(rejected, Err(WriteError::Rejected("refused"))));
+        assert!(!store.contains(&keys::audit(999)).unwrap(), "a rejected job writes nothing");
+        store.close().await;
+        drop(store);
+        // Everything acknowledged is there after reopening.
+        let reopened = Store::open(Arc::new(SledEngine::open(dir.path()).unwrap()), 64).unwrap();
+        assert_eq!(reopened.get::<u64>(&keys::meta("counter")).unwrap(), Some(200));
+    }
 }
