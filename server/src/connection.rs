@@ -28,6 +28,8 @@ const REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(10);
 enum ControlInput {
     Bytes(Vec<u8>),
     Closed,
+    /// The client opened a second control stream.
+    Duplicate,
 }
 
 fn code(code: ErrorCode) -> quinn::VarInt {
@@ -77,7 +79,8 @@ async fn drive(
 
     let (control_tx, mut control_rx) = mpsc::channel::<ControlInput>(16);
     let (commands_tx, mut commands_rx) = mpsc::unbounded_channel::<ConnCommand>();
-    let mut control_claimed = false;
+    // Set once the client's control stream is found; a second one is a protocol violation.
+    let control_claimed = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut drain_deadline: Option<tokio::time::Instant> = None;
 
     let result = loop {
@@ -89,9 +92,7 @@ async fn drive(
         tokio::select! {
             stream = conn.accept_uni() => match stream {
                 Ok(recv) => {
-                    let claim = !control_claimed;
-                    control_claimed |= claim;
-                    tokio::spawn(read_uni(recv, claim.then(|| control_tx.clone())));
+                    tokio::spawn(read_uni(recv, control_tx.clone(), control_claimed.clone()));
                 }
                 Err(_) => break Ok(()),
             },
@@ -105,6 +106,9 @@ async fn drive(
             Some(input) = control_rx.recv() => match input {
                 ControlInput::Bytes(bytes) => lock(&protocol).handle_control(Instant::now(), &bytes),
                 ControlInput::Closed => lock(&protocol).handle_control_closed(),
+                ControlInput::Duplicate => {
+                    lock(&protocol).reject(ErrorCode::PROTOCOL_VIOLATION, "second control stream");
+                }
             },
             Some(command) = commands_rx.recv() => match command {
                 ConnCommand::Close(error, reason) => lock(&protocol).reject(error, &reason),
@@ -176,8 +180,12 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 }
 
 /// Reads a client's unidirectional stream: the control stream is forwarded, anything else is
-/// stopped with UNKNOWN_STREAM (spec §3.2).
-async fn read_uni(mut recv: quinn::RecvStream, control: Option<mpsc::Sender<ControlInput>>) {
+/// stopped with UNKNOWN_STREAM (spec §3.2). A second control stream closes the connection.
+async fn read_uni(
+    mut recv: quinn::RecvStream,
+    control: mpsc::Sender<ControlInput>,
+    claimed: Arc<std::sync::atomic::AtomicBool>,
+) {
     let mut head = Vec::new();
     let mut buf = vec![0u8; 4096];
     let (kind, used) = loop {
@@ -191,10 +199,17 @@ async fn read_uni(mut recv: quinn::RecvStream, control: Option<mpsc::Sender<Cont
             _ => return,
         }
     };
-    let Some(control) = control.filter(|_| kind == StreamType::CONTROL) else {
+    if kind != StreamType::CONTROL {
         let _ = recv.stop(code(ErrorCode::UNKNOWN_STREAM));
         return;
-    };
+    }
+    if claimed.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        // The driver sees this as its control stream ending: CLOSED_CRITICAL_STREAM would be
+        // wrong, so say what happened.
+        let _ = recv.stop(code(ErrorCode::PROTOCOL_VIOLATION));
+        let _ = control.send(ControlInput::Duplicate).await;
+        return;
+    }
     if head.len() > used && control.send(ControlInput::Bytes(head[used..].to_vec())).await.is_err()
     {
         return;

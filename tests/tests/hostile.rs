@@ -147,3 +147,24 @@ async fn a_connection_that_never_authenticates_is_closed() {
     .unwrap();
     assert_eq!(closed, Some(ErrorCode::NOT_AUTHENTICATED));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_uni_streams_are_stopped_and_a_second_control_stream_closes_the_connection() {
+    let server = TestServer::start().await;
+    let mut ada = server.user("ada").await;
+    let raw = ada.conn.quic().clone();
+
+    let mut grease = raw.open_uni().await.unwrap();
+    let mut prefix = Vec::new();
+    varint::encode(0x21 + 0x1f * 3, &mut prefix);
+    grease.write_all(&prefix).await.unwrap();
+    let stopped = tokio::time::timeout(WAIT, grease.stopped()).await.unwrap().unwrap();
+    assert_eq!(stopped.map(|code| code.into_inner()), Some(ErrorCode::UNKNOWN_STREAM.0));
+    // Still connected and working.
+    ada.create_room("still-here", false).await;
+
+    let mut second = raw.open_uni().await.unwrap();
+    second.write_all(&[0x00]).await.unwrap();
+    let (code, _) = ada.closed().await;
+    assert_eq!(code, Some(ErrorCode::PROTOCOL_VIOLATION));
+}
