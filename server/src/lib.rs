@@ -50,7 +50,7 @@ use crate::auth::{Passwords, TokenKeys};
 use crate::config::Config;
 use crate::hub::{Hub, SessionLimits};
 use crate::identity::Identity;
-use crate::ratelimit::AddressLimiter;
+use crate::ratelimit::{AccountLimiter, AddressLimiter};
 use crate::store::records::RoomRecord;
 use crate::store::{SledEngine, Store, keys};
 
@@ -68,6 +68,7 @@ pub(crate) struct Shared {
     pub(crate) passwords: Passwords,
     pub(crate) tokens: TokenKeys,
     pub(crate) auth_limiter: AddressLimiter,
+    pub(crate) account_limits: AccountLimiter,
     pub(crate) protocol: ServerConfig,
 }
 
@@ -155,6 +156,7 @@ impl Server {
         let addr = endpoint.local_addr().map_err(anyhow::Error::from)?;
         let shared = Arc::new(Shared {
             tokens: TokenKeys::new(identity.signing_key.clone()),
+            account_limits: AccountLimiter::new(&config.rate),
             config,
             store,
             hub,

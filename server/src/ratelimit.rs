@@ -4,8 +4,10 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
+
+use banter_protocol::ids::UserId;
 
 use crate::config::Bucket;
 
@@ -60,6 +62,34 @@ impl Limiter {
         let Some(bucket) = self.config.get(class) else { return Ok(()) };
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         buckets.entry(class.to_owned()).or_insert_with(|| TokenBucket::new(*bucket, now)).take(now)
+    }
+}
+
+/// Per-account buckets: one [`Limiter`] per user, shared by all of the user's connections.
+#[derive(Debug)]
+pub(crate) struct AccountLimiter {
+    config: std::collections::BTreeMap<String, Bucket>,
+    accounts: Mutex<HashMap<UserId, (Instant, Arc<Limiter>)>>,
+}
+
+impl AccountLimiter {
+    pub(crate) fn new(config: &std::collections::BTreeMap<String, Bucket>) -> Self {
+        Self { config: config.clone(), accounts: Mutex::new(HashMap::new()) }
+    }
+
+    pub(crate) fn check(&self, user: UserId, class: &str, now: Instant) -> Result<(), u64> {
+        let limiter = {
+            let mut accounts = self.accounts.lock().unwrap_or_else(|e| e.into_inner());
+            if accounts.len() >= MAX_TRACKED {
+                accounts
+                    .retain(|_, (used, _)| now.saturating_duration_since(*used).as_secs() < 600);
+            }
+            let entry =
+                accounts.entry(user).or_insert_with(|| (now, Arc::new(Limiter::new(&self.config))));
+            entry.0 = now;
+            entry.1.clone()
+        };
+        limiter.check(class, now)
     }
 }
 

@@ -168,3 +168,34 @@ async fn unknown_uni_streams_are_stopped_and_a_second_control_stream_closes_the_
     let (code, _) = ada.closed().await;
     assert_eq!(code, Some(ErrorCode::PROTOCOL_VIOLATION));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_users_devices_share_one_rate_budget() {
+    let server = TestServer::start_with(|c| {
+        c.rate.get_mut("message").unwrap().burst = 4;
+        c.rate.get_mut("message").unwrap().per_minute = 1;
+    })
+    .await;
+    let phone = server.user("ada").await;
+    let laptop = server.login("ada").await;
+    let room = phone.create_room("general", false).await;
+    for _ in 0..2 {
+        phone.post(room, "from the phone").await.unwrap();
+        laptop.post(room, "from the laptop").await.unwrap();
+    }
+    let limited = laptop.post(room, "a fifth").await.unwrap_err();
+    assert_eq!(limited.code(), Some(ErrorCode::RATE_LIMITED));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_per_address_cap_are_refused() {
+    let server = TestServer::start_with(|c| c.max_connections_per_ip = 2).await;
+    let _first = server.connect().await;
+    let _second = server.connect().await;
+    let options = banter_client::Options {
+        trust: banter_client::Trust::AcceptAny,
+        server_name: "localhost".into(),
+    };
+    let third = banter_client::Connection::connect(server.addr(), options).await;
+    assert!(third.is_err(), "a third connection from one address was accepted");
+}

@@ -100,8 +100,15 @@ impl ConnCtx {
         self.authed.get().ok_or_else(|| ErrorCode::NOT_AUTHENTICATED.into())
     }
 
+    /// Takes a token of `class`: from the account's buckets once authenticated (so a user's
+    /// devices share one budget), from the connection's before that.
     pub(crate) fn rate(&self, class: &str) -> Result<()> {
-        self.limiter.check(class, Instant::now()).map_err(|retry| RequestError {
+        let now = Instant::now();
+        let checked = match self.authed.get() {
+            Some(authed) => self.shared.account_limits.check(authed.user, class, now),
+            None => self.limiter.check(class, now),
+        };
+        checked.map_err(|retry| RequestError {
             code: ErrorCode::RATE_LIMITED,
             message: format!("too many {class} requests"),
             retry_after_ms: Some(retry),
