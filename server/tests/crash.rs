@@ -231,3 +231,51 @@ async fn every_acked_message_survives_kill_9_exactly_once_and_in_order() {
         assert!(order.windows(2).all(|w| w[0] < w[1]), "{name}'s messages out of order: {order:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_and_exits_zero_with_everything_acked_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = free_port();
+    let mut server = start(dir.path(), addr);
+    let (conn, mut events) = login(addr, "ada", true).await;
+    let room = match conn
+        .request_one(RoomCreate {
+            name: Text::new("term").unwrap(),
+            topic: Text::default(),
+            category: Text::default(),
+            visibility: Visibility::Public,
+            voice: false,
+        })
+        .await
+        .unwrap()
+    {
+        Message::RoomInfo(RoomInfo { room }) => room.room,
+        other => panic!("{other:?}"),
+    };
+    for i in 0..10u128 {
+        post(&conn, room, &Attempt { id: i, text: format!("m{i}"), acked: None }).await.unwrap();
+    }
+    let status = Command::new("kill").args(["-TERM", &server.0.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    // The client is told to go away before the connection closes.
+    let went_away = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match events.recv().await {
+                Some(Event::GoAway(_)) => return true,
+                Some(Event::Closed { .. }) | None => return false,
+                _ => {}
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert!(went_away, "GO_AWAY before the close");
+    let exit = server.0.wait().unwrap();
+    assert_eq!(exit.code(), Some(0), "banterd exits 0 after SIGTERM");
+
+    let _server = start(dir.path(), addr);
+    let (reader, _events) = login(addr, "ada", false).await;
+    let page = reader.request(History { room, before: None, limit: 100 }).await.unwrap();
+    let posts = page.iter().filter(|m| matches!(m, Message::HistoryMessage(_))).count();
+    assert_eq!(posts, 10);
+}

@@ -130,3 +130,28 @@ async fn history_pages_backwards_with_edits_and_reactions_folded_in() {
         (0..25).map(|i| if i == 3 { "m3 edited".into() } else { format!("m{i}") }).collect();
     assert_eq!(texts, expected);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moderator_deletes_a_members_message_leaving_a_tombstone_but_a_member_cannot() {
+    use banter_client::protocol::message::Delete;
+    let server = TestServer::start().await;
+    let owner = server.user("owner").await;
+    let spammer = server.user("spammer").await;
+    let room = owner.create_room("general", false).await;
+    spammer.join(room).await.unwrap();
+    let spam = spammer.post(room, "buy now").await.unwrap().seq;
+    let own = owner.post(room, "welcome").await.unwrap().seq;
+    let refused = spammer.conn.request_one(Delete { room, target: own }).await.unwrap_err();
+    assert_eq!(refused.code(), Some(ErrorCode::FORBIDDEN));
+    owner.conn.request_one(Delete { room, target: spam }).await.unwrap();
+    let history = owner.conn.request(History { room, before: None, limit: 100 }).await.unwrap();
+    let tombstone = history
+        .iter()
+        .find_map(|m| match m {
+            Message::HistoryMessage(h) if h.meta.seq == spam => Some(h.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(tombstone.text.as_str(), "", "the content is purged");
+    assert_eq!(tombstone.deleted_by, Some(owner.auth.user));
+}
