@@ -1,15 +1,25 @@
 //! # banter-client
 //!
-//! The async Rust SDK for Banter. Today: [`Connection`], one QUIC connection to a banterd with
-//! certificate pinning, requests, HELLO / RESUME, and the server's pushed [`Event`]s. Reconnect
-//! with backoff, the offline outbox, the local state view and voice build on it (issue 4, 5).
+//! The async Rust SDK for Banter.
+//!
+//! - [`Connection`]: one QUIC connection to a banterd with certificate pinning, requests,
+//!   HELLO / RESUME, and the server's pushed [`Event`]s.
+//! - [`Client`]: a session over many connections: reconnect with backoff and jitter, resume
+//!   or fresh session plus per-room catch-up, token refresh, each room entry delivered once
+//!   and in order, and posts sent through an ordered, optionally persistent [`Outbox`].
+//!
+//! Not yet here: the folded local state view and voice (issues 4 and 5).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod client;
 mod connection;
+mod outbox;
 pub mod tls;
 
 pub use banter_protocol as protocol;
+pub use client::{Client, ClientConfig, ConnectionState, Credentials, Update, new_client_msg_id};
 pub use connection::{ConnectError, Connection, Event, Options, RequestError};
+pub use outbox::{Outbox, Pending};
 pub use tls::Trust;

@@ -1,0 +1,511 @@
+//! [`Client`]: a session that outlives connections. It reconnects with exponential backoff and
+//! jitter, resumes its session (or, when the server no longer can, starts a fresh one and
+//! catches up room by room), refreshes its access token, delivers each room's log entries once
+//! and in order, and sends posts through the ordered [`Outbox`].
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use banter_protocol::bounded::{Blob, Text};
+use banter_protocol::ids::{ResumeId, RoomId, SessionId, UserId};
+use banter_protocol::message::{AuthOk, CatchUp, EventAck, Message, Post, Refresh};
+use banter_protocol::{ClientAction, ErrorCode};
+use tokio::sync::{Notify, mpsc, watch};
+
+use crate::connection::{Connection, Event, Options, RequestError};
+use crate::outbox::{Outbox, Pending};
+
+/// What authenticates the client: the tokens from AUTH_OK. Callers persist them (they rotate:
+/// watch for [`Update::Credentials`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// The account.
+    pub user: UserId,
+    /// The login session.
+    pub session: SessionId,
+    /// Bearer token for HELLO / RESUME.
+    pub access_token: Vec<u8>,
+    /// Its expiry, ms since the epoch.
+    pub access_expires: u64,
+    /// Single-use token for REFRESH.
+    pub refresh_token: Vec<u8>,
+}
+
+impl From<AuthOk> for Credentials {
+    fn from(ok: AuthOk) -> Self {
+        Self {
+            user: ok.user,
+            session: ok.session,
+            access_token: ok.access_token.into_vec(),
+            access_expires: ok.access_expires.0,
+            refresh_token: ok.refresh_token.into_vec(),
+        }
+    }
+}
+
+/// The connection as the application sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectionState {
+    /// Connecting (or reconnecting: `attempt` > 0).
+    Connecting {
+        /// Failed attempts so far.
+        attempt: u32,
+    },
+    /// Authenticated and live.
+    Connected,
+    /// Stopped for good: the reason (revoked session, bad credentials).
+    Stopped(String),
+}
+
+/// Something for the application.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Update {
+    /// The connection state changed.
+    Connection(ConnectionState),
+    /// A room log entry: each (room, seq) once, in order per room.
+    Room(Message),
+    /// Soft state (presence, typing, markers, voice state).
+    Ephemeral(Message),
+    /// The tokens rotated; persist them.
+    Credentials(Credentials),
+    /// A queued post was acknowledged (durable on the server).
+    Sent {
+        /// Its client message id.
+        client_msg_id: u128,
+        /// The ack.
+        ack: EventAck,
+    },
+    /// A queued post was refused for good (the server's error).
+    SendFailed {
+        /// Its client message id.
+        client_msg_id: u128,
+        /// Why.
+        error: String,
+    },
+}
+
+/// Client settings.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// The server.
+    pub addr: SocketAddr,
+    /// TLS name and trust.
+    pub options: Options,
+    /// Where the outbox is persisted; `None` keeps it in memory.
+    pub outbox: Option<std::path::PathBuf>,
+    /// Rooms to catch up from after a fresh session: room → last room_seq seen.
+    pub known_rooms: HashMap<RoomId, u64>,
+}
+
+/// A reconnecting, resuming client. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: ClientConfig,
+    credentials: Mutex<Credentials>,
+    resume: Mutex<Option<(ResumeId, u64)>>,
+    high_water: Mutex<HashMap<RoomId, u64>>,
+    live: watch::Sender<Option<Connection>>,
+    outbox: Mutex<Outbox>,
+    outbox_ready: Notify,
+    updates: mpsc::UnboundedSender<Update>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+fn random_u128() -> u128 {
+    let mut bytes = [0u8; 16];
+    // Without system randomness no id (and no TLS) is possible; fall back to the clock.
+    if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).is_err() {
+        return u128::from(now_ms()) << 64;
+    }
+    u128::from_be_bytes(bytes)
+}
+
+/// A new client message id: random 128 bits.
+pub fn new_client_msg_id() -> u128 {
+    random_u128()
+}
+
+impl Client {
+    /// Connects once, logs in or registers, and returns the credentials (then disconnects).
+    pub async fn authenticate(
+        addr: SocketAddr,
+        options: Options,
+        username: &str,
+        password: &str,
+        register: bool,
+    ) -> Result<(Credentials, Option<[u8; 32]>), RequestError> {
+        let (conn, _events) = Connection::connect(addr, options)
+            .await
+            .map_err(|e| RequestError::Connection(e.to_string()))?;
+        let ok = if register {
+            conn.register(username, password).await
+        } else {
+            conn.login(username, password).await
+        };
+        let fingerprint = conn.fingerprint();
+        conn.close();
+        ok.map(|ok| (Credentials::from(ok), fingerprint))
+    }
+
+    /// Starts the client: it connects in the background and keeps reconnecting until
+    /// [`Client::stop`] or a permanent failure.
+    pub fn start(
+        config: ClientConfig,
+        credentials: Credentials,
+    ) -> std::io::Result<(Self, mpsc::UnboundedReceiver<Update>)> {
+        let outbox = match &config.outbox {
+            Some(path) => Outbox::open(path)?,
+            None => Outbox::in_memory(),
+        };
+        let (updates, receiver) = mpsc::unbounded_channel();
+        let (live, _) = watch::channel(None);
+        let high_water = config.known_rooms.clone();
+        let inner = Arc::new(Inner {
+            config,
+            credentials: Mutex::new(credentials),
+            resume: Mutex::new(None),
+            high_water: Mutex::new(high_water),
+            live,
+            outbox: Mutex::new(outbox),
+            outbox_ready: Notify::new(),
+            updates,
+        });
+        tokio::spawn(supervise(inner.clone()));
+        tokio::spawn(flush_outbox(inner.clone()));
+        Ok((Self { inner }, receiver))
+    }
+
+    /// Waits for a live connection and sends a request on it.
+    pub async fn request(&self, request: impl Into<Message>) -> Result<Vec<Message>, RequestError> {
+        let conn = self.connection().await?;
+        conn.request(request).await
+    }
+
+    /// Waits for a live connection.
+    pub async fn connection(&self) -> Result<Connection, RequestError> {
+        let mut live = self.inner.live.subscribe();
+        let conn = live
+            .wait_for(Option::is_some)
+            .await
+            .map_err(|_| RequestError::Connection("client stopped".into()))?;
+        conn.clone().ok_or_else(|| RequestError::Connection("client stopped".into()))
+    }
+
+    /// Queues a post; it goes out (once, in order) whenever a connection is up. Returns its
+    /// client message id; [`Update::Sent`] reports the ack.
+    pub fn send(&self, room: RoomId, text: &str, reply_to: Option<u64>) -> std::io::Result<u128> {
+        let client_msg_id = new_client_msg_id();
+        lock(&self.inner.outbox).push(Pending {
+            room,
+            client_msg_id,
+            text: text.to_owned(),
+            reply_to,
+        })?;
+        self.inner.outbox_ready.notify_one();
+        Ok(client_msg_id)
+    }
+
+    /// Posts waiting for their ack.
+    pub fn pending(&self) -> usize {
+        lock(&self.inner.outbox).len()
+    }
+
+    /// The current credentials.
+    pub fn credentials(&self) -> Credentials {
+        lock(&self.inner.credentials).clone()
+    }
+
+    /// The highest room_seq delivered per room (to persist for a later catch-up).
+    pub fn high_water(&self) -> HashMap<RoomId, u64> {
+        lock(&self.inner.high_water).clone()
+    }
+
+    /// Drops the current connection (as a network change would); the client reconnects and
+    /// resumes. For tests and for "reconnect now".
+    pub fn reconnect(&self) {
+        if let Some(conn) = self.inner.live.borrow().as_ref() {
+            conn.quic().close(quinn::VarInt::from_u32(0), b"reconnect");
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Backoff before attempt `n`: 100 ms doubling to 10 s, with ±50% jitter so that clients
+/// dropped together do not return together.
+fn backoff(attempt: u32) -> Duration {
+    let base = 100u64.saturating_mul(1 << attempt.min(7)).min(10_000);
+    let jitter = (random_u128() % u128::from(base)) as u64;
+    Duration::from_millis(base / 2 + jitter)
+}
+
+/// How one connection ended.
+enum Ended {
+    /// Reconnect (and resume if possible).
+    Retry,
+    /// Start a fresh session next time (resume is gone).
+    Fresh,
+    /// Stop for good.
+    Stop(String),
+}
+
+async fn supervise(inner: Arc<Inner>) {
+    let mut attempt = 0u32;
+    loop {
+        let _ = inner.updates.send(Update::Connection(ConnectionState::Connecting { attempt }));
+        let ended = match Connection::connect(inner.config.addr, inner.config.options.clone()).await
+        {
+            Ok((conn, events)) => run_connection(&inner, conn, events, &mut attempt).await,
+            Err(error) => {
+                tracing::debug!(%error, "connect failed");
+                Ended::Retry
+            }
+        };
+        inner.live.send_replace(None);
+        match ended {
+            Ended::Stop(reason) => {
+                let _ = inner.updates.send(Update::Connection(ConnectionState::Stopped(reason)));
+                return;
+            }
+            Ended::Fresh => *lock(&inner.resume) = None,
+            Ended::Retry => {}
+        }
+        if inner.updates.is_closed() {
+            return;
+        }
+        tokio::time::sleep(backoff(attempt)).await;
+        attempt = attempt.saturating_add(1);
+    }
+}
+
+/// Refreshes the access token if it expires within a minute.
+async fn refresh_if_needed(inner: &Inner, conn: &Connection) -> Result<(), Ended> {
+    let credentials = lock(&inner.credentials).clone();
+    if credentials.access_expires > now_ms() + 60_000 {
+        return Ok(());
+    }
+    let refresh =
+        Refresh { refresh_token: Blob::new(credentials.refresh_token).unwrap_or_default() };
+    match conn.request_one(refresh).await {
+        Ok(Message::AuthOk(ok)) => {
+            let fresh = Credentials::from(ok);
+            *lock(&inner.credentials) = fresh.clone();
+            let _ = inner.updates.send(Update::Credentials(fresh));
+            Ok(())
+        }
+        Ok(_) => Err(Ended::Retry),
+        Err(RequestError::Server { code, message, .. })
+            if code.action() == ClientAction::GiveUp =>
+        {
+            Err(Ended::Stop(format!("{code}: {message}")))
+        }
+        Err(_) => Err(Ended::Retry),
+    }
+}
+
+async fn run_connection(
+    inner: &Arc<Inner>,
+    conn: Connection,
+    mut events: mpsc::UnboundedReceiver<Event>,
+    attempt: &mut u32,
+) -> Ended {
+    if let Err(ended) = refresh_if_needed(inner, &conn).await {
+        return ended;
+    }
+    let token = lock(&inner.credentials).access_token.clone();
+    let resume = *lock(&inner.resume);
+    match resume {
+        Some((id, last)) => conn.resume(&token, id, last),
+        None => conn.hello(&token),
+    }
+    loop {
+        let Some(event) = events.recv().await else { return Ended::Retry };
+        match event {
+            Event::Welcome(welcome) => {
+                *lock(&inner.resume) = Some((welcome.resume_id, conn.last_event_seq()));
+                went_live(inner, &conn, attempt);
+                // A fresh session: whatever happened while we were away is in the logs.
+                let rooms: Vec<(RoomId, u64)> =
+                    lock(&inner.high_water).iter().map(|(r, s)| (*r, *s)).collect();
+                for (room, after) in rooms {
+                    catch_up(inner, &conn, room, after).await;
+                }
+            }
+            Event::Resumed(_) => went_live(inner, &conn, attempt),
+            Event::Rejected(error) => {
+                return match error.code {
+                    ErrorCode::RESUME_UNAVAILABLE => Ended::Fresh,
+                    ErrorCode::TOKEN_EXPIRED => {
+                        lock(&inner.credentials).access_expires = 0;
+                        Ended::Retry
+                    }
+                    code if code.action() == ClientAction::GiveUp => {
+                        Ended::Stop(format!("{code}: {}", error.message))
+                    }
+                    _ => Ended::Retry,
+                };
+            }
+            Event::Room(message) => {
+                if let Some((_, last)) = lock(&inner.resume).as_mut() {
+                    *last = conn.last_event_seq();
+                }
+                if let Message::LivePaused(paused) = &message {
+                    catch_up(inner, &conn, paused.room, paused.delivered_seq).await;
+                    continue;
+                }
+                deliver(inner, &conn, message).await;
+            }
+            Event::Ephemeral(message) => {
+                let _ = inner.updates.send(Update::Ephemeral(message));
+            }
+            Event::GoAway(_) => {}
+            Event::Closed { code, reason } => {
+                return match code {
+                    Some(code) if code.action() == ClientAction::GiveUp => {
+                        Ended::Stop(format!("{code}: {reason}"))
+                    }
+                    Some(ErrorCode::RESUME_UNAVAILABLE) => Ended::Fresh,
+                    _ => Ended::Retry,
+                };
+            }
+        }
+    }
+}
+
+fn went_live(inner: &Inner, conn: &Connection, attempt: &mut u32) {
+    *attempt = 0;
+    inner.live.send_replace(Some(conn.clone()));
+    inner.outbox_ready.notify_one();
+    let _ = inner.updates.send(Update::Connection(ConnectionState::Connected));
+}
+
+/// The (room, seq) of a log entry frame.
+fn position(message: &Message) -> Option<(RoomId, u64)> {
+    let meta = match message {
+        Message::Posted(m) => &m.meta,
+        Message::Edited(m) => &m.meta,
+        Message::Deleted(m) => &m.meta,
+        Message::Reacted(m) => &m.meta,
+        Message::Membership(m) => &m.meta,
+        Message::TopicChanged(m) => &m.meta,
+        _ => return None,
+    };
+    Some((meta.room, meta.seq))
+}
+
+/// Passes a log entry on once: entries at or below the room's high-water mark are duplicates
+/// (spec §7.2); a jump above it is a gap, filled by catch-up first.
+async fn deliver(inner: &Inner, conn: &Connection, message: Message) {
+    let Some((room, seq)) = position(&message) else {
+        let _ = inner.updates.send(Update::Room(message));
+        return;
+    };
+    let high = lock(&inner.high_water).get(&room).copied();
+    match high {
+        Some(high) if seq <= high => return,
+        Some(high) if seq > high + 1 => catch_up(inner, conn, room, high).await,
+        _ => {}
+    }
+    accept(inner, room, seq, message);
+}
+
+fn accept(inner: &Inner, room: RoomId, seq: u64, message: Message) {
+    let mut high_water = lock(&inner.high_water);
+    let high = high_water.entry(room).or_insert(0);
+    if seq > *high {
+        *high = seq;
+        drop(high_water);
+        let _ = inner.updates.send(Update::Room(message));
+    }
+}
+
+/// Reads a room's log after `after` until its head and passes the entries on.
+async fn catch_up(inner: &Inner, conn: &Connection, room: RoomId, mut after: u64) {
+    loop {
+        let Ok(page) = conn.request(CatchUp { room, after, limit: 100 }).await else { return };
+        let mut next = None;
+        for message in page {
+            match message {
+                Message::PageEnd(end) => next = end.next,
+                other => {
+                    if let Some((room, seq)) = position(&other) {
+                        accept(inner, room, seq, other);
+                    }
+                }
+            }
+        }
+        match next {
+            Some(n) if n > after => after = n,
+            _ => return,
+        }
+    }
+}
+
+/// Sends the outbox's posts one at a time, in order, whenever a connection is live.
+async fn flush_outbox(inner: Arc<Inner>) {
+    loop {
+        let front = lock(&inner.outbox).front().cloned();
+        let Some(pending) = front else {
+            inner.outbox_ready.notified().await;
+            continue;
+        };
+        let conn = inner.live.borrow().clone();
+        let Some(conn) = conn else {
+            inner.outbox_ready.notified().await;
+            continue;
+        };
+        let post = Post {
+            room: pending.room,
+            client_msg_id: pending.client_msg_id,
+            text: Text::new(pending.text.as_str()).unwrap_or_default(),
+            reply_to: pending.reply_to,
+        };
+        match conn.request_one(post).await {
+            Ok(Message::EventAck(ack)) => {
+                let _ = lock(&inner.outbox).remove(pending.client_msg_id);
+                let _ =
+                    inner.updates.send(Update::Sent { client_msg_id: pending.client_msg_id, ack });
+            }
+            Err(RequestError::Server { code, retry_after_ms, .. })
+                if code == ErrorCode::RATE_LIMITED =>
+            {
+                tokio::time::sleep(Duration::from_millis(retry_after_ms.unwrap_or(1000))).await;
+            }
+            Err(RequestError::Server { code, message, .. })
+                if code.action() == ClientAction::FixRequest =>
+            {
+                let _ = lock(&inner.outbox).remove(pending.client_msg_id);
+                let _ = inner.updates.send(Update::SendFailed {
+                    client_msg_id: pending.client_msg_id,
+                    error: format!("{code}: {message}"),
+                });
+            }
+            // The connection failed (or the server did): same id again after reconnecting.
+            _ => {
+                let mut live = inner.live.subscribe();
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(30),
+                    live.wait_for(|c| {
+                        c.as_ref().is_some_and(|c| c.quic().stable_id() != conn.quic().stable_id())
+                    }),
+                )
+                .await;
+            }
+        }
+        if inner.updates.is_closed() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! The ordered outbox: posts made while offline (or in flight when a connection drops) are
+//! kept, with their client message ids, and sent once, in order, when a connection is up
+//! (spec §7.2). With a path it survives restarts of the client: the file is rewritten
+//! atomically (temp file, fsync, rename) on every change.
+
+use std::collections::VecDeque;
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use banter_protocol::ids::RoomId;
+use serde::{Deserialize, Serialize};
+
+/// One post waiting for its ack.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pending {
+    /// The room.
+    pub room: RoomId,
+    /// Chosen once; every retry reuses it, so the server deduplicates.
+    pub client_msg_id: u128,
+    /// The text.
+    pub text: String,
+    /// The message replied to.
+    pub reply_to: Option<u64>,
+}
+
+/// The queue.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    path: Option<PathBuf>,
+    entries: VecDeque<Pending>,
+}
+
+impl Outbox {
+    /// An outbox kept only in memory.
+    pub fn in_memory() -> Self {
+        Self::default()
+    }
+
+    /// An outbox persisted at `path` (loaded if it exists).
+    pub fn open(path: &Path) -> std::io::Result<Self> {
+        let entries = match fs::read(path) {
+            Ok(bytes) => postcard::from_bytes::<Vec<Pending>>(&bytes)
+                .map_err(|e| std::io::Error::other(format!("{}: {e}", path.display())))?
+                .into(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => VecDeque::new(),
+            Err(e) => return Err(e),
+        };
+        Ok(Self { path: Some(path.to_owned()), entries })
+    }
+
+    /// Appends a post.
+    pub fn push(&mut self, pending: Pending) -> std::io::Result<()> {
+        self.entries.push_back(pending);
+        self.save()
+    }
+
+    /// The oldest post.
+    pub fn front(&self) -> Option<&Pending> {
+        self.entries.front()
+    }
+
+    /// Removes the post with this id (acked, or refused for good).
+    pub fn remove(&mut self, client_msg_id: u128) -> std::io::Result<()> {
+        self.entries.retain(|p| p.client_msg_id != client_msg_id);
+        self.save()
+    }
+
+    /// Posts waiting.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    fn save(&self) -> std::io::Result<()> {
+        let Some(path) = &self.path else { return Ok(()) };
+        let bytes = postcard::to_stdvec(&self.entries.iter().collect::<Vec<_>>())
+            .map_err(std::io::Error::other)?;
+        let temp = path.with_extension("tmp");
+        let mut file = fs::File::create(&temp)?;
+        file.write_all(&bytes)?;
+        file.sync_all()?;
+        fs::rename(&temp, path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_persisted_outbox_keeps_order_across_reopen() {
+        let dir = std::env::temp_dir().join(format!("banter-outbox-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("outbox");
+        let _ = fs::remove_file(&path);
+        let mut outbox = Outbox::open(&path).unwrap();
+        for i in 0..3 {
+            outbox
+                .push(Pending {
+                    room: RoomId(1),
+                    client_msg_id: i,
+                    text: format!("m{i}"),
+                    reply_to: None,
+                })
+                .unwrap();
+        }
+        outbox.remove(0).unwrap();
+        let reopened = Outbox::open(&path).unwrap();
+        assert_eq!(reopened.len(), 2);
+        assert_eq!(reopened.front().unwrap().client_msg_id, 1);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
