@@ -1,0 +1,615 @@
+//! The scriptable subcommands.
+
+use std::collections::HashMap;
+use std::io::{BufRead, IsTerminal};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use banter_client::{
+    Client, ClientConfig, Connection, ConnectionState, Credentials, Event, Options, RequestError,
+    Trust, Update,
+};
+use banter_protocol::ErrorCode;
+use banter_protocol::bounded::{Blob, Text};
+use banter_protocol::ids::{RoomId, UserId};
+use banter_protocol::message::{
+    History, ListScope, Logout, Members, Message, Refresh, RoomCreate, RoomJoin, RoomLeave,
+    RoomList, RoomSummary, Visibility,
+};
+use clap::{Parser, Subcommand};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use crate::output;
+use crate::profile::{KnownServers, Profile, format_fingerprint};
+
+/// The command line.
+#[derive(Debug, Parser)]
+#[command(name = "banter", version, about = "The Banter terminal client")]
+pub(crate) struct Cli {
+    /// The server, HOST:PORT (default: the profile's server, else 127.0.0.1:4433).
+    #[arg(long, global = true, env = "BANTER_SERVER")]
+    server: Option<String>,
+    /// Which stored login to use.
+    #[arg(long, global = true, env = "BANTER_PROFILE", default_value = "default")]
+    profile: String,
+    /// Trust and pin the server's certificate if this is the first connection to it.
+    #[arg(long, global = true)]
+    accept_new_cert: bool,
+    /// Print one JSON object per line.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create an account and log in (password from BANTER_PASSWORD, stdin, or a prompt).
+    Register { user: String },
+    /// Log in (password from BANTER_PASSWORD, stdin, or a prompt).
+    Login { user: String },
+    /// End this login session on the server and forget it here.
+    Logout,
+    /// List your rooms (or, with --public, the public ones).
+    Rooms {
+        #[arg(long)]
+        public: bool,
+    },
+    /// Create a room.
+    CreateRoom {
+        name: String,
+        #[arg(long)]
+        private: bool,
+        #[arg(long, default_value = "")]
+        category: String,
+        #[arg(long, default_value = "")]
+        topic: String,
+        #[arg(long)]
+        voice: bool,
+    },
+    /// Join a room (by name or id).
+    Join { room: String },
+    /// Leave a room.
+    Leave { room: String },
+    /// Send TEXT to ROOM; TEXT `-` sends each line of stdin as a message, in order.
+    Send { room: String, text: String },
+    /// Print a room's events as they come.
+    Tail {
+        room: String,
+        /// First print what came after this room_seq.
+        #[arg(long)]
+        after: Option<u64>,
+        /// Exit after this many events.
+        #[arg(long)]
+        count: Option<u64>,
+    },
+    /// Print a room's recent history, oldest first.
+    History {
+        room: String,
+        #[arg(long, default_value_t = 50)]
+        limit: u16,
+    },
+}
+
+/// A failure with its exit code.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    pub(crate) code: u8,
+    pub(crate) message: String,
+}
+
+fn fail(code: u8, message: impl Into<String>) -> Failure {
+    Failure { code, message: message.into() }
+}
+
+impl From<RequestError> for Failure {
+    fn from(error: RequestError) -> Self {
+        match error {
+            RequestError::Server {
+                code:
+                    ErrorCode::AUTH_FAILED
+                    | ErrorCode::SESSION_REVOKED
+                    | ErrorCode::TOKEN_EXPIRED
+                    | ErrorCode::NOT_AUTHENTICATED,
+                ..
+            } => fail(4, error.to_string()),
+            RequestError::Server { .. } => fail(5, error.to_string()),
+            RequestError::Connection(_) => fail(3, error.to_string()),
+            RequestError::Protocol(_) => fail(1, error.to_string()),
+        }
+    }
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(error: anyhow::Error) -> Self {
+        fail(1, error.to_string())
+    }
+}
+
+type Result<T, E = Failure> = std::result::Result<T, E>;
+
+/// Resolved global options.
+struct Ctx {
+    server: String,
+    addr: SocketAddr,
+    host: String,
+    profile: String,
+    accept_new_cert: bool,
+    json: bool,
+}
+
+pub(crate) async fn run(cli: Cli) -> Result<()> {
+    let Some(command) = cli.command else {
+        return Err(fail(
+            2,
+            "the interactive TUI is not built yet; use a subcommand (banter --help lists them)",
+        ));
+    };
+    let stored = Profile::load(&cli.profile)?;
+    let server = cli
+        .server
+        .or_else(|| stored.as_ref().map(|p| p.server.clone()))
+        .unwrap_or_else(|| "127.0.0.1:4433".to_owned());
+    let addr = tokio::net::lookup_host(&server)
+        .await
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .ok_or_else(|| fail(3, format!("cannot resolve {server}")))?;
+    let host = server
+        .rsplit_once(':')
+        .map_or(server.as_str(), |(h, _)| h)
+        .trim_matches(['[', ']'])
+        .to_owned();
+    let ctx = Ctx {
+        server,
+        addr,
+        host,
+        profile: cli.profile,
+        accept_new_cert: cli.accept_new_cert,
+        json: cli.json,
+    };
+    match command {
+        Command::Register { user } => authenticate(&ctx, &user, true).await,
+        Command::Login { user } => authenticate(&ctx, &user, false).await,
+        Command::Logout => logout(&ctx).await,
+        Command::Rooms { public } => rooms(&ctx, public).await,
+        Command::CreateRoom { name, private, category, topic, voice } => {
+            create_room(&ctx, &name, private, &category, &topic, voice).await
+        }
+        Command::Join { room } => join(&ctx, &room).await,
+        Command::Leave { room } => leave(&ctx, &room).await,
+        Command::Send { room, text } => send(&ctx, &room, &text).await,
+        Command::Tail { room, after, count } => tail(&ctx, &room, after, count).await,
+        Command::History { room, limit } => history(&ctx, &room, limit).await,
+    }
+}
+
+impl Ctx {
+    /// How to trust the server: its pinned fingerprint, or (first contact) any certificate,
+    /// which [`Ctx::check_new_server`] then decides on.
+    fn trust(&self) -> Result<Trust> {
+        Ok(match KnownServers::load()?.pin(&self.server) {
+            Some(pin) => Trust::Pinned(pin),
+            None => Trust::AcceptAny,
+        })
+    }
+
+    fn options(&self) -> Result<Options> {
+        Ok(Options { trust: self.trust()?, server_name: self.host.clone() })
+    }
+
+    /// Trust on first use: pin a new server's certificate if the user (or --accept-new-cert)
+    /// agrees.
+    fn check_new_server(&self, fingerprint: Option<[u8; 32]>) -> Result<()> {
+        let mut known = KnownServers::load()?;
+        if known.pin(&self.server).is_some() {
+            return Ok(());
+        }
+        let fingerprint =
+            fingerprint.ok_or_else(|| fail(6, "the server presented no certificate"))?;
+        let shown = format_fingerprint(&fingerprint);
+        if !self.accept_new_cert {
+            if !std::io::stdin().is_terminal() {
+                return Err(fail(
+                    6,
+                    format!(
+                        "{} is not a known server; its certificate fingerprint is {shown}. Check it \
+                         against what banterd printed and run again with --accept-new-cert",
+                        self.server
+                    ),
+                ));
+            }
+            eprintln!("The certificate of {} has the SHA-256 fingerprint\n  {shown}", self.server);
+            eprint!("Trust it from now on? [y/N] ");
+            let mut answer = String::new();
+            std::io::stdin().lock().read_line(&mut answer).map_err(|e| fail(1, e.to_string()))?;
+            if !answer.trim().eq_ignore_ascii_case("y") {
+                return Err(fail(6, "certificate not trusted"));
+            }
+        }
+        known.remember(&self.server, &fingerprint)?;
+        Ok(())
+    }
+
+    async fn connect(&self) -> Result<(Connection, UnboundedReceiver<Event>)> {
+        let (conn, events) =
+            Connection::connect(self.addr, self.options()?).await.map_err(|e| {
+                let message = e.to_string();
+                if message.contains("pinned fingerprint") {
+                    fail(
+                        6,
+                        format!(
+                            "{}: the server's certificate changed since it was pinned. {message}",
+                            self.server
+                        ),
+                    )
+                } else {
+                    fail(3, format!("{}: {message}", self.server))
+                }
+            })?;
+        self.check_new_server(conn.fingerprint())?;
+        Ok((conn, events))
+    }
+
+    fn profile(&self) -> Result<Profile> {
+        Profile::load(&self.profile)?
+            .ok_or_else(|| fail(4, "not logged in: run `banter login USER` first"))
+    }
+
+    /// An authenticated connection (refreshing the access token first when it is stale).
+    async fn session(&self) -> Result<(Connection, UnboundedReceiver<Event>, Profile)> {
+        let mut profile = self.profile()?;
+        let (conn, mut events) = self.connect().await?;
+        let mut credentials = profile
+            .credentials()
+            .ok_or_else(|| fail(4, "the stored login is damaged; log in again"))?;
+        if credentials.access_expires <= now_ms() + 30_000 {
+            let refresh = Refresh {
+                refresh_token: Blob::new(credentials.refresh_token.clone()).unwrap_or_default(),
+            };
+            match conn.request_one(refresh).await? {
+                Message::AuthOk(ok) => {
+                    credentials = Credentials::from(ok);
+                    profile.update(&credentials);
+                    profile.save(&self.profile)?;
+                }
+                other => {
+                    return Err(fail(
+                        1,
+                        format!("unexpected answer to REFRESH: {:?}", other.frame_type()),
+                    ));
+                }
+            }
+        }
+        conn.hello(&credentials.access_token);
+        loop {
+            match tokio::time::timeout(Duration::from_secs(15), events.recv()).await {
+                Ok(Some(Event::Welcome(_))) => return Ok((conn, events, profile)),
+                Ok(Some(Event::Rejected(error))) => {
+                    return Err(fail(
+                        4,
+                        format!("{}: {} (log in again)", error.code, error.message),
+                    ));
+                }
+                Ok(Some(Event::Closed { reason, .. })) => {
+                    return Err(fail(3, format!("connection closed: {reason}")));
+                }
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => return Err(fail(3, "no answer from the server")),
+            }
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn password() -> Result<String> {
+    if let Ok(password) = std::env::var("BANTER_PASSWORD") {
+        return Ok(password);
+    }
+    if !std::io::stdin().is_terminal() {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line).map_err(|e| fail(1, e.to_string()))?;
+        return Ok(line.trim_end_matches(['\r', '\n']).to_owned());
+    }
+    rpassword::prompt_password("Password: ").map_err(|e| fail(1, e.to_string()))
+}
+
+async fn authenticate(ctx: &Ctx, user: &str, register: bool) -> Result<()> {
+    let password = password()?;
+    let (conn, _events) = ctx.connect().await?;
+    let ok = if register {
+        conn.register(user, &password).await?
+    } else {
+        conn.login(user, &password).await?
+    };
+    conn.close();
+    let credentials = Credentials::from(ok);
+    Profile::new(&ctx.server, user, &credentials).save(&ctx.profile)?;
+    if ctx.json {
+        output::line(&serde_json::json!({"user": credentials.user.0, "username": user, "session": credentials.session.0}).to_string());
+    } else {
+        output::line(&format!(
+            "{} as {user} on {}",
+            if register { "registered" } else { "logged in" },
+            ctx.server
+        ));
+    }
+    Ok(())
+}
+
+async fn logout(ctx: &Ctx) -> Result<()> {
+    let (conn, _events, _profile) = ctx.session().await?;
+    let result = conn.request_one(Logout {}).await;
+    Profile::delete(&ctx.profile)?;
+    result?;
+    if !ctx.json {
+        output::line("logged out");
+    }
+    Ok(())
+}
+
+/// Every room in a scope (all pages).
+async fn list_rooms(conn: &Connection, scope: ListScope) -> Result<Vec<RoomSummary>> {
+    let mut rooms = Vec::new();
+    let mut after = None;
+    loop {
+        let Message::RoomListPage(page) =
+            conn.request_one(RoomList { scope, after, limit: 100 }).await?
+        else {
+            return Err(fail(1, "unexpected answer to ROOM_LIST"));
+        };
+        after = page.rooms.last().map(|r| r.room);
+        let more = page.more;
+        rooms.extend(page.rooms.into_vec());
+        if !more || after.is_none() {
+            return Ok(rooms);
+        }
+    }
+}
+
+/// A room by id, `#name` or name: the caller's rooms first, then public ones.
+async fn resolve_room(conn: &Connection, spec: &str) -> Result<RoomSummary> {
+    let name = spec.trim_start_matches('#');
+    for scope in [ListScope::Joined, ListScope::Public] {
+        for room in list_rooms(conn, scope).await? {
+            if room.name.eq_ignore_ascii_case(name) || name.parse() == Ok(room.room.0) {
+                return Ok(room);
+            }
+        }
+    }
+    Err(fail(5, format!("no room {spec}")))
+}
+
+async fn rooms(ctx: &Ctx, public: bool) -> Result<()> {
+    let (conn, _events, _) = ctx.session().await?;
+    let scope = if public { ListScope::Public } else { ListScope::Joined };
+    for room in list_rooms(&conn, scope).await? {
+        output::room(ctx.json, &room);
+    }
+    Ok(())
+}
+
+fn text<const N: usize>(field: &str, value: &str) -> Result<Text<N>> {
+    Text::new(value).map_err(|e| fail(2, format!("{field}: {e}")))
+}
+
+async fn create_room(
+    ctx: &Ctx,
+    name: &str,
+    private: bool,
+    category: &str,
+    topic: &str,
+    voice: bool,
+) -> Result<()> {
+    let (conn, _events, _) = ctx.session().await?;
+    let request = RoomCreate {
+        name: text("name", name)?,
+        topic: text("topic", topic)?,
+        category: text("category", category)?,
+        visibility: if private { Visibility::Private } else { Visibility::Public },
+        voice,
+    };
+    let Message::RoomInfo(info) = conn.request_one(request).await? else {
+        return Err(fail(1, "unexpected answer to ROOM_CREATE"));
+    };
+    output::room(ctx.json, &info.room);
+    Ok(())
+}
+
+async fn join(ctx: &Ctx, spec: &str) -> Result<()> {
+    let (conn, _events, _) = ctx.session().await?;
+    let room = resolve_room(&conn, spec).await?;
+    let Message::RoomInfo(info) = conn.request_one(RoomJoin { room: room.room }).await? else {
+        return Err(fail(1, "unexpected answer to ROOM_JOIN"));
+    };
+    output::room(ctx.json, &info.room);
+    Ok(())
+}
+
+async fn leave(ctx: &Ctx, spec: &str) -> Result<()> {
+    let (conn, _events, _) = ctx.session().await?;
+    let room = resolve_room(&conn, spec).await?;
+    conn.request_one(RoomLeave { room: room.room }).await?;
+    if !ctx.json {
+        output::line(&format!("left {}", room.name));
+    }
+    Ok(())
+}
+
+/// The reconnecting client, for commands that stream (send -, tail).
+async fn client(
+    ctx: &Ctx,
+    known: HashMap<RoomId, u64>,
+) -> Result<(Client, UnboundedReceiver<Update>, Profile)> {
+    // One plain session first: it checks trust, refreshes tokens and proves the login works.
+    let (conn, _events, profile) = ctx.session().await?;
+    conn.close();
+    let credentials =
+        profile.credentials().ok_or_else(|| fail(4, "the stored login is damaged"))?;
+    let config =
+        ClientConfig { addr: ctx.addr, options: ctx.options()?, outbox: None, known_rooms: known };
+    let (client, updates) =
+        Client::start(config, credentials).map_err(|e| fail(1, e.to_string()))?;
+    Ok((client, updates, profile))
+}
+
+async fn send(ctx: &Ctx, spec: &str, text: &str) -> Result<()> {
+    let room = {
+        let (conn, _events, _) = ctx.session().await?;
+        resolve_room(&conn, spec).await?
+    };
+    let (sender, mut updates, mut profile) = client(ctx, HashMap::new()).await?;
+    let mut queued = 0usize;
+    let mut lines = (text == "-").then(|| {
+        // stdin is read on a thread so that acks print while later lines are still coming.
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        std::thread::spawn(move || {
+            for line in std::io::stdin().lock().lines().map_while(std::io::Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        rx
+    });
+    if lines.is_none() {
+        sender.send(room.room, text, None).map_err(|e| fail(1, e.to_string()))?;
+        queued = 1;
+    }
+    let mut done = 0usize;
+    let mut input_open = lines.is_some();
+    loop {
+        if !input_open && done == queued {
+            break;
+        }
+        tokio::select! {
+            line = async { lines.as_mut()?.recv().await }, if input_open => match line {
+                Some(line) if line.is_empty() => {}
+                Some(line) => {
+                    sender.send(room.room, &line, None).map_err(|e| fail(1, e.to_string()))?;
+                    queued += 1;
+                }
+                None => input_open = false,
+            },
+            update = updates.recv() => match update {
+                Some(Update::Sent { client_msg_id, ack }) => {
+                    output::ack(ctx.json, &room.name, &ack, client_msg_id);
+                    done += 1;
+                }
+                Some(Update::SendFailed { error, .. }) => return Err(fail(5, error)),
+                Some(Update::Credentials(credentials)) => {
+                    profile.update(&credentials);
+                    profile.save(&ctx.profile)?;
+                }
+                Some(Update::Connection(ConnectionState::Stopped(reason))) => return Err(fail(4, reason)),
+                Some(_) => {}
+                None => return Err(fail(3, "client stopped")),
+            },
+        }
+    }
+    Ok(())
+}
+
+/// user id → name for a room's members (for printing senders).
+async fn member_names(conn: &Connection, room: RoomId) -> Result<HashMap<UserId, String>> {
+    let mut names = HashMap::new();
+    let mut after = None;
+    loop {
+        let Message::MembersPage(page) =
+            conn.request_one(Members { room, after, limit: 100 }).await?
+        else {
+            return Err(fail(1, "unexpected answer to MEMBERS"));
+        };
+        after = page.members.last().map(|m| m.user);
+        for member in page.members.iter() {
+            names.insert(member.user, member.username.to_string());
+        }
+        if !page.more || after.is_none() {
+            return Ok(names);
+        }
+    }
+}
+
+async fn tail(ctx: &Ctx, spec: &str, after: Option<u64>, count: Option<u64>) -> Result<()> {
+    let (room, mut names) = {
+        let (conn, _events, _) = ctx.session().await?;
+        let room = resolve_room(&conn, spec).await?;
+        let names = member_names(&conn, room.room).await?;
+        (room, names)
+    };
+    let known = after.map(|after| HashMap::from([(room.room, after)])).unwrap_or_default();
+    let (_client, mut updates, mut profile) = client(ctx, known).await?;
+    let mut printed = 0u64;
+    if count == Some(0) {
+        return Ok(());
+    }
+    while let Some(update) = updates.recv().await {
+        match update {
+            Update::Room(message) => {
+                let Some(meta_room) = room_of(&message) else { continue };
+                if meta_room != room.room {
+                    continue;
+                }
+                if let Message::Membership(m) = &message {
+                    names.insert(m.user, m.username.to_string());
+                }
+                output::entry(ctx.json, &names, &message);
+                printed += 1;
+                if count.is_some_and(|n| printed >= n) {
+                    return Ok(());
+                }
+            }
+            Update::Credentials(credentials) => {
+                profile.update(&credentials);
+                profile.save(&ctx.profile)?;
+            }
+            Update::Connection(ConnectionState::Stopped(reason)) => return Err(fail(4, reason)),
+            _ => {}
+        }
+    }
+    Err(fail(3, "client stopped"))
+}
+
+fn room_of(message: &Message) -> Option<RoomId> {
+    Some(match message {
+        Message::Posted(m) => m.meta.room,
+        Message::Edited(m) => m.meta.room,
+        Message::Deleted(m) => m.meta.room,
+        Message::Reacted(m) => m.meta.room,
+        Message::Membership(m) => m.meta.room,
+        Message::TopicChanged(m) => m.meta.room,
+        _ => return None,
+    })
+}
+
+async fn history(ctx: &Ctx, spec: &str, limit: u16) -> Result<()> {
+    let (conn, _events, _) = ctx.session().await?;
+    let room = resolve_room(&conn, spec).await?;
+    let names = member_names(&conn, room.room).await?;
+    let mut entries = Vec::new();
+    let mut before = None;
+    while entries.len() < usize::from(limit) {
+        let page = conn.request(History { room: room.room, before, limit: limit.min(100) }).await?;
+        let mut next = None;
+        for message in page {
+            match message {
+                Message::PageEnd(end) => next = end.next,
+                other => entries.push(other),
+            }
+        }
+        match next {
+            Some(n) => before = Some(n),
+            None => break,
+        }
+    }
+    entries.truncate(usize::from(limit));
+    for message in entries.iter().rev() {
+        output::entry(ctx.json, &names, message);
+    }
+    Ok(())
+}

@@ -1,0 +1,146 @@
+//! How results are printed: a line of text, or with `--json` one JSON object per line (the
+//! shapes are part of the CLI contract: acks carry `room`, `seq`, `id`; events carry `seq`,
+//! `sender`, `text`, `ts`).
+
+use std::collections::HashMap;
+use std::io::Write as _;
+
+use banter_protocol::ids::UserId;
+use banter_protocol::message::{EventAck, MembershipChange, Message, RoomSummary};
+use serde_json::json;
+
+/// Prints one line to stdout and flushes it (so pipes see each line as it happens).
+pub(crate) fn line(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{text}");
+    let _ = out.flush();
+}
+
+/// `HH:MM:SS` (UTC) of a millisecond timestamp.
+pub(crate) fn clock(ms: u64) -> String {
+    let secs = ms / 1000;
+    format!("{:02}:{:02}:{:02}", (secs / 3600) % 24, (secs / 60) % 60, secs % 60)
+}
+
+/// Replaces control characters (terminal escapes included) so other users' text can never
+/// drive the terminal (spec §12.6).
+pub(crate) fn harmless(text: &str) -> String {
+    text.chars()
+        .map(
+            |c| {
+                if c.is_control() && c != '\n' && c != '\t' {
+                    char::REPLACEMENT_CHARACTER
+                } else {
+                    c
+                }
+            },
+        )
+        .collect()
+}
+
+pub(crate) fn ack(json: bool, room_name: &str, ack: &EventAck, client_msg_id: u128) {
+    if json {
+        line(&json!({"room": ack.room.0, "seq": ack.seq, "id": format!("{client_msg_id:032x}"), "ts": ack.ts.0}).to_string());
+    } else {
+        line(&format!("sent to {room_name} as #{}", ack.seq));
+    }
+}
+
+pub(crate) fn room(json: bool, room: &RoomSummary) {
+    if json {
+        line(
+            &json!({
+                "room": room.room.0,
+                "name": room.name.as_str(),
+                "topic": room.topic.as_str(),
+                "category": room.category.as_str(),
+                "private": matches!(room.visibility, banter_protocol::message::Visibility::Private),
+                "direct": matches!(room.kind, banter_protocol::message::RoomKind::Direct),
+                "voice": room.voice,
+                "members": room.members,
+                "last_seq": room.last_seq,
+                "read_seq": room.read_seq,
+                "joined": room.joined,
+            })
+            .to_string(),
+        );
+    } else {
+        let unread = room.last_seq.saturating_sub(room.read_seq);
+        let category = if room.category.is_empty() {
+            String::new()
+        } else {
+            format!("[{}] ", harmless(&room.category))
+        };
+        line(&format!(
+            "{:>5}  {category}{}  ({} members{}){}",
+            room.room.0,
+            harmless(&room.name),
+            room.members,
+            if room.joined && unread > 0 { format!(", {unread} new") } else { String::new() },
+            if room.topic.is_empty() {
+                String::new()
+            } else {
+                format!("  — {}", harmless(&room.topic))
+            },
+        ));
+    }
+}
+
+/// Prints a room log entry (live, catch-up or history).
+pub(crate) fn entry(json: bool, names: &HashMap<UserId, String>, message: &Message) {
+    let name =
+        |user: UserId| names.get(&user).cloned().unwrap_or_else(|| format!("user{}", user.0));
+    let (meta, kind, text, extra) = match message {
+        Message::Posted(m) => {
+            (&m.meta, "message", m.text.to_string(), json!({"reply_to": m.reply_to}))
+        }
+        Message::HistoryMessage(m) => (
+            &m.meta,
+            "message",
+            m.text.to_string(),
+            json!({"reply_to": m.reply_to, "edited": m.edited.is_some(), "deleted": m.deleted_by.is_some()}),
+        ),
+        Message::Edited(m) => (&m.meta, "edit", m.text.to_string(), json!({"target": m.target})),
+        Message::Deleted(m) => (&m.meta, "delete", String::new(), json!({"target": m.target})),
+        Message::Reacted(m) => {
+            (&m.meta, "reaction", m.emoji.to_string(), json!({"target": m.target, "on": m.on}))
+        }
+        Message::Membership(m) => {
+            let verb = match m.change {
+                MembershipChange::Joined => "joined",
+                MembershipChange::Left => "left",
+                MembershipChange::Kicked => "was kicked",
+                MembershipChange::Banned => "was banned",
+                MembershipChange::Unbanned => "was unbanned",
+            };
+            (&m.meta, "membership", format!("{} {verb}", m.username), json!({"user": m.user.0}))
+        }
+        Message::TopicChanged(m) => (&m.meta, "topic", m.topic.to_string(), json!({})),
+        _ => return,
+    };
+    if json {
+        let mut object = json!({
+            "type": kind,
+            "room": meta.room.0,
+            "seq": meta.seq,
+            "sender": name(meta.sender),
+            "sender_id": meta.sender.0,
+            "text": text,
+            "ts": meta.ts.0,
+        });
+        if let (Some(object), Some(extra)) = (object.as_object_mut(), extra.as_object()) {
+            object.extend(extra.clone());
+        }
+        line(&object.to_string());
+    } else {
+        let body = match kind {
+            "message" => format!("<{}> {}", name(meta.sender), harmless(&text)),
+            "edit" => format!("<{}> (edit) {}", name(meta.sender), harmless(&text)),
+            "delete" => format!("* {} deleted a message", name(meta.sender)),
+            "reaction" => format!("* {} reacted {}", name(meta.sender), harmless(&text)),
+            "topic" => format!("* {} set the topic: {}", name(meta.sender), harmless(&text)),
+            _ => format!("* {}", harmless(&text)),
+        };
+        line(&format!("[{}] #{} {body}", clock(meta.ts.0), meta.seq));
+    }
+}

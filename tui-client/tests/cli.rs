@@ -1,0 +1,161 @@
+//! The `banter` subcommands as scripts use them: a real banterd (in process, loopback) and the
+//! real `banter` binary, with its own XDG data dir.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use banter_server::Server;
+use banter_server::config::Config;
+
+struct Env {
+    server: String,
+    home: tempfile::TempDir,
+}
+
+impl Env {
+    fn banter(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_banter"));
+        command
+            .env("XDG_DATA_HOME", self.home.path().join("data"))
+            .env("HOME", self.home.path())
+            .env_remove("BANTER_PASSWORD")
+            .env_remove("BANTER_PROFILE")
+            .args(["--server", &self.server])
+            .args(args)
+            .stdin(Stdio::null());
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.banter(args).output().unwrap()
+    }
+
+    fn run_ok(&self, args: &[&str]) -> String {
+        let output = self.run(args);
+        assert!(
+            output.status.success(),
+            "banter {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    fn with_password(&self, args: &[&str], password: &str) -> Output {
+        let mut child = self
+            .banter(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+        child.wait_with_output().unwrap()
+    }
+}
+
+async fn start(dir: &Path) -> Server {
+    let mut config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.to_owned(),
+        argon2_memory_kib: 256,
+        argon2_iterations: 1,
+        ..Config::default()
+    };
+    for bucket in config.rate.values_mut() {
+        bucket.burst = 10_000;
+    }
+    Server::start(config).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_users_chat_through_the_cli_and_tail_json_feeds_a_script() {
+    let data = tempfile::tempdir().unwrap();
+    let server = start(data.path()).await;
+    let env = Env { server: server.local_addr().to_string(), home: tempfile::tempdir().unwrap() };
+
+    // First contact without --accept-new-cert and without a terminal: refused, exit 6, and
+    // the fingerprint is shown so the user can compare it with banterd's.
+    let refused = env.with_password(&["register", "ada"], "correct horse");
+    assert_eq!(refused.status.code(), Some(6));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains(server.fingerprint()));
+
+    let ok = env.with_password(&["--accept-new-cert", "register", "ada"], "correct horse");
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    // The password can come from the environment too.
+    let grace = env
+        .banter(&["--profile", "grace", "register", "grace"])
+        .env("BANTER_PASSWORD", "battery staple")
+        .output()
+        .unwrap();
+    assert!(grace.status.success());
+
+    env.run_ok(&["create-room", "general", "--category", "Lobby"]);
+    env.run_ok(&["--profile", "grace", "join", "#general"]);
+
+    // Grace tails as JSON from after the two joins (so nothing is missed however fast the
+    // sends below are); the script reads one object per line.
+    let mut tail = env
+        .banter(&[
+            "--profile",
+            "grace",
+            "--json",
+            "tail",
+            "general",
+            "--after",
+            "2",
+            "--count",
+            "3",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    let ack = env.run_ok(&["--json", "send", "general", "hello grace"]);
+    let ack: serde_json::Value = serde_json::from_str(ack.trim()).unwrap();
+    assert!(ack["room"].is_u64() && ack["seq"].is_u64() && ack["id"].is_string());
+
+    let mut send = env
+        .banter(&["--json", "send", "general", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(send.stdin.as_mut().unwrap(), "line one\nline two").unwrap();
+    drop(send.stdin.take());
+    let sent = send.wait_with_output().unwrap();
+    assert!(sent.status.success());
+    let acks: Vec<serde_json::Value> = String::from_utf8(sent.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(acks.len(), 2, "one ack line per input line");
+    assert!(acks[0]["seq"].as_u64() < acks[1]["seq"].as_u64());
+
+    let lines: Vec<serde_json::Value> = BufReader::new(tail.stdout.take().unwrap())
+        .lines()
+        .map(|l| serde_json::from_str(&l.unwrap()).unwrap())
+        .collect();
+    assert!(tail.wait().unwrap().success());
+    let texts: Vec<&str> = lines.iter().map(|l| l["text"].as_str().unwrap()).collect();
+    assert_eq!(texts, ["hello grace", "line one", "line two"]);
+    for line in &lines {
+        assert_eq!(line["sender"], "ada");
+        assert!(line["seq"].is_u64() && line["ts"].is_u64());
+    }
+
+    let history = env.run_ok(&["--profile", "grace", "history", "general", "--limit", "3"]);
+    assert!(history.contains("<ada> line two"), "{history}");
+    let rooms = env.run_ok(&["--json", "rooms"]);
+    assert!(rooms.contains("\"name\":\"general\""));
+
+    // Meaningful exit codes.
+    assert_eq!(env.run(&["join", "no-such-room"]).status.code(), Some(5));
+    assert_eq!(env.run(&["--profile", "nobody", "rooms"]).status.code(), Some(4));
+    let wrong = env.with_password(&["--profile", "x", "login", "ada"], "wrong password");
+    assert_eq!(wrong.status.code(), Some(4));
+    env.run_ok(&["logout"]);
+    assert_eq!(env.run(&["rooms"]).status.code(), Some(4));
+    server.shutdown().await;
+}
