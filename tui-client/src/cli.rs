@@ -139,12 +139,6 @@ struct Ctx {
 }
 
 pub(crate) async fn run(cli: Cli) -> Result<()> {
-    let Some(command) = cli.command else {
-        return Err(fail(
-            2,
-            "the interactive TUI is not built yet; use a subcommand (banter --help lists them)",
-        ));
-    };
     let stored = Profile::load(&cli.profile)?;
     let server = cli
         .server
@@ -167,6 +161,15 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
         profile: cli.profile,
         accept_new_cert: cli.accept_new_cert,
         json: cli.json,
+    };
+    let Some(command) = cli.command else {
+        if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
+            return Err(fail(
+                2,
+                "no subcommand and not a terminal; `banter --help` lists the subcommands",
+            ));
+        }
+        return interactive(&ctx).await;
     };
     match command {
         Command::Register { user } => authenticate(&ctx, &user, true).await,
@@ -439,6 +442,23 @@ async fn leave(ctx: &Ctx, spec: &str) -> Result<()> {
         output::line(&format!("left {}", room.name));
     }
     Ok(())
+}
+
+/// The interactive TUI.
+async fn interactive(ctx: &Ctx) -> Result<()> {
+    let (client, updates, profile) = client(ctx, HashMap::new()).await?;
+    let credentials =
+        profile.credentials().ok_or_else(|| fail(4, "the stored login is damaged"))?;
+    let model = crate::tui::model::Model::new(credentials.user, &profile.username, &ctx.server);
+    let mut saved = profile;
+    let profile_name = ctx.profile.clone();
+    crate::tui::run(client, updates, model, move |credentials| {
+        saved.update(credentials);
+        // A failed save only costs a re-login later; the session goes on.
+        let _ = saved.save(&profile_name);
+    })
+    .await
+    .map_err(|e| fail(1, e.to_string()))
 }
 
 /// The reconnecting client, for commands that stream (send -, tail).

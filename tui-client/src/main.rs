@@ -9,6 +9,7 @@
 mod cli;
 mod output;
 mod profile;
+mod tui;
 
 use std::process::ExitCode;
 

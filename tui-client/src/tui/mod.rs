@@ -1,0 +1,227 @@
+//! The interactive terminal client: `banter` with no subcommand, in a terminal.
+//!
+//! Three inputs feed one loop: terminal events (read on their own thread, so the network
+//! never blocks drawing and drawing never blocks the network), the [`Client`]'s updates, and
+//! the results of requests the loop started. Each becomes an [`Action`] for the pure
+//! [`model::update`]; the [`Command`]s it returns run as tasks whose results come back as
+//! actions. The screen is redrawn after every action.
+
+pub(crate) mod model;
+pub(crate) mod view;
+
+use std::io::Write as _;
+use std::time::Duration;
+
+use banter_client::{Client, Update};
+use banter_protocol::bounded::Text;
+use banter_protocol::ids::RoomId;
+use banter_protocol::message::{
+    Delete, DmOpen, Edit, History, ListScope, MarkRead, Members, Message, PresenceSet, React,
+    RoomJoin, RoomLeave, RoomList, RoomSetTopic, TypingSet,
+};
+use crossterm::event::{Event as TermEvent, KeyEventKind};
+use tokio::sync::mpsc;
+
+use self::model::{Action, Command, Model};
+
+/// Runs the TUI until /quit or Ctrl+C.
+pub(crate) async fn run(
+    client: Client,
+    mut updates: mpsc::UnboundedReceiver<Update>,
+    mut model: Model,
+    mut on_credentials: impl FnMut(&banter_client::Credentials),
+) -> std::io::Result<()> {
+    let mut terminal = ratatui::init();
+    let _ = crossterm::execute!(std::io::stdout(), crossterm::event::EnableBracketedPaste);
+    let (terminal_tx, mut terminal_events) = mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        while let Ok(event) = crossterm::event::read() {
+            if terminal_tx.send(event).is_err() {
+                return;
+            }
+        }
+    });
+    let (results_tx, mut results) = mpsc::unbounded_channel::<Action>();
+    execute(Command::ReloadRooms, &client, &results_tx);
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let outcome = loop {
+        if let Err(error) = terminal.draw(|frame| view::render(&model, frame)) {
+            break Err(error);
+        }
+        if std::mem::take(&mut model.bell) {
+            print!("\x07");
+            let _ = std::io::stdout().flush();
+        }
+        let action = tokio::select! {
+            Some(event) = terminal_events.recv() => match event {
+                TermEvent::Key(key) if key.kind != KeyEventKind::Release => Some(Action::Key(key)),
+                TermEvent::Paste(text) => Some(Action::Paste(text)),
+                _ => None, // resize and the rest: just redraw
+            },
+            Some(update) = updates.recv() => match update {
+                Update::Connection(state) => Some(Action::Connection(state)),
+                Update::Room(message) => Some(Action::Entry(message)),
+                Update::Ephemeral(message) => Some(Action::Ephemeral(message)),
+                Update::Credentials(credentials) => {
+                    on_credentials(&credentials);
+                    None
+                }
+                Update::Sent { client_msg_id, .. } => Some(Action::Sent { client_msg_id }),
+                Update::SendFailed { error, .. } => Some(Action::Failed(error)),
+            },
+            Some(action) = results.recv() => Some(action),
+            _ = tick.tick() => Some(Action::Tick(now_ms())),
+        };
+        if let Some(action) = action {
+            for command in model::update(&mut model, action) {
+                execute(command, &client, &results_tx);
+            }
+        }
+        if model.quit {
+            break Ok(());
+        }
+    };
+    let _ = crossterm::execute!(std::io::stdout(), crossterm::event::DisableBracketedPaste);
+    ratatui::restore();
+    outcome
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Starts a command; its result comes back as an action.
+fn execute(command: Command, client: &Client, results: &mpsc::UnboundedSender<Action>) {
+    if let Command::Send { room, text, reply_to } = &command {
+        let action = match client.send(*room, text, *reply_to) {
+            Ok(client_msg_id) => Action::Queued { client_msg_id, room: *room, text: text.clone() },
+            Err(error) => Action::Failed(error.to_string()),
+        };
+        let _ = results.send(action);
+        return;
+    }
+    if command == Command::Quit {
+        return;
+    }
+    let (client, results) = (client.clone(), results.clone());
+    tokio::spawn(async move {
+        let outcome = run_command(&client, command).await;
+        let action = match outcome {
+            Ok(Some(action)) => action,
+            Ok(None) => return,
+            Err(error) => Action::Failed(error),
+        };
+        let _ = results.send(action);
+    });
+}
+
+fn text<const N: usize>(value: &str) -> Result<Text<N>, String> {
+    Text::new(value).map_err(|e| e.to_string())
+}
+
+async fn rooms(client: &Client) -> Result<Action, String> {
+    let mut all = Vec::new();
+    let mut after = None;
+    loop {
+        let answer = client
+            .request(RoomList { scope: ListScope::Joined, after, limit: 100 })
+            .await
+            .map_err(|e| e.to_string())?;
+        let Some(Message::RoomListPage(page)) = answer.into_iter().next() else {
+            return Err("bad ROOM_LIST answer".into());
+        };
+        after = page.rooms.last().map(|r| r.room);
+        let more = page.more;
+        all.extend(page.rooms.into_vec());
+        if !more || after.is_none() {
+            return Ok(Action::RoomsLoaded(all));
+        }
+    }
+}
+
+async fn find_room(client: &Client, name: &str) -> Result<RoomId, String> {
+    for scope in [ListScope::Joined, ListScope::Public] {
+        let answer = client
+            .request(RoomList { scope, after: None, limit: 100 })
+            .await
+            .map_err(|e| e.to_string())?;
+        if let Some(Message::RoomListPage(page)) = answer.first() {
+            if let Some(room) = page
+                .rooms
+                .iter()
+                .find(|r| r.name.eq_ignore_ascii_case(name) || name.parse() == Ok(r.room.0))
+            {
+                return Ok(room.room);
+            }
+        }
+    }
+    Err(format!("no room {name}"))
+}
+
+async fn run_command(client: &Client, command: Command) -> Result<Option<Action>, String> {
+    let request = |r: Message| async move { client.request(r).await.map_err(|e| e.to_string()) };
+    match command {
+        Command::ReloadRooms => rooms(client).await.map(Some),
+        Command::Join(name) => {
+            let room = find_room(client, &name).await?;
+            request(RoomJoin { room }.into()).await?;
+            rooms(client).await.map(Some)
+        }
+        Command::Dm(name) => {
+            request(DmOpen { username: text(&name)? }.into()).await?;
+            rooms(client).await.map(Some)
+        }
+        Command::Leave(room) => request(RoomLeave { room }.into()).await.map(|_| None),
+        Command::Topic(room, topic) => {
+            request(RoomSetTopic { room, topic: text(&topic)? }.into()).await.map(|_| None)
+        }
+        Command::React { room, target, emoji } => {
+            request(React { room, target, emoji: text(&emoji)?, on: true }.into())
+                .await
+                .map(|_| None)
+        }
+        Command::Edit { room, target, text: body } => {
+            request(Edit { room, target, text: text(&body)? }.into()).await.map(|_| None)
+        }
+        Command::Delete { room, target } => {
+            request(Delete { room, target }.into()).await.map(|_| None)
+        }
+        Command::Presence(status, status_text) => {
+            request(PresenceSet { status, text: text(&status_text)? }.into()).await.map(|_| None)
+        }
+        Command::Typing(room, state) => {
+            // Best effort: a lost typing notice is harmless.
+            let _ = client.request(TypingSet { room, state }).await;
+            Ok(None)
+        }
+        Command::MarkRead(room, seq) => {
+            let _ = client.request(MarkRead { room, seq, private: false }).await;
+            Ok(None)
+        }
+        Command::History { room, before } => {
+            let answer = request(History { room, before, limit: 50 }.into()).await?;
+            let complete =
+                matches!(answer.last(), Some(Message::PageEnd(end)) if end.next.is_none());
+            let page = answer.into_iter().filter(|m| !matches!(m, Message::PageEnd(_))).collect();
+            Ok(Some(Action::HistoryLoaded { room, page, complete }))
+        }
+        Command::Members(room) => {
+            let mut members = Vec::new();
+            let mut after = None;
+            loop {
+                let answer = request(Members { room, after, limit: 100 }.into()).await?;
+                let Some(Message::MembersPage(page)) = answer.into_iter().next() else {
+                    return Err("bad MEMBERS answer".into());
+                };
+                after = page.members.last().map(|m| m.user);
+                members.extend(page.members.iter().map(|m| (m.user, m.username.to_string())));
+                if !page.more || after.is_none() {
+                    return Ok(Some(Action::MembersLoaded { room, members }));
+                }
+            }
+        }
+        Command::Send { .. } | Command::Quit => Ok(None),
+    }
+}
