@@ -1,0 +1,70 @@
+//! Shared by the CLI and tmux tests: a banterd in process and the real `banter` binary with
+//! its own XDG data dir.
+#![allow(dead_code)] // each test binary uses a different part
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use banter_server::Server;
+use banter_server::config::Config;
+
+pub(crate) struct Env {
+    pub(crate) server: String,
+    pub(crate) home: tempfile::TempDir,
+}
+
+impl Env {
+    pub(crate) fn banter(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_banter"));
+        command
+            .env("XDG_DATA_HOME", self.home.path().join("data"))
+            .env("HOME", self.home.path())
+            .env_remove("BANTER_PASSWORD")
+            .env_remove("BANTER_PROFILE")
+            .args(["--server", &self.server])
+            .args(args)
+            .stdin(Stdio::null());
+        command
+    }
+
+    pub(crate) fn run(&self, args: &[&str]) -> Output {
+        self.banter(args).output().unwrap()
+    }
+
+    pub(crate) fn run_ok(&self, args: &[&str]) -> String {
+        let output = self.run(args);
+        assert!(
+            output.status.success(),
+            "banter {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    pub(crate) fn with_password(&self, args: &[&str], password: &str) -> Output {
+        let mut child = self
+            .banter(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+        child.wait_with_output().unwrap()
+    }
+}
+
+pub(crate) async fn start(dir: &Path) -> Server {
+    let mut config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.to_owned(),
+        argon2_memory_kib: 256,
+        argon2_iterations: 1,
+        ..Config::default()
+    };
+    for bucket in config.rate.values_mut() {
+        bucket.burst = 10_000;
+    }
+    Server::start(config).await.unwrap()
+}
