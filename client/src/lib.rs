@@ -8,7 +8,10 @@
 //!   or fresh session plus per-room catch-up, token refresh, each room entry delivered once
 //!   and in order, and posts sent through an ordered, optionally persistent [`Outbox`].
 //!
-//! Not yet here: the folded local state view and voice (issues 4 and 5).
+//! - [`State`]: the local view (rooms, messages with edits and reactions folded in, members,
+//!   presence, typing, read markers) that every frontend reads.
+//!
+//! Not yet here: voice (issue 5).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -16,10 +19,12 @@
 mod client;
 mod connection;
 mod outbox;
+pub mod state;
 pub mod tls;
 
 pub use banter_protocol as protocol;
 pub use client::{Client, ClientConfig, ConnectionState, Credentials, Update, new_client_msg_id};
 pub use connection::{ConnectError, Connection, Event, Options, RequestError};
 pub use outbox::{Outbox, Pending};
+pub use state::State;
 pub use tls::Trust;

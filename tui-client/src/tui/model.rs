@@ -2,56 +2,13 @@
 //! changes state and returns the [`Command`]s to run; it does no I/O, so every key and every
 //! network event is testable without a terminal or a server.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use banter_client::ConnectionState;
+use banter_client::state::{Change, RoomState, State};
 use banter_protocol::ids::{RoomId, UserId};
-use banter_protocol::message::{
-    HistoryMessage, MembershipChange, Message, PresenceStatus, RoomSummary, TypingState,
-};
+use banter_protocol::message::{Message, PresenceStatus, RoomSummary, TypingState};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-
-/// How long a typing indicator lives without a refresh (spec §6.5: Active 6 s, Paused 30 s).
-const TYPING_ACTIVE_MS: u64 = 6_000;
-const TYPING_PAUSED_MS: u64 = 30_000;
-
-/// One message as shown.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Line {
-    pub(crate) seq: u64,
-    pub(crate) sender: UserId,
-    pub(crate) ts: u64,
-    pub(crate) text: String,
-    pub(crate) kind: LineKind,
-    pub(crate) reply_to: Option<u64>,
-    pub(crate) edited: bool,
-    pub(crate) deleted: bool,
-    /// (emoji, users) in order of first use.
-    pub(crate) reactions: Vec<(String, Vec<UserId>)>,
-}
-
-/// What a line is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum LineKind {
-    Message,
-    /// A membership or topic change, shown as a notice.
-    Notice,
-}
-
-/// A room in the list.
-#[derive(Debug, Clone)]
-pub(crate) struct Room {
-    pub(crate) summary: RoomSummary,
-    pub(crate) lines: Vec<Line>,
-    /// Messages of others with seq above the read marker.
-    pub(crate) unread: u64,
-    pub(crate) mentions: u64,
-    pub(crate) members: Vec<UserId>,
-    /// Whether the start of the log has been loaded.
-    pub(crate) complete: bool,
-    /// The read marker when the room was opened (the "new messages" line).
-    pub(crate) marker: u64,
-}
 
 /// The input line.
 #[derive(Debug, Clone, Default)]
@@ -63,17 +20,23 @@ pub(crate) struct Input {
     recalled: Option<usize>,
 }
 
-/// Everything the screen shows.
+/// Per-room attention counters.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Attention {
+    pub(crate) unread: u64,
+    pub(crate) mentions: u64,
+    /// The read marker when the room was opened (where the "new messages" line goes).
+    pub(crate) marker: u64,
+}
+
+/// Everything the screen shows: the shared session [`State`] plus what only the screen has.
 #[derive(Debug)]
 pub(crate) struct Model {
-    pub(crate) me: UserId,
+    pub(crate) state: State,
     pub(crate) my_name: String,
     pub(crate) server: String,
-    pub(crate) rooms: Vec<Room>,
-    pub(crate) current: usize,
-    pub(crate) names: HashMap<UserId, String>,
-    pub(crate) presence: HashMap<UserId, PresenceStatus>,
-    pub(crate) typing: BTreeMap<(RoomId, UserId), u64>,
+    pub(crate) current: Option<RoomId>,
+    pub(crate) attention: HashMap<RoomId, Attention>,
     pub(crate) input: Input,
     pub(crate) connection: ConnectionState,
     pub(crate) status: Option<String>,
@@ -83,7 +46,7 @@ pub(crate) struct Model {
     pub(crate) quit: bool,
     /// Ring the terminal bell on the next draw (a mention arrived).
     pub(crate) bell: bool,
-    /// Pending own messages: client message id → (room, text), shown until acked.
+    /// Own messages not yet acknowledged: client message id → (room, text).
     pub(crate) pending: Vec<(u128, RoomId, String)>,
 }
 
@@ -99,7 +62,7 @@ pub(crate) enum Action {
     /// Soft state.
     Ephemeral(Message),
     RoomsLoaded(Vec<RoomSummary>),
-    /// A history page for a room: messages newest first, and whether the log start was reached.
+    /// A history page for a room: frames newest first, and whether the log start was reached.
     HistoryLoaded {
         room: RoomId,
         page: Vec<Message>,
@@ -151,17 +114,12 @@ PgUp/PgDn scroll, Alt+Enter newline, Tab complete";
 
 impl Model {
     pub(crate) fn new(me: UserId, my_name: &str, server: &str) -> Self {
-        let mut names = HashMap::new();
-        names.insert(me, my_name.to_owned());
         Self {
-            me,
+            state: State::new(me, my_name),
             my_name: my_name.to_owned(),
             server: server.to_owned(),
-            rooms: Vec::new(),
-            current: 0,
-            names,
-            presence: HashMap::new(),
-            typing: BTreeMap::new(),
+            current: None,
+            attention: HashMap::new(),
             input: Input::default(),
             connection: ConnectionState::Connecting { attempt: 0 },
             status: None,
@@ -173,55 +131,42 @@ impl Model {
         }
     }
 
-    pub(crate) fn current_room(&self) -> Option<&Room> {
-        self.rooms.get(self.current)
+    pub(crate) fn me(&self) -> UserId {
+        self.state.me
     }
 
-    fn room_index(&self, room: RoomId) -> Option<usize> {
-        self.rooms.iter().position(|r| r.summary.room == room)
+    pub(crate) fn current_room(&self) -> Option<&RoomState> {
+        self.current.and_then(|room| self.state.room(room))
     }
 
-    pub(crate) fn name(&self, user: UserId) -> String {
-        self.names.get(&user).cloned().unwrap_or_else(|| format!("user{}", user.0))
+    pub(crate) fn attention(&self, room: RoomId) -> Attention {
+        self.attention.get(&room).copied().unwrap_or_default()
     }
 
-    /// Who is typing in the current room now.
+    /// Names of who is typing in the current room now.
     pub(crate) fn typists(&self) -> Vec<String> {
-        let Some(room) = self.current_room().map(|r| r.summary.room) else { return Vec::new() };
-        self.typing
-            .iter()
-            .filter(|((r, u), until)| *r == room && *u != self.me && **until > self.now_ms)
-            .map(|((_, u), _)| self.name(*u))
-            .collect()
-    }
-
-    fn sort_rooms(&mut self) {
-        let current = self.current_room().map(|r| r.summary.room);
-        self.rooms.sort_by(|a, b| {
-            (a.summary.category.to_lowercase(), a.summary.name.to_lowercase())
-                .cmp(&(b.summary.category.to_lowercase(), b.summary.name.to_lowercase()))
-        });
-        if let Some(index) = current.and_then(|room| self.room_index(room)) {
-            self.current = index;
-        }
+        let Some(room) = self.current else { return Vec::new() };
+        self.state.typists(room, self.now_ms).into_iter().map(|u| self.state.name(u)).collect()
     }
 
     fn select(&mut self, index: usize, commands: &mut Vec<Command>) {
-        if index >= self.rooms.len() {
-            return;
-        }
-        self.current = index;
+        let Some(room) = self.state.rooms.get(index) else { return };
+        let id = room.summary.room;
+        let read = room.summary.read_seq;
+        let last = room.messages.last().map(|m| m.seq);
+        self.current = Some(id);
         self.scroll = 0;
-        let room = &mut self.rooms[index];
-        room.marker = room.summary.read_seq;
-        if let Some(last) = room.lines.last().map(|l| l.seq) {
-            if room.unread > 0 || room.summary.read_seq < last {
-                commands.push(Command::MarkRead(room.summary.room, last));
-            }
+        let attention = self.attention.entry(id).or_default();
+        attention.marker = read;
+        attention.unread = 0;
+        attention.mentions = 0;
+        if let Some(last) = last.filter(|last| *last > read) {
+            commands.push(Command::MarkRead(id, last));
         }
-        room.unread = 0;
-        room.mentions = 0;
-        room.summary.read_seq = room.lines.last().map_or(room.summary.read_seq, |l| l.seq);
+    }
+
+    fn current_index(&self) -> usize {
+        self.current.and_then(|room| self.state.index(room)).unwrap_or(0)
     }
 }
 
@@ -237,7 +182,7 @@ pub(crate) fn update(model: &mut Model, action: Action) -> Vec<Command> {
         }
         Action::Tick(now) => {
             model.now_ms = now;
-            model.typing.retain(|_, until| *until > now);
+            model.state.expire(now);
         }
         Action::Connection(state) => {
             if state == ConnectionState::Connected && model.connection != ConnectionState::Connected
@@ -246,61 +191,34 @@ pub(crate) fn update(model: &mut Model, action: Action) -> Vec<Command> {
             }
             model.connection = state;
         }
-        Action::Entry(message) => on_entry(model, message, &mut commands),
-        Action::Ephemeral(message) => on_ephemeral(model, message),
-        Action::RoomsLoaded(summaries) => {
-            for summary in summaries {
-                match model.room_index(summary.room) {
-                    // Known room: fresher metadata; lines and counts stay.
-                    Some(i) => model.rooms[i].summary = summary,
-                    None => {
-                        commands.push(Command::History { room: summary.room, before: None });
-                        commands.push(Command::Members(summary.room));
-                        model.rooms.push(Room {
-                            unread: 0,
-                            mentions: 0,
-                            marker: summary.read_seq,
-                            summary,
-                            lines: Vec::new(),
-                            members: Vec::new(),
-                            complete: false,
-                        });
-                    }
+        Action::Entry(message) => on_entry(model, &message, &mut commands),
+        Action::Ephemeral(message) => {
+            model.state.apply_ephemeral(&message, model.now_ms);
+            if let Message::ReadUpTo(read) = &message {
+                if read.user == model.me() {
+                    let unread = model.state.unread_after(read.room, read.seq);
+                    model.attention.entry(read.room).or_default().unread = unread;
                 }
             }
-            model.sort_rooms();
+        }
+        Action::RoomsLoaded(summaries) => {
+            for room in model.state.apply_rooms(summaries) {
+                commands.push(Command::History { room, before: None });
+                commands.push(Command::Members(room));
+            }
+            if model.current_room().is_none() && !model.state.rooms.is_empty() {
+                model.select(0, &mut commands);
+            }
         }
         Action::HistoryLoaded { room, page, complete } => {
-            let me = model.me;
-            let Some(index) = model.room_index(room) else { return commands };
-            let target = &mut model.rooms[index];
-            let first_known = target.lines.first().map_or(u64::MAX, |l| l.seq);
-            let mut merged: Vec<Line> = page
-                .iter()
-                .rev()
-                .filter_map(|m| history_line(m, me))
-                .filter(|l| l.seq < first_known)
-                .collect();
-            merged.append(&mut target.lines);
-            target.lines = merged;
-            target.complete = complete;
-            if index != model.current {
-                let read = target.summary.read_seq;
-                target.unread = target
-                    .lines
-                    .iter()
-                    .filter(|l| l.seq > read && l.sender != me && l.kind == LineKind::Message)
-                    .count() as u64;
+            model.state.apply_history(room, &page, complete);
+            if model.current != Some(room) {
+                let read = model.state.room(room).map_or(0, |r| r.summary.read_seq);
+                model.attention.entry(room).or_default().unread =
+                    model.state.unread_after(room, read);
             }
         }
-        Action::MembersLoaded { room, members } => {
-            if let Some(index) = model.room_index(room) {
-                model.rooms[index].members = members.iter().map(|(u, _)| *u).collect();
-            }
-            for (user, name) in members {
-                model.names.insert(user, name);
-            }
-        }
+        Action::MembersLoaded { room, members } => model.state.apply_members(room, members),
         Action::Queued { client_msg_id, room, text } => {
             model.pending.push((client_msg_id, room, text))
         }
@@ -310,227 +228,28 @@ pub(crate) fn update(model: &mut Model, action: Action) -> Vec<Command> {
     commands
 }
 
-fn on_entry(model: &mut Model, message: Message, commands: &mut Vec<Command>) {
-    let me = model.me;
-    let my_name = model.my_name.to_lowercase();
-    let (room, seq) = match &message {
-        Message::Posted(m) => (m.meta.room, m.meta.seq),
-        Message::Edited(m) => (m.meta.room, m.meta.seq),
-        Message::Deleted(m) => (m.meta.room, m.meta.seq),
-        Message::Reacted(m) => (m.meta.room, m.meta.seq),
-        Message::Membership(m) => (m.meta.room, m.meta.seq),
-        Message::TopicChanged(m) => (m.meta.room, m.meta.seq),
-        _ => return,
-    };
-    if let Message::Membership(m) = &message {
-        model.names.insert(m.user, m.username.to_string());
-        if m.user == me && m.change != MembershipChange::Joined {
-            // We are out of this room.
-            if let Some(index) = model.room_index(room) {
-                model.rooms.remove(index);
-                model.current = model.current.min(model.rooms.len().saturating_sub(1));
-            }
-            return;
+fn on_entry(model: &mut Model, message: &Message, commands: &mut Vec<Command>) {
+    if let Message::Posted(posted) = message {
+        if let Some(id) = posted.client_msg_id {
+            model.pending.retain(|(pending, _, _)| *pending != id);
         }
     }
-    let Some(index) = model.room_index(room) else {
-        // A room we just joined (or were added to): load it.
-        commands.push(Command::ReloadRooms);
-        return;
-    };
-    let is_current = index == model.current;
-    let target = &mut model.rooms[index];
-    target.summary.last_seq = target.summary.last_seq.max(seq);
-    match message {
-        Message::Posted(m) => {
-            model.typing.remove(&(room, m.meta.sender));
-            let mention =
-                m.meta.sender != me && m.text.to_lowercase().contains(&format!("@{my_name}"));
-            target.lines.push(Line {
-                seq,
-                sender: m.meta.sender,
-                ts: m.meta.ts.0,
-                text: m.text.to_string(),
-                kind: LineKind::Message,
-                reply_to: m.reply_to,
-                edited: false,
-                deleted: false,
-                reactions: Vec::new(),
-            });
-            if let Some(id) = m.client_msg_id {
-                model.pending.retain(|(pending, _, _)| *pending != id);
-            }
-            if m.meta.sender != me {
-                if is_current {
-                    commands.push(Command::MarkRead(room, seq));
-                    target.summary.read_seq = seq;
-                } else {
-                    target.unread += 1;
-                    if mention {
-                        target.mentions += 1;
-                    }
-                }
-                if mention {
-                    model.bell = true;
-                }
-            }
-        }
-        Message::Edited(m) => {
-            if let Some(line) = target.lines.iter_mut().find(|l| l.seq == m.target) {
-                line.text = m.text.to_string();
-                line.edited = true;
-            }
-        }
-        Message::Deleted(m) => {
-            if let Some(line) = target.lines.iter_mut().find(|l| l.seq == m.target) {
-                line.text.clear();
-                line.deleted = true;
-            }
-        }
-        Message::Reacted(m) => {
-            if let Some(line) = target.lines.iter_mut().find(|l| l.seq == m.target) {
-                react(line, m.meta.sender, &m.emoji, m.on);
-            }
-        }
-        Message::Membership(m) => {
-            match m.change {
-                MembershipChange::Joined => {
-                    if !target.members.contains(&m.user) {
-                        target.members.push(m.user);
-                    }
-                }
-                _ => target.members.retain(|u| *u != m.user),
-            }
-            target.lines.push(notice(
-                seq,
-                &m.meta,
-                membership_text(&m.username, m.change, &m.reason),
-            ));
-        }
-        Message::TopicChanged(m) => {
-            target.summary.topic = m.topic.clone();
-            let text = format!(
-                "{} set the topic: {}",
-                model.names.get(&m.meta.sender).cloned().unwrap_or_default(),
-                m.topic
-            );
-            target.lines.push(notice(seq, &m.meta, text));
-        }
-        _ => {}
-    }
-}
-
-fn notice(seq: u64, meta: &banter_protocol::message::EventMeta, text: String) -> Line {
-    Line {
-        seq,
-        sender: meta.sender,
-        ts: meta.ts.0,
-        text,
-        kind: LineKind::Notice,
-        reply_to: None,
-        edited: false,
-        deleted: false,
-        reactions: Vec::new(),
-    }
-}
-
-fn membership_text(name: &str, change: MembershipChange, reason: &str) -> String {
-    let verb = match change {
-        MembershipChange::Joined => "joined",
-        MembershipChange::Left => "left",
-        MembershipChange::Kicked => "was kicked",
-        MembershipChange::Banned => "was banned",
-        MembershipChange::Unbanned => "was unbanned",
-    };
-    if reason.is_empty() { format!("{name} {verb}") } else { format!("{name} {verb} ({reason})") }
-}
-
-fn react(line: &mut Line, user: UserId, emoji: &str, on: bool) {
-    match line.reactions.iter_mut().find(|(e, _)| e == emoji) {
-        Some((_, users)) => {
-            users.retain(|u| *u != user);
-            if on {
-                users.push(user);
-            }
-        }
-        None if on => line.reactions.push((emoji.to_owned(), vec![user])),
-        None => {}
-    }
-    line.reactions.retain(|(_, users)| !users.is_empty());
-}
-
-/// A history frame as a line (reaction counts become anonymous placeholders, except "me").
-fn history_line(message: &Message, me: UserId) -> Option<Line> {
-    match message {
-        Message::HistoryMessage(HistoryMessage {
-            meta,
-            reply_to,
-            text,
-            edited,
-            deleted_by,
-            reactions,
-        }) => Some(Line {
-            seq: meta.seq,
-            sender: meta.sender,
-            ts: meta.ts.0,
-            text: text.to_string(),
-            kind: LineKind::Message,
-            reply_to: *reply_to,
-            edited: edited.is_some(),
-            deleted: deleted_by.is_some(),
-            reactions: reactions
-                .iter()
-                .map(|r| {
-                    // Counts come without names; stand-in ids keep the count, and the caller's
-                    // own reaction stays removable.
-                    let mut users: Vec<UserId> = (0..r.count.saturating_sub(u32::from(r.me)))
-                        .map(|i| UserId(u64::MAX - u64::from(i)))
-                        .collect();
-                    if r.me {
-                        users.push(me);
-                    }
-                    (r.emoji.to_string(), users)
-                })
-                .collect(),
-        }),
-        Message::Membership(m) => {
-            Some(notice(m.meta.seq, &m.meta, membership_text(&m.username, m.change, &m.reason)))
-        }
-        Message::TopicChanged(m) => {
-            Some(notice(m.meta.seq, &m.meta, format!("topic: {}", m.topic)))
-        }
-        _ => None,
-    }
-}
-
-fn on_ephemeral(model: &mut Model, message: Message) {
-    match message {
-        Message::Presence(p) => {
-            model.presence.insert(p.user, p.status);
-        }
-        Message::Typing(t) => {
-            let ttl = match t.state {
-                TypingState::Active => TYPING_ACTIVE_MS,
-                TypingState::Paused => TYPING_PAUSED_MS,
-                TypingState::Stopped => 0,
-            };
-            if ttl == 0 {
-                model.typing.remove(&(t.room, t.user));
+    match model.state.apply_entry(message) {
+        Change::Message { room, seq, sender, mention } if sender != model.me() => {
+            if model.current == Some(room) {
+                commands.push(Command::MarkRead(room, seq));
             } else {
-                model.typing.insert((t.room, t.user), model.now_ms + ttl);
+                let attention = model.attention.entry(room).or_default();
+                attention.unread += 1;
+                attention.mentions += u64::from(mention);
             }
+            model.bell |= mention;
         }
-        Message::ReadUpTo(r) if r.user == model.me => {
-            if let Some(index) = model.room_index(r.room) {
-                let room = &mut model.rooms[index];
-                room.summary.read_seq = room.summary.read_seq.max(r.seq);
-                let read = room.summary.read_seq;
-                let me = model.me;
-                room.unread = room
-                    .lines
-                    .iter()
-                    .filter(|l| l.seq > read && l.sender != me && l.kind == LineKind::Message)
-                    .count() as u64;
+        Change::UnknownRoom(_) => commands.push(Command::ReloadRooms),
+        Change::Removed(room) if model.current == Some(room) => {
+            model.current = None;
+            if !model.state.rooms.is_empty() {
+                model.select(0, commands);
             }
         }
         _ => {}
@@ -557,12 +276,12 @@ fn on_key(model: &mut Model, key: KeyEvent, commands: &mut Vec<Command>) {
             commands.push(Command::Quit);
         }
         KeyCode::Char('n') if ctrl => {
-            let next = (model.current + 1) % model.rooms.len().max(1);
+            let next = (model.current_index() + 1) % model.state.rooms.len().max(1);
             model.select(next, commands);
         }
         KeyCode::Char('p') if ctrl => {
-            let count = model.rooms.len().max(1);
-            model.select((model.current + count - 1) % count, commands);
+            let count = model.state.rooms.len().max(1);
+            model.select((model.current_index() + count - 1) % count, commands);
         }
         KeyCode::Char(c @ '1'..='9') if alt => {
             model.select(c as usize - '1' as usize, commands);
@@ -599,10 +318,10 @@ fn on_key(model: &mut Model, key: KeyEvent, commands: &mut Vec<Command>) {
         KeyCode::PageUp => {
             model.scroll += 10;
             if let Some(room) = model.current_room() {
-                if !room.complete && model.scroll + 20 >= room.lines.len() {
+                if !room.complete && model.scroll + 20 >= room.messages.len() {
                     commands.push(Command::History {
                         room: room.summary.room,
-                        before: room.lines.first().map(|l| l.seq),
+                        before: room.messages.first().map(|m| m.seq),
                     });
                 }
             }
@@ -642,11 +361,11 @@ fn complete(model: &mut Model) {
         COMMANDS.iter().map(|c| format!("{c} ")).collect()
     } else if let Some(prefix) = word.strip_prefix('#') {
         let _ = prefix;
-        model.rooms.iter().map(|r| format!("#{} ", r.summary.name)).collect()
+        model.state.rooms.iter().map(|r| format!("#{} ", r.summary.name)).collect()
     } else {
         let members = model.current_room().map(|r| r.members.clone()).unwrap_or_default();
         let suffix = if start == 0 { ": " } else { " " };
-        members.iter().map(|u| format!("{}{suffix}", model.name(*u))).collect()
+        members.iter().map(|u| format!("{}{suffix}", model.state.name(*u))).collect()
     };
     let lower = word.to_lowercase();
     if let Some(found) = candidates.iter().find(|c| c.to_lowercase().starts_with(&lower)) {
@@ -806,24 +525,24 @@ pub(crate) mod tests {
             Action::RoomsLoaded(vec![summary(2, "random", ""), summary(1, "general", "Lobby")]),
         );
         assert!(commands.contains(&Command::History { room: RoomId(1), before: None }));
-        model.names.insert(ADA, "ada".into());
+        model.state.names.insert(ADA, "ada".into());
         model
     }
 
     #[test]
     fn rooms_sort_by_category_and_unread_counts_grow_outside_the_current_room() {
         let mut model = model_with_rooms();
-        assert_eq!(model.rooms[0].summary.name.as_str(), "random", "no category sorts first");
-        assert_eq!(model.current, 0);
+        assert_eq!(model.state.rooms[0].summary.name.as_str(), "random", "no category sorts first");
+        assert_eq!(model.current, Some(RoomId(2)));
         update(&mut model, Action::Entry(posted(1, 1, ADA, "hi @grace")));
-        assert_eq!(model.rooms[1].unread, 1);
-        assert_eq!(model.rooms[1].mentions, 1);
+        assert_eq!(model.attention(RoomId(1)).unread, 1);
+        assert_eq!(model.attention(RoomId(1)).mentions, 1);
         assert!(model.bell, "a mention rings the bell");
         // Alt+2 jumps there, clears the counts and marks it read.
         let commands =
             update(&mut model, Action::Key(KeyEvent::new(KeyCode::Char('2'), KeyModifiers::ALT)));
-        assert_eq!(model.current, 1);
-        assert_eq!(model.rooms[1].unread, 0);
+        assert_eq!(model.current, Some(RoomId(1)));
+        assert_eq!(model.attention(RoomId(1)).unread, 0);
         assert_eq!(commands, vec![Command::MarkRead(RoomId(1), 1)]);
     }
 
@@ -868,7 +587,7 @@ pub(crate) mod tests {
     #[test]
     fn input_edits_recalls_history_and_completes_nicks_and_commands() {
         let mut model = model_with_rooms();
-        model.rooms[0].members = vec![ADA, GRACE];
+        model.state.rooms[0].members = vec![ADA, GRACE];
         typed(&mut model, "first");
         for c in "ab".chars() {
             update(&mut model, key(KeyCode::Char(c)));
@@ -916,14 +635,15 @@ pub(crate) mod tests {
                 .into(),
             ),
         );
-        assert_eq!(model.rooms[0].lines[0].reactions, vec![("👍".to_owned(), vec![GRACE])]);
+        let reaction = &model.state.rooms[0].messages[0].reactions[0];
+        assert_eq!((reaction.emoji.as_str(), reaction.count, reaction.mine), ("👍", 1, true));
         update(
             &mut model,
             Action::Ephemeral(
                 Presence { user: ADA, status: PresenceStatus::Away, text: Text::default() }.into(),
             ),
         );
-        assert_eq!(model.presence[&ADA], PresenceStatus::Away);
+        assert_eq!(model.state.presence[&ADA], PresenceStatus::Away);
         update(&mut model, Action::Tick(1000));
         update(
             &mut model,
@@ -932,7 +652,7 @@ pub(crate) mod tests {
             ),
         );
         assert_eq!(model.typists(), vec!["ada".to_owned()]);
-        update(&mut model, Action::Tick(1000 + TYPING_ACTIVE_MS + 1));
+        update(&mut model, Action::Tick(1000 + 6_001));
         assert!(model.typists().is_empty(), "typing expires without a stop");
     }
 }

@@ -17,7 +17,9 @@ use ratatui::text::{Line as TextLine, Span};
 use ratatui::widgets::{Block, Borders, Paragraph};
 use unicode_width::UnicodeWidthChar;
 
-use super::model::{LineKind, Model};
+use banter_client::state::{Delivery, EntryKind};
+
+use super::model::Model;
 use crate::output::{clock, harmless};
 
 const NICK_COLOURS: [Color; 10] = [
@@ -125,7 +127,9 @@ fn render_status(model: &Model, frame: &mut Frame<'_>, area: Rect) {
 fn render_rooms(model: &Model, frame: &mut Frame<'_>, area: Rect) {
     let mut lines = Vec::new();
     let mut category = None;
-    for (i, room) in model.rooms.iter().enumerate() {
+    for (i, room) in model.state.rooms.iter().enumerate() {
+        let current = model.current == Some(room.summary.room);
+        let attention = model.attention(room.summary.room);
         let this = room.summary.category.to_string();
         if category.as_ref() != Some(&this) {
             let title =
@@ -138,20 +142,23 @@ fn render_rooms(model: &Model, frame: &mut Frame<'_>, area: Rect) {
         }
         let key = if i < 9 { format!("{} ", i + 1) } else { "  ".to_owned() };
         let mut style = Style::new();
-        if i == model.current {
+        if current {
             style = style.add_modifier(Modifier::REVERSED);
-        } else if room.unread > 0 {
+        } else if attention.unread > 0 {
             style = style.add_modifier(Modifier::BOLD);
         }
         let mut spans = vec![
             Span::styled(key, Style::new().add_modifier(Modifier::DIM)),
             Span::styled(harmless(&room.summary.name), style),
         ];
-        if room.unread > 0 && i != model.current {
-            spans.push(Span::raw(format!(" {}", room.unread)));
+        if attention.unread > 0 && !current {
+            spans.push(Span::raw(format!(" {}", attention.unread)));
         }
-        if room.mentions > 0 {
-            spans.push(Span::styled(format!(" @{}", room.mentions), Style::new().fg(Color::Red)));
+        if attention.mentions > 0 {
+            spans.push(Span::styled(
+                format!(" @{}", attention.mentions),
+                Style::new().fg(Color::Red),
+            ));
         }
         lines.push(TextLine::from(spans));
     }
@@ -165,11 +172,11 @@ fn render_members(model: &Model, frame: &mut Frame<'_>, area: Rect) {
         .iter()
         .map(|u| {
             (
-                model.name(*u),
-                if *u == model.me {
+                model.state.name(*u),
+                if *u == model.me() {
                     PresenceStatus::Online
                 } else {
-                    model.presence.get(u).copied().unwrap_or(PresenceStatus::Offline)
+                    model.state.presence.get(u).copied().unwrap_or(PresenceStatus::Offline)
                 },
             )
         })
@@ -224,7 +231,8 @@ fn render_messages(model: &Model, frame: &mut Frame<'_>, area: Rect) {
     let mut last_day = None;
     let mut last_sender: Option<(UserId, u64)> = None;
     let mut marker_drawn = false;
-    for line in &room.lines {
+    let marker = model.attention(room.summary.room).marker;
+    for line in &room.messages {
         let day = line.ts / 86_400_000;
         if last_day != Some(day) {
             let date = format!("── day {} ──", civil_date(line.ts));
@@ -232,13 +240,13 @@ fn render_messages(model: &Model, frame: &mut Frame<'_>, area: Rect) {
             last_day = Some(day);
             last_sender = None;
         }
-        if !marker_drawn && room.marker > 0 && line.seq > room.marker && line.sender != model.me {
+        if !marker_drawn && marker > 0 && line.seq > marker && line.sender != model.me() {
             rows.push(TextLine::styled("── new messages ──", Style::new().fg(Color::Red)));
             marker_drawn = true;
         }
         let time = clock(line.ts)[..5].to_owned();
-        let name = model.name(line.sender);
-        if line.kind == LineKind::Notice {
+        let name = model.state.name(line.sender);
+        if line.kind == EntryKind::Notice {
             rows.push(TextLine::styled(
                 format!("{time} * {}", harmless(&line.text)),
                 Style::new().add_modifier(Modifier::DIM),
@@ -256,10 +264,17 @@ fn render_messages(model: &Model, frame: &mut Frame<'_>, area: Rect) {
         if line.edited && !line.deleted {
             body.push_str(" (edited)");
         }
+        if line.sender == model.me() && !line.deleted {
+            // Own-message state: ✓ durable on the server, ✓✓ read by someone.
+            body.push_str(match model.state.delivery(room.summary.room, line.seq) {
+                Delivery::Sent => " ✓",
+                Delivery::Read => " ✓✓",
+            });
+        }
         if let Some(target) = line.reply_to {
-            let quoted = room.lines.iter().find(|l| l.seq == target).map(|l| {
+            let quoted = room.messages.iter().find(|l| l.seq == target).map(|l| {
                 let text: String = harmless(&l.text).chars().take(40).collect();
-                format!("↪ {}: {text}", model.name(l.sender))
+                format!("↪ {}: {text}", model.state.name(l.sender))
             });
             rows.push(TextLine::styled(
                 format!("      {}", quoted.unwrap_or_else(|| format!("↪ #{target}"))),
@@ -296,9 +311,8 @@ fn render_messages(model: &Model, frame: &mut Frame<'_>, area: Rect) {
             let reactions: Vec<String> = line
                 .reactions
                 .iter()
-                .map(|(emoji, users)| {
-                    let mine = if users.contains(&model.me) { "*" } else { "" };
-                    format!("{}{} {}", mine, harmless(emoji), users.len())
+                .map(|r| {
+                    format!("{}{} {}", if r.mine { "*" } else { "" }, harmless(&r.emoji), r.count)
                 })
                 .collect();
             rows.push(TextLine::styled(
@@ -392,7 +406,7 @@ mod tests {
         update(&mut model, Action::Connection(ConnectionState::Connected));
         update(&mut model, Action::Entry(posted(2, 1, UserId(1), "hello \u{1b}[31mworld")));
         update(&mut model, Action::Entry(posted(2, 2, UserId(1), "日本語 and 👍 fit")));
-        model.rooms[0].members = vec![UserId(1), model.me];
+        model.state.rooms[0].members = vec![UserId(1), model.me()];
         let rows = screen(&model, 80, 24);
         let all = rows.join("\n");
         assert!(

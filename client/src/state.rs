@@ -1,0 +1,539 @@
+//! The local view of a session's state: rooms, their messages with edits, deletions and
+//! reactions folded in, members, names, presence, typing, and others' read markers. Every
+//! frontend (the TUI, the C library) reads this one view instead of re-implementing the
+//! folding. It is plain data: feed it what the server sends ([`State::apply_entry`] and
+//! friends) and read it back.
+
+use std::collections::{BTreeMap, HashMap};
+
+use banter_protocol::ids::{RoomId, UserId};
+use banter_protocol::message::{
+    EventMeta, HistoryMessage, MembershipChange, Message, PresenceStatus, RoomSummary, TypingState,
+};
+
+/// How long typing indicators live without a refresh (spec §6.5).
+const TYPING_ACTIVE_MS: u64 = 6_000;
+const TYPING_PAUSED_MS: u64 = 30_000;
+
+/// What a line of a room is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    /// A message.
+    Message,
+    /// A membership or topic change.
+    Notice,
+}
+
+/// One reaction on a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reaction {
+    /// The emoji.
+    pub emoji: String,
+    /// How many users reacted with it.
+    pub count: u32,
+    /// Whether we did.
+    pub mine: bool,
+}
+
+/// A message (or notice) as it stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageView {
+    /// Its room_seq (the message's identity in the room).
+    pub seq: u64,
+    /// The author (for notices, who acted).
+    pub sender: UserId,
+    /// Server time, ms.
+    pub ts: u64,
+    /// The current text (empty when deleted).
+    pub text: String,
+    /// Message or notice.
+    pub kind: EntryKind,
+    /// The message replied to.
+    pub reply_to: Option<u64>,
+    /// Edited at least once.
+    pub edited: bool,
+    /// A tombstone.
+    pub deleted: bool,
+    /// Reactions in order of first use.
+    pub reactions: Vec<Reaction>,
+}
+
+/// How far one of our own messages got (spec §6.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Durable on the server.
+    Sent,
+    /// Another member's read marker has passed it.
+    Read,
+}
+
+/// One room.
+#[derive(Debug, Clone)]
+pub struct RoomState {
+    /// What the server said about the room.
+    pub summary: RoomSummary,
+    /// Loaded messages, oldest first.
+    pub messages: Vec<MessageView>,
+    /// Members (as far as loaded).
+    pub members: Vec<UserId>,
+    /// Whether the start of the log is loaded.
+    pub complete: bool,
+    /// Other members' public read markers.
+    pub read_markers: HashMap<UserId, u64>,
+}
+
+/// What an applied entry changed, for the frontend's attention (unread counts, bells).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// Nothing a frontend needs to react to.
+    Quiet,
+    /// A new message.
+    Message {
+        /// The room.
+        room: RoomId,
+        /// Its seq.
+        seq: u64,
+        /// Its author.
+        sender: UserId,
+        /// It mentions us (`@name`).
+        mention: bool,
+    },
+    /// An entry of a room we do not know yet (we were just added): load the room list.
+    UnknownRoom(RoomId),
+    /// We are no longer in this room.
+    Removed(RoomId),
+}
+
+/// The whole view.
+#[derive(Debug, Clone)]
+pub struct State {
+    /// Who we are.
+    pub me: UserId,
+    /// Rooms, sorted by category then name.
+    pub rooms: Vec<RoomState>,
+    /// Known user names.
+    pub names: HashMap<UserId, String>,
+    /// Others' presence.
+    pub presence: HashMap<UserId, PresenceStatus>,
+    /// (room, user) → until when (ms) they count as typing.
+    pub typing: BTreeMap<(RoomId, UserId), u64>,
+}
+
+impl State {
+    /// An empty view for `me`.
+    pub fn new(me: UserId, my_name: &str) -> Self {
+        Self {
+            me,
+            rooms: Vec::new(),
+            names: HashMap::from([(me, my_name.to_owned())]),
+            presence: HashMap::new(),
+            typing: BTreeMap::new(),
+        }
+    }
+
+    /// A room's index in [`State::rooms`].
+    pub fn index(&self, room: RoomId) -> Option<usize> {
+        self.rooms.iter().position(|r| r.summary.room == room)
+    }
+
+    /// A room.
+    pub fn room(&self, room: RoomId) -> Option<&RoomState> {
+        self.rooms.iter().find(|r| r.summary.room == room)
+    }
+
+    fn room_mut(&mut self, room: RoomId) -> Option<&mut RoomState> {
+        self.rooms.iter_mut().find(|r| r.summary.room == room)
+    }
+
+    /// A user's name (or `userN` while unknown).
+    pub fn name(&self, user: UserId) -> String {
+        self.names.get(&user).cloned().unwrap_or_else(|| format!("user{}", user.0))
+    }
+
+    /// Merges a room list; returns the rooms that are new (to load their history and members).
+    pub fn apply_rooms(&mut self, summaries: Vec<RoomSummary>) -> Vec<RoomId> {
+        let mut new = Vec::new();
+        for summary in summaries {
+            match self.room_mut(summary.room) {
+                Some(room) => room.summary = summary,
+                None => {
+                    new.push(summary.room);
+                    self.rooms.push(RoomState {
+                        summary,
+                        messages: Vec::new(),
+                        members: Vec::new(),
+                        complete: false,
+                        read_markers: HashMap::new(),
+                    });
+                }
+            }
+        }
+        self.rooms.sort_by_cached_key(|r| {
+            (r.summary.category.to_lowercase(), r.summary.name.to_lowercase())
+        });
+        new
+    }
+
+    /// Adds an older page of history (frames as HISTORY answers them, newest first).
+    pub fn apply_history(&mut self, room: RoomId, page: &[Message], complete: bool) {
+        let Some(target) = self.room_mut(room) else { return };
+        let first_known = target.messages.first().map_or(u64::MAX, |m| m.seq);
+        let mut merged: Vec<MessageView> =
+            page.iter().rev().filter_map(history_view).filter(|m| m.seq < first_known).collect();
+        merged.append(&mut target.messages);
+        target.messages = merged;
+        target.complete = complete;
+    }
+
+    /// Sets a room's members and learns their names.
+    pub fn apply_members(&mut self, room: RoomId, members: Vec<(UserId, String)>) {
+        if let Some(target) = self.room_mut(room) {
+            target.members = members.iter().map(|(u, _)| *u).collect();
+        }
+        self.names.extend(members);
+    }
+
+    /// Applies a room log entry (live or caught up).
+    pub fn apply_entry(&mut self, message: &Message) -> Change {
+        let me = self.me;
+        let Some(meta) = entry_meta(message) else { return Change::Quiet };
+        let (room, seq) = (meta.room, meta.seq);
+        if let Message::Membership(m) = message {
+            self.names.insert(m.user, m.username.to_string());
+            if m.user == me && m.change != MembershipChange::Joined {
+                if let Some(index) = self.index(room) {
+                    self.rooms.remove(index);
+                }
+                return Change::Removed(room);
+            }
+        }
+        let my_name = self.name(me).to_lowercase();
+        let sender_name = self.name(meta.sender);
+        let Some(target) = self.room_mut(room) else { return Change::UnknownRoom(room) };
+        target.summary.last_seq = target.summary.last_seq.max(seq);
+        let mut change = Change::Quiet;
+        match message {
+            Message::Posted(m) => {
+                change = Change::Message {
+                    room,
+                    seq,
+                    sender: m.meta.sender,
+                    mention: m.meta.sender != me
+                        && m.text.to_lowercase().contains(&format!("@{my_name}")),
+                };
+                target.messages.push(MessageView {
+                    seq,
+                    sender: m.meta.sender,
+                    ts: m.meta.ts.0,
+                    text: m.text.to_string(),
+                    kind: EntryKind::Message,
+                    reply_to: m.reply_to,
+                    edited: false,
+                    deleted: false,
+                    reactions: Vec::new(),
+                });
+                self.typing.remove(&(room, m.meta.sender));
+            }
+            Message::Edited(m) => {
+                if let Some(view) = target.messages.iter_mut().find(|v| v.seq == m.target) {
+                    view.text = m.text.to_string();
+                    view.edited = true;
+                }
+            }
+            Message::Deleted(m) => {
+                if let Some(view) = target.messages.iter_mut().find(|v| v.seq == m.target) {
+                    view.text.clear();
+                    view.deleted = true;
+                }
+            }
+            Message::Reacted(m) => {
+                if let Some(view) = target.messages.iter_mut().find(|v| v.seq == m.target) {
+                    react(view, &m.emoji, m.on, m.meta.sender == me);
+                }
+            }
+            Message::Membership(m) => {
+                if m.change == MembershipChange::Joined {
+                    if !target.members.contains(&m.user) {
+                        target.members.push(m.user);
+                    }
+                } else {
+                    target.members.retain(|u| *u != m.user);
+                }
+                target
+                    .messages
+                    .push(notice(&m.meta, membership_text(&m.username, m.change, &m.reason)));
+            }
+            Message::TopicChanged(m) => {
+                target.summary.topic = m.topic.clone();
+                target
+                    .messages
+                    .push(notice(&m.meta, format!("{sender_name} set the topic: {}", m.topic)));
+            }
+            _ => {}
+        }
+        change
+    }
+
+    /// Applies soft state at time `now_ms`.
+    pub fn apply_ephemeral(&mut self, message: &Message, now_ms: u64) {
+        match message {
+            Message::Presence(p) => {
+                self.presence.insert(p.user, p.status);
+            }
+            Message::Typing(t) => {
+                let ttl = match t.state {
+                    TypingState::Active => TYPING_ACTIVE_MS,
+                    TypingState::Paused => TYPING_PAUSED_MS,
+                    TypingState::Stopped => 0,
+                };
+                if ttl == 0 {
+                    self.typing.remove(&(t.room, t.user));
+                } else {
+                    self.typing.insert((t.room, t.user), now_ms + ttl);
+                }
+            }
+            Message::ReadUpTo(r) => {
+                let me = self.me;
+                if let Some(room) = self.room_mut(r.room) {
+                    if r.user == me {
+                        room.summary.read_seq = room.summary.read_seq.max(r.seq);
+                    } else {
+                        let marker = room.read_markers.entry(r.user).or_default();
+                        *marker = (*marker).max(r.seq);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Drops typing indicators that expired by `now_ms`.
+    pub fn expire(&mut self, now_ms: u64) {
+        self.typing.retain(|_, until| *until > now_ms);
+    }
+
+    /// Who (other than us) is typing in a room at `now_ms`.
+    pub fn typists(&self, room: RoomId, now_ms: u64) -> Vec<UserId> {
+        self.typing
+            .iter()
+            .filter(|((r, u), until)| *r == room && *u != self.me && **until > now_ms)
+            .map(|((_, u), _)| *u)
+            .collect()
+    }
+
+    /// How far one of our messages got.
+    pub fn delivery(&self, room: RoomId, seq: u64) -> Delivery {
+        match self.room(room) {
+            Some(r) if r.read_markers.values().any(|read| *read >= seq) => Delivery::Read,
+            _ => Delivery::Sent,
+        }
+    }
+
+    /// Messages of others after `read` in a room.
+    pub fn unread_after(&self, room: RoomId, read: u64) -> u64 {
+        self.room(room).map_or(0, |r| {
+            r.messages
+                .iter()
+                .filter(|m| m.seq > read && m.sender != self.me && m.kind == EntryKind::Message)
+                .count() as u64
+        })
+    }
+}
+
+fn entry_meta(message: &Message) -> Option<&EventMeta> {
+    Some(match message {
+        Message::Posted(m) => &m.meta,
+        Message::Edited(m) => &m.meta,
+        Message::Deleted(m) => &m.meta,
+        Message::Reacted(m) => &m.meta,
+        Message::Membership(m) => &m.meta,
+        Message::TopicChanged(m) => &m.meta,
+        _ => return None,
+    })
+}
+
+fn notice(meta: &EventMeta, text: String) -> MessageView {
+    MessageView {
+        seq: meta.seq,
+        sender: meta.sender,
+        ts: meta.ts.0,
+        text,
+        kind: EntryKind::Notice,
+        reply_to: None,
+        edited: false,
+        deleted: false,
+        reactions: Vec::new(),
+    }
+}
+
+fn membership_text(name: &str, change: MembershipChange, reason: &str) -> String {
+    let verb = match change {
+        MembershipChange::Joined => "joined",
+        MembershipChange::Left => "left",
+        MembershipChange::Kicked => "was kicked",
+        MembershipChange::Banned => "was banned",
+        MembershipChange::Unbanned => "was unbanned",
+    };
+    if reason.is_empty() { format!("{name} {verb}") } else { format!("{name} {verb} ({reason})") }
+}
+
+/// REACTED is sent only when something changed, so counts move by exactly one.
+fn react(view: &mut MessageView, emoji: &str, on: bool, mine: bool) {
+    match view.reactions.iter_mut().find(|r| r.emoji == emoji) {
+        Some(reaction) => {
+            reaction.count = if on { reaction.count + 1 } else { reaction.count.saturating_sub(1) };
+            if mine {
+                reaction.mine = on;
+            }
+        }
+        None if on => view.reactions.push(Reaction { emoji: emoji.to_owned(), count: 1, mine }),
+        None => {}
+    }
+    view.reactions.retain(|r| r.count > 0);
+}
+
+fn history_view(message: &Message) -> Option<MessageView> {
+    match message {
+        Message::HistoryMessage(HistoryMessage {
+            meta,
+            reply_to,
+            text,
+            edited,
+            deleted_by,
+            reactions,
+        }) => Some(MessageView {
+            seq: meta.seq,
+            sender: meta.sender,
+            ts: meta.ts.0,
+            text: text.to_string(),
+            kind: EntryKind::Message,
+            reply_to: *reply_to,
+            edited: edited.is_some(),
+            deleted: deleted_by.is_some(),
+            reactions: reactions
+                .iter()
+                .map(|r| Reaction { emoji: r.emoji.to_string(), count: r.count, mine: r.me })
+                .collect(),
+        }),
+        Message::Membership(m) => {
+            Some(notice(&m.meta, membership_text(&m.username, m.change, &m.reason)))
+        }
+        Message::TopicChanged(m) => Some(notice(&m.meta, format!("topic: {}", m.topic))),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use banter_protocol::bounded::{List, Text};
+    use banter_protocol::ids::Timestamp;
+    use banter_protocol::message::{
+        Deleted, Edited, Posted, Reacted, ReactionCount, ReadUpTo, RoomKind, Visibility,
+    };
+
+    use super::*;
+
+    const ME: UserId = UserId(1);
+    const ADA: UserId = UserId(2);
+    const ROOM: RoomId = RoomId(7);
+
+    fn meta(seq: u64, sender: UserId) -> EventMeta {
+        EventMeta { room: ROOM, seq, ts: Timestamp(seq), sender }
+    }
+
+    fn state() -> State {
+        let mut state = State::new(ME, "me");
+        state.apply_rooms(vec![RoomSummary {
+            room: ROOM,
+            kind: RoomKind::Channel,
+            name: Text::new("general").unwrap(),
+            topic: Text::default(),
+            category: Text::default(),
+            visibility: Visibility::Public,
+            voice: false,
+            members: 2,
+            last_seq: 0,
+            joined: true,
+            read_seq: 0,
+            role: banter_protocol::message::Role::MEMBER,
+        }]);
+        state
+    }
+
+    #[test]
+    fn live_entries_fold_over_history_exactly() {
+        let mut state = state();
+        let history = HistoryMessage {
+            meta: meta(3, ADA),
+            reply_to: None,
+            text: Text::new("hello @me").unwrap(),
+            edited: None,
+            deleted_by: None,
+            reactions: List::new(vec![ReactionCount {
+                emoji: Text::new("👍").unwrap(),
+                count: 2,
+                me: false,
+            }])
+            .unwrap(),
+        };
+        state.apply_history(ROOM, &[history.into()], true);
+        let react = |on, sender| {
+            Message::from(Reacted {
+                event_seq: 0,
+                meta: meta(10, sender),
+                target: 3,
+                emoji: Text::new("👍").unwrap(),
+                on,
+            })
+        };
+        state.apply_entry(&react(true, ME));
+        state.apply_entry(&react(false, ADA));
+        let reaction = &state.room(ROOM).unwrap().messages[0].reactions[0];
+        assert_eq!((reaction.count, reaction.mine), (2, true));
+        state.apply_entry(
+            &Edited {
+                event_seq: 0,
+                meta: meta(11, ADA),
+                target: 3,
+                text: Text::new("edited").unwrap(),
+            }
+            .into(),
+        );
+        assert!(state.room(ROOM).unwrap().messages[0].edited);
+        state.apply_entry(&Deleted { event_seq: 0, meta: meta(12, ADA), target: 3 }.into());
+        let view = &state.room(ROOM).unwrap().messages[0];
+        assert!(view.deleted && view.text.is_empty());
+    }
+
+    #[test]
+    fn mentions_delivery_and_unknown_rooms_are_reported() {
+        let mut state = state();
+        let posted = |seq, sender, text: &str| -> Message {
+            Posted {
+                event_seq: 0,
+                meta: meta(seq, sender),
+                client_msg_id: None,
+                reply_to: None,
+                text: Text::new(text).unwrap(),
+            }
+            .into()
+        };
+        assert_eq!(
+            state.apply_entry(&posted(1, ADA, "hi @Me")),
+            Change::Message { room: ROOM, seq: 1, sender: ADA, mention: true }
+        );
+        state.apply_entry(&posted(2, ME, "mine"));
+        assert_eq!(state.delivery(ROOM, 2), Delivery::Sent);
+        state.apply_ephemeral(&ReadUpTo { room: ROOM, user: ADA, seq: 2 }.into(), 0);
+        assert_eq!(state.delivery(ROOM, 2), Delivery::Read);
+        assert_eq!(state.unread_after(ROOM, 0), 1);
+        let elsewhere = Posted {
+            event_seq: 0,
+            meta: EventMeta { room: RoomId(99), seq: 1, ts: Timestamp(0), sender: ADA },
+            client_msg_id: None,
+            reply_to: None,
+            text: Text::new("x").unwrap(),
+        };
+        assert_eq!(state.apply_entry(&elsewhere.into()), Change::UnknownRoom(RoomId(99)));
+    }
+}
