@@ -449,7 +449,11 @@ async fn interactive(ctx: &Ctx) -> Result<()> {
     let (client, updates, profile) = client(ctx, HashMap::new()).await?;
     let credentials =
         profile.credentials().ok_or_else(|| fail(4, "the stored login is damaged"))?;
-    let model = crate::tui::model::Model::new(credentials.user, &profile.username, &ctx.server);
+    let settings = crate::profile::Settings::load()?;
+    log_to_file();
+    let mut model = crate::tui::model::Model::new(credentials.user, &profile.username, &ctx.server);
+    model.mouse = settings.mouse;
+    model.bell_on_mention = settings.bell;
     let mut saved = profile;
     let profile_name = ctx.profile.clone();
     crate::tui::run(client, updates, model, move |credentials| {
@@ -459,6 +463,27 @@ async fn interactive(ctx: &Ctx) -> Result<()> {
     })
     .await
     .map_err(|e| fail(1, e.to_string()))
+}
+
+/// The TUI logs to `$XDG_STATE_HOME/banter/banter.log`, never to the screen it draws on
+/// (`RUST_LOG` filters it).
+fn log_to_file() {
+    let dir = crate::profile::state_dir();
+    if std::fs::create_dir_all(&dir).is_err() {
+        return;
+    }
+    let Ok(file) =
+        std::fs::OpenOptions::new().create(true).append(true).open(dir.join("banter.log"))
+    else {
+        return;
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .with_writer(std::sync::Mutex::new(file))
+        .try_init();
 }
 
 /// The reconnecting client, for commands that stream (send -, tail).

@@ -16,6 +16,41 @@ pub(crate) fn data_dir() -> PathBuf {
     xdg("XDG_DATA_HOME", ".local/share").join("banter")
 }
 
+/// `$XDG_STATE_HOME/banter` (default `~/.local/state/banter`): the TUI's log.
+pub(crate) fn state_dir() -> PathBuf {
+    xdg("XDG_STATE_HOME", ".local/state").join("banter")
+}
+
+/// The TUI's settings, from `$XDG_CONFIG_HOME/banter/config.toml` (all optional).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct Settings {
+    /// Scroll with the mouse wheel (F2 toggles it at run time; off lets the terminal select
+    /// text).
+    pub(crate) mouse: bool,
+    /// Ring the terminal bell on mentions.
+    pub(crate) bell: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self { mouse: true, bell: true }
+    }
+}
+
+impl Settings {
+    pub(crate) fn load() -> anyhow::Result<Self> {
+        let path = xdg("XDG_CONFIG_HOME", ".config").join("banter").join("config.toml");
+        match fs::read_to_string(&path) {
+            Ok(text) => {
+                toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
 fn xdg(var: &str, fallback: &str) -> PathBuf {
     match std::env::var_os(var) {
         Some(dir) if !dir.is_empty() => PathBuf::from(dir),

@@ -19,7 +19,7 @@ use banter_protocol::message::{
     Delete, DmOpen, Edit, History, ListScope, MarkRead, Members, Message, PresenceSet, React,
     RoomJoin, RoomLeave, RoomList, RoomSetTopic, TypingSet,
 };
-use crossterm::event::{Event as TermEvent, KeyEventKind};
+use crossterm::event::{Event as TermEvent, KeyEventKind, MouseEventKind};
 use tokio::sync::mpsc;
 
 use self::model::{Action, Command, Model};
@@ -33,6 +33,7 @@ pub(crate) async fn run(
 ) -> std::io::Result<()> {
     let mut terminal = ratatui::init();
     let _ = crossterm::execute!(std::io::stdout(), crossterm::event::EnableBracketedPaste);
+    set_mouse(model.mouse);
     let (terminal_tx, mut terminal_events) = mpsc::unbounded_channel();
     std::thread::spawn(move || {
         while let Ok(event) = crossterm::event::read() {
@@ -56,6 +57,11 @@ pub(crate) async fn run(
             Some(event) = terminal_events.recv() => match event {
                 TermEvent::Key(key) if key.kind != KeyEventKind::Release => Some(Action::Key(key)),
                 TermEvent::Paste(text) => Some(Action::Paste(text)),
+                TermEvent::Mouse(mouse) => match mouse.kind {
+                    MouseEventKind::ScrollUp => Some(Action::Scroll(1)),
+                    MouseEventKind::ScrollDown => Some(Action::Scroll(-1)),
+                    _ => None,
+                },
                 _ => None, // resize and the rest: just redraw
             },
             Some(update) = updates.recv() => match update {
@@ -81,9 +87,18 @@ pub(crate) async fn run(
             break Ok(());
         }
     };
+    set_mouse(false);
     let _ = crossterm::execute!(std::io::stdout(), crossterm::event::DisableBracketedPaste);
     ratatui::restore();
     outcome
+}
+
+fn set_mouse(on: bool) {
+    let _ = if on {
+        crossterm::execute!(std::io::stdout(), crossterm::event::EnableMouseCapture)
+    } else {
+        crossterm::execute!(std::io::stdout(), crossterm::event::DisableMouseCapture)
+    };
 }
 
 fn now_ms() -> u64 {
@@ -102,8 +117,10 @@ fn execute(command: Command, client: &Client, results: &mpsc::UnboundedSender<Ac
         let _ = results.send(action);
         return;
     }
-    if command == Command::Quit {
-        return;
+    match command {
+        Command::Quit => return,
+        Command::Mouse(on) => return set_mouse(on),
+        _ => {}
     }
     let (client, results) = (client.clone(), results.clone());
     tokio::spawn(async move {
@@ -222,6 +239,6 @@ async fn run_command(client: &Client, command: Command) -> Result<Option<Action>
                 }
             }
         }
-        Command::Send { .. } | Command::Quit => Ok(None),
+        Command::Send { .. } | Command::Mouse(_) | Command::Quit => Ok(None),
     }
 }

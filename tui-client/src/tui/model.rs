@@ -46,6 +46,10 @@ pub(crate) struct Model {
     pub(crate) quit: bool,
     /// Ring the terminal bell on the next draw (a mention arrived).
     pub(crate) bell: bool,
+    /// Whether mentions ring the bell at all.
+    pub(crate) bell_on_mention: bool,
+    /// Whether the mouse wheel scrolls (captured) or the terminal keeps the mouse (selection).
+    pub(crate) mouse: bool,
     /// Own messages not yet acknowledged: client message id → (room, text).
     pub(crate) pending: Vec<(u128, RoomId, String)>,
 }
@@ -55,6 +59,8 @@ pub(crate) struct Model {
 pub(crate) enum Action {
     Key(KeyEvent),
     Paste(String),
+    /// Mouse wheel: positive scrolls back.
+    Scroll(i32),
     Tick(u64),
     Connection(ConnectionState),
     /// A live (or caught-up) log entry.
@@ -86,20 +92,40 @@ pub(crate) enum Action {
 /// Work for the runtime.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Command {
-    Send { room: RoomId, text: String, reply_to: Option<u64> },
+    Send {
+        room: RoomId,
+        text: String,
+        reply_to: Option<u64>,
+    },
     Join(String),
     Leave(RoomId),
     Topic(RoomId, String),
     Dm(String),
-    React { room: RoomId, target: u64, emoji: String },
-    Edit { room: RoomId, target: u64, text: String },
-    Delete { room: RoomId, target: u64 },
+    React {
+        room: RoomId,
+        target: u64,
+        emoji: String,
+    },
+    Edit {
+        room: RoomId,
+        target: u64,
+        text: String,
+    },
+    Delete {
+        room: RoomId,
+        target: u64,
+    },
     Presence(PresenceStatus, String),
     Typing(RoomId, TypingState),
-    History { room: RoomId, before: Option<u64> },
+    History {
+        room: RoomId,
+        before: Option<u64>,
+    },
     Members(RoomId),
     MarkRead(RoomId, u64),
     ReloadRooms,
+    /// Capture the mouse (wheel scrolling) or give it back to the terminal.
+    Mouse(bool),
     Quit,
 }
 
@@ -127,6 +153,8 @@ impl Model {
             now_ms: 0,
             quit: false,
             bell: false,
+            bell_on_mention: true,
+            mouse: true,
             pending: Vec::new(),
         }
     }
@@ -179,6 +207,10 @@ pub(crate) fn update(model: &mut Model, action: Action) -> Vec<Command> {
             for c in text.chars().filter(|c| *c == '\n' || !c.is_control()) {
                 insert(&mut model.input, c);
             }
+        }
+        Action::Scroll(lines) => {
+            model.scroll = model.scroll.saturating_add_signed(lines as isize * 3);
+            load_older_if_needed(model, &mut commands);
         }
         Action::Tick(now) => {
             model.now_ms = now;
@@ -243,7 +275,7 @@ fn on_entry(model: &mut Model, message: &Message, commands: &mut Vec<Command>) {
                 attention.unread += 1;
                 attention.mentions += u64::from(mention);
             }
-            model.bell |= mention;
+            model.bell |= mention && model.bell_on_mention;
         }
         Change::UnknownRoom(_) => commands.push(Command::ReloadRooms),
         Change::Removed(room) if model.current == Some(room) => {
@@ -317,18 +349,29 @@ fn on_key(model: &mut Model, key: KeyEvent, commands: &mut Vec<Command>) {
         KeyCode::Down => recall(&mut model.input, false),
         KeyCode::PageUp => {
             model.scroll += 10;
-            if let Some(room) = model.current_room() {
-                if !room.complete && model.scroll + 20 >= room.messages.len() {
-                    commands.push(Command::History {
-                        room: room.summary.room,
-                        before: room.messages.first().map(|m| m.seq),
-                    });
-                }
-            }
+            load_older_if_needed(model, commands);
+        }
+        KeyCode::F(2) => {
+            model.mouse = !model.mouse;
+            model.status =
+                Some(format!("mouse scrolling {}", if model.mouse { "on" } else { "off" }));
+            commands.push(Command::Mouse(model.mouse));
         }
         KeyCode::PageDown => model.scroll = model.scroll.saturating_sub(10),
         KeyCode::Tab => complete(model),
         _ => {}
+    }
+}
+
+/// Scrolled near the top of what is loaded: ask the server for the page before it.
+fn load_older_if_needed(model: &Model, commands: &mut Vec<Command>) {
+    if let Some(room) = model.current_room() {
+        if !room.complete && model.scroll + 20 >= room.messages.len() {
+            commands.push(Command::History {
+                room: room.summary.room,
+                before: room.messages.first().map(|m| m.seq),
+            });
+        }
     }
 }
 
@@ -616,6 +659,19 @@ pub(crate) mod tests {
         update(&mut model, Action::Key(KeyEvent::new(KeyCode::Enter, KeyModifiers::ALT)));
         update(&mut model, Action::Paste("x\u{1b}[2Jy\nz".into()));
         assert_eq!(model.input.text, "/join \nx[2Jy\nz");
+    }
+
+    #[test]
+    fn scrolling_back_loads_older_history_and_f2_toggles_the_mouse() {
+        let mut model = model_with_rooms();
+        let commands = update(&mut model, Action::Scroll(2));
+        assert_eq!(model.scroll, 6);
+        assert_eq!(commands, vec![Command::History { room: RoomId(2), before: None }]);
+        update(&mut model, Action::Scroll(-5));
+        assert_eq!(model.scroll, 0);
+        assert!(model.mouse);
+        assert_eq!(update(&mut model, key(KeyCode::F(2))), vec![Command::Mouse(false)]);
+        assert!(!model.mouse);
     }
 
     #[test]
