@@ -10,7 +10,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use banter_protocol::bounded::{Blob, Text};
 use banter_protocol::ids::{ResumeId, RoomId, SessionId, UserId};
-use banter_protocol::message::{AuthOk, CatchUp, EventAck, Message, Post, Refresh};
+use banter_protocol::message::{
+    AuthOk, CatchUp, Delete, Edit, EventAck, History, ListScope, MarkRead, Message, Post,
+    PresenceSet, PresenceStatus, React, Refresh, RoomJoin, RoomLeave, RoomList, RoomSummary,
+    TypingSet, TypingState,
+};
 use banter_protocol::{ClientAction, ErrorCode};
 use tokio::sync::{Notify, mpsc, watch};
 
@@ -215,6 +219,131 @@ impl Client {
         Ok(client_msg_id)
     }
 
+    /// Sends a request whose answer is one frame of the expected kind.
+    async fn one<T>(
+        &self,
+        request: impl Into<Message>,
+        pick: impl FnOnce(Message) -> Option<T>,
+    ) -> Result<T, RequestError> {
+        let conn = self.connection().await?;
+        let answer = conn.request_one(request).await?;
+        let kind = answer.frame_type();
+        pick(answer).ok_or_else(|| RequestError::Protocol(format!("unexpected answer {kind:?}")))
+    }
+
+    async fn ack(&self, request: impl Into<Message>) -> Result<EventAck, RequestError> {
+        self.one(request, |m| match m {
+            Message::EventAck(ack) => Some(ack),
+            _ => None,
+        })
+        .await
+    }
+
+    /// The rooms the user is in (every page).
+    pub async fn rooms(&self) -> Result<Vec<RoomSummary>, RequestError> {
+        let mut rooms = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self
+                .one(RoomList { scope: ListScope::Joined, after, limit: 100 }, |m| match m {
+                    Message::RoomListPage(page) => Some(page),
+                    _ => None,
+                })
+                .await?;
+            after = page.rooms.last().map(|r| r.room);
+            let more = page.more;
+            rooms.extend(page.rooms.into_vec());
+            if !more || after.is_none() {
+                return Ok(rooms);
+            }
+        }
+    }
+
+    /// Joins a room.
+    pub async fn join(&self, room: RoomId) -> Result<RoomSummary, RequestError> {
+        self.one(RoomJoin { room }, |m| match m {
+            Message::RoomInfo(info) => Some(info.room),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Leaves a room.
+    pub async fn leave(&self, room: RoomId) -> Result<EventAck, RequestError> {
+        self.ack(RoomLeave { room }).await
+    }
+
+    /// Replaces the text of one's own message.
+    pub async fn edit(
+        &self,
+        room: RoomId,
+        target: u64,
+        text: &str,
+    ) -> Result<EventAck, RequestError> {
+        self.ack(Edit { room, target, text: text_field(text)? }).await
+    }
+
+    /// Deletes a message (one's own, or as a moderator).
+    pub async fn delete(&self, room: RoomId, target: u64) -> Result<EventAck, RequestError> {
+        self.ack(Delete { room, target }).await
+    }
+
+    /// Adds or removes a reaction.
+    pub async fn react(
+        &self,
+        room: RoomId,
+        target: u64,
+        emoji: &str,
+        on: bool,
+    ) -> Result<EventAck, RequestError> {
+        self.ack(React { room, target, emoji: text_field(emoji)?, on }).await
+    }
+
+    /// A page of history before `before` (newest first), and the anchor of the next page.
+    pub async fn history(
+        &self,
+        room: RoomId,
+        before: Option<u64>,
+        limit: u16,
+    ) -> Result<(Vec<Message>, Option<u64>), RequestError> {
+        let mut page = self.request(History { room, before, limit }).await?;
+        match page.pop() {
+            Some(Message::PageEnd(end)) => Ok((page, end.next)),
+            _ => Err(RequestError::Protocol("HISTORY answer without PAGE_END".into())),
+        }
+    }
+
+    /// Moves the read marker; returns the stored value (never lower than before).
+    pub async fn mark_read(
+        &self,
+        room: RoomId,
+        seq: u64,
+        private: bool,
+    ) -> Result<u64, RequestError> {
+        self.one(MarkRead { room, seq, private }, |m| match m {
+            Message::MarkerOk(ok) => Some(ok.seq),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Sets the typing state in a room.
+    pub async fn typing(&self, room: RoomId, state: TypingState) -> Result<(), RequestError> {
+        self.one(TypingSet { room, state }, |m| matches!(m, Message::Done(_)).then_some(())).await
+    }
+
+    /// Sets presence.
+    pub async fn set_presence(
+        &self,
+        status: PresenceStatus,
+        text: &str,
+    ) -> Result<(), RequestError> {
+        self.one(PresenceSet { status, text: text_field(text)? }, |m| {
+            matches!(m, Message::Done(_)).then_some(())
+        })
+        .await
+    }
+
     /// Posts waiting for their ack.
     pub fn pending(&self) -> usize {
         lock(&self.inner.outbox).len()
@@ -237,6 +366,10 @@ impl Client {
             conn.quic().close(quinn::VarInt::from_u32(0), b"reconnect");
         }
     }
+}
+
+fn text_field<const N: usize>(text: &str) -> Result<Text<N>, RequestError> {
+    Text::new(text).map_err(|e| RequestError::Protocol(e.to_string()))
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

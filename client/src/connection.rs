@@ -122,7 +122,10 @@ impl Connection {
         options: Options,
     ) -> Result<(Self, mpsc::UnboundedReceiver<Event>), ConnectError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let verifier = Arc::new(Verifier::new(options.trust, provider.clone()));
+        let verifier = Arc::new(
+            Verifier::new(options.trust, provider.clone())
+                .map_err(|e| ConnectError::Handshake(format!("CA certificates: {e}")))?,
+        );
         let mut tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(|e| ConnectError::Handshake(e.to_string()))?
@@ -253,6 +256,70 @@ impl Connection {
             device_name: text("banter")?,
         };
         auth_ok(self.request_one(request).await?)
+    }
+
+    /// KEY_LOGIN (spec §6.2.3): `sign` gets the bytes to sign (see
+    /// [`key_login_signed_bytes`](banter_protocol::message::key_login_signed_bytes)) and returns
+    /// the ed25519 signature made with the key whose public half is `public_key`.
+    pub async fn key_login(
+        &self,
+        username: &str,
+        public_key: [u8; 32],
+        sign: impl FnOnce(&[u8]) -> [u8; 64],
+    ) -> Result<AuthOk, RequestError> {
+        use banter_protocol::message::{
+            Frame as _, KeyLogin, KeyProof, Signature, key_login_signed_bytes,
+        };
+        let failed = |e: &dyn std::fmt::Display| RequestError::Connection(e.to_string());
+        let (mut send, mut recv) = self.conn.open_bi().await.map_err(|e| failed(&e))?;
+        let mut bytes = Vec::new();
+        KeyLogin { username: text(username)?, public_key, device_name: text("banter")? }
+            .encode_frame(&mut bytes);
+        send.write_all(&bytes).await.map_err(|e| failed(&e))?;
+        let mut decoder = FrameDecoder::new(banter_protocol::frame::DEFAULT_MAX_FRAME_SIZE);
+        let mut buf = vec![0u8; 4096];
+        let challenge = loop {
+            match decoder.next_message().map_err(|e| RequestError::Protocol(e.to_string()))? {
+                Some(Message::KeyChallenge(challenge)) => break challenge,
+                Some(Message::Error(error)) => {
+                    return Err(RequestError::Server {
+                        code: error.code,
+                        message: error.message.to_string(),
+                        retry_after_ms: error.retry_after_ms,
+                    });
+                }
+                Some(other) => {
+                    return Err(RequestError::Protocol(format!(
+                        "expected KEY_CHALLENGE, got {:?}",
+                        other.frame_type()
+                    )));
+                }
+                None => {}
+            }
+            match recv.read(&mut buf).await.map_err(|e| failed(&e))? {
+                Some(n) => decoder.push(&buf[..n]),
+                None => {
+                    return Err(RequestError::Protocol("stream ended before KEY_CHALLENGE".into()));
+                }
+            }
+        };
+        let signature = sign(&key_login_signed_bytes(&challenge.nonce, username));
+        bytes.clear();
+        KeyProof { signature: Signature(signature) }.encode_frame(&mut bytes);
+        send.write_all(&bytes).await.map_err(|e| failed(&e))?;
+        let _ = send.finish();
+        let mut answer = Vec::new();
+        decoder_drain(&mut decoder, &mut answer)?;
+        answer.extend(read_all(&mut recv).await?);
+        match answer.pop() {
+            Some(Message::AuthOk(ok)) => Ok(ok),
+            Some(Message::Error(error)) => Err(RequestError::Server {
+                code: error.code,
+                message: error.message.to_string(),
+                retry_after_ms: error.retry_after_ms,
+            }),
+            _ => Err(RequestError::Protocol("expected AUTH_OK".into())),
+        }
     }
 
     /// Closes the connection.

@@ -17,6 +17,9 @@ pub enum Trust {
     Pinned([u8; 32]),
     /// Any certificate; its fingerprint is recorded in [`Connection::fingerprint`](crate::Connection::fingerprint).
     AcceptAny,
+    /// A certificate chain to one of these CA certificates (DER), checked the usual way
+    /// (name, validity, chain) for servers with CA-issued certificates.
+    CustomCa(Vec<Vec<u8>>),
 }
 
 /// SHA-256 of a DER certificate.
@@ -25,6 +28,18 @@ pub fn fingerprint(cert: &[u8]) -> [u8; 32] {
     let mut out = [0u8; 32];
     out.copy_from_slice(digest.as_ref());
     out
+}
+
+/// Reads the certificates of a PEM file (for [`Trust::CustomCa`]).
+pub fn load_pem_certificates(path: &std::path::Path) -> std::io::Result<Vec<Vec<u8>>> {
+    use rustls::pki_types::pem::PemObject;
+    let certs: Vec<Vec<u8>> = CertificateDer::pem_file_iter(path)
+        .and_then(|certs| certs.map(|c| c.map(|c| c.to_vec())).collect())
+        .map_err(|e| std::io::Error::other(format!("{}: {e}", path.display())))?;
+    if certs.is_empty() {
+        return Err(std::io::Error::other(format!("{}: no certificates", path.display())));
+    }
+    Ok(certs)
 }
 
 /// Parses `AB:CD:...` (or plain hex) into a fingerprint.
@@ -44,12 +59,30 @@ pub fn parse_fingerprint(text: &str) -> Option<[u8; 32]> {
 pub(crate) struct Verifier {
     trust: Trust,
     provider: Arc<CryptoProvider>,
+    /// For [`Trust::CustomCa`]: rustls's own WebPKI verifier over those roots.
+    webpki: Option<Arc<rustls::client::WebPkiServerVerifier>>,
     pub(crate) seen: Mutex<Option<[u8; 32]>>,
 }
 
 impl Verifier {
-    pub(crate) fn new(trust: Trust, provider: Arc<CryptoProvider>) -> Self {
-        Self { trust, provider, seen: Mutex::new(None) }
+    pub(crate) fn new(trust: Trust, provider: Arc<CryptoProvider>) -> Result<Self, rustls::Error> {
+        let webpki = match &trust {
+            Trust::CustomCa(roots) => {
+                let mut store = rustls::RootCertStore::empty();
+                for root in roots {
+                    store.add(CertificateDer::from(root.clone()))?;
+                }
+                let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+                    Arc::new(store),
+                    provider.clone(),
+                )
+                .build()
+                .map_err(|e| rustls::Error::General(e.to_string()))?;
+                Some(verifier)
+            }
+            _ => None,
+        };
+        Ok(Self { trust, provider, webpki, seen: Mutex::new(None) })
     }
 }
 
@@ -57,15 +90,24 @@ impl ServerCertVerifier for Verifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         let seen = fingerprint(end_entity);
         *self.seen.lock().unwrap_or_else(|e| e.into_inner()) = Some(seen);
+        if let Some(webpki) = &self.webpki {
+            return webpki.verify_server_cert(
+                end_entity,
+                intermediates,
+                server_name,
+                ocsp_response,
+                now,
+            );
+        }
         match self.trust {
-            Trust::AcceptAny => Ok(ServerCertVerified::assertion()),
+            Trust::AcceptAny | Trust::CustomCa(_) => Ok(ServerCertVerified::assertion()),
             Trust::Pinned(pin) if pin == seen => Ok(ServerCertVerified::assertion()),
             Trust::Pinned(_) => Err(rustls::Error::General(
                 "the server's certificate does not match the pinned fingerprint".into(),

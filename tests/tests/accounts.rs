@@ -136,11 +136,7 @@ async fn first_rejection(mut events: tokio::sync::mpsc::UnboundedReceiver<Event>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bot_logs_in_with_its_ed25519_key_and_a_wrong_signature_fails() {
-    use banter_client::protocol::bounded::Text;
-    use banter_client::protocol::message::{
-        KeyAdd, KeyLogin, KeyProof, Signature as WireSignature, key_login_signed_bytes,
-    };
-    use banter_client::protocol::{Frame, FrameDecoder};
+    use banter_client::protocol::message::{KeyAdd, key_login_signed_bytes};
     use ed25519_dalek::{Signer, SigningKey};
 
     let server = TestServer::start().await;
@@ -149,61 +145,24 @@ async fn a_bot_logs_in_with_its_ed25519_key_and_a_wrong_signature_fails() {
     let public_key = key.verifying_key().to_bytes();
     bot.conn.request_one(KeyAdd { public_key }).await.unwrap();
 
-    // KEY_LOGIN is a round trip on one stream: challenge, then proof.
-    async fn key_login(
-        conn: &quinn::Connection,
-        public_key: [u8; 32],
-        sign: impl Fn(&[u8; 32]) -> [u8; 64],
-    ) -> Message {
-        let (mut send, mut recv) = conn.open_bi().await.unwrap();
-        let mut bytes = Vec::new();
-        KeyLogin {
-            username: Text::new("bot").unwrap(),
-            public_key,
-            device_name: Text::new("ci").unwrap(),
-        }
-        .encode_frame(&mut bytes);
-        send.write_all(&bytes).await.unwrap();
-        let mut decoder = FrameDecoder::new(65536);
-        let mut buf = vec![0u8; 4096];
-        let challenge = loop {
-            let n = recv.read(&mut buf).await.unwrap().unwrap();
-            decoder.push(&buf[..n]);
-            if let Some(Message::KeyChallenge(c)) = decoder.next_message().unwrap() {
-                break c;
-            }
-        };
-        let mut bytes = Vec::new();
-        KeyProof { signature: WireSignature(sign(&challenge.nonce)) }.encode_frame(&mut bytes);
-        send.write_all(&bytes).await.unwrap();
-        send.finish().unwrap();
-        loop {
-            if let Some(message) = decoder.next_message().unwrap() {
-                return message;
-            }
-            let n = recv.read(&mut buf).await.unwrap().unwrap();
-            decoder.push(&buf[..n]);
-        }
-    }
-
     let (conn, _events) = server.connect().await;
-    let good = key_login(conn.quic(), public_key, |nonce| {
-        key.sign(&key_login_signed_bytes(nonce, "bot")).to_bytes()
-    })
-    .await;
-    let Message::AuthOk(ok) = good else { panic!("expected AUTH_OK, got {good:?}") };
+    let ok = conn.key_login("bot", public_key, |bytes| key.sign(bytes).to_bytes()).await.unwrap();
     assert_eq!(ok.user, bot.auth.user);
-    // A signature over another username (or nonce) is refused.
-    let bad = key_login(conn.quic(), public_key, |nonce| {
-        key.sign(&key_login_signed_bytes(nonce, "bob")).to_bytes()
-    })
-    .await;
-    assert!(matches!(bad, Message::Error(e) if e.code == ErrorCode::AUTH_FAILED));
+    // A signature over other bytes (another username, say) is refused.
+    let bad = conn
+        .key_login("bot", public_key, |_| {
+            key.sign(&key_login_signed_bytes(&[0; 32], "bob")).to_bytes()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), Some(ErrorCode::AUTH_FAILED));
     // An unregistered key still gets a challenge, then the same failure.
     let stranger = SigningKey::from_bytes(&[7; 32]);
-    let unknown = key_login(conn.quic(), stranger.verifying_key().to_bytes(), |nonce| {
-        stranger.sign(&key_login_signed_bytes(nonce, "bot")).to_bytes()
-    })
-    .await;
-    assert!(matches!(unknown, Message::Error(e) if e.code == ErrorCode::AUTH_FAILED));
+    let unknown = conn
+        .key_login("bot", stranger.verifying_key().to_bytes(), |bytes| {
+            stranger.sign(bytes).to_bytes()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.to_string(), bad.to_string());
 }

@@ -107,3 +107,43 @@ async fn sends_survive_reconnects_and_a_restart_exactly_once_in_order_and_reader
         "the log holds each message once, in order"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sdk_helpers_edit_react_delete_page_and_mark() {
+    use banter_client::protocol::message::{PresenceStatus, TypingState};
+    let server = TestServer::start().await;
+    let ada = server.user("ada").await;
+    let room = ada.create_room("general", false).await;
+    let (client, mut updates) = start(&server, credentials(&ada), &[]);
+    let id = client.send(room, "first", None).unwrap();
+    let seq = loop {
+        if let Some(Update::Sent { client_msg_id, ack }) = updates.recv().await {
+            assert_eq!(client_msg_id, id);
+            break ack.seq;
+        }
+    };
+    client.send(room, "a reply", Some(seq)).unwrap();
+    assert_eq!(client.rooms().await.unwrap().len(), 1);
+    client.edit(room, seq, "first, edited").await.unwrap();
+    client.react(room, seq, "🎉", true).await.unwrap();
+    client.typing(room, TypingState::Active).await.unwrap();
+    client.set_presence(PresenceStatus::Away, "lunch").await.unwrap();
+    let (page, next) = client.history(room, None, 50).await.unwrap();
+    assert_eq!(next, None);
+    let first = page
+        .iter()
+        .find_map(|m| match m {
+            Message::HistoryMessage(h) if h.meta.seq == seq => Some(h.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(first.text.as_str(), "first, edited");
+    assert_eq!(first.reactions[0].emoji.as_str(), "🎉");
+    assert!(
+        page.iter().any(|m| matches!(m, Message::HistoryMessage(h) if h.reply_to == Some(seq)))
+    );
+    assert_eq!(client.mark_read(room, seq, false).await.unwrap(), seq);
+    assert_eq!(client.mark_read(room, 1, false).await.unwrap(), seq, "markers never go back");
+    client.delete(room, seq).await.unwrap();
+    let _ = client.leave(room).await.unwrap();
+}

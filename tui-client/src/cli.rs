@@ -35,6 +35,9 @@ pub(crate) struct Cli {
     /// Trust and pin the server's certificate if this is the first connection to it.
     #[arg(long, global = true)]
     accept_new_cert: bool,
+    /// Verify the server's certificate against these CA certificates (PEM) instead of pinning.
+    #[arg(long, global = true, env = "BANTER_CA")]
+    ca: Option<std::path::PathBuf>,
     /// Print one JSON object per line.
     #[arg(long, global = true)]
     json: bool,
@@ -135,6 +138,7 @@ struct Ctx {
     host: String,
     profile: String,
     accept_new_cert: bool,
+    ca: Option<std::path::PathBuf>,
     json: bool,
 }
 
@@ -160,6 +164,7 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
         host,
         profile: cli.profile,
         accept_new_cert: cli.accept_new_cert,
+        ca: cli.ca,
         json: cli.json,
     };
     let Some(command) = cli.command else {
@@ -191,6 +196,11 @@ impl Ctx {
     /// How to trust the server: its pinned fingerprint, or (first contact) any certificate,
     /// which [`Ctx::check_new_server`] then decides on.
     fn trust(&self) -> Result<Trust> {
+        if let Some(ca) = &self.ca {
+            let roots = banter_client::tls::load_pem_certificates(ca)
+                .map_err(|e| fail(6, e.to_string()))?;
+            return Ok(Trust::CustomCa(roots));
+        }
         Ok(match KnownServers::load()?.pin(&self.server) {
             Some(pin) => Trust::Pinned(pin),
             None => Trust::AcceptAny,
@@ -204,6 +214,9 @@ impl Ctx {
     /// Trust on first use: pin a new server's certificate if the user (or --accept-new-cert)
     /// agrees.
     fn check_new_server(&self, fingerprint: Option<[u8; 32]>) -> Result<()> {
+        if self.ca.is_some() {
+            return Ok(()); // verified against the CA, nothing to pin
+        }
         let mut known = KnownServers::load()?;
         if known.pin(&self.server).is_some() {
             return Ok(());
