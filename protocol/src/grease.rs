@@ -3,7 +3,7 @@
 
 /// True when `value` is `0x1f * N + 0x21` for some N ≥ 0.
 pub const fn is_grease(value: u64) -> bool {
-    value >= 0x21 && (value - 0x21) % 0x1f == 0
+    value >= 0x21 && (value - 0x21).is_multiple_of(0x1f)
 }
 
 /// The GREASE value for `n` (`0x1f * n + 0x21`). Callers pass a small `n` (a random byte is

@@ -1,0 +1,797 @@
+//! `banter_client`: a logged-in, reconnecting client with its own runtime, and the blocking
+//! calls over it.
+
+use std::collections::{HashMap, VecDeque};
+use std::ffi::{c_char, c_void};
+use std::io::{PipeReader, PipeWriter, Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use ::banter_client::{Client, ClientConfig, Options, Update, new_client_msg_id};
+use banter_protocol::bounded::Text;
+use banter_protocol::ids::{RoomId, UserId};
+use banter_protocol::message::{
+    ListScope, Logout, Members, Message, Post, PresenceStatus, RoomCreate, RoomList, TypingState,
+    Visibility,
+};
+
+use crate::config::banter_config;
+use crate::event::banter_event;
+use crate::status::banter_status::*;
+use crate::status::*;
+
+/// How long a blocking call waits for a connection or an answer.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A callback for events: `user_data` as given to banter_client_set_callback(), and an event
+/// borrowed for the duration of the call.
+pub type banter_event_callback =
+    Option<unsafe extern "C" fn(user_data: *mut c_void, event: *const banter_event)>;
+
+/// A logged-in client. Create with banter_register() or banter_login(); free with
+/// banter_client_free(). Usable from any thread.
+#[derive(Debug)]
+pub struct banter_client {
+    runtime: Option<tokio::runtime::Runtime>,
+    client: Client,
+    shared: Arc<Shared>,
+    fingerprint: Option<[u8; 32]>,
+    dispatcher: Option<std::thread::JoinHandle<()>>,
+}
+
+#[derive(Debug)]
+struct Queue {
+    events: VecDeque<banter_event>,
+    callback: Option<(unsafe extern "C" fn(*mut c_void, *const banter_event), usize)>,
+}
+
+/// The event queue, shared by the forwarding task, the dispatcher thread and callers.
+/// Invariant: the pipe holds one byte exactly while the queue is not empty, so the read end
+/// (banter_client_event_fd) is readable exactly while events wait.
+#[derive(Debug)]
+struct Shared {
+    queue: Mutex<Queue>,
+    ready: Condvar,
+    reader: Mutex<PipeReader>,
+    writer: Mutex<PipeWriter>,
+    names: Mutex<HashMap<UserId, String>>,
+    stop: AtomicBool,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Shared {
+    fn push(&self, event: banter_event) {
+        let mut queue = lock(&self.queue);
+        if queue.events.is_empty() {
+            let _ = lock(&self.writer).write_all(&[1]);
+        }
+        queue.events.push_back(event);
+        self.ready.notify_all();
+    }
+
+    fn pop_locked(&self, queue: &mut Queue) -> Option<banter_event> {
+        let event = queue.events.pop_front()?;
+        if queue.events.is_empty() {
+            let mut byte = [0u8; 1];
+            let _ = lock(&self.reader).read_exact(&mut byte);
+        }
+        Some(event)
+    }
+}
+
+fn client_ref<'a>(client: *const banter_client) -> Result<&'a banter_client, Failure> {
+    // SAFETY: every exported function requires a live handle or NULL.
+    unsafe { handle(client) }
+}
+
+impl banter_client {
+    fn block_on<F: Future>(&self, future: F) -> Result<F::Output, Failure> {
+        let runtime = self
+            .runtime
+            .as_ref()
+            .ok_or_else(|| Failure::new(BANTER_INTERNAL, "client is shutting down"))?;
+        runtime
+            .block_on(async { tokio::time::timeout(CALL_TIMEOUT, future).await })
+            .map_err(|_| Failure::new(BANTER_TIMEOUT, "no answer in time"))
+    }
+
+    fn request(&self, request: impl Into<Message>) -> Result<Vec<Message>, Failure> {
+        let request = request.into();
+        Ok(self.block_on(self.client.request(request))??)
+    }
+
+    fn request_one(&self, request: impl Into<Message>) -> Result<Message, Failure> {
+        let mut answer = self.request(request)?;
+        answer.pop().ok_or_else(|| Failure::new(BANTER_INTERNAL, "empty answer"))
+    }
+}
+
+fn text<const N: usize>(value: &str) -> Result<Text<N>, Failure> {
+    Text::new(value).map_err(|e| Failure::new(BANTER_INVALID_ARGUMENT, e.to_string()))
+}
+
+/// Connects, authenticates and starts a client.
+fn start(
+    config: &banter_config,
+    username: &str,
+    password: &str,
+    register: bool,
+) -> Result<banter_client, Failure> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("libbanter")
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::new(BANTER_INTERNAL, e.to_string()))?;
+    let addr = runtime
+        .block_on(tokio::net::lookup_host(config.server.as_str()))
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .ok_or_else(|| {
+            Failure::new(BANTER_CONNECT_FAILED, format!("cannot resolve {}", config.server))
+        })?;
+    let host = config
+        .server
+        .rsplit_once(':')
+        .map_or(config.server.as_str(), |(h, _)| h)
+        .trim_matches(['[', ']']);
+    let options = Options { trust: config.trust.clone(), server_name: host.to_owned() };
+    let (credentials, fingerprint) = runtime
+        .block_on(Client::authenticate(addr, options.clone(), username, password, register))
+        .map_err(|e| match e {
+            ::banter_client::RequestError::Connection(message)
+                if message.contains("fingerprint")
+                    || message.contains("certificate")
+                    || message.contains("UnknownIssuer") =>
+            {
+                Failure::new(BANTER_CERTIFICATE_UNTRUSTED, message)
+            }
+            ::banter_client::RequestError::Connection(message) => {
+                Failure::new(BANTER_CONNECT_FAILED, message)
+            }
+            other => Failure::from(other),
+        })?;
+    let me = credentials.user;
+    let (client, mut updates) = {
+        let _context = runtime.enter();
+        Client::start(
+            ClientConfig { addr, options, outbox: None, known_rooms: HashMap::new() },
+            credentials,
+        )
+        .map_err(|e| Failure::new(BANTER_INTERNAL, e.to_string()))?
+    };
+    let (reader, writer) =
+        std::io::pipe().map_err(|e| Failure::new(BANTER_INTERNAL, e.to_string()))?;
+    let shared = Arc::new(Shared {
+        queue: Mutex::new(Queue { events: VecDeque::new(), callback: None }),
+        ready: Condvar::new(),
+        reader: Mutex::new(reader),
+        writer: Mutex::new(writer),
+        names: Mutex::new(HashMap::from([(me, username.to_owned())])),
+        stop: AtomicBool::new(false),
+    });
+    let forward = shared.clone();
+    runtime.spawn(async move {
+        while let Some(update) = updates.recv().await {
+            if let Update::Room(Message::Membership(m)) = &update {
+                lock(&forward.names).insert(m.user, m.username.to_string());
+            }
+            let event = banter_event::from_update(&update, &lock(&forward.names));
+            if let Some(event) = event {
+                forward.push(event);
+            }
+        }
+    });
+    let dispatch = shared.clone();
+    let dispatcher = std::thread::Builder::new()
+        .name("libbanter-callbacks".into())
+        .spawn(move || dispatch_callbacks(&dispatch))
+        .map_err(|e| Failure::new(BANTER_INTERNAL, e.to_string()))?;
+    let handle = banter_client {
+        runtime: Some(runtime),
+        client,
+        shared,
+        fingerprint,
+        dispatcher: Some(dispatcher),
+    };
+    handle.block_on(handle.client.connection())??;
+    learn_names(&handle);
+    Ok(handle)
+}
+
+/// Loads the members of the user's rooms so events carry sender names.
+fn learn_names(client: &banter_client) {
+    let Ok(Ok(rooms)) = client.block_on(client.client.rooms()) else { return };
+    for room in rooms {
+        if let Ok(Message::MembersPage(page)) =
+            client.request_one(Members { room: room.room, after: None, limit: 100 })
+        {
+            let mut names = lock(&client.shared.names);
+            for member in page.members.iter() {
+                names.insert(member.user, member.username.to_string());
+            }
+        }
+    }
+}
+
+/// Calls the callback, if one is set, for each event, on this (the library's) thread.
+fn dispatch_callbacks(shared: &Shared) {
+    let mut queue = lock(&shared.queue);
+    while !shared.stop.load(Ordering::Acquire) {
+        match queue.callback {
+            Some((callback, user)) if !queue.events.is_empty() => {
+                let Some(event) = shared.pop_locked(&mut queue) else { continue };
+                drop(queue);
+                // SAFETY: the application registered this function for exactly this call
+                // shape; the event lives until after the call.
+                unsafe { callback(user as *mut c_void, &event) };
+                queue = lock(&shared.queue);
+            }
+            _ => {
+                queue = shared
+                    .ready
+                    .wait_timeout(queue, Duration::from_millis(200))
+                    .map_or_else(|e| e.into_inner().0, |(q, _)| q);
+            }
+        }
+    }
+}
+
+/// # Safety
+/// Pointer arguments follow the conventions in the crate docs.
+unsafe fn authenticate(
+    config: *const banter_config,
+    username: *const c_char,
+    username_len: usize,
+    password: *const c_char,
+    password_len: usize,
+    out: *mut *mut banter_client,
+    register: bool,
+) -> banter_status {
+    guard(|| {
+        // SAFETY: forwarded caller contract.
+        let config = unsafe { handle(config) }?;
+        // SAFETY: forwarded caller contract.
+        let username = unsafe { str_arg(username, username_len) }?;
+        // SAFETY: forwarded caller contract.
+        let password = unsafe { str_arg(password, password_len) }?;
+        if out.is_null() {
+            return Err(Failure::new(BANTER_NULL_ARGUMENT, "NULL out-parameter"));
+        }
+        let client = start(config, username, password, register)?;
+        // SAFETY: checked non-NULL above; the caller guarantees it is writable.
+        unsafe { write_out(out, Box::into_raw(Box::new(client))) }
+    })
+}
+
+/// Creates an account, logs in and returns a connected client in `*client_out`.
+///
+/// # Safety
+/// `config` is a live config; strings are (pointer, length); `client_out` is writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn banter_register(
+    config: *const banter_config,
+    username: *const c_char,
+    username_len: usize,
+    password: *const c_char,
+    password_len: usize,
+    client_out: *mut *mut banter_client,
+) -> banter_status {
+    // SAFETY: forwarded caller contract.
+    unsafe {
+        authenticate(config, username, username_len, password, password_len, client_out, true)
+    }
+}
+
+/// Logs in and returns a connected client in `*client_out`.
+///
+/// # Safety
+/// `config` is a live config; strings are (pointer, length); `client_out` is writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn banter_login(
+    config: *const banter_config,
+    username: *const c_char,
+    username_len: usize,
+    password: *const c_char,
+    password_len: usize,
+    client_out: *mut *mut banter_client,
+) -> banter_status {
+    // SAFETY: forwarded caller contract.
+    unsafe {
+        authenticate(config, username, username_len, password, password_len, client_out, false)
+    }
+}
+
+/// Disconnects and frees a client (events not yet polled are dropped). NULL is ignored.
+///
+/// # Safety
+/// `client` is NULL or a live client; no other thread may use it during or after this call.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn banter_client_free(client: *mut banter_client) {
+    if client.is_null() {
+        return;
+    }
+    guard_value((), || {
+        // SAFETY: from Box::into_raw in banter_register/banter_login, freed once.
+        let mut client = unsafe { Box::from_raw(client) };
+        client.shared.stop.store(true, Ordering::Release);
+        client.shared.ready.notify_all();
+        if let Some(dispatcher) = client.dispatcher.take() {
+            let _ = dispatcher.join();
+        }
+        if let Some(runtime) = client.runtime.take() {
+            runtime.shutdown_timeout(Duration::from_secs(1));
+        }
+    });
+}
+
+/// The SHA-256 fingerprint of the server's certificate (to pin it), into `out` (32 bytes).
+///
+/// # Safety
+/// `client` is a live client; `out` has room for 32 bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn banter_client_fingerprint(
+    client: *const banter_client,
+    out: *mut u8,
+) -> banter_status {
+    guard(|| {
+        let fingerprint = client_ref(client)?
+            .fingerprint
+            .ok_or_else(|| Failure::new(BANTER_INTERNAL, "no certificate seen"))?;
+        if out.is_null() {
+            return Err(Failure::new(BANTER_NULL_ARGUMENT, "NULL out-parameter"));
+        }
+        // SAFETY: non-NULL, and the caller guarantees 32 writable bytes.
+        unsafe { std::ptr::copy_nonoverlapping(fingerprint.as_ptr(), out, 32) };
+        Ok(())
+    })
+}
+
+/// Ends this login session on the server. The client then stops (a DISCONNECTED event).
+///
+/// # Safety
+/// `client` is a live client.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn banter_client_logout(client: *const banter_client) -> banter_status {
+    guard(|| {
+        client_ref(client)?.request_one(Logout {})?;
+        Ok(())
+    })
+}
+
+/// Creates a room and returns its id in `*room_out`.
+///
+/// # Safety
+/// `client` is a live client; `name` is (pointer, length); `room_out` is writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn banter_client_create_room(
+    client: *const banter_client,
+    name: *const c_char,
+    name_len: usize,
+    private_room: bool,
+    room_out: *mut u64,
+) -> banter_status {
+    guard(|| {
+        let client = client_ref(client)?;
+        // SAFETY: forwarded caller contract.
+        let name = unsafe { str_arg(name, name_len) }?;
+        let request = RoomCreate {
+            name: text(name)?,
+            topic: Text::default(),
+            category: Text::default(),
+            visibility: if private_room { Visibility::Private } else { Visibility::Public },
+            voice: false,
+        };
+        match client.request_one(request)? {
+            // SAFETY: forwarded caller contract.
+            Message::RoomInfo(info) => unsafe { write_out(room_out, info.room.room.0) },
+            _ => Err(Failure::new(BANTER_INTERNAL, "unexpected answer")),
+        }
+    })
+}
+
+/// Finds a room by name among the user's rooms, then the public ones; its id in `*room_out`.
+///
+/// # Safety
+/// `client` is a live client; `name` is (pointer, length); `room_out` is writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn banter_client_find_room(
+    client: *const banter_client,
+    name: *const c_char,
+    name_len: usize,
+    room_out: *mut u64,
+) -> banter_status {
+    guard(|| {
+        let client = client_ref(client)?;
+        // SAFETY: forwarded caller contract.
+        let name = unsafe { str_arg(name, name_len) }?.trim_start_matches('#');
+        for scope in [ListScope::Joined, ListScope::Public] {
+            if let Message::RoomListPage(page) =
+                client.request_one(RoomList { scope, after: None, limit: 100 })?
+            {
+                if let Some(room) = page.rooms.iter().find(|r| r.name.eq_ignore_ascii_case(name)) {
+                    // SAFETY: forwarded caller contract.
+                    return unsafe { write_out(room_out, room.room.0) };
+                }
+            }
+        }
+        Err(Failure::new(BANTER_SERVER_ERROR, format!("no room {name}")))
+    })
+}
+
+/// Joins a room.
+///
+/// # Safety
+/// `client` is a live client.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn banter_client_join(
+    client: *const banter_client,
+    room: u64,
+) -> banter_status {
+    guard(|| {
+        let client = client_ref(client)?;
+        client.block_on(client.client.join(RoomId(room)))??;
+        learn_names(client);
+        Ok(())
+    })
+}
+
+/// Leaves a room.
+///
+/// # Safety
+/// `client` is a live client.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn banter_client_leave(
+    client: *const banter_client,
+    room: u64,
+) -> banter_status {
+    guard(|| {
+        let client = client_ref(client)?;
+        client.block_on(client.client.leave(RoomId(room)))??;
+        Ok(())
+    })
+}
+
+/// Sends a message and waits until the server acknowledges it as durable; its room_seq goes
+/// to `*seq_out` (may be NULL). `reply_to` is the room_seq of the message answered, or 0.
+/// A lost connection is retried with the same message id, so the message is stored once.
+///
+/// # Safety
+/// `client` is a live client; `text` is (pointer, length); `seq_out` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn banter_client_send(
+    client: *const banter_client,
+    room: u64,
+    text_ptr: *const c_char,
+    text_len: usize,
+    reply_to: u64,
+    seq_out: *mut u64,
+) -> banter_status {
+    guard(|| {
+        let client = client_ref(client)?;
+        // SAFETY: forwarded caller contract.
+        let body = unsafe { str_arg(text_ptr, text_len) }?;
+        let post = Post {
+            room: RoomId(room),
+            client_msg_id: new_client_msg_id(),
+            text: text(body)?,
+            reply_to: (reply_to != 0).then_some(reply_to),
+        };
+        let mut attempts = 0;
+        let ack = loop {
+            match client.request_one(post.clone()) {
+                Ok(Message::EventAck(ack)) => break ack,
+                Ok(_) => return Err(Failure::new(BANTER_INTERNAL, "unexpected answer")),
+                Err(failure) if failure.status == BANTER_CONNECTION_LOST && attempts < 3 => {
+                    attempts += 1
+                }
+                Err(failure) => return Err(failure),
+            }
+        };
+        if !seq_out.is_null() {
+            // SAFETY: non-NULL, and the caller guarantees it is writable.
+            unsafe { seq_out.write(ack.seq) };
+        }
+        Ok(())
+    })
+}
+
+/// Replaces the text of one's own message.
+///
+/// # Safety
+/// `client` is a live client; `text` is (pointer, length).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn banter_client_edit(
+    client: *const banter_client,
+    room: u64,
+    target: u64,
+    text_ptr: *const c_char,
+    text_len: usize,
+) -> banter_status {
+    guard(|| {
+        let client = client_ref(client)?;
+        // SAFETY: forwarded caller contract.
+        let body = unsafe { str_arg(text_ptr, text_len) }?;
+        client.block_on(client.client.edit(RoomId(room), target, body))??;
+        Ok(())
+    })
+}
+
+/// Deletes a message (one's own, or as a moderator).
+///
+/// # Safety
+/// `client` is a live client.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn banter_client_delete(
+    client: *const banter_client,
+    room: u64,
+    target: u64,
+) -> banter_status {
+    guard(|| {
+        let client = client_ref(client)?;
+        client.block_on(client.client.delete(RoomId(room), target))??;
+        Ok(())
+    })
+}
+
+/// Adds (`on` true) or removes a reaction.
+///
+/// # Safety
+/// `client` is a live client; `emoji` is (pointer, length).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn banter_client_react(
+    client: *const banter_client,
+    room: u64,
+    target: u64,
+    emoji: *const c_char,
+    emoji_len: usize,
+    on: bool,
+) -> banter_status {
+    guard(|| {
+        let client = client_ref(client)?;
+        // SAFETY: forwarded caller contract.
+        let emoji = unsafe { str_arg(emoji, emoji_len) }?;
+        client.block_on(client.client.react(RoomId(room), target, emoji, on))??;
+        Ok(())
+    })
+}
+
+/// Moves the read marker of a room to `seq` (it never goes back).
+///
+/// # Safety
+/// `client` is a live client.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn banter_client_mark_read(
+    client: *const banter_client,
+    room: u64,
+    seq: u64,
+) -> banter_status {
+    guard(|| {
+        let client = client_ref(client)?;
+        client.block_on(client.client.mark_read(RoomId(room), seq, false))??;
+        Ok(())
+    })
+}
+
+/// Presence values for banter_client_set_presence().
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum banter_presence {
+    /// Available.
+    BANTER_PRESENCE_ONLINE = 0,
+    /// Away.
+    BANTER_PRESENCE_AWAY = 1,
+    /// Do not disturb.
+    BANTER_PRESENCE_DND = 2,
+    /// Shown to others as offline.
+    BANTER_PRESENCE_INVISIBLE = 3,
+}
+
+/// Sets presence (`status` a banter_presence value) and a status text.
+///
+/// # Safety
+/// `client` is a live client; `text` is (pointer, length).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn banter_client_set_presence(
+    client: *const banter_client,
+    status: u32,
+    text_ptr: *const c_char,
+    text_len: usize,
+) -> banter_status {
+    guard(|| {
+        let client = client_ref(client)?;
+        // SAFETY: forwarded caller contract.
+        let status_text = unsafe { str_arg(text_ptr, text_len) }?;
+        let status = match status {
+            0 => PresenceStatus::Online,
+            1 => PresenceStatus::Away,
+            2 => PresenceStatus::Dnd,
+            3 => PresenceStatus::Invisible,
+            _ => return Err(Failure::new(BANTER_INVALID_ARGUMENT, "unknown presence")),
+        };
+        client.block_on(client.client.set_presence(status, status_text))??;
+        Ok(())
+    })
+}
+
+/// Says whether the user is typing in a room.
+///
+/// # Safety
+/// `client` is a live client.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn banter_client_typing(
+    client: *const banter_client,
+    room: u64,
+    typing: bool,
+) -> banter_status {
+    guard(|| {
+        let client = client_ref(client)?;
+        let state = if typing { TypingState::Active } else { TypingState::Stopped };
+        client.block_on(client.client.typing(RoomId(room), state))??;
+        Ok(())
+    })
+}
+
+/// A page of history; free with banter_history_free().
+#[derive(Debug)]
+pub struct banter_history {
+    events: Vec<banter_event>,
+    next: u64,
+}
+
+/// Reads up to `limit` entries of a room's history before `before` (0 = the newest), newest
+/// first, with edits and reactions folded in; the page goes to `*history_out`.
+///
+/// # Safety
+/// `client` is a live client; `history_out` is writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn banter_client_history(
+    client: *const banter_client,
+    room: u64,
+    before: u64,
+    limit: u32,
+    history_out: *mut *mut banter_history,
+) -> banter_status {
+    guard(|| {
+        let client = client_ref(client)?;
+        let limit = u16::try_from(limit).unwrap_or(u16::MAX);
+        let (page, next) = client.block_on(client.client.history(
+            RoomId(room),
+            (before != 0).then_some(before),
+            limit,
+        ))??;
+        let names = lock(&client.shared.names).clone();
+        let events = page.iter().filter_map(|m| banter_event::from_message(m, &names)).collect();
+        let history = Box::new(banter_history { events, next: next.unwrap_or(0) });
+        // SAFETY: forwarded caller contract.
+        unsafe { write_out(history_out, Box::into_raw(history)) }
+    })
+}
+
+/// The number of events in a page (0 for NULL).
+///
+/// # Safety
+/// `history` is NULL or a live page.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn banter_history_len(history: *const banter_history) -> usize {
+    // SAFETY: caller contract: NULL or live.
+    unsafe { history.as_ref() }.map_or(0, |h| h.events.len())
+}
+
+/// Event `index` of a page (borrowed from the page; do not free), or NULL out of range.
+///
+/// # Safety
+/// `history` is NULL or a live page.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn banter_history_get(
+    history: *const banter_history,
+    index: usize,
+) -> *const banter_event {
+    // SAFETY: caller contract: NULL or live.
+    unsafe { history.as_ref() }
+        .and_then(|h| h.events.get(index))
+        .map_or(std::ptr::null(), |e| e as *const _)
+}
+
+/// The `before` to pass for the next (older) page, or 0 when the start was reached.
+///
+/// # Safety
+/// `history` is NULL or a live page.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn banter_history_next(history: *const banter_history) -> u64 {
+    // SAFETY: caller contract: NULL or live.
+    unsafe { history.as_ref() }.map_or(0, |h| h.next)
+}
+
+/// Frees a page (and the events borrowed from it). NULL is ignored.
+///
+/// # Safety
+/// `history` is NULL or a page from banter_client_history(), not yet freed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn banter_history_free(history: *mut banter_history) {
+    if !history.is_null() {
+        // SAFETY: from Box::into_raw in banter_client_history, freed once.
+        drop(unsafe { Box::from_raw(history) });
+    }
+}
+
+/// Waits up to `timeout_ms` (0: do not wait; negative: wait indefinitely) for the next event;
+/// on BANTER_OK `*event_out` is yours (free with banter_event_free()). BANTER_TIMEOUT when none
+/// came. Do not mix with a callback: with a callback set, events go to the callback.
+///
+/// # Safety
+/// `client` is a live client; `event_out` is writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn banter_client_poll_event(
+    client: *const banter_client,
+    timeout_ms: i32,
+    event_out: *mut *mut banter_event,
+) -> banter_status {
+    guard(|| {
+        let shared = &client_ref(client)?.shared;
+        if event_out.is_null() {
+            return Err(Failure::new(BANTER_NULL_ARGUMENT, "NULL out-parameter"));
+        }
+        let deadline = (timeout_ms >= 0)
+            .then(|| std::time::Instant::now() + Duration::from_millis(timeout_ms as u64));
+        let mut queue = lock(&shared.queue);
+        loop {
+            if let Some(event) = shared.pop_locked(&mut queue) {
+                // SAFETY: checked non-NULL; the caller guarantees it is writable.
+                return unsafe { write_out(event_out, Box::into_raw(Box::new(event))) };
+            }
+            let wait = match deadline {
+                Some(deadline) => {
+                    match deadline.checked_duration_since(std::time::Instant::now()) {
+                        Some(left) if !left.is_zero() => left,
+                        _ => return Err(Failure::new(BANTER_TIMEOUT, "no event")),
+                    }
+                }
+                None => Duration::from_secs(3600),
+            };
+            queue = shared
+                .ready
+                .wait_timeout(queue, wait)
+                .map_or_else(|e| e.into_inner().0, |(q, _)| q);
+        }
+    })
+}
+
+/// A file descriptor that is readable exactly while events wait (for poll/select/epoll in
+/// your own loop; do not read from or close it). -1 for NULL.
+///
+/// # Safety
+/// `client` is NULL or a live client.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn banter_client_event_fd(client: *const banter_client) -> i32 {
+    // SAFETY: caller contract: NULL or live.
+    match unsafe { client.as_ref() } {
+        #[cfg(unix)]
+        Some(client) => std::os::fd::AsRawFd::as_raw_fd(&*lock(&client.shared.reader)),
+        _ => -1,
+    }
+}
+
+/// Sets (or, with NULL, clears) a callback that receives every event on a library thread.
+/// The event is borrowed for the call. The callback may call any libbanter function except
+/// banter_client_free() on this client.
+///
+/// # Safety
+/// `client` is a live client; `callback` stays callable and `user_data` valid until cleared.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn banter_client_set_callback(
+    client: *const banter_client,
+    callback: banter_event_callback,
+    user_data: *mut c_void,
+) -> banter_status {
+    guard(|| {
+        let shared = &client_ref(client)?.shared;
+        lock(&shared.queue).callback = callback.map(|f| (f, user_data as usize));
+        shared.ready.notify_all();
+        Ok(())
+    })
+}

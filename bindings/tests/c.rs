@@ -1,0 +1,182 @@
+//! The C ABI from C (and Python): the header compiles as C99 and C++, and the example chat
+//! client, built with the system C compiler against libbanter, chats with a Rust client
+//! through a real banterd, with no leaks under valgrind.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use banter_client::protocol::message::Message;
+use banter_tests::{TestServer, TestUser};
+
+fn crate_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Where libbanter.so is: next to this test's deps/ directory. `cargo test` builds only the
+/// rlib of this crate, so the shared library is built here, once, with the same profile.
+fn lib_dir() -> PathBuf {
+    static BUILT: std::sync::Once = std::sync::Once::new();
+    BUILT.call_once(|| {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "-p", "banter-ffi", "--lib"])
+            .current_dir(crate_dir())
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building libbanter failed");
+    });
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(Path::parent).unwrap().to_owned();
+    assert!(dir.join("libbanter.so").exists(), "libbanter.so not built in {}", dir.display());
+    dir
+}
+
+fn compiler() -> String {
+    std::env::var("CC").unwrap_or_else(|_| "cc".into())
+}
+
+/// Builds examples/chat.c; returns the binary.
+fn build_example(out: &Path) -> PathBuf {
+    let binary = out.join("chat");
+    let lib = lib_dir();
+    let status = Command::new(compiler())
+        .args(["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-g"])
+        .arg("-I")
+        .arg(crate_dir().join("include"))
+        .arg(crate_dir().join("examples/chat.c"))
+        .arg("-L")
+        .arg(&lib)
+        .arg(format!("-Wl,-rpath,{}", lib.display()))
+        .args(["-lbanter", "-o"])
+        .arg(&binary)
+        .status()
+        .expect("a C compiler (cc)");
+    assert!(status.success(), "examples/chat.c did not compile");
+    binary
+}
+
+#[test]
+fn the_header_compiles_as_c99_and_as_cpp() {
+    let header = crate_dir().join("include/banter.h");
+    let c = Command::new(compiler())
+        .args(["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-fsyntax-only", "-x", "c"])
+        .arg(&header)
+        .status()
+        .unwrap();
+    assert!(c.success(), "banter.h is not valid C99");
+    let cpp = Command::new(std::env::var("CXX").unwrap_or_else(|_| "c++".into()))
+        .args(["-std=c++11", "-Wall", "-Wextra", "-Werror", "-fsyntax-only", "-x", "c++"])
+        .arg(&header)
+        .status()
+        .unwrap();
+    assert!(cpp.success(), "banter.h is not valid C++");
+}
+
+/// Runs a chat example (C binary or Python) as `ada` while grace, a Rust client, answers it.
+async fn chat_with(server: &TestServer, grace: &mut TestUser, program: Command) -> String {
+    let mut program = program;
+    let child = program.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    // Grace answers as soon as ada's message arrives.
+    let answered = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            if let Message::Posted(p) = grace.next_room_event().await {
+                if p.text.as_str() == "hello from C" {
+                    return p.meta.room;
+                }
+            }
+        }
+    })
+    .await
+    .expect("ada's message reached grace");
+    grace.post(answered, "hello C, this is grace").await.unwrap();
+    let output =
+        tokio::task::spawn_blocking(move || child.wait_with_output()).await.unwrap().unwrap();
+    let _ = server;
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "exit {:?}\nstdout:\n{stdout}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+async fn setup() -> (TestServer, TestUser) {
+    let server = TestServer::start().await;
+    let grace = server.user("grace").await;
+    grace.create_room("lobby", false).await;
+    (server, grace)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_c_program_chats_with_a_rust_client_through_banterd() {
+    let (server, mut grace) = setup().await;
+    let dir = tempfile::tempdir().unwrap();
+    let binary = build_example(dir.path());
+    let mut program = Command::new(&binary);
+    program.args([
+        &server.addr().to_string(),
+        "ada",
+        "correct horse battery",
+        "lobby",
+        "hello from C",
+        "--register",
+        "--expect",
+        "hello C",
+    ]);
+    let stdout = chat_with(&server, &mut grace, program).await;
+    assert!(stdout.contains("sent #"), "{stdout}");
+    assert!(stdout.contains("<grace> hello C, this is grace"), "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_c_program_leaks_nothing_under_valgrind() {
+    if Command::new("valgrind").arg("--version").output().is_err() {
+        panic!("valgrind is required (.ci/run installs it)");
+    }
+    let (server, mut grace) = setup().await;
+    let dir = tempfile::tempdir().unwrap();
+    let binary = build_example(dir.path());
+    let mut program = Command::new("valgrind");
+    program
+        .args([
+            "--quiet",
+            "--leak-check=full",
+            "--errors-for-leak-kinds=definite",
+            "--error-exitcode=3",
+        ])
+        .arg(format!("--suppressions={}", crate_dir().join("tests/valgrind.supp").display()))
+        .arg(&binary)
+        .args([
+            &server.addr().to_string(),
+            "ada",
+            "correct horse battery",
+            "lobby",
+            "hello from C",
+            "--register",
+            "--expect",
+            "hello C",
+        ]);
+    let stdout = chat_with(&server, &mut grace, program).await;
+    assert!(stdout.contains("<grace> hello C, this is grace"), "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_ctypes_example_sends_through_banterd() {
+    let (server, mut grace) = setup().await;
+    let mut program = Command::new("python3");
+    program
+        .arg(crate_dir().join("examples/chat.py"))
+        .args([
+            &server.addr().to_string(),
+            "ada",
+            "correct horse battery",
+            "lobby",
+            "hello from C",
+            "--register",
+        ])
+        .env("LIBBANTER", lib_dir().join("libbanter.so"));
+    let stdout = chat_with(&server, &mut grace, program).await;
+    assert!(stdout.contains("sent #"), "{stdout}");
+}
