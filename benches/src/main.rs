@@ -1,0 +1,328 @@
+//! `banter-bench`: a load generator that opens many real QUIC connections to a running banterd
+//! from one process and measures named workloads.
+//!
+//! ```text
+//! banter-bench --server 127.0.0.1:4433 fanout --members 100 --messages 1000 [--rate 1000]
+//! banter-bench --server 127.0.0.1:4433 durable --clients 32 --messages 500
+//! ```
+//!
+//! The server must allow the load: start it with cheap password hashing (the workloads
+//! register their users) and raised rate limits, e.g.
+//! `BANTER_ARGON2_MEMORY_KIB=1024 BANTER_ARGON2_ITERATIONS=1 BANTER_RATE_MESSAGE=1000000/60000000
+//! BANTER_RATE_JOIN=100000/6000000 BANTER_RATE_AUTH=100000/6000000 BANTER_MAX_CONNECTIONS_PER_IP=100000
+//! banterd run`. Results and the exact commands are in `benches/README.md`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use banter_client::protocol::bounded::Text;
+use banter_client::protocol::ids::RoomId;
+use banter_client::protocol::message::{Message, Post, RoomCreate, RoomInfo, RoomJoin, Visibility};
+use banter_client::{Connection, Event, Options, Trust};
+use clap::{Parser, Subcommand};
+use hdrhistogram::Histogram;
+use tokio::sync::{Semaphore, mpsc};
+
+#[derive(Debug, Parser)]
+#[command(name = "banter-bench", about = "Load generator for banterd")]
+struct Cli {
+    /// The server, HOST:PORT.
+    #[arg(long, default_value = "127.0.0.1:4433")]
+    server: std::net::SocketAddr,
+    /// Accept the server's certificate (the benchmark runs against a local server).
+    #[arg(long)]
+    accept_new_cert: bool,
+    /// Print one JSON object with every figure.
+    #[arg(long)]
+    json: bool,
+    #[command(subcommand)]
+    workload: Workload,
+}
+
+#[derive(Debug, Subcommand)]
+enum Workload {
+    /// One room, N members; a publisher posts M messages of 100 bytes.
+    Fanout {
+        #[arg(long)]
+        members: usize,
+        #[arg(long)]
+        messages: u64,
+        /// Messages per second (default: as fast as acks allow, 64 in flight).
+        #[arg(long)]
+        rate: Option<u64>,
+    },
+    /// C clients post M messages each, each in a room of its own (so fan-out does not count),
+    /// as fast as acks come back: durable posts/s and ack latency.
+    Durable {
+        #[arg(long)]
+        clients: usize,
+        #[arg(long, default_value_t = 200)]
+        messages: u64,
+    },
+}
+
+/// Microseconds since the run's start, shared by every task of the process.
+fn micros(start: Instant) -> u64 {
+    start.elapsed().as_micros() as u64
+}
+
+async fn connect_user(
+    addr: std::net::SocketAddr,
+    name: &str,
+) -> anyhow::Result<(Connection, mpsc::UnboundedReceiver<Event>)> {
+    let options = Options { trust: Trust::AcceptAny, server_name: "localhost".into() };
+    let (conn, mut events) = Connection::connect(addr, options).await?;
+    let auth = conn
+        .register(name, "benchmark password")
+        .await
+        .with_context(|| format!("registering {name}"))?;
+    conn.hello(&auth.access_token);
+    loop {
+        match events.recv().await {
+            Some(Event::Welcome(_)) => return Ok((conn, events)),
+            Some(Event::Rejected(e)) => bail!("HELLO rejected: {e:?}"),
+            Some(_) => {}
+            None => bail!("connection closed during HELLO"),
+        }
+    }
+}
+
+/// Connects `count` users (at most 32 handshakes at a time).
+async fn connect_many(
+    addr: std::net::SocketAddr,
+    prefix: &str,
+    count: usize,
+) -> anyhow::Result<Vec<(Connection, mpsc::UnboundedReceiver<Event>)>> {
+    let permits = Arc::new(Semaphore::new(32));
+    let mut tasks = Vec::new();
+    for i in 0..count {
+        let permits = permits.clone();
+        let name = format!("{prefix}{i}");
+        tasks.push(tokio::spawn(async move {
+            let _permit = permits.acquire().await?;
+            connect_user(addr, &name).await
+        }));
+    }
+    let mut out = Vec::with_capacity(count);
+    for task in tasks {
+        out.push(task.await??);
+    }
+    Ok(out)
+}
+
+fn run_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("b{:x}", nanos & 0xffff_ffff)
+}
+
+fn percentiles(h: &Histogram<u64>) -> serde_json::Value {
+    serde_json::json!({
+        "p50_us": h.value_at_quantile(0.5),
+        "p99_us": h.value_at_quantile(0.99),
+        "p999_us": h.value_at_quantile(0.999),
+        "max_us": h.max(),
+    })
+}
+
+async fn create_room(conn: &Connection, name: &str) -> anyhow::Result<RoomId> {
+    let request = RoomCreate {
+        name: Text::new(name)?,
+        topic: Text::default(),
+        category: Text::default(),
+        visibility: Visibility::Public,
+        voice: false,
+    };
+    match conn.request_one(request).await? {
+        Message::RoomInfo(RoomInfo { room }) => Ok(room.room),
+        other => bail!("unexpected answer {other:?}"),
+    }
+}
+
+async fn post(conn: &Connection, room: RoomId, id: u128, text: &str) -> anyhow::Result<()> {
+    let request = Post { room, client_msg_id: id, text: Text::new(text)?, reply_to: None };
+    match conn.request_one(request).await? {
+        Message::EventAck(_) => Ok(()),
+        other => bail!("unexpected answer {other:?}"),
+    }
+}
+
+async fn fanout(
+    addr: std::net::SocketAddr,
+    members: usize,
+    messages: u64,
+    rate: Option<u64>,
+) -> anyhow::Result<serde_json::Value> {
+    let run = run_id();
+    let (publisher, _publisher_events) = connect_user(addr, &format!("{run}p")).await?;
+    let room = create_room(&publisher, &run).await?;
+    let subscribers = connect_many(addr, &format!("{run}s"), members).await?;
+    for (conn, _) in &subscribers {
+        conn.request_one(RoomJoin { room }).await?;
+    }
+    let start = Instant::now();
+    let received = Arc::new(AtomicU64::new(0));
+    let last_receive = Arc::new(AtomicU64::new(0));
+    let mut readers = Vec::new();
+    for (conn, mut events) in subscribers {
+        let (received, last_receive) = (received.clone(), last_receive.clone());
+        readers.push(tokio::spawn(async move {
+            let _keep = conn;
+            let mut latency =
+                Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
+            let mut count = 0;
+            while count < messages {
+                let Some(event) = events.recv().await else { break };
+                if let Event::Room(Message::Posted(posted)) = event {
+                    let sent: u64 =
+                        posted.text.split(':').next().and_then(|t| t.parse().ok()).unwrap_or(0);
+                    let now = micros(start);
+                    let _ = latency.record(now.saturating_sub(sent).max(1));
+                    count += 1;
+                    received.fetch_add(1, Ordering::Relaxed);
+                    last_receive.fetch_max(now, Ordering::Relaxed);
+                }
+            }
+            latency
+        }));
+    }
+    // Let the join events drain before measuring.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let first_send = micros(start);
+    let publisher = Arc::new(publisher);
+    let in_flight = Arc::new(Semaphore::new(64));
+    let mut sends = Vec::new();
+    for i in 0..messages {
+        if let Some(rate) = rate {
+            let due = first_send + i * 1_000_000 / rate.max(1);
+            let now = micros(start);
+            if due > now {
+                tokio::time::sleep(Duration::from_micros(due - now)).await;
+            }
+        }
+        let permit = in_flight.clone().acquire_owned().await?;
+        let publisher = publisher.clone();
+        sends.push(tokio::spawn(async move {
+            let text = format!("{:020}:{}", micros(start), "x".repeat(79));
+            let result = post(&publisher, room, u128::from(i) + 1, &text).await;
+            drop(permit);
+            result
+        }));
+    }
+    for send in sends {
+        send.await??;
+    }
+    let published = micros(start);
+    let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let wait = tokio::time::timeout(Duration::from_secs(120), async {
+        for reader in readers {
+            if let Ok(h) = reader.await {
+                latency.add(h).ok();
+            }
+        }
+    })
+    .await;
+    let delivered = received.load(Ordering::Relaxed);
+    let expected = messages * members as u64;
+    let span = last_receive.load(Ordering::Relaxed).saturating_sub(first_send).max(1);
+    Ok(serde_json::json!({
+        "workload": "fanout",
+        "members": members,
+        "messages": messages,
+        "rate": rate,
+        "delivered": delivered,
+        "lost": expected.saturating_sub(delivered),
+        "timed_out": wait.is_err(),
+        "deliveries_per_s": delivered as f64 * 1e6 / span as f64,
+        "posts_per_s": messages as f64 * 1e6 / (published - first_send).max(1) as f64,
+        "latency": percentiles(&latency),
+    }))
+}
+
+async fn durable(
+    addr: std::net::SocketAddr,
+    clients: usize,
+    messages: u64,
+) -> anyhow::Result<serde_json::Value> {
+    let run = run_id();
+    let users = connect_many(addr, &format!("{run}d"), clients).await?;
+    let mut rooms = Vec::with_capacity(clients);
+    for (n, (conn, _)) in users.iter().enumerate() {
+        rooms.push(create_room(conn, &format!("{run}-{n}")).await?);
+    }
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for (n, ((conn, _events), room)) in users.into_iter().zip(rooms).enumerate() {
+        tasks.push(tokio::spawn(async move {
+            let mut latency =
+                Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
+            for i in 0..messages {
+                let sent = Instant::now();
+                post(&conn, room, (n as u128) << 64 | u128::from(i), &format!("durable {n} {i}"))
+                    .await?;
+                let _ = latency.record(sent.elapsed().as_micros().max(1) as u64);
+            }
+            anyhow::Ok(latency)
+        }));
+    }
+    let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    for task in tasks {
+        latency.add(task.await??).ok();
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let total = clients as u64 * messages;
+    Ok(serde_json::json!({
+        "workload": "durable",
+        "clients": clients,
+        "messages_per_client": messages,
+        "acked": total,
+        "acked_per_s": total as f64 / elapsed,
+        "ack_latency": percentiles(&latency),
+    }))
+}
+
+fn print_table(result: &serde_json::Value) {
+    let mut rows = Vec::new();
+    flatten("", result, &mut rows);
+    for (key, value) in rows {
+        println!("{key:<28} {value}");
+    }
+}
+
+fn flatten(prefix: &str, value: &serde_json::Value, out: &mut Vec<(String, String)>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                flatten(&key, v, out);
+            }
+        }
+        serde_json::Value::Number(n) if n.is_f64() => {
+            out.push((prefix.to_owned(), format!("{:.0}", n.as_f64().unwrap_or(0.0))))
+        }
+        other => out.push((prefix.to_owned(), other.to_string())),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if !cli.accept_new_cert {
+        bail!("banter-bench only runs against a local test server: pass --accept-new-cert");
+    }
+    let result = match cli.workload {
+        Workload::Fanout { members, messages, rate } => {
+            fanout(cli.server, members, messages, rate).await?
+        }
+        Workload::Durable { clients, messages } => durable(cli.server, clients, messages).await?,
+    };
+    if cli.json {
+        println!("{result}");
+    } else {
+        print_table(&result);
+    }
+    Ok(())
+}
