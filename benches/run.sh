@@ -20,7 +20,7 @@ sleep 1
 ticks=$(getconf CLK_TCK)
 cpu_before=$(awk '{print $14 + $15}' "/proc/$server/stat")
 started=$(date +%s.%N)
-taskset -c 0 target/release/banter-bench --server "127.0.0.1:$port" --accept-new-cert "$@"
+BANTER_SERVER_PID=$server taskset -c 0 target/release/banter-bench --server "127.0.0.1:$port" --accept-new-cert "$@"
 ended=$(date +%s.%N)
 cpu_after=$(awk '{print $14 + $15}' "/proc/$server/stat")
 rss=$(awk '/VmHWM/ {print $2}' "/proc/$server/status")

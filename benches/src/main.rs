@@ -53,6 +53,18 @@ enum Workload {
         #[arg(long)]
         rate: Option<u64>,
     },
+    /// C authenticated connections that do nothing: server memory per connection (needs
+    /// BANTER_SERVER_PID, which benches/run.sh sets).
+    Idle {
+        #[arg(long)]
+        connections: usize,
+    },
+    /// C clients in one room all drop, 10 messages are posted, and all resume at once: time
+    /// until every client has resumed and received them, and events lost (must be 0).
+    Reconnect {
+        #[arg(long)]
+        clients: usize,
+    },
     /// C clients post M messages each, each in a room of its own (so fan-out does not count),
     /// as fast as acks come back: durable posts/s and ack latency.
     Durable {
@@ -68,12 +80,36 @@ fn micros(start: Instant) -> u64 {
     start.elapsed().as_micros() as u64
 }
 
+/// One UDP socket for all the generator's connections (as a real many-user client would).
+fn endpoint() -> &'static quinn::Endpoint {
+    static ENDPOINT: std::sync::OnceLock<quinn::Endpoint> = std::sync::OnceLock::new();
+    ENDPOINT.get_or_init(|| {
+        quinn::Endpoint::client("0.0.0.0:0".parse().expect("literal")).expect("a UDP socket")
+    })
+}
+
+fn options() -> Options {
+    Options { trust: Trust::AcceptAny, server_name: "localhost".into() }
+}
+
+/// A connected, authenticated user.
+struct User {
+    conn: Connection,
+    events: mpsc::UnboundedReceiver<Event>,
+    token: Vec<u8>,
+    resume_id: banter_client::protocol::ids::ResumeId,
+}
+
 async fn connect_user(
     addr: std::net::SocketAddr,
     name: &str,
 ) -> anyhow::Result<(Connection, mpsc::UnboundedReceiver<Event>)> {
-    let options = Options { trust: Trust::AcceptAny, server_name: "localhost".into() };
-    let (conn, mut events) = Connection::connect(addr, options).await?;
+    let user = connect_full(addr, name).await?;
+    Ok((user.conn, user.events))
+}
+
+async fn connect_full(addr: std::net::SocketAddr, name: &str) -> anyhow::Result<User> {
+    let (conn, mut events) = Connection::connect_on(endpoint(), addr, options()).await?;
     let auth = conn
         .register(name, "benchmark password")
         .await
@@ -81,7 +117,10 @@ async fn connect_user(
     conn.hello(&auth.access_token);
     loop {
         match events.recv().await {
-            Some(Event::Welcome(_)) => return Ok((conn, events)),
+            Some(Event::Welcome(welcome)) => {
+                let token = auth.access_token.to_vec();
+                return Ok(User { conn, events, token, resume_id: welcome.resume_id });
+            }
             Some(Event::Rejected(e)) => bail!("HELLO rejected: {e:?}"),
             Some(_) => {}
             None => bail!("connection closed during HELLO"),
@@ -95,6 +134,18 @@ async fn connect_many(
     prefix: &str,
     count: usize,
 ) -> anyhow::Result<Vec<(Connection, mpsc::UnboundedReceiver<Event>)>> {
+    Ok(connect_many_full(addr, prefix, count)
+        .await?
+        .into_iter()
+        .map(|u| (u.conn, u.events))
+        .collect())
+}
+
+async fn connect_many_full(
+    addr: std::net::SocketAddr,
+    prefix: &str,
+    count: usize,
+) -> anyhow::Result<Vec<User>> {
     let permits = Arc::new(Semaphore::new(32));
     let mut tasks = Vec::new();
     for i in 0..count {
@@ -102,7 +153,7 @@ async fn connect_many(
         let name = format!("{prefix}{i}");
         tasks.push(tokio::spawn(async move {
             let _permit = permits.acquire().await?;
-            connect_user(addr, &name).await
+            connect_full(addr, &name).await
         }));
     }
     let mut out = Vec::with_capacity(count);
@@ -284,6 +335,90 @@ async fn durable(
     }))
 }
 
+/// The server's resident memory in KiB (VmRSS of BANTER_SERVER_PID), if known.
+fn server_rss_kib() -> Option<u64> {
+    let pid = std::env::var("BANTER_SERVER_PID").ok()?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
+async fn idle(addr: std::net::SocketAddr, connections: usize) -> anyhow::Result<serde_json::Value> {
+    let before = server_rss_kib().context("set BANTER_SERVER_PID (benches/run.sh does)")?;
+    let users = connect_many_full(addr, &format!("{}i", run_id()), connections).await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = server_rss_kib().context("server gone")?;
+    drop(users);
+    Ok(serde_json::json!({
+        "workload": "idle",
+        "connections": connections,
+        "server_rss_before_kib": before,
+        "server_rss_after_kib": after,
+        "kib_per_connection": (after.saturating_sub(before)) as f64 / connections as f64,
+    }))
+}
+
+async fn reconnect(
+    addr: std::net::SocketAddr,
+    clients: usize,
+) -> anyhow::Result<serde_json::Value> {
+    let run = run_id();
+    let (publisher, _p) = connect_user(addr, &format!("{run}p")).await?;
+    let room = create_room(&publisher, &run).await?;
+    let mut users = connect_many_full(addr, &format!("{run}r"), clients).await?;
+    for user in &users {
+        user.conn.request_one(RoomJoin { room }).await?;
+    }
+    // Everyone has processed the joins so far.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut resume_points = Vec::new();
+    for user in &mut users {
+        while user.events.try_recv().is_ok() {}
+        resume_points.push((user.token.clone(), user.resume_id, user.conn.last_event_seq()));
+        user.conn.close();
+    }
+    drop(users);
+    const MISSED: u64 = 10;
+    for i in 0..MISSED {
+        post(&publisher, room, u128::from(i) + 1, &format!("missed {i}")).await?;
+    }
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for (token, resume_id, last) in resume_points {
+        tasks.push(tokio::spawn(async move {
+            let (conn, mut events) = Connection::connect_on(endpoint(), addr, options()).await?;
+            conn.resume(&token, resume_id, last);
+            let mut got = 0;
+            while got < MISSED {
+                match tokio::time::timeout(Duration::from_secs(30), events.recv()).await {
+                    Ok(Some(Event::Room(Message::Posted(_)))) => got += 1,
+                    Ok(Some(Event::Rejected(e))) => bail!("resume rejected: {e:?}"),
+                    Ok(Some(_)) => {}
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            conn.close();
+            anyhow::Ok((got, start.elapsed()))
+        }));
+    }
+    let mut received = 0;
+    let mut slowest = Duration::ZERO;
+    for task in tasks {
+        let (got, took) = task.await??;
+        received += got;
+        slowest = slowest.max(took);
+    }
+    Ok(serde_json::json!({
+        "workload": "reconnect",
+        "clients": clients,
+        "missed_per_client": MISSED,
+        "lost": MISSED * clients as u64 - received,
+        "all_resumed_ms": slowest.as_millis() as u64,
+    }))
+}
+
 fn print_table(result: &serde_json::Value) {
     let mut rows = Vec::new();
     flatten("", result, &mut rows);
@@ -318,6 +453,8 @@ async fn main() -> anyhow::Result<()> {
             fanout(cli.server, members, messages, rate).await?
         }
         Workload::Durable { clients, messages } => durable(cli.server, clients, messages).await?,
+        Workload::Idle { connections } => idle(cli.server, connections).await?,
+        Workload::Reconnect { clients } => reconnect(cli.server, clients).await?,
     };
     if cli.json {
         println!("{result}");

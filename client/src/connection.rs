@@ -121,6 +121,20 @@ impl Connection {
         addr: SocketAddr,
         options: Options,
     ) -> Result<(Self, mpsc::UnboundedReceiver<Event>), ConnectError> {
+        let bind: SocketAddr =
+            if addr.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }.parse().expect("literal address");
+        let endpoint =
+            quinn::Endpoint::client(bind).map_err(|e| ConnectError::Handshake(e.to_string()))?;
+        Self::connect_on(&endpoint, addr, options).await
+    }
+
+    /// Connects through an existing client endpoint (one UDP socket for many connections, as a
+    /// load generator or a multi-account client wants).
+    pub async fn connect_on(
+        endpoint: &quinn::Endpoint,
+        addr: SocketAddr,
+        options: Options,
+    ) -> Result<(Self, mpsc::UnboundedReceiver<Event>), ConnectError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let verifier = Arc::new(
             Verifier::new(options.trust, provider.clone())
@@ -143,13 +157,8 @@ impl Connection {
         transport.receive_window(quinn::VarInt::from_u32(8 * 1024 * 1024));
         config.transport_config(Arc::new(transport));
 
-        let bind: SocketAddr =
-            if addr.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }.parse().expect("literal address");
-        let mut endpoint =
-            quinn::Endpoint::client(bind).map_err(|e| ConnectError::Handshake(e.to_string()))?;
-        endpoint.set_default_client_config(config);
         let conn = endpoint
-            .connect(addr, &options.server_name)
+            .connect_with(config, addr, &options.server_name)
             .map_err(|e| ConnectError::Handshake(e.to_string()))?
             .await
             .map_err(|e| ConnectError::Handshake(e.to_string()))?;
@@ -172,7 +181,10 @@ impl Connection {
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let (greet_tx, greet_rx) = mpsc::unbounded_channel();
         tokio::spawn(drive(conn.clone(), session.clone(), control, events_tx, greet_rx));
-        Ok((Self { conn, session, greet: greet_tx, fingerprint, _endpoint: endpoint }, events_rx))
+        Ok((
+            Self { conn, session, greet: greet_tx, fingerprint, _endpoint: endpoint.clone() },
+            events_rx,
+        ))
     }
 
     /// The SHA-256 fingerprint of the server's certificate (to pin it).
