@@ -69,6 +69,7 @@ async fn drive(
         remote,
         limiter: Limiter::new(&shared.config.rate),
         conn_id,
+        conn: conn.clone(),
     });
 
     let mut control_send = conn.open_uni().await?;
@@ -126,6 +127,18 @@ async fn drive(
                     drain_deadline = Some(tokio::time::Instant::now() + Duration::from_secs(1));
                 }
             }
+            datagram = conn.read_datagram() => match datagram {
+                Ok(datagram) if ctx.authed.get().is_some() => {
+                    let (targets, notice) = shared.voice.relay(conn_id, &datagram, Instant::now());
+                    for (target, packet) in targets {
+                        // Voice is loss-tolerant: a full or closed target just misses a frame.
+                        let _ = target.send_datagram(packet);
+                    }
+                    crate::announce_voice(shared, notice.into_iter().collect());
+                }
+                Ok(_) => {} // before authentication: dropped (spec §8.2)
+                Err(_) => break Ok(()),
+            },
             _ = conn.closed() => break Ok(()),
         }
 
@@ -161,6 +174,9 @@ async fn drive(
         }
     };
 
+    if let Some((_, notices)) = shared.voice.leave(conn_id) {
+        crate::announce_voice(shared, notices);
+    }
     if let Some(authed) = ctx.authed.get() {
         shared.hub.detach(&authed.session, conn_id);
         shared.hub.unregister_connection(authed.login, conn_id);

@@ -32,6 +32,7 @@ pub mod identity;
 mod ratelimit;
 mod requests;
 pub mod store;
+mod voice;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -70,6 +71,32 @@ pub(crate) struct Shared {
     pub(crate) auth_limiter: AddressLimiter,
     pub(crate) account_limits: AccountLimiter,
     pub(crate) protocol: ServerConfig,
+    pub(crate) voice: voice::Voice,
+}
+
+/// Tells the room about voice changes (ephemeral stream).
+pub(crate) fn announce_voice(shared: &Shared, notices: Vec<voice::VoiceNotice>) {
+    use banter_protocol::message::{Hello, Speaking, VoiceStateChanged};
+    for notice in notices {
+        match notice {
+            voice::VoiceNotice::State { room, participant, present, actor } => {
+                shared.hub.broadcast_ephemeral(
+                    room,
+                    None,
+                    Hello::INTEREST_VOICE,
+                    &VoiceStateChanged { room, participant, present, actor },
+                )
+            }
+            voice::VoiceNotice::Speaking { room, source, on } => {
+                shared.hub.broadcast_ephemeral(
+                    room,
+                    None,
+                    Hello::INTEREST_VOICE,
+                    &Speaking { room, source, on },
+                );
+            }
+        }
+    }
 }
 
 /// A running server.
@@ -162,6 +189,7 @@ impl Server {
             hub,
             passwords,
             auth_limiter: AddressLimiter::new(auth_bucket),
+            voice: voice::Voice::new(protocol.limits.voice_max_bitrate),
             protocol,
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
@@ -253,6 +281,7 @@ async fn accept_loop(
     let handshaking = Arc::new(AtomicUsize::new(0));
     let per_ip: Arc<Mutex<HashMap<IpAddr, u32>>> = Arc::default();
     let mut sweep = tokio::time::interval(Duration::from_secs(5));
+    let mut speaking = tokio::time::interval(Duration::from_millis(50));
     let mut tasks = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
@@ -291,6 +320,7 @@ async fn accept_loop(
                 });
             }
             _ = sweep.tick() => shared.hub.expire_sessions(std::time::Instant::now()),
+            _ = speaking.tick() => announce_voice(&shared, shared.voice.expire_speaking(std::time::Instant::now())),
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             _ = shutdown.changed() => break,
         }

@@ -7,6 +7,7 @@ mod accounts;
 mod events;
 mod rooms;
 mod soft;
+mod voice;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -92,6 +93,8 @@ pub(crate) struct ConnCtx {
     pub(crate) remote: SocketAddr,
     pub(crate) limiter: Limiter,
     pub(crate) conn_id: usize,
+    /// The QUIC connection (voice datagrams go to it directly).
+    pub(crate) conn: quinn::Connection,
 }
 
 impl ConnCtx {
@@ -215,6 +218,11 @@ pub(crate) async fn handle(
         M::MarkDelivered(r) => soft::mark_delivered(ctx, r).await,
         M::TypingSet(r) => soft::typing(ctx, r),
         M::PresenceSet(r) => soft::presence(ctx, r),
+        M::VoiceJoin(r) => voice::join(ctx, r),
+        M::VoiceLeave(r) => voice::leave(ctx, r),
+        M::VoiceSelf(r) => voice::set_self(ctx, r),
+        M::VoiceRequestSpeak(r) => voice::request_speak(ctx, r),
+        M::VoiceModerate(r) => voice::moderate(ctx, r),
         other => Err(RequestError::new(
             ErrorCode::FORBIDDEN,
             format!("{:?} is not available on this server yet", other.frame_type()),

@@ -368,7 +368,7 @@ pub(super) fn members(ctx: &ConnCtx, r: Members) -> Result<Vec<Message>> {
 }
 
 /// The target's rank in a room (room role, or server staff rank).
-fn target_rank(ctx: &ConnCtx, room: RoomId, target: UserId) -> Result<Role> {
+pub(super) fn target_rank(ctx: &ConnCtx, room: RoomId, target: UserId) -> Result<Role> {
     let member: Option<MemberRecord> = ctx.shared.store.get(&keys::member(room, target))?;
     let server =
         ctx.shared.store.get::<UserRecord>(&keys::user(target))?.ok_or(ErrorCode::NOT_FOUND)?.role;

@@ -1,0 +1,92 @@
+//! VOICE_JOIN, VOICE_LEAVE, VOICE_SELF, VOICE_REQUEST_SPEAK, VOICE_MODERATE (spec §6.6).
+
+use banter_protocol::ErrorCode;
+use banter_protocol::bounded::List;
+use banter_protocol::message::{
+    CodecParams, Done, Message, VoiceJoin, VoiceJoined, VoiceLeave, VoiceModerate,
+    VoiceRequestSpeak, VoiceSelf,
+};
+
+use super::{ConnCtx, RequestError, Result, text};
+use crate::authz::{Action, authorize};
+use crate::voice::VoiceError;
+use crate::{announce_voice, now_ms};
+
+impl From<VoiceError> for RequestError {
+    fn from(error: VoiceError) -> Self {
+        match error {
+            VoiceError::NotInVoice => {
+                Self::new(ErrorCode::INVALID_REQUEST, "not in this room's voice")
+            }
+            VoiceError::NoSuchParticipant => Self::new(ErrorCode::NOT_FOUND, "no such participant"),
+        }
+    }
+}
+
+pub(super) fn join(ctx: &ConnCtx, r: VoiceJoin) -> Result<Vec<Message>> {
+    let user = ctx.authed()?.user;
+    ctx.rate("voice")?;
+    let (record, _) = ctx.authorize(r.room, Action::Participate)?;
+    if !record.voice {
+        return Err(RequestError::new(ErrorCode::INVALID_REQUEST, "this room has no voice"));
+    }
+    let (source, roster, notices) =
+        ctx.shared.voice.join(r.room, ctx.conn_id, user, ctx.conn.clone());
+    announce_voice(&ctx.shared, notices);
+    let max_bitrate = ctx.shared.protocol.limits.voice_max_bitrate;
+    let roster = roster.into_iter().take(List::<(), 256>::MAX).collect();
+    Ok(vec![
+        VoiceJoined {
+            room: r.room,
+            source,
+            codec: CodecParams {
+                codec: text("opus"),
+                sample_rate: 48_000,
+                channels: 1,
+                frame_ms: 20,
+                max_bitrate: u32::try_from(max_bitrate).unwrap_or(u32::MAX),
+            },
+            roster: List::new(roster).expect("taken up to the limit"),
+        }
+        .into(),
+    ])
+}
+
+pub(super) fn leave(ctx: &ConnCtx, r: VoiceLeave) -> Result<Vec<Message>> {
+    ctx.authed()?;
+    match ctx.shared.voice.leave(ctx.conn_id) {
+        Some((room, notices)) if room == r.room => announce_voice(&ctx.shared, notices),
+        Some((_, notices)) => announce_voice(&ctx.shared, notices),
+        None => return Err(VoiceError::NotInVoice.into()),
+    }
+    Ok(vec![Done {}.into()])
+}
+
+pub(super) fn set_self(ctx: &ConnCtx, r: VoiceSelf) -> Result<Vec<Message>> {
+    let user = ctx.authed()?.user;
+    ctx.rate("voice")?;
+    let notice = ctx.shared.voice.set_self(r.room, ctx.conn_id, user, r.mute, r.deaf)?;
+    announce_voice(&ctx.shared, vec![notice]);
+    Ok(vec![Done {}.into()])
+}
+
+pub(super) fn request_speak(ctx: &ConnCtx, r: VoiceRequestSpeak) -> Result<Vec<Message>> {
+    let user = ctx.authed()?.user;
+    ctx.rate("voice")?;
+    let notice = ctx.shared.voice.request_speak(r.room, ctx.conn_id, user, r.raise, now_ms())?;
+    announce_voice(&ctx.shared, vec![notice]);
+    Ok(vec![Done {}.into()])
+}
+
+pub(super) fn moderate(ctx: &ConnCtx, r: VoiceModerate) -> Result<Vec<Message>> {
+    let actor = ctx.authed()?.user;
+    ctx.rate("voice")?;
+    let (_, standing) = ctx.standing(r.room)?;
+    authorize(
+        &standing,
+        Action::Moderate { target: super::rooms::target_rank(ctx, r.room, r.user)? },
+    )?;
+    let notice = ctx.shared.voice.moderate(r.room, r.user, actor, r.action)?;
+    announce_voice(&ctx.shared, vec![notice]);
+    Ok(vec![Done {}.into()])
+}

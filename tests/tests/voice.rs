@@ -1,0 +1,146 @@
+//! Voice relay over real QUIC datagrams (spec §8): sources bound before audio, the server
+//! stamps the source, policy (mute, deafen, server mute) enforced by dropping, talk state
+//! authored by the server.
+
+use std::time::Duration;
+
+use banter_client::Event;
+use banter_client::protocol::ErrorCode;
+use banter_client::protocol::bounded::Text;
+use banter_client::protocol::datagram::{MAX_HEADER_LEN, VoiceHeader};
+use banter_client::protocol::ids::{RoomId, SourceId};
+use banter_client::protocol::message::{
+    Message, RoomCreate, RoomInfo, Visibility, VoiceAction, VoiceJoin, VoiceJoined, VoiceLeave,
+    VoiceModerate, VoiceSelf,
+};
+use banter_tests::{TestServer, TestUser, WAIT};
+use bytes::Bytes;
+
+fn datagram(source: u64, sequence: u16, end: bool, payload: &[u8]) -> Bytes {
+    let mut buf = vec![0u8; MAX_HEADER_LEN];
+    let n = VoiceHeader::opus(source, sequence, end).write(&mut buf).unwrap();
+    buf.truncate(n);
+    buf.extend_from_slice(payload);
+    Bytes::from(buf)
+}
+
+async fn join_voice(user: &TestUser, room: RoomId) -> VoiceJoined {
+    match user.conn.request_one(VoiceJoin { room }).await.unwrap() {
+        Message::VoiceJoined(joined) => joined,
+        other => panic!("expected VOICE_JOINED, got {other:?}"),
+    }
+}
+
+/// The next voice datagram, or None within `wait`.
+async fn heard(user: &TestUser, wait: Duration) -> Option<(VoiceHeader, Vec<u8>)> {
+    let datagram = tokio::time::timeout(wait, user.conn.quic().read_datagram()).await.ok()?.ok()?;
+    let (header, payload) = VoiceHeader::parse(&datagram).unwrap();
+    Some((header, payload.to_vec()))
+}
+
+async fn speaking(user: &mut TestUser, source: SourceId, on: bool) {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            if let Event::Ephemeral(Message::Speaking(s)) = user.next_event().await {
+                if s.source == source && s.on == on {
+                    return;
+                }
+            }
+        }
+    })
+    .await
+    .expect("a SPEAKING notice");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn voice_is_relayed_with_server_stamped_sources_and_server_enforced_policy() {
+    let server = TestServer::start().await;
+    let ada = server.user("ada").await;
+    let mut bob = server.user("bob").await;
+    let cy = server.user("cy").await;
+    let request = RoomCreate {
+        name: Text::new("stage").unwrap(),
+        topic: Text::default(),
+        category: Text::default(),
+        visibility: Visibility::Public,
+        voice: true,
+    };
+    let Message::RoomInfo(RoomInfo { room }) = ada.conn.request_one(request).await.unwrap() else {
+        panic!()
+    };
+    let room = room.room;
+    bob.join(room).await.unwrap();
+    cy.join(room).await.unwrap();
+    // A room without voice refuses.
+    let text_only = ada.create_room("text", false).await;
+    assert_eq!(
+        ada.conn.request_one(VoiceJoin { room: text_only }).await.unwrap_err().code(),
+        Some(ErrorCode::INVALID_REQUEST)
+    );
+
+    let a = join_voice(&ada, room).await.source;
+    let b = join_voice(&bob, room).await.source;
+    let joined = join_voice(&cy, room).await;
+    assert_eq!(joined.roster.len(), 3);
+    assert_eq!(joined.codec.sample_rate, 48_000);
+    assert!(a != b && b != joined.source);
+
+    // Ada speaks, claiming to be source 999: the server stamps her real source.
+    ada.conn.quic().send_datagram(datagram(999, 1, false, b"opus frame 1")).unwrap();
+    for listener in [&bob, &cy] {
+        let (header, payload) = heard(listener, WAIT).await.expect("relayed");
+        assert_eq!(header.source, u64::from(a.0));
+        assert_eq!(header.sequence, 1);
+        assert_eq!(payload, b"opus frame 1");
+    }
+    assert!(heard(&ada, Duration::from_millis(200)).await.is_none(), "no echo to the speaker");
+    speaking(&mut bob, a, true).await;
+    ada.conn.quic().send_datagram(datagram(0, 2, true, b"last")).unwrap();
+    speaking(&mut bob, a, false).await;
+    heard(&bob, WAIT).await.unwrap();
+    heard(&cy, WAIT).await.unwrap();
+
+    // Self-mute: dropped by the server.
+    ada.conn.request_one(VoiceSelf { room, mute: true, deaf: false }).await.unwrap();
+    ada.conn.quic().send_datagram(datagram(0, 3, false, b"muted")).unwrap();
+    assert!(heard(&bob, Duration::from_millis(300)).await.is_none(), "a muted speaker is dropped");
+    // Deafened listeners get nothing; the others still hear.
+    ada.conn.request_one(VoiceSelf { room, mute: false, deaf: false }).await.unwrap();
+    cy.conn.request_one(VoiceSelf { room, mute: false, deaf: true }).await.unwrap();
+    ada.conn.quic().send_datagram(datagram(0, 4, false, b"again")).unwrap();
+    assert_eq!(heard(&bob, WAIT).await.unwrap().1, b"again");
+    assert!(
+        heard(&cy, Duration::from_millis(300)).await.is_none(),
+        "a deafened listener hears nothing"
+    );
+
+    // A member cannot server-mute; the owner can, and the muted speaker is dropped.
+    let refused = bob
+        .conn
+        .request_one(VoiceModerate { room, user: ada.auth.user, action: VoiceAction::ServerMute })
+        .await;
+    assert_eq!(refused.unwrap_err().code(), Some(ErrorCode::FORBIDDEN));
+    ada.conn
+        .request_one(VoiceModerate { room, user: bob.auth.user, action: VoiceAction::ServerMute })
+        .await
+        .unwrap();
+    bob.conn.quic().send_datagram(datagram(0, 1, false, b"bob")).unwrap();
+    assert!(
+        heard(&ada, Duration::from_millis(300)).await.is_none(),
+        "a server-muted speaker is dropped"
+    );
+
+    // Leaving is announced.
+    ada.conn.request_one(VoiceLeave { room }).await.unwrap();
+    tokio::time::timeout(WAIT, async {
+        loop {
+            if let Event::Ephemeral(Message::VoiceStateChanged(s)) = bob.next_event().await {
+                if s.participant.user == ada.auth.user && !s.present {
+                    return;
+                }
+            }
+        }
+    })
+    .await
+    .expect("ada's departure is announced");
+}
