@@ -11,7 +11,8 @@
 //! - [`State`]: the local view (rooms, messages with edits and reactions folded in, members,
 //!   presence, typing, read markers) that every frontend reads.
 //!
-//! Not yet here: voice (issue 5).
+//! - [`voice::VoiceSession`]: voice in a room: Opus encode, datagrams, a jitter buffer per
+//!   speaker, FEC recovery and mixing, PCM frames in and out.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -21,6 +22,7 @@ mod connection;
 mod outbox;
 pub mod state;
 pub mod tls;
+pub mod voice;
 
 pub use banter_protocol as protocol;
 pub use client::{Client, ClientConfig, ConnectionState, Credentials, Update, new_client_msg_id};

@@ -173,41 +173,39 @@ impl Drop for Decoder {
     }
 }
 
+/// A deterministic speech-like test signal (a harmonic voice at 160 Hz under a syllable-rate
+/// envelope), for tests and benchmarks that need real audio through real Opus.
+pub fn speech_like(frames: usize) -> Vec<Frame> {
+    (0..frames)
+        .map(|f| {
+            let mut frame = [0i16; FRAME_SAMPLES];
+            for (i, sample) in frame.iter_mut().enumerate() {
+                let t = (f * FRAME_SAMPLES + i) as f64 / f64::from(SAMPLE_RATE);
+                let envelope = (0.5 + 0.5 * (2.0 * std::f64::consts::PI * 3.0 * t).sin()).powi(2);
+                let voiced: f64 = (1..=8)
+                    .map(|k| {
+                        (2.0 * std::f64::consts::PI * 160.0 * f64::from(k) * t).sin() / f64::from(k)
+                    })
+                    .sum();
+                *sample = (envelope * 6_000.0 * voiced) as i16;
+            }
+            frame
+        })
+        .collect()
+}
+
+/// Mean energy of a frame (its square-loudness), for envelope comparisons.
+pub fn energy(frame: &Frame) -> f64 {
+    frame.iter().map(|s| f64::from(*s).powi(2)).sum::<f64>() / FRAME_SAMPLES as f64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// A speech-like test signal: a gliding tone with a syllable-rate envelope.
-    fn signal(frames: usize) -> Vec<Frame> {
-        (0..frames)
-            .map(|f| {
-                let mut frame = [0i16; FRAME_SAMPLES];
-                for (i, sample) in frame.iter_mut().enumerate() {
-                    let t = (f * FRAME_SAMPLES + i) as f64 / f64::from(SAMPLE_RATE);
-                    let envelope =
-                        (0.5 + 0.5 * (2.0 * std::f64::consts::PI * 3.0 * t).sin()).powi(2);
-                    let pitch = 160.0;
-                    // Voiced speech is harmonic: a fundamental and its overtones.
-                    let voiced: f64 = (1..=8)
-                        .map(|k| {
-                            (2.0 * std::f64::consts::PI * pitch * f64::from(k) * t).sin()
-                                / f64::from(k)
-                        })
-                        .sum();
-                    *sample = (envelope * 6_000.0 * voiced) as i16;
-                }
-                frame
-            })
-            .collect()
-    }
-
-    fn energy(frame: &Frame) -> f64 {
-        frame.iter().map(|s| f64::from(*s).powi(2)).sum::<f64>() / FRAME_SAMPLES as f64
-    }
-
     #[test]
     fn speech_survives_an_encode_decode_round_trip_and_fec_rebuilds_a_lost_frame() {
-        let input = signal(50);
+        let input = speech_like(50);
         let mut encoder = Encoder::new(EncoderSettings::default()).unwrap();
         let mut decoder = Decoder::new().unwrap();
         let mut packet = [0u8; MAX_PACKET];

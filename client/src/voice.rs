@@ -1,0 +1,313 @@
+//! Voice on the client (spec §8): a [`VoiceSession`] joins a room's voice, encodes 20 ms PCM
+//! frames with Opus and sends them as datagrams, and plays out what others say through a
+//! jitter buffer per speaker, loss recovery and a mixer, as 20 ms PCM frames. Frames in and
+//! out are plain PCM, so any source or sink (a WAV file, a microphone, the C library) plugs in.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use banter_codec::{Decoder, Encoder, EncoderSettings, FRAME_SAMPLES, Frame, MAX_PACKET};
+use banter_protocol::datagram::{Kind, MAX_HEADER_LEN, VoiceHeader};
+use banter_protocol::ids::{RoomId, SourceId};
+use banter_protocol::message::{Message, VoiceJoin, VoiceLeave};
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use crate::connection::{Connection, RequestError};
+
+/// Frames held per speaker before playout starts (60 ms), and the most it grows to.
+const START_DEPTH: usize = 3;
+const MAX_DEPTH: usize = 10;
+/// After this many missing frames in a row a speaker's stream resets (spec §8.5).
+const RESET_AFTER_MISSING: u32 = 20;
+
+/// What the jitter buffer gives for one playout slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Playout {
+    /// Not playing (not started, or reset after silence).
+    Idle,
+    /// The packet for this slot.
+    Packet(Vec<u8>),
+    /// This slot's packet is missing but the next is here: rebuild it with FEC.
+    Recover(Vec<u8>),
+    /// Missing, nothing to rebuild from.
+    Missing,
+}
+
+/// An adaptive jitter buffer for one speaker, keyed by the extended sequence number.
+#[derive(Debug, Default)]
+pub struct JitterBuffer {
+    packets: BTreeMap<u64, Vec<u8>>,
+    next: Option<u64>,
+    last: Option<u64>,
+    depth: usize,
+    missing_run: u32,
+    /// Packets that arrived after their slot was played.
+    pub late: u64,
+}
+
+impl JitterBuffer {
+    /// An empty buffer.
+    pub fn new() -> Self {
+        Self { depth: START_DEPTH, ..Self::default() }
+    }
+
+    /// Extends a 16-bit sequence number to 64 bits around the last one seen.
+    fn extend(&mut self, sequence: u16) -> u64 {
+        let extended = match self.last {
+            None => u64::from(sequence) + (1 << 16),
+            Some(last) => {
+                let delta = i64::from(sequence.wrapping_sub(last as u16) as i16);
+                last.saturating_add_signed(delta)
+            }
+        };
+        self.last = Some(self.last.map_or(extended, |l| l.max(extended)));
+        extended
+    }
+
+    /// Adds a packet.
+    pub fn push(&mut self, sequence: u16, payload: Vec<u8>) {
+        let seq = self.extend(sequence);
+        if self.next.is_some_and(|next| seq < next) {
+            // Too late for its slot: dropped, and the buffer grows to avoid the next one.
+            self.late += 1;
+            self.depth = (self.depth + 1).min(MAX_DEPTH);
+            return;
+        }
+        self.packets.insert(seq, payload);
+        while self.packets.len() > MAX_DEPTH * 3 {
+            self.packets.pop_first();
+        }
+    }
+
+    /// The next 20 ms slot.
+    pub fn pop(&mut self) -> Playout {
+        let next = match self.next {
+            Some(next) => next,
+            None if self.packets.len() >= self.depth => match self.packets.keys().next() {
+                Some(first) => *first,
+                None => return Playout::Idle,
+            },
+            None => return Playout::Idle,
+        };
+        self.next = Some(next + 1);
+        if let Some(packet) = self.packets.remove(&next) {
+            self.missing_run = 0;
+            return Playout::Packet(packet);
+        }
+        self.missing_run += 1;
+        if self.missing_run > RESET_AFTER_MISSING
+            || (self.packets.is_empty() && self.missing_run > 2)
+        {
+            // The speaker went quiet (or stayed away): start over with the next packet.
+            self.next = None;
+            self.missing_run = 0;
+            return Playout::Idle;
+        }
+        match self.packets.get(&(next + 1)) {
+            Some(following) => Playout::Recover(following.clone()),
+            None => Playout::Missing,
+        }
+    }
+}
+
+/// Adds `frame` into `mix`, saturating.
+pub fn mix_into(mix: &mut Frame, frame: &Frame) {
+    for (out, sample) in mix.iter_mut().zip(frame) {
+        *out = out.saturating_add(*sample);
+    }
+}
+
+struct Speaker {
+    jitter: JitterBuffer,
+    decoder: Decoder,
+}
+
+/// A joined voice room.
+pub struct VoiceSession {
+    conn: Connection,
+    room: RoomId,
+    source: SourceId,
+    encoder: Mutex<Encoder>,
+    sequence: Mutex<u16>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for VoiceSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VoiceSession")
+            .field("room", &self.room)
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
+}
+
+impl VoiceSession {
+    /// Joins `room`'s voice on `conn`. Mixed audio of everyone else comes out of the returned
+    /// receiver as one frame every 20 ms (silence when nobody speaks).
+    pub async fn join(
+        conn: &Connection,
+        room: RoomId,
+        settings: EncoderSettings,
+    ) -> Result<(Self, mpsc::Receiver<Frame>), RequestError> {
+        let codec_error = |e: banter_codec::CodecError| RequestError::Protocol(e.to_string());
+        let encoder = Encoder::new(settings).map_err(codec_error)?;
+        let source = match conn.request_one(VoiceJoin { room }).await? {
+            Message::VoiceJoined(joined) => joined.source,
+            other => {
+                return Err(RequestError::Protocol(format!(
+                    "expected VOICE_JOINED, got {:?}",
+                    other.frame_type()
+                )));
+            }
+        };
+        let speakers: Arc<Mutex<HashMap<u64, Speaker>>> = Arc::default();
+        let (output_tx, output) = mpsc::channel(50);
+        let receive = {
+            let (quic, speakers) = (conn.quic().clone(), speakers.clone());
+            tokio::spawn(async move {
+                while let Ok(datagram) = quic.read_datagram().await {
+                    let Ok((header, payload)) = VoiceHeader::parse(&datagram) else { continue };
+                    if header.kind != Kind::OPUS_FRAME {
+                        continue;
+                    }
+                    let mut speakers = speakers.lock().unwrap_or_else(|e| e.into_inner());
+                    if !speakers.contains_key(&header.source) {
+                        let Ok(decoder) = Decoder::new() else { continue };
+                        speakers.insert(
+                            header.source,
+                            Speaker { jitter: JitterBuffer::new(), decoder },
+                        );
+                    }
+                    if let Some(speaker) = speakers.get_mut(&header.source) {
+                        speaker.jitter.push(header.sequence, payload.to_vec());
+                    }
+                }
+            })
+        };
+        let playout = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(20));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            loop {
+                tick.tick().await;
+                let mut mix = [0i16; FRAME_SAMPLES];
+                {
+                    let mut speakers = speakers.lock().unwrap_or_else(|e| e.into_inner());
+                    for speaker in speakers.values_mut() {
+                        let mut frame = [0i16; FRAME_SAMPLES];
+                        let decoded = match speaker.jitter.pop() {
+                            Playout::Packet(packet) => {
+                                speaker.decoder.decode(Some(&packet), false, &mut frame)
+                            }
+                            Playout::Recover(following) => {
+                                speaker.decoder.decode(Some(&following), true, &mut frame)
+                            }
+                            Playout::Missing | Playout::Idle => continue,
+                        };
+                        if decoded.is_ok() {
+                            mix_into(&mut mix, &frame);
+                        }
+                    }
+                }
+                if output_tx.send(mix).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let session = Self {
+            conn: conn.clone(),
+            room,
+            source,
+            encoder: Mutex::new(encoder),
+            sequence: Mutex::new(0),
+            tasks: vec![receive, playout],
+        };
+        Ok((session, output))
+    }
+
+    /// Our source id in the room.
+    pub fn source(&self) -> SourceId {
+        self.source
+    }
+
+    /// Encodes and sends one 20 ms frame; `end` marks the last frame of a talk spurt.
+    pub fn send(&self, pcm: &Frame, end: bool) -> Result<(), RequestError> {
+        let mut packet = [0u8; MAX_HEADER_LEN + MAX_PACKET];
+        let sequence = {
+            let mut sequence = self.sequence.lock().unwrap_or_else(|e| e.into_inner());
+            *sequence = sequence.wrapping_add(1);
+            *sequence
+        };
+        let header = VoiceHeader::opus(0, sequence, end);
+        let n = header.write(&mut packet).ok_or_else(|| RequestError::Protocol("header".into()))?;
+        let encoded = self
+            .encoder
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .encode(pcm, &mut packet[n..])
+            .map_err(|e| RequestError::Protocol(e.to_string()))?;
+        self.conn
+            .quic()
+            .send_datagram(Bytes::copy_from_slice(&packet[..n + encoded]))
+            .map_err(|e| RequestError::Connection(e.to_string()))
+    }
+
+    /// Leaves voice.
+    pub async fn leave(self) -> Result<(), RequestError> {
+        for task in &self.tasks {
+            task.abort();
+        }
+        self.conn.request_one(VoiceLeave { room: self.room }).await.map(|_| ())
+    }
+}
+
+impl Drop for VoiceSession {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_jitter_buffer_reorders_recovers_single_losses_and_resets_after_silence() {
+        let mut buffer = JitterBuffer::new();
+        assert_eq!(buffer.pop(), Playout::Idle);
+        buffer.push(2, vec![2]);
+        buffer.push(1, vec![1]); // reordered
+        assert_eq!(buffer.pop(), Playout::Idle, "playout waits for START_DEPTH frames");
+        buffer.push(0, vec![0]);
+        assert_eq!(buffer.pop(), Playout::Packet(vec![0]));
+        assert_eq!(buffer.pop(), Playout::Packet(vec![1]));
+        assert_eq!(buffer.pop(), Playout::Packet(vec![2]));
+        buffer.push(4, vec![4]); // 3 is lost
+        assert_eq!(buffer.pop(), Playout::Recover(vec![4]));
+        assert_eq!(buffer.pop(), Playout::Packet(vec![4]));
+        buffer.push(3, vec![3]); // far too late
+        assert_eq!(buffer.late, 1);
+        for _ in 0..3 {
+            buffer.pop();
+        }
+        assert_eq!(buffer.pop(), Playout::Idle, "reset after the speaker went quiet");
+        // Sequence numbers wrap.
+        let mut wrap = JitterBuffer::new();
+        wrap.push(65_534, vec![0]);
+        wrap.push(65_535, vec![1]);
+        wrap.push(0, vec![2]);
+        assert_eq!(wrap.pop(), Playout::Packet(vec![0]));
+        assert_eq!(wrap.pop(), Playout::Packet(vec![1]));
+        assert_eq!(wrap.pop(), Playout::Packet(vec![2]));
+    }
+
+    #[test]
+    fn mixing_saturates_instead_of_wrapping() {
+        let mut mix = [30_000i16; FRAME_SAMPLES];
+        mix_into(&mut mix, &[10_000i16; FRAME_SAMPLES]);
+        assert!(mix.iter().all(|s| *s == i16::MAX));
+    }
+}

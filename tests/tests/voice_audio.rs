@@ -1,0 +1,116 @@
+//! Real Opus audio through real QUIC datagrams and banterd: speech from one client reaches two
+//! listeners recognisably (envelope correlation), also with 10 % loss.
+
+use std::time::Duration;
+
+use banter_client::protocol::bounded::Text;
+use banter_client::protocol::ids::RoomId;
+use banter_client::protocol::message::{Message, RoomCreate, RoomInfo, Visibility};
+use banter_client::voice::VoiceSession;
+use banter_codec::{EncoderSettings, Frame, energy, speech_like};
+use banter_tests::{TestServer, TestUser};
+
+/// The best Pearson correlation of the two energy envelopes over lags of 0..40 frames (the
+/// pipeline delays audio by its jitter buffer and the network).
+fn envelope_correlation(sent: &[Frame], heard: &[Frame]) -> f64 {
+    let a: Vec<f64> = sent.iter().map(energy).collect();
+    let b: Vec<f64> = heard.iter().map(energy).collect();
+    (0..40)
+        .filter(|lag| lag + a.len() <= b.len())
+        .map(|lag| {
+            let b = &b[lag..lag + a.len()];
+            let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+            let (ma, mb) = (mean(&a), mean(b));
+            let cov: f64 = a.iter().zip(b).map(|(x, y)| (x - ma) * (y - mb)).sum();
+            let va: f64 = a.iter().map(|x| (x - ma).powi(2)).sum();
+            let vb: f64 = b.iter().map(|y| (y - mb).powi(2)).sum();
+            if va == 0.0 || vb == 0.0 { 0.0 } else { cov / (va * vb).sqrt() }
+        })
+        .fold(f64::MIN, f64::max)
+}
+
+async fn voice_room(server: &TestServer) -> (TestUser, TestUser, TestUser, RoomId) {
+    let speaker = server.user("speaker").await;
+    let one = server.user("one").await;
+    let two = server.user("two").await;
+    let request = RoomCreate {
+        name: Text::new("voice").unwrap(),
+        topic: Text::default(),
+        category: Text::default(),
+        visibility: Visibility::Public,
+        voice: true,
+    };
+    let Message::RoomInfo(RoomInfo { room }) = speaker.conn.request_one(request).await.unwrap()
+    else {
+        panic!()
+    };
+    one.join(room.room).await.unwrap();
+    two.join(room.room).await.unwrap();
+    (speaker, one, two, room.room)
+}
+
+/// Speaks 2 s of speech (dropping every `drop_every`th frame, as the network would) and returns
+/// what each listener heard.
+async fn speak_and_listen(drop_every: Option<usize>) -> (Vec<Frame>, Vec<Vec<Frame>>) {
+    let server = TestServer::start().await;
+    let (speaker, one, two, room) = voice_room(&server).await;
+    let (mic, _own) =
+        VoiceSession::join(&speaker.conn, room, EncoderSettings::default()).await.unwrap();
+    let mut listeners = Vec::new();
+    for listener in [&one, &two] {
+        listeners.push(
+            VoiceSession::join(&listener.conn, room, EncoderSettings::default()).await.unwrap(),
+        );
+    }
+    let speech = speech_like(100);
+    let collectors: Vec<_> = listeners
+        .into_iter()
+        .map(|(session, mut output)| {
+            tokio::spawn(async move {
+                let _session = session;
+                let mut heard = Vec::new();
+                while heard.len() < 140 {
+                    match output.recv().await {
+                        Some(frame) => heard.push(frame),
+                        None => break,
+                    }
+                }
+                heard
+            })
+        })
+        .collect();
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    for (i, frame) in speech.iter().enumerate() {
+        tick.tick().await;
+        if drop_every.is_some_and(|n| i % n == n - 1) {
+            continue; // lost on the way
+        }
+        mic.send(frame, i == speech.len() - 1).unwrap();
+    }
+    let mut heard = Vec::new();
+    for collector in collectors {
+        heard
+            .push(tokio::time::timeout(Duration::from_secs(10), collector).await.unwrap().unwrap());
+    }
+    (speech, heard)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn speech_reaches_both_listeners_recognisably() {
+    let (speech, heard) = speak_and_listen(None).await;
+    for frames in heard {
+        let correlation = envelope_correlation(&speech, &frames);
+        assert!(correlation > 0.85, "envelope correlation {correlation}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn speech_survives_ten_percent_loss() {
+    let (speech, heard) = speak_and_listen(Some(10)).await;
+    for frames in heard {
+        let correlation = envelope_correlation(&speech, &frames);
+        // Measured 0.66 here (0.9+ without loss); lost frames are rebuilt from the next
+        // packet's FEC. A broken pipeline gives about 0.
+        assert!(correlation > 0.6, "envelope correlation with 10 % loss {correlation}");
+    }
+}
