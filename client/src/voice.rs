@@ -3,6 +3,7 @@
 //! jitter buffer per speaker, loss recovery and a mixer, as 20 ms PCM frames. Frames in and
 //! out are plain PCM, so any source or sink (a WAV file, a microphone, the C library) plugs in.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -173,16 +174,14 @@ impl VoiceSession {
                         continue;
                     }
                     let mut speakers = speakers.lock().unwrap_or_else(|e| e.into_inner());
-                    if !speakers.contains_key(&header.source) {
-                        let Ok(decoder) = Decoder::new() else { continue };
-                        speakers.insert(
-                            header.source,
-                            Speaker { jitter: JitterBuffer::new(), decoder },
-                        );
-                    }
-                    if let Some(speaker) = speakers.get_mut(&header.source) {
-                        speaker.jitter.push(header.sequence, payload.to_vec());
-                    }
+                    let speaker = match speakers.entry(header.source) {
+                        Entry::Occupied(known) => known.into_mut(),
+                        Entry::Vacant(new) => {
+                            let Ok(decoder) = Decoder::new() else { continue };
+                            new.insert(Speaker { jitter: JitterBuffer::new(), decoder })
+                        }
+                    };
+                    speaker.jitter.push(header.sequence, payload.to_vec());
                 }
             })
         };
