@@ -86,6 +86,17 @@ enum Command {
         #[arg(long)]
         count: Option<u64>,
     },
+    /// Join ROOM's voice: speak --input (48 kHz mono 16-bit WAV), record what is heard to
+    /// --output, leave after --seconds.
+    Voice {
+        room: String,
+        #[arg(long)]
+        input: Option<std::path::PathBuf>,
+        #[arg(long)]
+        output: Option<std::path::PathBuf>,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
     /// Print a room's recent history, oldest first.
     History {
         room: String,
@@ -189,6 +200,9 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
         Command::Send { room, text } => send(&ctx, &room, &text).await,
         Command::Tail { room, after, count } => tail(&ctx, &room, after, count).await,
         Command::History { room, limit } => history(&ctx, &room, limit).await,
+        Command::Voice { room, input, output, seconds } => {
+            voice(&ctx, &room, input, output, seconds).await
+        }
     }
 }
 
@@ -668,6 +682,88 @@ async fn history(ctx: &Ctx, spec: &str, limit: u16) -> Result<()> {
     entries.truncate(usize::from(limit));
     for message in entries.iter().rev() {
         output::entry(ctx.json, &names, message);
+    }
+    Ok(())
+}
+
+/// Reads a 48 kHz mono 16-bit WAV into 20 ms frames (the last one padded with silence).
+fn read_wav(path: &std::path::Path) -> Result<Vec<banter_codec::Frame>> {
+    let mut reader =
+        hound::WavReader::open(path).map_err(|e| fail(1, format!("{}: {e}", path.display())))?;
+    let spec = reader.spec();
+    if spec.sample_rate != banter_codec::SAMPLE_RATE
+        || spec.channels != 1
+        || spec.bits_per_sample != 16
+    {
+        return Err(fail(2, format!("{}: need 48000 Hz mono 16-bit PCM", path.display())));
+    }
+    let samples: Vec<i16> = reader
+        .samples::<i16>()
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| fail(1, e.to_string()))?;
+    Ok(samples
+        .chunks(banter_codec::FRAME_SAMPLES)
+        .map(|chunk| {
+            let mut frame = [0i16; banter_codec::FRAME_SAMPLES];
+            frame[..chunk.len()].copy_from_slice(chunk);
+            frame
+        })
+        .collect())
+}
+
+async fn voice(
+    ctx: &Ctx,
+    spec: &str,
+    input: Option<std::path::PathBuf>,
+    output: Option<std::path::PathBuf>,
+    seconds: u64,
+) -> Result<()> {
+    let (conn, _events, _) = ctx.session().await?;
+    let room = resolve_room(&conn, spec).await?;
+    let speech = input.as_deref().map(read_wav).transpose()?.unwrap_or_default();
+    let (session, mut heard) = banter_client::voice::VoiceSession::join(
+        &conn,
+        room.room,
+        banter_codec::EncoderSettings::default(),
+    )
+    .await?;
+    let mut writer = match &output {
+        Some(path) => Some(
+            hound::WavWriter::create(
+                path,
+                hound::WavSpec {
+                    channels: 1,
+                    sample_rate: banter_codec::SAMPLE_RATE,
+                    bits_per_sample: 16,
+                    sample_format: hound::SampleFormat::Int,
+                },
+            )
+            .map_err(|e| fail(1, format!("{}: {e}", path.display())))?,
+        ),
+        None => None,
+    };
+    let frames = seconds * 50;
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    for i in 0..frames as usize {
+        tick.tick().await;
+        if let Some(frame) = speech.get(i) {
+            session.send(frame, i + 1 == speech.len()).map_err(Failure::from)?;
+        }
+        // Playout runs on the same clock; keep the recording in step without blocking.
+        while let Ok(frame) = heard.try_recv() {
+            if let Some(writer) = writer.as_mut() {
+                for sample in frame {
+                    writer.write_sample(sample).map_err(|e| fail(1, e.to_string()))?;
+                }
+            }
+        }
+    }
+    if let Some(writer) = writer {
+        writer.finalize().map_err(|e| fail(1, e.to_string()))?;
+    }
+    session.leave().await?;
+    if !ctx.json {
+        output::line(&format!("left voice of {} after {seconds} s", room.name));
     }
     Ok(())
 }

@@ -1,0 +1,102 @@
+//! `banter voice` as scripts use it: one user speaks a WAV file into a voice room, another
+//! records what it hears to a WAV file, through a real banterd.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use banter_codec::{FRAME_SAMPLES, Frame, energy, speech_like};
+use common::{Env, start};
+
+fn frames_of(path: &std::path::Path) -> Vec<Frame> {
+    let mut reader = hound::WavReader::open(path).unwrap();
+    let samples: Vec<i16> = reader.samples::<i16>().map(Result::unwrap).collect();
+    samples
+        .chunks_exact(FRAME_SAMPLES)
+        .map(|c| {
+            let mut frame = [0i16; FRAME_SAMPLES];
+            frame.copy_from_slice(c);
+            frame
+        })
+        .collect()
+}
+
+fn best_correlation(sent: &[Frame], heard: &[Frame]) -> f64 {
+    let a: Vec<f64> = sent.iter().map(energy).collect();
+    let b: Vec<f64> = heard.iter().map(energy).collect();
+    (0..b.len().saturating_sub(a.len()))
+        .map(|lag| {
+            let b = &b[lag..lag + a.len()];
+            let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+            let (ma, mb) = (mean(&a), mean(b));
+            let cov: f64 = a.iter().zip(b).map(|(x, y)| (x - ma) * (y - mb)).sum();
+            let va: f64 = a.iter().map(|x| (x - ma).powi(2)).sum();
+            let vb: f64 = b.iter().map(|y| (y - mb).powi(2)).sum();
+            if va == 0.0 || vb == 0.0 { 0.0 } else { cov / (va * vb).sqrt() }
+        })
+        .fold(0.0, f64::max)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wav_spoken_by_one_user_is_recorded_by_another() {
+    let data = tempfile::tempdir().unwrap();
+    let server = start(data.path()).await;
+    let env = Env { server: server.local_addr().to_string(), home: tempfile::tempdir().unwrap() };
+    assert!(
+        env.with_password(&["--accept-new-cert", "register", "ada"], "correct horse")
+            .status
+            .success()
+    );
+    assert!(
+        env.with_password(&["--profile", "bob", "register", "bob"], "battery staple")
+            .status
+            .success()
+    );
+    env.run_ok(&["create-room", "talk", "--voice"]);
+    env.run_ok(&["--profile", "bob", "join", "talk"]);
+
+    let speech = speech_like(100);
+    let input = env.home.path().join("speech.wav");
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 48_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut writer = hound::WavWriter::create(&input, spec).unwrap();
+    for sample in speech.iter().flatten() {
+        writer.write_sample(*sample).unwrap();
+    }
+    writer.finalize().unwrap();
+    let heard = env.home.path().join("heard.wav");
+
+    let listener = env
+        .banter(&[
+            "--profile",
+            "bob",
+            "voice",
+            "talk",
+            "--output",
+            heard.to_str().unwrap(),
+            "--seconds",
+            "5",
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    env.run_ok(&["voice", "talk", "--input", input.to_str().unwrap(), "--seconds", "3"]);
+    let status = tokio::task::spawn_blocking(move || listener.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap()
+        .status;
+    assert!(status.success());
+
+    let recorded = frames_of(&heard);
+    assert!(recorded.len() >= 200, "about 5 s recorded, got {} frames", recorded.len());
+    let correlation = best_correlation(&speech, &recorded);
+    assert!(correlation > 0.8, "envelope correlation {correlation}");
+    server.shutdown().await;
+}
