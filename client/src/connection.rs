@@ -108,7 +108,7 @@ pub struct Connection {
     session: Arc<Mutex<ClientConnection>>,
     greet: mpsc::UnboundedSender<()>,
     fingerprint: Option<[u8; 32]>,
-    _endpoint: quinn::Endpoint,
+    endpoint: quinn::Endpoint,
 }
 
 fn lock(session: &Mutex<ClientConnection>) -> std::sync::MutexGuard<'_, ClientConnection> {
@@ -182,7 +182,7 @@ impl Connection {
         let (greet_tx, greet_rx) = mpsc::unbounded_channel();
         tokio::spawn(drive(conn.clone(), session.clone(), control, events_tx, greet_rx));
         Ok((
-            Self { conn, session, greet: greet_tx, fingerprint, _endpoint: endpoint.clone() },
+            Self { conn, session, greet: greet_tx, fingerprint, endpoint: endpoint.clone() },
             events_rx,
         ))
     }
@@ -337,6 +337,20 @@ impl Connection {
     /// Closes the connection.
     pub fn close(&self) {
         self.conn.close(quinn::VarInt::from_u32(0), b"bye");
+    }
+
+    /// Moves the connection to a new local UDP socket (as when the device changes network).
+    /// QUIC migrates the connection: chat and voice go on without a reconnect.
+    pub fn rebind(&self) -> std::io::Result<()> {
+        let local = self.endpoint.local_addr()?;
+        let bind: SocketAddr =
+            if local.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }.parse().expect("literal address");
+        self.endpoint.rebind(std::net::UdpSocket::bind(bind)?)
+    }
+
+    /// The local address (changes after [`rebind`](Self::rebind)).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.endpoint.local_addr()
     }
 
     /// The underlying QUIC connection (for tests that misbehave on purpose).

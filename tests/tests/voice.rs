@@ -144,3 +144,42 @@ async fn voice_is_relayed_with_server_stamped_sources_and_server_enforced_policy
     .await
     .expect("ada's departure is announced");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_changes_its_address_keeps_its_call_and_its_chat() {
+    let server = TestServer::start().await;
+    let ada = server.user("ada").await;
+    let mut bob = server.user("bob").await;
+    let request = RoomCreate {
+        name: Text::new("call").unwrap(),
+        topic: Text::default(),
+        category: Text::default(),
+        visibility: Visibility::Public,
+        voice: true,
+    };
+    let Message::RoomInfo(RoomInfo { room }) = ada.conn.request_one(request).await.unwrap() else {
+        panic!()
+    };
+    let room = room.room;
+    bob.join(room).await.unwrap();
+    join_voice(&ada, room).await;
+    join_voice(&bob, room).await;
+
+    let before = ada.conn.local_addr().unwrap();
+    ada.conn.rebind().unwrap();
+    assert_ne!(ada.conn.local_addr().unwrap().port(), before.port(), "a new socket");
+
+    // Voice still flows both ways, without re-joining.
+    ada.conn.quic().send_datagram(datagram(0, 1, false, b"after the move")).unwrap();
+    assert_eq!(heard(&bob, WAIT).await.unwrap().1, b"after the move");
+    bob.conn.quic().send_datagram(datagram(0, 1, false, b"welcome back")).unwrap();
+    assert_eq!(heard(&ada, WAIT).await.unwrap().1, b"welcome back");
+    // And chat too.
+    ada.post(room, "still here").await.unwrap();
+    loop {
+        if let Message::Posted(p) = bob.next_room_event().await {
+            assert_eq!(p.text.as_str(), "still here");
+            break;
+        }
+    }
+}
