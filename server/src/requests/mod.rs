@@ -5,6 +5,7 @@
 
 mod accounts;
 mod events;
+mod moderation;
 mod rooms;
 mod soft;
 mod voice;
@@ -218,14 +219,17 @@ pub(crate) async fn handle(
         M::MarkDelivered(r) => soft::mark_delivered(ctx, r).await,
         M::TypingSet(r) => soft::typing(ctx, r),
         M::PresenceSet(r) => soft::presence(ctx, r),
+        M::RoleSet(r) => moderation::role_set(ctx, r).await,
+        M::AuditQuery(r) => moderation::audit_query(ctx, r),
         M::VoiceJoin(r) => voice::join(ctx, r),
         M::VoiceLeave(r) => voice::leave(ctx, r),
         M::VoiceSelf(r) => voice::set_self(ctx, r),
         M::VoiceRequestSpeak(r) => voice::request_speak(ctx, r),
         M::VoiceModerate(r) => voice::moderate(ctx, r),
+        // admit_request lets only request types through; anything else is the peer's mistake.
         other => Err(RequestError::new(
-            ErrorCode::FORBIDDEN,
-            format!("{:?} is not available on this server yet", other.frame_type()),
+            ErrorCode::PROTOCOL_VIOLATION,
+            format!("{:?} is not a request", other.frame_type()),
         )),
     }
 }

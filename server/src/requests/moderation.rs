@@ -1,0 +1,165 @@
+//! ROLE_SET and AUDIT_QUERY (spec §6.7). Kicks and bans live with the other membership
+//! changes in `rooms`.
+
+use banter_protocol::ErrorCode;
+use banter_protocol::bounded::List;
+use banter_protocol::ids::{RoomId, Timestamp, UserId};
+use banter_protocol::message::{
+    AuditAction, AuditEntry, AuditPage, AuditQuery, Done, Message, Role, RoleSet,
+};
+
+use super::{ConnCtx, RequestError, Result, text};
+use crate::now_ms;
+use crate::store::keys;
+use crate::store::records::{AuditRecord, MemberRecord, UserRecord};
+
+fn forbidden(what: &str) -> RequestError {
+    RequestError::new(ErrorCode::FORBIDDEN, what)
+}
+
+pub(super) async fn role_set(ctx: &ConnCtx, r: RoleSet) -> Result<Vec<Message>> {
+    let actor = ctx.authed()?.user;
+    if r.user == actor {
+        return Err(forbidden("cannot change one's own role"));
+    }
+    let actor_server = Role(
+        ctx.shared.store.get::<UserRecord>(&keys::user(actor))?.ok_or(ErrorCode::NOT_FOUND)?.role,
+    );
+    let target_server = Role(
+        ctx.shared.store.get::<UserRecord>(&keys::user(r.user))?.ok_or(ErrorCode::NOT_FOUND)?.role,
+    );
+    let (room, rank, target_rank) = match r.room {
+        Some(room) => {
+            let (_, standing) = ctx.standing(room)?;
+            let target: MemberRecord = ctx
+                .shared
+                .store
+                .get(&keys::member(room, r.user))?
+                .ok_or_else(|| RequestError::new(ErrorCode::NOT_FOUND, "not a member"))?;
+            (
+                Some(room),
+                standing.rank(),
+                Role(target.role).max(if target_server >= Role::ADMIN {
+                    target_server
+                } else {
+                    Role::MEMBER
+                }),
+            )
+        }
+        None => (None, actor_server, target_server),
+    };
+    // spec §6.7: roles are set by the room owner or a server admin (server roles: by an admin
+    // or the owner), only below the setter's own rank, on users of lower rank; OWNER
+    // transfers ownership and only an owner may do that.
+    let transfer = r.role == Role::OWNER;
+    let allowed = if transfer {
+        rank == Role::OWNER
+    } else {
+        rank >= Role::ADMIN && rank > r.role && rank > target_rank
+    };
+    if !allowed {
+        return Err(forbidden("your role does not allow this"));
+    }
+    let (user, role) = (r.user, r.role);
+    ctx.shared
+        .store
+        .write(
+            move |txn| {
+                let demoted = if transfer {
+                    Some(if room.is_some() { Role::MODERATOR } else { Role::ADMIN })
+                } else {
+                    None
+                };
+                match room {
+                    Some(room) => {
+                        txn.put(keys::member(room, user), &MemberRecord { role: role.0 });
+                        if let Some(demoted) = demoted {
+                            // Only a member with the OWNER room role is demoted; a server
+                            // owner acting in a room keeps their server role.
+                            if let Some(mut own) =
+                                txn.get::<MemberRecord>(&keys::member(room, actor))?
+                            {
+                                if Role(own.role) == Role::OWNER {
+                                    own.role = demoted.0;
+                                    txn.put(keys::member(room, actor), &own);
+                                }
+                            }
+                        }
+                    }
+                    None => {
+                        let mut record: UserRecord =
+                            txn.get(&keys::user(user))?.ok_or(ErrorCode::NOT_FOUND)?;
+                        record.role = role.0;
+                        txn.put(keys::user(user), &record);
+                        if let Some(demoted) = demoted {
+                            let mut own: UserRecord =
+                                txn.get(&keys::user(actor))?.ok_or(ErrorCode::NOT_FOUND)?;
+                            own.role = demoted.0;
+                            txn.put(keys::user(actor), &own);
+                        }
+                    }
+                }
+                let id = txn.next_id("audit")?;
+                txn.put(
+                    keys::audit(id),
+                    &AuditRecord {
+                        ts: now_ms(),
+                        actor: actor.0,
+                        action: AuditAction::ROLE_SET.0,
+                        room: room.map(|r| r.0),
+                        target: Some(user.0),
+                        reason: format!("role {}", role.0),
+                    },
+                );
+                Ok::<_, RequestError>(())
+            },
+            |()| (),
+        )
+        .await?;
+    Ok(vec![Done {}.into()])
+}
+
+pub(super) fn audit_query(ctx: &ConnCtx, r: AuditQuery) -> Result<Vec<Message>> {
+    let actor = ctx.authed()?.user;
+    match r.room {
+        Some(room) => {
+            let (_, standing) = ctx.standing(room)?;
+            if standing.rank() < Role::MODERATOR {
+                return Err(forbidden("the audit log is for moderators"));
+            }
+        }
+        None => {
+            let role =
+                ctx.shared.store.get::<UserRecord>(&keys::user(actor))?.map_or(0, |u| u.role);
+            if Role(role) < Role::ADMIN {
+                return Err(forbidden("the server audit log is for admins"));
+            }
+        }
+    }
+    let limit = usize::from(r.limit).clamp(1, List::<AuditEntry, 100>::MAX);
+    let end = keys::audit(r.before.unwrap_or(u64::MAX));
+    let start = keys::audit(0);
+    // Scan newest first; room filtering may skip entries, so the scan is bounded separately.
+    let scanned = ctx.shared.store.range::<AuditRecord>(&start, &end, true, 10_000)?;
+    let mut entries = Vec::new();
+    let mut more = false;
+    for (key, record) in scanned {
+        if r.room.is_some_and(|room| record.room != Some(room.0)) {
+            continue;
+        }
+        if entries.len() == limit {
+            more = true;
+            break;
+        }
+        entries.push(AuditEntry {
+            id: keys::id_at(&key, 1),
+            ts: Timestamp(record.ts),
+            actor: UserId(record.actor),
+            action: AuditAction(record.action),
+            room: record.room.map(RoomId),
+            target: record.target.map(UserId),
+            reason: text(&record.reason),
+        });
+    }
+    Ok(vec![AuditPage { entries: List::new(entries).expect("at most the limit"), more }.into()])
+}
