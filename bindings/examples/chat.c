@@ -58,7 +58,7 @@ int main(int argc, char **argv) {
     uint64_t room = 0;
     status = banter_client_find_room(client, room_name, strlen(room_name), &room);
     if (status != BANTER_OK) {
-        status = banter_client_create_room(client, room_name, strlen(room_name), false, &room);
+        status = banter_client_create_room(client, room_name, strlen(room_name), false, true, &room);
         if (status != BANTER_OK) return fail("create room", status);
     }
     status = banter_client_join(client, room);
@@ -69,6 +69,27 @@ int main(int argc, char **argv) {
     if (status != BANTER_OK) return fail("send", status);
     printf("sent #%llu\n", (unsigned long long)seq);
     fflush(stdout);
+
+    /* In a room with voice: join, speak half a second of a square wave, take what is heard,
+     * mute, leave. */
+    if (banter_client_voice_join(client, room) == BANTER_OK) {
+        int16_t pcm[BANTER_VOICE_FRAME_SAMPLES];
+        int frames_heard = 0;
+        for (int f = 0; f < 25; f++) {
+            for (size_t i = 0; i < BANTER_VOICE_FRAME_SAMPLES; i++) {
+                pcm[i] = (int16_t)(((i / 60) % 2) ? 8000 : -8000);
+            }
+            status = banter_client_voice_push(client, pcm, BANTER_VOICE_FRAME_SAMPLES, f == 24);
+            if (status != BANTER_OK) return fail("voice push", status);
+            if (banter_client_voice_pull(client, pcm, BANTER_VOICE_FRAME_SAMPLES, 40) == BANTER_OK) frames_heard++;
+        }
+        status = banter_client_voice_mute(client, true);
+        if (status != BANTER_OK) return fail("voice mute", status);
+        status = banter_client_voice_leave(client);
+        if (status != BANTER_OK) return fail("voice leave", status);
+        printf("voice: %d frames heard\n", frames_heard);
+        fflush(stdout);
+    }
 
     int found = expect == NULL;
     for (int waited = 0; !found && waited < 150; waited++) {

@@ -20,7 +20,7 @@ for name in ("banter_register", "banter_login"):
     getattr(lib, name).argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t,
                                    ctypes.c_char_p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_void_p)]
 lib.banter_client_find_room.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t, ctypes.POINTER(u64)]
-lib.banter_client_create_room.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_bool, ctypes.POINTER(u64)]
+lib.banter_client_create_room.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_bool, ctypes.c_bool, ctypes.POINTER(u64)]
 lib.banter_client_join.argtypes = [ctypes.c_void_p, u64]
 lib.banter_client_send.argtypes = [ctypes.c_void_p, u64, ctypes.c_char_p, ctypes.c_size_t, u64, ctypes.POINTER(u64)]
 lib.banter_client_poll_event.argtypes = [ctypes.c_void_p, ctypes.c_int32, ctypes.POINTER(ctypes.c_void_p)]
@@ -57,7 +57,7 @@ def main():
     lib.banter_config_free(config)
     room = u64()
     if lib.banter_client_find_room(client, room_name, len(room_name), ctypes.byref(room)) != BANTER_OK:
-        check(lib.banter_client_create_room(client, room_name, len(room_name), False, ctypes.byref(room)), "create")
+        check(lib.banter_client_create_room(client, room_name, len(room_name), False, False, ctypes.byref(room)), "create")
     check(lib.banter_client_join(client, room.value), "join")
     seq = u64()
     check(lib.banter_client_send(client, room.value, message, len(message), 0, ctypes.byref(seq)), "send")

@@ -15,6 +15,9 @@
 #define BANTER_ABI_VERSION 1
 
 
+// Samples in one voice frame: 20 ms of 48 kHz mono.
+#define BANTER_VOICE_FRAME_SAMPLES 960
+
 // The result of every fallible call. Stable numbers: new codes are added, none is reused.
 typedef enum {
   // Success.
@@ -150,7 +153,7 @@ banter_status banter_client_fingerprint(const banter_client *client, uint8_t *ou
 // `client` is a live client.
 banter_status banter_client_logout(const banter_client *client);
 
-// Creates a room and returns its id in `*room_out`.
+// Creates a room (`voice`: it carries voice) and returns its id in `*room_out`.
 //
 // # Safety
 // `client` is a live client; `name` is (pointer, length); `room_out` is writable.
@@ -158,6 +161,7 @@ banter_status banter_client_create_room(const banter_client *client,
                                         const char *name,
                                         size_t name_len,
                                         bool private_room,
+                                        bool voice,
                                         uint64_t *room_out);
 
 // Finds a room by name among the user's rooms, then the public ones; its id in `*room_out`.
@@ -303,6 +307,48 @@ int32_t banter_client_event_fd(const banter_client *client);
 banter_status banter_client_set_callback(const banter_client *client,
                                          banter_event_callback callback,
                                          void *user_data);
+
+// Joins the voice of `room` (leaving any other). Push what the user says with
+// banter_client_voice_push() and pull what they hear with banter_client_voice_pull().
+//
+// # Safety
+// `client` is a live client.
+banter_status banter_client_voice_join(const banter_client *client, uint64_t room);
+
+// Leaves voice.
+//
+// # Safety
+// `client` is a live client.
+banter_status banter_client_voice_leave(const banter_client *client);
+
+// Sends one frame the user spoke: exactly BANTER_VOICE_FRAME_SAMPLES 16-bit samples at
+// 48 kHz mono. Call it every 20 ms while talking; `end` marks the last frame of a spurt.
+// Ignored (BANTER_OK) while muted.
+//
+// # Safety
+// `client` is a live client; `pcm` points to `samples` readable samples.
+banter_status banter_client_voice_push(const banter_client *client,
+                                       const int16_t *pcm,
+                                       size_t samples,
+                                       bool end);
+
+// Takes the next 20 ms of mixed audio of everyone else (BANTER_VOICE_FRAME_SAMPLES samples
+// into `out`), waiting up to `timeout_ms`; BANTER_TIMEOUT if none came. Frames come every
+// 20 ms while in voice (silence when nobody talks); pull them at that pace.
+//
+// # Safety
+// `client` is a live client; `out` has room for `samples` samples.
+banter_status banter_client_voice_pull(const banter_client *client,
+                                       int16_t *out,
+                                       size_t samples,
+                                       uint32_t timeout_ms);
+
+// Mutes (`true`) or unmutes the user: while muted nothing is sent, and the server is told
+// (others see the state).
+//
+// # Safety
+// `client` is a live client.
+banter_status banter_client_voice_mute(const banter_client *client, bool mute);
 
 // A new configuration: server `127.0.0.1:4433`, trusting any certificate (call one of the
 // trust setters for anything but a local test server). Never NULL.

@@ -38,6 +38,15 @@ pub struct banter_client {
     shared: Arc<Shared>,
     fingerprint: Option<[u8; 32]>,
     dispatcher: Option<std::thread::JoinHandle<()>>,
+    voice: Mutex<Option<Voice>>,
+}
+
+/// The client's voice room, if it joined one.
+#[derive(Debug)]
+struct Voice {
+    session: ::banter_client::voice::VoiceSession,
+    heard: tokio::sync::mpsc::Receiver<banter_codec::Frame>,
+    muted: bool,
 }
 
 #[derive(Debug)]
@@ -197,6 +206,7 @@ fn start(
         shared,
         fingerprint,
         dispatcher: Some(dispatcher),
+        voice: Mutex::new(None),
     };
     handle.block_on(handle.client.connection())??;
     learn_names(&handle);
@@ -318,6 +328,7 @@ pub unsafe extern "C" fn banter_client_free(client: *mut banter_client) {
     guard_value((), || {
         // SAFETY: from Box::into_raw in banter_register/banter_login, freed once.
         let mut client = unsafe { Box::from_raw(client) };
+        drop(lock(&client.voice).take());
         client.shared.stop.store(true, Ordering::Release);
         client.shared.ready.notify_all();
         if let Some(dispatcher) = client.dispatcher.take() {
@@ -363,7 +374,7 @@ pub unsafe extern "C" fn banter_client_logout(client: *const banter_client) -> b
     })
 }
 
-/// Creates a room and returns its id in `*room_out`.
+/// Creates a room (`voice`: it carries voice) and returns its id in `*room_out`.
 ///
 /// # Safety
 /// `client` is a live client; `name` is (pointer, length); `room_out` is writable.
@@ -373,6 +384,7 @@ pub unsafe extern "C" fn banter_client_create_room(
     name: *const c_char,
     name_len: usize,
     private_room: bool,
+    voice: bool,
     room_out: *mut u64,
 ) -> banter_status {
     guard(|| {
@@ -384,7 +396,7 @@ pub unsafe extern "C" fn banter_client_create_room(
             topic: Text::default(),
             category: Text::default(),
             visibility: if private_room { Visibility::Private } else { Visibility::Public },
-            voice: false,
+            voice,
         };
         match client.request_one(request)? {
             // SAFETY: forwarded caller contract.
@@ -792,6 +804,149 @@ pub unsafe extern "C" fn banter_client_set_callback(
         let shared = &client_ref(client)?.shared;
         lock(&shared.queue).callback = callback.map(|f| (f, user_data as usize));
         shared.ready.notify_all();
+        Ok(())
+    })
+}
+
+/// Samples in one voice frame: 20 ms of 48 kHz mono.
+pub const BANTER_VOICE_FRAME_SAMPLES: usize = 960;
+// A literal for cbindgen; it must equal the codec's frame.
+const _: () = assert!(BANTER_VOICE_FRAME_SAMPLES == banter_codec::FRAME_SAMPLES);
+
+/// Joins the voice of `room` (leaving any other). Push what the user says with
+/// banter_client_voice_push() and pull what they hear with banter_client_voice_pull().
+///
+/// # Safety
+/// `client` is a live client.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn banter_client_voice_join(
+    client: *const banter_client,
+    room: u64,
+) -> banter_status {
+    guard(|| {
+        let client = client_ref(client)?;
+        let conn = client.block_on(client.client.connection())??;
+        let settings = banter_codec::EncoderSettings::default();
+        let (session, heard) = client.block_on(::banter_client::voice::VoiceSession::join(
+            &conn,
+            RoomId(room),
+            settings,
+        ))??;
+        *lock(&client.voice) = Some(Voice { session, heard, muted: false });
+        Ok(())
+    })
+}
+
+/// Leaves voice.
+///
+/// # Safety
+/// `client` is a live client.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn banter_client_voice_leave(client: *const banter_client) -> banter_status {
+    guard(|| {
+        let client = client_ref(client)?;
+        let voice = lock(&client.voice)
+            .take()
+            .ok_or_else(|| Failure::new(BANTER_INVALID_ARGUMENT, "not in voice"))?;
+        client.block_on(voice.session.leave())??;
+        Ok(())
+    })
+}
+
+/// Sends one frame the user spoke: exactly BANTER_VOICE_FRAME_SAMPLES 16-bit samples at
+/// 48 kHz mono. Call it every 20 ms while talking; `end` marks the last frame of a spurt.
+/// Ignored (BANTER_OK) while muted.
+///
+/// # Safety
+/// `client` is a live client; `pcm` points to `samples` readable samples.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn banter_client_voice_push(
+    client: *const banter_client,
+    pcm: *const i16,
+    samples: usize,
+    end: bool,
+) -> banter_status {
+    guard(|| {
+        let client = client_ref(client)?;
+        if pcm.is_null() {
+            return Err(Failure::new(BANTER_NULL_ARGUMENT, "NULL pcm"));
+        }
+        if samples != banter_codec::FRAME_SAMPLES {
+            return Err(Failure::new(BANTER_INVALID_ARGUMENT, "a frame is 960 samples"));
+        }
+        let mut frame = [0i16; banter_codec::FRAME_SAMPLES];
+        // SAFETY: non-NULL and the caller guarantees `samples` (checked = 960) readable samples.
+        frame.copy_from_slice(unsafe { std::slice::from_raw_parts(pcm, samples) });
+        let voice = lock(&client.voice);
+        let voice =
+            voice.as_ref().ok_or_else(|| Failure::new(BANTER_INVALID_ARGUMENT, "not in voice"))?;
+        if !voice.muted {
+            voice.session.send(&frame, end)?;
+        }
+        Ok(())
+    })
+}
+
+/// Takes the next 20 ms of mixed audio of everyone else (BANTER_VOICE_FRAME_SAMPLES samples
+/// into `out`), waiting up to `timeout_ms`; BANTER_TIMEOUT if none came. Frames come every
+/// 20 ms while in voice (silence when nobody talks); pull them at that pace.
+///
+/// # Safety
+/// `client` is a live client; `out` has room for `samples` samples.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn banter_client_voice_pull(
+    client: *const banter_client,
+    out: *mut i16,
+    samples: usize,
+    timeout_ms: u32,
+) -> banter_status {
+    guard(|| {
+        let client = client_ref(client)?;
+        if out.is_null() {
+            return Err(Failure::new(BANTER_NULL_ARGUMENT, "NULL out"));
+        }
+        if samples != banter_codec::FRAME_SAMPLES {
+            return Err(Failure::new(BANTER_INVALID_ARGUMENT, "a frame is 960 samples"));
+        }
+        let mut voice = lock(&client.voice);
+        let voice =
+            voice.as_mut().ok_or_else(|| Failure::new(BANTER_INVALID_ARGUMENT, "not in voice"))?;
+        let wait = Duration::from_millis(u64::from(timeout_ms));
+        let runtime = client
+            .runtime
+            .as_ref()
+            .ok_or_else(|| Failure::new(BANTER_INTERNAL, "shutting down"))?;
+        let frame = runtime
+            .block_on(async { tokio::time::timeout(wait, voice.heard.recv()).await })
+            .map_err(|_| Failure::new(BANTER_TIMEOUT, "no audio in time"))?
+            .ok_or_else(|| Failure::new(BANTER_CONNECTION_LOST, "voice ended"))?;
+        // SAFETY: non-NULL and the caller guarantees room for `samples` (= 960) samples.
+        unsafe { std::ptr::copy_nonoverlapping(frame.as_ptr(), out, samples) };
+        Ok(())
+    })
+}
+
+/// Mutes (`true`) or unmutes the user: while muted nothing is sent, and the server is told
+/// (others see the state).
+///
+/// # Safety
+/// `client` is a live client.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn banter_client_voice_mute(
+    client: *const banter_client,
+    mute: bool,
+) -> banter_status {
+    guard(|| {
+        let client = client_ref(client)?;
+        let room = {
+            let mut voice = lock(&client.voice);
+            let voice = voice
+                .as_mut()
+                .ok_or_else(|| Failure::new(BANTER_INVALID_ARGUMENT, "not in voice"))?;
+            voice.muted = mute;
+            voice.session.room()
+        };
+        client.request_one(banter_protocol::message::VoiceSelf { room, mute, deaf: false })?;
         Ok(())
     })
 }

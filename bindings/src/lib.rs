@@ -24,7 +24,9 @@
 //! - **Events** arrive three ways: `banter_client_poll_event` with a timeout, a file descriptor
 //!   (`banter_client_event_fd`) that is readable while events wait (for your own event loop),
 //!   or a callback (`banter_client_set_callback`).
-//! - **Not yet:** voice (it lands in the client with the voice work).
+//! - **Voice** is PCM: push 20 ms frames of 48 kHz mono 16-bit samples that the user says, pull
+//!   20 ms frames of what they hear (everyone else, mixed); Opus, the jitter buffer and loss
+//!   recovery are inside.
 
 #![allow(non_camel_case_types)] // C names
 

@@ -103,9 +103,18 @@ async fn chat_with(server: &TestServer, grace: &mut TestUser, program: Command) 
 }
 
 async fn setup() -> (TestServer, TestUser) {
+    use banter_client::protocol::bounded::Text;
+    use banter_client::protocol::message::{RoomCreate, Visibility};
     let server = TestServer::start().await;
     let grace = server.user("grace").await;
-    grace.create_room("lobby", false).await;
+    let lobby = RoomCreate {
+        name: Text::new("lobby").unwrap(),
+        topic: Text::default(),
+        category: Text::default(),
+        visibility: Visibility::Public,
+        voice: true,
+    };
+    grace.conn.request_one(lobby).await.unwrap();
     (server, grace)
 }
 
@@ -127,6 +136,10 @@ async fn a_c_program_chats_with_a_rust_client_through_banterd() {
     ]);
     let stdout = chat_with(&server, &mut grace, program).await;
     assert!(stdout.contains("sent #"), "{stdout}");
+    assert!(
+        stdout.contains("voice: 25 frames heard"),
+        "a frame every 20 ms while in voice: {stdout}"
+    );
     assert!(stdout.contains("<grace> hello C, this is grace"), "{stdout}");
 }
 

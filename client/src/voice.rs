@@ -225,6 +225,11 @@ impl VoiceSession {
         Ok((session, output))
     }
 
+    /// The room.
+    pub fn room(&self) -> RoomId {
+        self.room
+    }
+
     /// Our source id in the room.
     pub fn source(&self) -> SourceId {
         self.source

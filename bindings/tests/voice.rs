@@ -1,0 +1,121 @@
+//! Voice through the C ABI: one libbanter client pushes speech, another pulls it, through a
+//! real banterd; the envelope survives.
+
+use std::ffi::c_char;
+use std::ptr;
+use std::time::{Duration, Instant};
+
+use banter::*;
+use banter_codec::{FRAME_SAMPLES, Frame, energy, speech_like};
+use banter_tests::TestServer;
+
+fn client(server: &str, user: &str) -> *mut banter_client {
+    let config = banter_config_new();
+    let mut client = ptr::null_mut();
+    // SAFETY: a live config, valid (pointer, length) strings, a writable out-parameter.
+    let status = unsafe {
+        banter_config_set_server(config, server.as_ptr().cast::<c_char>(), server.len());
+        let password = "correct horse battery";
+        let status = banter_register(
+            config,
+            user.as_ptr().cast(),
+            user.len(),
+            password.as_ptr().cast(),
+            password.len(),
+            &mut client,
+        );
+        banter_config_free(config);
+        status
+    };
+    assert_eq!(status, banter_status::BANTER_OK);
+    client
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn speech_pushed_by_one_c_client_is_pulled_by_another() {
+    let server = TestServer::start().await;
+    let addr = server.addr().to_string();
+    let result = tokio::task::spawn_blocking(move || {
+        let speaker = client(&addr, "speaker");
+        let listener = client(&addr, "listener");
+        let mut room = 0;
+        // SAFETY: live clients, valid strings and buffers of the stated lengths.
+        unsafe {
+            assert_eq!(
+                banter_client_create_room(speaker, c"talk".as_ptr(), 4, false, true, &mut room),
+                banter_status::BANTER_OK
+            );
+            assert_eq!(banter_client_join(listener, room), banter_status::BANTER_OK);
+            assert_eq!(banter_client_voice_join(listener, room), banter_status::BANTER_OK);
+            assert_eq!(banter_client_voice_join(speaker, room), banter_status::BANTER_OK);
+            // Wrong frame sizes and NULL are errors.
+            assert_eq!(
+                banter_client_voice_push(speaker, ptr::null(), 960, false),
+                banter_status::BANTER_NULL_ARGUMENT
+            );
+            assert_eq!(
+                banter_client_voice_push(speaker, [0i16; 10].as_ptr(), 10, false),
+                banter_status::BANTER_INVALID_ARGUMENT
+            );
+        }
+        let speech = speech_like(100);
+        let pulled = std::thread::scope(|scope| {
+            let listener_ptr = listener as usize;
+            let pulling = scope.spawn(move || {
+                let listener = listener_ptr as *mut banter_client;
+                let mut heard = Vec::new();
+                let mut frame = [0i16; FRAME_SAMPLES];
+                while heard.len() < 140 {
+                    // SAFETY: a live client; `frame` holds FRAME_SAMPLES samples.
+                    match unsafe {
+                        banter_client_voice_pull(listener, frame.as_mut_ptr(), FRAME_SAMPLES, 1000)
+                    } {
+                        banter_status::BANTER_OK => heard.push(frame),
+                        other => panic!("pull: {other:?}"),
+                    }
+                }
+                heard
+            });
+            let start = Instant::now();
+            for (i, frame) in speech.iter().enumerate() {
+                let due = start + Duration::from_millis(20 * i as u64);
+                std::thread::sleep(due.saturating_duration_since(Instant::now()));
+                // SAFETY: a live client; `frame` holds FRAME_SAMPLES samples.
+                let status = unsafe {
+                    banter_client_voice_push(speaker, frame.as_ptr(), FRAME_SAMPLES, i == 99)
+                };
+                assert_eq!(status, banter_status::BANTER_OK);
+            }
+            pulling.join().unwrap()
+        });
+        // SAFETY: live clients, freed once.
+        unsafe {
+            assert_eq!(banter_client_voice_mute(speaker, true), banter_status::BANTER_OK);
+            assert_eq!(banter_client_voice_leave(speaker), banter_status::BANTER_OK);
+            banter_client_free(speaker);
+            banter_client_free(listener);
+        }
+        (speech, pulled)
+    })
+    .await
+    .unwrap();
+    let (speech, heard) = result;
+    let correlation = best_correlation(&speech, &heard);
+    assert!(correlation > 0.8, "envelope correlation {correlation}");
+}
+
+fn best_correlation(sent: &[Frame], heard: &[Frame]) -> f64 {
+    let a: Vec<f64> = sent.iter().map(energy).collect();
+    let b: Vec<f64> = heard.iter().map(energy).collect();
+    (0..b.len().saturating_sub(a.len()))
+        .map(|lag| {
+            let b = &b[lag..lag + a.len()];
+            let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+            let (ma, mb) = (mean(&a), mean(b));
+            let cov: f64 = a.iter().zip(b).map(|(x, y)| (x - ma) * (y - mb)).sum();
+            let va: f64 = a.iter().map(|x| (x - ma).powi(2)).sum();
+            let vb: f64 = b.iter().map(|y| (y - mb).powi(2)).sum();
+            if va == 0.0 || vb == 0.0 { 0.0 } else { cov / (va * vb).sqrt() }
+        })
+        .fold(0.0, f64::max)
+}
