@@ -36,6 +36,8 @@ pub mod bounded;
 pub mod datagram;
 pub mod error;
 pub mod frame;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod grease;
 pub mod ids;
 pub mod message;

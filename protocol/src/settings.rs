@@ -182,7 +182,8 @@ impl Settings {
         })
     }
 
-    pub(crate) fn encode_body(&self, out: &mut Vec<u8>) {
+    /// Appends the SETTINGS body (no frame header).
+    pub fn encode_body(&self, out: &mut Vec<u8>) {
         for entry in &self.entries {
             varint::encode(entry.id.0, out);
             match &entry.value {
@@ -195,7 +196,8 @@ impl Settings {
         }
     }
 
-    pub(crate) fn decode_body(mut body: &[u8]) -> Result<Self, DecodeError> {
+    /// Decodes a complete SETTINGS body.
+    pub fn decode_body(mut body: &[u8]) -> Result<Self, DecodeError> {
         // In a complete body, running out of bytes is truncation, not "need more".
         let read = |bytes: &[u8]| varint::decode(bytes).map_err(|_| DecodeError::Truncated);
         let mut settings = Self::new();
