@@ -41,6 +41,8 @@ fn start(dir: &Path, addr: SocketAddr) -> Banterd {
         .env("BANTER_ARGON2_ITERATIONS", "1")
         .env("BANTER_RATE_MESSAGE", "100000/6000000")
         .env("BANTER_RATE_AUTH", "1000/60000")
+        // The check reads all of history back, a page of 100 at a time.
+        .env("BANTER_RATE_HISTORY", "100000/6000000")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
