@@ -6,7 +6,7 @@ use std::ptr;
 use std::time::{Duration, Instant};
 
 use banter::*;
-use banter_codec::{FRAME_SAMPLES, Frame, energy, speech_like};
+use banter_codec::{FRAME_SAMPLES, envelope_correlation, speech_like};
 use banter_tests::TestServer;
 
 fn client(server: &str, user: &str) -> *mut banter_client {
@@ -100,22 +100,6 @@ async fn speech_pushed_by_one_c_client_is_pulled_by_another() {
     .await
     .unwrap();
     let (speech, heard) = result;
-    let correlation = best_correlation(&speech, &heard);
+    let correlation = envelope_correlation(&speech, &heard, 40);
     assert!(correlation > 0.8, "envelope correlation {correlation}");
-}
-
-fn best_correlation(sent: &[Frame], heard: &[Frame]) -> f64 {
-    let a: Vec<f64> = sent.iter().map(energy).collect();
-    let b: Vec<f64> = heard.iter().map(energy).collect();
-    (0..b.len().saturating_sub(a.len()))
-        .map(|lag| {
-            let b = &b[lag..lag + a.len()];
-            let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-            let (ma, mb) = (mean(&a), mean(b));
-            let cov: f64 = a.iter().zip(b).map(|(x, y)| (x - ma) * (y - mb)).sum();
-            let va: f64 = a.iter().map(|x| (x - ma).powi(2)).sum();
-            let vb: f64 = b.iter().map(|y| (y - mb).powi(2)).sum();
-            if va == 0.0 || vb == 0.0 { 0.0 } else { cov / (va * vb).sqrt() }
-        })
-        .fold(0.0, f64::max)
 }

@@ -526,16 +526,7 @@ fn went_live(inner: &Inner, conn: &Connection, attempt: &mut u32) {
 
 /// The (room, seq) of a log entry frame.
 fn position(message: &Message) -> Option<(RoomId, u64)> {
-    let meta = match message {
-        Message::Posted(m) => &m.meta,
-        Message::Edited(m) => &m.meta,
-        Message::Deleted(m) => &m.meta,
-        Message::Reacted(m) => &m.meta,
-        Message::Membership(m) => &m.meta,
-        Message::TopicChanged(m) => &m.meta,
-        _ => return None,
-    };
-    Some((meta.room, meta.seq))
+    message.entry_meta().map(|meta| (meta.room, meta.seq))
 }
 
 /// Passes a log entry on once: entries at or below the room's high-water mark are duplicates

@@ -196,7 +196,11 @@ impl State {
     /// Applies a room log entry (live or caught up).
     pub fn apply_entry(&mut self, message: &Message) -> Change {
         let me = self.me;
-        let Some(meta) = entry_meta(message) else { return Change::Quiet };
+        let Some(meta) =
+            message.entry_meta().filter(|_| !matches!(message, Message::HistoryMessage(_)))
+        else {
+            return Change::Quiet;
+        };
         let (room, seq) = (meta.room, meta.seq);
         if let Message::Membership(m) = message {
             self.names.insert(m.user, m.username.to_string());
@@ -338,18 +342,6 @@ impl State {
                 .count() as u64
         })
     }
-}
-
-fn entry_meta(message: &Message) -> Option<&EventMeta> {
-    Some(match message {
-        Message::Posted(m) => &m.meta,
-        Message::Edited(m) => &m.meta,
-        Message::Deleted(m) => &m.meta,
-        Message::Reacted(m) => &m.meta,
-        Message::Membership(m) => &m.meta,
-        Message::TopicChanged(m) => &m.meta,
-        _ => return None,
-    })
 }
 
 fn notice(meta: &EventMeta, text: String) -> MessageView {

@@ -648,15 +648,7 @@ async fn tail(ctx: &Ctx, spec: &str, after: Option<u64>, count: Option<u64>) -> 
 }
 
 fn room_of(message: &Message) -> Option<RoomId> {
-    Some(match message {
-        Message::Posted(m) => m.meta.room,
-        Message::Edited(m) => m.meta.room,
-        Message::Deleted(m) => m.meta.room,
-        Message::Reacted(m) => m.meta.room,
-        Message::Membership(m) => m.meta.room,
-        Message::TopicChanged(m) => m.meta.room,
-        _ => return None,
-    })
+    message.entry_meta().map(|meta| meta.room)
 }
 
 async fn history(ctx: &Ctx, spec: &str, limit: u16) -> Result<()> {

@@ -6,7 +6,7 @@ mod common;
 use std::process::Stdio;
 use std::time::Duration;
 
-use banter_codec::{FRAME_SAMPLES, Frame, energy, speech_like};
+use banter_codec::{FRAME_SAMPLES, Frame, envelope_correlation, speech_like};
 use common::{Env, start};
 
 fn frames_of(path: &std::path::Path) -> Vec<Frame> {
@@ -20,22 +20,6 @@ fn frames_of(path: &std::path::Path) -> Vec<Frame> {
             frame
         })
         .collect()
-}
-
-fn best_correlation(sent: &[Frame], heard: &[Frame]) -> f64 {
-    let a: Vec<f64> = sent.iter().map(energy).collect();
-    let b: Vec<f64> = heard.iter().map(energy).collect();
-    (0..b.len().saturating_sub(a.len()))
-        .map(|lag| {
-            let b = &b[lag..lag + a.len()];
-            let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-            let (ma, mb) = (mean(&a), mean(b));
-            let cov: f64 = a.iter().zip(b).map(|(x, y)| (x - ma) * (y - mb)).sum();
-            let va: f64 = a.iter().map(|x| (x - ma).powi(2)).sum();
-            let vb: f64 = b.iter().map(|y| (y - mb).powi(2)).sum();
-            if va == 0.0 || vb == 0.0 { 0.0 } else { cov / (va * vb).sqrt() }
-        })
-        .fold(0.0, f64::max)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -96,7 +80,7 @@ async fn a_wav_spoken_by_one_user_is_recorded_by_another() {
 
     let recorded = frames_of(&heard);
     assert!(recorded.len() >= 200, "about 5 s recorded, got {} frames", recorded.len());
-    let correlation = best_correlation(&speech, &recorded);
+    let correlation = envelope_correlation(&speech, &recorded, 200);
     assert!(correlation > 0.8, "envelope correlation {correlation}");
     server.shutdown().await;
 }

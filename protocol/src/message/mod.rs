@@ -331,6 +331,20 @@ registry! {
 }
 
 impl Message {
+    /// Where and by whom, for the frames that carry a room log entry.
+    pub fn entry_meta(&self) -> Option<&EventMeta> {
+        Some(match self {
+            Self::Posted(m) => &m.meta,
+            Self::Edited(m) => &m.meta,
+            Self::Deleted(m) => &m.meta,
+            Self::Reacted(m) => &m.meta,
+            Self::Membership(m) => &m.meta,
+            Self::TopicChanged(m) => &m.meta,
+            Self::HistoryMessage(m) => &m.meta,
+            _ => return None,
+        })
+    }
+
     /// The `event_seq` of a frame that carries one (the frames of the events stream).
     pub fn event_seq(&self) -> Option<u64> {
         match self {
