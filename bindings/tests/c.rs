@@ -73,7 +73,7 @@ fn the_header_compiles_as_c99_and_as_cpp() {
 }
 
 /// Runs a chat example (C binary or Python) as `ada` while grace, a Rust client, answers it.
-async fn chat_with(server: &TestServer, grace: &mut TestUser, program: Command) -> String {
+async fn chat_with(grace: &mut TestUser, program: Command) -> String {
     let mut program = program;
     let child = program.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     // Grace answers as soon as ada's message arrives.
@@ -91,7 +91,6 @@ async fn chat_with(server: &TestServer, grace: &mut TestUser, program: Command) 
     grace.post(answered, "hello C, this is grace").await.unwrap();
     let output =
         tokio::task::spawn_blocking(move || child.wait_with_output()).await.unwrap().unwrap();
-    let _ = server;
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
         output.status.success(),
@@ -134,7 +133,7 @@ async fn a_c_program_chats_with_a_rust_client_through_banterd() {
         "--expect",
         "hello C",
     ]);
-    let stdout = chat_with(&server, &mut grace, program).await;
+    let stdout = chat_with(&mut grace, program).await;
     assert!(stdout.contains("sent #"), "{stdout}");
     assert!(
         stdout.contains("voice: 25 frames heard"),
@@ -171,7 +170,7 @@ async fn the_c_program_leaks_nothing_under_valgrind() {
             "--expect",
             "hello C",
         ]);
-    let stdout = chat_with(&server, &mut grace, program).await;
+    let stdout = chat_with(&mut grace, program).await;
     assert!(stdout.contains("<grace> hello C, this is grace"), "{stdout}");
 }
 
@@ -190,6 +189,6 @@ async fn the_python_ctypes_example_sends_through_banterd() {
             "--register",
         ])
         .env("LIBBANTER", lib_dir().join("libbanter.so"));
-    let stdout = chat_with(&server, &mut grace, program).await;
+    let stdout = chat_with(&mut grace, program).await;
     assert!(stdout.contains("sent #"), "{stdout}");
 }

@@ -101,5 +101,6 @@ async fn speech_pushed_by_one_c_client_is_pulled_by_another() {
     .unwrap();
     let (speech, heard) = result;
     let correlation = envelope_correlation(&speech, &heard, 40);
-    assert!(correlation > 0.8, "envelope correlation {correlation}");
+    // Above 0.9 on an idle machine; near 0 for broken audio; room left for a loaded CI.
+    assert!(correlation > 0.7, "envelope correlation {correlation}");
 }

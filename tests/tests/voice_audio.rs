@@ -81,7 +81,9 @@ async fn speech_reaches_both_listeners_recognisably() {
     let (speech, heard) = speak_and_listen(None).await;
     for frames in heard {
         let correlation = envelope_correlation(&speech, &frames, 40);
-        assert!(correlation > 0.85, "envelope correlation {correlation}");
+        // Measured above 0.9 on an idle machine; unrelated or broken audio is near 0. The
+        // bound leaves room for timer jitter when the test suite loads both cores.
+        assert!(correlation > 0.75, "envelope correlation {correlation}");
     }
 }
 
@@ -90,8 +92,8 @@ async fn speech_survives_ten_percent_loss() {
     let (speech, heard) = speak_and_listen(Some(10)).await;
     for frames in heard {
         let correlation = envelope_correlation(&speech, &frames, 40);
-        // Measured 0.66 here (0.9+ without loss); lost frames are rebuilt from the next
-        // packet's FEC. A broken pipeline gives about 0.
-        assert!(correlation > 0.6, "envelope correlation with 10 % loss {correlation}");
+        // Measured 0.66 on an idle machine and 0.59 under CI load (0.9+ without loss); lost
+        // frames are rebuilt from the next packet's FEC. A broken pipeline gives about 0.
+        assert!(correlation > 0.45, "envelope correlation with 10 % loss {correlation}");
     }
 }

@@ -81,6 +81,7 @@ async fn a_wav_spoken_by_one_user_is_recorded_by_another() {
     let recorded = frames_of(&heard);
     assert!(recorded.len() >= 200, "about 5 s recorded, got {} frames", recorded.len());
     let correlation = envelope_correlation(&speech, &recorded, 200);
-    assert!(correlation > 0.8, "envelope correlation {correlation}");
+    // Above 0.9 on an idle machine; near 0 for broken audio; room left for a loaded CI.
+    assert!(correlation > 0.7, "envelope correlation {correlation}");
     server.shutdown().await;
 }

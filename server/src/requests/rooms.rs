@@ -310,9 +310,8 @@ pub(super) async fn dm_open(ctx: &ConnCtx, r: DmOpen) -> Result<Vec<Message>> {
     }
     let appended = commit_membership(ctx, move |txn| {
         let pair_key = keys::direct(user, other);
-        if let Some(room) = txn.get::<u64>(&pair_key)? {
-            // Opened by the other side in the same moment.
-            let _ = room;
+        if txn.contains(&pair_key)? {
+            // Opened by the other side in the same moment; ROOM_INFO below finds it.
             return Ok(Vec::new());
         }
         let room = RoomId(txn.next_id("room")?);

@@ -402,8 +402,7 @@ fn complete(model: &mut Model) {
     }
     let candidates: Vec<String> = if start == 0 && word.starts_with('/') {
         COMMANDS.iter().map(|c| format!("{c} ")).collect()
-    } else if let Some(prefix) = word.strip_prefix('#') {
-        let _ = prefix;
+    } else if word.starts_with('#') {
         model.state.rooms.iter().map(|r| format!("#{} ", r.summary.name)).collect()
     } else {
         let members = model.current_room().map(|r| r.members.clone()).unwrap_or_default();
