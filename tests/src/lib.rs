@@ -177,12 +177,21 @@ impl TestUser {
 
     /// Creates a public (or private) room.
     pub async fn create_room(&self, name: &str, private: bool) -> RoomId {
+        self.create(name, private, false).await
+    }
+
+    /// Creates a public room that carries voice.
+    pub async fn create_voice_room(&self, name: &str) -> RoomId {
+        self.create(name, false, true).await
+    }
+
+    async fn create(&self, name: &str, private: bool, voice: bool) -> RoomId {
         let request = RoomCreate {
             name: Text::new(name).expect("short"),
             topic: Text::default(),
             category: Text::default(),
             visibility: if private { Visibility::Private } else { Visibility::Public },
-            voice: false,
+            voice,
         };
         match self.conn.request_one(request).await.expect("create room") {
             Message::RoomInfo(RoomInfo { room }) => room.room,

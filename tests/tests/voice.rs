@@ -6,12 +6,10 @@ use std::time::Duration;
 
 use banter_client::Event;
 use banter_client::protocol::ErrorCode;
-use banter_client::protocol::bounded::Text;
 use banter_client::protocol::datagram::{MAX_HEADER_LEN, VoiceHeader};
 use banter_client::protocol::ids::{RoomId, SourceId};
 use banter_client::protocol::message::{
-    Message, RoomCreate, RoomInfo, Visibility, VoiceAction, VoiceJoin, VoiceJoined, VoiceLeave,
-    VoiceModerate, VoiceSelf,
+    Message, VoiceAction, VoiceJoin, VoiceJoined, VoiceLeave, VoiceModerate, VoiceSelf,
 };
 use banter_tests::{TestServer, TestUser, WAIT};
 use bytes::Bytes;
@@ -58,17 +56,7 @@ async fn voice_is_relayed_with_server_stamped_sources_and_server_enforced_policy
     let ada = server.user("ada").await;
     let mut bob = server.user("bob").await;
     let cy = server.user("cy").await;
-    let request = RoomCreate {
-        name: Text::new("stage").unwrap(),
-        topic: Text::default(),
-        category: Text::default(),
-        visibility: Visibility::Public,
-        voice: true,
-    };
-    let Message::RoomInfo(RoomInfo { room }) = ada.conn.request_one(request).await.unwrap() else {
-        panic!()
-    };
-    let room = room.room;
+    let room = ada.create_voice_room("stage").await;
     bob.join(room).await.unwrap();
     cy.join(room).await.unwrap();
     // A room without voice refuses.
@@ -150,17 +138,7 @@ async fn a_client_that_changes_its_address_keeps_its_call_and_its_chat() {
     let server = TestServer::start().await;
     let ada = server.user("ada").await;
     let mut bob = server.user("bob").await;
-    let request = RoomCreate {
-        name: Text::new("call").unwrap(),
-        topic: Text::default(),
-        category: Text::default(),
-        visibility: Visibility::Public,
-        voice: true,
-    };
-    let Message::RoomInfo(RoomInfo { room }) = ada.conn.request_one(request).await.unwrap() else {
-        panic!()
-    };
-    let room = room.room;
+    let room = ada.create_voice_room("call").await;
     bob.join(room).await.unwrap();
     join_voice(&ada, room).await;
     join_voice(&bob, room).await;

@@ -3,9 +3,7 @@
 
 use std::time::Duration;
 
-use banter_client::protocol::bounded::Text;
 use banter_client::protocol::ids::RoomId;
-use banter_client::protocol::message::{Message, RoomCreate, RoomInfo, Visibility};
 use banter_client::voice::VoiceSession;
 use banter_codec::{EncoderSettings, Frame, envelope_correlation, speech_like};
 use banter_tests::{TestServer, TestUser};
@@ -14,20 +12,10 @@ async fn voice_room(server: &TestServer) -> (TestUser, TestUser, TestUser, RoomI
     let speaker = server.user("speaker").await;
     let one = server.user("one").await;
     let two = server.user("two").await;
-    let request = RoomCreate {
-        name: Text::new("voice").unwrap(),
-        topic: Text::default(),
-        category: Text::default(),
-        visibility: Visibility::Public,
-        voice: true,
-    };
-    let Message::RoomInfo(RoomInfo { room }) = speaker.conn.request_one(request).await.unwrap()
-    else {
-        panic!()
-    };
-    one.join(room.room).await.unwrap();
-    two.join(room.room).await.unwrap();
-    (speaker, one, two, room.room)
+    let room = speaker.create_voice_room("voice").await;
+    one.join(room).await.unwrap();
+    two.join(room).await.unwrap();
+    (speaker, one, two, room)
 }
 
 /// Speaks 2 s of speech (dropping every `drop_every`th frame, as the network would) and returns
