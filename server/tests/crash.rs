@@ -92,6 +92,20 @@ async fn login(
     }
 }
 
+async fn create_room(conn: &Connection, name: &str) -> RoomId {
+    let request = RoomCreate {
+        name: Text::new(name).unwrap(),
+        topic: Text::default(),
+        category: Text::default(),
+        visibility: Visibility::Public,
+        voice: false,
+    };
+    match conn.request_one(request).await.unwrap() {
+        Message::RoomInfo(RoomInfo { room }) => room.room,
+        other => panic!("{other:?}"),
+    }
+}
+
 /// One message a client tried to send.
 #[derive(Debug, Clone)]
 struct Attempt {
@@ -126,20 +140,7 @@ async fn every_acked_message_survives_kill_9_exactly_once_and_in_order() {
 
     let names = ["ada", "bob", "cy"];
     let (owner, _owner_events) = login(addr, names[0], true).await;
-    let room = match owner
-        .request_one(RoomCreate {
-            name: Text::new("crash").unwrap(),
-            topic: Text::default(),
-            category: Text::default(),
-            visibility: Visibility::Public,
-            voice: false,
-        })
-        .await
-        .unwrap()
-    {
-        Message::RoomInfo(RoomInfo { room }) => room.room,
-        other => panic!("{other:?}"),
-    };
+    let room = create_room(&owner, "crash").await;
     let mut clients = vec![owner];
     for name in &names[1..] {
         let (conn, _events) = login(addr, name, true).await;
@@ -240,20 +241,7 @@ async fn sigterm_drains_and_exits_zero_with_everything_acked_on_disk() {
     let addr = free_port();
     let mut server = start(dir.path(), addr);
     let (conn, mut events) = login(addr, "ada", true).await;
-    let room = match conn
-        .request_one(RoomCreate {
-            name: Text::new("term").unwrap(),
-            topic: Text::default(),
-            category: Text::default(),
-            visibility: Visibility::Public,
-            voice: false,
-        })
-        .await
-        .unwrap()
-    {
-        Message::RoomInfo(RoomInfo { room }) => room.room,
-        other => panic!("{other:?}"),
-    };
+    let room = create_room(&conn, "term").await;
     for i in 0..10u128 {
         post(&conn, room, &Attempt { id: i, text: format!("m{i}"), acked: None }).await.unwrap();
     }
