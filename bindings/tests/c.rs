@@ -102,19 +102,23 @@ async fn chat_with(grace: &mut TestUser, program: Command) -> String {
 }
 
 async fn setup() -> (TestServer, TestUser) {
-    use banter_client::protocol::bounded::Text;
-    use banter_client::protocol::message::{RoomCreate, Visibility};
     let server = TestServer::start().await;
     let grace = server.user("grace").await;
-    let lobby = RoomCreate {
-        name: Text::new("lobby").unwrap(),
-        topic: Text::default(),
-        category: Text::default(),
-        visibility: Visibility::Public,
-        voice: true,
-    };
-    grace.conn.request_one(lobby).await.unwrap();
+    grace.create_voice_room("lobby").await;
     (server, grace)
+}
+
+/// The examples' arguments: register ada, post "hello from C" to lobby.
+fn example_args(server: &TestServer) -> [String; 6] {
+    [
+        server.addr().to_string(),
+        "ada",
+        "correct horse battery",
+        "lobby",
+        "hello from C",
+        "--register",
+    ]
+    .map(String::from)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -123,16 +127,7 @@ async fn a_c_program_chats_with_a_rust_client_through_banterd() {
     let dir = tempfile::tempdir().unwrap();
     let binary = build_example(dir.path());
     let mut program = Command::new(&binary);
-    program.args([
-        &server.addr().to_string(),
-        "ada",
-        "correct horse battery",
-        "lobby",
-        "hello from C",
-        "--register",
-        "--expect",
-        "hello C",
-    ]);
+    program.args(example_args(&server)).args(["--expect", "hello C"]);
     let stdout = chat_with(&mut grace, program).await;
     assert!(stdout.contains("sent #"), "{stdout}");
     // A frame comes every 20 ms while in voice; the example pulls 25 times with a 40 ms
@@ -163,16 +158,8 @@ async fn the_c_program_leaks_nothing_under_valgrind() {
         ])
         .arg(format!("--suppressions={}", crate_dir().join("tests/valgrind.supp").display()))
         .arg(&binary)
-        .args([
-            &server.addr().to_string(),
-            "ada",
-            "correct horse battery",
-            "lobby",
-            "hello from C",
-            "--register",
-            "--expect",
-            "hello C",
-        ]);
+        .args(example_args(&server))
+        .args(["--expect", "hello C"]);
     let stdout = chat_with(&mut grace, program).await;
     assert!(stdout.contains("<grace> hello C, this is grace"), "{stdout}");
 }
@@ -183,14 +170,7 @@ async fn the_python_ctypes_example_sends_through_banterd() {
     let mut program = Command::new("python3");
     program
         .arg(crate_dir().join("examples/chat.py"))
-        .args([
-            &server.addr().to_string(),
-            "ada",
-            "correct horse battery",
-            "lobby",
-            "hello from C",
-            "--register",
-        ])
+        .args(example_args(&server))
         .env("LIBBANTER", lib_dir().join("libbanter.so"));
     let stdout = chat_with(&mut grace, program).await;
     assert!(stdout.contains("sent #"), "{stdout}");

@@ -334,10 +334,11 @@ fn authenticate(
     };
     shared.hub.register_connection(login, ctx.conn_id, commands.clone());
     let _ = ctx.authed.set(Authed { user, login, session: session.clone() });
-    tokio::spawn(
-        events_writer(conn.clone(), session.clone(), wakers.clone(), ctx.conn_id).in_current_span(),
-    );
-    tokio::spawn(ephemeral_writer(conn.clone(), session, wakers, ctx.conn_id).in_current_span());
+    for queue in [Outgoing::Events, Outgoing::Ephemeral] {
+        let writer =
+            session_writer(conn.clone(), session.clone(), wakers.clone(), ctx.conn_id, queue);
+        tokio::spawn(writer.in_current_span());
+    }
 }
 
 async fn open(
@@ -353,50 +354,44 @@ async fn open(
     Some(send)
 }
 
-/// Writes the session's numbered events, many frames per write so they pack into few packets.
-async fn events_writer(
+/// One of a session's two outgoing queues, each drained onto its own stream.
+#[derive(Debug, Clone, Copy)]
+enum Outgoing {
+    /// Numbered events, above requests in priority.
+    Events,
+    /// Soft state (presence, typing, markers), at the lowest priority.
+    Ephemeral,
+}
+
+/// Writes one outgoing queue of the session, many frames per write so they pack into few
+/// packets, until the session moves to another connection or this one closes.
+async fn session_writer(
     conn: quinn::Connection,
     session: Arc<Session>,
     wakers: Wakers,
     conn_id: usize,
+    queue: Outgoing,
 ) {
-    let Some(mut send) = open(&conn, StreamType::EVENTS, 2).await else { return };
+    let (kind, priority, wake) = match queue {
+        Outgoing::Events => (StreamType::EVENTS, 2, wakers.events),
+        Outgoing::Ephemeral => (StreamType::EPHEMERAL, 0, wakers.ephemeral),
+    };
+    let Some(mut send) = open(&conn, kind, priority).await else { return };
     loop {
         if !session.is_attached_to(conn_id) {
             return;
         }
-        let Ok(mut frames) = session.take_events() else {
+        let taken = match queue {
+            Outgoing::Events => session.take_events(),
+            Outgoing::Ephemeral => Ok(session.take_ephemeral()),
+        };
+        let Ok(mut frames) = taken else {
             conn.close(code(ErrorCode::RESUME_UNAVAILABLE), b"events stream fell too far behind");
             return;
         };
         if frames.is_empty() {
             tokio::select! {
-                () = wakers.events.notified() => continue,
-                _ = conn.closed() => return,
-            }
-        }
-        if send.write_all_chunks(&mut frames).await.is_err() {
-            return;
-        }
-    }
-}
-
-/// Writes soft state (presence, typing, markers) at the lowest priority.
-async fn ephemeral_writer(
-    conn: quinn::Connection,
-    session: Arc<Session>,
-    wakers: Wakers,
-    conn_id: usize,
-) {
-    let Some(mut send) = open(&conn, StreamType::EPHEMERAL, 0).await else { return };
-    loop {
-        if !session.is_attached_to(conn_id) {
-            return;
-        }
-        let mut frames = session.take_ephemeral();
-        if frames.is_empty() {
-            tokio::select! {
-                () = wakers.ephemeral.notified() => continue,
+                () = wake.notified() => continue,
                 _ = conn.closed() => return,
             }
         }

@@ -198,6 +198,28 @@ struct HubState {
     presence: HashMap<UserId, (PresenceStatus, String)>,
 }
 
+impl HubState {
+    /// Forgets a session (expired or revoked).
+    fn remove_session(&mut self, id: ResumeId) {
+        let Some(session) = self.sessions.remove(&id) else { return };
+        if let Some(list) = self.sessions_of.get_mut(&session.user) {
+            list.retain(|s| s.id != id);
+            if list.is_empty() {
+                self.sessions_of.remove(&session.user);
+            }
+        }
+    }
+
+    /// Everyone in at least one room with `user` (`user` too, when a member anywhere).
+    fn room_mates(&self, user: UserId) -> HashSet<UserId> {
+        let mut users = HashSet::new();
+        for room in self.rooms_of.get(&user).into_iter().flatten() {
+            users.extend(self.members.get(room).into_iter().flatten().copied());
+        }
+        users
+    }
+}
+
 /// The live state shared by every connection.
 #[derive(Debug)]
 pub(crate) struct Hub {
@@ -260,12 +282,15 @@ impl Hub {
             let head = state.heads.entry(room).or_default();
             *head = (*head).max(seq);
             let members = state.members.get(&room);
-            let mut users: Vec<UserId> =
-                members.map(|m| m.iter().copied().collect()).unwrap_or_default();
-            if let Some(extra) = extra_recipient.filter(|u| !users.contains(u)) {
-                users.push(extra);
-            }
-            users.iter().filter_map(|u| state.sessions_of.get(u)).flatten().cloned().collect()
+            let extra = extra_recipient.filter(|u| !members.is_some_and(|m| m.contains(u)));
+            members
+                .into_iter()
+                .flatten()
+                .chain(extra.as_ref())
+                .filter_map(|u| state.sessions_of.get(u))
+                .flatten()
+                .cloned()
+                .collect()
         };
         for session in sessions {
             let to_author = session.user == author;
@@ -381,14 +406,7 @@ impl Hub {
             .map(|s| s.id)
             .collect();
         for id in expired {
-            if let Some(session) = state.sessions.remove(&id) {
-                if let Some(list) = state.sessions_of.get_mut(&session.user) {
-                    list.retain(|s| s.id != id);
-                    if list.is_empty() {
-                        state.sessions_of.remove(&session.user);
-                    }
-                }
-            }
+            state.remove_session(id);
         }
     }
 
@@ -404,12 +422,8 @@ impl Hub {
         let connections = state.connections.remove(&login).unwrap_or_default();
         let ids: Vec<ResumeId> =
             state.sessions.values().filter(|s| s.login == login).map(|s| s.id).collect();
-        for id in &ids {
-            if let Some(session) = state.sessions.remove(id) {
-                if let Some(list) = state.sessions_of.get_mut(&session.user) {
-                    list.retain(|s| s.id != *id);
-                }
-            }
+        for id in ids {
+            state.remove_session(id);
         }
         drop(state);
         for (_, commands) in connections {
@@ -516,11 +530,8 @@ impl Hub {
     /// session is told first.
     pub(crate) fn presence_snapshot(&self, user: UserId) -> Vec<Presence> {
         let state = self.lock();
-        let mut users = HashSet::new();
-        for room in state.rooms_of.get(&user).into_iter().flatten() {
-            users.extend(state.members.get(room).into_iter().flatten().copied());
-        }
-        users
+        state
+            .room_mates(user)
             .into_iter()
             .filter_map(|u| {
                 let (status, text) = state.presence.get(&u)?;
@@ -534,10 +545,7 @@ impl Hub {
     }
 
     fn sharing_sessions(state: &HubState, user: UserId) -> Vec<Arc<Session>> {
-        let mut users = HashSet::new();
-        for room in state.rooms_of.get(&user).into_iter().flatten() {
-            users.extend(state.members.get(room).into_iter().flatten().copied());
-        }
+        let mut users = state.room_mates(user);
         users.remove(&user);
         users.iter().filter_map(|u| state.sessions_of.get(u)).flatten().cloned().collect()
     }

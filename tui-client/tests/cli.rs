@@ -12,7 +12,7 @@ use common::{Env, start};
 async fn two_users_chat_through_the_cli_and_tail_json_feeds_a_script() {
     let data = tempfile::tempdir().unwrap();
     let server = start(data.path()).await;
-    let env = Env { server: server.local_addr().to_string(), home: tempfile::tempdir().unwrap() };
+    let env = Env::new(&server);
 
     // First contact without --accept-new-cert and without a terminal: refused, exit 6, and
     // the fingerprint is shown so the user can compare it with banterd's.

@@ -47,17 +47,8 @@ impl Drop for Tmux {
 async fn the_tui_shows_incoming_messages_and_sends_typed_ones() {
     let data = tempfile::tempdir().unwrap();
     let server = start(data.path()).await;
-    let env = Env { server: server.local_addr().to_string(), home: tempfile::tempdir().unwrap() };
-    assert!(
-        env.with_password(&["--accept-new-cert", "register", "ada"], "correct horse")
-            .status
-            .success()
-    );
-    assert!(
-        env.with_password(&["--profile", "grace", "register", "grace"], "battery staple")
-            .status
-            .success()
-    );
+    let env = Env::new(&server);
+    env.register_ada_and("grace");
     env.run_ok(&["create-room", "general", "--topic", "Say hi"]);
     env.run_ok(&["--profile", "grace", "join", "general"]);
 

@@ -26,17 +26,8 @@ fn frames_of(path: &std::path::Path) -> Vec<Frame> {
 async fn a_wav_spoken_by_one_user_is_recorded_by_another() {
     let data = tempfile::tempdir().unwrap();
     let server = start(data.path()).await;
-    let env = Env { server: server.local_addr().to_string(), home: tempfile::tempdir().unwrap() };
-    assert!(
-        env.with_password(&["--accept-new-cert", "register", "ada"], "correct horse")
-            .status
-            .success()
-    );
-    assert!(
-        env.with_password(&["--profile", "bob", "register", "bob"], "battery staple")
-            .status
-            .success()
-    );
+    let env = Env::new(&server);
+    env.register_ada_and("bob");
     env.run_ok(&["create-room", "talk", "--voice"]);
     env.run_ok(&["--profile", "bob", "join", "talk"]);
 

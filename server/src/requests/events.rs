@@ -7,17 +7,18 @@ use banter_protocol::ErrorCode;
 use banter_protocol::bounded::List;
 use banter_protocol::ids::{RoomId, Timestamp, UserId};
 use banter_protocol::message::{
-    CatchUp, Delete, Deleted, Edit, Edited, EventAck, EventMeta, History, HistoryMessage,
-    Membership, MembershipChange, Message, PageEnd, Post, Posted, React, Reacted, ReactionCount,
-    Role, TopicChanged,
+    AuditAction, CatchUp, Delete, Deleted, Edit, Edited, EventAck, EventMeta, History,
+    HistoryMessage, Membership, MembershipChange, Message, PageEnd, Post, Posted, React, Reacted,
+    ReactionCount, Role, TopicChanged,
 };
 
+use super::moderation::audit;
 use super::{ConnCtx, RequestError, Result, check_text, text};
 use crate::authz::{Action, authorize};
 use crate::hub::Hub;
 use crate::now_ms;
 use crate::store::records::{
-    AuditRecord, DedupRecord, EntryKind, LogEntry, MemberRecord, MessageState, RoomRecord,
+    DedupRecord, EntryKind, LogEntry, MemberRecord, MessageState, RoomRecord,
 };
 use crate::store::{Txn, keys};
 
@@ -325,18 +326,7 @@ pub(super) async fn delete(ctx: &ConnCtx, r: Delete) -> Result<Vec<Message>> {
         txn.put(keys::message(room, r.target), &state);
         txn.put(keys::room(room), &record);
         if author != user {
-            let id = txn.next_id("audit")?;
-            txn.put(
-                keys::audit(id),
-                &AuditRecord {
-                    ts: appended.entry.ts,
-                    actor: user.0,
-                    action: banter_protocol::message::AuditAction::DELETE_MESSAGE.0,
-                    room: Some(room.0),
-                    target: Some(author.0),
-                    reason: String::new(),
-                },
-            );
+            audit(txn, user, AuditAction::DELETE_MESSAGE, Some(room), author, "")?;
         }
         Ok(Some(appended))
     })

@@ -1,5 +1,5 @@
-//! ROLE_SET and AUDIT_QUERY (spec §6.7). Kicks and bans live with the other membership
-//! changes in `rooms`.
+//! ROLE_SET and AUDIT_QUERY (spec §6.7), and the one writer of audit entries. Kicks and bans
+//! live with the other membership changes in `rooms`.
 
 use banter_protocol::ErrorCode;
 use banter_protocol::bounded::List;
@@ -10,11 +10,35 @@ use banter_protocol::message::{
 
 use super::{ConnCtx, RequestError, Result, text};
 use crate::now_ms;
-use crate::store::keys;
 use crate::store::records::{AuditRecord, MemberRecord, UserRecord};
+use crate::store::{Txn, keys};
 
 fn forbidden(what: &str) -> RequestError {
     RequestError::new(ErrorCode::FORBIDDEN, what)
+}
+
+/// Appends one entry to the audit log, inside the transaction that made the change.
+pub(super) fn audit(
+    txn: &mut Txn<'_>,
+    actor: UserId,
+    action: AuditAction,
+    room: Option<RoomId>,
+    target: UserId,
+    reason: &str,
+) -> Result<()> {
+    let id = txn.next_id("audit")?;
+    txn.put(
+        keys::audit(id),
+        &AuditRecord {
+            ts: now_ms(),
+            actor: actor.0,
+            action: action.0,
+            room: room.map(|r| r.0),
+            target: Some(target.0),
+            reason: reason.to_owned(),
+        },
+    );
+    Ok(())
 }
 
 pub(super) async fn role_set(ctx: &ConnCtx, r: RoleSet) -> Result<Vec<Message>> {
@@ -99,18 +123,7 @@ pub(super) async fn role_set(ctx: &ConnCtx, r: RoleSet) -> Result<Vec<Message>> 
                         }
                     }
                 }
-                let id = txn.next_id("audit")?;
-                txn.put(
-                    keys::audit(id),
-                    &AuditRecord {
-                        ts: now_ms(),
-                        actor: actor.0,
-                        action: AuditAction::ROLE_SET.0,
-                        room: room.map(|r| r.0),
-                        target: Some(user.0),
-                        reason: format!("role {}", role.0),
-                    },
-                );
+                audit(txn, actor, AuditAction::ROLE_SET, room, user, &format!("role {}", role.0))?;
                 Ok::<_, RequestError>(())
             },
             |()| (),

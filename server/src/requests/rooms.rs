@@ -11,12 +11,11 @@ use banter_protocol::message::{
 };
 
 use super::events::{Appended, append, member_in, membership, publish, room_in, topic_entry};
+use super::moderation::audit;
 use super::{ConnCtx, RequestError, Result, check_text, text};
 use crate::authz::{Action, authorize};
 use crate::now_ms;
-use crate::store::records::{
-    AuditRecord, BanRecord, MarkerRecord, MemberRecord, RoomRecord, UserRecord,
-};
+use crate::store::records::{BanRecord, MarkerRecord, MemberRecord, RoomRecord, UserRecord};
 use crate::store::{Txn, keys};
 
 /// A room as the caller sees it.
@@ -375,29 +374,6 @@ pub(super) fn target_rank(ctx: &ConnCtx, room: RoomId, target: UserId) -> Result
     Ok(member.map_or(Role::MEMBER, |m| Role(m.role)).max(server))
 }
 
-fn audit(
-    txn: &mut Txn<'_>,
-    actor: UserId,
-    action: AuditAction,
-    room: RoomId,
-    target: UserId,
-    reason: &str,
-) -> Result<()> {
-    let id = txn.next_id("audit")?;
-    txn.put(
-        keys::audit(id),
-        &AuditRecord {
-            ts: now_ms(),
-            actor: actor.0,
-            action: action.0,
-            room: Some(room.0),
-            target: Some(target.0),
-            reason: reason.to_owned(),
-        },
-    );
-    Ok(())
-}
-
 pub(super) async fn kick(ctx: &ConnCtx, r: Kick) -> Result<Vec<Message>> {
     let actor = ctx.authed()?.user;
     check_text("reason", &r.reason, false)?;
@@ -407,7 +383,7 @@ pub(super) async fn kick(ctx: &ConnCtx, r: Kick) -> Result<Vec<Message>> {
     let appended = commit_membership(ctx, move |txn| {
         let removed = remove_member(txn, room, actor, r.user, MembershipChange::Kicked, &r.reason)?
             .ok_or_else(|| RequestError::new(ErrorCode::NOT_FOUND, "not a member"))?;
-        audit(txn, actor, AuditAction::KICK, room, r.user, &r.reason)?;
+        audit(txn, actor, AuditAction::KICK, Some(room), r.user, &r.reason)?;
         Ok(vec![(removed, Some((r.user, false)))])
     })
     .await?;
@@ -426,7 +402,7 @@ pub(super) async fn ban(ctx: &ConnCtx, r: Ban) -> Result<Vec<Message>> {
             keys::ban(room, r.user),
             &BanRecord { until: r.until.map(|t| t.0), reason: r.reason.to_string(), by: actor.0 },
         );
-        audit(txn, actor, AuditAction::BAN, room, r.user, &r.reason)?;
+        audit(txn, actor, AuditAction::BAN, Some(room), r.user, &r.reason)?;
         let entry =
             match remove_member(txn, room, actor, r.user, MembershipChange::Banned, &r.reason)? {
                 Some(removed) => removed,
@@ -459,7 +435,7 @@ pub(super) async fn unban(ctx: &ConnCtx, r: Unban) -> Result<Vec<Message>> {
             return Err(RequestError::new(ErrorCode::NOT_FOUND, "not banned"));
         }
         txn.delete(keys::ban(room, r.user));
-        audit(txn, actor, AuditAction::UNBAN, room, r.user, "")?;
+        audit(txn, actor, AuditAction::UNBAN, Some(room), r.user, "")?;
         let name = username_in(txn, r.user)?;
         let mut record = room_in(txn, room)?;
         let entry = append(

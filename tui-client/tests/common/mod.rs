@@ -15,6 +15,20 @@ pub(crate) struct Env {
 }
 
 impl Env {
+    /// A fresh client home (XDG data dir) talking to `server`.
+    pub(crate) fn new(server: &Server) -> Self {
+        Env { server: server.local_addr().to_string(), home: tempfile::tempdir().unwrap() }
+    }
+
+    /// Registers ada in the default profile (trusting the new certificate) and `other` in a
+    /// profile of the same name: the two users most tests start from.
+    pub(crate) fn register_ada_and(&self, other: &str) {
+        let ada = self.with_password(&["--accept-new-cert", "register", "ada"], "correct horse");
+        assert!(ada.status.success(), "{}", String::from_utf8_lossy(&ada.stderr));
+        let second = self.with_password(&["--profile", other, "register", other], "battery staple");
+        assert!(second.status.success(), "{}", String::from_utf8_lossy(&second.stderr));
+    }
+
     pub(crate) fn banter(&self, args: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_banter"));
         command
