@@ -241,10 +241,23 @@ fn remove_member(
     txn.delete(keys::member(room, user));
     txn.delete(keys::user_room(user, room));
     record.members = record.members.saturating_sub(1);
+    membership_entry(txn, room, record, actor, user, change, reason).map(Some)
+}
+
+/// Appends a MEMBERSHIP entry about `user` by `actor` inside a commit and saves the room.
+fn membership_entry(
+    txn: &mut Txn<'_>,
+    room: RoomId,
+    mut record: RoomRecord,
+    actor: UserId,
+    user: UserId,
+    change: MembershipChange,
+    reason: &str,
+) -> Result<Appended> {
     let name = username_in(txn, user)?;
     let appended = append(txn, room, &mut record, actor, membership(user, &name, change, reason));
     txn.put(keys::room(room), &record);
-    Ok(Some(appended))
+    Ok(appended)
 }
 
 fn acked(appended: &[Appended], ctx: &ConnCtx, room: RoomId) -> Vec<Message> {
@@ -397,28 +410,19 @@ pub(super) async fn ban(ctx: &ConnCtx, r: Ban) -> Result<Vec<Message>> {
     authorize(&standing, Action::Moderate { target: target_rank(ctx, r.room, r.user)? })?;
     let room = r.room;
     let appended = commit_membership(ctx, move |txn| {
-        let name = username_in(txn, r.user)?;
         txn.put(
             keys::ban(room, r.user),
             &BanRecord { until: r.until.map(|t| t.0), reason: r.reason.to_string(), by: actor.0 },
         );
         audit(txn, actor, AuditAction::BAN, Some(room), r.user, &r.reason)?;
-        let entry =
-            match remove_member(txn, room, actor, r.user, MembershipChange::Banned, &r.reason)? {
-                Some(removed) => removed,
-                None => {
-                    let mut record = room_in(txn, room)?;
-                    let entry = append(
-                        txn,
-                        room,
-                        &mut record,
-                        actor,
-                        membership(r.user, &name, MembershipChange::Banned, &r.reason),
-                    );
-                    txn.put(keys::room(room), &record);
-                    entry
-                }
-            };
+        let banned = MembershipChange::Banned;
+        let entry = match remove_member(txn, room, actor, r.user, banned, &r.reason)? {
+            Some(removed) => removed,
+            // Not a member: the ban is still announced in the room.
+            None => {
+                membership_entry(txn, room, room_in(txn, room)?, actor, r.user, banned, &r.reason)?
+            }
+        };
         Ok(vec![(entry, Some((r.user, false)))])
     })
     .await?;
@@ -436,16 +440,9 @@ pub(super) async fn unban(ctx: &ConnCtx, r: Unban) -> Result<Vec<Message>> {
         }
         txn.delete(keys::ban(room, r.user));
         audit(txn, actor, AuditAction::UNBAN, Some(room), r.user, "")?;
-        let name = username_in(txn, r.user)?;
-        let mut record = room_in(txn, room)?;
-        let entry = append(
-            txn,
-            room,
-            &mut record,
-            actor,
-            membership(r.user, &name, MembershipChange::Unbanned, ""),
-        );
-        txn.put(keys::room(room), &record);
+        let record = room_in(txn, room)?;
+        let unbanned = MembershipChange::Unbanned;
+        let entry = membership_entry(txn, room, record, actor, r.user, unbanned, "")?;
         Ok(vec![(entry, None)])
     })
     .await?;
