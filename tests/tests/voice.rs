@@ -9,7 +9,8 @@ use banter_client::protocol::ErrorCode;
 use banter_client::protocol::datagram::{MAX_HEADER_LEN, VoiceHeader};
 use banter_client::protocol::ids::{RoomId, SourceId};
 use banter_client::protocol::message::{
-    Message, VoiceAction, VoiceJoin, VoiceJoined, VoiceLeave, VoiceModerate, VoiceSelf,
+    Message, VoiceAction, VoiceJoin, VoiceJoined, VoiceLeave, VoiceModerate, VoiceRequestSpeak,
+    VoiceSelf, VoiceState,
 };
 use banter_tests::{TestServer, TestUser, WAIT};
 use bytes::Bytes;
@@ -160,4 +161,58 @@ async fn a_client_that_changes_its_address_keeps_its_call_and_its_chat() {
             break;
         }
     }
+}
+
+/// The next VOICE_STATE about `user`.
+async fn state_of(listener: &mut TestUser, user: &TestUser) -> VoiceState {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            if let Event::Ephemeral(Message::VoiceStateChanged(s)) = listener.next_event().await {
+                if s.participant.user == user.auth.user {
+                    return s.participant.state;
+                }
+            }
+        }
+    })
+    .await
+    .expect("a VOICE_STATE notice")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suppressed_speaker_raises_a_hand_and_is_heard_once_a_moderator_grants_it() {
+    let server = TestServer::start().await;
+    let mut ada = server.user("ada").await;
+    let bob = server.user("bob").await;
+    let room = ada.create_voice_room("stage").await;
+    bob.join(room).await.unwrap();
+    join_voice(&ada, room).await;
+    join_voice(&bob, room).await;
+    state_of(&mut ada, &bob).await; // bob joined
+
+    let revoke = VoiceModerate { room, user: bob.auth.user, action: VoiceAction::RevokeSpeak };
+    ada.conn.request_one(revoke).await.unwrap();
+    assert!(state_of(&mut ada, &bob).await.suppressed);
+    bob.conn.quic().send_datagram(datagram(0, 1, false, b"let me talk")).unwrap();
+    assert!(
+        heard(&ada, Duration::from_millis(300)).await.is_none(),
+        "a suppressed speaker is dropped"
+    );
+
+    bob.conn.request_one(VoiceRequestSpeak { room, raise: true }).await.unwrap();
+    let raised = state_of(&mut ada, &bob).await;
+    assert!(raised.suppressed && raised.requested_to_speak.is_some(), "{raised:?}");
+    bob.conn.request_one(VoiceRequestSpeak { room, raise: false }).await.unwrap();
+    assert_eq!(state_of(&mut ada, &bob).await.requested_to_speak, None, "hand lowered");
+    bob.conn.request_one(VoiceRequestSpeak { room, raise: true }).await.unwrap();
+    state_of(&mut ada, &bob).await;
+
+    // Only a moderator grants; granting answers the request.
+    let grant = VoiceModerate { room, user: bob.auth.user, action: VoiceAction::GrantSpeak };
+    let refused = bob.conn.request_one(grant.clone()).await;
+    assert_eq!(refused.unwrap_err().code(), Some(ErrorCode::FORBIDDEN));
+    ada.conn.request_one(grant).await.unwrap();
+    let granted = state_of(&mut ada, &bob).await;
+    assert!(!granted.suppressed && granted.requested_to_speak.is_none(), "{granted:?}");
+    bob.conn.quic().send_datagram(datagram(0, 2, false, b"thank you")).unwrap();
+    assert_eq!(heard(&ada, WAIT).await.unwrap().1, b"thank you");
 }
