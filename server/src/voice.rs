@@ -46,9 +46,17 @@ pub(crate) enum VoiceError {
 /// Every voice room of the server.
 #[derive(Debug)]
 pub(crate) struct Voice {
-    rooms: Mutex<HashMap<RoomId, HashMap<usize, Participant>>>,
+    rooms: Mutex<Rooms>,
     next_source: AtomicU32,
     max_bytes_per_second: usize,
+}
+
+#[derive(Debug, Default)]
+struct Rooms {
+    /// Participants by room, then by connection.
+    members: HashMap<RoomId, HashMap<usize, Participant>>,
+    /// The voice room of each connection in one, so a datagram finds its room in O(1).
+    room_of: HashMap<usize, RoomId>,
 }
 
 fn participant_view(p: &Participant) -> VoiceParticipant {
@@ -60,13 +68,13 @@ impl Voice {
         // Header and QUIC overhead on top of the Opus bitrate: allow 50 % more than nominal.
         let max_bytes_per_second = (max_bitrate as usize / 8) * 3 / 2;
         Self {
-            rooms: Mutex::new(HashMap::new()),
+            rooms: Mutex::new(Rooms::default()),
             next_source: AtomicU32::new(1),
             max_bytes_per_second,
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<RoomId, HashMap<usize, Participant>>> {
+    fn lock(&self) -> MutexGuard<'_, Rooms> {
         self.rooms.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -102,7 +110,8 @@ impl Voice {
             actor: user,
         });
         let mut rooms = self.lock();
-        let members = rooms.entry(room).or_default();
+        rooms.room_of.insert(conn_id, room);
+        let members = rooms.members.entry(room).or_default();
         members.insert(conn_id, participant);
         let roster = members.values().map(participant_view).collect();
         (source, roster, notices)
@@ -111,11 +120,11 @@ impl Voice {
     /// Leaves voice (VOICE_LEAVE or the connection ended).
     pub(crate) fn leave(&self, conn_id: usize) -> Option<(RoomId, Vec<VoiceNotice>)> {
         let mut rooms = self.lock();
-        let room = rooms.iter().find(|(_, m)| m.contains_key(&conn_id)).map(|(r, _)| *r)?;
-        let members = rooms.get_mut(&room)?;
+        let room = rooms.room_of.remove(&conn_id)?;
+        let members = rooms.members.get_mut(&room)?;
         let gone = members.remove(&conn_id)?;
         if members.is_empty() {
-            rooms.remove(&room);
+            rooms.members.remove(&room);
         }
         let mut notices = Vec::new();
         if gone.speaking_until.is_some() {
@@ -138,7 +147,7 @@ impl Voice {
         apply: impl FnOnce(&mut VoiceState),
     ) -> Result<VoiceNotice, VoiceError> {
         let mut rooms = self.lock();
-        let members = rooms.get_mut(&room).ok_or(VoiceError::NotInVoice)?;
+        let members = rooms.members.get_mut(&room).ok_or(VoiceError::NotInVoice)?;
         let participant = members
             .iter_mut()
             .find(|(c, p)| find(**c, p))
@@ -226,10 +235,8 @@ impl Voice {
     ) -> (Vec<(quinn::Connection, Bytes)>, Option<VoiceNotice>) {
         let Ok((header, payload)) = VoiceHeader::parse(datagram) else { return (Vec::new(), None) };
         let mut rooms = self.lock();
-        let Some((room, members)) = rooms.iter_mut().find(|(_, m)| m.contains_key(&conn_id)) else {
-            return (Vec::new(), None);
-        };
-        let room = *room;
+        let Some(&room) = rooms.room_of.get(&conn_id) else { return (Vec::new(), None) };
+        let Some(members) = rooms.members.get_mut(&room) else { return (Vec::new(), None) };
         let Some(sender) = members.get_mut(&conn_id) else { return (Vec::new(), None) };
         if header.kind == Kind::VOICE_PING {
             // Echoed to the sender unchanged, for round-trip measurement.
@@ -281,7 +288,7 @@ impl Voice {
     /// Sources whose hangover passed: they stopped talking.
     pub(crate) fn expire_speaking(&self, now: Instant) -> Vec<VoiceNotice> {
         let mut notices = Vec::new();
-        for (room, members) in self.lock().iter_mut() {
+        for (room, members) in self.lock().members.iter_mut() {
             for participant in members.values_mut() {
                 if participant.speaking_until.is_some_and(|until| until <= now) {
                     participant.speaking_until = None;

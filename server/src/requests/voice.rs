@@ -52,13 +52,11 @@ pub(super) fn join(ctx: &ConnCtx, r: VoiceJoin) -> Result<Vec<Message>> {
     ])
 }
 
-pub(super) fn leave(ctx: &ConnCtx, r: VoiceLeave) -> Result<Vec<Message>> {
+pub(super) fn leave(ctx: &ConnCtx, _: VoiceLeave) -> Result<Vec<Message>> {
     ctx.authed()?;
-    match ctx.shared.voice.leave(ctx.conn_id) {
-        Some((room, notices)) if room == r.room => announce_voice(&ctx.shared, notices),
-        Some((_, notices)) => announce_voice(&ctx.shared, notices),
-        None => return Err(VoiceError::NotInVoice.into()),
-    }
+    // One voice room per connection: leaving is leaving it, whichever room was named.
+    let (_, notices) = ctx.shared.voice.leave(ctx.conn_id).ok_or(VoiceError::NotInVoice)?;
+    announce_voice(&ctx.shared, notices);
     Ok(vec![Done {}.into()])
 }
 
