@@ -155,3 +155,29 @@ async fn a_moderator_deletes_a_members_message_leaving_a_tombstone_but_a_member_
     assert_eq!(tombstone.text.as_str(), "", "the content is purged");
     assert_eq!(tombstone.deleted_by, Some(owner.auth.user));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_members_topic_change_reaches_the_room_and_stays_but_an_outsider_cannot_set_one() {
+    use banter_client::protocol::message::RoomSetTopic;
+    let server = TestServer::start().await;
+    let ada = server.user("ada").await;
+    let mut grace = server.user("grace").await;
+    let mallory = server.user("mallory").await;
+    let room = ada.create_room("general", false).await;
+    grace.join(room).await.unwrap();
+
+    let topic = |text: &str| RoomSetTopic { room, topic: Text::new(text).unwrap() };
+    ada.conn.request_one(topic("release on friday")).await.unwrap();
+    let changed = loop {
+        if let Message::TopicChanged(t) = grace.next_room_event().await {
+            break t;
+        }
+    };
+    assert_eq!((changed.meta.sender, changed.topic.as_str()), (ada.auth.user, "release on friday"));
+    let refused = mallory.conn.request_one(topic("spam")).await.unwrap_err();
+    assert_eq!(refused.code(), Some(ErrorCode::FORBIDDEN));
+
+    // A newcomer sees the topic in the room's summary.
+    let Message::RoomInfo(info) = mallory.join(room).await.unwrap() else { panic!() };
+    assert_eq!(info.room.topic.as_str(), "release on friday");
+}

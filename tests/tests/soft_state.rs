@@ -4,7 +4,7 @@ use banter_client::Event;
 use banter_client::protocol::ErrorCode;
 use banter_client::protocol::bounded::Text;
 use banter_client::protocol::message::{
-    DmOpen, History, MarkRead, Members, Message, RoomKind, TypingSet, TypingState,
+    DmOpen, History, MarkDelivered, MarkRead, Members, Message, RoomKind, TypingSet, TypingState,
 };
 use banter_tests::{TestServer, TestUser, WAIT};
 
@@ -56,6 +56,42 @@ async fn read_markers_never_go_backwards_and_reach_the_room() {
         panic!()
     };
     assert_eq!((read.user, read.seq), (grace.auth.user, last));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_receipts_reach_the_room_and_private_read_markers_only_ones_own_devices() {
+    let server = TestServer::start().await;
+    let mut ada = server.user("ada").await;
+    let grace = server.user("grace").await;
+    let mut grace_phone = server.login("grace").await;
+    let room = ada.create_room("general", false).await;
+    grace.join(room).await.unwrap();
+    let first = ada.post(room, "did you get this?").await.unwrap().seq;
+
+    grace.conn.request_one(MarkDelivered { room, seq: first }).await.unwrap();
+    let Message::DeliveredUpTo(delivered) =
+        next_ephemeral(&mut ada, |m| matches!(m, Message::DeliveredUpTo(_))).await
+    else {
+        panic!()
+    };
+    assert_eq!((delivered.user, delivered.seq), (grace.auth.user, first));
+
+    grace.conn.request_one(MarkRead { room, seq: first, private: true }).await.unwrap();
+    let Message::ReadUpTo(synced) =
+        next_ephemeral(&mut grace_phone, |m| matches!(m, Message::ReadUpTo(_))).await
+    else {
+        panic!()
+    };
+    assert_eq!((synced.user, synced.seq), (grace.auth.user, first), "synced to her devices");
+    // A later public marker is the first ada sees: the private one never reached her.
+    let second = ada.post(room, "and this?").await.unwrap().seq;
+    grace.conn.request_one(MarkRead { room, seq: second, private: false }).await.unwrap();
+    let Message::ReadUpTo(read) =
+        next_ephemeral(&mut ada, |m| matches!(m, Message::ReadUpTo(_))).await
+    else {
+        panic!()
+    };
+    assert_eq!((read.user, read.seq), (grace.auth.user, second));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
