@@ -111,7 +111,7 @@ async fn setup() -> (TestServer, TestUser) {
 /// The examples' arguments: register ada, post "hello from C" to lobby.
 fn example_args(server: &TestServer) -> [String; 6] {
     [
-        server.addr().to_string(),
+        &*server.addr().to_string(),
         "ada",
         "correct horse battery",
         "lobby",

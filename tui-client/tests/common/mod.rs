@@ -17,7 +17,7 @@ pub(crate) struct Env {
 impl Env {
     /// A fresh client home (XDG data dir) talking to `server`.
     pub(crate) fn new(server: &Server) -> Self {
-        Env { server: server.local_addr().to_string(), home: tempfile::tempdir().unwrap() }
+        Self { server: server.local_addr().to_string(), home: tempfile::tempdir().unwrap() }
     }
 
     /// Registers ada in the default profile (trusting the new certificate) and `other` in a
