@@ -6,10 +6,10 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use banter_protocol::bounded::{Blob, Text};
-use banter_protocol::ids::{ResumeId, RoomId, SessionId, UserId};
+use banter_protocol::ids::{ResumeId, RoomId, SessionId, Timestamp, UserId};
 use banter_protocol::message::{
     AuthOk, CatchUp, Delete, Edit, EventAck, History, ListScope, MarkRead, Message, Post,
     PresenceSet, PresenceStatus, React, Refresh, RoomJoin, RoomLeave, RoomList, RoomSummary,
@@ -121,15 +121,11 @@ struct Inner {
     updates: mpsc::UnboundedSender<Update>,
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
-
 fn random_u128() -> u128 {
     let mut bytes = [0u8; 16];
     // Without system randomness no id (and no TLS) is possible; fall back to the clock.
     if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).is_err() {
-        return u128::from(now_ms()) << 64;
+        return u128::from(Timestamp::now().0) << 64;
     }
     u128::from_be_bytes(bytes)
 }
@@ -426,7 +422,7 @@ async fn supervise(inner: Arc<Inner>) {
 /// Refreshes the access token if it expires within a minute.
 async fn refresh_if_needed(inner: &Inner, conn: &Connection) -> Result<(), Ended> {
     let credentials = lock(&inner.credentials).clone();
-    if credentials.access_expires > now_ms() + 60_000 {
+    if credentials.access_expires > Timestamp::now().0 + 60_000 {
         return Ok(());
     }
     let refresh =

@@ -38,7 +38,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use banter_protocol::ErrorCode;
 use banter_protocol::ids::{RoomId, UserId};
@@ -54,11 +54,6 @@ use crate::identity::Identity;
 use crate::ratelimit::{AccountLimiter, AddressLimiter};
 use crate::store::records::RoomRecord;
 use crate::store::{SledEngine, Store, keys};
-
-/// Milliseconds since the Unix epoch.
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
 
 /// What every connection shares.
 #[derive(Debug)]

@@ -189,14 +189,14 @@ impl Voice {
         conn_id: usize,
         user: UserId,
         raise: bool,
-        now_ms: u64,
+        now: Timestamp,
     ) -> Result<VoiceNotice, VoiceError> {
         self.change(
             room,
             |c, _| c == conn_id,
             user,
             |state| {
-                state.requested_to_speak = raise.then_some(Timestamp(now_ms));
+                state.requested_to_speak = raise.then_some(now);
             },
         )
     }

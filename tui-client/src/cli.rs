@@ -11,7 +11,7 @@ use banter_client::{
 };
 use banter_protocol::ErrorCode;
 use banter_protocol::bounded::{Blob, Text};
-use banter_protocol::ids::{RoomId, UserId};
+use banter_protocol::ids::{RoomId, Timestamp, UserId};
 use banter_protocol::message::{
     History, ListScope, Logout, Members, Message, Refresh, RoomCreate, RoomJoin, RoomLeave,
     RoomList, RoomSummary, Visibility,
@@ -293,7 +293,7 @@ impl Ctx {
         let mut credentials = profile
             .credentials()
             .ok_or_else(|| fail(4, "the stored login is damaged; log in again"))?;
-        if credentials.access_expires <= now_ms() + 30_000 {
+        if credentials.access_expires <= Timestamp::now().0 + 30_000 {
             let refresh = Refresh {
                 refresh_token: Blob::new(credentials.refresh_token.clone()).unwrap_or_default(),
             };
@@ -329,12 +329,6 @@ impl Ctx {
             }
         }
     }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn password() -> Result<String> {

@@ -13,10 +13,10 @@ use banter_protocol::message::{
 use ed25519_dalek::{Signature, VerifyingKey};
 
 use super::{ConnCtx, RequestError, RequestIo, Result, check_text, text};
+use crate::Shared;
 use crate::auth::{RefreshToken, TokenError, Verified, same_secret};
 use crate::store::records::{SessionRecord, UserRecord};
 use crate::store::{Txn, keys};
-use crate::{Shared, now_ms};
 
 fn auth_failed() -> RequestError {
     // One answer for every failure, so that it reveals nothing (spec §12.4).
@@ -57,7 +57,7 @@ fn new_login(
 ) -> Result<(SessionId, RefreshToken)> {
     let session = SessionId(txn.next_id("session")?);
     let refresh = RefreshToken::generate(session, 1);
-    let now = now_ms();
+    let now = Timestamp::now().0;
     txn.put(
         keys::session(session),
         &SessionRecord {
@@ -80,8 +80,12 @@ fn auth_ok(
     session: SessionId,
     refresh: &RefreshToken,
 ) -> Vec<Message> {
-    let (access, expires) =
-        shared.tokens.issue(user, session, now_ms(), shared.config.access_token_ttl_s * 1000);
+    let (access, expires) = shared.tokens.issue(
+        user,
+        session,
+        Timestamp::now().0,
+        shared.config.access_token_ttl_s * 1000,
+    );
     vec![
         AuthOk {
             user,
@@ -126,7 +130,7 @@ pub(super) async fn register(ctx: &ConnCtx, r: Register) -> Result<Vec<Message>>
                     &UserRecord {
                         username: username.clone(),
                         password_hash: hash,
-                        created: now_ms(),
+                        created: Timestamp::now().0,
                         disabled: false,
                         role: role.0,
                     },
@@ -232,7 +236,7 @@ pub(super) async fn refresh(ctx: &ConnCtx, r: Refresh) -> Result<Vec<Message>> {
                     return Err(RequestError::new(ErrorCode::SESSION_REVOKED, "session ended"));
                 };
                 let user = UserId(record.user);
-                if record.expires <= now_ms() {
+                if record.expires <= Timestamp::now().0 {
                     txn.delete(key);
                     txn.delete(keys::user_session(user, token.session));
                     return Err(RequestError::new(ErrorCode::SESSION_REVOKED, "session expired"));
@@ -251,7 +255,7 @@ pub(super) async fn refresh(ctx: &ConnCtx, r: Refresh) -> Result<Vec<Message>> {
                 let next = RefreshToken::generate(token.session, record.refresh_generation + 1);
                 record.refresh_generation = next.generation;
                 record.refresh_hash = next.hash();
-                record.last_seen = now_ms();
+                record.last_seen = Timestamp::now().0;
                 txn.put(key, &record);
                 Ok(Refreshed::Rotated(user, token.session, next))
             },
@@ -369,7 +373,7 @@ pub(crate) fn authenticate(
     shared: &Shared,
     token: &[u8],
 ) -> Result<(UserId, SessionId), ErrorCode> {
-    let claims = shared.tokens.verify(token, now_ms()).map_err(|e| match e {
+    let claims = shared.tokens.verify(token, Timestamp::now().0).map_err(|e| match e {
         TokenError::Expired => ErrorCode::TOKEN_EXPIRED,
         TokenError::Invalid => ErrorCode::AUTH_FAILED,
     })?;

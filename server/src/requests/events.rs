@@ -16,7 +16,6 @@ use super::moderation::audit;
 use super::{ConnCtx, RequestError, Result, check_text, text};
 use crate::authz::{Action, authorize};
 use crate::hub::Hub;
-use crate::now_ms;
 use crate::store::records::{
     DedupRecord, EntryKind, LogEntry, MemberRecord, MessageState, RoomRecord,
 };
@@ -39,7 +38,7 @@ pub(crate) fn append(
     kind: EntryKind,
 ) -> Appended {
     record.last_seq += 1;
-    let entry = LogEntry { ts: now_ms(), sender: sender.0, kind };
+    let entry = LogEntry { ts: Timestamp::now().0, sender: sender.0, kind };
     txn.put(keys::log(room, record.last_seq), &entry);
     Appended { room, seq: record.last_seq, entry }
 }
@@ -380,7 +379,7 @@ pub(super) async fn react(ctx: &ConnCtx, r: React) -> Result<Vec<Message>> {
         Some(appended) => ack(&appended),
         None => {
             let head = ctx.shared.hub.head(room);
-            vec![EventAck { room, seq: head, ts: Timestamp(now_ms()) }.into()]
+            vec![EventAck { room, seq: head, ts: Timestamp::now() }.into()]
         }
     })
 }

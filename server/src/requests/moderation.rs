@@ -9,7 +9,6 @@ use banter_protocol::message::{
 };
 
 use super::{ConnCtx, RequestError, Result, text};
-use crate::now_ms;
 use crate::store::records::{AuditRecord, MemberRecord, UserRecord};
 use crate::store::{Txn, keys};
 
@@ -30,7 +29,7 @@ pub(super) fn audit(
     txn.put(
         keys::audit(id),
         &AuditRecord {
-            ts: now_ms(),
+            ts: Timestamp::now().0,
             actor: actor.0,
             action: action.0,
             room: room.map(|r| r.0),

@@ -14,7 +14,6 @@ use super::events::{Appended, append, member_in, membership, publish, room_in, t
 use super::moderation::audit;
 use super::{ConnCtx, RequestError, Result, check_text, text};
 use crate::authz::{Action, authorize};
-use crate::now_ms;
 use crate::store::records::{BanRecord, MarkerRecord, MemberRecord, RoomRecord, UserRecord};
 use crate::store::{Txn, keys};
 
@@ -146,7 +145,7 @@ pub(super) async fn create(ctx: &ConnCtx, r: RoomCreate) -> Result<Vec<Message>>
             category: r.category.into_string(),
             private: r.visibility == Visibility::Private,
             voice: r.voice,
-            created: now_ms(),
+            created: Timestamp::now().0,
             last_seq: 0,
             members: 0,
             direct_pair: None,
@@ -264,7 +263,7 @@ fn acked(appended: &[Appended], ctx: &ConnCtx, room: RoomId) -> Vec<Message> {
     match appended.last() {
         Some(a) => vec![EventAck { room: a.room, seq: a.seq, ts: Timestamp(a.entry.ts) }.into()],
         None => {
-            vec![EventAck { room, seq: ctx.shared.hub.head(room), ts: Timestamp(now_ms()) }.into()]
+            vec![EventAck { room, seq: ctx.shared.hub.head(room), ts: Timestamp::now() }.into()]
         }
     }
 }
@@ -334,7 +333,7 @@ pub(super) async fn dm_open(ctx: &ConnCtx, r: DmOpen) -> Result<Vec<Message>> {
             category: String::new(),
             private: true,
             voice: false,
-            created: now_ms(),
+            created: Timestamp::now().0,
             last_seq: 0,
             members: 0,
             direct_pair: Some((user.0.min(other.0), user.0.max(other.0))),

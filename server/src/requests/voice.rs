@@ -2,15 +2,16 @@
 
 use banter_protocol::ErrorCode;
 use banter_protocol::bounded::List;
+use banter_protocol::ids::Timestamp;
 use banter_protocol::message::{
     CodecParams, Done, Message, VoiceJoin, VoiceJoined, VoiceLeave, VoiceModerate,
     VoiceRequestSpeak, VoiceSelf,
 };
 
 use super::{ConnCtx, RequestError, Result, text};
+use crate::announce_voice;
 use crate::authz::{Action, authorize};
 use crate::voice::VoiceError;
-use crate::{announce_voice, now_ms};
 
 impl From<VoiceError> for RequestError {
     fn from(error: VoiceError) -> Self {
@@ -71,7 +72,8 @@ pub(super) fn set_self(ctx: &ConnCtx, r: VoiceSelf) -> Result<Vec<Message>> {
 pub(super) fn request_speak(ctx: &ConnCtx, r: VoiceRequestSpeak) -> Result<Vec<Message>> {
     let user = ctx.authed()?.user;
     ctx.rate("voice")?;
-    let notice = ctx.shared.voice.request_speak(r.room, ctx.conn_id, user, r.raise, now_ms())?;
+    let notice =
+        ctx.shared.voice.request_speak(r.room, ctx.conn_id, user, r.raise, Timestamp::now())?;
     announce_voice(&ctx.shared, vec![notice]);
     Ok(vec![Done {}.into()])
 }

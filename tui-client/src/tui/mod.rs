@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use banter_client::{Client, Update};
 use banter_protocol::bounded::Text;
-use banter_protocol::ids::RoomId;
+use banter_protocol::ids::{RoomId, Timestamp};
 use banter_protocol::message::{
     Delete, DmOpen, Edit, History, ListScope, MarkRead, Members, Message, PresenceSet, React,
     RoomJoin, RoomLeave, RoomList, RoomSetTopic, TypingSet,
@@ -76,7 +76,7 @@ pub(crate) async fn run(
                 Update::SendFailed { error, .. } => Some(Action::Failed(error)),
             },
             Some(action) = results.recv() => Some(action),
-            _ = tick.tick() => Some(Action::Tick(now_ms())),
+            _ = tick.tick() => Some(Action::Tick(Timestamp::now().0)),
         };
         if let Some(action) = action {
             for command in model::update(&mut model, action) {
@@ -99,12 +99,6 @@ fn set_mouse(on: bool) {
     } else {
         crossterm::execute!(std::io::stdout(), crossterm::event::DisableMouseCapture)
     };
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Starts a command; its result comes back as an action.
