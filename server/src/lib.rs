@@ -236,35 +236,12 @@ fn rand_u32() -> u32 {
 
 /// Rebuilds what the hub keeps in memory: memberships and room heads.
 fn load_live_state(store: &Store, hub: &Hub) -> Result<(), store::StoreError> {
-    let end = keys::prefix_end(&[keys::tag::MEMBER]);
-    let mut start = vec![keys::tag::MEMBER];
-    loop {
-        let batch = store.range::<store::records::MemberRecord>(&start, &end, false, 4096)?;
-        let Some((last, _)) = batch.last() else { break };
-        start = last.clone();
-        start.push(0);
-        for (key, _) in &batch {
-            hub.add_member(RoomId(keys::id_at(key, 1)), UserId(keys::id_at(key, 9)));
-        }
-        if batch.len() < 4096 {
-            break;
-        }
-    }
-    let end = keys::prefix_end(&[keys::tag::ROOM]);
-    let mut start = vec![keys::tag::ROOM];
-    loop {
-        let batch = store.range::<RoomRecord>(&start, &end, false, 4096)?;
-        let Some((last, _)) = batch.last() else { break };
-        start = last.clone();
-        start.push(0);
-        for (key, record) in &batch {
-            hub.set_head(RoomId(keys::id_at(key, 1)), record.last_seq);
-        }
-        if batch.len() < 4096 {
-            break;
-        }
-    }
-    Ok(())
+    store.scan::<store::records::MemberRecord>(&[keys::tag::MEMBER], |key, _| {
+        hub.add_member(RoomId(keys::id_at(key, 1)), UserId(keys::id_at(key, 9)));
+    })?;
+    store.scan::<RoomRecord>(&[keys::tag::ROOM], |key, record| {
+        hub.set_head(RoomId(keys::id_at(key, 1)), record.last_seq);
+    })
 }
 
 async fn accept_loop(

@@ -109,6 +109,31 @@ impl Store {
             .collect()
     }
 
+    /// Calls `f` on every record whose key starts with `prefix`, in key order, reading in
+    /// pages so that a large table never sits in memory at once.
+    pub fn scan<T: DeserializeOwned>(
+        &self,
+        prefix: &[u8],
+        mut f: impl FnMut(&[u8], T),
+    ) -> Result<(), StoreError> {
+        const PAGE: usize = 4096;
+        let end = keys::prefix_end(prefix);
+        let mut start = prefix.to_vec();
+        loop {
+            let page = self.range::<T>(&start, &end, false, PAGE)?;
+            let full = page.len() == PAGE;
+            let Some((last, _)) = page.last() else { return Ok(()) };
+            start = last.clone();
+            start.push(0); // the smallest key after `last`
+            for (key, record) in page {
+                f(&key, record);
+            }
+            if !full {
+                return Ok(());
+            }
+        }
+    }
+
     /// Keys (without values) with the given prefix.
     pub fn keys_with_prefix(
         &self,
