@@ -12,8 +12,8 @@ use banter_protocol::bounded::{Blob, Text};
 use banter_protocol::ids::{ResumeId, RoomId, SessionId, Timestamp, UserId};
 use banter_protocol::message::{
     AuthOk, CatchUp, Delete, Edit, EventAck, History, ListScope, MarkRead, Message, Post,
-    PresenceSet, PresenceStatus, React, Refresh, RoomJoin, RoomLeave, RoomList, RoomSummary,
-    TypingSet, TypingState,
+    PresenceSet, PresenceStatus, React, Refresh, RoomJoin, RoomLeave, RoomSummary, TypingSet,
+    TypingState,
 };
 use banter_protocol::{ClientAction, ErrorCode};
 use tokio::sync::{Notify, mpsc, watch};
@@ -237,22 +237,7 @@ impl Client {
 
     /// The rooms the user is in (every page).
     pub async fn rooms(&self) -> Result<Vec<RoomSummary>, RequestError> {
-        let mut rooms = Vec::new();
-        let mut after = None;
-        loop {
-            let page = self
-                .one(RoomList { scope: ListScope::Joined, after, limit: 100 }, |m| match m {
-                    Message::RoomListPage(page) => Some(page),
-                    _ => None,
-                })
-                .await?;
-            after = page.rooms.last().map(|r| r.room);
-            let more = page.more;
-            rooms.extend(page.rooms.into_vec());
-            if !more || after.is_none() {
-                return Ok(rooms);
-            }
-        }
+        self.connection().await?.rooms(ListScope::Joined).await
     }
 
     /// Joins a room.

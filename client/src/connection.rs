@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use banter_protocol::bounded::{Blob, Text};
 use banter_protocol::ids::ResumeId;
-use banter_protocol::message::{self, AuthOk, Hello, Login, Message, Register};
+use banter_protocol::message::{
+    self, AuthOk, Hello, ListScope, Login, Message, Register, RoomList, RoomSummary,
+};
 use banter_protocol::session::{ClientConfig, ClientConnection, ClientEvent, Greeting};
 use banter_protocol::stream::StreamType;
 use banter_protocol::{ErrorCode, FrameDecoder};
@@ -247,6 +249,25 @@ impl Connection {
         match (answer.pop(), answer.is_empty()) {
             (Some(message), true) => Ok(message),
             _ => Err(RequestError::Protocol("expected one answer frame".into())),
+        }
+    }
+
+    /// Every room in a scope, following ROOM_LIST pages to the end.
+    pub async fn rooms(&self, scope: ListScope) -> Result<Vec<RoomSummary>, RequestError> {
+        let mut rooms = Vec::new();
+        let mut after = None;
+        loop {
+            let Message::RoomListPage(page) =
+                self.request_one(RoomList { scope, after, limit: 100 }).await?
+            else {
+                return Err(RequestError::Protocol("unexpected answer to ROOM_LIST".into()));
+            };
+            after = page.rooms.last().map(|r| r.room);
+            let more = page.more;
+            rooms.extend(page.rooms.into_vec());
+            if !more || after.is_none() {
+                return Ok(rooms);
+            }
         }
     }
 

@@ -14,7 +14,7 @@ use banter_protocol::bounded::{Blob, Text};
 use banter_protocol::ids::{RoomId, Timestamp, UserId};
 use banter_protocol::message::{
     History, ListScope, Logout, Members, Message, Refresh, RoomCreate, RoomJoin, RoomLeave,
-    RoomList, RoomSummary, Visibility,
+    RoomSummary, Visibility,
 };
 use clap::{Parser, Subcommand};
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -377,30 +377,11 @@ async fn logout(ctx: &Ctx) -> Result<()> {
     Ok(())
 }
 
-/// Every room in a scope (all pages).
-async fn list_rooms(conn: &Connection, scope: ListScope) -> Result<Vec<RoomSummary>> {
-    let mut rooms = Vec::new();
-    let mut after = None;
-    loop {
-        let Message::RoomListPage(page) =
-            conn.request_one(RoomList { scope, after, limit: 100 }).await?
-        else {
-            return Err(fail(1, "unexpected answer to ROOM_LIST"));
-        };
-        after = page.rooms.last().map(|r| r.room);
-        let more = page.more;
-        rooms.extend(page.rooms.into_vec());
-        if !more || after.is_none() {
-            return Ok(rooms);
-        }
-    }
-}
-
 /// A room by id, `#name` or name: the caller's rooms first, then public ones.
 async fn resolve_room(conn: &Connection, spec: &str) -> Result<RoomSummary> {
     let name = spec.trim_start_matches('#');
     for scope in [ListScope::Joined, ListScope::Public] {
-        for room in list_rooms(conn, scope).await? {
+        for room in conn.rooms(scope).await? {
             if room.name.eq_ignore_ascii_case(name) || name.parse() == Ok(room.room.0) {
                 return Ok(room);
             }
@@ -412,7 +393,7 @@ async fn resolve_room(conn: &Connection, spec: &str) -> Result<RoomSummary> {
 async fn rooms(ctx: &Ctx, public: bool) -> Result<()> {
     let (conn, _events, _) = ctx.session().await?;
     let scope = if public { ListScope::Public } else { ListScope::Joined };
-    for room in list_rooms(&conn, scope).await? {
+    for room in conn.rooms(scope).await? {
         output::room(ctx.json, &room);
     }
     Ok(())
