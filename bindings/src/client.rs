@@ -152,13 +152,6 @@ fn start(
     let (credentials, fingerprint) = runtime
         .block_on(Client::authenticate(addr, options.clone(), username, password, register))
         .map_err(|e| match e {
-            ::banter_client::RequestError::Connection(message)
-                if message.contains("fingerprint")
-                    || message.contains("certificate")
-                    || message.contains("UnknownIssuer") =>
-            {
-                Failure::new(BANTER_CERTIFICATE_UNTRUSTED, message)
-            }
             ::banter_client::RequestError::Connection(message) => {
                 Failure::new(BANTER_CONNECT_FAILED, message)
             }

@@ -66,11 +66,7 @@ impl From<::banter_client::RequestError> for Failure {
                 message: error.to_string(),
                 server_code: code.0,
             },
-            E::Connection(message)
-                if message.contains("pinned") || message.contains("certificate") =>
-            {
-                Self::new(BANTER_CERTIFICATE_UNTRUSTED, error.to_string())
-            }
+            E::Untrusted(_) => Self::new(BANTER_CERTIFICATE_UNTRUSTED, error.to_string()),
             E::Connection(_) => Self::new(BANTER_CONNECTION_LOST, error.to_string()),
             E::Protocol(_) => Self::new(BANTER_INTERNAL, error.to_string()),
         }

@@ -84,3 +84,28 @@ fn versions_and_status_names_are_static_strings() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_whose_certificate_does_not_match_the_pin_is_refused_as_untrusted() {
+    let server = banter_tests::TestServer::start().await;
+    let addr = server.addr().to_string();
+    let (status, message) = tokio::task::spawn_blocking(move || {
+        // SAFETY: a live config, valid (pointer, length) strings, a 32-byte fingerprint and a
+        // writable out-parameter.
+        unsafe {
+            let config = banter_config_new();
+            banter_config_set_server(config, addr.as_ptr().cast(), addr.len());
+            banter_config_set_pinned_fingerprint(config, [0u8; 32].as_ptr());
+            let mut client = ptr::null_mut();
+            let status =
+                banter_register(config, c"ada".as_ptr(), 3, c"pw".as_ptr(), 2, &mut client);
+            banter_config_free(config);
+            assert!(client.is_null());
+            (status, CStr::from_ptr(banter_last_error()).to_string_lossy().into_owned())
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(status, banter_status::BANTER_CERTIFICATE_UNTRUSTED, "{message}");
+    assert!(message.contains("pinned fingerprint"), "{message}");
+}

@@ -144,9 +144,7 @@ impl Client {
         password: &str,
         register: bool,
     ) -> Result<(Credentials, Option<[u8; 32]>), RequestError> {
-        let (conn, _events) = Connection::connect(addr, options)
-            .await
-            .map_err(|e| RequestError::Connection(e.to_string()))?;
+        let (conn, _events) = Connection::connect(addr, options).await?;
         let ok = if register {
             conn.register(username, password).await
         } else {

@@ -21,9 +21,13 @@ use crate::tls::{Trust, Verifier};
 /// Why connecting failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
-    /// The QUIC or TLS handshake failed (unreachable, wrong certificate, wrong ALPN).
+    /// The QUIC or TLS handshake failed (unreachable, wrong ALPN, a TLS error).
     #[error("connecting: {0}")]
     Handshake(String),
+    /// The server's certificate is not trusted: it does not match the pin, or does not chain
+    /// to the given CA for the server's name.
+    #[error("the server's certificate is not trusted: {0}")]
+    Untrusted(String),
     /// The connection dropped before the control stream was set up.
     #[error("connection lost: {0}")]
     Lost(#[from] quinn::ConnectionError),
@@ -45,9 +49,21 @@ pub enum RequestError {
     /// The connection or stream failed before an answer arrived.
     #[error("connection: {0}")]
     Connection(String),
+    /// Connecting failed because the server's certificate is not trusted.
+    #[error("the server's certificate is not trusted: {0}")]
+    Untrusted(String),
     /// The answer did not decode, or was not what the request expects.
     #[error("unexpected answer: {0}")]
     Protocol(String),
+}
+
+impl From<ConnectError> for RequestError {
+    fn from(error: ConnectError) -> Self {
+        match error {
+            ConnectError::Untrusted(reason) => Self::Untrusted(reason),
+            other => Self::Connection(other.to_string()),
+        }
+    }
 }
 
 impl RequestError {
@@ -163,7 +179,12 @@ impl Connection {
             .connect_with(config, addr, &options.server_name)
             .map_err(|e| ConnectError::Handshake(e.to_string()))?
             .await
-            .map_err(|e| ConnectError::Handshake(e.to_string()))?;
+            .map_err(|e| {
+                match verifier.refused.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                    Some(reason) => ConnectError::Untrusted(reason),
+                    None => ConnectError::Handshake(e.to_string()),
+                }
+            })?;
         let fingerprint = *verifier.seen.lock().unwrap_or_else(|e| e.into_inner());
 
         let now = Instant::now();

@@ -62,6 +62,9 @@ pub(crate) struct Verifier {
     /// For [`Trust::CustomCa`]: rustls's own WebPKI verifier over those roots.
     webpki: Option<Arc<rustls::client::WebPkiServerVerifier>>,
     pub(crate) seen: Mutex<Option<[u8; 32]>>,
+    /// Why the certificate was refused, when it was: the handshake error that reaches the
+    /// caller no longer says that it was a trust decision.
+    pub(crate) refused: Mutex<Option<String>>,
 }
 
 impl Verifier {
@@ -82,7 +85,7 @@ impl Verifier {
             }
             _ => None,
         };
-        Ok(Self { trust, provider, webpki, seen: Mutex::new(None) })
+        Ok(Self { trust, provider, webpki, seen: Mutex::new(None), refused: Mutex::new(None) })
     }
 }
 
@@ -97,22 +100,23 @@ impl ServerCertVerifier for Verifier {
     ) -> Result<ServerCertVerified, rustls::Error> {
         let seen = fingerprint(end_entity);
         *self.seen.lock().unwrap_or_else(|e| e.into_inner()) = Some(seen);
-        if let Some(webpki) = &self.webpki {
-            return webpki.verify_server_cert(
+        let verdict = match (&self.webpki, &self.trust) {
+            (Some(webpki), _) => webpki.verify_server_cert(
                 end_entity,
                 intermediates,
                 server_name,
                 ocsp_response,
                 now,
-            );
-        }
-        match self.trust {
-            Trust::AcceptAny | Trust::CustomCa(_) => Ok(ServerCertVerified::assertion()),
-            Trust::Pinned(pin) if pin == seen => Ok(ServerCertVerified::assertion()),
-            Trust::Pinned(_) => Err(rustls::Error::General(
+            ),
+            (None, Trust::Pinned(pin)) if *pin != seen => Err(rustls::Error::General(
                 "the server's certificate does not match the pinned fingerprint".into(),
             )),
+            (None, _) => Ok(ServerCertVerified::assertion()),
+        };
+        if let Err(error) = &verdict {
+            *self.refused.lock().unwrap_or_else(|e| e.into_inner()) = Some(error.to_string());
         }
+        verdict
     }
 
     fn verify_tls12_signature(

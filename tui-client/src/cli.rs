@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use banter_client::{
-    Client, ClientConfig, Connection, ConnectionState, Credentials, Event, Options, RequestError,
-    Trust, Update,
+    Client, ClientConfig, ConnectError, Connection, ConnectionState, Credentials, Event, Options,
+    RequestError, Trust, Update,
 };
 use banter_protocol::ErrorCode;
 use banter_protocol::bounded::{Blob, Text};
@@ -129,6 +129,7 @@ impl From<RequestError> for Failure {
             } => fail(4, error.to_string()),
             RequestError::Server { .. } => fail(5, error.to_string()),
             RequestError::Connection(_) => fail(3, error.to_string()),
+            RequestError::Untrusted(_) => fail(6, error.to_string()),
             RequestError::Protocol(_) => fail(1, error.to_string()),
         }
     }
@@ -263,19 +264,16 @@ impl Ctx {
 
     async fn connect(&self) -> Result<(Connection, UnboundedReceiver<Event>)> {
         let (conn, events) =
-            Connection::connect(self.addr, self.options()?).await.map_err(|e| {
-                let message = e.to_string();
-                if message.contains("pinned fingerprint") {
-                    fail(
-                        6,
-                        format!(
-                            "{}: the server's certificate changed since it was pinned. {message}",
-                            self.server
-                        ),
-                    )
-                } else {
-                    fail(3, format!("{}: {message}", self.server))
-                }
+            Connection::connect(self.addr, self.options()?).await.map_err(|e| match e {
+                ConnectError::Untrusted(_) if self.ca.is_none() => fail(
+                    6,
+                    format!(
+                        "{}: the server's certificate changed since it was pinned. {e}",
+                        self.server
+                    ),
+                ),
+                ConnectError::Untrusted(_) => fail(6, format!("{}: {e}", self.server)),
+                other => fail(3, format!("{}: {other}", self.server)),
             })?;
         self.check_new_server(conn.fingerprint())?;
         Ok((conn, events))

@@ -95,6 +95,17 @@ async fn two_users_chat_through_the_cli_and_tail_json_feeds_a_script() {
     assert_eq!(env.run(&["--profile", "nobody", "rooms"]).status.code(), Some(4));
     let wrong = env.with_password(&["--profile", "x", "login", "ada"], "wrong password");
     assert_eq!(wrong.status.code(), Some(4));
+    // A server whose certificate no longer matches the pin is refused until the pin is fixed.
+    let known = env.home.path().join("data/banter/known_servers.toml");
+    let pinned = std::fs::read_to_string(&known).unwrap();
+    let other = vec!["00"; 32].join(":");
+    std::fs::write(&known, format!("[servers]\n\"{}\" = \"{other}\"\n", env.server)).unwrap();
+    let changed = env.run(&["rooms"]);
+    assert_eq!(changed.status.code(), Some(6));
+    let stderr = String::from_utf8_lossy(&changed.stderr);
+    assert!(stderr.contains("changed since it was pinned"), "{stderr}");
+    std::fs::write(&known, pinned).unwrap();
+
     env.run_ok(&["logout"]);
     assert_eq!(env.run(&["rooms"]).status.code(), Some(4));
     server.shutdown().await;
