@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
-use ::banter_client::{Client, ClientConfig, Options, Update, new_client_msg_id};
+use ::banter_client::{Client, ClientConfig, ConnectionState, Options, Update, new_client_msg_id};
 use banter_protocol::bounded::Text;
 use banter_protocol::ids::{RoomId, UserId};
 use banter_protocol::message::{
@@ -178,9 +178,18 @@ fn start(
     });
     let forward = shared.clone();
     runtime.spawn(async move {
+        // Reconnect attempts are reported once, when a live connection is lost; the first
+        // connection attempt (inside this function) is not a disconnection.
+        let mut connected = false;
         while let Some(update) = updates.recv().await {
-            if let Update::Room(Message::Membership(m)) = &update {
-                lock(&forward.names).insert(m.user, m.username.to_string());
+            match &update {
+                Update::Room(Message::Membership(m)) => {
+                    lock(&forward.names).insert(m.user, m.username.to_string());
+                }
+                Update::Connection(ConnectionState::Connected) => connected = true,
+                Update::Connection(ConnectionState::Connecting { .. }) if !connected => continue,
+                Update::Connection(_) => connected = false,
+                _ => {}
             }
             let event = banter_event::from_update(&update, &lock(&forward.names));
             if let Some(event) = event {

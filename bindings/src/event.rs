@@ -85,6 +85,11 @@ impl banter_event {
             Update::Connection(ConnectionState::Connected) => {
                 Some(Self::new(BANTER_EVENT_CONNECTED))
             }
+            Update::Connection(ConnectionState::Connecting { .. }) => {
+                let mut event = Self::new(BANTER_EVENT_DISCONNECTED);
+                event.text = c_string("connection lost; reconnecting");
+                Some(event)
+            }
             Update::Connection(ConnectionState::Stopped(reason)) => {
                 let mut event = Self::new(BANTER_EVENT_DISCONNECTED);
                 event.text = c_string(reason);

@@ -1,9 +1,15 @@
-//! The C functions called from Rust: NULL and invalid arguments give errors, never crashes.
+//! The C functions called from Rust: NULL and invalid arguments give errors, never crashes;
+//! trust and connection failures are reported as such.
+
+mod common;
 
 use std::ffi::CStr;
 use std::ptr;
 
+use banter::banter_event_type::*;
 use banter::*;
+use banter_tests::TestServer;
+use common::{client, register};
 
 #[test]
 fn null_and_invalid_arguments_are_errors_with_a_message() {
@@ -87,25 +93,47 @@ fn versions_and_status_names_are_static_strings() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_whose_certificate_does_not_match_the_pin_is_refused_as_untrusted() {
-    let server = banter_tests::TestServer::start().await;
+    let server = TestServer::start().await;
     let addr = server.addr().to_string();
-    let (status, message) = tokio::task::spawn_blocking(move || {
-        // SAFETY: a live config, valid (pointer, length) strings, a 32-byte fingerprint and a
-        // writable out-parameter.
-        unsafe {
-            let config = banter_config_new();
-            banter_config_set_server(config, addr.as_ptr().cast(), addr.len());
-            banter_config_set_pinned_fingerprint(config, [0u8; 32].as_ptr());
-            let mut client = ptr::null_mut();
-            let status =
-                banter_register(config, c"ada".as_ptr(), 3, c"pw".as_ptr(), 2, &mut client);
-            banter_config_free(config);
-            assert!(client.is_null());
-            (status, CStr::from_ptr(banter_last_error()).to_string_lossy().into_owned())
-        }
+    let (status, no_client, message) = tokio::task::spawn_blocking(move || {
+        let (status, client, message) = register(&addr, "ada", Some(&[0; 32]));
+        (status, client.is_null(), message)
     })
     .await
     .unwrap();
+    assert!(no_client, "out-parameters are written only on success");
     assert_eq!(status, banter_status::BANTER_CERTIFICATE_UNTRUSTED, "{message}");
     assert!(message.contains("pinned fingerprint"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_connection_is_reported_once_and_so_is_the_reconnection() {
+    let mut server = TestServer::start().await;
+    let addr = server.addr().to_string();
+    let client = tokio::task::spawn_blocking(move || client(&addr, "ada") as usize).await.unwrap();
+    server.restart().await;
+    let seen = tokio::task::spawn_blocking(move || {
+        let client = client as *mut banter_client;
+        let mut seen = Vec::new();
+        // SAFETY: a live client and a writable out-parameter; each event is freed once.
+        unsafe {
+            while seen.len() < 3 {
+                let mut event = ptr::null_mut();
+                let status = banter_client_poll_event(client, 15_000, &mut event);
+                assert_eq!(status, banter_status::BANTER_OK, "only {seen:?} came");
+                let kind = banter_event_get_type(event);
+                if kind == BANTER_EVENT_CONNECTED as u32 || kind == BANTER_EVENT_DISCONNECTED as u32
+                {
+                    seen.push((kind, banter_event_value(event)));
+                }
+                banter_event_free(event);
+            }
+            banter_client_free(client);
+        }
+        seen
+    })
+    .await
+    .unwrap();
+    let (up, down) = (BANTER_EVENT_CONNECTED as u32, BANTER_EVENT_DISCONNECTED as u32);
+    assert_eq!(seen, vec![(up, 0), (down, 0), (up, 0)], "value 0: the client keeps trying");
 }

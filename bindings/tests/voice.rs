@@ -1,35 +1,15 @@
 //! Voice through the C ABI: one libbanter client pushes speech, another pulls it, through a
 //! real banterd; the envelope survives.
 
-use std::ffi::c_char;
+mod common;
+
 use std::ptr;
 use std::time::{Duration, Instant};
 
 use banter::*;
 use banter_codec::{FRAME_SAMPLES, envelope_correlation, speech_like};
 use banter_tests::TestServer;
-
-fn client(server: &str, user: &str) -> *mut banter_client {
-    let config = banter_config_new();
-    let mut client = ptr::null_mut();
-    // SAFETY: a live config, valid (pointer, length) strings, a writable out-parameter.
-    let status = unsafe {
-        banter_config_set_server(config, server.as_ptr().cast::<c_char>(), server.len());
-        let password = "correct horse battery";
-        let status = banter_register(
-            config,
-            user.as_ptr().cast(),
-            user.len(),
-            password.as_ptr().cast(),
-            password.len(),
-            &mut client,
-        );
-        banter_config_free(config);
-        status
-    };
-    assert_eq!(status, banter_status::BANTER_OK);
-    client
-}
+use common::client;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn speech_pushed_by_one_c_client_is_pulled_by_another() {
