@@ -164,7 +164,8 @@ banter_status banter_client_create_room(const banter_client *client,
                                         bool voice,
                                         uint64_t *room_out);
 
-// Finds a room by name among the user's rooms, then the public ones; its id in `*room_out`.
+// Finds a room by name (`#name` too, any case) or id among the user's rooms, then the public
+// ones; its id in `*room_out`.
 //
 // # Safety
 // `client` is a live client; `name` is (pointer, length); `room_out` is writable.

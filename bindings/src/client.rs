@@ -12,8 +12,7 @@ use ::banter_client::{Client, ClientConfig, ConnectionState, Options, Update, ne
 use banter_protocol::bounded::Text;
 use banter_protocol::ids::{RoomId, UserId};
 use banter_protocol::message::{
-    ListScope, Logout, Members, Message, Post, PresenceStatus, RoomCreate, RoomList, TypingState,
-    Visibility,
+    Logout, Message, Post, PresenceStatus, RoomCreate, TypingState, Visibility,
 };
 
 use crate::config::banter_config;
@@ -219,13 +218,9 @@ fn start(
 fn learn_names(client: &banter_client) {
     let Ok(Ok(rooms)) = client.block_on(client.client.rooms()) else { return };
     for room in rooms {
-        if let Ok(Message::MembersPage(page)) =
-            client.request_one(Members { room: room.room, after: None, limit: 100 })
-        {
+        if let Ok(Ok(members)) = client.block_on(client.client.members(room.room)) {
             let mut names = lock(&client.shared.names);
-            for member in page.members.iter() {
-                names.insert(member.user, member.username.to_string());
-            }
+            names.extend(members.into_iter().map(|m| (m.user, m.username.into_string())));
         }
     }
 }
@@ -408,7 +403,8 @@ pub unsafe extern "C" fn banter_client_create_room(
     })
 }
 
-/// Finds a room by name among the user's rooms, then the public ones; its id in `*room_out`.
+/// Finds a room by name (`#name` too, any case) or id among the user's rooms, then the public
+/// ones; its id in `*room_out`.
 ///
 /// # Safety
 /// `client` is a live client; `name` is (pointer, length); `room_out` is writable.
@@ -422,18 +418,13 @@ pub unsafe extern "C" fn banter_client_find_room(
     guard(|| {
         let client = client_ref(client)?;
         // SAFETY: forwarded caller contract.
-        let name = unsafe { str_arg(name, name_len) }?.trim_start_matches('#');
-        for scope in [ListScope::Joined, ListScope::Public] {
-            if let Message::RoomListPage(page) =
-                client.request_one(RoomList { scope, after: None, limit: 100 })?
-            {
-                if let Some(room) = page.rooms.iter().find(|r| r.name.eq_ignore_ascii_case(name)) {
-                    // SAFETY: forwarded caller contract.
-                    return unsafe { write_out(room_out, room.room.0) };
-                }
-            }
+        let name = unsafe { str_arg(name, name_len) }?;
+        let conn = client.block_on(client.client.connection())??;
+        match client.block_on(conn.find_room(name))?? {
+            // SAFETY: forwarded caller contract.
+            Some(room) => unsafe { write_out(room_out, room.room.0) },
+            None => Err(Failure::new(BANTER_SERVER_ERROR, format!("no room {name}"))),
         }
-        Err(Failure::new(BANTER_SERVER_ERROR, format!("no room {name}")))
     })
 }
 

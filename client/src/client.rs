@@ -11,7 +11,7 @@ use std::time::Duration;
 use banter_protocol::bounded::{Blob, Text};
 use banter_protocol::ids::{ResumeId, RoomId, SessionId, Timestamp, UserId};
 use banter_protocol::message::{
-    AuthOk, CatchUp, Delete, Edit, EventAck, History, ListScope, MarkRead, Message, Post,
+    AuthOk, CatchUp, Delete, Edit, EventAck, History, ListScope, MarkRead, Member, Message, Post,
     PresenceSet, PresenceStatus, React, Refresh, RoomJoin, RoomLeave, RoomSummary, TypingSet,
     TypingState,
 };
@@ -236,6 +236,11 @@ impl Client {
     /// The rooms the user is in (every page).
     pub async fn rooms(&self) -> Result<Vec<RoomSummary>, RequestError> {
         self.connection().await?.rooms(ListScope::Joined).await
+    }
+
+    /// Every member of a room (every page).
+    pub async fn members(&self, room: RoomId) -> Result<Vec<Member>, RequestError> {
+        self.connection().await?.members(room).await
     }
 
     /// Joins a room.

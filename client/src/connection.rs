@@ -7,9 +7,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use banter_protocol::bounded::{Blob, Text};
-use banter_protocol::ids::ResumeId;
+use banter_protocol::ids::{ResumeId, RoomId};
 use banter_protocol::message::{
-    self, AuthOk, Hello, ListScope, Login, Message, Register, RoomList, RoomSummary,
+    self, AuthOk, Hello, ListScope, Login, Member, Members, Message, Register, RoomList,
+    RoomSummary,
 };
 use banter_protocol::session::{ClientConfig, ClientConnection, ClientEvent, Greeting};
 use banter_protocol::stream::StreamType;
@@ -288,6 +289,41 @@ impl Connection {
             rooms.extend(page.rooms.into_vec());
             if !more || after.is_none() {
                 return Ok(rooms);
+            }
+        }
+    }
+
+    /// A room by id, `#name` or name (case-insensitive): the caller's rooms first, then public
+    /// ones.
+    pub async fn find_room(&self, spec: &str) -> Result<Option<RoomSummary>, RequestError> {
+        let name = spec.trim_start_matches('#');
+        for scope in [ListScope::Joined, ListScope::Public] {
+            let rooms = self.rooms(scope).await?;
+            let found = rooms
+                .into_iter()
+                .find(|r| r.name.eq_ignore_ascii_case(name) || name.parse() == Ok(r.room.0));
+            if found.is_some() {
+                return Ok(found);
+            }
+        }
+        Ok(None)
+    }
+
+    /// Every member of a room, following MEMBERS pages to the end.
+    pub async fn members(&self, room: RoomId) -> Result<Vec<Member>, RequestError> {
+        let mut members = Vec::new();
+        let mut after = None;
+        loop {
+            let Message::MembersPage(page) =
+                self.request_one(Members { room, after, limit: 100 }).await?
+            else {
+                return Err(RequestError::Protocol("unexpected answer to MEMBERS".into()));
+            };
+            after = page.members.last().map(|m| m.user);
+            let more = page.more;
+            members.extend(page.members.into_vec());
+            if !more || after.is_none() {
+                return Ok(members);
             }
         }
     }

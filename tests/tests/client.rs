@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use banter_client::protocol::ids::RoomId;
-use banter_client::protocol::message::{History, Message};
+use banter_client::protocol::message::{History, ListScope, Message};
 use banter_client::{Client, ClientConfig, ConnectionState, Credentials, Options, Trust, Update};
 use banter_tests::{TestServer, TestUser};
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -146,4 +146,42 @@ async fn the_sdk_helpers_edit_react_delete_page_and_mark() {
     assert_eq!(client.mark_read(room, 1, false).await.unwrap(), seq, "markers never go back");
     client.delete(room, seq).await.unwrap();
     let _ = client.leave(room).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn room_and_member_listings_follow_every_page_and_rooms_are_found_by_name_or_id() {
+    const MORE_THAN_A_PAGE: usize = 105; // pages hold 100
+    // Every member below keeps a connection from this one address.
+    let server = TestServer::start_with(|c| c.max_connections_per_ip = 1000).await;
+    let ada = server.user("ada").await;
+    let mut last = None;
+    for i in 0..MORE_THAN_A_PAGE {
+        last = Some(ada.create_room(&format!("room-{i:03}"), false).await);
+    }
+    let grace = server.user("grace").await;
+    let public = grace.conn.rooms(ListScope::Public).await.unwrap();
+    assert_eq!(public.len(), MORE_THAN_A_PAGE);
+    let last = last.unwrap();
+    let by_name = grace.conn.find_room("#ROOM-104").await.unwrap().expect("found past page one");
+    assert_eq!(by_name.room, last);
+    let by_id = grace.conn.find_room(&last.0.to_string()).await.unwrap().expect("found by id");
+    assert_eq!(by_id.name.as_str(), "room-104");
+    assert!(grace.conn.find_room("no-such-room").await.unwrap().is_none());
+
+    let mut names = vec!["ada".to_owned()];
+    for i in 0..MORE_THAN_A_PAGE {
+        let name = format!("user{i:03}");
+        server.user(&name).await.join(last).await.unwrap();
+        names.push(name);
+    }
+    let mut members: Vec<String> = grace
+        .conn
+        .members(last)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.username.into_string())
+        .collect();
+    members.sort();
+    assert_eq!(members, names);
 }

@@ -13,8 +13,8 @@ use banter_protocol::ErrorCode;
 use banter_protocol::bounded::{Blob, Text};
 use banter_protocol::ids::{RoomId, Timestamp, UserId};
 use banter_protocol::message::{
-    History, ListScope, Logout, Members, Message, Refresh, RoomCreate, RoomJoin, RoomLeave,
-    RoomSummary, Visibility,
+    History, ListScope, Logout, Message, Refresh, RoomCreate, RoomJoin, RoomLeave, RoomSummary,
+    Visibility,
 };
 use clap::{Parser, Subcommand};
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -377,15 +377,7 @@ async fn logout(ctx: &Ctx) -> Result<()> {
 
 /// A room by id, `#name` or name: the caller's rooms first, then public ones.
 async fn resolve_room(conn: &Connection, spec: &str) -> Result<RoomSummary> {
-    let name = spec.trim_start_matches('#');
-    for scope in [ListScope::Joined, ListScope::Public] {
-        for room in conn.rooms(scope).await? {
-            if room.name.eq_ignore_ascii_case(name) || name.parse() == Ok(room.room.0) {
-                return Ok(room);
-            }
-        }
-    }
-    Err(fail(5, format!("no room {spec}")))
+    conn.find_room(spec).await?.ok_or_else(|| fail(5, format!("no room {spec}")))
 }
 
 async fn rooms(ctx: &Ctx, public: bool) -> Result<()> {
@@ -562,22 +554,8 @@ async fn send(ctx: &Ctx, spec: &str, text: &str) -> Result<()> {
 
 /// user id → name for a room's members (for printing senders).
 async fn member_names(conn: &Connection, room: RoomId) -> Result<HashMap<UserId, String>> {
-    let mut names = HashMap::new();
-    let mut after = None;
-    loop {
-        let Message::MembersPage(page) =
-            conn.request_one(Members { room, after, limit: 100 }).await?
-        else {
-            return Err(fail(1, "unexpected answer to MEMBERS"));
-        };
-        after = page.members.last().map(|m| m.user);
-        for member in page.members.iter() {
-            names.insert(member.user, member.username.to_string());
-        }
-        if !page.more || after.is_none() {
-            return Ok(names);
-        }
-    }
+    let members = conn.members(room).await?;
+    Ok(members.into_iter().map(|m| (m.user, m.username.into_string())).collect())
 }
 
 async fn tail(ctx: &Ctx, spec: &str, after: Option<u64>, count: Option<u64>) -> Result<()> {

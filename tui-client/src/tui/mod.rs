@@ -16,8 +16,8 @@ use banter_client::{Client, Update};
 use banter_protocol::bounded::Text;
 use banter_protocol::ids::{RoomId, Timestamp};
 use banter_protocol::message::{
-    Delete, DmOpen, Edit, History, ListScope, MarkRead, Members, Message, PresenceSet, React,
-    RoomJoin, RoomLeave, RoomList, RoomSetTopic, TypingSet,
+    Delete, DmOpen, Edit, History, MarkRead, Message, PresenceSet, React, RoomJoin, RoomLeave,
+    RoomSetTopic, TypingSet,
 };
 use crossterm::event::{Event as TermEvent, KeyEventKind, MouseEventKind};
 use tokio::sync::mpsc;
@@ -133,42 +133,15 @@ fn text<const N: usize>(value: &str) -> Result<Text<N>, String> {
 }
 
 async fn rooms(client: &Client) -> Result<Action, String> {
-    let mut all = Vec::new();
-    let mut after = None;
-    loop {
-        let answer = client
-            .request(RoomList { scope: ListScope::Joined, after, limit: 100 })
-            .await
-            .map_err(|e| e.to_string())?;
-        let Some(Message::RoomListPage(page)) = answer.into_iter().next() else {
-            return Err("bad ROOM_LIST answer".into());
-        };
-        after = page.rooms.last().map(|r| r.room);
-        let more = page.more;
-        all.extend(page.rooms.into_vec());
-        if !more || after.is_none() {
-            return Ok(Action::RoomsLoaded(all));
-        }
-    }
+    client.rooms().await.map(Action::RoomsLoaded).map_err(|e| e.to_string())
 }
 
 async fn find_room(client: &Client, name: &str) -> Result<RoomId, String> {
-    for scope in [ListScope::Joined, ListScope::Public] {
-        let answer = client
-            .request(RoomList { scope, after: None, limit: 100 })
-            .await
-            .map_err(|e| e.to_string())?;
-        if let Some(Message::RoomListPage(page)) = answer.first() {
-            if let Some(room) = page
-                .rooms
-                .iter()
-                .find(|r| r.name.eq_ignore_ascii_case(name) || name.parse() == Ok(r.room.0))
-            {
-                return Ok(room.room);
-            }
-        }
+    let conn = client.connection().await.map_err(|e| e.to_string())?;
+    match conn.find_room(name).await.map_err(|e| e.to_string())? {
+        Some(room) => Ok(room.room),
+        None => Err(format!("no room {name}")),
     }
-    Err(format!("no room {name}"))
 }
 
 async fn run_command(client: &Client, command: Command) -> Result<Option<Action>, String> {
@@ -219,19 +192,9 @@ async fn run_command(client: &Client, command: Command) -> Result<Option<Action>
             Ok(Some(Action::HistoryLoaded { room, page, complete }))
         }
         Command::Members(room) => {
-            let mut members = Vec::new();
-            let mut after = None;
-            loop {
-                let answer = request(Members { room, after, limit: 100 }.into()).await?;
-                let Some(Message::MembersPage(page)) = answer.into_iter().next() else {
-                    return Err("bad MEMBERS answer".into());
-                };
-                after = page.members.last().map(|m| m.user);
-                members.extend(page.members.iter().map(|m| (m.user, m.username.to_string())));
-                if !page.more || after.is_none() {
-                    return Ok(Some(Action::MembersLoaded { room, members }));
-                }
-            }
+            let members = client.members(room).await.map_err(|e| e.to_string())?;
+            let members = members.into_iter().map(|m| (m.user, m.username.into_string())).collect();
+            Ok(Some(Action::MembersLoaded { room, members }))
         }
         Command::Send { .. } | Command::Mouse(_) | Command::Quit => Ok(None),
     }
