@@ -146,6 +146,19 @@ impl ConnCtx {
         authz::authorize(&standing, action)?;
         Ok((record, standing))
     }
+
+    /// Checks that the caller may act as a moderator on `target` in `room` (kick, ban, voice
+    /// moderation): the room is visible to them and they outrank the target.
+    pub(crate) fn authorize_moderation(&self, room: RoomId, target: UserId) -> Result<()> {
+        let (_, standing) = self.standing(room)?;
+        let member: Option<MemberRecord> = self.shared.store.get(&keys::member(room, target))?;
+        let server = Role(self.user_record(target)?.role);
+        // Server staff carry their rank into every room; everyone else has their room role.
+        let server = if server >= Role::ADMIN { server } else { Role::MEMBER };
+        let target = member.map_or(Role::MEMBER, |m| Role(m.role)).max(server);
+        authz::authorize(&standing, Action::Moderate { target })?;
+        Ok(())
+    }
 }
 
 /// The request stream, for the one request with a round trip (KEY_LOGIN).

@@ -13,7 +13,7 @@ use banter_protocol::message::{
 use super::events::{Appended, append, member_in, membership, publish, room_in, topic_entry};
 use super::moderation::audit;
 use super::{ConnCtx, RequestError, Result, check_text, text};
-use crate::authz::{Action, authorize};
+use crate::authz::Action;
 use crate::store::records::{BanRecord, MarkerRecord, MemberRecord, RoomRecord, UserRecord};
 use crate::store::{Txn, keys};
 
@@ -377,20 +377,10 @@ pub(super) fn members(ctx: &ConnCtx, r: Members) -> Result<Vec<Message>> {
     Ok(vec![MembersPage { members: List::new(members).expect("at most the limit"), more }.into()])
 }
 
-/// The target's rank in a room (room role, or server staff rank).
-pub(super) fn target_rank(ctx: &ConnCtx, room: RoomId, target: UserId) -> Result<Role> {
-    let member: Option<MemberRecord> = ctx.shared.store.get(&keys::member(room, target))?;
-    let server =
-        ctx.shared.store.get::<UserRecord>(&keys::user(target))?.ok_or(ErrorCode::NOT_FOUND)?.role;
-    let server = if Role(server) >= Role::ADMIN { Role(server) } else { Role::MEMBER };
-    Ok(member.map_or(Role::MEMBER, |m| Role(m.role)).max(server))
-}
-
 pub(super) async fn kick(ctx: &ConnCtx, r: Kick) -> Result<Vec<Message>> {
     let actor = ctx.authed()?.user;
     check_text("reason", &r.reason, false)?;
-    let (_, standing) = ctx.standing(r.room)?;
-    authorize(&standing, Action::Moderate { target: target_rank(ctx, r.room, r.user)? })?;
+    ctx.authorize_moderation(r.room, r.user)?;
     let room = r.room;
     let appended = commit_membership(ctx, move |txn| {
         let removed = remove_member(txn, room, actor, r.user, MembershipChange::Kicked, &r.reason)?
@@ -405,8 +395,7 @@ pub(super) async fn kick(ctx: &ConnCtx, r: Kick) -> Result<Vec<Message>> {
 pub(super) async fn ban(ctx: &ConnCtx, r: Ban) -> Result<Vec<Message>> {
     let actor = ctx.authed()?.user;
     check_text("reason", &r.reason, false)?;
-    let (_, standing) = ctx.standing(r.room)?;
-    authorize(&standing, Action::Moderate { target: target_rank(ctx, r.room, r.user)? })?;
+    ctx.authorize_moderation(r.room, r.user)?;
     let room = r.room;
     let appended = commit_membership(ctx, move |txn| {
         txn.put(
@@ -430,8 +419,7 @@ pub(super) async fn ban(ctx: &ConnCtx, r: Ban) -> Result<Vec<Message>> {
 
 pub(super) async fn unban(ctx: &ConnCtx, r: Unban) -> Result<Vec<Message>> {
     let actor = ctx.authed()?.user;
-    let (_, standing) = ctx.standing(r.room)?;
-    authorize(&standing, Action::Moderate { target: target_rank(ctx, r.room, r.user)? })?;
+    ctx.authorize_moderation(r.room, r.user)?;
     let room = r.room;
     let appended = commit_membership(ctx, move |txn| {
         if !txn.contains(&keys::ban(room, r.user))? {

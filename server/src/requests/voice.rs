@@ -10,7 +10,7 @@ use banter_protocol::message::{
 
 use super::{ConnCtx, RequestError, Result, text};
 use crate::announce_voice;
-use crate::authz::{Action, authorize};
+use crate::authz::Action;
 use crate::voice::VoiceError;
 
 impl From<VoiceError> for RequestError {
@@ -81,11 +81,7 @@ pub(super) fn request_speak(ctx: &ConnCtx, r: VoiceRequestSpeak) -> Result<Vec<M
 pub(super) fn moderate(ctx: &ConnCtx, r: VoiceModerate) -> Result<Vec<Message>> {
     let actor = ctx.authed()?.user;
     ctx.rate("voice")?;
-    let (_, standing) = ctx.standing(r.room)?;
-    authorize(
-        &standing,
-        Action::Moderate { target: super::rooms::target_rank(ctx, r.room, r.user)? },
-    )?;
+    ctx.authorize_moderation(r.room, r.user)?;
     let notice = ctx.shared.voice.moderate(r.room, r.user, actor, r.action)?;
     announce_voice(&ctx.shared, vec![notice]);
     Ok(vec![Done {}.into()])
