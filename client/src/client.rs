@@ -121,11 +121,19 @@ struct Inner {
     updates: mpsc::UnboundedSender<Update>,
 }
 
+/// The current time as protocol timestamps carry it: ms since the Unix epoch by this
+/// machine's clock (the epoch itself if the clock is set before it). banter-protocol is
+/// sans-io and never reads the clock; its users do, here.
+pub fn wall_clock() -> Timestamp {
+    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    Timestamp(since_epoch.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)))
+}
+
 fn random_u128() -> u128 {
     let mut bytes = [0u8; 16];
     // Without system randomness no id (and no TLS) is possible; fall back to the clock.
     if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).is_err() {
-        return u128::from(Timestamp::now().0) << 64;
+        return u128::from(wall_clock().0) << 64;
     }
     u128::from_be_bytes(bytes)
 }
@@ -410,7 +418,7 @@ async fn supervise(inner: Arc<Inner>) {
 /// Refreshes the access token if it expires within a minute.
 async fn refresh_if_needed(inner: &Inner, conn: &Connection) -> Result<(), Ended> {
     let credentials = lock(&inner.credentials).clone();
-    if credentials.access_expires > Timestamp::now().0 + 60_000 {
+    if credentials.access_expires > wall_clock().0 + 60_000 {
         return Ok(());
     }
     let refresh =

@@ -25,7 +25,9 @@ pub mod tls;
 pub mod voice;
 
 pub use banter_protocol as protocol;
-pub use client::{Client, ClientConfig, ConnectionState, Credentials, Update, new_client_msg_id};
+pub use client::{
+    Client, ClientConfig, ConnectionState, Credentials, Update, new_client_msg_id, wall_clock,
+};
 pub use connection::{ConnectError, Connection, Event, Options, RequestError};
 pub use outbox::{Outbox, Pending};
 pub use state::State;

@@ -39,11 +39,3 @@ id!(
     /// ordering always uses sequence numbers (spec §7.5).
     Timestamp(u64)
 );
-
-impl Timestamp {
-    /// The current time by this machine's clock (the epoch itself if the clock is before it).
-    pub fn now() -> Self {
-        let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-        Self(since_epoch.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)))
-    }
-}

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use banter_protocol::bounded::Text;
-use banter_protocol::ids::{ResumeId, Timestamp};
+use banter_protocol::ids::ResumeId;
 use banter_protocol::message::{Frame, Resumed, Welcome};
 use banter_protocol::session::{AuthRequest, ServerConnection, ServerEvent};
 use banter_protocol::stream::StreamType;
@@ -15,12 +15,12 @@ use banter_protocol::{ErrorCode, FrameDecoder};
 use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
-use crate::Shared;
 use crate::hub::{ConnCommand, Session, Wakers};
 use crate::ratelimit::Limiter;
 use crate::requests::{self, Authed, ConnCtx, RequestIo};
 use crate::store::keys;
 use crate::store::records::UserRecord;
+use crate::{Shared, wall_clock};
 
 /// How long a request stream may take to deliver its request frame (slowloris guard).
 const REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -292,7 +292,7 @@ fn authenticate(
                 resume_id: ResumeId(id),
                 user,
                 username: Text::new(username).unwrap_or_default(),
-                server_time: Timestamp::now(),
+                server_time: wall_clock(),
             });
             for presence in shared.hub.presence_snapshot(user) {
                 let mut bytes = Vec::new();
@@ -326,7 +326,7 @@ fn authenticate(
             }
             lock(&ctx.protocol).accept_resume(
                 user,
-                Resumed { replay_from: last_event_seq + 1, server_time: Timestamp::now() },
+                Resumed { replay_from: last_event_seq + 1, server_time: wall_clock() },
             );
             shared.hub.reattached(&session);
             (session, wakers)

@@ -41,7 +41,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use banter_protocol::ErrorCode;
-use banter_protocol::ids::{RoomId, UserId};
+use banter_protocol::ids::{RoomId, Timestamp, UserId};
 use banter_protocol::session::ServerConfig;
 use banter_protocol::settings::{FEATURE_VOICE_DATAGRAMS, Limits, RateLimit};
 use tokio::sync::watch;
@@ -54,6 +54,14 @@ use crate::identity::Identity;
 use crate::ratelimit::{AccountLimiter, AddressLimiter};
 use crate::store::records::RoomRecord;
 use crate::store::{SledEngine, Store, keys};
+
+/// The current time as protocol timestamps carry it: ms since the Unix epoch by this
+/// machine's clock (the epoch itself if the clock is set before it). banter-protocol is
+/// sans-io and never reads the clock; its users do, here.
+pub(crate) fn wall_clock() -> Timestamp {
+    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    Timestamp(since_epoch.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)))
+}
 
 /// What every connection shares.
 #[derive(Debug)]

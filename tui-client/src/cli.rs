@@ -11,7 +11,7 @@ use banter_client::{
 };
 use banter_protocol::ErrorCode;
 use banter_protocol::bounded::{Blob, Text};
-use banter_protocol::ids::{RoomId, Timestamp, UserId};
+use banter_protocol::ids::{RoomId, UserId};
 use banter_protocol::message::{
     History, ListScope, Logout, Message, Refresh, RoomCreate, RoomJoin, RoomLeave, RoomSummary,
     Visibility,
@@ -291,7 +291,7 @@ impl Ctx {
         let mut credentials = profile
             .credentials()
             .ok_or_else(|| fail(4, "the stored login is damaged; log in again"))?;
-        if credentials.access_expires <= Timestamp::now().0 + 30_000 {
+        if credentials.access_expires <= banter_client::wall_clock().0 + 30_000 {
             let refresh = Refresh {
                 refresh_token: Blob::new(credentials.refresh_token.clone()).unwrap_or_default(),
             };

@@ -13,10 +13,10 @@ use banter_protocol::message::{
 use ed25519_dalek::{Signature, VerifyingKey};
 
 use super::{ConnCtx, RequestError, RequestIo, Result, check_text, text};
-use crate::Shared;
 use crate::auth::{RefreshToken, TokenError, Verified, same_secret};
 use crate::store::records::{SessionRecord, UserRecord};
 use crate::store::{Txn, keys};
+use crate::{Shared, wall_clock};
 
 fn auth_failed() -> RequestError {
     // One answer for every failure, so that it reveals nothing (spec §12.4).
@@ -57,7 +57,7 @@ fn new_login(
 ) -> Result<(SessionId, RefreshToken)> {
     let session = SessionId(txn.next_id("session")?);
     let refresh = RefreshToken::generate(session, 1);
-    let now = Timestamp::now().0;
+    let now = wall_clock().0;
     txn.put(
         keys::session(session),
         &SessionRecord {
@@ -80,12 +80,8 @@ fn auth_ok(
     session: SessionId,
     refresh: &RefreshToken,
 ) -> Vec<Message> {
-    let (access, expires) = shared.tokens.issue(
-        user,
-        session,
-        Timestamp::now().0,
-        shared.config.access_token_ttl_s * 1000,
-    );
+    let (access, expires) =
+        shared.tokens.issue(user, session, wall_clock().0, shared.config.access_token_ttl_s * 1000);
     vec![
         AuthOk {
             user,
@@ -130,7 +126,7 @@ pub(super) async fn register(ctx: &ConnCtx, r: Register) -> Result<Vec<Message>>
                     &UserRecord {
                         username: username.clone(),
                         password_hash: hash,
-                        created: Timestamp::now().0,
+                        created: wall_clock().0,
                         disabled: false,
                         role: role.0,
                     },
@@ -236,7 +232,7 @@ pub(super) async fn refresh(ctx: &ConnCtx, r: Refresh) -> Result<Vec<Message>> {
                     return Err(RequestError::new(ErrorCode::SESSION_REVOKED, "session ended"));
                 };
                 let user = UserId(record.user);
-                if record.expires <= Timestamp::now().0 {
+                if record.expires <= wall_clock().0 {
                     txn.delete(key);
                     txn.delete(keys::user_session(user, token.session));
                     return Err(RequestError::new(ErrorCode::SESSION_REVOKED, "session expired"));
@@ -255,7 +251,7 @@ pub(super) async fn refresh(ctx: &ConnCtx, r: Refresh) -> Result<Vec<Message>> {
                 let next = RefreshToken::generate(token.session, record.refresh_generation + 1);
                 record.refresh_generation = next.generation;
                 record.refresh_hash = next.hash();
-                record.last_seen = Timestamp::now().0;
+                record.last_seen = wall_clock().0;
                 txn.put(key, &record);
                 Ok(Refreshed::Rotated(user, token.session, next))
             },
@@ -373,7 +369,7 @@ pub(crate) fn authenticate(
     shared: &Shared,
     token: &[u8],
 ) -> Result<(UserId, SessionId), ErrorCode> {
-    let claims = shared.tokens.verify(token, Timestamp::now().0).map_err(|e| match e {
+    let claims = shared.tokens.verify(token, wall_clock().0).map_err(|e| match e {
         TokenError::Expired => ErrorCode::TOKEN_EXPIRED,
         TokenError::Invalid => ErrorCode::AUTH_FAILED,
     })?;

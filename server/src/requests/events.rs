@@ -20,6 +20,7 @@ use crate::store::records::{
     DedupRecord, EntryKind, LogEntry, MemberRecord, MessageState, RoomRecord,
 };
 use crate::store::{Txn, keys};
+use crate::wall_clock;
 
 /// A committed entry, for fan-out and the ack.
 #[derive(Debug, Clone)]
@@ -38,7 +39,7 @@ pub(crate) fn append(
     kind: EntryKind,
 ) -> Appended {
     record.last_seq += 1;
-    let entry = LogEntry { ts: Timestamp::now().0, sender: sender.0, kind };
+    let entry = LogEntry { ts: wall_clock().0, sender: sender.0, kind };
     txn.put(keys::log(room, record.last_seq), &entry);
     Appended { room, seq: record.last_seq, entry }
 }
@@ -379,7 +380,7 @@ pub(super) async fn react(ctx: &ConnCtx, r: React) -> Result<Vec<Message>> {
         Some(appended) => ack(&appended),
         None => {
             let head = ctx.shared.hub.head(room);
-            vec![EventAck { room, seq: head, ts: Timestamp::now() }.into()]
+            vec![EventAck { room, seq: head, ts: wall_clock() }.into()]
         }
     })
 }

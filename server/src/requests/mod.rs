@@ -15,17 +15,17 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use banter_protocol::bounded::Text;
-use banter_protocol::ids::{RoomId, SessionId, Timestamp, UserId};
+use banter_protocol::ids::{RoomId, SessionId, UserId};
 use banter_protocol::message::{self, Frame, Message, Role};
 use banter_protocol::session::ServerConnection;
 use banter_protocol::{ErrorCode, FrameDecoder};
 
-use crate::Shared;
 use crate::authz::{self, Action, Standing};
 use crate::hub::Session;
 use crate::ratelimit::Limiter;
 use crate::store::records::{BanRecord, MemberRecord, RoomRecord, UserRecord};
 use crate::store::{StoreError, WriteError, keys};
+use crate::{Shared, wall_clock};
 
 pub(crate) use accounts::authenticate;
 
@@ -130,7 +130,7 @@ impl ConnCtx {
             self.shared.store.get(&keys::room(room))?.ok_or(ErrorCode::NOT_FOUND)?;
         let member: Option<MemberRecord> = self.shared.store.get(&keys::member(room, user))?;
         let ban: Option<BanRecord> = self.shared.store.get(&keys::ban(room, user))?;
-        let now = Timestamp::now().0;
+        let now = wall_clock().0;
         let standing = Standing {
             member: member.map(|m| Role(m.role)),
             server_role: Role(self.user_record(user)?.role),

@@ -11,6 +11,7 @@ use banter_protocol::message::{
 use super::{ConnCtx, RequestError, Result, text};
 use crate::store::records::{AuditRecord, MemberRecord, UserRecord};
 use crate::store::{Txn, keys};
+use crate::wall_clock;
 
 fn forbidden(what: &str) -> RequestError {
     RequestError::new(ErrorCode::FORBIDDEN, what)
@@ -29,7 +30,7 @@ pub(super) fn audit(
     txn.put(
         keys::audit(id),
         &AuditRecord {
-            ts: Timestamp::now().0,
+            ts: wall_clock().0,
             actor: actor.0,
             action: action.0,
             room: room.map(|r| r.0),

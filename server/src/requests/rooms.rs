@@ -16,6 +16,7 @@ use super::{ConnCtx, RequestError, Result, check_text, text};
 use crate::authz::Action;
 use crate::store::records::{BanRecord, MarkerRecord, MemberRecord, RoomRecord, UserRecord};
 use crate::store::{Txn, keys};
+use crate::wall_clock;
 
 /// A room as the caller sees it.
 pub(crate) fn summary(
@@ -145,7 +146,7 @@ pub(super) async fn create(ctx: &ConnCtx, r: RoomCreate) -> Result<Vec<Message>>
             category: r.category.into_string(),
             private: r.visibility == Visibility::Private,
             voice: r.voice,
-            created: Timestamp::now().0,
+            created: wall_clock().0,
             last_seq: 0,
             members: 0,
             direct_pair: None,
@@ -263,7 +264,7 @@ fn acked(appended: &[Appended], ctx: &ConnCtx, room: RoomId) -> Vec<Message> {
     match appended.last() {
         Some(a) => vec![EventAck { room: a.room, seq: a.seq, ts: Timestamp(a.entry.ts) }.into()],
         None => {
-            vec![EventAck { room, seq: ctx.shared.hub.head(room), ts: Timestamp::now() }.into()]
+            vec![EventAck { room, seq: ctx.shared.hub.head(room), ts: wall_clock() }.into()]
         }
     }
 }
@@ -333,7 +334,7 @@ pub(super) async fn dm_open(ctx: &ConnCtx, r: DmOpen) -> Result<Vec<Message>> {
             category: String::new(),
             private: true,
             voice: false,
-            created: Timestamp::now().0,
+            created: wall_clock().0,
             last_seq: 0,
             members: 0,
             direct_pair: Some((user.0.min(other.0), user.0.max(other.0))),

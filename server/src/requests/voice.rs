@@ -2,7 +2,6 @@
 
 use banter_protocol::ErrorCode;
 use banter_protocol::bounded::List;
-use banter_protocol::ids::Timestamp;
 use banter_protocol::message::{
     CodecParams, Done, Message, VoiceJoin, VoiceJoined, VoiceLeave, VoiceModerate,
     VoiceRequestSpeak, VoiceSelf,
@@ -12,6 +11,7 @@ use super::{ConnCtx, RequestError, Result, text};
 use crate::announce_voice;
 use crate::authz::Action;
 use crate::voice::VoiceError;
+use crate::wall_clock;
 
 impl From<VoiceError> for RequestError {
     fn from(error: VoiceError) -> Self {
@@ -73,7 +73,7 @@ pub(super) fn request_speak(ctx: &ConnCtx, r: VoiceRequestSpeak) -> Result<Vec<M
     let user = ctx.authed()?.user;
     ctx.rate("voice")?;
     let notice =
-        ctx.shared.voice.request_speak(r.room, ctx.conn_id, user, r.raise, Timestamp::now())?;
+        ctx.shared.voice.request_speak(r.room, ctx.conn_id, user, r.raise, wall_clock())?;
     announce_voice(&ctx.shared, vec![notice]);
     Ok(vec![Done {}.into()])
 }

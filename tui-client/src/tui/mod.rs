@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use banter_client::{Client, Update};
 use banter_protocol::bounded::Text;
-use banter_protocol::ids::{RoomId, Timestamp};
+use banter_protocol::ids::RoomId;
 use banter_protocol::message::{
     Delete, DmOpen, Edit, History, MarkRead, Message, PresenceSet, React, RoomJoin, RoomLeave,
     RoomSetTopic, TypingSet,
@@ -76,7 +76,7 @@ pub(crate) async fn run(
                 Update::SendFailed { error, .. } => Some(Action::Failed(error)),
             },
             Some(action) = results.recv() => Some(action),
-            _ = tick.tick() => Some(Action::Tick(Timestamp::now().0)),
+            _ = tick.tick() => Some(Action::Tick(banter_client::wall_clock().0)),
         };
         if let Some(action) = action {
             for command in model::update(&mut model, action) {
