@@ -3,7 +3,7 @@
 //! drift apart silently).
 
 use banter_protocol::ErrorCode;
-use banter_protocol::message::{Direction, REGISTRY, StreamKind};
+use banter_protocol::message::{AuditAction, Direction, REGISTRY, StreamKind};
 use banter_protocol::settings::SettingId;
 use banter_protocol::stream::StreamType;
 
@@ -83,6 +83,19 @@ fn stream_setting_and_error_registries_match_the_code() {
     let errors: Vec<Vec<String>> =
         ErrorCode::ALL.iter().map(|c| vec![hex(c.0), c.name().unwrap().to_owned()]).collect();
     assert_eq!(table(&spec, "errors"), errors);
+}
+
+#[test]
+fn audit_action_registry_matches_the_code() {
+    let rows = table(&spec(), "audit");
+    assert!(!rows.is_empty());
+    for (i, row) in rows.iter().enumerate() {
+        let value: u16 = row[0].parse().unwrap();
+        assert_eq!(usize::from(value), i + 1, "audit actions are numbered from 1 without gaps");
+        assert_eq!(AuditAction(value).name(), Some(row[1].as_str()));
+    }
+    let next = u16::try_from(rows.len() + 1).unwrap();
+    assert_eq!(AuditAction(next).name(), None, "every action the code names is in the spec");
 }
 
 #[test]

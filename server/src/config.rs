@@ -191,6 +191,9 @@ config! {
     argon2_iterations: u32 = 2;
     /// Most writes in one group commit.
     commit_max_group: usize = 4096;
+    /// Serve `banterd user|room|audit|backup|check` on `admin.sock` in the data dir (mode
+    /// 0600: only this OS user). Off: those commands need the server stopped.
+    admin_socket: bool = true;
 }
 
 impl Config {

@@ -25,6 +25,8 @@ pub struct Identity {
 const SIGNING_KEY: &str = "server.key";
 const CERT: &str = "cert.pem";
 const CERT_KEY: &str = "cert-key.pem";
+/// The identity files of a data dir (what a backup copies).
+pub(crate) const FILES: [&str; 3] = [SIGNING_KEY, CERT, CERT_KEY];
 
 impl Identity {
     /// Loads the identity from `dir`, creating what is missing.
@@ -69,14 +71,29 @@ pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
     digest.as_ref().iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Creates a new file that only its owner can read (mode 0600); fails if it exists.
+pub(crate) fn create_private(path: &Path) -> std::io::Result<fs::File> {
     let mut options = fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path)?;
+    options.open(path)
+}
+
+/// Writes a new private file (mode 0600) and syncs it.
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut file = create_private(path)?;
     file.write_all(bytes)?;
     file.sync_all()
+}
+
+/// Makes a directory accessible to its owner only (mode 0700).
+pub(crate) fn restrict_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -19,9 +19,11 @@
 //!   writer.
 //! - [`auth`]: password hashing and access/refresh tokens.
 //! - `ratelimit`: token buckets.
+//! - [`admin`]: the operator's commands, offline or over the admin socket.
 
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod auth;
 mod authz;
 pub mod config;
@@ -109,6 +111,7 @@ pub struct Server {
     fingerprint: String,
     shutdown: watch::Sender<bool>,
     task: JoinHandle<Arc<Shared>>,
+    admin: Option<JoinHandle<()>>,
     endpoint: quinn::Endpoint,
 }
 
@@ -196,9 +199,20 @@ impl Server {
             protocol,
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
+        let admin = if shared.config.admin_socket {
+            let ctx = admin::AdminCtx {
+                store: shared.store.clone(),
+                passwords: shared.passwords.clone(),
+                hub: Some(shared.hub.clone()),
+                data_dir: shared.config.data_dir.clone(),
+            };
+            Some(admin::socket::serve(Arc::new(ctx), shutdown_rx.clone())?)
+        } else {
+            None
+        };
         let task = tokio::spawn(accept_loop(shared, endpoint.clone(), shutdown_rx));
         tracing::info!(%addr, fingerprint = %identity.fingerprint, "banterd listening");
-        Ok(Self { addr, fingerprint: identity.fingerprint, shutdown, task, endpoint })
+        Ok(Self { addr, fingerprint: identity.fingerprint, shutdown, task, admin, endpoint })
     }
 
     /// The bound address.
@@ -215,6 +229,9 @@ impl Server {
     /// requests drain, close, and stop the storage writer after its last group is durable.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
+        if let Some(admin) = self.admin {
+            let _ = admin.await;
+        }
         let Ok(mut shared) = self.task.await else { return };
         self.endpoint.wait_idle().await;
         // Connection tasks that still hold the shared state finish within moments of their

@@ -2,13 +2,20 @@
 //!
 //! `banterd run` serves with zero configuration (a data dir `./banter-data`, a self-signed
 //! certificate, loopback on UDP 4433); `banterd init` writes a commented configuration file.
+//! The operator's commands (`user`, `room`, `audit`, `backup`, `restore`, `check`) go to the
+//! running server over its admin socket, or open the data dir themselves when none runs.
 
-use std::path::PathBuf;
+use std::io::{BufRead as _, IsTerminal as _};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use banter_server::Server;
+use banter_server::admin::{self, AdminCtx, AdminRequest, ServerRole, socket};
+use banter_server::auth::Passwords;
 use banter_server::config::{Config, LogFormat};
-use clap::{Parser, Subcommand};
+use banter_server::store::{SledEngine, Store};
+use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
 #[command(name = "banterd", version, about = "The Banter reference server")]
@@ -43,6 +50,104 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Manage accounts.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Manage rooms.
+    Room {
+        #[command(subcommand)]
+        command: RoomCommand,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Show the newest audit log entries.
+    Audit {
+        /// How many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Write a consistent backup into a new directory, also while the server runs.
+    Backup {
+        /// The backup directory (must not exist, or be empty).
+        dir: PathBuf,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Restore a backup into a new data dir, then check it. The server must not be running on
+    /// that data dir.
+    Restore {
+        /// The backup directory.
+        dir: PathBuf,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Verify the database: records decode, room logs are gap-free, indexes agree.
+    Check {
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+/// Which server's data an operator command is about.
+#[derive(Debug, Args)]
+struct Target {
+    /// Configuration file (for the data dir and password hashing settings).
+    #[arg(long, env = "BANTER_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    /// Data directory.
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Create an account; the password is read from standard input (prompted on a terminal).
+    Add {
+        username: String,
+        /// Server-wide role.
+        #[arg(long, value_enum, default_value = "member")]
+        role: ServerRole,
+    },
+    /// List accounts.
+    List,
+    /// Set a new password (read like `add`'s) and end the account's logins.
+    Passwd { username: String },
+    /// Disable an account: its connections close and it can no longer log in.
+    Disable { username: String },
+    /// Enable a disabled account.
+    Enable { username: String },
+    /// Set an account's server-wide role.
+    Promote {
+        username: String,
+        #[arg(long, value_enum)]
+        role: ServerRole,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RoomCommand {
+    /// List every room.
+    List,
+    /// Create a channel.
+    Create {
+        name: String,
+        #[arg(long, default_value = "")]
+        topic: String,
+        #[arg(long, default_value = "")]
+        category: String,
+        /// Only members see it.
+        #[arg(long)]
+        private: bool,
+        /// It carries voice.
+        #[arg(long)]
+        voice: bool,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -72,7 +177,115 @@ fn main() -> anyhow::Result<()> {
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             runtime.block_on(run(config))
         }
+        Command::User { command, target } => {
+            let request = match command {
+                UserCommand::Add { username, role } => {
+                    let password = read_password(&format!("password for {username}: "))?;
+                    AdminRequest::UserAdd { username, password, role }
+                }
+                UserCommand::List => AdminRequest::UserList,
+                UserCommand::Passwd { username } => {
+                    let password = read_password(&format!("new password for {username}: "))?;
+                    AdminRequest::UserPasswd { username, password }
+                }
+                UserCommand::Disable { username } => AdminRequest::UserDisable { username },
+                UserCommand::Enable { username } => AdminRequest::UserEnable { username },
+                UserCommand::Promote { username, role } => {
+                    AdminRequest::UserPromote { username, role }
+                }
+            };
+            administer(&target, request)
+        }
+        Command::Room { command, target } => {
+            let request = match command {
+                RoomCommand::List => AdminRequest::RoomList,
+                RoomCommand::Create { name, topic, category, private, voice } => {
+                    AdminRequest::RoomCreate { name, topic, category, private, voice }
+                }
+            };
+            administer(&target, request)
+        }
+        Command::Audit { limit, target } => administer(&target, AdminRequest::Audit { limit }),
+        Command::Backup { dir, target } => {
+            let dir = std::path::absolute(&dir).context("resolving the backup directory")?;
+            administer(&target, AdminRequest::Backup { dir })
+        }
+        Command::Check { target } => administer(&target, AdminRequest::Check),
+        Command::Restore { dir, target } => {
+            let config = target.config()?;
+            let manifest = admin::restore(&dir, &config.data_dir)?;
+            println!("restored {} records into {}", manifest.records, config.data_dir.display());
+            administer(&target, AdminRequest::Check)
+        }
     }
+}
+
+impl Target {
+    fn config(&self) -> anyhow::Result<Config> {
+        let mut config =
+            Config::load(self.config.as_deref(), std::env::vars()).map_err(anyhow::Error::msg)?;
+        if let Some(dir) = &self.data_dir {
+            config.data_dir = dir.clone();
+        }
+        Ok(config)
+    }
+}
+
+/// Reads a password: prompted twice on a terminal, else one line of standard input.
+fn read_password(prompt: &str) -> anyhow::Result<String> {
+    if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password(prompt)?;
+        let again = rpassword::prompt_password("again: ")?;
+        anyhow::ensure!(first == again, "the passwords differ");
+        return Ok(first);
+    }
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+/// Runs an operator command in the banterd serving the data dir, or, when none does, here.
+fn administer(target: &Target, request: AdminRequest) -> anyhow::Result<()> {
+    let config = target.config()?;
+    let answer = match socket::call(&config.data_dir, &request)? {
+        Some(socket::Reply::Ok(text)) => text,
+        Some(socket::Reply::Failed(error)) => anyhow::bail!(error),
+        None => offline(&config, request)?,
+    };
+    println!("{}", answer.trim_end());
+    Ok(())
+}
+
+fn offline(config: &Config, request: AdminRequest) -> anyhow::Result<String> {
+    let db = config.data_dir.join("db");
+    anyhow::ensure!(
+        db.exists(),
+        "no database in {} (`banterd run` creates one)",
+        config.data_dir.display()
+    );
+    let engine = SledEngine::open(&db).map_err(|e| in_use(&config.data_dir, e))?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let store = Store::open(Arc::new(engine), config.commit_max_group)?;
+        let passwords = Passwords::new(
+            config.argon2_memory_kib,
+            config.argon2_iterations,
+            config.hash_concurrency,
+        )
+        .map_err(anyhow::Error::msg)?;
+        let ctx = AdminCtx::offline(store.clone(), passwords, config.data_dir.clone());
+        let result = ctx.execute(request).await;
+        store.close().await;
+        Ok(result?)
+    })
+}
+
+/// sled refuses a database another process has open: say which.
+fn in_use(data_dir: &Path, error: banter_server::store::StoreError) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{error} (if a banterd with admin_socket off serves {}, stop it first)",
+        data_dir.display()
+    )
 }
 
 fn init_tracing(format: LogFormat) {

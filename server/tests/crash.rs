@@ -3,108 +3,17 @@
 //! did, to prove idempotency), and every acked message is in history exactly once, at the
 //! room_seq its ack named, in each sender's order.
 
-use std::collections::{BTreeMap, HashSet};
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::collections::HashSet;
+use std::process::Command;
 use std::time::Duration;
 
 use banter_client::protocol::bounded::Text;
 use banter_client::protocol::ids::RoomId;
-use banter_client::protocol::message::{
-    History, Message, Post, RoomCreate, RoomInfo, RoomJoin, Visibility,
-};
-use banter_client::{Connection, Event, Options, Trust};
-
-/// The child banterd; killed (SIGKILL) when dropped, so a failing test leaves nothing behind.
-struct Banterd(Child);
-
-impl Drop for Banterd {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> SocketAddr {
-    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    socket.local_addr().unwrap()
-}
-
-fn start(dir: &Path, addr: SocketAddr) -> Banterd {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_banterd"))
-        .args(["run", "--data-dir"])
-        .arg(dir)
-        .args(["--listen", &addr.to_string()])
-        .env("BANTER_ARGON2_MEMORY_KIB", "256")
-        .env("BANTER_ARGON2_ITERATIONS", "1")
-        .env("BANTER_RATE_MESSAGE", "100000/6000000")
-        .env("BANTER_RATE_AUTH", "1000/60000")
-        // The check reads all of history back, a page of 100 at a time.
-        .env("BANTER_RATE_HISTORY", "100000/6000000")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("banterd starts");
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    loop {
-        let line = lines.next().expect("banterd printed its address").unwrap();
-        if line.contains("fingerprint") {
-            break;
-        }
-    }
-    Banterd(child)
-}
-
-async fn connect(addr: SocketAddr) -> Connection {
-    let options = Options { trust: Trust::AcceptAny, server_name: "localhost".into() };
-    for _ in 0..100 {
-        if let Ok((conn, _events)) = Connection::connect(addr, options.clone()).await {
-            return conn;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("cannot connect to banterd");
-}
-
-async fn login(
-    addr: SocketAddr,
-    name: &str,
-    register: bool,
-) -> (Connection, tokio::sync::mpsc::UnboundedReceiver<Event>) {
-    let options = Options { trust: Trust::AcceptAny, server_name: "localhost".into() };
-    let (conn, mut events) = Connection::connect(addr, options).await.unwrap();
-    let auth = if register {
-        conn.register(name, "correct horse battery").await.unwrap()
-    } else {
-        conn.login(name, "correct horse battery").await.unwrap()
-    };
-    conn.hello(&auth.access_token);
-    loop {
-        match tokio::time::timeout(Duration::from_secs(10), events.recv()).await.unwrap().unwrap() {
-            Event::Welcome(_) => return (conn, events),
-            Event::Rejected(e) => panic!("{e:?}"),
-            _ => {}
-        }
-    }
-}
-
-async fn create_room(conn: &Connection, name: &str) -> RoomId {
-    let request = RoomCreate {
-        name: Text::new(name).unwrap(),
-        topic: Text::default(),
-        category: Text::default(),
-        visibility: Visibility::Public,
-        voice: false,
-    };
-    match conn.request_one(request).await.unwrap() {
-        Message::RoomInfo(RoomInfo { room }) => room.room,
-        other => panic!("{other:?}"),
-    }
-}
+use banter_client::protocol::message::{Message, Post, RoomJoin};
+use banter_client::{Connection, Event};
+use common::{connect, create_room, free_port, history, login, start};
 
 /// One message a client tried to send.
 #[derive(Debug, Clone)]
@@ -139,11 +48,11 @@ async fn every_acked_message_survives_kill_9_exactly_once_and_in_order() {
     let _ = connect(addr).await;
 
     let names = ["ada", "bob", "cy"];
-    let (owner, _owner_events) = login(addr, names[0], true).await;
+    let (owner, _owner_events, _) = login(addr, names[0], true).await;
     let room = create_room(&owner, "crash").await;
     let mut clients = vec![owner];
     for name in &names[1..] {
-        let (conn, _events) = login(addr, name, true).await;
+        let (conn, _events, _) = login(addr, name, true).await;
         conn.request_one(RoomJoin { room }).await.unwrap();
         clients.push(conn);
     }
@@ -176,8 +85,8 @@ async fn every_acked_message_survives_kill_9_exactly_once_and_in_order() {
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
     // SIGKILL: no shutdown, no flush beyond what group commit already made durable.
-    server.0.kill().unwrap();
-    server.0.wait().unwrap();
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
     let mut attempts = Vec::new();
     for task in tasks {
         attempts.push(task.await.unwrap());
@@ -189,7 +98,7 @@ async fn every_acked_message_survives_kill_9_exactly_once_and_in_order() {
     let _server = start(dir.path(), addr);
     // Every client resends everything it attempted, acked or not, with the same ids.
     for (n, attempts) in attempts.iter().enumerate() {
-        let (conn, _events) = login(addr, names[n], false).await;
+        let (conn, _events, _) = login(addr, names[n], false).await;
         for attempt in attempts {
             let seq = post(&conn, room, attempt).await.expect("resend after restart");
             if let Some(acked) = attempt.acked {
@@ -200,21 +109,8 @@ async fn every_acked_message_survives_kill_9_exactly_once_and_in_order() {
 
     // History: each attempted message exactly once; acked ones at their acked seq; each
     // sender's messages in the order sent.
-    let (reader, _events) = login(addr, "ada", false).await;
-    let mut posts: BTreeMap<u64, String> = BTreeMap::new();
-    let mut before = None;
-    loop {
-        let page = reader.request(History { room, before, limit: 100 }).await.unwrap();
-        for message in &page {
-            if let Message::HistoryMessage(m) = message {
-                assert!(posts.insert(m.meta.seq, m.text.to_string()).is_none());
-            }
-        }
-        match page.last() {
-            Some(Message::PageEnd(end)) if end.next.is_some() => before = end.next,
-            _ => break,
-        }
-    }
+    let (reader, _events, _) = login(addr, "ada", false).await;
+    let posts = history(&reader, room).await;
     let texts: Vec<&String> = posts.values().collect();
     let unique: HashSet<&String> = texts.iter().copied().collect();
     assert_eq!(unique.len(), texts.len(), "no message appears twice");
@@ -240,12 +136,13 @@ async fn sigterm_drains_and_exits_zero_with_everything_acked_on_disk() {
     let dir = tempfile::tempdir().unwrap();
     let addr = free_port();
     let mut server = start(dir.path(), addr);
-    let (conn, mut events) = login(addr, "ada", true).await;
+    let (conn, mut events, _) = login(addr, "ada", true).await;
     let room = create_room(&conn, "term").await;
     for i in 0..10u128 {
         post(&conn, room, &Attempt { id: i, text: format!("m{i}"), acked: None }).await.unwrap();
     }
-    let status = Command::new("kill").args(["-TERM", &server.0.id().to_string()]).status().unwrap();
+    let status =
+        Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status().unwrap();
     assert!(status.success());
     // The client is told to go away before the connection closes.
     let went_away = tokio::time::timeout(Duration::from_secs(10), async {
@@ -260,12 +157,10 @@ async fn sigterm_drains_and_exits_zero_with_everything_acked_on_disk() {
     .await
     .unwrap();
     assert!(went_away, "GO_AWAY before the close");
-    let exit = server.0.wait().unwrap();
+    let exit = server.child.wait().unwrap();
     assert_eq!(exit.code(), Some(0), "banterd exits 0 after SIGTERM");
 
     let _server = start(dir.path(), addr);
-    let (reader, _events) = login(addr, "ada", false).await;
-    let page = reader.request(History { room, before: None, limit: 100 }).await.unwrap();
-    let posts = page.iter().filter(|m| matches!(m, Message::HistoryMessage(_))).count();
-    assert_eq!(posts, 10);
+    let (reader, _events, _) = login(addr, "ada", false).await;
+    assert_eq!(history(&reader, room).await.len(), 10);
 }

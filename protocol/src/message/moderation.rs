@@ -28,6 +28,35 @@ impl AuditAction {
     pub const VOICE: Self = Self(6);
     /// A login session was revoked by an administrator.
     pub const SESSION_REVOKE: Self = Self(7);
+    /// An account was created by an administrator.
+    pub const USER_CREATE: Self = Self(8);
+    /// An account was disabled (its logins end).
+    pub const USER_DISABLE: Self = Self(9);
+    /// A disabled account was enabled again.
+    pub const USER_ENABLE: Self = Self(10);
+    /// An account's password was reset by an administrator (its logins end).
+    pub const PASSWORD_RESET: Self = Self(11);
+    /// A room was created by an administrator.
+    pub const ROOM_CREATE: Self = Self(12);
+
+    /// The registered name (spec §10.8), or `None` for a value this build does not know.
+    pub fn name(self) -> Option<&'static str> {
+        const NAMES: [&str; 12] = [
+            "ROLE_SET",
+            "KICK",
+            "BAN",
+            "UNBAN",
+            "DELETE_MESSAGE",
+            "VOICE",
+            "SESSION_REVOKE",
+            "USER_CREATE",
+            "USER_DISABLE",
+            "USER_ENABLE",
+            "PASSWORD_RESET",
+            "ROOM_CREATE",
+        ];
+        NAMES.get(usize::from(self.0).checked_sub(1)?).copied()
+    }
 }
 
 wire! {

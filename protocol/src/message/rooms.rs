@@ -42,6 +42,12 @@ impl Role {
     pub const ADMIN: Self = Self(2);
     /// The owner of the room or server; may transfer ownership.
     pub const OWNER: Self = Self(3);
+
+    /// The registered name in lower case (`member`, `moderator`, `admin`, `owner`), or `None`
+    /// for a value this build does not know.
+    pub fn name(self) -> Option<&'static str> {
+        ["member", "moderator", "admin", "owner"].get(usize::from(self.0)).copied()
+    }
 }
 
 /// How the caller stands with a room.

@@ -33,7 +33,7 @@ fn rate_auth(ctx: &ConnCtx) -> Result<()> {
 }
 
 /// Usernames: 1–32 bytes of `a-z 0-9 _ . -`, folded to lower case.
-fn normalize_username(name: &str) -> Result<String> {
+pub(crate) fn normalize_username(name: &str) -> Result<String> {
     let name = name.to_ascii_lowercase();
     let valid = !name.is_empty()
         && name
@@ -94,16 +94,63 @@ fn auth_ok(
     ]
 }
 
-pub(super) async fn register(ctx: &ConnCtx, r: Register) -> Result<Vec<Message>> {
-    rate_auth(ctx)?;
-    let username = normalize_username(&r.username)?;
-    check_text("device name", &r.device_name, false)?;
-    if r.password.len() < 8 {
+/// Passwords are at least 8 bytes (OWASP ASVS 2.1.1 asks for 12 only with no other limits).
+pub(crate) fn check_password(password: &str) -> Result<()> {
+    if password.len() < 8 {
         return Err(RequestError::new(
             ErrorCode::INVALID_REQUEST,
             "passwords are at least 8 bytes",
         ));
     }
+    Ok(())
+}
+
+/// Creates an account in `txn` with a normalized username and a password hash. The first
+/// account owns the server (spec §6.7), whatever `role` asks.
+pub(crate) fn create_user(
+    txn: &mut Txn<'_>,
+    username: &str,
+    password_hash: String,
+    role: message::Role,
+) -> Result<UserId> {
+    if txn.contains(&keys::username(username))? {
+        return Err(RequestError::new(ErrorCode::USERNAME_TAKEN, "username taken"));
+    }
+    let user = UserId(txn.next_id("user")?);
+    let role = if user.0 == 1 { message::Role::OWNER } else { role };
+    txn.put(
+        keys::user(user),
+        &UserRecord {
+            username: username.to_owned(),
+            password_hash,
+            created: wall_clock().0,
+            disabled: false,
+            role: role.0,
+        },
+    );
+    txn.put(keys::username(username), &user.0);
+    Ok(user)
+}
+
+/// Deletes every login session of `user` in `txn`; returns them, so that their connections
+/// can be closed once the commit is durable.
+pub(crate) fn end_all_logins(txn: &mut Txn<'_>, user: UserId) -> Result<Vec<SessionId>> {
+    let prefix = keys::ids(keys::tag::USER_SESSION, &[user.0]);
+    let mut ended = Vec::new();
+    for key in txn.keys_in(&prefix, &keys::prefix_end(&prefix))? {
+        let session = SessionId(keys::id_at(&key, 9));
+        txn.delete(keys::session(session));
+        txn.delete(key);
+        ended.push(session);
+    }
+    Ok(ended)
+}
+
+pub(super) async fn register(ctx: &ConnCtx, r: Register) -> Result<Vec<Message>> {
+    rate_auth(ctx)?;
+    let username = normalize_username(&r.username)?;
+    check_text("device name", &r.device_name, false)?;
+    check_password(&r.password)?;
     let hash = ctx.shared.passwords.hash(r.password.into_string()).await.map_err(|e| {
         tracing::error!(error = %e, "password hashing failed");
         RequestError::from(ErrorCode::INTERNAL)
@@ -115,23 +162,7 @@ pub(super) async fn register(ctx: &ConnCtx, r: Register) -> Result<Vec<Message>>
         .store
         .write(
             move |txn| {
-                if txn.contains(&keys::username(&username))? {
-                    return Err(RequestError::new(ErrorCode::USERNAME_TAKEN, "username taken"));
-                }
-                let user = UserId(txn.next_id("user")?);
-                // The first account owns the server (spec §6.7).
-                let role = if user.0 == 1 { message::Role::OWNER } else { message::Role::MEMBER };
-                txn.put(
-                    keys::user(user),
-                    &UserRecord {
-                        username: username.clone(),
-                        password_hash: hash,
-                        created: wall_clock().0,
-                        disabled: false,
-                        role: role.0,
-                    },
-                );
-                txn.put(keys::username(&username), &user.0);
+                let user = create_user(txn, &username, hash, message::Role::MEMBER)?;
                 let (session, refresh) = new_login(txn, &shared, user, &device)?;
                 Ok((user, session, refresh))
             },

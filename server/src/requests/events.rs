@@ -326,7 +326,7 @@ pub(super) async fn delete(ctx: &ConnCtx, r: Delete) -> Result<Vec<Message>> {
         txn.put(keys::message(room, r.target), &state);
         txn.put(keys::room(room), &record);
         if author != user {
-            audit(txn, user, AuditAction::DELETE_MESSAGE, Some(room), author, "")?;
+            audit(txn, user, AuditAction::DELETE_MESSAGE, Some(room), Some(author), "")?;
         }
         Ok(Some(appended))
     })

@@ -27,7 +27,11 @@ use crate::store::records::{BanRecord, MemberRecord, RoomRecord, UserRecord};
 use crate::store::{StoreError, WriteError, keys};
 use crate::{Shared, wall_clock};
 
-pub(crate) use accounts::authenticate;
+pub(crate) use accounts::{
+    authenticate, check_password, create_user, end_all_logins, normalize_username,
+};
+pub(crate) use moderation::{CONSOLE, audit, role_reason};
+pub(crate) use rooms::{check_room_fields, new_channel};
 
 /// A request failed; the client gets ERROR with this code.
 #[derive(Debug)]

@@ -17,13 +17,21 @@ fn forbidden(what: &str) -> RequestError {
     RequestError::new(ErrorCode::FORBIDDEN, what)
 }
 
+/// The actor of acts made at the server console (spec §10.8).
+pub(crate) const CONSOLE: UserId = UserId(0);
+
+/// The audit reason of a role change: the role's name.
+pub(crate) fn role_reason(role: Role) -> String {
+    format!("role {}", role.name().map_or_else(|| role.0.to_string(), str::to_owned))
+}
+
 /// Appends one entry to the audit log, inside the transaction that made the change.
-pub(super) fn audit(
+pub(crate) fn audit(
     txn: &mut Txn<'_>,
     actor: UserId,
     action: AuditAction,
     room: Option<RoomId>,
-    target: UserId,
+    target: Option<UserId>,
     reason: &str,
 ) -> Result<()> {
     let id = txn.next_id("audit")?;
@@ -34,7 +42,7 @@ pub(super) fn audit(
             actor: actor.0,
             action: action.0,
             room: room.map(|r| r.0),
-            target: Some(target.0),
+            target: target.map(|t| t.0),
             reason: reason.to_owned(),
         },
     );
@@ -123,7 +131,7 @@ pub(super) async fn role_set(ctx: &ConnCtx, r: RoleSet) -> Result<Vec<Message>> 
                         }
                     }
                 }
-                audit(txn, actor, AuditAction::ROLE_SET, room, user, &format!("role {}", role.0))?;
+                audit(txn, actor, AuditAction::ROLE_SET, room, Some(user), &role_reason(role))?;
                 Ok::<_, RequestError>(())
             },
             |()| (),

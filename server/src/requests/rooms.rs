@@ -112,7 +112,7 @@ async fn commit_membership(
         .await?)
 }
 
-fn check_room_fields(name: &str, topic: &str, category: &str) -> Result<()> {
+pub(crate) fn check_room_fields(name: &str, topic: &str, category: &str) -> Result<()> {
     if name.trim().is_empty() {
         return Err(RequestError::new(ErrorCode::INVALID_REQUEST, "room names are 1-64 bytes"));
     }
@@ -134,30 +134,37 @@ pub(super) async fn create(ctx: &ConnCtx, r: RoomCreate) -> Result<Vec<Message>>
         return Err(RequestError::new(ErrorCode::LIMIT_EXCEEDED, "too many rooms"));
     }
     let appended = commit_membership(ctx, move |txn| {
-        let name_key = keys::room_name(&r.name);
-        if txn.contains(&name_key)? {
-            return Err(RequestError::new(ErrorCode::CONFLICT, "a room with that name exists"));
-        }
-        let room = RoomId(txn.next_id("room")?);
-        let mut record = RoomRecord {
-            direct: false,
-            name: r.name.into_string(),
-            topic: r.topic.into_string(),
-            category: r.category.into_string(),
-            private: r.visibility == Visibility::Private,
-            voice: r.voice,
-            created: wall_clock().0,
-            last_seq: 0,
-            members: 0,
-            direct_pair: None,
-        };
-        txn.put(name_key, &room.0);
+        let (room, mut record) = new_channel(txn, r)?;
         let joined = add_member(txn, room, &mut record, user, Role::OWNER)?;
         txn.put(keys::room(room), &record);
         Ok(vec![(joined, Some((user, true)))])
     })
     .await?;
     info(ctx, appended[0].room, user)
+}
+
+/// Allocates a channel and indexes its name, refusing a taken name. The caller adds members
+/// and stores the record.
+pub(crate) fn new_channel(txn: &mut Txn<'_>, r: RoomCreate) -> Result<(RoomId, RoomRecord)> {
+    let name_key = keys::room_name(&r.name);
+    if txn.contains(&name_key)? {
+        return Err(RequestError::new(ErrorCode::CONFLICT, "a room with that name exists"));
+    }
+    let room = RoomId(txn.next_id("room")?);
+    txn.put(name_key, &room.0);
+    let record = RoomRecord {
+        direct: false,
+        name: r.name.into_string(),
+        topic: r.topic.into_string(),
+        category: r.category.into_string(),
+        private: r.visibility == Visibility::Private,
+        voice: r.voice,
+        created: wall_clock().0,
+        last_seq: 0,
+        members: 0,
+        direct_pair: None,
+    };
+    Ok((room, record))
 }
 
 pub(super) fn list(ctx: &ConnCtx, r: RoomList) -> Result<Vec<Message>> {
@@ -386,7 +393,7 @@ pub(super) async fn kick(ctx: &ConnCtx, r: Kick) -> Result<Vec<Message>> {
     let appended = commit_membership(ctx, move |txn| {
         let removed = remove_member(txn, room, actor, r.user, MembershipChange::Kicked, &r.reason)?
             .ok_or_else(|| RequestError::new(ErrorCode::NOT_FOUND, "not a member"))?;
-        audit(txn, actor, AuditAction::KICK, Some(room), r.user, &r.reason)?;
+        audit(txn, actor, AuditAction::KICK, Some(room), Some(r.user), &r.reason)?;
         Ok(vec![(removed, Some((r.user, false)))])
     })
     .await?;
@@ -403,7 +410,7 @@ pub(super) async fn ban(ctx: &ConnCtx, r: Ban) -> Result<Vec<Message>> {
             keys::ban(room, r.user),
             &BanRecord { until: r.until.map(|t| t.0), reason: r.reason.to_string(), by: actor.0 },
         );
-        audit(txn, actor, AuditAction::BAN, Some(room), r.user, &r.reason)?;
+        audit(txn, actor, AuditAction::BAN, Some(room), Some(r.user), &r.reason)?;
         let banned = MembershipChange::Banned;
         let entry = match remove_member(txn, room, actor, r.user, banned, &r.reason)? {
             Some(removed) => removed,
@@ -427,7 +434,7 @@ pub(super) async fn unban(ctx: &ConnCtx, r: Unban) -> Result<Vec<Message>> {
             return Err(RequestError::new(ErrorCode::NOT_FOUND, "not banned"));
         }
         txn.delete(keys::ban(room, r.user));
-        audit(txn, actor, AuditAction::UNBAN, Some(room), r.user, "")?;
+        audit(txn, actor, AuditAction::UNBAN, Some(room), Some(r.user), "")?;
         let record = room_in(txn, room)?;
         let unbanned = MembershipChange::Unbanned;
         let entry = membership_entry(txn, room, record, actor, r.user, unbanned, "")?;

@@ -32,6 +32,7 @@ pub enum WriteError<E> {
 type Overlay = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 type Deliver = Box<dyn FnOnce(Result<(), Arc<StoreError>>) + Send>;
 type Job = Box<dyn FnOnce(&mut Txn<'_>) -> (bool, Deliver) + Send>;
+type Exclusive = Box<dyn FnOnce(&dyn Engine) + Send>;
 
 /// Reads and writes of one job: reads see the engine, then earlier jobs of the group, then
 /// this job's own writes.
@@ -79,6 +80,22 @@ impl Txn<'_> {
         self.own.insert(key, None);
     }
 
+    /// Every key in `[start, end)` as this job sees it (the engine, then the group's and this
+    /// job's writes), in order. For small index ranges (one user's sessions), not for logs.
+    pub fn keys_in(&self, start: &[u8], end: &[u8]) -> Result<Vec<Vec<u8>>, StoreError> {
+        let mut found: std::collections::BTreeSet<Vec<u8>> =
+            self.engine.range(start, end, false, usize::MAX)?.into_iter().map(|(k, _)| k).collect();
+        for overlay in [self.group, &self.own] {
+            for (key, value) in overlay.range(start.to_vec()..end.to_vec()) {
+                match value {
+                    Some(_) => found.insert(key.clone()),
+                    None => found.remove(key),
+                };
+            }
+        }
+        Ok(found.into_iter().collect())
+    }
+
     /// Reads durable, already-delivered state only (not this group's pending writes). For the
     /// few reads that must line up exactly with what fan-out has already sent (catch-up
     /// resuming a paused live push).
@@ -102,6 +119,9 @@ impl Txn<'_> {
 
 enum Command {
     Job(Job),
+    /// Runs between groups, with every earlier write durable and no later one begun: a
+    /// consistent view of the whole database (backup, integrity check).
+    Exclusive(Exclusive),
     Stop,
 }
 
@@ -163,14 +183,34 @@ impl Writer {
         self.jobs.send(Command::Job(job)).await.map_err(|_| stopped())?;
         rx.await.map_err(|_| stopped())?
     }
+
+    pub(super) async fn exclusive<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn Engine) -> R + Send + 'static,
+    ) -> Result<R, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        let job: Exclusive = Box::new(move |engine| {
+            let _ = tx.send(f(engine));
+        });
+        self.jobs.send(Command::Exclusive(job)).await.map_err(|_| StoreError::WriterStopped)?;
+        rx.await.map_err(|_| StoreError::WriterStopped)
+    }
 }
 
 fn run(engine: Arc<dyn Engine>, mut jobs: mpsc::Receiver<Command>, max_group: usize) {
     let mut stopping = false;
     while !stopping {
-        let Some(Command::Job(first)) = jobs.blocking_recv() else { break };
+        let first = match jobs.blocking_recv() {
+            Some(Command::Job(job)) => job,
+            Some(Command::Exclusive(f)) => {
+                f(&*engine);
+                continue;
+            }
+            Some(Command::Stop) | None => break,
+        };
         let mut group = Overlay::new();
         let mut delivers = Vec::new();
+        let mut after_group = None;
         let mut next = Some(first);
         while let Some(job) = next.take() {
             let mut txn = Txn { engine: &*engine, group: &group, own: Overlay::new() };
@@ -183,6 +223,7 @@ fn run(engine: Arc<dyn Engine>, mut jobs: mpsc::Receiver<Command>, max_group: us
             if delivers.len() < max_group {
                 match jobs.try_recv() {
                     Ok(Command::Job(job)) => next = Some(job),
+                    Ok(Command::Exclusive(f)) => after_group = Some(f),
                     Ok(Command::Stop) => stopping = true,
                     Err(_) => {}
                 }
@@ -198,6 +239,9 @@ fn run(engine: Arc<dyn Engine>, mut jobs: mpsc::Receiver<Command>, max_group: us
         }
         for deliver in delivers {
             deliver(result.clone());
+        }
+        if let Some(f) = after_group {
+            f(&*engine);
         }
     }
 }

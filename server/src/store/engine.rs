@@ -74,6 +74,31 @@ pub trait Engine: Send + Sync + 'static {
     fn sync(&self) -> Result<(), StoreError>;
 }
 
+/// Calls `f` on every pair with `start <= key < end`, in key order, reading in pages so that a
+/// large table never sits in memory at once. Stops at the first error.
+pub fn scan_range<E: From<StoreError>>(
+    engine: &dyn Engine,
+    start: &[u8],
+    end: &[u8],
+    mut f: impl FnMut(Vec<u8>, Vec<u8>) -> Result<(), E>,
+) -> Result<(), E> {
+    const PAGE: usize = 4096;
+    let mut start = start.to_vec();
+    loop {
+        let page = engine.range(&start, end, false, PAGE)?;
+        let full = page.len() == PAGE;
+        let Some((last, _)) = page.last() else { return Ok(()) };
+        start = last.clone();
+        start.push(0); // the smallest key after `last`
+        for (key, value) in page {
+            f(key, value)?;
+        }
+        if !full {
+            return Ok(());
+        }
+    }
+}
+
 /// sled 0.34 as the engine: one tree, so that one batch is atomic across every kind of record.
 ///
 /// Durability: sled's `flush` writes its log with `sync_file_range`, which survives a process

@@ -15,7 +15,7 @@ pub(crate) mod records;
 use std::sync::Arc;
 
 pub use commit::{Txn, WriteError};
-pub use engine::{Engine, KeyValues, SledEngine, StoreError, Write};
+pub use engine::{Engine, KeyValues, SledEngine, StoreError, Write, scan_range};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -72,6 +72,17 @@ impl Store {
         self.writer.write(f, after).await
     }
 
+    /// Runs `f` on the writer thread between two groups: every write acknowledged before the
+    /// call is durable and visible, and no other write happens until `f` returns. Writers
+    /// wait meanwhile, so `f` is for whole-database work that needs one consistent view
+    /// (backup, integrity check), not for requests.
+    pub async fn exclusive<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn Engine) -> R + Send + 'static,
+    ) -> Result<R, StoreError> {
+        self.writer.exclusive(f).await
+    }
+
     /// Stops the writer after its queued jobs are durable and waits for it. The database
     /// closes when the last handle is dropped.
     pub async fn close(&self) {
@@ -116,22 +127,10 @@ impl Store {
         prefix: &[u8],
         mut f: impl FnMut(&[u8], T),
     ) -> Result<(), StoreError> {
-        const PAGE: usize = 4096;
-        let end = keys::prefix_end(prefix);
-        let mut start = prefix.to_vec();
-        loop {
-            let page = self.range::<T>(&start, &end, false, PAGE)?;
-            let full = page.len() == PAGE;
-            let Some((last, _)) = page.last() else { return Ok(()) };
-            start = last.clone();
-            start.push(0); // the smallest key after `last`
-            for (key, record) in page {
-                f(&key, record);
-            }
-            if !full {
-                return Ok(());
-            }
-        }
+        scan_range(&*self.engine, prefix, &keys::prefix_end(prefix), |key, value| {
+            f(&key, decode(&key, &value)?);
+            Ok::<_, StoreError>(())
+        })
     }
 
     /// Keys (without values) with the given prefix.
