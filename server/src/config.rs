@@ -194,6 +194,11 @@ config! {
     /// Serve `banterd user|room|audit|backup|check` on `admin.sock` in the data dir (mode
     /// 0600: only this OS user). Off: those commands need the server stopped.
     admin_socket: bool = true;
+    /// Serve Prometheus `/metrics` and `/healthz` over HTTP on `metrics_listen`.
+    metrics: bool = false;
+    /// TCP address of the metrics listener. Loopback by default: metrics name rooms' traffic,
+    /// so expose them deliberately (behind a proxy with access control).
+    metrics_listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 9464));
 }
 
 impl Config {

@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
 use crate::hub::{ConnCommand, Session, Wakers};
+use crate::metrics::Metrics;
 use crate::ratelimit::Limiter;
 use crate::requests::{self, Authed, ConnCtx, RequestIo};
 use crate::store::keys;
@@ -132,7 +133,12 @@ async fn drive(
                     let (targets, notice) = shared.voice.relay(conn_id, &datagram, Instant::now());
                     for (target, packet) in targets {
                         // Voice is loss-tolerant: a full or closed target just misses a frame.
-                        let _ = target.send_datagram(packet);
+                        match target.send_datagram(packet) {
+                            Ok(()) => {
+                                shared.voice.metrics.relayed.inc();
+                            }
+                            Err(_) => shared.voice.metrics.drop("listener_unavailable"),
+                        }
                     }
                     crate::announce_voice(shared, notice.into_iter().collect());
                 }
@@ -262,6 +268,7 @@ fn authenticate(
     let (user, login) = match requests::authenticate(shared, token) {
         Ok(found) => found,
         Err(error) => {
+            shared.metrics.count_error(error);
             let message = match error {
                 ErrorCode::TOKEN_EXPIRED => "access token expired",
                 ErrorCode::SESSION_REVOKED => "session revoked",
@@ -414,7 +421,14 @@ async fn request(ctx: Arc<ConnCtx>, mut send: quinn::SendStream, mut recv: quinn
                 match admitted {
                     Ok(()) => {
                         let span = tracing::debug_span!("request", kind = ?frame_type);
-                        requests::handle(&ctx, first, &mut io).instrument(span).await
+                        let started = Instant::now();
+                        let answer = requests::handle(&ctx, first, &mut io).instrument(span).await;
+                        ctx.shared
+                            .metrics
+                            .requests
+                            .get_or_create(&Metrics::request_label(frame_type))
+                            .observe(started.elapsed().as_secs_f64());
+                        answer
                     }
                     Err(error) => Err(requests::RequestError::from(error)),
                 }
@@ -432,6 +446,7 @@ async fn request(ctx: Arc<ConnCtx>, mut send: quinn::SendStream, mut recv: quinn
         Ok(frames) => frames.iter().for_each(|f| f.encode(&mut bytes)),
         Err(error) => {
             tracing::debug!(code = %error.code, message = %error.message, "request failed");
+            ctx.shared.metrics.count_error(error.code);
             error.to_frame().encode_frame(&mut bytes);
             // A malformed or oversized request: say why, and stop reading the rest (spec §3.1).
             if matches!(error.code, ErrorCode::FRAME_ERROR | ErrorCode::FRAME_TOO_LARGE) {

@@ -16,6 +16,7 @@ use banter_protocol::ids::{ResumeId, RoomId, SessionId, UserId};
 use banter_protocol::message::{Hello, LivePaused, Presence, PresenceStatus, Typing, TypingState};
 use banter_protocol::session::ReplayBuffer;
 use bytes::Bytes;
+use prometheus_client::metrics::counter::Counter;
 use tokio::sync::{Notify, mpsc};
 
 /// The most ephemeral frames queued per session; older ones are dropped (soft state).
@@ -225,11 +226,26 @@ impl HubState {
 pub(crate) struct Hub {
     state: Mutex<HubState>,
     limits: SessionLimits,
+    pub(crate) metrics: HubMetrics,
+}
+
+/// Fan-out counters (registered by the server's metrics).
+#[derive(Debug, Default)]
+pub(crate) struct HubMetrics {
+    /// Log entries published.
+    pub(crate) published: Counter,
+    /// Log entries queued to sessions.
+    pub(crate) delivered: Counter,
 }
 
 impl Hub {
     pub(crate) fn new(limits: SessionLimits) -> Self {
-        Self { state: Mutex::new(HubState::default()), limits }
+        Self { state: Mutex::new(HubState::default()), limits, metrics: HubMetrics::default() }
+    }
+
+    /// Sessions held (live, or waiting to be resumed).
+    pub(crate) fn session_count(&self) -> usize {
+        self.lock().sessions.len()
     }
 
     fn lock(&self) -> MutexGuard<'_, HubState> {
@@ -292,6 +308,8 @@ impl Hub {
                 .cloned()
                 .collect()
         };
+        self.metrics.published.inc();
+        self.metrics.delivered.inc_by(sessions.len() as u64);
         for session in sessions {
             let to_author = session.user == author;
             session.push_event(now, room, seq, |event_seq| build(event_seq, to_author));

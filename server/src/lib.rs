@@ -20,6 +20,7 @@
 //! - [`auth`]: password hashing and access/refresh tokens.
 //! - `ratelimit`: token buckets.
 //! - [`admin`]: the operator's commands, offline or over the admin socket.
+//! - `metrics`: Prometheus metrics and the opt-in `/metrics` + `/healthz` listener.
 
 #![forbid(unsafe_code)]
 
@@ -31,6 +32,7 @@ mod connection;
 mod endpoint;
 mod hub;
 pub mod identity;
+mod metrics;
 mod ratelimit;
 mod requests;
 pub mod store;
@@ -46,6 +48,7 @@ use banter_protocol::ErrorCode;
 use banter_protocol::ids::{RoomId, Timestamp, UserId};
 use banter_protocol::session::ServerConfig;
 use banter_protocol::settings::{FEATURE_VOICE_DATAGRAMS, Limits, RateLimit};
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -77,6 +80,7 @@ pub(crate) struct Shared {
     pub(crate) account_limits: AccountLimiter,
     pub(crate) protocol: ServerConfig,
     pub(crate) voice: voice::Voice,
+    pub(crate) metrics: metrics::Metrics,
 }
 
 /// Tells the room about voice changes (ephemeral stream).
@@ -112,6 +116,7 @@ pub struct Server {
     shutdown: watch::Sender<bool>,
     task: JoinHandle<Arc<Shared>>,
     admin: Option<JoinHandle<()>>,
+    metrics: Option<metrics::MetricsServer>,
     endpoint: quinn::Endpoint,
 }
 
@@ -127,6 +132,9 @@ pub enum StartError {
     /// The database could not be opened.
     #[error("storage: {0}")]
     Store(#[from] store::StoreError),
+    /// The metrics listener could not be bound.
+    #[error("metrics listener: {0}")]
+    Metrics(std::io::Error),
     /// The endpoint could not be set up or bound.
     #[error("endpoint: {0}")]
     Endpoint(#[from] anyhow::Error),
@@ -187,17 +195,31 @@ impl Server {
         let endpoint =
             quinn::Endpoint::server(server_config, config.listen).map_err(anyhow::Error::from)?;
         let addr = endpoint.local_addr().map_err(anyhow::Error::from)?;
+        let voice = voice::Voice::new(protocol.limits.voice_max_bitrate);
         let shared = Arc::new(Shared {
             tokens: TokenKeys::new(identity.signing_key.clone()),
             account_limits: AccountLimiter::new(&config.rate),
+            metrics: metrics::Metrics::new(&store, &hub, &voice),
             config,
             store,
             hub,
             passwords,
             auth_limiter: AddressLimiter::new(auth_bucket),
-            voice: voice::Voice::new(protocol.limits.voice_max_bitrate),
+            voice,
             protocol,
         });
+        let metrics = if shared.config.metrics {
+            let server = metrics::MetricsServer::start(
+                shared.config.metrics_listen,
+                shared.clone(),
+                tokio::runtime::Handle::current(),
+            )
+            .map_err(StartError::Metrics)?;
+            tracing::info!(addr = %server.addr, "metrics on http://{}/metrics", server.addr);
+            Some(server)
+        } else {
+            None
+        };
         let (shutdown, shutdown_rx) = watch::channel(false);
         let admin = if shared.config.admin_socket {
             let ctx = admin::AdminCtx {
@@ -212,12 +234,25 @@ impl Server {
         };
         let task = tokio::spawn(accept_loop(shared, endpoint.clone(), shutdown_rx));
         tracing::info!(%addr, fingerprint = %identity.fingerprint, "banterd listening");
-        Ok(Self { addr, fingerprint: identity.fingerprint, shutdown, task, admin, endpoint })
+        Ok(Self {
+            addr,
+            fingerprint: identity.fingerprint,
+            shutdown,
+            task,
+            admin,
+            metrics,
+            endpoint,
+        })
     }
 
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where `/metrics` and `/healthz` are served, if enabled.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|m| m.addr)
     }
 
     /// SHA-256 fingerprint of the certificate (what clients pin).
@@ -231,6 +266,10 @@ impl Server {
         let _ = self.shutdown.send(true);
         if let Some(admin) = self.admin {
             let _ = admin.await;
+        }
+        if let Some(metrics) = self.metrics {
+            // Its thread holds the shared state; it must let go before storage can close.
+            tokio::task::spawn_blocking(move || metrics.stop()).await.ok();
         }
         let Ok(mut shared) = self.task.await else { return };
         self.endpoint.wait_idle().await;
@@ -274,7 +313,7 @@ async fn accept_loop(
     endpoint: quinn::Endpoint,
     mut shutdown: watch::Receiver<bool>,
 ) -> Arc<Shared> {
-    let connections = Arc::new(AtomicUsize::new(0));
+    let connections = shared.metrics.connections.clone();
     let handshaking = Arc::new(AtomicUsize::new(0));
     let per_ip: Arc<Mutex<HashMap<IpAddr, u32>>> = Arc::default();
     let mut sweep = tokio::time::interval(Duration::from_secs(5));
@@ -285,7 +324,7 @@ async fn accept_loop(
             incoming = endpoint.accept() => {
                 let Some(incoming) = incoming else { break };
                 let ip = incoming.remote_address().ip();
-                let over_total = connections.load(Ordering::Relaxed) >= shared.config.max_connections as usize;
+                let over_total = connections.get() >= i64::from(shared.config.max_connections);
                 let over_ip = per_ip.lock().unwrap_or_else(|e| e.into_inner()).get(&ip).copied().unwrap_or(0)
                     >= shared.config.max_connections_per_ip;
                 if over_total || over_ip {
@@ -339,13 +378,13 @@ async fn accept_loop(
 /// Counts a connection for the global and per-address caps while it lives.
 struct ConnectionGuard {
     ip: IpAddr,
-    total: Arc<AtomicUsize>,
+    total: Gauge,
     per_ip: Arc<Mutex<HashMap<IpAddr, u32>>>,
 }
 
 impl ConnectionGuard {
-    fn new(ip: IpAddr, total: Arc<AtomicUsize>, per_ip: Arc<Mutex<HashMap<IpAddr, u32>>>) -> Self {
-        total.fetch_add(1, Ordering::Relaxed);
+    fn new(ip: IpAddr, total: Gauge, per_ip: Arc<Mutex<HashMap<IpAddr, u32>>>) -> Self {
+        total.inc();
         *per_ip.lock().unwrap_or_else(|e| e.into_inner()).entry(ip).or_default() += 1;
         Self { ip, total, per_ip }
     }
@@ -353,7 +392,7 @@ impl ConnectionGuard {
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
-        self.total.fetch_sub(1, Ordering::Relaxed);
+        self.total.dec();
         let mut per_ip = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(count) = per_ip.get_mut(&self.ip) {
             *count -= 1;

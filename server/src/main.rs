@@ -307,6 +307,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let server = Server::start(config).await.context("starting banterd")?;
     println!("banterd listening on {} (UDP)", server.local_addr());
     println!("data dir: {}", data_dir.display());
+    if let Some(metrics) = server.metrics_addr() {
+        println!("metrics: http://{metrics}/metrics and /healthz");
+    }
     println!("certificate SHA-256 fingerprint: {}", server.fingerprint());
     wait_for_signal().await?;
     tracing::info!("shutting down: GO_AWAY, draining, flushing storage");

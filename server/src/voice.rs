@@ -11,6 +11,10 @@ use banter_protocol::datagram::{Context, Kind, MAX_DATAGRAM_LEN, MAX_HEADER_LEN,
 use banter_protocol::ids::{RoomId, SourceId, Timestamp, UserId};
 use banter_protocol::message::{VoiceAction, VoiceParticipant, VoiceState};
 use bytes::{BufMut, Bytes, BytesMut};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+
+use crate::metrics::Label;
 
 /// Talk state ends this long after a source's last packet (spec §8.3).
 pub(crate) const SPEAKING_HANGOVER: Duration = Duration::from_millis(250);
@@ -49,6 +53,23 @@ pub(crate) struct Voice {
     rooms: Mutex<Rooms>,
     next_source: AtomicU32,
     max_bytes_per_second: usize,
+    pub(crate) metrics: VoiceMetrics,
+}
+
+/// Relay counters (registered by the server's metrics).
+#[derive(Debug, Default)]
+pub(crate) struct VoiceMetrics {
+    /// Packets handed to QUIC for a listener.
+    pub(crate) relayed: Counter,
+    /// Packets not relayed, by `reason`.
+    pub(crate) dropped: Family<Label, Counter>,
+}
+
+impl VoiceMetrics {
+    /// Counts one packet dropped for `reason` (a short snake_case word).
+    pub(crate) fn drop(&self, reason: &'static str) {
+        self.dropped.get_or_create(&[("reason", reason)]).inc();
+    }
 }
 
 #[derive(Debug, Default)]
@@ -71,6 +92,7 @@ impl Voice {
             rooms: Mutex::new(Rooms::default()),
             next_source: AtomicU32::new(1),
             max_bytes_per_second,
+            metrics: VoiceMetrics::default(),
         }
     }
 
@@ -233,28 +255,33 @@ impl Voice {
         datagram: &[u8],
         now: Instant,
     ) -> (Vec<(quinn::Connection, Bytes)>, Option<VoiceNotice>) {
-        let Ok((header, payload)) = VoiceHeader::parse(datagram) else { return (Vec::new(), None) };
+        let dropped = |reason| {
+            self.metrics.drop(reason);
+            (Vec::new(), None)
+        };
+        let Ok((header, payload)) = VoiceHeader::parse(datagram) else {
+            return dropped("malformed");
+        };
         let mut rooms = self.lock();
-        let Some(&room) = rooms.room_of.get(&conn_id) else { return (Vec::new(), None) };
-        let Some(members) = rooms.members.get_mut(&room) else { return (Vec::new(), None) };
-        let Some(sender) = members.get_mut(&conn_id) else { return (Vec::new(), None) };
+        let Some(&room) = rooms.room_of.get(&conn_id) else { return dropped("not_in_voice") };
+        let Some(members) = rooms.members.get_mut(&room) else { return dropped("not_in_voice") };
+        let Some(sender) = members.get_mut(&conn_id) else { return dropped("not_in_voice") };
         if header.kind == Kind::VOICE_PING {
             // Echoed to the sender unchanged, for round-trip measurement.
             return (vec![(sender.conn.clone(), Bytes::copy_from_slice(datagram))], None);
         }
         let state = &sender.state;
-        if header.kind != Kind::OPUS_FRAME
-            || state.self_mute
-            || state.server_mute
-            || state.suppressed
-        {
-            return (Vec::new(), None);
+        if header.kind != Kind::OPUS_FRAME {
+            return dropped("unknown_kind");
+        }
+        if state.self_mute || state.server_mute || state.suppressed {
+            return dropped("muted");
         }
         if now.duration_since(sender.budget.1) >= Duration::from_secs(1) {
             sender.budget = (0, now);
         }
         if sender.budget.0 + datagram.len() > self.max_bytes_per_second {
-            return (Vec::new(), None); // over the bitrate cap
+            return dropped("over_bitrate");
         }
         sender.budget.0 += datagram.len();
         let started = sender.speaking_until.is_none();
@@ -274,6 +301,7 @@ impl Voice {
         packet.put_slice(&head[..n]);
         packet.put_slice(payload);
         if packet.len() > MAX_DATAGRAM_LEN {
+            self.metrics.drop("too_large");
             return (Vec::new(), notice);
         }
         let packet = packet.freeze();

@@ -63,6 +63,11 @@ impl TestServer {
         self.config.listen
     }
 
+    /// Where `/metrics` and `/healthz` are served (when `metrics` is on).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.server.as_ref().and_then(Server::metrics_addr)
+    }
+
     /// The data dir.
     pub fn data_dir(&self) -> &std::path::Path {
         self.dir.path()

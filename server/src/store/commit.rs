@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, oneshot};
@@ -27,6 +28,24 @@ pub enum WriteError<E> {
     /// Storage failed; nothing of the group is known to be durable.
     #[error(transparent)]
     Store(Arc<StoreError>),
+}
+
+/// What the writer measures (registered by the server's metrics).
+#[derive(Debug, Clone)]
+pub struct CommitMetrics {
+    /// Jobs per group.
+    pub group_size: Histogram,
+    /// Seconds to apply and sync a group.
+    pub sync_seconds: Histogram,
+}
+
+impl Default for CommitMetrics {
+    fn default() -> Self {
+        Self {
+            group_size: Histogram::new(exponential_buckets(1.0, 2.0, 13)),
+            sync_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
+        }
+    }
 }
 
 type Overlay = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
@@ -133,12 +152,12 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    pub(super) fn start(engine: Arc<dyn Engine>, max_group: usize) -> Self {
+    pub(super) fn start(engine: Arc<dyn Engine>, max_group: usize, metrics: CommitMetrics) -> Self {
         // Bounded: when storage falls behind, writers wait here instead of growing memory.
         let (jobs, rx) = mpsc::channel(max_group.max(1) * 4);
         let thread = std::thread::Builder::new()
             .name("banter-writer".into())
-            .spawn(move || run(engine, rx, max_group.max(1)))
+            .spawn(move || run(engine, rx, max_group.max(1), &metrics))
             .expect("spawning the writer thread");
         Self { jobs, thread: Arc::new(std::sync::Mutex::new(Some(thread))) }
     }
@@ -197,7 +216,12 @@ impl Writer {
     }
 }
 
-fn run(engine: Arc<dyn Engine>, mut jobs: mpsc::Receiver<Command>, max_group: usize) {
+fn run(
+    engine: Arc<dyn Engine>,
+    mut jobs: mpsc::Receiver<Command>,
+    max_group: usize,
+    metrics: &CommitMetrics,
+) {
     let mut stopping = false;
     while !stopping {
         let first = match jobs.blocking_recv() {
@@ -232,7 +256,11 @@ fn run(engine: Arc<dyn Engine>, mut jobs: mpsc::Receiver<Command>, max_group: us
         let result = if group.is_empty() {
             Ok(())
         } else {
-            engine.apply(group.into_iter().collect()).and_then(|()| engine.sync()).map_err(Arc::new)
+            metrics.group_size.observe(delivers.len() as f64);
+            let started = std::time::Instant::now();
+            let result = engine.apply(group.into_iter().collect()).and_then(|()| engine.sync());
+            metrics.sync_seconds.observe(started.elapsed().as_secs_f64());
+            result.map_err(Arc::new)
         };
         if let Err(error) = &result {
             tracing::error!(%error, "group commit failed");

@@ -14,7 +14,7 @@ pub(crate) mod records;
 
 use std::sync::Arc;
 
-pub use commit::{Txn, WriteError};
+pub use commit::{CommitMetrics, Txn, WriteError};
 pub use engine::{Engine, KeyValues, SledEngine, StoreError, Write, scan_range};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -27,6 +27,7 @@ pub const SCHEMA_VERSION: u32 = 1;
 pub struct Store {
     engine: Arc<dyn Engine>,
     writer: commit::Writer,
+    metrics: CommitMetrics,
 }
 
 impl std::fmt::Debug for Store {
@@ -51,8 +52,9 @@ impl Store {
                 engine.sync()?;
             }
         }
-        let writer = commit::Writer::start(engine.clone(), max_group);
-        Ok(Self { engine, writer })
+        let metrics = CommitMetrics::default();
+        let writer = commit::Writer::start(engine.clone(), max_group, metrics.clone());
+        Ok(Self { engine, writer, metrics })
     }
 
     /// Runs `f` on the writer thread inside a group commit. On `Ok`, its writes are applied
@@ -70,6 +72,11 @@ impl Store {
         R: Send + 'static,
     {
         self.writer.write(f, after).await
+    }
+
+    /// What the writer measures.
+    pub fn commit_metrics(&self) -> &CommitMetrics {
+        &self.metrics
     }
 
     /// Runs `f` on the writer thread between two groups: every write acknowledged before the
