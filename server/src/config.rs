@@ -117,9 +117,69 @@ macro_rules! config {
                 }
                 out
             }
+
+            /// The configuration reference (`docs/configuration.md`): every key, its
+            /// environment variable, default and meaning.
+            pub fn reference_markdown() -> String {
+                let defaults = Self::default();
+                let mut out = String::from(REFERENCE_HEAD);
+                $(
+                    let value = toml::Value::try_from(&defaults.$field).expect("config values are TOML");
+                    let doc: Vec<&str> = vec![$($doc.trim()),+];
+                    out.push_str(&format!(
+                        "| `{}` | `BANTER_{}` | `{}` | {} |\n",
+                        stringify!($field),
+                        stringify!($field).to_ascii_uppercase(),
+                        value,
+                        doc.join(" ").replace('|', "\\|"),
+                    ));
+                )*
+                out.push_str(REFERENCE_RATES);
+                for (class, bucket) in &defaults.rate {
+                    out.push_str(&format!(
+                        "| `{class}` | `BANTER_RATE_{}` | {} | {} |\n",
+                        class.to_ascii_uppercase(),
+                        bucket.burst,
+                        bucket.per_minute
+                    ));
+                }
+                out
+            }
         }
     };
 }
+
+const REFERENCE_HEAD: &str = "\
+# banterd configuration reference
+
+Generated from `server/src/config.rs` (`cargo test -p banter-server config` fails when this file
+is stale; `BANTER_BLESS=1` rewrites it). `banterd init` writes the same keys as a commented
+TOML file.
+
+Precedence: defaults, then the file given with `--config` (or `BANTER_CONFIG`), then
+`BANTER_<KEY>` environment variables, then the `run` flags `--data-dir`, `--listen` and
+`--log-format`. Unknown keys in the file are an error.
+
+SIGHUP reloads the certificate (`cert.pem`, `cert-key.pem` in the data dir) for new
+connections and the `[rate.*]` limits for everyone; banterd logs which other changed keys
+need a restart.
+
+| key | environment | default | meaning |
+|---|---|---|---|
+";
+
+const REFERENCE_RATES: &str = "
+## Rate limits
+
+Token buckets per action class (spec §5.3): `burst` requests at once, refilled at
+`per_minute`. Authenticated requests draw from the account's buckets (shared by its
+devices); authentication attempts also from a bucket per client address (`auth`). In the
+file: `[rate.CLASS]` with `burst = N` and `per_minute = M`; in the environment:
+`BANTER_RATE_CLASS=N/M`.
+
+| class | environment | burst | per minute |
+|---|---|---|---|
+";
 
 fn parse_env<T: FromStr>(value: &str) -> Result<T, String>
 where
@@ -237,6 +297,20 @@ mod tests {
     fn the_commented_template_parses_back_to_the_defaults() {
         let parsed: Config = toml::from_str(&Config::commented_template()).unwrap();
         assert_eq!(toml::to_string(&parsed).unwrap(), toml::to_string(&Config::default()).unwrap());
+    }
+
+    #[test]
+    fn the_configuration_reference_in_docs_is_current() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/configuration.md");
+        let generated = Config::reference_markdown();
+        if std::env::var_os("BANTER_BLESS").is_some() {
+            std::fs::write(path, &generated).unwrap();
+        }
+        let committed = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            committed == generated,
+            "docs/configuration.md is stale: run BANTER_BLESS=1 cargo test -p banter-server config"
+        );
     }
 
     #[test]

@@ -62,13 +62,13 @@ async fn drive(
     shutdown: &mut watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let conn_id = conn.stable_id();
-    let protocol = Arc::new(Mutex::new(ServerConnection::new(&shared.protocol, Instant::now())));
+    let protocol = Arc::new(Mutex::new(ServerConnection::new(&shared.protocol(), Instant::now())));
     let ctx = Arc::new(ConnCtx {
         shared: shared.clone(),
         protocol: protocol.clone(),
         authed: OnceLock::new(),
         remote,
-        limiter: Limiter::new(&shared.config.rate),
+        limiter: Limiter::new(&shared.account_limits.rates()),
         conn_id,
         conn: conn.clone(),
     });
@@ -411,7 +411,7 @@ async fn session_writer(
 /// One request stream: read the request, check it is admissible, run it, answer, finish.
 async fn request(ctx: Arc<ConnCtx>, mut send: quinn::SendStream, mut recv: quinn::RecvStream) {
     send.set_priority(1).ok();
-    let mut decoder = FrameDecoder::new(ctx.shared.protocol.limits.max_frame_size);
+    let mut decoder = FrameDecoder::new(ctx.shared.protocol().limits.max_frame_size);
     let answer = {
         let mut io = RequestIo { send: &mut send, recv: &mut recv, decoder: &mut decoder };
         match tokio::time::timeout(REQUEST_READ_TIMEOUT, io.next()).await {

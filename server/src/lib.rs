@@ -78,9 +78,47 @@ pub(crate) struct Shared {
     pub(crate) tokens: TokenKeys,
     pub(crate) auth_limiter: AddressLimiter,
     pub(crate) account_limits: AccountLimiter,
-    pub(crate) protocol: ServerConfig,
+    /// What new connections announce in SETTINGS (rate limits change on reload).
+    protocol: Mutex<ServerConfig>,
     pub(crate) voice: voice::Voice,
     pub(crate) metrics: metrics::Metrics,
+}
+
+impl Shared {
+    /// The protocol configuration for a new connection.
+    pub(crate) fn protocol(&self) -> ServerConfig {
+        self.protocol.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// The authentication limit per address (10 and 30 a minute when the configuration names
+/// none).
+fn auth_bucket(config: &Config) -> config::Bucket {
+    config.rate.get("auth").copied().unwrap_or(config::Bucket { burst: 10, per_minute: 30 })
+}
+
+/// The limits SETTINGS announces, from the configuration.
+fn advertised_limits(config: &Config) -> Limits {
+    Limits {
+        max_message_bytes: config.max_message_bytes,
+        max_history_page: config.max_history_page,
+        resume_window_ms: config.resume_window_ms,
+        features: FEATURE_VOICE_DATAGRAMS,
+        voice_codecs: vec!["opus".into()],
+        rate_limits: config
+            .rate
+            .iter()
+            .filter_map(|(class, b)| {
+                Some(RateLimit {
+                    class: banter_protocol::bounded::Text::new(class.as_str()).ok()?,
+                    burst: b.burst,
+                    per_minute: b.per_minute,
+                })
+            })
+            .collect(),
+        server_name: Some(config.server_name.clone()),
+        ..Limits::default()
+    }
 }
 
 /// Tells the room about voice changes (ephemeral stream).
@@ -112,12 +150,23 @@ pub(crate) fn announce_voice(shared: &Shared, notices: Vec<voice::VoiceNotice>) 
 #[derive(Debug)]
 pub struct Server {
     addr: SocketAddr,
-    fingerprint: String,
+    fingerprint: Mutex<String>,
     shutdown: watch::Sender<bool>,
     task: JoinHandle<Arc<Shared>>,
     admin: Option<JoinHandle<()>>,
     metrics: Option<metrics::MetricsServer>,
     endpoint: quinn::Endpoint,
+    shared: Arc<Shared>,
+}
+
+/// What [`Server::reload`] did.
+#[derive(Debug)]
+pub struct Reloaded {
+    /// The certificate new connections are offered (its SHA-256 fingerprint).
+    pub fingerprint: String,
+    /// Configuration keys that differ from the running server's but only take effect after a
+    /// restart.
+    pub need_restart: Vec<String>,
 }
 
 /// Why the server could not start.
@@ -161,33 +210,8 @@ impl Server {
             config.hash_concurrency,
         )
         .map_err(StartError::Config)?;
-        let limits = Limits {
-            max_message_bytes: config.max_message_bytes,
-            max_history_page: config.max_history_page,
-            resume_window_ms: config.resume_window_ms,
-            features: FEATURE_VOICE_DATAGRAMS,
-            voice_codecs: vec!["opus".into()],
-            rate_limits: config
-                .rate
-                .iter()
-                .filter_map(|(class, b)| {
-                    Some(RateLimit {
-                        class: banter_protocol::bounded::Text::new(class.as_str()).ok()?,
-                        burst: b.burst,
-                        per_minute: b.per_minute,
-                    })
-                })
-                .collect(),
-            server_name: Some(config.server_name.clone()),
-            ..Limits::default()
-        };
-        let auth_bucket = config
-            .rate
-            .get("auth")
-            .copied()
-            .unwrap_or(config::Bucket { burst: 10, per_minute: 30 });
         let protocol = ServerConfig {
-            limits,
+            limits: advertised_limits(&config),
             auth_timeout: Duration::from_millis(config.auth_timeout_ms),
             grease: Some(rand_u32() % 1000),
         };
@@ -196,6 +220,7 @@ impl Server {
             quinn::Endpoint::server(server_config, config.listen).map_err(anyhow::Error::from)?;
         let addr = endpoint.local_addr().map_err(anyhow::Error::from)?;
         let voice = voice::Voice::new(protocol.limits.voice_max_bitrate);
+        let auth_limiter = AddressLimiter::new(auth_bucket(&config));
         let shared = Arc::new(Shared {
             tokens: TokenKeys::new(identity.signing_key.clone()),
             account_limits: AccountLimiter::new(&config.rate),
@@ -204,9 +229,9 @@ impl Server {
             store,
             hub,
             passwords,
-            auth_limiter: AddressLimiter::new(auth_bucket),
+            auth_limiter,
             voice,
-            protocol,
+            protocol: Mutex::new(protocol),
         });
         let metrics = if shared.config.metrics {
             let server = metrics::MetricsServer::start(
@@ -232,16 +257,17 @@ impl Server {
         } else {
             None
         };
-        let task = tokio::spawn(accept_loop(shared, endpoint.clone(), shutdown_rx));
+        let task = tokio::spawn(accept_loop(shared.clone(), endpoint.clone(), shutdown_rx));
         tracing::info!(%addr, fingerprint = %identity.fingerprint, "banterd listening");
         Ok(Self {
             addr,
-            fingerprint: identity.fingerprint,
+            fingerprint: Mutex::new(identity.fingerprint),
             shutdown,
             task,
             admin,
             metrics,
             endpoint,
+            shared,
         })
     }
 
@@ -250,19 +276,48 @@ impl Server {
         self.addr
     }
 
+    /// Reloads what can change while serving (SIGHUP): the certificate and its key, re-read
+    /// from the data dir, for new connections (live ones keep theirs); and the rate limits
+    /// from `config`, for every account and address at once and for new connections'
+    /// buckets and SETTINGS. Other keys that differ are reported: they need a restart.
+    pub fn reload(&self, config: &Config) -> Result<Reloaded, StartError> {
+        let running = &self.shared.config;
+        let identity = Identity::load_or_create(&running.data_dir)?;
+        self.endpoint.set_server_config(Some(endpoint::server_config(running, &identity)?));
+        self.shared.account_limits.set_rates(&config.rate);
+        self.shared.auth_limiter.set_bucket(auth_bucket(config));
+        self.shared.protocol.lock().unwrap_or_else(|e| e.into_inner()).limits.rate_limits =
+            advertised_limits(config).rate_limits;
+        let table = |c: &Config| match toml::Value::try_from(c) {
+            Ok(toml::Value::Table(table)) => table,
+            _ => toml::Table::new(),
+        };
+        let (before, after) = (table(running), table(config));
+        let need_restart = after
+            .iter()
+            .filter(|(key, value)| *key != "rate" && before.get(*key) != Some(value))
+            .map(|(key, _)| key.clone())
+            .collect();
+        identity
+            .fingerprint
+            .clone_into(&mut self.fingerprint.lock().unwrap_or_else(|e| e.into_inner()));
+        Ok(Reloaded { fingerprint: identity.fingerprint, need_restart })
+    }
+
     /// Where `/metrics` and `/healthz` are served, if enabled.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics.as_ref().map(|m| m.addr)
     }
 
-    /// SHA-256 fingerprint of the certificate (what clients pin).
-    pub fn fingerprint(&self) -> &str {
-        &self.fingerprint
+    /// SHA-256 fingerprint of the certificate new connections are offered (what clients pin).
+    pub fn fingerprint(&self) -> String {
+        self.fingerprint.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Graceful shutdown (spec §7.6): stop accepting, GO_AWAY to every connection, let
     /// requests drain, close, and stop the storage writer after its last group is durable.
     pub async fn shutdown(self) {
+        drop(self.shared);
         let _ = self.shutdown.send(true);
         if let Some(admin) = self.admin {
             let _ = admin.await;

@@ -161,21 +161,26 @@ fn main() -> anyhow::Result<()> {
             println!("wrote {}", path.display());
             Ok(())
         }
-        Command::Run { config, data_dir, listen, log_format } => {
-            let mut config =
-                Config::load(config.as_deref(), std::env::vars()).map_err(anyhow::Error::msg)?;
-            if let Some(dir) = data_dir {
-                config.data_dir = dir;
-            }
-            if let Some(listen) = listen {
-                config.listen = listen;
-            }
-            if let Some(format) = log_format {
-                config.log_format = format;
-            }
+        Command::Run { config: file, data_dir, listen, log_format } => {
+            // Read again on SIGHUP, with the same flags on top.
+            let load = move || -> anyhow::Result<Config> {
+                let mut config =
+                    Config::load(file.as_deref(), std::env::vars()).map_err(anyhow::Error::msg)?;
+                if let Some(dir) = &data_dir {
+                    config.data_dir.clone_from(dir);
+                }
+                if let Some(listen) = listen {
+                    config.listen = listen;
+                }
+                if let Some(format) = log_format {
+                    config.log_format = format;
+                }
+                Ok(config)
+            };
+            let config = load()?;
             init_tracing(config.log_format);
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-            runtime.block_on(run(config))
+            runtime.block_on(run(config, load))
         }
         Command::User { command, target } => {
             let request = match command {
@@ -302,8 +307,9 @@ fn init_tracing(format: LogFormat) {
     }
 }
 
-async fn run(config: Config) -> anyhow::Result<()> {
+async fn run(config: Config, reload: impl Fn() -> anyhow::Result<Config>) -> anyhow::Result<()> {
     let data_dir = config.data_dir.clone();
+    let mut signals = Signals::register()?;
     let server = Server::start(config).await.context("starting banterd")?;
     println!("banterd listening on {} (UDP)", server.local_addr());
     println!("data dir: {}", data_dir.display());
@@ -311,24 +317,68 @@ async fn run(config: Config) -> anyhow::Result<()> {
         println!("metrics: http://{metrics}/metrics and /healthz");
     }
     println!("certificate SHA-256 fingerprint: {}", server.fingerprint());
-    wait_for_signal().await?;
+    while let Signal::Reload = signals.next().await? {
+        match reload().and_then(|config| Ok(server.reload(&config)?)) {
+            Ok(reloaded) => {
+                tracing::info!(
+                    fingerprint = %reloaded.fingerprint,
+                    "reloaded the certificate and rate limits"
+                );
+                if !reloaded.need_restart.is_empty() {
+                    tracing::warn!(keys = ?reloaded.need_restart, "changed; they take effect at the next restart");
+                }
+            }
+            Err(error) => tracing::error!(%error, "reload failed; still serving as before"),
+        }
+    }
     tracing::info!("shutting down: GO_AWAY, draining, flushing storage");
     server.shutdown().await;
     tracing::info!("stopped");
     Ok(())
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
+enum Signal {
+    /// SIGINT or SIGTERM.
+    Stop,
+    /// SIGHUP.
+    Reload,
+}
+
+/// The signals banterd handles, registered once so that none is missed between two waits.
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate())?;
-        tokio::select! {
-            result = tokio::signal::ctrl_c() => result?,
-            _ = term.recv() => {}
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    hangup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn register() -> anyhow::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Self {
+                term: signal(SignalKind::terminate())?,
+                hangup: signal(SignalKind::hangup())?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Self {})
+    }
+
+    async fn next(&mut self) -> anyhow::Result<Signal> {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                result = tokio::signal::ctrl_c() => result.map(|()| Signal::Stop).map_err(Into::into),
+                _ = self.term.recv() => Ok(Signal::Stop),
+                _ = self.hangup.recv() => Ok(Signal::Reload),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            tokio::signal::ctrl_c().await?;
+            Ok(Signal::Stop)
         }
     }
-    #[cfg(not(unix))]
-    tokio::signal::ctrl_c().await?;
-    Ok(())
 }

@@ -68,13 +68,24 @@ impl Limiter {
 /// Per-account buckets: one [`Limiter`] per user, shared by all of the user's connections.
 #[derive(Debug)]
 pub(crate) struct AccountLimiter {
-    config: std::collections::BTreeMap<String, Bucket>,
+    config: Mutex<std::collections::BTreeMap<String, Bucket>>,
     accounts: Mutex<HashMap<UserId, (Instant, Arc<Limiter>)>>,
 }
 
 impl AccountLimiter {
     pub(crate) fn new(config: &std::collections::BTreeMap<String, Bucket>) -> Self {
-        Self { config: config.clone(), accounts: Mutex::new(HashMap::new()) }
+        Self { config: Mutex::new(config.clone()), accounts: Mutex::new(HashMap::new()) }
+    }
+
+    /// The limits in force (new connections take their per-connection buckets from them).
+    pub(crate) fn rates(&self) -> std::collections::BTreeMap<String, Bucket> {
+        self.config.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// New limits (configuration reload): every account starts over with full buckets.
+    pub(crate) fn set_rates(&self, rates: &std::collections::BTreeMap<String, Bucket>) {
+        *self.config.lock().unwrap_or_else(|e| e.into_inner()) = rates.clone();
+        self.accounts.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
     pub(crate) fn check(&self, user: UserId, class: &str, now: Instant) -> Result<(), u64> {
@@ -84,8 +95,9 @@ impl AccountLimiter {
                 accounts
                     .retain(|_, (used, _)| now.saturating_duration_since(*used).as_secs() < 600);
             }
-            let entry =
-                accounts.entry(user).or_insert_with(|| (now, Arc::new(Limiter::new(&self.config))));
+            let entry = accounts
+                .entry(user)
+                .or_insert_with(|| (now, Arc::new(Limiter::new(&self.rates()))));
             entry.0 = now;
             entry.1.clone()
         };
@@ -96,7 +108,7 @@ impl AccountLimiter {
 /// Per-address buckets for authentication (shared by all connections).
 #[derive(Debug)]
 pub(crate) struct AddressLimiter {
-    bucket: Bucket,
+    bucket: Mutex<Bucket>,
     buckets: Mutex<HashMap<IpAddr, TokenBucket>>,
 }
 
@@ -106,16 +118,23 @@ const MAX_TRACKED: usize = 100_000;
 
 impl AddressLimiter {
     pub(crate) fn new(bucket: Bucket) -> Self {
-        Self { bucket, buckets: Mutex::new(HashMap::new()) }
+        Self { bucket: Mutex::new(bucket), buckets: Mutex::new(HashMap::new()) }
+    }
+
+    /// A new limit (configuration reload): every address starts over.
+    pub(crate) fn set_bucket(&self, bucket: Bucket) {
+        *self.bucket.lock().unwrap_or_else(|e| e.into_inner()) = bucket;
+        self.buckets.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
     pub(crate) fn check(&self, address: IpAddr, now: Instant) -> Result<(), u64> {
+        let bucket = *self.bucket.lock().unwrap_or_else(|e| e.into_inner());
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         if buckets.len() >= MAX_TRACKED {
             // Addresses quiet for a minute have refilled (or nearly); forget them.
             buckets.retain(|_, b| now.saturating_duration_since(b.last).as_secs() < 60);
         }
-        buckets.entry(address).or_insert_with(|| TokenBucket::new(self.bucket, now)).take(now)
+        buckets.entry(address).or_insert_with(|| TokenBucket::new(bucket, now)).take(now)
     }
 }
 

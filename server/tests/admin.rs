@@ -13,7 +13,9 @@ use banter_client::protocol::ErrorCode;
 use banter_client::protocol::bounded::Text;
 use banter_client::protocol::message::{Kick, Message, Post, RoomJoin};
 use banter_client::{Event, RequestError};
-use common::{PASSWORD, banterd, create_room, free_port, history, login, start, try_login};
+use common::{
+    PASSWORD, banterd, create_room, free_port, history, login, start, start_with, try_login,
+};
 
 /// Runs `banterd ARGS --data-dir DIR` with `stdin` as its standard input.
 fn admin(dir: &Path, args: &[&str], stdin: &str) -> Output {
@@ -233,4 +235,70 @@ fn restore_refuses_a_damaged_backup() {
     let output = admin(&dir.path().join("restored"), &["restore", backup.to_str().unwrap()], "");
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("damaged"));
+}
+
+/// `AA:BB:...` as banterd prints fingerprints.
+fn colon_hex(bytes: [u8; 32]) -> String {
+    bytes.iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_certificate_and_the_rate_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("banterd.toml");
+    std::fs::write(&config, "").unwrap();
+    let addr = free_port();
+    let server = start_with(&data, addr, &["--config", config.to_str().unwrap()]);
+    let (before, _events, _) = login(addr, "ada", true).await;
+    assert_eq!(colon_hex(before.fingerprint().unwrap()), server.fingerprint);
+    let room = create_room(&before, "general").await;
+
+    // The operator installs a new certificate and tightens the edit limit, then sends SIGHUP.
+    let renewed = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    std::fs::write(data.join("cert.pem"), renewed.cert.pem()).unwrap();
+    std::fs::write(data.join("cert-key.pem"), renewed.signing_key.serialize_pem()).unwrap();
+    std::fs::write(&config, "[rate.edit]\nburst = 2\nper_minute = 1\n").unwrap();
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+
+    // New connections get the new certificate; the live one carries on.
+    let renewed_fingerprint = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let (conn, _events) = common::connect(addr).await;
+            let fingerprint = colon_hex(conn.fingerprint().unwrap());
+            if fingerprint != server.fingerprint {
+                return fingerprint;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the new certificate is served");
+    let digest = ring::digest::digest(&ring::digest::SHA256, renewed.cert.der());
+    assert_eq!(renewed_fingerprint, colon_hex(digest.as_ref().try_into().unwrap()));
+    let post = |text: &str| Post {
+        room,
+        client_msg_id: u128::from(text.len() as u32),
+        text: Text::new(text).unwrap(),
+        reply_to: None,
+    };
+    let seq = match before.request_one(post("still here")).await.unwrap() {
+        Message::EventAck(ack) => ack.seq,
+        other => panic!("{other:?}"),
+    };
+
+    // The new edit limit holds at once: a burst of two, then RATE_LIMITED.
+    let edit = |n: u32| banter_client::protocol::message::Edit {
+        room,
+        target: seq,
+        text: Text::new(format!("edit {n}")).unwrap(),
+    };
+    before.request_one(edit(1)).await.unwrap();
+    before.request_one(edit(2)).await.unwrap();
+    let limited = before.request_one(edit(3)).await.unwrap_err();
+    assert_eq!(code(limited), ErrorCode::RATE_LIMITED);
 }

@@ -18,7 +18,7 @@ async fn two_users_chat_through_the_cli_and_tail_json_feeds_a_script() {
     // the fingerprint is shown so the user can compare it with banterd's.
     let refused = env.with_password(&["register", "ada"], "correct horse");
     assert_eq!(refused.status.code(), Some(6));
-    assert!(String::from_utf8_lossy(&refused.stderr).contains(server.fingerprint()));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains(&server.fingerprint()));
 
     let ok = env.with_password(&["--accept-new-cert", "register", "ada"], "correct horse");
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));

@@ -34,7 +34,7 @@ pub(super) fn join(ctx: &ConnCtx, r: VoiceJoin) -> Result<Vec<Message>> {
     let (source, roster, notices) =
         ctx.shared.voice.join(r.room, ctx.conn_id, user, ctx.conn.clone());
     announce_voice(&ctx.shared, notices);
-    let max_bitrate = ctx.shared.protocol.limits.voice_max_bitrate;
+    let max_bitrate = ctx.shared.protocol().limits.voice_max_bitrate;
     let roster = roster.into_iter().take(List::<(), 256>::MAX).collect();
     Ok(vec![
         VoiceJoined {

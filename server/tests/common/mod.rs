@@ -57,7 +57,13 @@ pub(crate) fn banterd(args: &[&str], dir: &Path) -> Command {
 
 /// Starts `banterd run` and waits until it serves.
 pub(crate) fn start(dir: &Path, addr: SocketAddr) -> Banterd {
-    let child = banterd(&["run", "--listen", &addr.to_string()], dir)
+    start_with(dir, addr, &[])
+}
+
+/// [`start`] with more `banterd run` arguments.
+pub(crate) fn start_with(dir: &Path, addr: SocketAddr, args: &[&str]) -> Banterd {
+    let listen = addr.to_string();
+    let child = banterd(&[&["run", "--listen", &listen], args].concat(), dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
