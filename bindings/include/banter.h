@@ -71,6 +71,9 @@ typedef enum {
   BANTER_EVENT_CONNECTED = 10,
   // The connection is down; text = why. value = 1 when the client gave up for good.
   BANTER_EVENT_DISCONNECTED = 11,
+  // A moderator changed the room's settings: value = slow mode in seconds (0 off),
+  // target = 1 locked / 0 unlocked; text describes it.
+  BANTER_EVENT_ROOM_SETTINGS = 12,
 } banter_event_type;
 
 // Presence values for banter_client_set_presence().

@@ -38,6 +38,9 @@ pub enum banter_event_type {
     BANTER_EVENT_CONNECTED = 10,
     /// The connection is down; text = why. value = 1 when the client gave up for good.
     BANTER_EVENT_DISCONNECTED = 11,
+    /// A moderator changed the room's settings: value = slow mode in seconds (0 off),
+    /// target = 1 locked / 0 unlocked; text describes it.
+    BANTER_EVENT_ROOM_SETTINGS = 12,
 }
 
 use banter_event_type::*;
@@ -151,6 +154,14 @@ impl banter_event {
             Message::TopicChanged(m) => {
                 event = Self::new(BANTER_EVENT_TOPIC);
                 event.text = c_string(&m.topic);
+                &m.meta
+            }
+            Message::RoomConfigured(m) => {
+                event = Self::new(BANTER_EVENT_ROOM_SETTINGS);
+                event.value = u64::from(m.slow_mode_s);
+                event.target = u64::from(m.locked);
+                event.text =
+                    c_string(&::banter_client::room_settings_text(m.slow_mode_s, m.locked));
                 &m.meta
             }
             Message::Presence(p) => {

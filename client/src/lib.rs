@@ -30,5 +30,5 @@ pub use client::{
 };
 pub use connection::{ConnectError, Connection, Event, Options, RequestError};
 pub use outbox::{Outbox, Pending};
-pub use state::State;
+pub use state::{State, room_settings_text};
 pub use tls::Trust;

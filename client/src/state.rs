@@ -273,6 +273,12 @@ impl State {
                     .messages
                     .push(notice(&m.meta, format!("{sender_name} set the topic: {}", m.topic)));
             }
+            Message::RoomConfigured(m) => {
+                target.summary.slow_mode_s = m.slow_mode_s;
+                target.summary.locked = m.locked;
+                let settings = room_settings_text(m.slow_mode_s, m.locked);
+                target.messages.push(notice(&m.meta, format!("{sender_name} set {settings}")));
+            }
             _ => {}
         }
         change
@@ -358,6 +364,16 @@ fn notice(meta: &EventMeta, text: String) -> MessageView {
     }
 }
 
+/// A room's settings in words: "slow mode 30 s, locked", "no slow mode, unlocked".
+pub fn room_settings_text(slow_mode_s: u32, locked: bool) -> String {
+    let slow = if slow_mode_s == 0 {
+        "no slow mode".to_owned()
+    } else {
+        format!("slow mode {slow_mode_s} s")
+    };
+    format!("{slow}, {}", if locked { "locked" } else { "unlocked" })
+}
+
 fn membership_text(name: &str, change: MembershipChange, reason: &str) -> String {
     let verb = match change {
         MembershipChange::Joined => "joined",
@@ -411,6 +427,9 @@ fn history_view(message: &Message) -> Option<MessageView> {
             Some(notice(&m.meta, membership_text(&m.username, m.change, &m.reason)))
         }
         Message::TopicChanged(m) => Some(notice(&m.meta, format!("topic: {}", m.topic))),
+        Message::RoomConfigured(m) => {
+            Some(notice(&m.meta, room_settings_text(m.slow_mode_s, m.locked)))
+        }
         _ => None,
     }
 }
@@ -420,7 +439,8 @@ mod tests {
     use banter_protocol::bounded::{List, Text};
     use banter_protocol::ids::Timestamp;
     use banter_protocol::message::{
-        Deleted, Edited, Posted, Reacted, ReactionCount, ReadUpTo, RoomKind, Visibility,
+        Deleted, Edited, Posted, Reacted, ReactionCount, ReadUpTo, RoomConfigured, RoomKind,
+        Visibility,
     };
 
     use super::*;
@@ -448,8 +468,26 @@ mod tests {
             joined: true,
             read_seq: 0,
             role: banter_protocol::message::Role::MEMBER,
+            slow_mode_s: 0,
+            locked: false,
         }]);
         state
+    }
+
+    #[test]
+    fn room_settings_update_the_summary_and_leave_a_notice() {
+        let mut state = state();
+        let configured = RoomConfigured {
+            event_seq: 1,
+            meta: meta(1, UserId(9)),
+            slow_mode_s: 30,
+            locked: true,
+        };
+        state.apply_entry(&configured.into());
+        let room = &state.rooms[0];
+        assert_eq!((room.summary.slow_mode_s, room.summary.locked), (30, true));
+        assert!(room.messages[0].text.ends_with("set slow mode 30 s, locked"));
+        assert_eq!(room_settings_text(0, false), "no slow mode, unlocked");
     }
 
     #[test]

@@ -194,6 +194,8 @@ error_codes! {
     CONFLICT = 0x44, FixRequest;
     /// A configured limit would be exceeded (rooms per user, members per room).
     LIMIT_EXCEEDED = 0x45, FixRequest;
+    /// The room is locked: only moderators may post, react or change the topic.
+    ROOM_LOCKED = 0x46, FixRequest;
 }
 
 impl ErrorCode {

@@ -47,6 +47,8 @@ fn summary() -> RoomSummary {
         joined: true,
         read_seq: 338,
         role: Role::MODERATOR,
+        slow_mode_s: 30,
+        locked: false,
     }
 }
 
@@ -154,6 +156,7 @@ fn frame_vectors() -> Vec<Message> {
         RoomLeave { room: RoomId(7) }.into(),
         RoomSetTopic { room: RoomId(7), topic: text("Release day") }.into(),
         DmOpen { username: text("grace") }.into(),
+        RoomConfigure { room: RoomId(7), slow_mode_s: Some(30), locked: None }.into(),
         Members { room: RoomId(7), after: Some(UserId(2)), limit: 100 }.into(),
         MembersPage {
             members: List::new(vec![Member {
@@ -212,6 +215,7 @@ fn frame_vectors() -> Vec<Message> {
         }
         .into(),
         LivePaused { event_seq: 48, room: RoomId(7), delivered_seq: 346 }.into(),
+        RoomConfigured { event_seq: 49, meta: meta(347), slow_mode_s: 30, locked: true }.into(),
         MarkRead { room: RoomId(7), seq: 346, private: false }.into(),
         MarkDelivered { room: RoomId(7), seq: 346 }.into(),
         MarkerOk { room: RoomId(7), seq: 346 }.into(),

@@ -17,6 +17,8 @@ pub(crate) struct Standing {
     pub(crate) banned: bool,
     /// The room is private (only members may see it).
     pub(crate) private: bool,
+    /// The room is locked (only moderators may post).
+    pub(crate) locked: bool,
 }
 
 /// What the caller wants to do.
@@ -26,10 +28,14 @@ pub(crate) enum Action {
     Read,
     /// Join the room.
     Join,
-    /// Post, react, edit or delete one's own messages, set markers and typing.
+    /// Delete one's own messages, set markers and typing, join voice.
     Participate,
-    /// Change the topic.
+    /// Post, edit, react (refused in a locked room below moderator).
+    Post,
+    /// Change the topic (refused in a locked room below moderator).
     SetTopic,
+    /// Change the room's settings (slow mode, lock).
+    Configure,
     /// Act on another user who holds `target` rank: delete their message, kick, ban, unban,
     /// moderate their voice.
     Moderate {
@@ -61,10 +67,15 @@ pub(crate) fn authorize(standing: &Standing, action: Action) -> Result<(), Error
     if standing.banned && !standing.is_staff() {
         return Err(ErrorCode::BANNED);
     }
+    let moderator = standing.rank() >= Role::MODERATOR;
     match action {
         Action::Read if member || !standing.private || standing.is_staff() => Ok(()),
         Action::Join => Ok(()),
-        Action::Participate | Action::SetTopic if member => Ok(()),
+        Action::Post | Action::SetTopic if member && standing.locked && !moderator => {
+            Err(ErrorCode::ROOM_LOCKED)
+        }
+        Action::Participate | Action::Post | Action::SetTopic if member => Ok(()),
+        Action::Configure if moderator => Ok(()),
         Action::Moderate { target } => {
             let rank = standing.rank();
             if rank >= Role::MODERATOR && rank > target {
@@ -85,7 +96,7 @@ mod tests {
         [None, Some(Role::MEMBER), Some(Role::MODERATOR), Some(Role::ADMIN), Some(Role::OWNER)];
 
     fn standing(member: Option<Role>, server_role: Role, banned: bool, private: bool) -> Standing {
-        Standing { member, server_role, banned, private }
+        Standing { member, server_role, banned, private, locked: false }
     }
 
     /// The whole matrix: every room role × server role × ban × visibility × action, against
@@ -96,7 +107,9 @@ mod tests {
             Action::Read,
             Action::Join,
             Action::Participate,
+            Action::Post,
             Action::SetTopic,
+            Action::Configure,
             Action::Moderate { target: Role::MEMBER },
             Action::Moderate { target: Role::MODERATOR },
             Action::Moderate { target: Role::OWNER },
@@ -104,8 +117,9 @@ mod tests {
         for member in ROLES {
             for server_role in [Role::MEMBER, Role::ADMIN, Role::OWNER] {
                 for banned in [false, true] {
-                    for private in [false, true] {
-                        let s = standing(member, server_role, banned, private);
+                    for (private, locked) in [(false, false), (true, false), (false, true)] {
+                        let s =
+                            Standing { locked, ..standing(member, server_role, banned, private) };
                         let staff = server_role >= Role::ADMIN;
                         for action in actions {
                             let expected = if private && member.is_none() && !staff {
@@ -118,15 +132,26 @@ mod tests {
                                 } else {
                                     Role::MEMBER
                                 });
+                                let moderator = rank >= Role::MODERATOR;
                                 let allowed = match action {
                                     Action::Read => member.is_some() || !private || staff,
                                     Action::Join => true,
-                                    Action::Participate | Action::SetTopic => member.is_some(),
-                                    Action::Moderate { target } => {
-                                        rank >= Role::MODERATOR && rank > target
-                                    }
+                                    Action::Participate => member.is_some(),
+                                    Action::Post | Action::SetTopic => member.is_some(),
+                                    Action::Configure => moderator,
+                                    Action::Moderate { target } => moderator && rank > target,
                                 };
-                                if allowed { Ok(()) } else { Err(ErrorCode::FORBIDDEN) }
+                                let locked_out = locked
+                                    && !moderator
+                                    && member.is_some()
+                                    && matches!(action, Action::Post | Action::SetTopic);
+                                if locked_out {
+                                    Err(ErrorCode::ROOM_LOCKED)
+                                } else if allowed {
+                                    Ok(())
+                                } else {
+                                    Err(ErrorCode::FORBIDDEN)
+                                }
                             };
                             assert_eq!(authorize(&s, action), expected, "{s:?} {action:?}");
                         }

@@ -56,7 +56,7 @@ use crate::auth::{Passwords, TokenKeys};
 use crate::config::Config;
 use crate::hub::{Hub, SessionLimits};
 use crate::identity::Identity;
-use crate::ratelimit::{AccountLimiter, AddressLimiter};
+use crate::ratelimit::{AccountLimiter, AddressLimiter, SlowMode};
 use crate::store::records::RoomRecord;
 use crate::store::{SledEngine, Store, keys};
 
@@ -78,6 +78,7 @@ pub(crate) struct Shared {
     pub(crate) tokens: TokenKeys,
     pub(crate) auth_limiter: AddressLimiter,
     pub(crate) account_limits: AccountLimiter,
+    pub(crate) slow_mode: SlowMode,
     /// What new connections announce in SETTINGS (rate limits change on reload).
     protocol: Mutex<ServerConfig>,
     pub(crate) voice: voice::Voice,
@@ -224,6 +225,7 @@ impl Server {
         let shared = Arc::new(Shared {
             tokens: TokenKeys::new(identity.signing_key.clone()),
             account_limits: AccountLimiter::new(&config.rate),
+            slow_mode: SlowMode::default(),
             metrics: metrics::Metrics::new(&store, &hub, &voice),
             config,
             store,

@@ -5,9 +5,9 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use banter_protocol::ids::UserId;
+use banter_protocol::ids::{RoomId, UserId};
 
 use crate::config::Bucket;
 
@@ -105,6 +105,41 @@ impl AccountLimiter {
     }
 }
 
+/// Slow mode (spec §6.3): when each member last posted in each room that has it on.
+#[derive(Debug, Default)]
+pub(crate) struct SlowMode {
+    last_post: Mutex<HashMap<(RoomId, UserId), Instant>>,
+}
+
+impl SlowMode {
+    /// Whether `user` may post in `room` now, or how many ms they must still wait.
+    pub(crate) fn check(
+        &self,
+        room: RoomId,
+        user: UserId,
+        interval: Duration,
+        now: Instant,
+    ) -> Result<(), u64> {
+        let last_post = self.last_post.lock().unwrap_or_else(|e| e.into_inner());
+        match last_post.get(&(room, user)) {
+            Some(&last) if now < last + interval => {
+                Err(u64::try_from((last + interval - now).as_millis()).unwrap_or(u64::MAX))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Remembers a post.
+    pub(crate) fn record(&self, room: RoomId, user: UserId, now: Instant) {
+        let mut last_post = self.last_post.lock().unwrap_or_else(|e| e.into_inner());
+        if last_post.len() >= MAX_TRACKED {
+            // Slow mode is at most a day: older posts no longer hold anyone back.
+            last_post.retain(|_, at| now.saturating_duration_since(*at).as_secs() < 86_400);
+        }
+        last_post.insert((room, user), now);
+    }
+}
+
 /// Per-address buckets for authentication (shared by all connections).
 #[derive(Debug)]
 pub(crate) struct AddressLimiter {
@@ -140,9 +175,21 @@ impl AddressLimiter {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
+
+    #[test]
+    fn slow_mode_holds_a_member_back_for_the_interval_in_that_room_only() {
+        let now = Instant::now();
+        let (room, user) = (RoomId(1), UserId(2));
+        let slow = SlowMode::default();
+        let interval = Duration::from_secs(30);
+        assert_eq!(slow.check(room, user, interval, now), Ok(()));
+        slow.record(room, user, now);
+        assert_eq!(slow.check(room, user, interval, now + Duration::from_secs(10)), Err(20_000));
+        assert_eq!(slow.check(RoomId(3), user, interval, now), Ok(()));
+        assert_eq!(slow.check(room, UserId(4), interval, now), Ok(()));
+        assert_eq!(slow.check(room, user, interval, now + interval), Ok(()));
+    }
 
     #[test]
     fn a_bucket_allows_its_burst_then_refills_at_its_rate() {

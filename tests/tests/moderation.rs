@@ -1,11 +1,12 @@
 //! Roles and the audit log over real QUIC (spec §6.7).
 
+use banter_client::RequestError;
 use banter_client::protocol::ErrorCode;
 use banter_client::protocol::bounded::Text;
 use banter_client::protocol::ids::{RoomId, Timestamp};
 use banter_client::protocol::message::{
-    AuditAction, AuditQuery, Ban, Delete, History, Kick, MembershipChange, Message, Role, RoleSet,
-    Unban,
+    AuditAction, AuditQuery, Ban, Delete, DmOpen, History, Kick, ListScope, MarkRead,
+    MembershipChange, Message, React, Role, RoleSet, RoomConfigure, RoomSetTopic, Unban,
 };
 use banter_tests::{TestServer, TestUser};
 
@@ -175,4 +176,91 @@ async fn a_ban_removes_and_bars_a_user_until_lifted_and_every_act_is_audited() {
         "newest first"
     );
     assert!(page.entries.iter().all(|e| e.actor == owner.auth.user));
+}
+
+fn configure(room: RoomId, slow_mode_s: Option<u32>, locked: Option<bool>) -> RoomConfigure {
+    RoomConfigure { room, slow_mode_s, locked }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_mode_and_lock_hold_members_back_but_not_moderators() {
+    let server = TestServer::start().await;
+    let owner = server.user("owner").await;
+    let mut bob = server.user("bob").await;
+    let room = owner.create_room("general", false).await;
+    bob.join(room).await.unwrap();
+    bob.next_room_event().await; // his own join
+
+    // Only moderators configure a room, and direct rooms have no settings.
+    let refused = bob.conn.request_one(configure(room, Some(30), None)).await;
+    assert_eq!(refused.unwrap_err().code(), Some(ErrorCode::FORBIDDEN));
+    let dm = match owner.conn.request_one(DmOpen { username: Text::new("bob").unwrap() }).await {
+        Ok(Message::RoomInfo(info)) => info.room.room,
+        other => panic!("{other:?}"),
+    };
+    let refused = owner.conn.request_one(configure(dm, Some(30), None)).await;
+    assert_eq!(refused.unwrap_err().code(), Some(ErrorCode::INVALID_REQUEST));
+
+    // Slow mode: members see the change, then may post once per 30 s.
+    owner.conn.request_one(configure(room, Some(30), None)).await.unwrap();
+    let configured = loop {
+        // (Skipping the direct room's joins.)
+        if let Message::RoomConfigured(c) = bob.next_room_event().await {
+            break c;
+        }
+    };
+    assert_eq!(
+        (configured.meta.room, configured.slow_mode_s, configured.locked, configured.meta.sender),
+        (room, 30, false, owner.auth.user)
+    );
+    let first_id = banter_tests::fresh_id();
+    let first = bob.post_with_id(room, first_id, "first").await.unwrap();
+    let early = bob.post(room, "too soon").await.unwrap_err();
+    match &early {
+        RequestError::Server { code, retry_after_ms, .. } => {
+            assert_eq!(*code, ErrorCode::RATE_LIMITED);
+            let wait = retry_after_ms.expect("slow mode says how long to wait");
+            assert!(wait > 25_000 && wait <= 30_000, "{wait} ms");
+        }
+        other => panic!("{other:?}"),
+    }
+    // A retry of the post that was taken is still answered with its ack.
+    let again = bob.post_with_id(room, first_id, "first").await.unwrap();
+    assert_eq!(again.seq, first.seq);
+    // Moderators are exempt.
+    owner.post(room, "one").await.unwrap();
+    owner.post(room, "two").await.unwrap();
+
+    // Locked: members may no longer post, react or set the topic, but may still read, mark
+    // and delete their own messages; the owner may post.
+    owner.conn.request_one(configure(room, Some(0), Some(true))).await.unwrap();
+    let listed = owner.conn.rooms(ListScope::Joined).await.unwrap();
+    let summary = listed.iter().find(|r| r.room == room).unwrap();
+    assert_eq!((summary.slow_mode_s, summary.locked), (0, true));
+    let locked = |result: Result<Vec<Message>, RequestError>| {
+        assert_eq!(result.unwrap_err().code(), Some(ErrorCode::ROOM_LOCKED));
+    };
+    assert_eq!(bob.post(room, "hello?").await.unwrap_err().code(), Some(ErrorCode::ROOM_LOCKED));
+    let react = React { room, target: first.seq, emoji: Text::new("👍").unwrap(), on: true };
+    locked(bob.conn.request(react).await);
+    locked(bob.conn.request(RoomSetTopic { room, topic: Text::new("mine").unwrap() }).await);
+    bob.conn.request_one(MarkRead { room, seq: first.seq, private: false }).await.unwrap();
+    bob.conn.request_one(Delete { room, target: first.seq }).await.unwrap();
+    owner.post(room, "announcement").await.unwrap();
+    owner.conn.request_one(configure(room, None, Some(false))).await.unwrap();
+    bob.post(room, "back").await.unwrap();
+
+    // Each change is audited with the settings it left.
+    let page = owner.conn.request_one(AuditQuery { room: Some(room), before: None, limit: 10 });
+    let Message::AuditPage(page) = page.await.unwrap() else { panic!() };
+    let reasons: Vec<String> = page
+        .entries
+        .iter()
+        .filter(|e| e.action == AuditAction::ROOM_CONFIGURE)
+        .map(|e| e.reason.to_string())
+        .collect();
+    assert_eq!(
+        reasons,
+        ["slow mode 0 s, unlocked", "slow mode 0 s, locked", "slow mode 30 s, unlocked"]
+    );
 }

@@ -116,6 +116,12 @@ pub(crate) fn entry(json: bool, names: &HashMap<UserId, String>, message: &Messa
             (&m.meta, "membership", format!("{} {verb}", m.username), json!({"user": m.user.0}))
         }
         Message::TopicChanged(m) => (&m.meta, "topic", m.topic.to_string(), json!({})),
+        Message::RoomConfigured(m) => (
+            &m.meta,
+            "settings",
+            banter_client::room_settings_text(m.slow_mode_s, m.locked),
+            json!({"slow_mode_s": m.slow_mode_s, "locked": m.locked}),
+        ),
         _ => return,
     };
     if json {

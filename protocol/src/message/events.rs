@@ -186,6 +186,18 @@ wire! {
         pub topic: Text<{ max::TOPIC }>,
     }
 
+    /// ROOM_CONFIGURED: a moderator changed the room's settings; carries all of them.
+    pub struct RoomConfigured {
+        /// As in POSTED.
+        pub event_seq: u64,
+        /// Where and who.
+        pub meta: EventMeta,
+        /// Slow mode in seconds (0: off).
+        pub slow_mode_s: u32,
+        /// Whether only moderators may post.
+        pub locked: bool,
+    }
+
     /// HISTORY_MESSAGE: a message as it stands now, in a HISTORY answer.
     pub struct HistoryMessage {
         /// Where and who (the POSTED event's meta).

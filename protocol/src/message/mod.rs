@@ -284,6 +284,7 @@ registry! {
     0x28 DM_OPEN DmOpen ClientToServer [Request];
     0x29 MEMBERS Members ClientToServer [Request];
     0x2a MEMBERS_PAGE MembersPage ServerToClient [Response];
+    0x2b ROOM_CONFIGURE RoomConfigure ClientToServer [Request];
     // Room event requests.
     0x30 POST Post ClientToServer [Request];
     0x31 EVENT_ACK EventAck ServerToClient [Response];
@@ -302,6 +303,7 @@ registry! {
     0x46 TOPIC_CHANGED TopicChanged ServerToClient [Events, Response];
     0x47 HISTORY_MESSAGE HistoryMessage ServerToClient [Response];
     0x48 LIVE_PAUSED LivePaused ServerToClient [Events];
+    0x49 ROOM_CONFIGURED RoomConfigured ServerToClient [Events, Response];
     // Markers, typing, presence.
     0x50 MARK_READ MarkRead ClientToServer [Request];
     0x51 MARK_DELIVERED MarkDelivered ClientToServer [Request];
@@ -340,6 +342,7 @@ impl Message {
             Self::Reacted(m) => &m.meta,
             Self::Membership(m) => &m.meta,
             Self::TopicChanged(m) => &m.meta,
+            Self::RoomConfigured(m) => &m.meta,
             Self::HistoryMessage(m) => &m.meta,
             _ => return None,
         })
@@ -354,6 +357,7 @@ impl Message {
             Self::Reacted(m) => Some(m.event_seq),
             Self::Membership(m) => Some(m.event_seq),
             Self::TopicChanged(m) => Some(m.event_seq),
+            Self::RoomConfigured(m) => Some(m.event_seq),
             Self::LivePaused(m) => Some(m.event_seq),
             _ => None,
         }

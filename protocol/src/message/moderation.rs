@@ -38,10 +38,12 @@ impl AuditAction {
     pub const PASSWORD_RESET: Self = Self(11);
     /// A room was created by an administrator.
     pub const ROOM_CREATE: Self = Self(12);
+    /// A room's slow mode or lock was changed.
+    pub const ROOM_CONFIGURE: Self = Self(13);
 
     /// The registered name (spec §10.8), or `None` for a value this build does not know.
     pub fn name(self) -> Option<&'static str> {
-        const NAMES: [&str; 12] = [
+        const NAMES: [&str; 13] = [
             "ROLE_SET",
             "KICK",
             "BAN",
@@ -54,6 +56,7 @@ impl AuditAction {
             "USER_ENABLE",
             "PASSWORD_RESET",
             "ROOM_CREATE",
+            "ROOM_CONFIGURE",
         ];
         NAMES.get(usize::from(self.0).checked_sub(1)?).copied()
     }

@@ -87,6 +87,11 @@ wire! {
         pub read_seq: u64,
         /// The caller's role in the room.
         pub role: Role,
+        /// Slow mode: seconds a member must wait between posts (0: off). Moderators are
+        /// exempt.
+        pub slow_mode_s: u32,
+        /// Locked: only moderators may post, react or change the topic.
+        pub locked: bool,
     }
 
     /// ROOM_CREATE: create a channel; the creator becomes its owner and first member.
@@ -145,6 +150,17 @@ wire! {
         pub room: RoomId,
         /// The new topic.
         pub topic: Text<{ max::TOPIC }>,
+    }
+
+    /// ROOM_CONFIGURE: change a room's slow mode or lock (moderators); answered with
+    /// EVENT_ACK of the ROOM_CONFIGURED entry.
+    pub struct RoomConfigure {
+        /// The room.
+        pub room: RoomId,
+        /// New slow mode in seconds (0 turns it off); `None` keeps it.
+        pub slow_mode_s: Option<u32>,
+        /// Lock or unlock; `None` keeps it.
+        pub locked: Option<bool>,
     }
 
     /// DM_OPEN: find or create the direct room with a user; answered with ROOM_INFO.

@@ -11,7 +11,7 @@ use super::AdminError;
 use crate::store::keys::{self, tag};
 use crate::store::records::{
     AuditRecord, BanRecord, DedupRecord, EntryKind, LogEntry, MarkerRecord, MemberRecord,
-    MessageState, RoomRecord, SessionRecord, UserRecord,
+    MessageState, RoomRecord, RoomSettings, SessionRecord, UserRecord,
 };
 use crate::store::{Engine, SCHEMA_VERSION, StoreError, decode, scan_range};
 
@@ -214,6 +214,12 @@ impl Checker {
                 self.decode::<BanRecord>(key, value);
                 if !self.rooms.contains_key(&id(1)) {
                     self.problem(format!("a ban in missing room {}", id(1)));
+                }
+            }
+            Some(tag::ROOM_SETTINGS) => {
+                self.decode::<RoomSettings>(key, value);
+                if !self.rooms.contains_key(&id(1)) {
+                    self.problem(format!("settings of missing room {}", id(1)));
                 }
             }
             Some(tag::LOG) => {

@@ -2,6 +2,7 @@
 //! log-writing request shares: [`append`] inside a commit, [`publish`] after it.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use banter_protocol::ErrorCode;
 use banter_protocol::bounded::List;
@@ -9,12 +10,12 @@ use banter_protocol::ids::{RoomId, Timestamp, UserId};
 use banter_protocol::message::{
     AuditAction, CatchUp, Delete, Deleted, Edit, Edited, EventAck, EventMeta, History,
     HistoryMessage, Membership, MembershipChange, Message, PageEnd, Post, Posted, React, Reacted,
-    ReactionCount, Role, TopicChanged,
+    ReactionCount, Role, RoomConfigured, TopicChanged,
 };
 
 use super::moderation::audit;
 use super::{ConnCtx, RequestError, Result, check_text, text};
-use crate::authz::{Action, authorize};
+use crate::authz::{Action, Standing, authorize};
 use crate::hub::Hub;
 use crate::store::records::{
     DedupRecord, EntryKind, LogEntry, MemberRecord, MessageState, RoomRecord,
@@ -90,6 +91,9 @@ pub(crate) fn entry_frame(
         }
         .into(),
         EntryKind::Topic { topic } => TopicChanged { event_seq, meta, topic: text(topic) }.into(),
+        EntryKind::Configured { slow_mode_s, locked } => {
+            RoomConfigured { event_seq, meta, slow_mode_s: *slow_mode_s, locked: *locked }.into()
+        }
     }
 }
 
@@ -157,8 +161,16 @@ pub(super) async fn post(ctx: &ConnCtx, r: Post) -> Result<Vec<Message>> {
     let user = ctx.authed()?.user;
     check_message_text(ctx, &r.text)?;
     ctx.rate("message")?;
-    ctx.authorize(r.room, Action::Participate)?;
+    let (_, standing) = ctx.authorize(r.room, Action::Participate)?;
+    // A retry of a post already taken is answered with its ack whatever changed since (a
+    // lock, slow mode): refusing it would make the client think it was lost.
+    let retry = ctx.shared.store.contains(&keys::dedup(user, r.client_msg_id))?;
+    if !retry {
+        authorize(&standing, Action::Post)?;
+        check_slow_mode(ctx, r.room, user, &standing)?;
+    }
     let hub = ctx.shared.hub.clone();
+    let shared = ctx.shared.clone();
     let outcome = ctx
         .shared
         .store
@@ -215,6 +227,7 @@ pub(super) async fn post(ctx: &ConnCtx, r: Post) -> Result<Vec<Message>> {
                 if let Posting::New(appended) = &posting {
                     publish(&hub, appended, None);
                     hub.clear_typing(appended.room, user);
+                    shared.slow_mode.record(appended.room, user, Instant::now());
                 }
                 posting
             },
@@ -225,6 +238,20 @@ pub(super) async fn post(ctx: &ConnCtx, r: Post) -> Result<Vec<Message>> {
         Posting::Repeat(seen) => {
             vec![EventAck { room: RoomId(seen.room), seq: seen.seq, ts: Timestamp(seen.ts) }.into()]
         }
+    })
+}
+
+/// Slow mode: members below moderator post at most once per interval (spec §6.3).
+fn check_slow_mode(ctx: &ConnCtx, room: RoomId, user: UserId, standing: &Standing) -> Result<()> {
+    let interval = ctx.room_settings(room)?.slow_mode_s;
+    if interval == 0 || standing.rank() >= Role::MODERATOR {
+        return Ok(());
+    }
+    let interval = Duration::from_secs(u64::from(interval));
+    ctx.shared.slow_mode.check(room, user, interval, Instant::now()).map_err(|wait| RequestError {
+        code: ErrorCode::RATE_LIMITED,
+        message: format!("slow mode: one post every {} s", interval.as_secs()),
+        retry_after_ms: Some(wait),
     })
 }
 
@@ -262,7 +289,7 @@ pub(super) async fn edit(ctx: &ConnCtx, r: Edit) -> Result<Vec<Message>> {
     let user = ctx.authed()?.user;
     check_message_text(ctx, &r.text)?;
     ctx.rate("edit")?;
-    ctx.authorize(r.room, Action::Participate)?;
+    ctx.authorize(r.room, Action::Post)?;
     let appended = commit_entry(ctx, None, move |txn| {
         let room = r.room;
         member_in(txn, room, user)?;
@@ -341,7 +368,7 @@ pub(super) async fn react(ctx: &ConnCtx, r: React) -> Result<Vec<Message>> {
     }
     check_text("reaction", &r.emoji, false)?;
     ctx.rate("react")?;
-    ctx.authorize(r.room, Action::Participate)?;
+    ctx.authorize(r.room, Action::Post)?;
     let room = r.room;
     let appended = commit_entry(ctx, None, move |txn| {
         member_in(txn, room, user)?;
@@ -436,7 +463,9 @@ pub(super) fn history(ctx: &ConnCtx, r: History) -> Result<Vec<Message>> {
                     .into(),
                 );
             }
-            EntryKind::Membership { .. } | EntryKind::Topic { .. } => {
+            EntryKind::Membership { .. }
+            | EntryKind::Topic { .. }
+            | EntryKind::Configured { .. } => {
                 out.push(entry_frame(room, seq, entry, 0, false));
             }
             // Folded into the messages they change.

@@ -23,7 +23,7 @@ use banter_protocol::{ErrorCode, FrameDecoder};
 use crate::authz::{self, Action, Standing};
 use crate::hub::Session;
 use crate::ratelimit::Limiter;
-use crate::store::records::{BanRecord, MemberRecord, RoomRecord, UserRecord};
+use crate::store::records::{BanRecord, MemberRecord, RoomRecord, RoomSettings, UserRecord};
 use crate::store::{StoreError, WriteError, keys};
 use crate::{Shared, wall_clock};
 
@@ -140,8 +140,14 @@ impl ConnCtx {
             server_role: Role(self.user_record(user)?.role),
             banned: ban.is_some_and(|b| b.until.is_none_or(|until| until > now)),
             private: record.private || record.direct,
+            locked: self.room_settings(room)?.locked,
         };
         Ok((record, standing))
+    }
+
+    /// A room's moderation settings.
+    pub(crate) fn room_settings(&self, room: RoomId) -> Result<RoomSettings> {
+        Ok(self.shared.store.get(&keys::room_settings(room))?.unwrap_or_default())
     }
 
     /// Checks `action` in `room`.
@@ -221,6 +227,7 @@ pub(crate) async fn handle(
         M::RoomJoin(r) => rooms::join(ctx, r).await,
         M::RoomLeave(r) => rooms::leave(ctx, r).await,
         M::RoomSetTopic(r) => rooms::set_topic(ctx, r).await,
+        M::RoomConfigure(r) => rooms::configure(ctx, r).await,
         M::DmOpen(r) => rooms::dm_open(ctx, r).await,
         M::Members(r) => rooms::members(ctx, r),
         M::Post(r) => events::post(ctx, r).await,

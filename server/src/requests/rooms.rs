@@ -6,15 +6,17 @@ use banter_protocol::bounded::List;
 use banter_protocol::ids::{RoomId, Timestamp, UserId};
 use banter_protocol::message::{
     AuditAction, Ban, DmOpen, EventAck, Kick, ListScope, Member, Members, MembersPage,
-    MembershipChange, Message, Role, RoomCreate, RoomInfo, RoomJoin, RoomKind, RoomLeave, RoomList,
-    RoomListPage, RoomSetTopic, RoomSummary, Unban, Visibility,
+    MembershipChange, Message, Role, RoomConfigure, RoomCreate, RoomInfo, RoomJoin, RoomKind,
+    RoomLeave, RoomList, RoomListPage, RoomSetTopic, RoomSummary, Unban, Visibility,
 };
 
 use super::events::{Appended, append, member_in, membership, publish, room_in, topic_entry};
 use super::moderation::audit;
 use super::{ConnCtx, RequestError, Result, check_text, text};
 use crate::authz::Action;
-use crate::store::records::{BanRecord, MarkerRecord, MemberRecord, RoomRecord, UserRecord};
+use crate::store::records::{
+    BanRecord, EntryKind, MarkerRecord, MemberRecord, RoomRecord, RoomSettings, UserRecord,
+};
 use crate::store::{Txn, keys};
 use crate::wall_clock;
 
@@ -28,6 +30,7 @@ pub(crate) fn summary(
     let member: Option<MemberRecord> = ctx.shared.store.get(&keys::member(room, viewer))?;
     let marker: MarkerRecord =
         ctx.shared.store.get(&keys::marker(room, viewer))?.unwrap_or_default();
+    let settings = ctx.room_settings(room)?;
     let name = match record.direct_pair {
         Some((a, b)) => {
             let other = UserId(if a == viewer.0 { b } else { a });
@@ -52,6 +55,8 @@ pub(crate) fn summary(
         joined: member.is_some(),
         read_seq: marker.read,
         role: member.map_or(Role::MEMBER, |m| Role(m.role)),
+        slow_mode_s: settings.slow_mode_s,
+        locked: settings.locked,
     })
 }
 
@@ -301,6 +306,42 @@ pub(super) async fn set_topic(ctx: &ConnCtx, r: RoomSetTopic) -> Result<Vec<Mess
         member_in(txn, room, user)?;
         let mut record = room_in(txn, room)?;
         let appended = topic_entry(txn, room, &mut record, user, &r.topic);
+        txn.put(keys::room(room), &record);
+        Ok(vec![(appended, None)])
+    })
+    .await?;
+    Ok(acked(&appended, ctx, room))
+}
+
+/// Longest slow mode: a day.
+const MAX_SLOW_MODE_S: u32 = 86_400;
+
+pub(super) async fn configure(ctx: &ConnCtx, r: RoomConfigure) -> Result<Vec<Message>> {
+    let actor = ctx.authed()?.user;
+    let (record, _) = ctx.authorize(r.room, Action::Configure)?;
+    if record.direct {
+        return Err(RequestError::new(ErrorCode::INVALID_REQUEST, "direct rooms have no settings"));
+    }
+    if r.slow_mode_s.is_some_and(|s| s > MAX_SLOW_MODE_S) {
+        return Err(RequestError::new(ErrorCode::INVALID_REQUEST, "slow mode is at most 86400 s"));
+    }
+    let room = r.room;
+    let appended = commit_membership(ctx, move |txn| {
+        let mut record = room_in(txn, room)?;
+        let key = keys::room_settings(room);
+        let mut settings: RoomSettings = txn.get(&key)?.unwrap_or_default();
+        settings.slow_mode_s = r.slow_mode_s.unwrap_or(settings.slow_mode_s);
+        settings.locked = r.locked.unwrap_or(settings.locked);
+        txn.put(key, &settings);
+        let reason = format!(
+            "slow mode {} s, {}",
+            settings.slow_mode_s,
+            if settings.locked { "locked" } else { "unlocked" }
+        );
+        audit(txn, actor, AuditAction::ROOM_CONFIGURE, Some(room), None, &reason)?;
+        let kind =
+            EntryKind::Configured { slow_mode_s: settings.slow_mode_s, locked: settings.locked };
+        let appended = append(txn, room, &mut record, actor, kind);
         txn.put(keys::room(room), &record);
         Ok(vec![(appended, None)])
     })

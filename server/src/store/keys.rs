@@ -29,6 +29,8 @@ pub(crate) mod tag {
     pub(crate) const USER_ROOM: u8 = 0x24;
     /// room id ‖ user id → BanRecord
     pub(crate) const BAN: u8 = 0x25;
+    /// room id → RoomSettings (absent: the defaults)
+    pub(crate) const ROOM_SETTINGS: u8 = 0x26;
     /// room id ‖ room_seq → LogEntry
     pub(crate) const LOG: u8 = 0x30;
     /// room id ‖ room_seq of a POSTED → MessageState (edits, tombstone, reaction counts)
@@ -107,6 +109,10 @@ pub(crate) fn user_room(user: UserId, room: RoomId) -> Vec<u8> {
 
 pub(crate) fn ban(room: RoomId, user: UserId) -> Vec<u8> {
     ids(tag::BAN, &[room.0, user.0])
+}
+
+pub(crate) fn room_settings(room: RoomId) -> Vec<u8> {
+    ids(tag::ROOM_SETTINGS, &[room.0])
 }
 
 pub(crate) fn log(room: RoomId, seq: u64) -> Vec<u8> {

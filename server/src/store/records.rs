@@ -47,6 +47,16 @@ pub(crate) struct RoomRecord {
     pub(crate) direct_pair: Option<(u64, u64)>,
 }
 
+/// A room's moderation settings, in their own table so that rooms without any need no
+/// record (and the room record's layout stays as it is).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct RoomSettings {
+    /// Seconds between a member's posts; 0 is off.
+    pub(crate) slow_mode_s: u32,
+    /// Only moderators may post.
+    pub(crate) locked: bool,
+}
+
 /// A membership.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub(crate) struct MemberRecord {
@@ -78,6 +88,7 @@ pub(crate) enum EntryKind {
     Reacted { target: u64, emoji: String, on: bool },
     Membership { user: u64, username: String, change: u8, reason: String },
     Topic { topic: String },
+    Configured { slow_mode_s: u32, locked: bool },
 }
 
 /// The folded state of a posted message, kept current by edits, deletes and reactions.

@@ -528,6 +528,8 @@ pub(crate) mod tests {
             joined: true,
             read_seq: 0,
             role: banter_protocol::message::Role::MEMBER,
+            slow_mode_s: 0,
+            locked: false,
         }
     }
 
