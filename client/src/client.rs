@@ -605,7 +605,7 @@ async fn flush_outbox(inner: Arc<Inner>) {
                 let _ = lock(&inner.outbox).remove(pending.client_msg_id);
                 let _ = inner.updates.send(Update::SendFailed {
                     client_msg_id: pending.client_msg_id,
-                    error: format!("{code}: {message}"),
+                    error: crate::connection::describe_refusal(code, &message),
                 });
             }
             // The connection failed (or the server did): same id again after reconnecting.

@@ -38,7 +38,7 @@ pub enum ConnectError {
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum RequestError {
     /// The server answered ERROR.
-    #[error("{code}: {message}")]
+    #[error("{}", describe_refusal(*code, message))]
     Server {
         /// The error code.
         code: ErrorCode,
@@ -65,6 +65,29 @@ impl From<ConnectError> for RequestError {
             other => Self::Connection(other.to_string()),
         }
     }
+}
+
+/// A server's ERROR in words for a person: what the code means, then the server's own
+/// explanation when it adds something (`not allowed (FORBIDDEN): cannot change one's own
+/// role`).
+pub(crate) fn describe_refusal(code: ErrorCode, message: &str) -> String {
+    let meaning = match code {
+        ErrorCode::FORBIDDEN => "not allowed: your role does not permit this",
+        ErrorCode::ROOM_LOCKED => "the room is locked: only moderators may post",
+        ErrorCode::BANNED => "you are banned here",
+        ErrorCode::KICKED => "you were removed from the room",
+        ErrorCode::NOT_FOUND => "not found",
+        ErrorCode::RATE_LIMITED => "too fast: wait a moment",
+        ErrorCode::AUTH_FAILED => "wrong username or password",
+        ErrorCode::INVALID_REQUEST => "invalid",
+        ErrorCode::CONFLICT => "conflict",
+        ErrorCode::LIMIT_EXCEEDED => "limit reached",
+        _ => "refused",
+    };
+    let name = code.name().map_or_else(|| format!("{:#x}", code.0), str::to_owned);
+    // Messages that only restate the code ("forbidden") add nothing.
+    let restated = message.replace(' ', "_").eq_ignore_ascii_case(&name) || message.is_empty();
+    if restated { format!("{meaning} ({name})") } else { format!("{meaning} ({name}): {message}") }
 }
 
 impl RequestError {

@@ -16,13 +16,13 @@ use banter_client::{Client, Update};
 use banter_protocol::bounded::Text;
 use banter_protocol::ids::RoomId;
 use banter_protocol::message::{
-    Delete, DmOpen, Edit, History, MarkRead, Message, PresenceSet, React, RoomJoin, RoomLeave,
-    RoomSetTopic, TypingSet,
+    AuditQuery, Ban, Delete, DmOpen, Edit, History, Kick, MarkRead, Message, PresenceSet, React,
+    RoomConfigure, RoomJoin, RoomLeave, RoomSetTopic, TypingSet, Unban, VoiceAction, VoiceModerate,
 };
 use crossterm::event::{Event as TermEvent, KeyEventKind, MouseEventKind};
 use tokio::sync::mpsc;
 
-use self::model::{Action, Command, Model};
+use self::model::{Action, Command, Model, Moderation};
 
 /// Runs the TUI until /quit or Ctrl+C.
 pub(crate) async fn run(
@@ -195,6 +195,35 @@ async fn run_command(client: &Client, command: Command) -> Result<Option<Action>
             let members = client.members(room).await.map_err(|e| e.to_string())?;
             let members = members.into_iter().map(|m| (m.user, m.username.into_string())).collect();
             Ok(Some(Action::MembersLoaded { room, members }))
+        }
+        Command::Moderate { room, user, name, act } => {
+            let (moderation, done): (Message, String) = match act {
+                Moderation::Kick(reason) => {
+                    (Kick { room, user, reason: text(&reason)? }.into(), format!("kicked {name}"))
+                }
+                Moderation::Ban(reason) => (
+                    Ban { room, user, reason: text(&reason)?, until: None }.into(),
+                    format!("banned {name}"),
+                ),
+                Moderation::Unban => (Unban { room, user }.into(), format!("unbanned {name}")),
+                Moderation::Mute => (
+                    VoiceModerate { room, user, action: VoiceAction::ServerMute }.into(),
+                    format!("muted {name} in voice"),
+                ),
+            };
+            request(moderation).await.map(|_| Some(Action::Done(done)))
+        }
+        Command::Configure { room, slow_mode_s, locked } => {
+            request(RoomConfigure { room, slow_mode_s, locked }.into()).await.map(|_| None)
+        }
+        Command::Audit(room) => {
+            let answer = request(AuditQuery { room: Some(room), before: None, limit: 5 }.into());
+            match answer.await?.into_iter().next() {
+                Some(Message::AuditPage(page)) => {
+                    Ok(Some(Action::AuditLoaded(page.entries.into_vec())))
+                }
+                other => Err(format!("unexpected answer to AUDIT_QUERY: {other:?}")),
+            }
         }
         Command::Send { .. } | Command::Mouse(_) | Command::Quit => Ok(None),
     }

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use banter_client::ConnectionState;
 use banter_client::state::{Change, RoomState, State};
 use banter_protocol::ids::{RoomId, UserId};
-use banter_protocol::message::{Message, PresenceStatus, RoomSummary, TypingState};
+use banter_protocol::message::{AuditEntry, Message, PresenceStatus, RoomSummary, TypingState};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 /// The input line.
@@ -86,7 +86,21 @@ pub(crate) enum Action {
     Sent {
         client_msg_id: u128,
     },
+    /// The newest audit entries of a room.
+    AuditLoaded(Vec<AuditEntry>),
+    /// A moderation request went through.
+    Done(String),
     Failed(String),
+}
+
+/// What a moderator does to a user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Moderation {
+    Kick(String),
+    Ban(String),
+    Unban,
+    /// Server mute in the room's voice.
+    Mute,
 }
 
 /// Work for the runtime.
@@ -123,6 +137,18 @@ pub(crate) enum Command {
     },
     Members(RoomId),
     MarkRead(RoomId, u64),
+    Moderate {
+        room: RoomId,
+        user: UserId,
+        name: String,
+        act: Moderation,
+    },
+    Configure {
+        room: RoomId,
+        slow_mode_s: Option<u32>,
+        locked: Option<bool>,
+    },
+    Audit(RoomId),
     ReloadRooms,
     /// Capture the mouse (wheel scrolling) or give it back to the terminal.
     Mouse(bool),
@@ -130,13 +156,15 @@ pub(crate) enum Command {
 }
 
 pub(crate) const COMMANDS: &[&str] = &[
-    "/away", "/back", "/delete", "/dm", "/edit", "/help", "/join", "/leave", "/me", "/quit",
-    "/react", "/reply", "/topic",
+    "/audit", "/away", "/back", "/ban", "/delete", "/dm", "/edit", "/help", "/join", "/kick",
+    "/leave", "/lock", "/me", "/mute", "/quit", "/react", "/reply", "/slow", "/topic", "/unban",
+    "/unlock",
 ];
 
 const HELP: &str = "/join ROOM  /leave  /dm USER  /topic TEXT  /me ACTION  /reply SEQ TEXT  /react SEQ EMOJI  \
-/edit SEQ TEXT  /delete SEQ  /away [TEXT]  /back  /quit   keys: Alt+N room N, Ctrl+N/P next/prev, \
-PgUp/PgDn scroll, Alt+Enter newline, Tab complete";
+/edit SEQ TEXT  /delete SEQ  /away [TEXT]  /back  /quit   moderators: /kick USER [WHY]  /ban USER [WHY]  \
+/unban USER  /mute USER  /slow SECONDS|off  /lock  /unlock  /audit   keys: Alt+N room N, Ctrl+N/P \
+next/prev, PgUp/PgDn scroll, Alt+Enter newline, Tab complete";
 
 impl Model {
     pub(crate) fn new(me: UserId, my_name: &str, server: &str) -> Self {
@@ -161,6 +189,11 @@ impl Model {
 
     pub(crate) fn me(&self) -> UserId {
         self.state.me
+    }
+
+    /// A user this client has seen (as a member or sender), by name, case-insensitive.
+    pub(crate) fn user_named(&self, name: &str) -> Option<UserId> {
+        self.state.names.iter().find(|(_, n)| n.eq_ignore_ascii_case(name)).map(|(id, _)| *id)
     }
 
     pub(crate) fn current_room(&self) -> Option<&RoomState> {
@@ -255,9 +288,40 @@ pub(crate) fn update(model: &mut Model, action: Action) -> Vec<Command> {
             model.pending.push((client_msg_id, room, text))
         }
         Action::Sent { client_msg_id } => model.pending.retain(|(id, _, _)| *id != client_msg_id),
+        Action::AuditLoaded(entries) => model.status = Some(audit_line(model, &entries)),
+        Action::Done(what) => model.status = Some(what),
         Action::Failed(error) => model.status = Some(error),
     }
     commands
+}
+
+/// The newest audit entries on one line: `bob KICK carol (spam) · ...`.
+fn audit_line(model: &Model, entries: &[AuditEntry]) -> String {
+    if entries.is_empty() {
+        return "audit: nothing yet".into();
+    }
+    let name = |user: UserId| {
+        if user.0 == 0 {
+            "(console)".to_owned()
+        } else {
+            model.state.names.get(&user).cloned().unwrap_or_else(|| format!("#{}", user.0))
+        }
+    };
+    let items: Vec<String> = entries
+        .iter()
+        .map(|e| {
+            let action = e.action.name().map_or_else(|| e.action.0.to_string(), str::to_lowercase);
+            let mut item = format!("{} {action}", name(e.actor));
+            if let Some(target) = e.target {
+                item.push_str(&format!(" {}", name(target)));
+            }
+            if !e.reason.is_empty() {
+                item.push_str(&format!(" ({})", e.reason));
+            }
+            item
+        })
+        .collect();
+    format!("audit: {}", items.join(" · "))
 }
 
 fn on_entry(model: &mut Model, message: &Message, commands: &mut Vec<Command>) {
@@ -494,6 +558,52 @@ fn submit(model: &mut Model, commands: &mut Vec<Command>) {
             (Some(_), None) => model.status = Some("usage: /delete SEQ".into()),
             (None, _) => {}
         },
+        "kick" | "ban" | "unban" | "mute" => {
+            let (who, why) = rest.split_once(' ').map_or((rest, ""), |(w, r)| (w, r.trim()));
+            let who = who.trim_start_matches('@');
+            match (need_room(model), model.user_named(who)) {
+                (Some(_), _) if who.is_empty() => {
+                    model.status = Some(format!("usage: /{name} USER"));
+                }
+                (Some(room), Some(user)) => commands.push(Command::Moderate {
+                    room,
+                    user,
+                    name: who.to_owned(),
+                    act: match name {
+                        "kick" => Moderation::Kick(why.to_owned()),
+                        "ban" => Moderation::Ban(why.to_owned()),
+                        "unban" => Moderation::Unban,
+                        _ => Moderation::Mute,
+                    },
+                }),
+                (Some(_), None) => model.status = Some(format!("no user {who} seen here")),
+                (None, _) => {}
+            }
+        }
+        "slow" => {
+            let seconds = match rest {
+                "off" | "0" => Some(0),
+                _ => rest.trim_end_matches('s').parse().ok(),
+            };
+            match (need_room(model), seconds) {
+                (Some(room), Some(s)) => {
+                    commands.push(Command::Configure { room, slow_mode_s: Some(s), locked: None });
+                }
+                (Some(_), None) => model.status = Some("usage: /slow SECONDS|off".into()),
+                (None, _) => {}
+            }
+        }
+        "lock" | "unlock" => {
+            if let Some(room) = need_room(model) {
+                let locked = Some(name == "lock");
+                commands.push(Command::Configure { room, slow_mode_s: None, locked });
+            }
+        }
+        "audit" => {
+            if let Some(room) = need_room(model) {
+                commands.push(Command::Audit(room));
+            }
+        }
         "away" => commands.push(Command::Presence(PresenceStatus::Away, rest.to_owned())),
         "back" => commands.push(Command::Presence(PresenceStatus::Online, String::new())),
         _ => model.status = Some(format!("unknown command /{name} (try /help)")),
@@ -626,6 +736,61 @@ pub(crate) mod tests {
         assert!(model.status.as_deref().unwrap_or("").contains("unknown command"));
         assert_eq!(typed(&mut model, "/quit"), vec![Command::Quit]);
         assert!(model.quit);
+    }
+
+    #[test]
+    fn moderation_commands_name_users_this_client_has_seen() {
+        let mut model = model_with_rooms();
+        let room = model.current.unwrap();
+        model.state.names.insert(ADA, "ada".into());
+        let moderate = |act| Command::Moderate { room, user: ADA, name: "Ada".into(), act };
+        assert_eq!(
+            typed(&mut model, "/kick Ada spamming links"),
+            vec![moderate(Moderation::Kick("spamming links".into()))]
+        );
+        assert_eq!(typed(&mut model, "/ban Ada"), vec![moderate(Moderation::Ban(String::new()))]);
+        assert_eq!(typed(&mut model, "/unban Ada"), vec![moderate(Moderation::Unban)]);
+        assert_eq!(
+            typed(&mut model, "/mute @Ada"),
+            vec![Command::Moderate { room, user: ADA, name: "Ada".into(), act: Moderation::Mute }]
+        );
+        assert!(typed(&mut model, "/kick nobody").is_empty());
+        assert_eq!(model.status.as_deref(), Some("no user nobody seen here"));
+        let configure = |slow_mode_s, locked| Command::Configure { room, slow_mode_s, locked };
+        assert_eq!(typed(&mut model, "/slow 30"), vec![configure(Some(30), None)]);
+        assert_eq!(typed(&mut model, "/slow off"), vec![configure(Some(0), None)]);
+        assert!(typed(&mut model, "/slow soon").is_empty());
+        assert_eq!(typed(&mut model, "/lock"), vec![configure(None, Some(true))]);
+        assert_eq!(typed(&mut model, "/unlock"), vec![configure(None, Some(false))]);
+        assert_eq!(typed(&mut model, "/audit"), vec![Command::Audit(room)]);
+    }
+
+    #[test]
+    fn the_audit_log_and_refusals_show_in_the_status_line() {
+        let mut model = model_with_rooms();
+        model.state.names.insert(ADA, "ada".into());
+        let entry = AuditEntry {
+            id: 2,
+            ts: Timestamp(0),
+            actor: GRACE,
+            action: banter_protocol::message::AuditAction::KICK,
+            room: model.current,
+            target: Some(ADA),
+            reason: Text::new("spam").unwrap(),
+        };
+        let console = AuditEntry {
+            id: 1,
+            ts: Timestamp(0),
+            actor: UserId(0),
+            action: banter_protocol::message::AuditAction(99),
+            room: None,
+            target: None,
+            reason: Text::default(),
+        };
+        update(&mut model, Action::AuditLoaded(vec![entry, console]));
+        assert_eq!(model.status.as_deref(), Some("audit: grace kick ada (spam) · (console) 99"));
+        update(&mut model, Action::Failed("not allowed: your role does not permit this".into()));
+        assert_eq!(model.status.as_deref(), Some("not allowed: your role does not permit this"));
     }
 
     #[test]

@@ -104,6 +104,15 @@ fn render_status(model: &Model, frame: &mut Frame<'_>, area: Rect) {
     )];
     if let Some(room) = model.current_room() {
         spans.push(Span::raw(format!("│ {} ", harmless(&room.summary.name))));
+        if room.summary.locked {
+            spans.push(Span::styled("│ locked ", Style::new().fg(Color::Red)));
+        }
+        if room.summary.slow_mode_s > 0 {
+            spans.push(Span::styled(
+                format!("│ slow {} s ", room.summary.slow_mode_s),
+                Style::new().fg(Color::Yellow),
+            ));
+        }
         if !room.summary.topic.is_empty() {
             spans.push(Span::styled(
                 format!("│ {} ", harmless(&room.summary.topic)),
@@ -424,6 +433,27 @@ mod tests {
         // Messages sit just above the typing line and the input box.
         let input_top = rows.iter().position(|r| r.contains("┌ random")).unwrap();
         assert!(rows[input_top - 2].contains("fit"), "{all}");
+    }
+
+    #[test]
+    fn the_status_bar_shows_a_locked_room_and_its_slow_mode() {
+        let mut model = model_with_rooms();
+        let room = model.current.unwrap();
+        let configured = banter_protocol::message::RoomConfigured {
+            event_seq: 1,
+            meta: banter_protocol::message::EventMeta {
+                room,
+                seq: 1,
+                ts: banter_protocol::ids::Timestamp(0),
+                sender: UserId(1),
+            },
+            slow_mode_s: 30,
+            locked: true,
+        };
+        update(&mut model, Action::Entry(configured.into()));
+        let rows = screen(&model, 100, 12);
+        assert!(rows[0].contains("│ locked │ slow 30 s"), "{}", rows[0]);
+        assert!(rows.join("\n").contains("set slow mode 30 s, locked"));
     }
 
     #[test]
