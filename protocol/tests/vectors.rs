@@ -157,6 +157,16 @@ fn frame_vectors() -> Vec<Message> {
         RoomSetTopic { room: RoomId(7), topic: text("Release day") }.into(),
         DmOpen { username: text("grace") }.into(),
         RoomConfigure { room: RoomId(7), slow_mode_s: Some(30), locked: None }.into(),
+        InviteCreate { room: RoomId(7), max_uses: Some(5), expires_in_s: Some(86_400) }.into(),
+        Invite {
+            code: text("k7q2m9xw4h"),
+            room: RoomId(7),
+            max_uses: Some(5),
+            expires: Some(Timestamp(1_790_086_400_000)),
+        }
+        .into(),
+        InviteUse { code: text("k7q2m9xw4h") }.into(),
+        RoomInvite { room: RoomId(7), username: text("grace") }.into(),
         Members { room: RoomId(7), after: Some(UserId(2)), limit: 100 }.into(),
         MembersPage {
             members: List::new(vec![Member {
@@ -285,6 +295,26 @@ fn frame_vectors() -> Vec<Message> {
             more: false,
         }
         .into(),
+        ContactSet { username: text("grace"), action: ContactAction::Request }.into(),
+        ContactList {}.into(),
+        ContactListPage {
+            contacts: List::new(vec![
+                ContactEntry {
+                    user: UserId(4),
+                    username: text("grace"),
+                    state: ContactState::Friend,
+                },
+                ContactEntry {
+                    user: UserId(5),
+                    username: text("mallory"),
+                    state: ContactState::Blocked,
+                },
+            ])
+            .unwrap(),
+        }
+        .into(),
+        Contact { user: UserId(4), username: text("grace"), state: Some(ContactState::Incoming) }
+            .into(),
     ]
 }
 

@@ -36,6 +36,8 @@ pub(crate) enum Action {
     SetTopic,
     /// Change the room's settings (slow mode, lock).
     Configure,
+    /// Make an invite code or add a user (members in public rooms, moderators in private).
+    Invite,
     /// Act on another user who holds `target` rank: delete their message, kick, ban, unban,
     /// moderate their voice.
     Moderate {
@@ -76,6 +78,7 @@ pub(crate) fn authorize(standing: &Standing, action: Action) -> Result<(), Error
         }
         Action::Participate | Action::Post | Action::SetTopic if member => Ok(()),
         Action::Configure if moderator => Ok(()),
+        Action::Invite if member && (!standing.private || moderator) => Ok(()),
         Action::Moderate { target } => {
             let rank = standing.rank();
             if rank >= Role::MODERATOR && rank > target {
@@ -110,6 +113,7 @@ mod tests {
             Action::Post,
             Action::SetTopic,
             Action::Configure,
+            Action::Invite,
             Action::Moderate { target: Role::MEMBER },
             Action::Moderate { target: Role::MODERATOR },
             Action::Moderate { target: Role::OWNER },
@@ -139,6 +143,7 @@ mod tests {
                                     Action::Participate => member.is_some(),
                                     Action::Post | Action::SetTopic => member.is_some(),
                                     Action::Configure => moderator,
+                                    Action::Invite => member.is_some() && (!private || moderator),
                                     Action::Moderate { target } => moderator && rank > target,
                                 };
                                 let locked_out = locked

@@ -197,6 +197,8 @@ struct HubState {
     connections: HashMap<SessionId, Vec<(usize, mpsc::UnboundedSender<ConnCommand>)>>,
     typing: HashMap<(RoomId, UserId), Instant>,
     presence: HashMap<UserId, (PresenceStatus, String)>,
+    /// Who each user blocks (spec §6.8): they do not see the blocker's presence.
+    blocks: HashMap<UserId, HashSet<UserId>>,
 }
 
 impl HubState {
@@ -212,6 +214,10 @@ impl HubState {
     }
 
     /// Everyone in at least one room with `user` (`user` too, when a member anywhere).
+    fn blocks(&self, blocker: UserId, blocked: UserId) -> bool {
+        self.blocks.get(&blocker).is_some_and(|b| b.contains(&blocked))
+    }
+
     fn room_mates(&self, user: UserId) -> HashSet<UserId> {
         let mut users = HashSet::new();
         for room in self.rooms_of.get(&user).into_iter().flatten() {
@@ -544,13 +550,45 @@ impl Hub {
         }
     }
 
-    /// The presence of everyone who shares a room with `user` and is not offline: what a new
-    /// session is told first.
+    /// Whether `blocker` blocks `blocked`.
+    pub(crate) fn blocks(&self, blocker: UserId, blocked: UserId) -> bool {
+        self.lock().blocks(blocker, blocked)
+    }
+
+    /// Records a block beginning or ending (at startup and after a durable CONTACT_SET). A
+    /// blocked room mate is told the blocker went offline; when the block ends, where the
+    /// blocker really is.
+    pub(crate) fn set_block(&self, blocker: UserId, blocked: UserId, on: bool, announce: bool) {
+        let (sessions, current) = {
+            let mut state = self.lock();
+            let set = state.blocks.entry(blocker).or_default();
+            let changed = if on { set.insert(blocked) } else { set.remove(&blocked) };
+            if !changed || !announce || !state.room_mates(blocker).contains(&blocked) {
+                return;
+            }
+            let current = state
+                .presence
+                .get(&blocker)
+                .cloned()
+                .unwrap_or((PresenceStatus::Offline, String::new()));
+            (state.sessions_of.get(&blocked).cloned().unwrap_or_default(), current)
+        };
+        let (status, text) = if on { (PresenceStatus::Offline, String::new()) } else { current };
+        let frame = Presence { user: blocker, status, text: Text::new(text).unwrap_or_default() };
+        let bytes = Bytes::from(encode(&frame));
+        for session in sessions {
+            session.push_ephemeral(Hello::INTEREST_PRESENCE, bytes.clone());
+        }
+    }
+
+    /// The presence of everyone who shares a room with `user`, does not block them and is not
+    /// offline: what a new session is told first.
     pub(crate) fn presence_snapshot(&self, user: UserId) -> Vec<Presence> {
         let state = self.lock();
         state
             .room_mates(user)
             .into_iter()
+            .filter(|u| !state.blocks(*u, user))
             .filter_map(|u| {
                 let (status, text) = state.presence.get(&u)?;
                 (*status != PresenceStatus::Offline).then(|| Presence {
@@ -562,9 +600,11 @@ impl Hub {
             .collect()
     }
 
+    /// The sessions of everyone who shares a room with `user` and is not blocked by them.
     fn sharing_sessions(state: &HubState, user: UserId) -> Vec<Arc<Session>> {
         let mut users = state.room_mates(user);
         users.remove(&user);
+        users.retain(|u| !state.blocks(user, *u));
         users.iter().filter_map(|u| state.sessions_of.get(u)).flatten().cloned().collect()
     }
 

@@ -355,13 +355,19 @@ fn rand_u32() -> u32 {
     u32::from_be_bytes(bytes)
 }
 
-/// Rebuilds what the hub keeps in memory: memberships and room heads.
+/// Rebuilds what the hub keeps in memory: memberships, room heads, blocks.
 fn load_live_state(store: &Store, hub: &Hub) -> Result<(), store::StoreError> {
     store.scan::<store::records::MemberRecord>(&[keys::tag::MEMBER], |key, _| {
         hub.add_member(RoomId(keys::id_at(key, 1)), UserId(keys::id_at(key, 9)));
     })?;
     store.scan::<RoomRecord>(&[keys::tag::ROOM], |key, record| {
         hub.set_head(RoomId(keys::id_at(key, 1)), record.last_seq);
+    })?;
+    store.scan::<u8>(&[keys::tag::CONTACT], |key, state| {
+        if state == store::records::CONTACT_BLOCKED {
+            let (blocker, blocked) = (UserId(keys::id_at(key, 1)), UserId(keys::id_at(key, 9)));
+            hub.set_block(blocker, blocked, true, false);
+        }
     })
 }
 

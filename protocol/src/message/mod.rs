@@ -9,6 +9,7 @@
 //! it to prove every registered type has a golden vector.
 
 pub mod auth;
+pub mod contacts;
 pub mod control;
 pub mod ephemeral;
 pub mod events;
@@ -22,6 +23,7 @@ use crate::settings::Settings;
 use crate::varint;
 
 pub use auth::*;
+pub use contacts::*;
 pub use control::*;
 pub use ephemeral::*;
 pub use events::*;
@@ -66,6 +68,10 @@ pub mod max {
     pub const SESSIONS: usize = 256;
     /// Voice participants in one VOICE_JOINED.
     pub const VOICE_ROSTER: usize = 256;
+    /// Invite codes.
+    pub const INVITE_CODE: usize = 32;
+    /// Contacts listed (friends, requests, blocks).
+    pub const CONTACTS: usize = 1000;
 }
 
 /// Defines postcard wire structs with the derives every one of them needs.
@@ -285,6 +291,10 @@ registry! {
     0x29 MEMBERS Members ClientToServer [Request];
     0x2a MEMBERS_PAGE MembersPage ServerToClient [Response];
     0x2b ROOM_CONFIGURE RoomConfigure ClientToServer [Request];
+    0x2c INVITE_CREATE InviteCreate ClientToServer [Request];
+    0x2d INVITE Invite ServerToClient [Response];
+    0x2e INVITE_USE InviteUse ClientToServer [Request];
+    0x2f ROOM_INVITE RoomInvite ClientToServer [Request];
     // Room event requests.
     0x30 POST Post ClientToServer [Request];
     0x31 EVENT_ACK EventAck ServerToClient [Response];
@@ -330,6 +340,11 @@ registry! {
     0x73 UNBAN Unban ClientToServer [Request];
     0x74 AUDIT_QUERY AuditQuery ClientToServer [Request];
     0x75 AUDIT_PAGE AuditPage ServerToClient [Response];
+    // Contacts: friends and blocks.
+    0x80 CONTACT_SET ContactSet ClientToServer [Request];
+    0x81 CONTACT_LIST ContactList ClientToServer [Request];
+    0x82 CONTACT_LIST_PAGE ContactListPage ServerToClient [Response];
+    0x83 CONTACT Contact ServerToClient [Ephemeral];
 }
 
 impl Message {

@@ -40,10 +40,14 @@ impl AuditAction {
     pub const ROOM_CREATE: Self = Self(12);
     /// A room's slow mode or lock was changed.
     pub const ROOM_CONFIGURE: Self = Self(13);
+    /// An invite code was made.
+    pub const INVITE_CREATE: Self = Self(14);
+    /// A user was added to a room by another (ROOM_INVITE).
+    pub const MEMBER_ADD: Self = Self(15);
 
     /// The registered name (spec §10.8), or `None` for a value this build does not know.
     pub fn name(self) -> Option<&'static str> {
-        const NAMES: [&str; 13] = [
+        const NAMES: [&str; 15] = [
             "ROLE_SET",
             "KICK",
             "BAN",
@@ -57,6 +61,8 @@ impl AuditAction {
             "PASSWORD_RESET",
             "ROOM_CREATE",
             "ROOM_CONFIGURE",
+            "INVITE_CREATE",
+            "MEMBER_ADD",
         ];
         NAMES.get(usize::from(self.0).checked_sub(1)?).copied()
     }

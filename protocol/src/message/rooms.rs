@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::bounded::{List, Text};
-use crate::ids::{RoomId, UserId};
+use crate::ids::{RoomId, Timestamp, UserId};
 use crate::message::{max, wire};
 
 /// Who may see and join a room.
@@ -161,6 +161,42 @@ wire! {
         pub slow_mode_s: Option<u32>,
         /// Lock or unlock; `None` keeps it.
         pub locked: Option<bool>,
+    }
+
+    /// INVITE_CREATE: make an invite code for a room; answered with INVITE.
+    pub struct InviteCreate {
+        /// The room.
+        pub room: RoomId,
+        /// How many joins it admits; `None`: any number.
+        pub max_uses: Option<u32>,
+        /// Seconds until it expires; `None`: never.
+        pub expires_in_s: Option<u64>,
+    }
+
+    /// INVITE: an invite code and its limits.
+    pub struct Invite {
+        /// The code to share (letters and digits).
+        pub code: Text<{ max::INVITE_CODE }>,
+        /// The room it admits to.
+        pub room: RoomId,
+        /// How many joins it admits in all; `None`: any number.
+        pub max_uses: Option<u32>,
+        /// When it expires; `None`: never.
+        pub expires: Option<Timestamp>,
+    }
+
+    /// INVITE_USE: join the room of an invite code; answered with ROOM_INFO.
+    pub struct InviteUse {
+        /// The code.
+        pub code: Text<{ max::INVITE_CODE }>,
+    }
+
+    /// ROOM_INVITE: add a user to a room; answered with EVENT_ACK of their MEMBERSHIP entry.
+    pub struct RoomInvite {
+        /// The room.
+        pub room: RoomId,
+        /// Who to add, by name.
+        pub username: Text<{ max::USERNAME }>,
     }
 
     /// DM_OPEN: find or create the direct room with a user; answered with ROOM_INFO.

@@ -10,8 +10,8 @@ use serde::de::DeserializeOwned;
 use super::AdminError;
 use crate::store::keys::{self, tag};
 use crate::store::records::{
-    AuditRecord, BanRecord, DedupRecord, EntryKind, LogEntry, MarkerRecord, MemberRecord,
-    MessageState, RoomRecord, RoomSettings, SessionRecord, UserRecord,
+    AuditRecord, BanRecord, CONTACT_BLOCKED, DedupRecord, EntryKind, InviteRecord, LogEntry,
+    MarkerRecord, MemberRecord, MessageState, RoomRecord, RoomSettings, SessionRecord, UserRecord,
 };
 use crate::store::{Engine, SCHEMA_VERSION, StoreError, decode, scan_range};
 
@@ -160,6 +160,14 @@ impl Checker {
                 }
                 self.user_sessions.insert((user, session));
             }
+            Some(tag::CONTACT) => {
+                if let Some(state) = self.decode::<u8>(key, value) {
+                    let known = self.users.contains_key(&id(1)) && self.users.contains_key(&id(9));
+                    if state > CONTACT_BLOCKED || !known {
+                        self.problem(format!("contact {} → {}: bad state or user", id(1), id(9)));
+                    }
+                }
+            }
             Some(tag::ROOM) => {
                 if let Some(room) = self.decode::<RoomRecord>(key, value) {
                     self.report.rooms += 1;
@@ -220,6 +228,13 @@ impl Checker {
                 self.decode::<RoomSettings>(key, value);
                 if !self.rooms.contains_key(&id(1)) {
                     self.problem(format!("settings of missing room {}", id(1)));
+                }
+            }
+            Some(tag::INVITE) => {
+                if let Some(invite) = self.decode::<InviteRecord>(key, value) {
+                    if !self.rooms.contains_key(&invite.room) {
+                        self.problem(format!("an invite to missing room {}", invite.room));
+                    }
                 }
             }
             Some(tag::LOG) => {

@@ -161,13 +161,18 @@ pub(super) async fn post(ctx: &ConnCtx, r: Post) -> Result<Vec<Message>> {
     let user = ctx.authed()?.user;
     check_message_text(ctx, &r.text)?;
     ctx.rate("message")?;
-    let (_, standing) = ctx.authorize(r.room, Action::Participate)?;
+    let (record, standing) = ctx.authorize(r.room, Action::Participate)?;
     // A retry of a post already taken is answered with its ack whatever changed since (a
     // lock, slow mode): refusing it would make the client think it was lost.
     let retry = ctx.shared.store.contains(&keys::dedup(user, r.client_msg_id))?;
     if !retry {
         authorize(&standing, Action::Post)?;
         check_slow_mode(ctx, r.room, user, &standing)?;
+        // In a direct room, the other side may block the caller (spec §6.8).
+        let other = record.direct_pair.map(|(a, b)| UserId(if a == user.0 { b } else { a }));
+        if other.is_some_and(|other| ctx.shared.hub.blocks(other, user)) {
+            return Err(RequestError::new(ErrorCode::FORBIDDEN, "cannot message this user"));
+        }
     }
     let hub = ctx.shared.hub.clone();
     let shared = ctx.shared.clone();

@@ -4,7 +4,9 @@
 //! challenge round trip through [`RequestIo`].
 
 mod accounts;
+mod contacts;
 mod events;
+mod invites;
 mod moderation;
 mod rooms;
 mod soft;
@@ -133,16 +135,28 @@ impl ConnCtx {
         let record: RoomRecord =
             self.shared.store.get(&keys::room(room))?.ok_or(ErrorCode::NOT_FOUND)?;
         let member: Option<MemberRecord> = self.shared.store.get(&keys::member(room, user))?;
-        let ban: Option<BanRecord> = self.shared.store.get(&keys::ban(room, user))?;
-        let now = wall_clock().0;
         let standing = Standing {
             member: member.map(|m| Role(m.role)),
             server_role: Role(self.user_record(user)?.role),
-            banned: ban.is_some_and(|b| b.until.is_none_or(|until| until > now)),
+            banned: self.banned(room, user)?,
             private: record.private || record.direct,
             locked: self.room_settings(room)?.locked,
         };
         Ok((record, standing))
+    }
+
+    /// Whether `user` is banned from `room` now.
+    pub(crate) fn banned(&self, room: RoomId, user: UserId) -> Result<bool> {
+        let ban: Option<BanRecord> = self.shared.store.get(&keys::ban(room, user))?;
+        let now = wall_clock().0;
+        Ok(ban.is_some_and(|b| b.until.is_none_or(|until| until > now)))
+    }
+
+    /// A user by name (NOT_FOUND when there is none).
+    pub(crate) fn user_named(&self, name: &str) -> Result<UserId> {
+        let name = name.to_ascii_lowercase();
+        let found = self.shared.store.get::<u64>(&keys::username(&name))?;
+        found.map(UserId).ok_or_else(|| RequestError::new(ErrorCode::NOT_FOUND, "no such user"))
     }
 
     /// A room's moderation settings.
@@ -228,6 +242,11 @@ pub(crate) async fn handle(
         M::RoomLeave(r) => rooms::leave(ctx, r).await,
         M::RoomSetTopic(r) => rooms::set_topic(ctx, r).await,
         M::RoomConfigure(r) => rooms::configure(ctx, r).await,
+        M::InviteCreate(r) => invites::create(ctx, r).await,
+        M::InviteUse(r) => invites::accept(ctx, r).await,
+        M::RoomInvite(r) => invites::add_user(ctx, r).await,
+        M::ContactSet(r) => contacts::set(ctx, r).await,
+        M::ContactList(_) => contacts::list(ctx),
         M::DmOpen(r) => rooms::dm_open(ctx, r).await,
         M::Members(r) => rooms::members(ctx, r),
         M::Post(r) => events::post(ctx, r).await,

@@ -60,7 +60,7 @@ pub(crate) fn summary(
     })
 }
 
-fn info(ctx: &ConnCtx, room: RoomId, viewer: UserId) -> Result<Vec<Message>> {
+pub(super) fn info(ctx: &ConnCtx, room: RoomId, viewer: UserId) -> Result<Vec<Message>> {
     let record: RoomRecord =
         ctx.shared.store.get(&keys::room(room))?.ok_or(ErrorCode::NOT_FOUND)?;
     Ok(vec![RoomInfo { room: summary(ctx, room, &record, viewer)? }.into()])
@@ -70,11 +70,13 @@ fn username_in(txn: &Txn<'_>, user: UserId) -> Result<String> {
     Ok(txn.get::<UserRecord>(&keys::user(user))?.ok_or(ErrorCode::NOT_FOUND)?.username)
 }
 
-/// Adds a member inside a commit and appends the Joined entry.
-fn add_member(
+/// Adds a member inside a commit and appends the Joined entry, sent by `actor` (the user
+/// themself, or whoever added them).
+pub(super) fn add_member(
     txn: &mut Txn<'_>,
     room: RoomId,
     record: &mut RoomRecord,
+    actor: UserId,
     user: UserId,
     role: Role,
 ) -> Result<Appended> {
@@ -82,12 +84,12 @@ fn add_member(
     txn.put(keys::user_room(user, room), &());
     record.members += 1;
     let name = username_in(txn, user)?;
-    Ok(append(txn, room, record, user, membership(user, &name, MembershipChange::Joined, "")))
+    Ok(append(txn, room, record, actor, membership(user, &name, MembershipChange::Joined, "")))
 }
 
 /// Runs a commit that adds or removes members, then updates the hub and fans the entries out,
 /// in commit order.
-async fn commit_membership(
+pub(super) async fn commit_membership(
     ctx: &ConnCtx,
     f: impl FnOnce(&mut Txn<'_>) -> Result<Vec<(Appended, Option<(UserId, bool)>)>> + Send + 'static,
 ) -> Result<Vec<Appended>> {
@@ -140,7 +142,7 @@ pub(super) async fn create(ctx: &ConnCtx, r: RoomCreate) -> Result<Vec<Message>>
     }
     let appended = commit_membership(ctx, move |txn| {
         let (room, mut record) = new_channel(txn, r)?;
-        let joined = add_member(txn, room, &mut record, user, Role::OWNER)?;
+        let joined = add_member(txn, room, &mut record, user, user, Role::OWNER)?;
         txn.put(keys::room(room), &record);
         Ok(vec![(joined, Some((user, true)))])
     })
@@ -229,7 +231,7 @@ pub(super) async fn join(ctx: &ConnCtx, r: RoomJoin) -> Result<Vec<Message>> {
             return Ok(Vec::new());
         }
         let mut record = room_in(txn, room)?;
-        let joined = add_member(txn, room, &mut record, user, Role::MEMBER)?;
+        let joined = add_member(txn, room, &mut record, user, user, Role::MEMBER)?;
         txn.put(keys::room(room), &record);
         Ok(vec![(joined, Some((user, true)))])
     })
@@ -272,7 +274,7 @@ fn membership_entry(
     Ok(appended)
 }
 
-fn acked(appended: &[Appended], ctx: &ConnCtx, room: RoomId) -> Vec<Message> {
+pub(super) fn acked(appended: &[Appended], ctx: &ConnCtx, room: RoomId) -> Vec<Message> {
     match appended.last() {
         Some(a) => vec![EventAck { room: a.room, seq: a.seq, ts: Timestamp(a.entry.ts) }.into()],
         None => {
@@ -352,13 +354,11 @@ pub(super) async fn configure(ctx: &ConnCtx, r: RoomConfigure) -> Result<Vec<Mes
 pub(super) async fn dm_open(ctx: &ConnCtx, r: DmOpen) -> Result<Vec<Message>> {
     let user = ctx.authed()?.user;
     ctx.rate("join")?;
-    let name = r.username.to_ascii_lowercase();
-    let other = ctx
-        .shared
-        .store
-        .get::<u64>(&keys::username(&name))?
-        .map(UserId)
-        .ok_or(ErrorCode::NOT_FOUND)?;
+    let other = ctx.user_named(&r.username)?;
+    // Someone who blocks the caller looks like no one (spec §6.8).
+    if ctx.shared.hub.blocks(other, user) {
+        return Err(ErrorCode::NOT_FOUND.into());
+    }
     if other == user {
         return Err(RequestError::new(
             ErrorCode::INVALID_REQUEST,
@@ -388,8 +388,8 @@ pub(super) async fn dm_open(ctx: &ConnCtx, r: DmOpen) -> Result<Vec<Message>> {
             direct_pair: Some((user.0.min(other.0), user.0.max(other.0))),
         };
         txn.put(pair_key, &room.0);
-        let first = add_member(txn, room, &mut record, user, Role::MEMBER)?;
-        let second = add_member(txn, room, &mut record, other, Role::MEMBER)?;
+        let first = add_member(txn, room, &mut record, user, user, Role::MEMBER)?;
+        let second = add_member(txn, room, &mut record, user, other, Role::MEMBER)?;
         txn.put(keys::room(room), &record);
         Ok(vec![(first, Some((user, true))), (second, Some((other, true)))])
     })

@@ -17,6 +17,8 @@ pub(crate) mod tag {
     pub(crate) const SESSION: u8 = 0x13;
     /// user id ‖ session id → ()
     pub(crate) const USER_SESSION: u8 = 0x14;
+    /// user id ‖ other user id → contact state (u8, banter_protocol ContactState order)
+    pub(crate) const CONTACT: u8 = 0x15;
     /// room id → RoomRecord
     pub(crate) const ROOM: u8 = 0x20;
     /// lower-case channel name → room id
@@ -31,6 +33,8 @@ pub(crate) mod tag {
     pub(crate) const BAN: u8 = 0x25;
     /// room id → RoomSettings (absent: the defaults)
     pub(crate) const ROOM_SETTINGS: u8 = 0x26;
+    /// invite code → InviteRecord
+    pub(crate) const INVITE: u8 = 0x27;
     /// room id ‖ room_seq → LogEntry
     pub(crate) const LOG: u8 = 0x30;
     /// room id ‖ room_seq of a POSTED → MessageState (edits, tombstone, reaction counts)
@@ -83,6 +87,16 @@ pub(crate) fn session(session: SessionId) -> Vec<u8> {
 
 pub(crate) fn user_session(user: UserId, session: SessionId) -> Vec<u8> {
     ids(tag::USER_SESSION, &[user.0, session.0])
+}
+
+pub(crate) fn contact(user: UserId, other: UserId) -> Vec<u8> {
+    ids(tag::CONTACT, &[user.0, other.0])
+}
+
+pub(crate) fn invite(code: &str) -> Vec<u8> {
+    let mut key = vec![tag::INVITE];
+    key.extend_from_slice(code.as_bytes());
+    key
 }
 
 pub(crate) fn room(room: RoomId) -> Vec<u8> {

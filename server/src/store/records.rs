@@ -57,6 +57,22 @@ pub(crate) struct RoomSettings {
     pub(crate) locked: bool,
 }
 
+/// The stored contact state of a block (the CONTACT table holds one byte per side:
+/// 0 friend, 1 outgoing request, 2 incoming request, 3 blocked).
+pub(crate) const CONTACT_BLOCKED: u8 = 3;
+
+/// An invite code.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct InviteRecord {
+    pub(crate) room: u64,
+    pub(crate) creator: u64,
+    pub(crate) created: u64,
+    pub(crate) uses: u32,
+    pub(crate) max_uses: Option<u32>,
+    /// ms since the epoch.
+    pub(crate) expires: Option<u64>,
+}
+
 /// A membership.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub(crate) struct MemberRecord {
