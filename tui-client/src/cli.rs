@@ -13,7 +13,8 @@ use banter_protocol::ErrorCode;
 use banter_protocol::bounded::{Blob, Text};
 use banter_protocol::ids::{RoomId, UserId};
 use banter_protocol::message::{
-    History, ListScope, Logout, Message, Refresh, RoomCreate, RoomJoin, RoomLeave, RoomSummary,
+    ContactAction, ContactList, ContactSet, ContactState, History, InviteCreate, InviteUse,
+    ListScope, Logout, Message, Refresh, RoomCreate, RoomInvite, RoomJoin, RoomLeave, RoomSummary,
     Visibility,
 };
 use clap::{Parser, Subcommand};
@@ -103,6 +104,30 @@ enum Command {
         #[arg(long, default_value_t = 50)]
         limit: u16,
     },
+    /// Make an invite code for a room (moderators, for private rooms).
+    Invite {
+        room: String,
+        /// How many may join with it (default: any number).
+        #[arg(long)]
+        uses: Option<u32>,
+        /// Seconds until it expires (default: never).
+        #[arg(long)]
+        expires: Option<u64>,
+    },
+    /// Join the room of an invite code.
+    AcceptInvite { code: String },
+    /// Add USER to ROOM (moderators, for private rooms).
+    Add { room: String, user: String },
+    /// List friends, friend requests and blocks.
+    Contacts,
+    /// Ask USER to be friends (or accept their request).
+    Friend { user: String },
+    /// End a friendship, or decline or withdraw a request.
+    Unfriend { user: String },
+    /// Block USER: no direct messages from them, no presence to them.
+    Block { user: String },
+    /// Lift a block.
+    Unblock { user: String },
 }
 
 /// A failure with its exit code.
@@ -204,6 +229,14 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
         Command::Voice { room, input, output, seconds } => {
             voice(&ctx, &room, input, output, seconds).await
         }
+        Command::Invite { room, uses, expires } => invite(&ctx, &room, uses, expires).await,
+        Command::AcceptInvite { code } => accept_invite(&ctx, &code).await,
+        Command::Add { room, user } => add(&ctx, &room, &user).await,
+        Command::Contacts => contacts(&ctx).await,
+        Command::Friend { user } => set_contact(&ctx, &user, ContactAction::Request).await,
+        Command::Unfriend { user } => set_contact(&ctx, &user, ContactAction::Remove).await,
+        Command::Block { user } => set_contact(&ctx, &user, ContactAction::Block).await,
+        Command::Unblock { user } => set_contact(&ctx, &user, ContactAction::Unblock).await,
     }
 }
 
@@ -433,6 +466,75 @@ async fn leave(ctx: &Ctx, spec: &str) -> Result<()> {
     if !ctx.json {
         output::line(&format!("left {}", room.name));
     }
+    Ok(())
+}
+
+async fn invite(ctx: &Ctx, spec: &str, uses: Option<u32>, expires: Option<u64>) -> Result<()> {
+    let (conn, _events, _) = ctx.session().await?;
+    let room = resolve_room(&conn, spec).await?;
+    let request = InviteCreate { room: room.room, max_uses: uses, expires_in_s: expires };
+    let Message::Invite(invite) = conn.request_one(request).await? else {
+        return Err(fail(1, "unexpected answer to INVITE_CREATE"));
+    };
+    output::line(&if ctx.json {
+        serde_json::json!({
+            "code": invite.code.as_str(),
+            "room": invite.room.0,
+            "max_uses": invite.max_uses,
+            "expires": invite.expires.map(|t| t.0),
+        })
+        .to_string()
+    } else {
+        invite.code.to_string()
+    });
+    Ok(())
+}
+
+async fn accept_invite(ctx: &Ctx, code: &str) -> Result<()> {
+    let (conn, _events, _) = ctx.session().await?;
+    let Message::RoomInfo(info) = conn.request_one(InviteUse { code: text("code", code)? }).await?
+    else {
+        return Err(fail(1, "unexpected answer to INVITE_USE"));
+    };
+    output::room(ctx.json, &info.room);
+    Ok(())
+}
+
+async fn add(ctx: &Ctx, spec: &str, user: &str) -> Result<()> {
+    let (conn, _events, _) = ctx.session().await?;
+    let room = resolve_room(&conn, spec).await?;
+    conn.request_one(RoomInvite { room: room.room, username: text("username", user)? }).await?;
+    if !ctx.json {
+        output::line(&format!("added {user} to {}", room.name));
+    }
+    Ok(())
+}
+
+async fn contacts(ctx: &Ctx) -> Result<()> {
+    let (conn, _events, _) = ctx.session().await?;
+    let Message::ContactListPage(page) = conn.request_one(ContactList {}).await? else {
+        return Err(fail(1, "unexpected answer to CONTACT_LIST"));
+    };
+    for contact in page.contacts.iter() {
+        let state = match contact.state {
+            ContactState::Friend => "friend",
+            ContactState::Outgoing => "request sent",
+            ContactState::Incoming => "request received",
+            ContactState::Blocked => "blocked",
+        };
+        output::line(&if ctx.json {
+            serde_json::json!({"user": contact.user.0, "username": contact.username.as_str(), "state": state})
+                .to_string()
+        } else {
+            format!("{}\t{state}", contact.username)
+        });
+    }
+    Ok(())
+}
+
+async fn set_contact(ctx: &Ctx, user: &str, action: ContactAction) -> Result<()> {
+    let (conn, _events, _) = ctx.session().await?;
+    conn.request_one(ContactSet { username: text("username", user)?, action }).await?;
     Ok(())
 }
 

@@ -110,3 +110,46 @@ async fn two_users_chat_through_the_cli_and_tail_json_feeds_a_script() {
     assert_eq!(env.run(&["rooms"]).status.code(), Some(4));
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invites_friends_and_blocks_from_the_command_line() {
+    let data = tempfile::tempdir().unwrap();
+    let server = start(data.path()).await;
+    let env = Env::new(&server);
+    env.register_ada_and("grace");
+    let registered =
+        env.with_password(&["--profile", "carol", "register", "carol"], "carol's secret");
+    assert!(registered.status.success());
+    fn grace<'a>(args: &[&'a str]) -> Vec<&'a str> {
+        [&["--profile", "grace"], args].concat()
+    }
+    fn carol<'a>(args: &[&'a str]) -> Vec<&'a str> {
+        [&["--profile", "carol"], args].concat()
+    }
+
+    // A one-use invite into a private room.
+    env.run_ok(&["create-room", "secret", "--private"]);
+    let code = env.run_ok(&["invite", "secret", "--uses", "1"]).trim().to_owned();
+    assert!(code.len() >= 10 && code.chars().all(|c| c.is_ascii_alphanumeric()), "{code}");
+    assert!(env.run_ok(&grace(&["accept-invite", &code])).contains("secret"));
+    let used = env.run(&carol(&["accept-invite", &code]));
+    assert_eq!(used.status.code(), Some(5));
+    assert!(String::from_utf8_lossy(&used.stderr).contains("invite used up"));
+    // Or added directly.
+    assert_eq!(env.run_ok(&["add", "secret", "carol"]).trim(), "added carol to secret");
+    assert!(env.run_ok(&carol(&["rooms"])).contains("secret"));
+
+    // Friends by request; a block shows only on the blocker's side.
+    env.run_ok(&["friend", "grace"]);
+    assert_eq!(env.run_ok(&grace(&["contacts"])).trim(), "ada\trequest received");
+    env.run_ok(&grace(&["friend", "ada"]));
+    assert_eq!(env.run_ok(&["contacts"]).trim(), "grace\tfriend");
+    env.run_ok(&["block", "grace"]);
+    assert_eq!(env.run_ok(&["contacts"]).trim(), "grace\tblocked");
+    assert_eq!(env.run_ok(&grace(&["contacts"])).trim(), "");
+    let json = env.run_ok(&["--json", "contacts"]);
+    assert!(json.contains(r#""state":"blocked""#) && json.contains(r#""username":"grace""#));
+    env.run_ok(&["unblock", "grace"]);
+    assert_eq!(env.run_ok(&["contacts"]).trim(), "");
+    server.shutdown().await;
+}

@@ -16,8 +16,9 @@ use banter_client::{Client, Update};
 use banter_protocol::bounded::Text;
 use banter_protocol::ids::RoomId;
 use banter_protocol::message::{
-    AuditQuery, Ban, Delete, DmOpen, Edit, History, Kick, MarkRead, Message, PresenceSet, React,
-    RoomConfigure, RoomJoin, RoomLeave, RoomSetTopic, TypingSet, Unban, VoiceAction, VoiceModerate,
+    AuditQuery, Ban, ContactSet, Delete, DmOpen, Edit, History, InviteCreate, InviteUse, Kick,
+    MarkRead, Message, PresenceSet, React, RoomConfigure, RoomInvite, RoomJoin, RoomLeave,
+    RoomSetTopic, TypingSet, Unban, VoiceAction, VoiceModerate,
 };
 use crossterm::event::{Event as TermEvent, KeyEventKind, MouseEventKind};
 use tokio::sync::mpsc;
@@ -224,6 +225,27 @@ async fn run_command(client: &Client, command: Command) -> Result<Option<Action>
                 }
                 other => Err(format!("unexpected answer to AUDIT_QUERY: {other:?}")),
             }
+        }
+        Command::Invite { room, username: Some(username) } => {
+            request(RoomInvite { room, username: text(&username)? }.into()).await?;
+            Ok(Some(Action::Done(format!("added {username}"))))
+        }
+        Command::Invite { room, username: None } => {
+            let answer = request(InviteCreate { room, max_uses: None, expires_in_s: None }.into());
+            match answer.await?.into_iter().next() {
+                Some(Message::Invite(invite)) => Ok(Some(Action::Done(format!(
+                    "invite code {}: others join with /accept {}",
+                    invite.code, invite.code
+                )))),
+                other => Err(format!("unexpected answer to INVITE_CREATE: {other:?}")),
+            }
+        }
+        Command::AcceptInvite(code) => {
+            request(InviteUse { code: text(&code)? }.into()).await?;
+            rooms(client).await.map(Some)
+        }
+        Command::Contact(username, action) => {
+            request(ContactSet { username: text(&username)?, action }.into()).await.map(|_| None)
         }
         Command::Send { .. } | Command::Mouse(_) | Command::Quit => Ok(None),
     }

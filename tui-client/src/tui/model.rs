@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use banter_client::ConnectionState;
 use banter_client::state::{Change, RoomState, State};
 use banter_protocol::ids::{RoomId, UserId};
-use banter_protocol::message::{AuditEntry, Message, PresenceStatus, RoomSummary, TypingState};
+use banter_protocol::message::{
+    AuditEntry, ContactAction, ContactState, Message, PresenceStatus, RoomSummary, TypingState,
+};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 /// The input line.
@@ -149,21 +151,54 @@ pub(crate) enum Command {
         locked: Option<bool>,
     },
     Audit(RoomId),
+    /// Add a user to the room (ROOM_INVITE), or with no name, make an invite code.
+    Invite {
+        room: RoomId,
+        username: Option<String>,
+    },
+    Contact(String, ContactAction),
+    AcceptInvite(String),
     ReloadRooms,
     /// Capture the mouse (wheel scrolling) or give it back to the terminal.
     Mouse(bool),
     Quit,
 }
 
+#[rustfmt::skip]
 pub(crate) const COMMANDS: &[&str] = &[
-    "/audit", "/away", "/back", "/ban", "/delete", "/dm", "/edit", "/help", "/join", "/kick",
-    "/leave", "/lock", "/me", "/mute", "/quit", "/react", "/reply", "/slow", "/topic", "/unban",
+    "/accept",
+    "/audit",
+    "/away",
+    "/back",
+    "/ban",
+    "/block",
+    "/delete",
+    "/dm",
+    "/edit",
+    "/friend",
+    "/help",
+    "/invite",
+    "/join",
+    "/kick",
+    "/leave",
+    "/lock",
+    "/me",
+    "/mute",
+    "/quit",
+    "/react",
+    "/reply",
+    "/slow",
+    "/topic",
+    "/unban",
+    "/unblock",
+    "/unfriend",
     "/unlock",
 ];
 
-const HELP: &str = "/join ROOM  /leave  /dm USER  /topic TEXT  /me ACTION  /reply SEQ TEXT  /react SEQ EMOJI  \
-/edit SEQ TEXT  /delete SEQ  /away [TEXT]  /back  /quit   moderators: /kick USER [WHY]  /ban USER [WHY]  \
-/unban USER  /mute USER  /slow SECONDS|off  /lock  /unlock  /audit   keys: Alt+N room N, Ctrl+N/P \
+const HELP: &str = "/join ROOM  /accept CODE  /leave  /dm USER  /topic TEXT  /me ACTION  /reply SEQ TEXT  /react SEQ EMOJI  \
+/edit SEQ TEXT  /delete SEQ  /away [TEXT]  /back  /friend USER  /unfriend USER  /block USER  /unblock USER  \
+/quit   moderators: /invite [USER]  /kick USER [WHY]  /ban USER [WHY]  /unban USER  /mute USER  \
+/slow SECONDS|off  /lock  /unlock  /audit   keys: Alt+N room N, Ctrl+N/P \
 next/prev, PgUp/PgDn scroll, Alt+Enter newline, Tab complete";
 
 impl Model {
@@ -264,6 +299,18 @@ pub(crate) fn update(model: &mut Model, action: Action) -> Vec<Command> {
                     let unread = model.state.unread_after(read.room, read.seq);
                     model.attention.entry(read.room).or_default().unread = unread;
                 }
+            }
+            if let Message::Contact(contact) = &message {
+                let name = &contact.username;
+                model.status = Some(match contact.state {
+                    Some(ContactState::Incoming) => {
+                        format!("{name} asks to be friends: /friend {name} to accept")
+                    }
+                    Some(ContactState::Outgoing) => format!("friend request sent to {name}"),
+                    Some(ContactState::Friend) => format!("{name} and you are friends"),
+                    Some(ContactState::Blocked) => format!("{name} is blocked"),
+                    None => format!("{name} is no longer a contact"),
+                });
             }
         }
         Action::RoomsLoaded(summaries) => {
@@ -604,6 +651,22 @@ fn submit(model: &mut Model, commands: &mut Vec<Command>) {
                 commands.push(Command::Audit(room));
             }
         }
+        "invite" => {
+            if let Some(room) = need_room(model) {
+                let username = (!rest.is_empty()).then(|| rest.trim_start_matches('@').to_owned());
+                commands.push(Command::Invite { room, username });
+            }
+        }
+        "accept" if !rest.is_empty() => commands.push(Command::AcceptInvite(rest.to_owned())),
+        "friend" | "unfriend" | "block" | "unblock" if !rest.is_empty() => {
+            let action = match name {
+                "friend" => ContactAction::Request,
+                "unfriend" => ContactAction::Remove,
+                "block" => ContactAction::Block,
+                _ => ContactAction::Unblock,
+            };
+            commands.push(Command::Contact(rest.trim_start_matches('@').to_owned(), action));
+        }
         "away" => commands.push(Command::Presence(PresenceStatus::Away, rest.to_owned())),
         "back" => commands.push(Command::Presence(PresenceStatus::Online, String::new())),
         _ => model.status = Some(format!("unknown command /{name} (try /help)")),
@@ -763,6 +826,36 @@ pub(crate) mod tests {
         assert_eq!(typed(&mut model, "/lock"), vec![configure(None, Some(true))]);
         assert_eq!(typed(&mut model, "/unlock"), vec![configure(None, Some(false))]);
         assert_eq!(typed(&mut model, "/audit"), vec![Command::Audit(room)]);
+    }
+
+    #[test]
+    fn invites_and_contacts_from_the_input_line_and_contact_news_in_the_status_line() {
+        let mut model = model_with_rooms();
+        let room = model.current.unwrap();
+        assert_eq!(
+            typed(&mut model, "/invite @carol"),
+            vec![Command::Invite { room, username: Some("carol".into()) }]
+        );
+        assert_eq!(typed(&mut model, "/invite"), vec![Command::Invite { room, username: None }]);
+        assert_eq!(
+            typed(&mut model, "/accept k7q2m9xw4h"),
+            vec![Command::AcceptInvite("k7q2m9xw4h".into())]
+        );
+        assert_eq!(
+            typed(&mut model, "/friend ada"),
+            vec![Command::Contact("ada".into(), ContactAction::Request)]
+        );
+        assert_eq!(
+            typed(&mut model, "/block ada"),
+            vec![Command::Contact("ada".into(), ContactAction::Block)]
+        );
+        let request = banter_protocol::message::Contact {
+            user: ADA,
+            username: Text::new("ada").unwrap(),
+            state: Some(ContactState::Incoming),
+        };
+        update(&mut model, Action::Ephemeral(request.into()));
+        assert_eq!(model.status.as_deref(), Some("ada asks to be friends: /friend ada to accept"));
     }
 
     #[test]
