@@ -194,7 +194,8 @@ async fn create_room(conn: &Connection, name: &str) -> anyhow::Result<RoomId> {
 }
 
 async fn post(conn: &Connection, room: RoomId, id: u128, text: &str) -> anyhow::Result<()> {
-    let request = Post { room, client_msg_id: id, text: Text::new(text)?, reply_to: None };
+    let request =
+        Post { room, client_msg_id: id, text: Text::new(text)?, reply_to: None, anonymous: false };
     match conn.request_one(request).await? {
         Message::EventAck(_) => Ok(()),
         other => bail!("unexpected answer {other:?}"),

@@ -72,7 +72,7 @@ typedef enum {
   // The connection is down; text = why. value = 1 when the client gave up for good.
   BANTER_EVENT_DISCONNECTED = 11,
   // A moderator changed the room's settings: value = slow mode in seconds (0 off),
-  // target = 1 locked / 0 unlocked; text describes it.
+  // target = bit 0 locked, bit 1 anonymous posts allowed; text describes it.
   BANTER_EVENT_ROOM_SETTINGS = 12,
 } banter_event_type;
 

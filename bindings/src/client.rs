@@ -485,6 +485,7 @@ pub unsafe extern "C" fn banter_client_send(
             client_msg_id: new_client_msg_id(),
             text: text(body)?,
             reply_to: (reply_to != 0).then_some(reply_to),
+            anonymous: false,
         };
         let mut attempts = 0;
         let ack = loop {

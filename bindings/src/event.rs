@@ -39,7 +39,7 @@ pub enum banter_event_type {
     /// The connection is down; text = why. value = 1 when the client gave up for good.
     BANTER_EVENT_DISCONNECTED = 11,
     /// A moderator changed the room's settings: value = slow mode in seconds (0 off),
-    /// target = 1 locked / 0 unlocked; text describes it.
+    /// target = bit 0 locked, bit 1 anonymous posts allowed; text describes it.
     BANTER_EVENT_ROOM_SETTINGS = 12,
 }
 
@@ -105,7 +105,12 @@ impl banter_event {
 
     /// The event for a log entry, soft-state frame or history message.
     pub(crate) fn from_message(message: &Message, names: &HashMap<UserId, String>) -> Option<Self> {
-        let name = |user: UserId| c_string(names.get(&user).map_or("", String::as_str));
+        // Sender 0 is an anonymous post's (spec §6.4.1).
+        let name = |user: UserId| {
+            c_string(
+                names.get(&user).map_or(if user.0 == 0 { "anonymous" } else { "" }, String::as_str),
+            )
+        };
         let mut event;
         let meta = match message {
             Message::Posted(m) => {
@@ -159,9 +164,8 @@ impl banter_event {
             Message::RoomConfigured(m) => {
                 event = Self::new(BANTER_EVENT_ROOM_SETTINGS);
                 event.value = u64::from(m.slow_mode_s);
-                event.target = u64::from(m.locked);
-                event.text =
-                    c_string(&::banter_client::room_settings_text(m.slow_mode_s, m.locked));
+                event.target = u64::from(m.locked) | u64::from(m.anonymous) << 1;
+                event.text = c_string(&::banter_client::room_settings_text(m));
                 &m.meta
             }
             Message::Presence(p) => {

@@ -587,6 +587,7 @@ async fn flush_outbox(inner: Arc<Inner>) {
             client_msg_id: pending.client_msg_id,
             text: Text::new(pending.text.as_str()).unwrap_or_default(),
             reply_to: pending.reply_to,
+            anonymous: false,
         };
         match conn.request_one(post).await {
             Ok(Message::EventAck(ack)) => {

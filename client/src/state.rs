@@ -8,7 +8,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use banter_protocol::ids::{RoomId, UserId};
 use banter_protocol::message::{
-    EventMeta, HistoryMessage, MembershipChange, Message, PresenceStatus, RoomSummary, TypingState,
+    EventMeta, HistoryMessage, MembershipChange, Message, PresenceStatus, RoomConfigured,
+    RoomSummary, TypingState,
 };
 
 /// How long typing indicators live without a refresh (spec §6.5).
@@ -125,7 +126,8 @@ impl State {
         Self {
             me,
             rooms: Vec::new(),
-            names: HashMap::from([(me, my_name.to_owned())]),
+            // Sender 0 is an anonymous post's (spec §6.4.1).
+            names: HashMap::from([(me, my_name.to_owned()), (UserId(0), "anonymous".to_owned())]),
             presence: HashMap::new(),
             typing: BTreeMap::new(),
         }
@@ -276,7 +278,8 @@ impl State {
             Message::RoomConfigured(m) => {
                 target.summary.slow_mode_s = m.slow_mode_s;
                 target.summary.locked = m.locked;
-                let settings = room_settings_text(m.slow_mode_s, m.locked);
+                target.summary.anonymous = m.anonymous;
+                let settings = room_settings_text(m);
                 target.messages.push(notice(&m.meta, format!("{sender_name} set {settings}")));
             }
             _ => {}
@@ -364,14 +367,16 @@ fn notice(meta: &EventMeta, text: String) -> MessageView {
     }
 }
 
-/// A room's settings in words: "slow mode 30 s, locked", "no slow mode, unlocked".
-pub fn room_settings_text(slow_mode_s: u32, locked: bool) -> String {
-    let slow = if slow_mode_s == 0 {
-        "no slow mode".to_owned()
-    } else {
-        format!("slow mode {slow_mode_s} s")
+/// A room's settings in words: "slow mode 30 s, locked, anonymous posts allowed".
+pub fn room_settings_text(settings: &RoomConfigured) -> String {
+    let slow = match settings.slow_mode_s {
+        0 => "no slow mode".to_owned(),
+        s => format!("slow mode {s} s"),
     };
-    format!("{slow}, {}", if locked { "locked" } else { "unlocked" })
+    let locked = if settings.locked { "locked" } else { "unlocked" };
+    let anonymous =
+        if settings.anonymous { "anonymous posts allowed" } else { "no anonymous posts" };
+    format!("{slow}, {locked}, {anonymous}")
 }
 
 fn membership_text(name: &str, change: MembershipChange, reason: &str) -> String {
@@ -427,9 +432,7 @@ fn history_view(message: &Message) -> Option<MessageView> {
             Some(notice(&m.meta, membership_text(&m.username, m.change, &m.reason)))
         }
         Message::TopicChanged(m) => Some(notice(&m.meta, format!("topic: {}", m.topic))),
-        Message::RoomConfigured(m) => {
-            Some(notice(&m.meta, room_settings_text(m.slow_mode_s, m.locked)))
-        }
+        Message::RoomConfigured(m) => Some(notice(&m.meta, room_settings_text(m))),
         _ => None,
     }
 }
@@ -470,6 +473,7 @@ mod tests {
             role: banter_protocol::message::Role::MEMBER,
             slow_mode_s: 0,
             locked: false,
+            anonymous: false,
         }]);
         state
     }
@@ -482,12 +486,19 @@ mod tests {
             meta: meta(1, UserId(9)),
             slow_mode_s: 30,
             locked: true,
+            anonymous: true,
         };
-        state.apply_entry(&configured.into());
+        state.apply_entry(&configured.clone().into());
         let room = &state.rooms[0];
-        assert_eq!((room.summary.slow_mode_s, room.summary.locked), (30, true));
-        assert!(room.messages[0].text.ends_with("set slow mode 30 s, locked"));
-        assert_eq!(room_settings_text(0, false), "no slow mode, unlocked");
+        assert_eq!(
+            (room.summary.slow_mode_s, room.summary.locked, room.summary.anonymous),
+            (30, true, true)
+        );
+        assert!(
+            room.messages[0].text.ends_with("set slow mode 30 s, locked, anonymous posts allowed")
+        );
+        let off = RoomConfigured { slow_mode_s: 0, locked: false, anonymous: false, ..configured };
+        assert_eq!(room_settings_text(&off), "no slow mode, unlocked, no anonymous posts");
     }
 
     #[test]

@@ -49,6 +49,7 @@ fn summary() -> RoomSummary {
         role: Role::MODERATOR,
         slow_mode_s: 30,
         locked: false,
+        anonymous: true,
     }
 }
 
@@ -156,7 +157,13 @@ fn frame_vectors() -> Vec<Message> {
         RoomLeave { room: RoomId(7) }.into(),
         RoomSetTopic { room: RoomId(7), topic: text("Release day") }.into(),
         DmOpen { username: text("grace") }.into(),
-        RoomConfigure { room: RoomId(7), slow_mode_s: Some(30), locked: None }.into(),
+        RoomConfigure {
+            room: RoomId(7),
+            slow_mode_s: Some(30),
+            locked: None,
+            anonymous: Some(true),
+        }
+        .into(),
         InviteCreate { room: RoomId(7), max_uses: Some(5), expires_in_s: Some(86_400) }.into(),
         Invite {
             code: text("k7q2m9xw4h"),
@@ -183,6 +190,7 @@ fn frame_vectors() -> Vec<Message> {
             client_msg_id: 0x0192_0000_0000_7000_8000_0000_0000_0001,
             text: text("hello, world"),
             reply_to: Some(339),
+            anonymous: false,
         }
         .into(),
         EventAck { room: RoomId(7), seq: 341, ts: Timestamp(1_790_000_000_000) }.into(),
@@ -192,6 +200,8 @@ fn frame_vectors() -> Vec<Message> {
         History { room: RoomId(7), before: Some(300), limit: 50 }.into(),
         CatchUp { room: RoomId(7), after: 338, limit: 100 }.into(),
         PageEnd { room: RoomId(7), next: Some(250) }.into(),
+        RevealAuthor { room: RoomId(7), seq: 341 }.into(),
+        Author { room: RoomId(7), seq: 341, user: UserId(3) }.into(),
         Posted {
             event_seq: 42,
             meta: meta(341),
@@ -225,7 +235,14 @@ fn frame_vectors() -> Vec<Message> {
         }
         .into(),
         LivePaused { event_seq: 48, room: RoomId(7), delivered_seq: 346 }.into(),
-        RoomConfigured { event_seq: 49, meta: meta(347), slow_mode_s: 30, locked: true }.into(),
+        RoomConfigured {
+            event_seq: 49,
+            meta: meta(347),
+            slow_mode_s: 30,
+            locked: true,
+            anonymous: false,
+        }
+        .into(),
         MarkRead { room: RoomId(7), seq: 346, private: false }.into(),
         MarkDelivered { room: RoomId(7), seq: 346 }.into(),
         MarkerOk { room: RoomId(7), seq: 346 }.into(),

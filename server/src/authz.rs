@@ -38,6 +38,8 @@ pub(crate) enum Action {
     Configure,
     /// Make an invite code or add a user (members in public rooms, moderators in private).
     Invite,
+    /// Learn who wrote an (anonymous) entry.
+    RevealAuthor,
     /// Act on another user who holds `target` rank: delete their message, kick, ban, unban,
     /// moderate their voice.
     Moderate {
@@ -77,7 +79,7 @@ pub(crate) fn authorize(standing: &Standing, action: Action) -> Result<(), Error
             Err(ErrorCode::ROOM_LOCKED)
         }
         Action::Participate | Action::Post | Action::SetTopic if member => Ok(()),
-        Action::Configure if moderator => Ok(()),
+        Action::Configure | Action::RevealAuthor if moderator => Ok(()),
         Action::Invite if member && (!standing.private || moderator) => Ok(()),
         Action::Moderate { target } => {
             let rank = standing.rank();
@@ -114,6 +116,7 @@ mod tests {
             Action::SetTopic,
             Action::Configure,
             Action::Invite,
+            Action::RevealAuthor,
             Action::Moderate { target: Role::MEMBER },
             Action::Moderate { target: Role::MODERATOR },
             Action::Moderate { target: Role::OWNER },
@@ -142,7 +145,7 @@ mod tests {
                                     Action::Join => true,
                                     Action::Participate => member.is_some(),
                                     Action::Post | Action::SetTopic => member.is_some(),
-                                    Action::Configure => moderator,
+                                    Action::Configure | Action::RevealAuthor => moderator,
                                     Action::Invite => member.is_some() && (!private || moderator),
                                     Action::Moderate { target } => moderator && rank > target,
                                 };

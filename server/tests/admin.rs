@@ -153,6 +153,7 @@ async fn backup_while_serving_then_restore_check_and_serve_keeps_every_acked_mes
                 client_msg_id: i + 1,
                 text: Text::new(format!("m{i}")).unwrap(),
                 reply_to: None,
+                anonymous: false,
             };
             match ada.request_one(post).await.unwrap() {
                 Message::EventAck(ack) => {
@@ -285,6 +286,7 @@ async fn sighup_reloads_the_certificate_and_the_rate_limits() {
         client_msg_id: u128::from(text.len() as u32),
         text: Text::new(text).unwrap(),
         reply_to: None,
+        anonymous: false,
     };
     let seq = match before.request_one(post("still here")).await.unwrap() {
         Message::EventAck(ack) => ack.seq,

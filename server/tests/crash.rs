@@ -33,6 +33,7 @@ async fn post(
         client_msg_id: attempt.id,
         text: Text::new(attempt.text.as_str()).unwrap(),
         reply_to: None,
+        anonymous: false,
     };
     match conn.request_one(request).await? {
         Message::EventAck(ack) => Ok(ack.seq),

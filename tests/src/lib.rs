@@ -216,8 +216,13 @@ impl TestUser {
         id: u128,
         text: &str,
     ) -> Result<EventAck, RequestError> {
-        let request =
-            Post { room, client_msg_id: id, text: Text::new(text).expect("short"), reply_to: None };
+        let request = Post {
+            room,
+            client_msg_id: id,
+            text: Text::new(text).expect("short"),
+            reply_to: None,
+            anonymous: false,
+        };
         match self.conn.request_one(request).await? {
             Message::EventAck(ack) => Ok(ack),
             other => panic!("expected EVENT_ACK, got {other:?}"),

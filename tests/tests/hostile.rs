@@ -70,6 +70,7 @@ async fn malformed_oversized_and_unknown_requests_get_typed_errors_while_others_
         client_msg_id: fresh_id(),
         text: Text::new("x").unwrap(),
         reply_to: None,
+        anonymous: false,
     })
     .encode(&mut post);
     unknown.extend_from_slice(&post);

@@ -3,10 +3,12 @@
 use banter_client::RequestError;
 use banter_client::protocol::ErrorCode;
 use banter_client::protocol::bounded::Text;
+use banter_client::protocol::ids::UserId;
 use banter_client::protocol::ids::{RoomId, Timestamp};
 use banter_client::protocol::message::{
-    AuditAction, AuditQuery, Ban, Delete, DmOpen, History, Kick, ListScope, MarkRead,
-    MembershipChange, Message, React, Role, RoleSet, RoomConfigure, RoomSetTopic, Unban,
+    AuditAction, AuditQuery, Ban, CatchUp, Delete, DmOpen, Edit, History, Kick, ListScope,
+    MarkRead, MembershipChange, Message, Post, React, RevealAuthor, Role, RoleSet, RoomConfigure,
+    RoomSetTopic, Unban,
 };
 use banter_tests::{TestServer, TestUser};
 
@@ -179,7 +181,7 @@ async fn a_ban_removes_and_bars_a_user_until_lifted_and_every_act_is_audited() {
 }
 
 fn configure(room: RoomId, slow_mode_s: Option<u32>, locked: Option<bool>) -> RoomConfigure {
-    RoomConfigure { room, slow_mode_s, locked }
+    RoomConfigure { room, slow_mode_s, locked, anonymous: None }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -261,6 +263,115 @@ async fn slow_mode_and_lock_hold_members_back_but_not_moderators() {
         .collect();
     assert_eq!(
         reasons,
-        ["slow mode 0 s, unlocked", "slow mode 0 s, locked", "slow mode 30 s, unlocked"]
+        [
+            "slow mode 0 s, unlocked, no anonymous posts",
+            "slow mode 0 s, locked, no anonymous posts",
+            "slow mode 30 s, unlocked, no anonymous posts"
+        ]
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anonymous_posts_hide_their_author_from_all_but_a_moderator_who_asks_on_the_record() {
+    let server = TestServer::start().await;
+    let owner = server.user("owner").await;
+    let mut bob = server.user("bob").await;
+    let mut carol = server.user("carol").await;
+    let room = owner.create_room("confessions", false).await;
+    bob.join(room).await.unwrap();
+    carol.join(room).await.unwrap();
+    let anonymous = |text: &str| Post {
+        room,
+        client_msg_id: banter_tests::fresh_id(),
+        text: Text::new(text).unwrap(),
+        reply_to: None,
+        anonymous: true,
+    };
+    // Only where the room allows it.
+    let refused = bob.conn.request_one(anonymous("too early")).await;
+    assert_eq!(refused.unwrap_err().code(), Some(ErrorCode::INVALID_REQUEST));
+    owner
+        .conn
+        .request_one(RoomConfigure { room, slow_mode_s: None, locked: None, anonymous: Some(true) })
+        .await
+        .unwrap();
+
+    let Message::EventAck(ack) = bob.conn.request_one(anonymous("I ate the cake")).await.unwrap()
+    else {
+        panic!()
+    };
+    async fn sender_of(user: &mut TestUser, seq: u64) -> UserId {
+        loop {
+            if let Message::Posted(p) = user.next_room_event().await {
+                if p.meta.seq == seq {
+                    return p.meta.sender;
+                }
+            }
+        }
+    }
+    assert_eq!(sender_of(&mut carol, ack.seq).await, UserId(0), "others see no author");
+    assert_eq!(sender_of(&mut bob, ack.seq).await, bob.auth.user, "the author sees himself");
+    // His edit stays anonymous too.
+    bob.conn
+        .request_one(Edit { room, target: ack.seq, text: Text::new("I ate all the cake").unwrap() })
+        .await
+        .unwrap();
+    loop {
+        if let Message::Edited(e) = carol.next_room_event().await {
+            assert_eq!(e.meta.sender, UserId(0));
+            break;
+        }
+    }
+    // History and catch-up: the same masks.
+    let sender_in_history = |page: Vec<Message>| {
+        page.into_iter().find_map(|m| match m {
+            Message::HistoryMessage(h) if h.meta.seq == ack.seq => Some(h.meta.sender),
+            _ => None,
+        })
+    };
+    let history = History { room, before: None, limit: 50 };
+    assert_eq!(
+        sender_in_history(carol.conn.request(history.clone()).await.unwrap()),
+        Some(UserId(0))
+    );
+    assert_eq!(sender_in_history(bob.conn.request(history).await.unwrap()), Some(bob.auth.user));
+    let caught_up = carol.conn.request(CatchUp { room, after: 0, limit: 50 }).await.unwrap();
+    let anonymous_entries: Vec<UserId> = caught_up
+        .iter()
+        .filter(|m| matches!(m, Message::Posted(_) | Message::Edited(_)))
+        .filter_map(|m| m.entry_meta().map(|meta| meta.sender))
+        .collect();
+    assert_eq!(anonymous_entries, [UserId(0), UserId(0)], "the post and its edit, unsigned");
+
+    // Members cannot unmask; a moderator can, and the reveal is audited.
+    let reveal = RevealAuthor { room, seq: ack.seq };
+    let refused = carol.conn.request_one(reveal.clone()).await;
+    assert_eq!(refused.unwrap_err().code(), Some(ErrorCode::FORBIDDEN));
+    match owner.conn.request_one(reveal).await.unwrap() {
+        Message::Author(author) => assert_eq!(author.user, bob.auth.user),
+        other => panic!("{other:?}"),
+    }
+    let page = owner.conn.request_one(AuditQuery { room: Some(room), before: None, limit: 5 });
+    let Message::AuditPage(page) = page.await.unwrap() else { panic!() };
+    let newest = &page.entries[0];
+    assert_eq!(
+        (newest.action, newest.actor, newest.target),
+        (AuditAction::REVEAL_AUTHOR, owner.auth.user, Some(bob.auth.user))
+    );
+
+    // His own delete stays anonymous; the text is gone for everyone.
+    bob.conn.request_one(Delete { room, target: ack.seq }).await.unwrap();
+    loop {
+        if let Message::Deleted(d) = carol.next_room_event().await {
+            assert_eq!(d.meta.sender, UserId(0));
+            break;
+        }
+    }
+    let page = carol.conn.request(History { room, before: None, limit: 50 }).await.unwrap();
+    let deleted = page.iter().find_map(|m| match m {
+        Message::HistoryMessage(h) if h.meta.seq == ack.seq => Some(h),
+        _ => None,
+    });
+    let deleted = deleted.unwrap();
+    assert_eq!((deleted.deleted_by, deleted.text.as_str()), (Some(UserId(0)), ""));
 }

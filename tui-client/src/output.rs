@@ -119,8 +119,8 @@ pub(crate) fn entry(json: bool, names: &HashMap<UserId, String>, message: &Messa
         Message::RoomConfigured(m) => (
             &m.meta,
             "settings",
-            banter_client::room_settings_text(m.slow_mode_s, m.locked),
-            json!({"slow_mode_s": m.slow_mode_s, "locked": m.locked}),
+            banter_client::room_settings_text(m),
+            json!({"slow_mode_s": m.slow_mode_s, "locked": m.locked, "anonymous": m.anonymous}),
         ),
         _ => return,
     };

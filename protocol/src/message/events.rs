@@ -35,6 +35,8 @@ wire! {
         pub text: Text<{ max::MESSAGE_TEXT }>,
         /// The message replied to (its room_seq), if any.
         pub reply_to: Option<u64>,
+        /// Post without a name, in a room that allows it: others see sender 0.
+        pub anonymous: bool,
     }
 
     /// EDIT: replace the text of one's own message.
@@ -196,6 +198,27 @@ wire! {
         pub slow_mode_s: u32,
         /// Whether only moderators may post.
         pub locked: bool,
+        /// Whether members may post anonymously.
+        pub anonymous: bool,
+    }
+
+    /// REVEAL_AUTHOR: who wrote an anonymous entry (moderators; audited); answered with
+    /// AUTHOR.
+    pub struct RevealAuthor {
+        /// The room.
+        pub room: RoomId,
+        /// The entry.
+        pub seq: u64,
+    }
+
+    /// AUTHOR: the answer to REVEAL_AUTHOR.
+    pub struct Author {
+        /// The room.
+        pub room: RoomId,
+        /// The entry.
+        pub seq: u64,
+        /// Who wrote it.
+        pub user: UserId,
     }
 
     /// HISTORY_MESSAGE: a message as it stands now, in a HISTORY answer.

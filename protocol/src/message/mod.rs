@@ -304,6 +304,8 @@ registry! {
     0x35 HISTORY History ClientToServer [Request];
     0x36 CATCH_UP CatchUp ClientToServer [Request];
     0x37 PAGE_END PageEnd ServerToClient [Response];
+    0x38 REVEAL_AUTHOR RevealAuthor ClientToServer [Request];
+    0x39 AUTHOR Author ServerToClient [Response];
     // Room log entries. 0x40 is GREASE.
     0x41 POSTED Posted ServerToClient [Events, Response];
     0x42 EDITED Edited ServerToClient [Events, Response];
@@ -413,11 +415,12 @@ mod tests {
             client_msg_id: 2,
             text: crate::bounded::Text::new("x".repeat(100)).unwrap(),
             reply_to: None,
+            anonymous: false,
         };
         out.clear();
         post.encode_frame(&mut out);
-        // type 0x30, then a two-byte length: 1 + 1 + 1 + 100 + 1 = 104 bytes of body.
-        assert_eq!(&out[..3], &[0x30, 0x40, 104]);
-        assert_eq!(out.len(), 3 + 104);
+        // type 0x30, then a two-byte length: 1 + 1 + 1 + 100 + 1 + 1 = 105 bytes of body.
+        assert_eq!(&out[..3], &[0x30, 0x40, 105]);
+        assert_eq!(out.len(), 3 + 105);
     }
 }

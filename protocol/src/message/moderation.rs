@@ -44,10 +44,12 @@ impl AuditAction {
     pub const INVITE_CREATE: Self = Self(14);
     /// A user was added to a room by another (ROOM_INVITE).
     pub const MEMBER_ADD: Self = Self(15);
+    /// A moderator revealed who wrote an anonymous entry.
+    pub const REVEAL_AUTHOR: Self = Self(16);
 
     /// The registered name (spec §10.8), or `None` for a value this build does not know.
     pub fn name(self) -> Option<&'static str> {
-        const NAMES: [&str; 15] = [
+        const NAMES: [&str; 16] = [
             "ROLE_SET",
             "KICK",
             "BAN",
@@ -63,6 +65,7 @@ impl AuditAction {
             "ROOM_CONFIGURE",
             "INVITE_CREATE",
             "MEMBER_ADD",
+            "REVEAL_AUTHOR",
         ];
         NAMES.get(usize::from(self.0).checked_sub(1)?).copied()
     }

@@ -92,6 +92,8 @@ wire! {
         pub slow_mode_s: u32,
         /// Locked: only moderators may post, react or change the topic.
         pub locked: bool,
+        /// Members may post anonymously.
+        pub anonymous: bool,
     }
 
     /// ROOM_CREATE: create a channel; the creator becomes its owner and first member.
@@ -161,6 +163,8 @@ wire! {
         pub slow_mode_s: Option<u32>,
         /// Lock or unlock; `None` keeps it.
         pub locked: Option<bool>,
+        /// Allow or forbid anonymous posts; `None` keeps it.
+        pub anonymous: Option<bool>,
     }
 
     /// INVITE_CREATE: make an invite code for a room; answered with INVITE.

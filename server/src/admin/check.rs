@@ -265,6 +265,16 @@ impl Checker {
                     ));
                 }
             }
+            Some(tag::ANONYMOUS) => {
+                self.decode::<()>(key, value);
+                if log_entry(engine, id(1), id(9))?.is_none() {
+                    self.problem(format!(
+                        "anonymous mark on room {} seq {} without an entry",
+                        id(1),
+                        id(9)
+                    ));
+                }
+            }
             Some(tag::DEDUP) => {
                 if let Some(dedup) = self.decode::<DedupRecord>(key, value) {
                     let client_msg_id =

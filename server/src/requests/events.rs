@@ -8,9 +8,9 @@ use banter_protocol::ErrorCode;
 use banter_protocol::bounded::List;
 use banter_protocol::ids::{RoomId, Timestamp, UserId};
 use banter_protocol::message::{
-    AuditAction, CatchUp, Delete, Deleted, Edit, Edited, EventAck, EventMeta, History,
+    AuditAction, Author, CatchUp, Delete, Deleted, Edit, Edited, EventAck, EventMeta, History,
     HistoryMessage, Membership, MembershipChange, Message, PageEnd, Post, Posted, React, Reacted,
-    ReactionCount, Role, RoomConfigured, TopicChanged,
+    ReactionCount, RevealAuthor, Role, RoomConfigured, TopicChanged,
 };
 
 use super::moderation::audit;
@@ -29,6 +29,16 @@ pub(crate) struct Appended {
     pub(crate) room: RoomId,
     pub(crate) seq: u64,
     pub(crate) entry: LogEntry,
+    /// Shown with sender 0 to all but its sender (spec §6.4.1).
+    pub(crate) anonymous: bool,
+}
+
+impl Appended {
+    /// Records the entry as anonymous, in the same commit.
+    fn mark_anonymous(&mut self, txn: &mut Txn<'_>) {
+        txn.put(keys::anonymous(self.room, self.seq), &());
+        self.anonymous = true;
+    }
 }
 
 /// Appends an entry to a room's log: the next room_seq, the entry, the room's head.
@@ -42,7 +52,7 @@ pub(crate) fn append(
     record.last_seq += 1;
     let entry = LogEntry { ts: wall_clock().0, sender: sender.0, kind };
     txn.put(keys::log(room, record.last_seq), &entry);
-    Appended { room, seq: record.last_seq, entry }
+    Appended { room, seq: record.last_seq, entry, anonymous: false }
 }
 
 /// Reads the room record inside a commit.
@@ -56,15 +66,18 @@ pub(crate) fn member_in(txn: &Txn<'_>, room: RoomId, user: UserId) -> Result<Mem
     txn.get(&keys::member(room, user))?.ok_or_else(|| ErrorCode::FORBIDDEN.into())
 }
 
-/// The wire frame of a log entry. `to_author` includes the POST's client_msg_id.
+/// The wire frame of a log entry. `to_author` includes the POST's client_msg_id; `masked`
+/// shows the sender as 0 (an anonymous entry, to someone other than its sender).
 pub(crate) fn entry_frame(
     room: RoomId,
     seq: u64,
     entry: &LogEntry,
     event_seq: u64,
     to_author: bool,
+    masked: bool,
 ) -> Message {
-    let meta = EventMeta { room, seq, ts: Timestamp(entry.ts), sender: UserId(entry.sender) };
+    let sender = if masked { ANONYMOUS } else { UserId(entry.sender) };
+    let meta = EventMeta { room, seq, ts: Timestamp(entry.ts), sender };
     match &entry.kind {
         EntryKind::Posted { client_msg_id, reply_to, text: body } => Posted {
             event_seq,
@@ -91,9 +104,14 @@ pub(crate) fn entry_frame(
         }
         .into(),
         EntryKind::Topic { topic } => TopicChanged { event_seq, meta, topic: text(topic) }.into(),
-        EntryKind::Configured { slow_mode_s, locked } => {
-            RoomConfigured { event_seq, meta, slow_mode_s: *slow_mode_s, locked: *locked }.into()
+        EntryKind::Configured { slow_mode_s, locked, anonymous } => RoomConfigured {
+            event_seq,
+            meta,
+            slow_mode_s: *slow_mode_s,
+            locked: *locked,
+            anonymous: *anonymous,
         }
+        .into(),
     }
 }
 
@@ -120,10 +138,11 @@ fn membership_change(code: u8) -> MembershipChange {
 /// Fans a durable entry out to the room (and to `extra`, a user who just left or was removed
 /// and must still see that entry).
 pub(crate) fn publish(hub: &Hub, appended: &Appended, extra: Option<UserId>) {
-    let Appended { room, seq, entry } = appended;
+    let Appended { room, seq, entry, anonymous } = appended;
     hub.publish(*room, *seq, UserId(entry.sender), extra, |event_seq, to_author| {
         let mut out = Vec::new();
-        entry_frame(*room, *seq, entry, event_seq, to_author).encode(&mut out);
+        let masked = *anonymous && !to_author;
+        entry_frame(*room, *seq, entry, event_seq, to_author, masked).encode(&mut out);
         out
     });
 }
@@ -167,6 +186,12 @@ pub(super) async fn post(ctx: &ConnCtx, r: Post) -> Result<Vec<Message>> {
     let retry = ctx.shared.store.contains(&keys::dedup(user, r.client_msg_id))?;
     if !retry {
         authorize(&standing, Action::Post)?;
+        if r.anonymous && !ctx.room_settings(r.room)?.anonymous {
+            return Err(RequestError::new(
+                ErrorCode::INVALID_REQUEST,
+                "this room does not allow anonymous posts",
+            ));
+        }
         check_slow_mode(ctx, r.room, user, &standing)?;
         // In a direct room, the other side may block the caller (spec §6.8).
         let other = record.direct_pair.map(|(a, b)| UserId(if a == user.0 { b } else { a }));
@@ -205,7 +230,7 @@ pub(super) async fn post(ctx: &ConnCtx, r: Post) -> Result<Vec<Message>> {
                         ));
                     }
                 }
-                let appended = append(
+                let mut appended = append(
                     txn,
                     room,
                     &mut record,
@@ -216,6 +241,9 @@ pub(super) async fn post(ctx: &ConnCtx, r: Post) -> Result<Vec<Message>> {
                         text: body,
                     },
                 );
+                if r.anonymous {
+                    appended.mark_anonymous(txn);
+                }
                 txn.put(
                     keys::message(room, appended.seq),
                     &MessageState { author: user.0, ..MessageState::default() },
@@ -244,6 +272,32 @@ pub(super) async fn post(ctx: &ConnCtx, r: Post) -> Result<Vec<Message>> {
             vec![EventAck { room: RoomId(seen.room), seq: seen.seq, ts: Timestamp(seen.ts) }.into()]
         }
     })
+}
+
+/// The sender shown for anonymous entries (spec §6.4.1).
+const ANONYMOUS: UserId = UserId(0);
+
+/// REVEAL_AUTHOR: who wrote an entry, for moderators, and the reveal is audited.
+pub(super) async fn reveal_author(ctx: &ConnCtx, r: RevealAuthor) -> Result<Vec<Message>> {
+    let moderator = ctx.authed()?.user;
+    ctx.authorize(r.room, Action::RevealAuthor)?;
+    let entry: LogEntry = ctx
+        .shared
+        .store
+        .get(&keys::log(r.room, r.seq))?
+        .filter(|_| r.seq <= ctx.shared.hub.head(r.room))
+        .ok_or(ErrorCode::NOT_FOUND)?;
+    let (room, author, reason) = (r.room, UserId(entry.sender), format!("seq {}", r.seq));
+    ctx.shared
+        .store
+        .write(
+            move |txn| {
+                audit(txn, moderator, AuditAction::REVEAL_AUTHOR, Some(room), Some(author), &reason)
+            },
+            |()| (),
+        )
+        .await?;
+    Ok(vec![Author { room: r.room, seq: r.seq, user: author }.into()])
 }
 
 /// Slow mode: members below moderator post at most once per interval (spec §6.3).
@@ -304,13 +358,16 @@ pub(super) async fn edit(ctx: &ConnCtx, r: Edit) -> Result<Vec<Message>> {
         }
         let mut record = room_in(txn, room)?;
         let body = r.text.into_string();
-        let appended = append(
+        let mut appended = append(
             txn,
             room,
             &mut record,
             user,
             EntryKind::Edited { target: r.target, text: body.clone() },
         );
+        if txn.contains(&keys::anonymous(room, r.target))? {
+            appended.mark_anonymous(txn);
+        }
         state.edited = Some((appended.seq, appended.entry.ts, body));
         state.edit_seqs.push(appended.seq);
         txn.put(keys::message(room, r.target), &state);
@@ -338,8 +395,12 @@ pub(super) async fn delete(ctx: &ConnCtx, r: Delete) -> Result<Vec<Message>> {
             member_in(txn, room, user)?;
         }
         let mut record = room_in(txn, room)?;
-        let appended =
+        let mut appended =
             append(txn, room, &mut record, user, EntryKind::Deleted { target: r.target });
+        // The author deleting their own anonymous post stays anonymous; a moderator does not.
+        if author == user && txn.contains(&keys::anonymous(room, r.target))? {
+            appended.mark_anonymous(txn);
+        }
         // Purge the content: the posted text and every edit's text (spec §6.4).
         if let EntryKind::Posted { text, .. } = &mut entry.kind {
             text.clear();
@@ -451,18 +512,22 @@ pub(super) fn history(ctx: &ConnCtx, r: History) -> Result<Vec<Message>> {
                     let me = ctx.shared.store.contains(&keys::reaction(room, seq, user, emoji))?;
                     reactions.push(ReactionCount { emoji: text(emoji), count: *count, me });
                 }
+                let masked = entry.sender != user.0
+                    && ctx.shared.store.contains(&keys::anonymous(room, seq))?;
+                let author = UserId(entry.sender);
+                let shown = |u: UserId| if masked && u == author { ANONYMOUS } else { u };
                 out.push(
                     HistoryMessage {
                         meta: EventMeta {
                             room,
                             seq,
                             ts: Timestamp(entry.ts),
-                            sender: UserId(entry.sender),
+                            sender: shown(author),
                         },
                         reply_to: *reply_to,
                         text: text(current),
                         edited: state.edited.as_ref().map(|(seq, ts, _)| (*seq, Timestamp(*ts))),
-                        deleted_by: state.deleted_by.map(UserId),
+                        deleted_by: state.deleted_by.map(|u| shown(UserId(u))),
                         reactions: List::new(reactions).expect("taken up to the limit"),
                     }
                     .into(),
@@ -471,7 +536,7 @@ pub(super) fn history(ctx: &ConnCtx, r: History) -> Result<Vec<Message>> {
             EntryKind::Membership { .. }
             | EntryKind::Topic { .. }
             | EntryKind::Configured { .. } => {
-                out.push(entry_frame(room, seq, entry, 0, false));
+                out.push(entry_frame(room, seq, entry, 0, false, false));
             }
             // Folded into the messages they change.
             EntryKind::Edited { .. } | EntryKind::Deleted { .. } | EntryKind::Reacted { .. } => {}
@@ -524,12 +589,13 @@ pub(super) async fn catch_up(ctx: &ConnCtx, r: CatchUp) -> Result<Vec<Message>> 
             entries.push((key.clone(), crate::store::decode(&key, &value)?));
         }
     }
-    let mut out: Vec<Message> = entries
-        .iter()
-        .map(|(key, entry)| {
-            entry_frame(room, keys::id_at(key, 9), entry, 0, entry.sender == user.0)
-        })
-        .collect();
+    let mut out = Vec::with_capacity(entries.len() + 1);
+    for (key, entry) in &entries {
+        let seq = keys::id_at(key, 9);
+        let own = entry.sender == user.0;
+        let masked = !own && ctx.shared.store.contains(&keys::anonymous(room, seq))?;
+        out.push(entry_frame(room, seq, entry, 0, own, masked));
+    }
     let last = entries.last().map(|(k, _)| keys::id_at(k, 9));
     let next = if entries.len() >= limit { last } else { None };
     out.push(PageEnd { room, next }.into());

@@ -254,6 +254,7 @@ pub(crate) async fn handle(
         M::Delete(r) => events::delete(ctx, r).await,
         M::React(r) => events::react(ctx, r).await,
         M::History(r) => events::history(ctx, r),
+        M::RevealAuthor(r) => events::reveal_author(ctx, r).await,
         M::CatchUp(r) => events::catch_up(ctx, r).await,
         M::Kick(r) => rooms::kick(ctx, r).await,
         M::Ban(r) => rooms::ban(ctx, r).await,

@@ -57,6 +57,7 @@ pub(crate) fn summary(
         role: member.map_or(Role::MEMBER, |m| Role(m.role)),
         slow_mode_s: settings.slow_mode_s,
         locked: settings.locked,
+        anonymous: settings.anonymous,
     })
 }
 
@@ -334,15 +335,20 @@ pub(super) async fn configure(ctx: &ConnCtx, r: RoomConfigure) -> Result<Vec<Mes
         let mut settings: RoomSettings = txn.get(&key)?.unwrap_or_default();
         settings.slow_mode_s = r.slow_mode_s.unwrap_or(settings.slow_mode_s);
         settings.locked = r.locked.unwrap_or(settings.locked);
+        settings.anonymous = r.anonymous.unwrap_or(settings.anonymous);
         txn.put(key, &settings);
         let reason = format!(
-            "slow mode {} s, {}",
+            "slow mode {} s, {}, {}",
             settings.slow_mode_s,
-            if settings.locked { "locked" } else { "unlocked" }
+            if settings.locked { "locked" } else { "unlocked" },
+            if settings.anonymous { "anonymous posts" } else { "no anonymous posts" }
         );
         audit(txn, actor, AuditAction::ROOM_CONFIGURE, Some(room), None, &reason)?;
-        let kind =
-            EntryKind::Configured { slow_mode_s: settings.slow_mode_s, locked: settings.locked };
+        let kind = EntryKind::Configured {
+            slow_mode_s: settings.slow_mode_s,
+            locked: settings.locked,
+            anonymous: settings.anonymous,
+        };
         let appended = append(txn, room, &mut record, actor, kind);
         txn.put(keys::room(room), &record);
         Ok(vec![(appended, None)])

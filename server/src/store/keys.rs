@@ -41,6 +41,9 @@ pub(crate) mod tag {
     pub(crate) const MESSAGE: u8 = 0x31;
     /// room id ‖ room_seq ‖ user id ‖ emoji → ()  (who reacted with what)
     pub(crate) const REACTION: u8 = 0x32;
+    /// room id ‖ room_seq → ()  (entries whose sender is shown as 0: anonymous posts and
+    /// their author's edits and deletes)
+    pub(crate) const ANONYMOUS: u8 = 0x33;
     /// user id ‖ client_msg_id → DedupRecord
     pub(crate) const DEDUP: u8 = 0x40;
     /// room id ‖ user id → MarkerRecord
@@ -131,6 +134,10 @@ pub(crate) fn room_settings(room: RoomId) -> Vec<u8> {
 
 pub(crate) fn log(room: RoomId, seq: u64) -> Vec<u8> {
     ids(tag::LOG, &[room.0, seq])
+}
+
+pub(crate) fn anonymous(room: RoomId, seq: u64) -> Vec<u8> {
+    ids(tag::ANONYMOUS, &[room.0, seq])
 }
 
 pub(crate) fn message(room: RoomId, seq: u64) -> Vec<u8> {

@@ -55,6 +55,8 @@ pub(crate) struct RoomSettings {
     pub(crate) slow_mode_s: u32,
     /// Only moderators may post.
     pub(crate) locked: bool,
+    /// Members may post anonymously.
+    pub(crate) anonymous: bool,
 }
 
 /// The stored contact state of a block (the CONTACT table holds one byte per side:
@@ -104,7 +106,7 @@ pub(crate) enum EntryKind {
     Reacted { target: u64, emoji: String, on: bool },
     Membership { user: u64, username: String, change: u8, reason: String },
     Topic { topic: String },
-    Configured { slow_mode_s: u32, locked: bool },
+    Configured { slow_mode_s: u32, locked: bool, anonymous: bool },
 }
 
 /// The folded state of a posted message, kept current by edits, deletes and reactions.

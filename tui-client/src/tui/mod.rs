@@ -215,7 +215,9 @@ async fn run_command(client: &Client, command: Command) -> Result<Option<Action>
             request(moderation).await.map(|_| Some(Action::Done(done)))
         }
         Command::Configure { room, slow_mode_s, locked } => {
-            request(RoomConfigure { room, slow_mode_s, locked }.into()).await.map(|_| None)
+            request(RoomConfigure { room, slow_mode_s, locked, anonymous: None }.into())
+                .await
+                .map(|_| None)
         }
         Command::Audit(room) => {
             let answer = request(AuditQuery { room: Some(room), before: None, limit: 5 }.into());

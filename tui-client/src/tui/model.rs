@@ -703,6 +703,7 @@ pub(crate) mod tests {
             role: banter_protocol::message::Role::MEMBER,
             slow_mode_s: 0,
             locked: false,
+            anonymous: false,
         }
     }
 

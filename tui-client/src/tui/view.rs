@@ -449,6 +449,7 @@ mod tests {
             },
             slow_mode_s: 30,
             locked: true,
+            anonymous: false,
         };
         update(&mut model, Action::Entry(configured.into()));
         let rows = screen(&model, 100, 12);
