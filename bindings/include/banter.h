@@ -74,6 +74,8 @@ typedef enum {
   // A moderator changed the room's settings: value = slow mode in seconds (0 off),
   // target = bit 0 locked, bit 1 anonymous posts allowed; text describes it.
   BANTER_EVENT_ROOM_SETTINGS = 12,
+  // A file was shared: seq names it for download, text = its name, value = its size.
+  BANTER_EVENT_FILE = 13,
 } banter_event_type;
 
 // Presence values for banter_client_set_presence().

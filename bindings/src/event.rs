@@ -41,6 +41,8 @@ pub enum banter_event_type {
     /// A moderator changed the room's settings: value = slow mode in seconds (0 off),
     /// target = bit 0 locked, bit 1 anonymous posts allowed; text describes it.
     BANTER_EVENT_ROOM_SETTINGS = 12,
+    /// A file was shared: seq names it for download, text = its name, value = its size.
+    BANTER_EVENT_FILE = 13,
 }
 
 use banter_event_type::*;
@@ -159,6 +161,12 @@ impl banter_event {
             Message::TopicChanged(m) => {
                 event = Self::new(BANTER_EVENT_TOPIC);
                 event.text = c_string(&m.topic);
+                &m.meta
+            }
+            Message::FileShared(m) => {
+                event = Self::new(BANTER_EVENT_FILE);
+                event.text = c_string(&m.name);
+                event.value = m.size;
                 &m.meta
             }
             Message::RoomConfigured(m) => {

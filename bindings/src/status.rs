@@ -68,7 +68,7 @@ impl From<::banter_client::RequestError> for Failure {
             },
             E::Untrusted(_) => Self::new(BANTER_CERTIFICATE_UNTRUSTED, error.to_string()),
             E::Connection(_) => Self::new(BANTER_CONNECTION_LOST, error.to_string()),
-            E::Protocol(_) => Self::new(BANTER_INTERNAL, error.to_string()),
+            E::Protocol(_) | E::Local(_) => Self::new(BANTER_INTERNAL, error.to_string()),
         }
     }
 }

@@ -56,6 +56,9 @@ pub enum RequestError {
     /// The answer did not decode, or was not what the request expects.
     #[error("unexpected answer: {0}")]
     Protocol(String),
+    /// Something on this side failed (reading or writing a local file).
+    #[error("{0}")]
+    Local(String),
 }
 
 impl From<ConnectError> for RequestError {

@@ -19,6 +19,7 @@
 
 mod client;
 mod connection;
+mod files;
 mod outbox;
 pub mod state;
 pub mod tls;

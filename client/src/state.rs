@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use banter_protocol::ids::{RoomId, UserId};
 use banter_protocol::message::{
-    EventMeta, HistoryMessage, MembershipChange, Message, PresenceStatus, RoomConfigured,
-    RoomSummary, TypingState,
+    EventMeta, FileShared, HistoryMessage, MembershipChange, Message, PresenceStatus,
+    RoomConfigured, RoomSummary, TypingState,
 };
 
 /// How long typing indicators live without a refresh (spec §6.5).
@@ -275,6 +275,9 @@ impl State {
                     .messages
                     .push(notice(&m.meta, format!("{sender_name} set the topic: {}", m.topic)));
             }
+            Message::FileShared(m) => {
+                target.messages.push(notice(&m.meta, format!("{sender_name} {}", file_text(m))));
+            }
             Message::RoomConfigured(m) => {
                 target.summary.slow_mode_s = m.slow_mode_s;
                 target.summary.locked = m.locked;
@@ -367,6 +370,16 @@ fn notice(meta: &EventMeta, text: String) -> MessageView {
     }
 }
 
+/// A shared file in words: "shared report.pdf (1.2 MB), /download 42".
+fn file_text(file: &FileShared) -> String {
+    let size = match file.size {
+        s if s >= 1 << 20 => format!("{:.1} MB", s as f64 / f64::from(1 << 20)),
+        s if s >= 1 << 10 => format!("{:.1} kB", s as f64 / f64::from(1 << 10)),
+        s => format!("{s} bytes"),
+    };
+    format!("shared {} ({size}), /download {}", file.name, file.meta.seq)
+}
+
 /// A room's settings in words: "slow mode 30 s, locked, anonymous posts allowed".
 pub fn room_settings_text(settings: &RoomConfigured) -> String {
     let slow = match settings.slow_mode_s {
@@ -433,6 +446,7 @@ fn history_view(message: &Message) -> Option<MessageView> {
         }
         Message::TopicChanged(m) => Some(notice(&m.meta, format!("topic: {}", m.topic))),
         Message::RoomConfigured(m) => Some(notice(&m.meta, room_settings_text(m))),
+        Message::FileShared(m) => Some(notice(&m.meta, file_text(m))),
         _ => None,
     }
 }

@@ -201,6 +201,14 @@ fn frame_vectors() -> Vec<Message> {
         CatchUp { room: RoomId(7), after: 338, limit: 100 }.into(),
         PageEnd { room: RoomId(7), next: Some(250) }.into(),
         RevealAuthor { room: RoomId(7), seq: 341 }.into(),
+        FileShared {
+            event_seq: 50,
+            meta: meta(348),
+            name: text("notes.txt"),
+            size: 12,
+            sha256: [0xab; 32],
+        }
+        .into(),
         Author { room: RoomId(7), seq: 341, user: UserId(3) }.into(),
         Posted {
             event_seq: 42,
@@ -332,6 +340,11 @@ fn frame_vectors() -> Vec<Message> {
         .into(),
         Contact { user: UserId(4), username: text("grace"), state: Some(ContactState::Incoming) }
             .into(),
+        Upload { room: RoomId(7), name: text("notes.txt"), size: 12, sha256: [0xab; 32] }.into(),
+        UploadReady { offset: 4 }.into(),
+        FileChunk { data: blob(b"hello, world") }.into(),
+        Download { room: RoomId(7), seq: 348, offset: 0 }.into(),
+        FileInfo { name: text("notes.txt"), size: 12, sha256: [0xab; 32] }.into(),
     ]
 }
 

@@ -251,6 +251,8 @@ config! {
     argon2_iterations: u32 = 2;
     /// Most writes in one group commit.
     commit_max_group: usize = 4096;
+    /// Largest file an upload may share, in bytes.
+    max_upload_bytes: u64 = 25 * 1024 * 1024;
     /// Serve `banterd user|room|audit|backup|check` on `admin.sock` in the data dir (mode
     /// 0600: only this OS user). Off: those commands need the server stopped.
     admin_socket: bool = true;

@@ -19,6 +19,7 @@
 //!   writer.
 //! - [`auth`]: password hashing and access/refresh tokens.
 //! - `ratelimit`: token buckets.
+//! - `files`: shared files beside the database, named by their SHA-256.
 //! - [`admin`]: the operator's commands, offline or over the admin socket.
 //! - `metrics`: Prometheus metrics and the opt-in `/metrics` + `/healthz` listener.
 
@@ -30,6 +31,7 @@ mod authz;
 pub mod config;
 mod connection;
 mod endpoint;
+mod files;
 mod hub;
 pub mod identity;
 mod metrics;
@@ -79,6 +81,7 @@ pub(crate) struct Shared {
     pub(crate) auth_limiter: AddressLimiter,
     pub(crate) account_limits: AccountLimiter,
     pub(crate) slow_mode: SlowMode,
+    pub(crate) files: files::FileStore,
     /// What new connections announce in SETTINGS (rate limits change on reload).
     protocol: Mutex<ServerConfig>,
     pub(crate) voice: voice::Voice,
@@ -226,6 +229,7 @@ impl Server {
             tokens: TokenKeys::new(identity.signing_key.clone()),
             account_limits: AccountLimiter::new(&config.rate),
             slow_mode: SlowMode::default(),
+            files: files::FileStore::new(&config.data_dir),
             metrics: metrics::Metrics::new(&store, &hub, &voice),
             config,
             store,

@@ -140,6 +140,11 @@ async fn backup_while_serving_then_restore_check_and_serve_keeps_every_acked_mes
     let server = start(dir.path(), addr);
     let (ada, _events, _) = login(addr, "ada", true).await;
     let room = create_room(&ada, "general").await;
+    // A shared file goes along with the records.
+    let attachment = dir.path().join("attachment.bin");
+    let attachment_bytes: Vec<u8> = (0..100_000u32).map(|i| (i * 7) as u8).collect();
+    std::fs::write(&attachment, &attachment_bytes).unwrap();
+    let file_seq = ada.upload(room, "attachment.bin", &attachment).await.unwrap().seq;
 
     // A writer posts without pause while the backup is taken.
     let (stop, mut stopped) = tokio::sync::watch::channel(false);
@@ -202,9 +207,13 @@ async fn backup_while_serving_then_restore_check_and_serve_keeps_every_acked_mes
     let second = start(&restored, restored_addr);
     assert_eq!(second.fingerprint, fingerprint, "the restored server keeps its certificate");
     let (reader, _events, _) = login(restored_addr, "ada", false).await;
+    let fetched = dir.path().join("fetched.bin");
+    reader.download(room, file_seq, &fetched).await.unwrap();
+    assert_eq!(std::fs::read(&fetched).unwrap(), attachment_bytes, "the shared file came back");
     let posts = history(&reader, room).await;
     let seqs: Vec<u64> = posts.keys().copied().collect();
-    assert_eq!(seqs, (2..seqs.len() as u64 + 2).collect::<Vec<_>>(), "gap-free after the join");
+    let first = file_seq + 1;
+    assert_eq!(seqs, (first..seqs.len() as u64 + first).collect::<Vec<_>>(), "gap-free");
     let in_backup = posts.len();
     assert!(in_backup >= acked_before, "{acked_before} acked before the backup, {in_backup} in it");
     for (i, seq) in acked.iter().enumerate().take(in_backup) {

@@ -128,6 +128,16 @@ enum Command {
     Block { user: String },
     /// Lift a block.
     Unblock { user: String },
+    /// Share FILE in ROOM (an interrupted upload of the same file resumes).
+    Upload { room: String, file: std::path::PathBuf },
+    /// Fetch the file shared at SEQ in ROOM (an interrupted download resumes).
+    Download {
+        room: String,
+        seq: u64,
+        /// Where to save it (default: its name, in the current directory).
+        #[arg(long, short)]
+        output: Option<std::path::PathBuf>,
+    },
 }
 
 /// A failure with its exit code.
@@ -155,7 +165,7 @@ impl From<RequestError> for Failure {
             RequestError::Server { .. } => fail(5, error.to_string()),
             RequestError::Connection(_) => fail(3, error.to_string()),
             RequestError::Untrusted(_) => fail(6, error.to_string()),
-            RequestError::Protocol(_) => fail(1, error.to_string()),
+            RequestError::Protocol(_) | RequestError::Local(_) => fail(1, error.to_string()),
         }
     }
 }
@@ -237,6 +247,8 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
         Command::Unfriend { user } => set_contact(&ctx, &user, ContactAction::Remove).await,
         Command::Block { user } => set_contact(&ctx, &user, ContactAction::Block).await,
         Command::Unblock { user } => set_contact(&ctx, &user, ContactAction::Unblock).await,
+        Command::Upload { room, file } => upload(&ctx, &room, &file).await,
+        Command::Download { room, seq, output } => download(&ctx, &room, seq, output).await,
     }
 }
 
@@ -535,6 +547,45 @@ async fn contacts(ctx: &Ctx) -> Result<()> {
 async fn set_contact(ctx: &Ctx, user: &str, action: ContactAction) -> Result<()> {
     let (conn, _events, _) = ctx.session().await?;
     conn.request_one(ContactSet { username: text("username", user)?, action }).await?;
+    Ok(())
+}
+
+async fn upload(ctx: &Ctx, spec: &str, file: &std::path::Path) -> Result<()> {
+    let name = file
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| fail(2, format!("{} has no usable file name", file.display())))?;
+    let (conn, _events, _) = ctx.session().await?;
+    let room = resolve_room(&conn, spec).await?;
+    let ack = conn.upload(room.room, name, file).await?;
+    output::line(&if ctx.json {
+        serde_json::json!({"room": ack.room.0, "seq": ack.seq}).to_string()
+    } else {
+        format!("shared {name} in {} at seq {}", room.name, ack.seq)
+    });
+    Ok(())
+}
+
+async fn download(
+    ctx: &Ctx,
+    spec: &str,
+    seq: u64,
+    output: Option<std::path::PathBuf>,
+) -> Result<()> {
+    let (conn, _events, _) = ctx.session().await?;
+    let room = resolve_room(&conn, spec).await?;
+    // Without --output, the file keeps its shared name (found in the room's log), so that an
+    // interrupted download resumes into the same file.
+    let path = match output {
+        Some(path) => path,
+        None => std::path::PathBuf::from(conn.shared_file(room.room, seq).await?.name.as_str()),
+    };
+    let info = conn.download(room.room, seq, &path).await?;
+    output::line(&if ctx.json {
+        serde_json::json!({"path": path.display().to_string(), "size": info.size}).to_string()
+    } else {
+        format!("saved {} ({} bytes)", path.display(), info.size)
+    });
     Ok(())
 }
 

@@ -116,6 +116,15 @@ pub(crate) fn entry(json: bool, names: &HashMap<UserId, String>, message: &Messa
             (&m.meta, "membership", format!("{} {verb}", m.username), json!({"user": m.user.0}))
         }
         Message::TopicChanged(m) => (&m.meta, "topic", m.topic.to_string(), json!({})),
+        Message::FileShared(m) => (
+            &m.meta,
+            "file",
+            m.name.to_string(),
+            json!({
+                "size": m.size,
+                "sha256": m.sha256.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+            }),
+        ),
         Message::RoomConfigured(m) => (
             &m.meta,
             "settings",

@@ -153,3 +153,46 @@ async fn invites_friends_and_blocks_from_the_command_line() {
     assert_eq!(env.run_ok(&["contacts"]).trim(), "");
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_are_shared_and_fetched_from_the_command_line() {
+    let data = tempfile::tempdir().unwrap();
+    let server = start(data.path()).await;
+    let env = Env::new(&server);
+    env.register_ada_and("grace");
+    env.run_ok(&["create-room", "files"]);
+    env.run_ok(&["--profile", "grace", "join", "files"]);
+    let work = tempfile::tempdir().unwrap();
+    let original = work.path().join("report.txt");
+    let content: Vec<u8> = (0..200_000u32).flat_map(|i| i.to_le_bytes()).collect();
+    std::fs::write(&original, &content).unwrap();
+
+    let shared = env.run_ok(&["--json", "upload", "files", original.to_str().unwrap()]);
+    let seq = shared.split("\"seq\":").nth(1).unwrap().trim_end_matches(['}', '\n']).to_owned();
+    // Saved under its shared name in the working directory, byte for byte.
+    let inbox = work.path().join("inbox");
+    std::fs::create_dir(&inbox).unwrap();
+    let fetched = env
+        .banter(&["--profile", "grace", "download", "files", &seq])
+        .current_dir(&inbox)
+        .output()
+        .unwrap();
+    assert!(fetched.status.success(), "{}", String::from_utf8_lossy(&fetched.stderr));
+    assert_eq!(std::fs::read(inbox.join("report.txt")).unwrap(), content);
+    let copy = work.path().join("copy.txt");
+    env.run_ok(&[
+        "--profile",
+        "grace",
+        "download",
+        "files",
+        &seq,
+        "--output",
+        copy.to_str().unwrap(),
+    ]);
+    assert_eq!(std::fs::read(&copy).unwrap(), content);
+    let tail = env.run_ok(&["history", "files"]);
+    assert!(tail.contains("report.txt"), "{tail}");
+    let not_a_file = env.run(&["download", "files", "1"]);
+    assert_eq!(not_a_file.status.code(), Some(1));
+    server.shutdown().await;
+}

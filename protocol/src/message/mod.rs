@@ -13,6 +13,7 @@ pub mod contacts;
 pub mod control;
 pub mod ephemeral;
 pub mod events;
+pub mod files;
 pub mod moderation;
 pub mod rooms;
 pub mod voice;
@@ -27,6 +28,7 @@ pub use contacts::*;
 pub use control::*;
 pub use ephemeral::*;
 pub use events::*;
+pub use files::*;
 pub use moderation::*;
 pub use rooms::*;
 pub use voice::*;
@@ -72,6 +74,10 @@ pub mod max {
     pub const INVITE_CODE: usize = 32;
     /// Contacts listed (friends, requests, blocks).
     pub const CONTACTS: usize = 1000;
+    /// Shared file names.
+    pub const FILE_NAME: usize = 255;
+    /// Bytes in one FILE_CHUNK (well inside the default 64 KiB frame).
+    pub const FILE_CHUNK: usize = 32 * 1024;
 }
 
 /// Defines postcard wire structs with the derives every one of them needs.
@@ -316,6 +322,7 @@ registry! {
     0x47 HISTORY_MESSAGE HistoryMessage ServerToClient [Response];
     0x48 LIVE_PAUSED LivePaused ServerToClient [Events];
     0x49 ROOM_CONFIGURED RoomConfigured ServerToClient [Events, Response];
+    0x4a FILE_SHARED FileShared ServerToClient [Events, Response];
     // Markers, typing, presence.
     0x50 MARK_READ MarkRead ClientToServer [Request];
     0x51 MARK_DELIVERED MarkDelivered ClientToServer [Request];
@@ -347,6 +354,12 @@ registry! {
     0x81 CONTACT_LIST ContactList ClientToServer [Request];
     0x82 CONTACT_LIST_PAGE ContactListPage ServerToClient [Response];
     0x83 CONTACT Contact ServerToClient [Ephemeral];
+    // Files.
+    0x90 UPLOAD Upload ClientToServer [Request];
+    0x91 UPLOAD_READY UploadReady ServerToClient [Response];
+    0x92 FILE_CHUNK FileChunk Both [Request, Response];
+    0x93 DOWNLOAD Download ClientToServer [Request];
+    0x94 FILE_INFO FileInfo ServerToClient [Response];
 }
 
 impl Message {
@@ -360,6 +373,7 @@ impl Message {
             Self::Membership(m) => &m.meta,
             Self::TopicChanged(m) => &m.meta,
             Self::RoomConfigured(m) => &m.meta,
+            Self::FileShared(m) => &m.meta,
             Self::HistoryMessage(m) => &m.meta,
             _ => return None,
         })
@@ -375,6 +389,7 @@ impl Message {
             Self::Membership(m) => Some(m.event_seq),
             Self::TopicChanged(m) => Some(m.event_seq),
             Self::RoomConfigured(m) => Some(m.event_seq),
+            Self::FileShared(m) => Some(m.event_seq),
             Self::LivePaused(m) => Some(m.event_seq),
             _ => None,
         }

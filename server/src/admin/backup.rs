@@ -20,8 +20,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::AdminError;
-use crate::identity;
 use crate::store::{Engine, SCHEMA_VERSION, SledEngine, StoreError, Write, scan_range};
+use crate::{files, identity};
 
 const MAGIC: &[u8; 8] = b"BANTERBK";
 const FORMAT: u32 = 1;
@@ -39,6 +39,8 @@ pub struct Manifest {
     pub schema: u32,
     /// How many key-value pairs `records.bin` holds.
     pub records: u64,
+    /// How many shared files `files/` holds.
+    pub files: u64,
     /// Lower-case hex SHA-256 of `records.bin`.
     pub sha256: String,
     /// When it was taken, ms since the Unix epoch.
@@ -114,7 +116,9 @@ pub(super) fn prepare(dir: &Path) -> Result<(), AdminError> {
     Ok(())
 }
 
-/// Copies the identity and writes the manifest, completing a backup whose records are dumped.
+/// Copies the identity and the shared files and writes the manifest, completing a backup
+/// whose records are dumped. Shared files never change and exist before any record refers to
+/// them, so copying them after the dump still gives a consistent backup.
 pub(super) fn finish(
     data_dir: &Path,
     dir: &Path,
@@ -127,10 +131,12 @@ pub(super) fn finish(
             identity::write_private(&dir.join(name), &fs::read(&from)?)?;
         }
     }
+    let files = copy_files(&data_dir.join(files::DIR), &dir.join(files::DIR))?;
     let manifest = Manifest {
         format: FORMAT,
         schema: SCHEMA_VERSION,
         records,
+        files,
         sha256,
         created_ms: crate::wall_clock().0,
         banterd_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -209,6 +215,7 @@ pub fn restore(backup: &Path, data_dir: &Path) -> Result<Manifest, AdminError> {
     }
     engine.apply(batch)?;
     engine.sync()?;
+    copy_files(&backup.join(files::DIR), &data_dir.join(files::DIR))?;
     for name in identity::FILES {
         let from = backup.join(name);
         if from.exists() {
@@ -216,6 +223,29 @@ pub fn restore(backup: &Path, data_dir: &Path) -> Result<Manifest, AdminError> {
         }
     }
     Ok(manifest)
+}
+
+/// Copies the finished shared files (`files/xx/<sha256>`, not uploads in progress) from one
+/// files directory to another; returns how many.
+fn copy_files(from: &Path, to: &Path) -> Result<u64, AdminError> {
+    let mut copied = 0;
+    let Ok(shards) = fs::read_dir(from) else { return Ok(0) };
+    for shard in shards {
+        let shard = shard?;
+        if shard.file_name() == "partial" || !shard.file_type()?.is_dir() {
+            continue;
+        }
+        let target = to.join(shard.file_name());
+        fs::create_dir_all(&target)?;
+        for file in fs::read_dir(shard.path())? {
+            let file = file?;
+            let copy = target.join(file.file_name());
+            fs::copy(file.path(), &copy)?;
+            File::open(&copy)?.sync_all()?;
+            copied += 1;
+        }
+    }
+    Ok(copied)
 }
 
 fn read_part(reader: &mut impl Read) -> Result<Vec<u8>, AdminError> {

@@ -8,6 +8,7 @@ use std::fmt;
 use serde::de::DeserializeOwned;
 
 use super::AdminError;
+use crate::files::FileStore;
 use crate::store::keys::{self, tag};
 use crate::store::records::{
     AuditRecord, BanRecord, CONTACT_BLOCKED, DedupRecord, EntryKind, InviteRecord, LogEntry,
@@ -29,6 +30,8 @@ pub struct Report {
     pub rooms: u64,
     /// Room log entries.
     pub entries: u64,
+    /// Shared files referred to by the logs.
+    pub files: u64,
     /// Problems found (all of them).
     pub problem_count: u64,
     /// The first problems, described.
@@ -46,8 +49,8 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "{} records: {} users, {} rooms, {} log entries",
-            self.records, self.users, self.rooms, self.entries
+            "{} records: {} users, {} rooms, {} log entries, {} shared files",
+            self.records, self.users, self.rooms, self.entries, self.files
         )?;
         for problem in &self.problems {
             writeln!(f, "problem: {problem}")?;
@@ -64,9 +67,10 @@ impl fmt::Display for Report {
 }
 
 /// The running state of one pass.
-#[derive(Default)]
 struct Checker {
     report: Report,
+    /// Where shared files are (every FILE_SHARED entry's content must be there).
+    files: FileStore,
     counters: HashMap<String, u64>,
     /// user id → username
     users: HashMap<u64, String>,
@@ -238,9 +242,21 @@ impl Checker {
                 }
             }
             Some(tag::LOG) => {
-                self.decode::<LogEntry>(key, value);
+                let entry = self.decode::<LogEntry>(key, value);
                 self.report.entries += 1;
                 self.log_entry(id(1), id(9));
+                if let Some(EntryKind::FileShared { size, sha256, .. }) = entry.map(|e| e.kind) {
+                    self.report.files += 1;
+                    let stored = std::fs::metadata(self.files.content(&sha256)).map(|m| m.len());
+                    if stored.as_ref().ok() != Some(&size) {
+                        self.problem(format!(
+                            "room {} seq {}: its shared file ({size} bytes) is missing or of \
+                             another size",
+                            id(1),
+                            id(9)
+                        ));
+                    }
+                }
             }
             Some(tag::MESSAGE) => {
                 if let Some(state) = self.decode::<MessageState>(key, value) {
@@ -399,8 +415,20 @@ fn log_entry(engine: &dyn Engine, room: u64, seq: u64) -> Result<Option<LogEntry
 /// write lands halfway through.
 ///
 /// [`Store::exclusive`]: crate::store::Store::exclusive
-pub(crate) fn check(engine: &dyn Engine) -> Result<Report, AdminError> {
-    let mut checker = Checker::default();
+pub(crate) fn check(engine: &dyn Engine, files: FileStore) -> Result<Report, AdminError> {
+    let mut checker = Checker {
+        report: Report::default(),
+        files,
+        counters: HashMap::new(),
+        users: HashMap::new(),
+        sessions: HashMap::new(),
+        user_sessions: BTreeSet::new(),
+        rooms: HashMap::new(),
+        unmatched_members: BTreeSet::new(),
+        members_per_room: HashMap::new(),
+        log_cursor: None,
+        logged: BTreeSet::new(),
+    };
     scan_range(engine, &[], &[0xff; 9], |key, value| {
         checker.visit(engine, &key, &value).map_err(AdminError::from)
     })?;
@@ -470,8 +498,13 @@ mod tests {
         (dir, engine)
     }
 
+    /// Checks with shared files in `dir`.
+    fn checked(engine: &SledEngine) -> Report {
+        check(engine, FileStore::new(engine.path())).unwrap()
+    }
+
     fn problems(engine: &SledEngine) -> Vec<String> {
-        let report = check(engine).unwrap();
+        let report = checked(engine);
         assert_eq!(report.problem_count as usize, report.problems.len());
         report.problems
     }
@@ -479,7 +512,7 @@ mod tests {
     #[test]
     fn a_sound_database_passes() {
         let (_dir, engine) = sound();
-        let report = check(&engine).unwrap();
+        let report = checked(&engine);
         assert!(report.ok(), "{report}");
         assert_eq!((report.users, report.rooms, report.entries), (1, 1, 3));
     }
@@ -517,6 +550,28 @@ mod tests {
                 "user 1 is a member of room 1 but does not list it",
             ]
         );
+    }
+
+    #[test]
+    fn a_shared_file_must_be_there_with_its_size() {
+        let (_dir, engine) = sound();
+        let sha256 = [7; 32];
+        let shared = LogEntry {
+            ts: 3,
+            sender: 1,
+            kind: EntryKind::FileShared { name: "a.txt".into(), size: 5, sha256 },
+        };
+        engine.apply(vec![(keys::log(RoomId(1), 3), Some(encode(&shared)))]).unwrap();
+        assert_eq!(
+            problems(&engine),
+            ["room 1 seq 3: its shared file (5 bytes) is missing or of another size"]
+        );
+        let path = FileStore::new(engine.path()).content(&sha256);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, b"hello").unwrap();
+        let report = checked(&engine);
+        assert!(report.ok(), "{report}");
+        assert_eq!(report.files, 1);
     }
 
     #[test]

@@ -457,7 +457,8 @@ impl AdminCtx {
     }
 
     async fn check(&self) -> Result<String, AdminError> {
-        let report = self.store.exclusive(check::check).await??;
+        let files = crate::files::FileStore::new(&self.data_dir);
+        let report = self.store.exclusive(move |engine| check::check(engine, files)).await??;
         if report.ok() { Ok(report.to_string()) } else { Err(AdminError::CheckFailed(report)) }
     }
 }

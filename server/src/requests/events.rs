@@ -8,9 +8,9 @@ use banter_protocol::ErrorCode;
 use banter_protocol::bounded::List;
 use banter_protocol::ids::{RoomId, Timestamp, UserId};
 use banter_protocol::message::{
-    AuditAction, Author, CatchUp, Delete, Deleted, Edit, Edited, EventAck, EventMeta, History,
-    HistoryMessage, Membership, MembershipChange, Message, PageEnd, Post, Posted, React, Reacted,
-    ReactionCount, RevealAuthor, Role, RoomConfigured, TopicChanged,
+    AuditAction, Author, CatchUp, Delete, Deleted, Edit, Edited, EventAck, EventMeta, FileShared,
+    History, HistoryMessage, Membership, MembershipChange, Message, PageEnd, Post, Posted, React,
+    Reacted, ReactionCount, RevealAuthor, Role, RoomConfigured, TopicChanged,
 };
 
 use super::moderation::audit;
@@ -104,6 +104,9 @@ pub(crate) fn entry_frame(
         }
         .into(),
         EntryKind::Topic { topic } => TopicChanged { event_seq, meta, topic: text(topic) }.into(),
+        EntryKind::FileShared { name, size, sha256 } => {
+            FileShared { event_seq, meta, name: text(name), size: *size, sha256: *sha256 }.into()
+        }
         EntryKind::Configured { slow_mode_s, locked, anonymous } => RoomConfigured {
             event_seq,
             meta,
@@ -147,7 +150,7 @@ pub(crate) fn publish(hub: &Hub, appended: &Appended, extra: Option<UserId>) {
     });
 }
 
-fn ack(appended: &Appended) -> Vec<Message> {
+pub(super) fn ack(appended: &Appended) -> Vec<Message> {
     vec![
         EventAck { room: appended.room, seq: appended.seq, ts: Timestamp(appended.entry.ts) }
             .into(),
@@ -185,18 +188,12 @@ pub(super) async fn post(ctx: &ConnCtx, r: Post) -> Result<Vec<Message>> {
     // lock, slow mode): refusing it would make the client think it was lost.
     let retry = ctx.shared.store.contains(&keys::dedup(user, r.client_msg_id))?;
     if !retry {
-        authorize(&standing, Action::Post)?;
+        check_may_post(ctx, r.room, &record, &standing)?;
         if r.anonymous && !ctx.room_settings(r.room)?.anonymous {
             return Err(RequestError::new(
                 ErrorCode::INVALID_REQUEST,
                 "this room does not allow anonymous posts",
             ));
-        }
-        check_slow_mode(ctx, r.room, user, &standing)?;
-        // In a direct room, the other side may block the caller (spec §6.8).
-        let other = record.direct_pair.map(|(a, b)| UserId(if a == user.0 { b } else { a }));
-        if other.is_some_and(|other| ctx.shared.hub.blocks(other, user)) {
-            return Err(RequestError::new(ErrorCode::FORBIDDEN, "cannot message this user"));
         }
     }
     let hub = ctx.shared.hub.clone();
@@ -298,6 +295,24 @@ pub(super) async fn reveal_author(ctx: &ConnCtx, r: RevealAuthor) -> Result<Vec<
         )
         .await?;
     Ok(vec![Author { room: r.room, seq: r.seq, user: author }.into()])
+}
+
+/// What a new post or upload must pass beyond membership: the room's lock, slow mode, and in
+/// a direct room the other side's block (spec §6.3, §6.8).
+pub(super) fn check_may_post(
+    ctx: &ConnCtx,
+    room: RoomId,
+    record: &RoomRecord,
+    standing: &Standing,
+) -> Result<()> {
+    let user = ctx.authed()?.user;
+    authorize(standing, Action::Post)?;
+    check_slow_mode(ctx, room, user, standing)?;
+    let other = record.direct_pair.map(|(a, b)| UserId(if a == user.0 { b } else { a }));
+    if other.is_some_and(|other| ctx.shared.hub.blocks(other, user)) {
+        return Err(RequestError::new(ErrorCode::FORBIDDEN, "cannot message this user"));
+    }
+    Ok(())
 }
 
 /// Slow mode: members below moderator post at most once per interval (spec §6.3).
@@ -535,7 +550,8 @@ pub(super) fn history(ctx: &ConnCtx, r: History) -> Result<Vec<Message>> {
             }
             EntryKind::Membership { .. }
             | EntryKind::Topic { .. }
-            | EntryKind::Configured { .. } => {
+            | EntryKind::Configured { .. }
+            | EntryKind::FileShared { .. } => {
                 out.push(entry_frame(room, seq, entry, 0, false, false));
             }
             // Folded into the messages they change.

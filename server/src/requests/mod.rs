@@ -6,6 +6,7 @@
 mod accounts;
 mod contacts;
 mod events;
+mod files;
 mod invites;
 mod moderation;
 mod rooms;
@@ -205,16 +206,28 @@ impl RequestIo<'_> {
 
     /// Reads the next frame from the client.
     pub(crate) async fn next(&mut self) -> Result<Message> {
+        self.next_or_end().await?.ok_or_else(|| ErrorCode::REQUEST_CANCELLED.into())
+    }
+
+    /// Reads the next frame, or `None` when the client finished the stream after whole
+    /// frames (a reset or a frame cut short is REQUEST_CANCELLED / FRAME_ERROR).
+    pub(crate) async fn next_or_end(&mut self) -> Result<Option<Message>> {
         loop {
             match self.decoder.next_message() {
-                Ok(Some(message)) => return Ok(message),
+                Ok(Some(message)) => return Ok(Some(message)),
                 Ok(None) => {}
                 Err(e) => return Err(RequestError::new(e.code(), e.to_string())),
             }
-            let mut buf = [0u8; 4096];
+            let mut buf = [0u8; 16 * 1024];
             match self.recv.read(&mut buf).await {
                 Ok(Some(n)) => self.decoder.push(&buf[..n]),
-                _ => return Err(ErrorCode::REQUEST_CANCELLED.into()),
+                Ok(None) => {
+                    return match self.decoder.finish() {
+                        Ok(()) => Ok(None),
+                        Err(e) => Err(RequestError::new(e.code(), e.to_string())),
+                    };
+                }
+                Err(_) => return Err(ErrorCode::REQUEST_CANCELLED.into()),
             }
         }
     }
@@ -255,6 +268,8 @@ pub(crate) async fn handle(
         M::React(r) => events::react(ctx, r).await,
         M::History(r) => events::history(ctx, r),
         M::RevealAuthor(r) => events::reveal_author(ctx, r).await,
+        M::Upload(r) => files::upload(ctx, r, io).await,
+        M::Download(r) => files::download(ctx, r, io).await,
         M::CatchUp(r) => events::catch_up(ctx, r).await,
         M::Kick(r) => rooms::kick(ctx, r).await,
         M::Ban(r) => rooms::ban(ctx, r).await,

@@ -107,6 +107,7 @@ pub(crate) enum EntryKind {
     Membership { user: u64, username: String, change: u8, reason: String },
     Topic { topic: String },
     Configured { slow_mode_s: u32, locked: bool, anonymous: bool },
+    FileShared { name: String, size: u64, sha256: [u8; 32] },
 }
 
 /// The folded state of a posted message, kept current by edits, deletes and reactions.

@@ -242,6 +242,29 @@ async fn run_command(client: &Client, command: Command) -> Result<Option<Action>
                 other => Err(format!("unexpected answer to INVITE_CREATE: {other:?}")),
             }
         }
+        Command::Upload { room, path } => {
+            let path = std::path::PathBuf::from(path);
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .ok_or_else(|| format!("{} has no usable file name", path.display()))?
+                .to_owned();
+            let conn = client.connection().await.map_err(|e| e.to_string())?;
+            conn.upload(room, &name, &path).await.map_err(|e| e.to_string())?;
+            Ok(Some(Action::Done(format!("shared {name}"))))
+        }
+        Command::Download { room, seq, path } => {
+            let conn = client.connection().await.map_err(|e| e.to_string())?;
+            let path = match path {
+                Some(path) => std::path::PathBuf::from(path),
+                None => {
+                    let file = conn.shared_file(room, seq).await.map_err(|e| e.to_string())?;
+                    std::path::PathBuf::from(file.name.as_str())
+                }
+            };
+            let info = conn.download(room, seq, &path).await.map_err(|e| e.to_string())?;
+            Ok(Some(Action::Done(format!("saved {} ({} bytes)", path.display(), info.size))))
+        }
         Command::AcceptInvite(code) => {
             request(InviteUse { code: text(&code)? }.into()).await?;
             rooms(client).await.map(Some)

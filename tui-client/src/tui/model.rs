@@ -158,6 +158,16 @@ pub(crate) enum Command {
     },
     Contact(String, ContactAction),
     AcceptInvite(String),
+    Upload {
+        room: RoomId,
+        path: String,
+    },
+    /// Fetch the file at `seq` into `path` (default: its shared name).
+    Download {
+        room: RoomId,
+        seq: u64,
+        path: Option<String>,
+    },
     ReloadRooms,
     /// Capture the mouse (wheel scrolling) or give it back to the terminal.
     Mouse(bool),
@@ -174,6 +184,7 @@ pub(crate) const COMMANDS: &[&str] = &[
     "/block",
     "/delete",
     "/dm",
+    "/download",
     "/edit",
     "/friend",
     "/help",
@@ -193,9 +204,10 @@ pub(crate) const COMMANDS: &[&str] = &[
     "/unblock",
     "/unfriend",
     "/unlock",
+    "/upload",
 ];
 
-const HELP: &str = "/join ROOM  /accept CODE  /leave  /dm USER  /topic TEXT  /me ACTION  /reply SEQ TEXT  /react SEQ EMOJI  \
+const HELP: &str = "/join ROOM  /accept CODE  /upload PATH  /download SEQ [PATH]  /leave  /dm USER  /topic TEXT  /me ACTION  /reply SEQ TEXT  /react SEQ EMOJI  \
 /edit SEQ TEXT  /delete SEQ  /away [TEXT]  /back  /friend USER  /unfriend USER  /block USER  /unblock USER  \
 /quit   moderators: /invite [USER]  /kick USER [WHY]  /ban USER [WHY]  /unban USER  /mute USER  \
 /slow SECONDS|off  /lock  /unlock  /audit   keys: Alt+N room N, Ctrl+N/P \
@@ -658,6 +670,22 @@ fn submit(model: &mut Model, commands: &mut Vec<Command>) {
             }
         }
         "accept" if !rest.is_empty() => commands.push(Command::AcceptInvite(rest.to_owned())),
+        "upload" => match need_room(model) {
+            Some(room) if !rest.is_empty() => {
+                commands.push(Command::Upload { room, path: rest.to_owned() });
+            }
+            Some(_) => model.status = Some("usage: /upload PATH".into()),
+            None => {}
+        },
+        "download" => match (need_room(model), seq_and(rest)) {
+            (Some(room), Some((seq, path))) => commands.push(Command::Download {
+                room,
+                seq,
+                path: (!path.is_empty()).then_some(path),
+            }),
+            (Some(_), None) => model.status = Some("usage: /download SEQ [PATH]".into()),
+            (None, _) => {}
+        },
         "friend" | "unfriend" | "block" | "unblock" if !rest.is_empty() => {
             let action = match name {
                 "friend" => ContactAction::Request,
@@ -842,6 +870,19 @@ pub(crate) mod tests {
             typed(&mut model, "/accept k7q2m9xw4h"),
             vec![Command::AcceptInvite("k7q2m9xw4h".into())]
         );
+        assert_eq!(
+            typed(&mut model, "/upload ~/notes.txt"),
+            vec![Command::Upload { room, path: "~/notes.txt".into() }]
+        );
+        assert_eq!(
+            typed(&mut model, "/download 42"),
+            vec![Command::Download { room, seq: 42, path: None }]
+        );
+        assert_eq!(
+            typed(&mut model, "/download #42 copy.txt"),
+            vec![Command::Download { room, seq: 42, path: Some("copy.txt".into()) }]
+        );
+        assert!(typed(&mut model, "/download soon").is_empty());
         assert_eq!(
             typed(&mut model, "/friend ada"),
             vec![Command::Contact("ada".into(), ContactAction::Request)]

@@ -1,0 +1,110 @@
+//! Shared files on disk, beside the database (spec §6.9): `files/` in the data dir holds each
+//! content once, named by its SHA-256 (`files/ab/abcdef...`); `files/partial/` holds uploads
+//! still in progress, one per user and content, so that an interrupted upload resumes.
+//!
+//! A content file is complete and verified before anything refers to it, and never changes
+//! after: the database refers to files, files never refer to the database, so a backup copies
+//! them after the records and is still consistent.
+
+use std::path::{Path, PathBuf};
+
+use banter_protocol::ids::UserId;
+use tokio::io::AsyncReadExt as _;
+
+/// The directory under the data dir.
+pub(crate) const DIR: &str = "files";
+
+/// Lower-case hex.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Where shared files live.
+#[derive(Debug, Clone)]
+pub(crate) struct FileStore {
+    root: PathBuf,
+}
+
+impl FileStore {
+    /// The store in `data_dir` (created as needed).
+    pub(crate) fn new(data_dir: &Path) -> Self {
+        Self { root: data_dir.join(DIR) }
+    }
+
+    /// The finished file of a content.
+    pub(crate) fn content(&self, sha256: &[u8; 32]) -> PathBuf {
+        let name = hex(sha256);
+        self.root.join(&name[..2]).join(name)
+    }
+
+    fn partial(&self, user: UserId, sha256: &[u8; 32]) -> PathBuf {
+        self.root.join("partial").join(format!("{}-{}", user.0, hex(sha256)))
+    }
+
+    /// How many bytes of this upload are already here: all of them when the content is
+    /// stored, else what an earlier attempt by `user` left.
+    pub(crate) async fn resume_offset(&self, user: UserId, sha256: &[u8; 32], size: u64) -> u64 {
+        if tokio::fs::metadata(self.content(sha256)).await.is_ok_and(|m| m.len() == size) {
+            return size;
+        }
+        let partial = tokio::fs::metadata(self.partial(user, sha256)).await;
+        // A partial longer than the declared size is not this upload's: start over.
+        partial.map_or(0, |m| m.len()).min(size)
+    }
+
+    /// Opens the upload's partial file for appending at `offset` (truncating anything after
+    /// it).
+    pub(crate) async fn open_partial(
+        &self,
+        user: UserId,
+        sha256: &[u8; 32],
+        offset: u64,
+    ) -> std::io::Result<tokio::fs::File> {
+        let path = self.partial(user, sha256);
+        tokio::fs::create_dir_all(path.parent().expect("partial files have a parent")).await?;
+        let mut file = tokio::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(false)
+            .open(&path)
+            .await?;
+        file.set_len(offset).await?;
+        tokio::io::AsyncSeekExt::seek(&mut file, std::io::SeekFrom::Start(offset)).await?;
+        Ok(file)
+    }
+
+    /// Checks a finished partial upload against its hash; moves it into place when it
+    /// matches, deletes it when it does not. Returns whether it matched.
+    pub(crate) async fn finish(&self, user: UserId, sha256: &[u8; 32]) -> std::io::Result<bool> {
+        let partial = self.partial(user, sha256);
+        if sha256_of(&partial).await? != *sha256 {
+            tokio::fs::remove_file(&partial).await?;
+            return Ok(false);
+        }
+        let content = self.content(sha256);
+        tokio::fs::create_dir_all(content.parent().expect("content files have a parent")).await?;
+        tokio::fs::File::open(&partial).await?.sync_all().await?;
+        tokio::fs::rename(&partial, &content).await?;
+        Ok(true)
+    }
+
+    /// Removes a partial upload the server already has the whole content of.
+    pub(crate) async fn drop_partial(&self, user: UserId, sha256: &[u8; 32]) {
+        let _ = tokio::fs::remove_file(self.partial(user, sha256)).await;
+    }
+}
+
+/// SHA-256 of a file, read in pieces.
+pub(crate) async fn sha256_of(path: &Path) -> std::io::Result<[u8; 32]> {
+    let mut file = tokio::fs::File::open(path).await?;
+    let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = file.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        digest.update(&buf[..n]);
+    }
+    Ok(digest.finish().as_ref().try_into().expect("SHA-256 is 32 bytes"))
+}

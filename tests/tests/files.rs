@@ -1,0 +1,201 @@
+//! File sharing over real QUIC (spec §6.9): uploads on their own streams that resume after an
+//! interruption, contents stored once, downloads that resume and are checked against their
+//! SHA-256, and the limits and permissions around them.
+
+use std::path::Path;
+
+use banter_client::protocol::bounded::{Blob, Text};
+use banter_client::protocol::ids::RoomId;
+use banter_client::protocol::message::{
+    FileChunk, Frame, Message, RoomConfigure, Upload, UploadReady,
+};
+use banter_client::protocol::{ErrorCode, FrameDecoder};
+use banter_client::{Connection, RequestError};
+use banter_tests::{TestServer, TestUser};
+
+/// Deterministic, incompressible-looking bytes.
+fn content(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    ring::digest::digest(&ring::digest::SHA256, bytes).as_ref().try_into().unwrap()
+}
+
+/// One UPLOAD by hand: the server's UPLOAD_READY offset, then `send` bytes of `data` from
+/// there, then the stream ends; the answer frames after UPLOAD_READY.
+async fn raw_upload(
+    conn: &Connection,
+    room: RoomId,
+    data: &[u8],
+    claimed: [u8; 32],
+    send: usize,
+) -> (u64, Vec<Message>) {
+    let (mut tx, mut rx) = conn.quic().open_bi().await.unwrap();
+    let mut bytes = Vec::new();
+    let upload = Upload {
+        room,
+        name: Text::new("data.bin").unwrap(),
+        size: data.len() as u64,
+        sha256: claimed,
+    };
+    upload.encode_frame(&mut bytes);
+    tx.write_all(&bytes).await.unwrap();
+    let mut decoder = FrameDecoder::new(1 << 20);
+    let mut frames = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    let offset = loop {
+        if let Some(message) = decoder.next_message().unwrap() {
+            match message {
+                Message::UploadReady(UploadReady { offset }) => break offset,
+                other => return (u64::MAX, vec![other]),
+            }
+        }
+        let n = rx.read(&mut buf).await.unwrap().expect("an answer");
+        decoder.push(&buf[..n]);
+    };
+    let start = usize::try_from(offset).unwrap();
+    for chunk in data[start..start.saturating_add(send).min(data.len())].chunks(32 * 1024) {
+        let mut bytes = Vec::new();
+        FileChunk { data: Blob::new(chunk.to_vec()).unwrap() }.encode_frame(&mut bytes);
+        tx.write_all(&bytes).await.unwrap();
+    }
+    tx.finish().unwrap();
+    while let Some(n) = rx.read(&mut buf).await.unwrap() {
+        decoder.push(&buf[..n]);
+    }
+    while let Some(message) = decoder.next_message().unwrap() {
+        frames.push(message);
+    }
+    (offset, frames)
+}
+
+fn error_code(frames: &[Message]) -> Option<ErrorCode> {
+    match frames.last() {
+        Some(Message::Error(e)) => Some(e.code),
+        _ => None,
+    }
+}
+
+async fn write(dir: &Path, name: &str, data: &[u8]) -> std::path::PathBuf {
+    let path = dir.join(name);
+    tokio::fs::write(&path, data).await.unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_are_shared_resumed_stored_once_and_fetched_intact() {
+    let server = TestServer::start_with(|config| config.max_upload_bytes = 2 << 20).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ada = server.user("ada").await;
+    let mut bob = server.user("bob").await;
+    let room = ada.create_room("files", false).await;
+    bob.join(room).await.unwrap();
+    let data = content(1_000_000, 7);
+    let path = write(dir.path(), "report.bin", &data).await;
+
+    // An upload cut off halfway keeps what arrived; the next one resumes there.
+    let (offset, answer) = raw_upload(&ada.conn, room, &data, sha256(&data), 400_000).await;
+    assert_eq!(offset, 0);
+    assert_eq!(error_code(&answer), Some(ErrorCode::REQUEST_CANCELLED));
+    let (offset, answer) = raw_upload(&ada.conn, room, &data, sha256(&data), usize::MAX).await;
+    assert_eq!(offset, 400_000, "resumed where the first attempt stopped");
+    let Some(Message::EventAck(first)) = answer.last() else { panic!("{answer:?}") };
+
+    // Members see the file arrive and fetch it whole.
+    let shared = loop {
+        if let Message::FileShared(f) = bob.next_room_event().await {
+            break f;
+        }
+    };
+    assert_eq!(
+        (shared.meta.seq, shared.meta.sender, shared.size, shared.sha256),
+        (first.seq, ada.auth.user, data.len() as u64, sha256(&data))
+    );
+    let fetched = dir.path().join("fetched.bin");
+    let info = bob.conn.download(room, first.seq, &fetched).await.unwrap();
+    assert_eq!((info.name.as_str(), info.size), ("data.bin", data.len() as u64));
+    assert_eq!(tokio::fs::read(&fetched).await.unwrap(), data);
+
+    // A download cut short continues from what is on disk.
+    let partial = write(dir.path(), "partial.bin", &data[..123_457]).await;
+    bob.conn.download(room, first.seq, &partial).await.unwrap();
+    assert_eq!(tokio::fs::read(&partial).await.unwrap(), data);
+
+    // Content the server has costs nothing to share again, from anyone.
+    let (offset, answer) = raw_upload(&bob.conn, room, &data, sha256(&data), 0).await;
+    assert_eq!(offset, data.len() as u64);
+    assert!(matches!(answer.last(), Some(Message::EventAck(_))), "{answer:?}");
+    // The SDK's upload, end to end.
+    let small = content(70_000, 9);
+    let small_path = write(dir.path(), "notes.txt", &small).await;
+    let ack = ada.conn.upload(room, "notes.txt", &small_path).await.unwrap();
+    let again = dir.path().join("notes-again.txt");
+    bob.conn.download(room, ack.seq, &again).await.unwrap();
+    assert_eq!(tokio::fs::read(&again).await.unwrap(), small);
+    assert!(path.exists());
+
+    // Content that does not match its hash is refused and dropped.
+    let (_, answer) = raw_upload(&ada.conn, room, &small, [0; 32], usize::MAX).await;
+    assert_eq!(error_code(&answer), Some(ErrorCode::INVALID_REQUEST));
+}
+
+fn refused(result: Result<impl std::fmt::Debug, RequestError>) -> Option<ErrorCode> {
+    result.unwrap_err().code()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_and_downloads_keep_to_limits_and_permissions() {
+    let server = TestServer::start_with(|config| config.max_upload_bytes = 100_000).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ada = server.user("ada").await;
+    let bob: TestUser = server.user("bob").await;
+    let private = ada.create_room("private", true).await;
+    let big = write(dir.path(), "big.bin", &content(100_001, 3)).await;
+    let ok = write(dir.path(), "ok.bin", &content(1000, 4)).await;
+
+    assert_eq!(
+        refused(ada.conn.upload(private, "big.bin", &big).await),
+        Some(ErrorCode::LIMIT_EXCEEDED)
+    );
+    assert_eq!(
+        refused(ada.conn.upload(private, "../etc/passwd", &ok).await),
+        Some(ErrorCode::INVALID_REQUEST)
+    );
+    // Outsiders can neither share into nor fetch from a private room.
+    let ack = ada.conn.upload(private, "ok.bin", &ok).await.unwrap();
+    assert_eq!(refused(bob.conn.upload(private, "ok.bin", &ok).await), Some(ErrorCode::NOT_FOUND));
+    let target = dir.path().join("stolen.bin");
+    assert_eq!(
+        refused(bob.conn.download(private, ack.seq, &target).await),
+        Some(ErrorCode::NOT_FOUND)
+    );
+    // Only FILE_SHARED entries can be fetched.
+    let post = ada.post(private, "not a file").await.unwrap();
+    let mine = dir.path().join("nothing.bin");
+    assert_eq!(
+        refused(ada.conn.download(private, post.seq, &mine).await),
+        Some(ErrorCode::NOT_FOUND)
+    );
+    // A locked room takes no uploads from members.
+    let public = ada.create_room("public", false).await;
+    bob.join(public).await.unwrap();
+    ada.conn
+        .request_one(RoomConfigure {
+            room: public,
+            slow_mode_s: None,
+            locked: Some(true),
+            anonymous: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(refused(bob.conn.upload(public, "ok.bin", &ok).await), Some(ErrorCode::ROOM_LOCKED));
+}
