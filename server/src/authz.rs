@@ -19,6 +19,8 @@ pub(crate) struct Standing {
     pub(crate) private: bool,
     /// The room is locked (only moderators may post).
     pub(crate) locked: bool,
+    /// The room is archived (nobody may post or change it).
+    pub(crate) archived: bool,
 }
 
 /// What the caller wants to do.
@@ -75,6 +77,9 @@ pub(crate) fn authorize(standing: &Standing, action: Action) -> Result<(), Error
     match action {
         Action::Read if member || !standing.private || standing.is_staff() => Ok(()),
         Action::Join => Ok(()),
+        Action::Post | Action::SetTopic | Action::Configure if standing.archived => {
+            Err(ErrorCode::ROOM_LOCKED)
+        }
         Action::Post | Action::SetTopic if member && standing.locked && !moderator => {
             Err(ErrorCode::ROOM_LOCKED)
         }
@@ -101,7 +106,7 @@ mod tests {
         [None, Some(Role::MEMBER), Some(Role::MODERATOR), Some(Role::ADMIN), Some(Role::OWNER)];
 
     fn standing(member: Option<Role>, server_role: Role, banned: bool, private: bool) -> Standing {
-        Standing { member, server_role, banned, private, locked: false }
+        Standing { member, server_role, banned, private, locked: false, archived: false }
     }
 
     /// The whole matrix: every room role × server role × ban × visibility × action, against
@@ -124,9 +129,18 @@ mod tests {
         for member in ROLES {
             for server_role in [Role::MEMBER, Role::ADMIN, Role::OWNER] {
                 for banned in [false, true] {
-                    for (private, locked) in [(false, false), (true, false), (false, true)] {
-                        let s =
-                            Standing { locked, ..standing(member, server_role, banned, private) };
+                    let variants = [
+                        (false, false, false),
+                        (true, false, false),
+                        (false, true, false),
+                        (false, false, true),
+                    ];
+                    for (private, locked, archived) in variants {
+                        let s = Standing {
+                            locked,
+                            archived,
+                            ..standing(member, server_role, banned, private)
+                        };
                         let staff = server_role >= Role::ADMIN;
                         for action in actions {
                             let expected = if private && member.is_none() && !staff {
@@ -149,11 +163,16 @@ mod tests {
                                     Action::Invite => member.is_some() && (!private || moderator),
                                     Action::Moderate { target } => moderator && rank > target,
                                 };
+                                let archived_out = archived
+                                    && matches!(
+                                        action,
+                                        Action::Post | Action::SetTopic | Action::Configure
+                                    );
                                 let locked_out = locked
                                     && !moderator
                                     && member.is_some()
                                     && matches!(action, Action::Post | Action::SetTopic);
-                                if locked_out {
+                                if archived_out || locked_out {
                                     Err(ErrorCode::ROOM_LOCKED)
                                 } else if allowed {
                                     Ok(())

@@ -148,6 +148,10 @@ enum RoomCommand {
         #[arg(long)]
         voice: bool,
     },
+    /// Archive a channel: read-only for everyone, gone from public listings.
+    Archive { name: String },
+    /// Bring an archived channel back.
+    Unarchive { name: String },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -206,6 +210,10 @@ fn main() -> anyhow::Result<()> {
                 RoomCommand::List => AdminRequest::RoomList,
                 RoomCommand::Create { name, topic, category, private, voice } => {
                     AdminRequest::RoomCreate { name, topic, category, private, voice }
+                }
+                RoomCommand::Archive { name } => AdminRequest::RoomArchive { name, archived: true },
+                RoomCommand::Unarchive { name } => {
+                    AdminRequest::RoomArchive { name, archived: false }
                 }
             };
             administer(&target, request)

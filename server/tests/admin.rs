@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use banter_client::protocol::ErrorCode;
 use banter_client::protocol::bounded::Text;
-use banter_client::protocol::message::{Kick, Message, Post, RoomJoin};
+use banter_client::protocol::message::{History, Kick, ListScope, Message, Post, RoomJoin};
 use banter_client::{Event, RequestError};
 use common::{
     PASSWORD, banterd, create_room, free_port, history, login, start, start_with, try_login,
@@ -131,6 +131,27 @@ async fn console_account_management_reaches_live_connections() {
             ("(console)", "USER_CREATE", "carol"),
         ]
     );
+
+    // An archived room is read-only for everyone, the server owner included, and unlisted.
+    assert!(admin_ok(dir.path(), &["room", "archive", "general"], "").contains("archived"));
+    assert!(admin_ok(dir.path(), &["room", "list"], "").contains("general\tpublic,archived"));
+    let post = |text: &str| Post {
+        room,
+        client_msg_id: u128::from(text.len() as u32) << 64,
+        text: Text::new(text).unwrap(),
+        reply_to: None,
+        anonymous: false,
+    };
+    assert_eq!(code(ada.request_one(post("anyone?")).await.unwrap_err()), ErrorCode::ROOM_LOCKED);
+    let (erin, _erin_events, _) = login(addr, "erin", true).await;
+    let listed = erin.rooms(ListScope::Public).await.unwrap();
+    assert!(listed.iter().all(|r| r.room != room), "archived rooms are not listed");
+    // Members still read it.
+    let page = ada.request(History { room, before: None, limit: 10 }).await.unwrap();
+    assert!(page.iter().any(|m| matches!(m, Message::Membership(_))), "{page:?}");
+    admin_ok(dir.path(), &["room", "unarchive", "general"], "");
+    ada.request_one(post("back")).await.unwrap();
+    assert!(erin.rooms(ListScope::Public).await.unwrap().iter().any(|r| r.room == room));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -46,10 +46,12 @@ impl AuditAction {
     pub const MEMBER_ADD: Self = Self(15);
     /// A moderator revealed who wrote an anonymous entry.
     pub const REVEAL_AUTHOR: Self = Self(16);
+    /// The operator archived a room, or brought it back.
+    pub const ROOM_ARCHIVE: Self = Self(17);
 
     /// The registered name (spec §10.8), or `None` for a value this build does not know.
     pub fn name(self) -> Option<&'static str> {
-        const NAMES: [&str; 16] = [
+        const NAMES: [&str; 17] = [
             "ROLE_SET",
             "KICK",
             "BAN",
@@ -66,6 +68,7 @@ impl AuditAction {
             "INVITE_CREATE",
             "MEMBER_ADD",
             "REVEAL_AUTHOR",
+            "ROOM_ARCHIVE",
         ];
         NAMES.get(usize::from(self.0).checked_sub(1)?).copied()
     }

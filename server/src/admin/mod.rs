@@ -29,7 +29,7 @@ pub use check::Report;
 use crate::auth::Passwords;
 use crate::hub::Hub;
 use crate::requests::{self, CONSOLE, RequestError, audit};
-use crate::store::records::{AuditRecord, RoomRecord, UserRecord};
+use crate::store::records::{AuditRecord, RoomRecord, RoomSettings, UserRecord};
 use crate::store::{Store, StoreError, keys};
 
 /// A server-wide role as the console names it.
@@ -107,6 +107,13 @@ pub enum AdminRequest {
         private: bool,
         /// It carries voice.
         voice: bool,
+    },
+    /// Archive a channel (read-only for everyone, unlisted), or bring it back.
+    RoomArchive {
+        /// The channel.
+        name: String,
+        /// Archive (`true`) or restore (`false`).
+        archived: bool,
     },
     /// The newest audit entries.
     Audit {
@@ -191,6 +198,7 @@ impl AdminCtx {
             AdminRequest::RoomCreate { name, topic, category, private, voice } => {
                 self.room_create(name, topic, category, private, voice).await
             }
+            AdminRequest::RoomArchive { name, archived } => self.room_archive(name, archived).await,
             AdminRequest::Audit { limit } => self.audit(limit),
             AdminRequest::Backup { dir } => self.backup(dir).await,
             AdminRequest::Check => self.check().await,
@@ -358,6 +366,11 @@ impl AdminCtx {
             if room.voice {
                 kind.push("voice");
             }
+            let settings: Option<RoomSettings> =
+                self.store.get(&keys::room_settings(RoomId(id)))?;
+            if settings.is_some_and(|s| s.archived) {
+                kind.push("archived");
+            }
             let _ = writeln!(
                 out,
                 "{id}\t{name}\t{}\t{}\t{}\t{}",
@@ -410,6 +423,28 @@ impl AdminCtx {
             )
             .await?;
         Ok(format!("created room {} ({name})", room.0))
+    }
+
+    async fn room_archive(&self, name: String, archived: bool) -> Result<String, AdminError> {
+        let room = self
+            .store
+            .get::<u64>(&keys::room_name(&name))?
+            .map(RoomId)
+            .ok_or_else(|| AdminError::Refused(format!("no room named {name:?}")))?;
+        let reason = if archived { "archived" } else { "restored" };
+        self.store
+            .write(
+                move |txn| {
+                    let key = keys::room_settings(room);
+                    let mut settings: RoomSettings = txn.get(&key)?.unwrap_or_default();
+                    settings.archived = archived;
+                    txn.put(key, &settings);
+                    audit(txn, CONSOLE, AuditAction::ROOM_ARCHIVE, Some(room), None, reason)
+                },
+                |()| (),
+            )
+            .await?;
+        Ok(format!("room {} ({name}) {reason}", room.0))
     }
 
     fn audit(&self, limit: usize) -> Result<String, AdminError> {

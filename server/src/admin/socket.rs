@@ -131,6 +131,7 @@ impl AdminRequest {
             Self::UserPromote { .. } => "user_promote",
             Self::RoomList => "room_list",
             Self::RoomCreate { .. } => "room_create",
+            Self::RoomArchive { .. } => "room_archive",
             Self::Audit { .. } => "audit",
             Self::Backup { .. } => "backup",
             Self::Check => "check",

@@ -136,12 +136,14 @@ impl ConnCtx {
         let record: RoomRecord =
             self.shared.store.get(&keys::room(room))?.ok_or(ErrorCode::NOT_FOUND)?;
         let member: Option<MemberRecord> = self.shared.store.get(&keys::member(room, user))?;
+        let settings = self.room_settings(room)?;
         let standing = Standing {
             member: member.map(|m| Role(m.role)),
             server_role: Role(self.user_record(user)?.role),
             banned: self.banned(room, user)?,
             private: record.private || record.direct,
-            locked: self.room_settings(room)?.locked,
+            locked: settings.locked,
+            archived: settings.archived,
         };
         Ok((record, standing))
     }

@@ -56,7 +56,8 @@ pub(crate) fn summary(
         read_seq: marker.read,
         role: member.map_or(Role::MEMBER, |m| Role(m.role)),
         slow_mode_s: settings.slow_mode_s,
-        locked: settings.locked,
+        // An archived room is read-only for everyone: clients show it locked.
+        locked: settings.locked || settings.archived,
         anonymous: settings.anonymous,
     })
 }
@@ -204,7 +205,10 @@ pub(super) fn list(ctx: &ConnCtx, r: RoomList) -> Result<Vec<Message>> {
                 exhausted = batch.len() < 256;
                 for (key, record) in batch {
                     cursor = keys::room(RoomId(keys::id_at(&key, 1).saturating_add(1)));
-                    if !record.private && !record.direct && rooms.len() <= limit {
+                    let room = RoomId(keys::id_at(&key, 1));
+                    let listed =
+                        !record.private && !record.direct && !ctx.room_settings(room)?.archived;
+                    if listed && rooms.len() <= limit {
                         rooms.push(summary(ctx, RoomId(keys::id_at(&key, 1)), &record, user)?);
                     }
                 }

@@ -57,6 +57,8 @@ pub(crate) struct RoomSettings {
     pub(crate) locked: bool,
     /// Members may post anonymously.
     pub(crate) anonymous: bool,
+    /// Archived by the operator: read-only for everyone, gone from public listings.
+    pub(crate) archived: bool,
 }
 
 /// The stored contact state of a block (the CONTACT table holds one byte per side:
