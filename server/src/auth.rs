@@ -267,6 +267,37 @@ pub fn same_secret(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// Fuzzing oracle for the token parsers (the `token` target in fuzz/ and the regression replay
+/// in `server/tests/fuzz_regressions.rs`). The first byte picks what `data` is:
+///
+/// - even: an access token as a client might send it: verifying it never panics, and it
+///   verifies only if it is, byte for byte, a token this key issued (signatures cannot be
+///   forged or bent: a changed byte must fail);
+/// - odd: a refresh token: parsing never panics, and what parses writes back to the same
+///   bytes.
+pub fn fuzz_tokens(data: &[u8]) {
+    let Some((&selector, rest)) = data.split_first() else { return };
+    if selector % 2 == 0 {
+        let keys = TokenKeys::new(SigningKey::from_bytes(&[7; 32]));
+        let (issued, _) = keys.issue(UserId(3), SessionId(4), 1_000, 60_000);
+        // Flip the bytes `rest` names in an issued token: only an unchanged token verifies.
+        let mut token = issued.clone();
+        for pair in rest.chunks(2) {
+            if let [index, mask] = pair {
+                if let Some(byte) = token.get_mut(usize::from(*index)) {
+                    *byte ^= mask;
+                }
+            }
+        }
+        let verified = keys.verify(&token, 2_000);
+        assert_eq!(verified.is_ok(), token == issued, "a changed token verified");
+        // And arbitrary bytes never panic.
+        let _ = keys.verify(rest, 2_000);
+    } else if let Some(parsed) = RefreshToken::parse(rest) {
+        assert_eq!(parsed.to_bytes(), rest, "refresh token round trip");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -309,36 +340,5 @@ mod tests {
             panic!("weaker parameters must be rehashed")
         };
         assert!(rehashed.contains("m=128"));
-    }
-}
-
-/// Fuzzing oracle for the token parsers (the `token` target in fuzz/ and the regression replay
-/// in `server/tests/fuzz_regressions.rs`). The first byte picks what `data` is:
-///
-/// - even: an access token as a client might send it: verifying it never panics, and it
-///   verifies only if it is, byte for byte, a token this key issued (signatures cannot be
-///   forged or bent: a changed byte must fail);
-/// - odd: a refresh token: parsing never panics, and what parses writes back to the same
-///   bytes.
-pub fn fuzz_tokens(data: &[u8]) {
-    let Some((&selector, rest)) = data.split_first() else { return };
-    if selector % 2 == 0 {
-        let keys = TokenKeys::new(SigningKey::from_bytes(&[7; 32]));
-        let (issued, _) = keys.issue(UserId(3), SessionId(4), 1_000, 60_000);
-        // Flip the bytes `rest` names in an issued token: only an unchanged token verifies.
-        let mut token = issued.clone();
-        for pair in rest.chunks(2) {
-            if let [index, mask] = pair {
-                if let Some(byte) = token.get_mut(usize::from(*index)) {
-                    *byte ^= mask;
-                }
-            }
-        }
-        let verified = keys.verify(&token, 2_000);
-        assert_eq!(verified.is_ok(), token == issued, "a changed token verified");
-        // And arbitrary bytes never panic.
-        let _ = keys.verify(rest, 2_000);
-    } else if let Some(parsed) = RefreshToken::parse(rest) {
-        assert_eq!(parsed.to_bytes(), rest, "refresh token round trip");
     }
 }
