@@ -282,6 +282,7 @@ impl State {
                 target.summary.slow_mode_s = m.slow_mode_s;
                 target.summary.locked = m.locked;
                 target.summary.anonymous = m.anonymous;
+                target.summary.stage = m.stage;
                 let settings = room_settings_text(m);
                 target.messages.push(notice(&m.meta, format!("{sender_name} set {settings}")));
             }
@@ -389,7 +390,8 @@ pub fn room_settings_text(settings: &RoomConfigured) -> String {
     let locked = if settings.locked { "locked" } else { "unlocked" };
     let anonymous =
         if settings.anonymous { "anonymous posts allowed" } else { "no anonymous posts" };
-    format!("{slow}, {locked}, {anonymous}")
+    let stage = if settings.stage { ", stage" } else { "" };
+    format!("{slow}, {locked}, {anonymous}{stage}")
 }
 
 fn membership_text(name: &str, change: MembershipChange, reason: &str) -> String {
@@ -488,6 +490,7 @@ mod tests {
             slow_mode_s: 0,
             locked: false,
             anonymous: false,
+            stage: false,
         }]);
         state
     }
@@ -501,6 +504,7 @@ mod tests {
             slow_mode_s: 30,
             locked: true,
             anonymous: true,
+            stage: false,
         };
         state.apply_entry(&configured.clone().into());
         let room = &state.rooms[0];

@@ -50,6 +50,7 @@ fn summary() -> RoomSummary {
         slow_mode_s: 30,
         locked: false,
         anonymous: true,
+        stage: false,
     }
 }
 
@@ -162,6 +163,7 @@ fn frame_vectors() -> Vec<Message> {
             slow_mode_s: Some(30),
             locked: None,
             anonymous: Some(true),
+            stage: None,
         }
         .into(),
         InviteCreate { room: RoomId(7), max_uses: Some(5), expires_in_s: Some(86_400) }.into(),
@@ -249,6 +251,7 @@ fn frame_vectors() -> Vec<Message> {
             slow_mode_s: 30,
             locked: true,
             anonymous: false,
+            stage: true,
         }
         .into(),
         MarkRead { room: RoomId(7), seq: 346, private: false }.into(),

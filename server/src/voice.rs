@@ -108,6 +108,7 @@ impl Voice {
         conn_id: usize,
         user: UserId,
         conn: quinn::Connection,
+        suppressed: bool,
     ) -> (SourceId, Vec<VoiceParticipant>, Vec<VoiceNotice>) {
         let mut notices = self.leave(conn_id).map(|(_, n)| n).unwrap_or_default();
         let source = SourceId(self.next_source.fetch_add(1, Ordering::Relaxed));
@@ -118,7 +119,7 @@ impl Voice {
                 self_mute: false,
                 self_deaf: false,
                 server_mute: false,
-                suppressed: false,
+                suppressed,
                 requested_to_speak: None,
             },
             conn,

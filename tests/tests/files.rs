@@ -194,6 +194,7 @@ async fn uploads_and_downloads_keep_to_limits_and_permissions() {
             slow_mode_s: None,
             locked: Some(true),
             anonymous: None,
+            stage: None,
         })
         .await
         .unwrap();

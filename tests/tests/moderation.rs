@@ -181,7 +181,7 @@ async fn a_ban_removes_and_bars_a_user_until_lifted_and_every_act_is_audited() {
 }
 
 fn configure(room: RoomId, slow_mode_s: Option<u32>, locked: Option<bool>) -> RoomConfigure {
-    RoomConfigure { room, slow_mode_s, locked, anonymous: None }
+    RoomConfigure { room, slow_mode_s, locked, anonymous: None, stage: None }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -292,7 +292,13 @@ async fn anonymous_posts_hide_their_author_from_all_but_a_moderator_who_asks_on_
     assert_eq!(refused.unwrap_err().code(), Some(ErrorCode::INVALID_REQUEST));
     owner
         .conn
-        .request_one(RoomConfigure { room, slow_mode_s: None, locked: None, anonymous: Some(true) })
+        .request_one(RoomConfigure {
+            room,
+            slow_mode_s: None,
+            locked: None,
+            anonymous: Some(true),
+            stage: None,
+        })
         .await
         .unwrap();
 

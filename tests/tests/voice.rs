@@ -9,8 +9,8 @@ use banter_client::protocol::ErrorCode;
 use banter_client::protocol::datagram::{MAX_HEADER_LEN, VoiceHeader};
 use banter_client::protocol::ids::{RoomId, SourceId};
 use banter_client::protocol::message::{
-    Message, VoiceAction, VoiceJoin, VoiceJoined, VoiceLeave, VoiceModerate, VoiceRequestSpeak,
-    VoiceSelf, VoiceState,
+    Message, RoomConfigure, VoiceAction, VoiceJoin, VoiceJoined, VoiceLeave, VoiceModerate,
+    VoiceRequestSpeak, VoiceSelf, VoiceState,
 };
 use banter_tests::{TestServer, TestUser, WAIT};
 use bytes::Bytes;
@@ -215,4 +215,36 @@ async fn a_suppressed_speaker_raises_a_hand_and_is_heard_once_a_moderator_grants
     assert!(!granted.suppressed && granted.requested_to_speak.is_none(), "{granted:?}");
     bob.conn.quic().send_datagram(datagram(0, 2, false, b"thank you")).unwrap();
     assert_eq!(heard(&ada, WAIT).await.unwrap().1, b"thank you");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_stage_members_join_suppressed_and_speak_once_granted() {
+    let server = TestServer::start().await;
+    let ada = server.user("ada").await;
+    let bob = server.user("bob").await;
+    let room = ada.create_voice_room("stage").await;
+    bob.join(room).await.unwrap();
+    let stage =
+        RoomConfigure { room, slow_mode_s: None, locked: None, anonymous: None, stage: Some(true) };
+    ada.conn.request_one(stage).await.unwrap();
+
+    // The owner is on stage at once; a member joins suppressed and is not relayed.
+    let joined = join_voice(&ada, room).await;
+    let mine = joined.roster.iter().find(|p| p.user == ada.auth.user).unwrap();
+    assert!(!mine.state.suppressed);
+    let joined = join_voice(&bob, room).await;
+    let bobs = joined.roster.iter().find(|p| p.user == bob.auth.user).unwrap();
+    assert!(bobs.state.suppressed, "members join a stage suppressed");
+    bob.conn.quic().send_datagram(datagram(0, 1, false, b"from the floor")).unwrap();
+    assert!(heard(&ada, Duration::from_millis(300)).await.is_none());
+    ada.conn.quic().send_datagram(datagram(0, 1, false, b"from the stage")).unwrap();
+    assert_eq!(heard(&bob, WAIT).await.unwrap().1, b"from the stage");
+
+    // Granted, he is heard.
+    let grant = VoiceModerate { room, user: bob.auth.user, action: VoiceAction::GrantSpeak };
+    ada.conn.request_one(grant).await.unwrap();
+    bob.conn.quic().send_datagram(datagram(0, 2, false, b"now on stage")).unwrap();
+    assert_eq!(heard(&ada, WAIT).await.unwrap().1, b"now on stage");
+    let listed = ada.conn.rooms(banter_client::protocol::message::ListScope::Joined).await.unwrap();
+    assert!(listed.iter().find(|r| r.room == room).unwrap().stage);
 }

@@ -200,6 +200,8 @@ wire! {
         pub locked: bool,
         /// Whether members may post anonymously.
         pub anonymous: bool,
+        /// Whether the room's voice is a stage.
+        pub stage: bool,
     }
 
     /// REVEAL_AUTHOR: who wrote an anonymous entry (moderators; audited); answered with

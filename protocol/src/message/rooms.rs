@@ -94,6 +94,8 @@ wire! {
         pub locked: bool,
         /// Members may post anonymously.
         pub anonymous: bool,
+        /// A stage: members join its voice suppressed until a moderator lets them speak.
+        pub stage: bool,
     }
 
     /// ROOM_CREATE: create a channel; the creator becomes its owner and first member.
@@ -165,6 +167,8 @@ wire! {
         pub locked: Option<bool>,
         /// Allow or forbid anonymous posts; `None` keeps it.
         pub anonymous: Option<bool>,
+        /// Make the room's voice a stage, or not; `None` keeps it.
+        pub stage: Option<bool>,
     }
 
     /// INVITE_CREATE: make an invite code for a room; answered with INVITE.

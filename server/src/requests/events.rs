@@ -107,12 +107,13 @@ pub(crate) fn entry_frame(
         EntryKind::FileShared { name, size, sha256 } => {
             FileShared { event_seq, meta, name: text(name), size: *size, sha256: *sha256 }.into()
         }
-        EntryKind::Configured { slow_mode_s, locked, anonymous } => RoomConfigured {
+        EntryKind::Configured { slow_mode_s, locked, anonymous, stage } => RoomConfigured {
             event_seq,
             meta,
             slow_mode_s: *slow_mode_s,
             locked: *locked,
             anonymous: *anonymous,
+            stage: *stage,
         }
         .into(),
     }

@@ -59,6 +59,7 @@ pub(crate) fn summary(
         // An archived room is read-only for everyone: clients show it locked.
         locked: settings.locked || settings.archived,
         anonymous: settings.anonymous,
+        stage: settings.stage,
     })
 }
 
@@ -340,18 +341,20 @@ pub(super) async fn configure(ctx: &ConnCtx, r: RoomConfigure) -> Result<Vec<Mes
         settings.slow_mode_s = r.slow_mode_s.unwrap_or(settings.slow_mode_s);
         settings.locked = r.locked.unwrap_or(settings.locked);
         settings.anonymous = r.anonymous.unwrap_or(settings.anonymous);
+        settings.stage = r.stage.unwrap_or(settings.stage);
         txn.put(key, &settings);
         let reason = format!(
             "slow mode {} s, {}, {}",
             settings.slow_mode_s,
             if settings.locked { "locked" } else { "unlocked" },
-            if settings.anonymous { "anonymous posts" } else { "no anonymous posts" }
-        );
+            if settings.anonymous { "anonymous posts" } else { "no anonymous posts" },
+        ) + if settings.stage { ", stage" } else { "" };
         audit(txn, actor, AuditAction::ROOM_CONFIGURE, Some(room), None, &reason)?;
         let kind = EntryKind::Configured {
             slow_mode_s: settings.slow_mode_s,
             locked: settings.locked,
             anonymous: settings.anonymous,
+            stage: settings.stage,
         };
         let appended = append(txn, room, &mut record, actor, kind);
         txn.put(keys::room(room), &record);

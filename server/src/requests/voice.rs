@@ -3,7 +3,7 @@
 use banter_protocol::ErrorCode;
 use banter_protocol::bounded::List;
 use banter_protocol::message::{
-    CodecParams, Done, Message, VoiceJoin, VoiceJoined, VoiceLeave, VoiceModerate,
+    CodecParams, Done, Message, Role, VoiceJoin, VoiceJoined, VoiceLeave, VoiceModerate,
     VoiceRequestSpeak, VoiceSelf,
 };
 
@@ -27,12 +27,14 @@ impl From<VoiceError> for RequestError {
 pub(super) fn join(ctx: &ConnCtx, r: VoiceJoin) -> Result<Vec<Message>> {
     let user = ctx.authed()?.user;
     ctx.rate("voice")?;
-    let (record, _) = ctx.authorize(r.room, Action::Participate)?;
+    let (record, standing) = ctx.authorize(r.room, Action::Participate)?;
     if !record.voice {
         return Err(RequestError::new(ErrorCode::INVALID_REQUEST, "this room has no voice"));
     }
+    // On a stage, members wait for a moderator to let them speak (spec §6.3).
+    let suppressed = ctx.room_settings(r.room)?.stage && standing.rank() < Role::MODERATOR;
     let (source, roster, notices) =
-        ctx.shared.voice.join(r.room, ctx.conn_id, user, ctx.conn.clone());
+        ctx.shared.voice.join(r.room, ctx.conn_id, user, ctx.conn.clone(), suppressed);
     announce_voice(&ctx.shared, notices);
     let max_bitrate = ctx.shared.protocol().limits.voice_max_bitrate;
     let roster = roster.into_iter().take(List::<(), 256>::MAX).collect();

@@ -59,6 +59,8 @@ pub(crate) struct RoomSettings {
     pub(crate) anonymous: bool,
     /// Archived by the operator: read-only for everyone, gone from public listings.
     pub(crate) archived: bool,
+    /// Members join voice suppressed (a stage).
+    pub(crate) stage: bool,
 }
 
 /// The stored contact state of a block (the CONTACT table holds one byte per side:
@@ -108,7 +110,7 @@ pub(crate) enum EntryKind {
     Reacted { target: u64, emoji: String, on: bool },
     Membership { user: u64, username: String, change: u8, reason: String },
     Topic { topic: String },
-    Configured { slow_mode_s: u32, locked: bool, anonymous: bool },
+    Configured { slow_mode_s: u32, locked: bool, anonymous: bool, stage: bool },
     FileShared { name: String, size: u64, sha256: [u8; 32] },
 }
 

@@ -214,11 +214,11 @@ async fn run_command(client: &Client, command: Command) -> Result<Option<Action>
             };
             request(moderation).await.map(|_| Some(Action::Done(done)))
         }
-        Command::Configure { room, slow_mode_s, locked } => {
-            request(RoomConfigure { room, slow_mode_s, locked, anonymous: None }.into())
-                .await
-                .map(|_| None)
-        }
+        Command::Configure { room, slow_mode_s, locked } => request(
+            RoomConfigure { room, slow_mode_s, locked, anonymous: None, stage: None }.into(),
+        )
+        .await
+        .map(|_| None),
         Command::Audit(room) => {
             let answer = request(AuditQuery { room: Some(room), before: None, limit: 5 }.into());
             match answer.await?.into_iter().next() {

@@ -732,6 +732,7 @@ pub(crate) mod tests {
             slow_mode_s: 0,
             locked: false,
             anonymous: false,
+            stage: false,
         }
     }
 

@@ -450,6 +450,7 @@ mod tests {
             slow_mode_s: 30,
             locked: true,
             anonymous: false,
+            stage: false,
         };
         update(&mut model, Action::Entry(configured.into()));
         let rows = screen(&model, 100, 12);
