@@ -210,12 +210,28 @@ impl Client {
     /// Queues a post; it goes out (once, in order) whenever a connection is up. Returns its
     /// client message id; [`Update::Sent`] reports the ack.
     pub fn send(&self, room: RoomId, text: &str, reply_to: Option<u64>) -> std::io::Result<u128> {
+        self.enqueue(room, text, reply_to, false)
+    }
+
+    /// Queues an anonymous post (spec §6.4.1), like [`Client::send`].
+    pub fn send_anonymous(&self, room: RoomId, text: &str) -> std::io::Result<u128> {
+        self.enqueue(room, text, None, true)
+    }
+
+    fn enqueue(
+        &self,
+        room: RoomId,
+        text: &str,
+        reply_to: Option<u64>,
+        anonymous: bool,
+    ) -> std::io::Result<u128> {
         let client_msg_id = new_client_msg_id();
         lock(&self.inner.outbox).push(Pending {
             room,
             client_msg_id,
             text: text.to_owned(),
             reply_to,
+            anonymous,
         })?;
         self.inner.outbox_ready.notify_one();
         Ok(client_msg_id)
@@ -587,7 +603,7 @@ async fn flush_outbox(inner: Arc<Inner>) {
             client_msg_id: pending.client_msg_id,
             text: Text::new(pending.text.as_str()).unwrap_or_default(),
             reply_to: pending.reply_to,
-            anonymous: false,
+            anonymous: pending.anonymous,
         };
         match conn.request_one(post).await {
             Ok(Message::EventAck(ack)) => {

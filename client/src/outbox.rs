@@ -22,6 +22,8 @@ pub struct Pending {
     pub text: String,
     /// The message replied to.
     pub reply_to: Option<u64>,
+    /// Posted without a name (spec §6.4.1).
+    pub anonymous: bool,
 }
 
 /// The queue.
@@ -106,6 +108,7 @@ mod tests {
                     client_msg_id: i,
                     text: format!("m{i}"),
                     reply_to: None,
+                    anonymous: i == 2,
                 })
                 .unwrap();
         }
@@ -113,6 +116,7 @@ mod tests {
         let reopened = Outbox::open(&path).unwrap();
         assert_eq!(reopened.len(), 2);
         assert_eq!(reopened.front().unwrap().client_msg_id, 1);
+        assert!(reopened.entries.back().unwrap().anonymous);
         fs::remove_dir_all(&dir).unwrap();
     }
 }

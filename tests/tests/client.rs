@@ -145,6 +145,32 @@ async fn the_sdk_helpers_edit_react_delete_page_and_mark() {
     assert_eq!(client.mark_read(room, seq, false).await.unwrap(), seq);
     assert_eq!(client.mark_read(room, 1, false).await.unwrap(), seq, "markers never go back");
     client.delete(room, seq).await.unwrap();
+
+    // Queued anonymously: others (here, a second user) see no author.
+    let settings = banter_client::protocol::message::RoomConfigure {
+        room,
+        slow_mode_s: None,
+        locked: None,
+        anonymous: Some(true),
+        stage: None,
+    };
+    ada.conn.request_one(settings).await.unwrap();
+    let bob = server.user("bob").await;
+    bob.join(room).await.unwrap();
+    let id = client.send_anonymous(room, "guess who").unwrap();
+    let anonymous_seq = loop {
+        if let Some(Update::Sent { client_msg_id, ack }) = updates.recv().await {
+            if client_msg_id == id {
+                break ack.seq;
+            }
+        }
+    };
+    let page = bob.conn.request(History { room, before: None, limit: 50 }).await.unwrap();
+    let sender = page.iter().find_map(|m| match m {
+        Message::HistoryMessage(h) if h.meta.seq == anonymous_seq => Some(h.meta.sender),
+        _ => None,
+    });
+    assert_eq!(sender, Some(banter_client::protocol::ids::UserId(0)));
     let _ = client.leave(room).await.unwrap();
 }
 

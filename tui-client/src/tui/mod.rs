@@ -104,9 +104,18 @@ fn set_mouse(on: bool) {
 
 /// Starts a command; its result comes back as an action.
 fn execute(command: Command, client: &Client, results: &mpsc::UnboundedSender<Action>) {
-    if let Command::Send { room, text, reply_to } = &command {
-        let action = match client.send(*room, text, *reply_to) {
-            Ok(client_msg_id) => Action::Queued { client_msg_id, room: *room, text: text.clone() },
+    let queued = match &command {
+        Command::Send { room, text, reply_to } => {
+            Some((*room, text, client.send(*room, text, *reply_to)))
+        }
+        Command::SendAnonymous { room, text } => {
+            Some((*room, text, client.send_anonymous(*room, text)))
+        }
+        _ => None,
+    };
+    if let Some((room, text, queued)) = queued {
+        let action = match queued {
+            Ok(client_msg_id) => Action::Queued { client_msg_id, room, text: text.clone() },
             Err(error) => Action::Failed(error.to_string()),
         };
         let _ = results.send(action);
@@ -272,6 +281,9 @@ async fn run_command(client: &Client, command: Command) -> Result<Option<Action>
         Command::Contact(username, action) => {
             request(ContactSet { username: text(&username)?, action }.into()).await.map(|_| None)
         }
-        Command::Send { .. } | Command::Mouse(_) | Command::Quit => Ok(None),
+        Command::Send { .. }
+        | Command::SendAnonymous { .. }
+        | Command::Mouse(_)
+        | Command::Quit => Ok(None),
     }
 }

@@ -113,6 +113,11 @@ pub(crate) enum Command {
         text: String,
         reply_to: Option<u64>,
     },
+    /// Post without a name, where the room allows it.
+    SendAnonymous {
+        room: RoomId,
+        text: String,
+    },
     Join(String),
     Leave(RoomId),
     Topic(RoomId, String),
@@ -177,6 +182,7 @@ pub(crate) enum Command {
 #[rustfmt::skip]
 pub(crate) const COMMANDS: &[&str] = &[
     "/accept",
+    "/anon",
     "/audit",
     "/away",
     "/back",
@@ -207,7 +213,7 @@ pub(crate) const COMMANDS: &[&str] = &[
     "/upload",
 ];
 
-const HELP: &str = "/join ROOM  /accept CODE  /upload PATH  /download SEQ [PATH]  /leave  /dm USER  /topic TEXT  /me ACTION  /reply SEQ TEXT  /react SEQ EMOJI  \
+const HELP: &str = "/join ROOM  /anon TEXT  /accept CODE  /upload PATH  /download SEQ [PATH]  /leave  /dm USER  /topic TEXT  /me ACTION  /reply SEQ TEXT  /react SEQ EMOJI  \
 /edit SEQ TEXT  /delete SEQ  /away [TEXT]  /back  /friend USER  /unfriend USER  /block USER  /unblock USER  \
 /quit   moderators: /invite [USER]  /kick USER [WHY]  /ban USER [WHY]  /unban USER  /mute USER  \
 /slow SECONDS|off  /lock  /unlock  /audit   keys: Alt+N room N, Ctrl+N/P \
@@ -670,6 +676,11 @@ fn submit(model: &mut Model, commands: &mut Vec<Command>) {
             }
         }
         "accept" if !rest.is_empty() => commands.push(Command::AcceptInvite(rest.to_owned())),
+        "anon" if !rest.is_empty() => {
+            if let Some(room) = need_room(model) {
+                commands.push(Command::SendAnonymous { room, text: rest.to_owned() });
+            }
+        }
         "upload" => match need_room(model) {
             Some(room) if !rest.is_empty() => {
                 commands.push(Command::Upload { room, path: rest.to_owned() });
@@ -884,6 +895,10 @@ pub(crate) mod tests {
             vec![Command::Download { room, seq: 42, path: Some("copy.txt".into()) }]
         );
         assert!(typed(&mut model, "/download soon").is_empty());
+        assert_eq!(
+            typed(&mut model, "/anon who ate the cake?"),
+            vec![Command::SendAnonymous { room, text: "who ate the cake?".into() }]
+        );
         assert_eq!(
             typed(&mut model, "/friend ada"),
             vec![Command::Contact("ada".into(), ContactAction::Request)]
