@@ -1,11 +1,17 @@
 //! Bad input over real QUIC gets typed errors and never disturbs other clients.
 
+use std::future::Future;
+use std::time::{Duration, Instant};
+
 use banter_client::Event;
 use banter_client::protocol::bounded::Text;
 use banter_client::protocol::frame::encode_raw;
-use banter_client::protocol::message::{Message, Post, RoomCreate, Visibility};
+use banter_client::protocol::ids::RoomId;
+use banter_client::protocol::message::{
+    ListScope, Message, Post, RoomCreate, RoomList, Visibility,
+};
 use banter_client::protocol::{ErrorCode, FrameDecoder, FrameType, varint};
-use banter_tests::{TestServer, WAIT, fresh_id};
+use banter_tests::{TestServer, TestUser, WAIT, fresh_id};
 
 /// Writes raw bytes as a request stream and returns the decoded answer.
 async fn raw_request(conn: &quinn::Connection, bytes: &[u8]) -> Vec<Message> {
@@ -199,4 +205,84 @@ async fn connections_beyond_the_per_address_cap_are_refused() {
     };
     let third = banter_client::Connection::connect(server.addr(), options).await;
     assert!(third.is_err(), "a third connection from one address was accepted");
+}
+
+/// A post's round trip while something hostile goes on: what other users feel.
+async fn post_latency(user: &TestUser, room: RoomId) -> Duration {
+    let started = Instant::now();
+    user.post(room, "still here").await.unwrap();
+    started.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_request_streams_is_served_in_bounded_batches_while_others_chat() {
+    let server = TestServer::start().await;
+    let flooder = server.user("flooder").await;
+    let ada = server.user("ada").await;
+    let room = ada.create_room("general", false).await;
+    // 2,000 requests at once: QUIC admits 32 streams at a time (the server's stream limit), so
+    // the rest wait for credit instead of piling up in banterd.
+    let conn = flooder.conn.clone();
+    let flood = tokio::spawn(async move {
+        let requests = (0..2000).map(|_| {
+            let conn = conn.clone();
+            async move {
+                conn.request(RoomList { scope: ListScope::Public, after: None, limit: 10 }).await
+            }
+        });
+        let answers = join_all(requests).await;
+        answers.iter().filter(|a| a.is_ok()).count()
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let latency = post_latency(&ada, room).await;
+    assert!(latency < Duration::from_secs(2), "a post took {latency:?} during the flood");
+    assert_eq!(flood.await.unwrap(), 2000, "every request answered, none dropped");
+}
+
+/// Runs futures concurrently and collects their outputs in order.
+async fn join_all<F: Future + Send + 'static>(futures: impl Iterator<Item = F>) -> Vec<F::Output>
+where
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.map(tokio::spawn).collect();
+    let mut out = Vec::with_capacity(handles.len());
+    for handle in handles {
+        out.push(handle.await.unwrap());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_authentication_flood_is_cut_off_by_the_address_limit_before_it_costs_hashing() {
+    // Real limits for authentication (the test server's are loose).
+    let server = TestServer::start_with(|c| {
+        let auth = c.rate.get_mut("auth").unwrap();
+        auth.burst = 10;
+        auth.per_minute = 30;
+    })
+    .await;
+    let ada = server.user("ada").await;
+    let room = ada.create_room("general", false).await;
+    let (conn, _events) = server.connect().await;
+    let started = Instant::now();
+    let attempts =
+        join_all(
+            (0..60).map(|i| {
+                let conn = conn.clone();
+                async move {
+                    conn.login("ada", &format!("wrong password {i}")).await.unwrap_err().code()
+                }
+            }),
+        )
+        .await;
+    let failed = attempts.iter().filter(|c| **c == Some(ErrorCode::AUTH_FAILED)).count();
+    let limited = attempts.iter().filter(|c| **c == Some(ErrorCode::RATE_LIMITED)).count();
+    // The first attempts were checked (one password hash each); the others were refused
+    // before hashing, so the flood costs at most a burst of hashes.
+    assert!(failed <= 11, "{failed} attempts were hashed");
+    assert_eq!(failed + limited, 60, "{attempts:?}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // The logged-in user chats on.
+    let latency = post_latency(&ada, room).await;
+    assert!(latency < Duration::from_secs(2), "{latency:?}");
 }

@@ -248,3 +248,31 @@ async fn on_a_stage_members_join_suppressed_and_speak_once_granted() {
     let listed = ada.conn.rooms(banter_client::protocol::message::ListScope::Joined).await.unwrap();
     assert!(listed.iter().find(|r| r.room == room).unwrap().stage);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_datagram_flood_is_cut_to_the_bitrate_cap_and_the_flooder_stays_usable() {
+    let server = TestServer::start().await;
+    let ada = server.user("ada").await;
+    let bob = server.user("bob").await;
+    let room = ada.create_voice_room("flood").await;
+    bob.join(room).await.unwrap();
+    join_voice(&ada, room).await;
+    join_voice(&bob, room).await;
+    // 5,000 datagrams of 200 bytes as fast as QUIC takes them: about 1 MB in well under a
+    // second, some 80 times what the voice bitrate cap lets through.
+    let payload = [0x55u8; 194];
+    for sequence in 0..5000u16 {
+        let _ = ada.conn.quic().send_datagram(datagram(0, sequence, false, &payload));
+        if sequence % 500 == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    let mut relayed = 0;
+    while heard(&bob, Duration::from_millis(300)).await.is_some() {
+        relayed += 1;
+    }
+    assert!(relayed > 0, "some audio gets through");
+    assert!(relayed < 200, "{relayed} datagrams relayed: the cap did not hold");
+    // The flooder's connection still answers requests.
+    ada.conn.request_one(VoiceSelf { room, mute: true, deaf: false }).await.unwrap();
+}
