@@ -88,6 +88,22 @@ impl FileStore {
         Ok(true)
     }
 
+    /// Deletes partial uploads untouched for longer than `max_age` (abandoned: their uploader
+    /// would have resumed by now); returns how many. Called at startup.
+    pub(crate) fn sweep_partials(&self, max_age: std::time::Duration) -> std::io::Result<usize> {
+        let Ok(entries) = std::fs::read_dir(self.root.join("partial")) else { return Ok(0) };
+        let mut swept = 0;
+        for entry in entries {
+            let entry = entry?;
+            let age = entry.metadata()?.modified()?.elapsed().unwrap_or_default();
+            if age > max_age {
+                std::fs::remove_file(entry.path())?;
+                swept += 1;
+            }
+        }
+        Ok(swept)
+    }
+
     /// Removes a partial upload the server already has the whole content of.
     pub(crate) async fn drop_partial(&self, user: UserId, sha256: &[u8; 32]) {
         let _ = tokio::fs::remove_file(self.partial(user, sha256)).await;
@@ -107,4 +123,31 @@ pub(crate) async fn sha256_of(path: &Path) -> std::io::Result<[u8; 32]> {
         digest.update(&buf[..n]);
     }
     Ok(digest.finish().as_ref().try_into().expect("SHA-256 is 32 bytes"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+
+    #[test]
+    fn only_partial_uploads_left_alone_for_long_are_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::new(dir.path());
+        let partial = dir.path().join(DIR).join("partial");
+        std::fs::create_dir_all(&partial).unwrap();
+        let (old, fresh) = (partial.join("1-aa"), partial.join("2-bb"));
+        std::fs::write(&old, b"abandoned").unwrap();
+        std::fs::write(&fresh, b"in progress").unwrap();
+        let two_days_ago = SystemTime::now() - Duration::from_secs(2 * 86_400);
+        std::fs::File::options()
+            .write(true)
+            .open(&old)
+            .unwrap()
+            .set_modified(two_days_ago)
+            .unwrap();
+        assert_eq!(store.sweep_partials(Duration::from_secs(86_400)).unwrap(), 1);
+        assert!(!old.exists() && fresh.exists());
+    }
 }

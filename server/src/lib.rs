@@ -95,6 +95,9 @@ impl Shared {
     }
 }
 
+/// Partial uploads untouched this long are abandoned and removed at startup.
+const PARTIAL_UPLOAD_AGE: Duration = Duration::from_secs(24 * 3600);
+
 /// The authentication limit per address (10 and 30 a minute when the configuration names
 /// none).
 fn auth_bucket(config: &Config) -> config::Bucket {
@@ -207,6 +210,12 @@ impl Server {
             backlog_bytes: config.live_backlog_bytes,
         }));
         load_live_state(&store, &hub)?;
+        let files = files::FileStore::new(&config.data_dir);
+        match files.sweep_partials(PARTIAL_UPLOAD_AGE) {
+            Ok(0) => {}
+            Ok(swept) => tracing::info!(swept, "removed abandoned partial uploads"),
+            Err(error) => tracing::warn!(%error, "could not sweep partial uploads"),
+        }
 
         let passwords = Passwords::new(
             config.argon2_memory_kib,
@@ -229,7 +238,7 @@ impl Server {
             tokens: TokenKeys::new(identity.signing_key.clone()),
             account_limits: AccountLimiter::new(&config.rate),
             slow_mode: SlowMode::default(),
-            files: files::FileStore::new(&config.data_dir),
+            files,
             metrics: metrics::Metrics::new(&store, &hub, &voice),
             config,
             store,
