@@ -61,6 +61,16 @@ pub enum RequestError {
     Local(String),
 }
 
+impl From<&message::Error> for RequestError {
+    fn from(error: &message::Error) -> Self {
+        Self::Server {
+            code: error.code,
+            message: error.message.to_string(),
+            retry_after_ms: error.retry_after_ms,
+        }
+    }
+}
+
 impl From<ConnectError> for RequestError {
     fn from(error: ConnectError) -> Self {
         match error {
@@ -282,11 +292,7 @@ impl Connection {
         let _ = send.finish();
         let answer = read_all(&mut recv).await?;
         match answer.last() {
-            Some(Message::Error(error)) => Err(RequestError::Server {
-                code: error.code,
-                message: error.message.to_string(),
-                retry_after_ms: error.retry_after_ms,
-            }),
+            Some(Message::Error(error)) => Err(RequestError::from(error)),
             _ => Ok(answer),
         }
     }
@@ -398,11 +404,7 @@ impl Connection {
             match decoder.next_message().map_err(|e| RequestError::Protocol(e.to_string()))? {
                 Some(Message::KeyChallenge(challenge)) => break challenge,
                 Some(Message::Error(error)) => {
-                    return Err(RequestError::Server {
-                        code: error.code,
-                        message: error.message.to_string(),
-                        retry_after_ms: error.retry_after_ms,
-                    });
+                    return Err(RequestError::from(&error));
                 }
                 Some(other) => {
                     return Err(RequestError::Protocol(format!(
@@ -429,11 +431,7 @@ impl Connection {
         answer.extend(read_all(&mut recv).await?);
         match answer.pop() {
             Some(Message::AuthOk(ok)) => Ok(ok),
-            Some(Message::Error(error)) => Err(RequestError::Server {
-                code: error.code,
-                message: error.message.to_string(),
-                retry_after_ms: error.retry_after_ms,
-            }),
+            Some(Message::Error(error)) => Err(RequestError::from(&error)),
             _ => Err(RequestError::Protocol("expected AUTH_OK".into())),
         }
     }

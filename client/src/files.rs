@@ -52,11 +52,7 @@ impl Frames {
                 self.decoder.next_message().map_err(|e| RequestError::Protocol(e.to_string()))?
             {
                 return match message {
-                    Message::Error(error) => Err(RequestError::Server {
-                        code: error.code,
-                        message: error.message.to_string(),
-                        retry_after_ms: error.retry_after_ms,
-                    }),
+                    Message::Error(error) => Err(RequestError::from(&error)),
                     other => Ok(Some(other)),
                 };
             }

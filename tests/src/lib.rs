@@ -12,7 +12,8 @@ use banter_client::protocol::ErrorCode;
 use banter_client::protocol::bounded::Text;
 use banter_client::protocol::ids::RoomId;
 use banter_client::protocol::message::{
-    AuthOk, EventAck, Message, Post, RoomCreate, RoomInfo, RoomJoin, Visibility, Welcome,
+    AuditEntry, AuditQuery, AuthOk, EventAck, Message, Post, RoomCreate, RoomInfo, RoomJoin,
+    Visibility, Welcome,
 };
 use banter_client::{Connection, Event, Options, RequestError, Trust};
 use banter_server::Server;
@@ -232,6 +233,14 @@ impl TestUser {
     /// Posts with a fresh client message id.
     pub async fn post(&self, room: RoomId, text: &str) -> Result<EventAck, RequestError> {
         self.post_with_id(room, fresh_id(), text).await
+    }
+
+    /// The newest `limit` entries of a room's audit log, newest first (must be allowed).
+    pub async fn audit(&self, room: RoomId, limit: u16) -> Vec<AuditEntry> {
+        match self.conn.request_one(AuditQuery { room: Some(room), before: None, limit }).await {
+            Ok(Message::AuditPage(page)) => page.entries.into_vec(),
+            other => panic!("expected AUDIT_PAGE, got {other:?}"),
+        }
     }
 }
 

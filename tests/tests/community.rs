@@ -9,8 +9,8 @@ use banter_client::protocol::ErrorCode;
 use banter_client::protocol::bounded::Text;
 use banter_client::protocol::ids::{RoomId, UserId};
 use banter_client::protocol::message::{
-    AuditAction, AuditQuery, Ban, Contact, ContactAction, ContactList, ContactSet, ContactState,
-    DmOpen, Invite, InviteCreate, InviteUse, Message, PresenceSet, PresenceStatus, RoomInvite,
+    AuditAction, Ban, Contact, ContactAction, ContactList, ContactSet, ContactState, DmOpen,
+    Invite, InviteCreate, InviteUse, Message, PresenceSet, PresenceStatus, RoomInvite,
 };
 use banter_tests::{TestServer, TestUser, WAIT};
 
@@ -122,9 +122,8 @@ async fn invites_admit_to_private_rooms_within_their_limits() {
     bob.join(lobby).await.unwrap();
     invite(&bob, lobby, Some(3), Some(3600)).await.unwrap();
 
-    let page = owner.conn.request_one(AuditQuery { room: Some(secret), before: None, limit: 20 });
-    let Message::AuditPage(page) = page.await.unwrap() else { panic!() };
-    let actions: Vec<AuditAction> = page.entries.iter().map(|e| e.action).collect();
+    let actions: Vec<AuditAction> =
+        owner.audit(secret, 20).await.iter().map(|e| e.action).collect();
     assert_eq!(actions.iter().filter(|a| **a == AuditAction::INVITE_CREATE).count(), 3);
     assert_eq!(actions.iter().filter(|a| **a == AuditAction::MEMBER_ADD).count(), 2);
 }

@@ -53,19 +53,12 @@ async fn the_owner_appoints_a_moderator_who_may_kick_members_but_not_the_owner_a
         .await;
     assert_eq!(peer.unwrap_err().code(), Some(ErrorCode::FORBIDDEN));
 
-    let Message::AuditPage(page) = bob
-        .conn
-        .request_one(AuditQuery { room: Some(room), before: None, limit: 10 })
-        .await
-        .unwrap()
-    else {
-        panic!()
-    };
-    let actions: Vec<AuditAction> = page.entries.iter().map(|e| e.action).collect();
+    let entries = bob.audit(room, 10).await;
+    let actions: Vec<AuditAction> = entries.iter().map(|e| e.action).collect();
     assert_eq!(actions, vec![AuditAction::KICK, AuditAction::ROLE_SET], "newest first");
-    assert_eq!(page.entries[0].actor, bob.auth.user);
-    assert_eq!(page.entries[0].target, Some(carol.auth.user));
-    assert_eq!(page.entries[0].reason.as_str(), "spam");
+    assert_eq!(entries[0].actor, bob.auth.user);
+    assert_eq!(entries[0].target, Some(carol.auth.user));
+    assert_eq!(entries[0].reason.as_str(), "spam");
 
     // The server-wide log is for admins; the server owner reads it.
     let denied = bob.conn.request_one(AuditQuery { room: None, before: None, limit: 10 }).await;
@@ -157,15 +150,8 @@ async fn a_ban_removes_and_bars_a_user_until_lifted_and_every_act_is_audited() {
     let again = owner.conn.request_one(Unban { room, user: carol.auth.user }).await;
     assert_eq!(again.unwrap_err().code(), Some(ErrorCode::NOT_FOUND));
 
-    let Message::AuditPage(page) = owner
-        .conn
-        .request_one(AuditQuery { room: Some(room), before: None, limit: 10 })
-        .await
-        .unwrap()
-    else {
-        panic!()
-    };
-    let acts: Vec<_> = page.entries.iter().map(|e| (e.action, e.target)).collect();
+    let entries = owner.audit(room, 10).await;
+    let acts: Vec<_> = entries.iter().map(|e| (e.action, e.target)).collect();
     assert_eq!(
         acts,
         vec![
@@ -177,7 +163,7 @@ async fn a_ban_removes_and_bars_a_user_until_lifted_and_every_act_is_audited() {
         ],
         "newest first"
     );
-    assert!(page.entries.iter().all(|e| e.actor == owner.auth.user));
+    assert!(entries.iter().all(|e| e.actor == owner.auth.user));
 }
 
 fn configure(room: RoomId, slow_mode_s: Option<u32>, locked: Option<bool>) -> RoomConfigure {
@@ -253,10 +239,9 @@ async fn slow_mode_and_lock_hold_members_back_but_not_moderators() {
     bob.post(room, "back").await.unwrap();
 
     // Each change is audited with the settings it left.
-    let page = owner.conn.request_one(AuditQuery { room: Some(room), before: None, limit: 10 });
-    let Message::AuditPage(page) = page.await.unwrap() else { panic!() };
-    let reasons: Vec<String> = page
-        .entries
+    let reasons: Vec<String> = owner
+        .audit(room, 10)
+        .await
         .iter()
         .filter(|e| e.action == AuditAction::ROOM_CONFIGURE)
         .map(|e| e.reason.to_string())
@@ -357,9 +342,8 @@ async fn anonymous_posts_hide_their_author_from_all_but_a_moderator_who_asks_on_
         Message::Author(author) => assert_eq!(author.user, bob.auth.user),
         other => panic!("{other:?}"),
     }
-    let page = owner.conn.request_one(AuditQuery { room: Some(room), before: None, limit: 5 });
-    let Message::AuditPage(page) = page.await.unwrap() else { panic!() };
-    let newest = &page.entries[0];
+    let entries = owner.audit(room, 5).await;
+    let newest = &entries[0];
     assert_eq!(
         (newest.action, newest.actor, newest.target),
         (AuditAction::REVEAL_AUTHOR, owner.auth.user, Some(bob.auth.user))

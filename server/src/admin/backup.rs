@@ -20,8 +20,9 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::AdminError;
+use crate::files::{self, hex};
+use crate::identity;
 use crate::store::{Engine, SCHEMA_VERSION, SledEngine, StoreError, Write, scan_range};
-use crate::{files, identity};
 
 const MAGIC: &[u8; 8] = b"BANTERBK";
 const FORMAT: u32 = 1;
@@ -89,10 +90,6 @@ impl RecordWriter {
         file.sync_all()?;
         Ok((self.records, hex(self.digest.finish().as_ref())))
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Writes every record of `engine` to `dir/records.bin`. Runs inside [`Store::exclusive`].

@@ -407,7 +407,7 @@ impl Checker {
 }
 
 fn log_entry(engine: &dyn Engine, room: u64, seq: u64) -> Result<Option<LogEntry>, StoreError> {
-    let key = keys::ids(tag::LOG, &[room, seq]);
+    let key = keys::log(banter_protocol::ids::RoomId(room), seq);
     engine.get(&key)?.map(|v| decode(&key, &v)).transpose()
 }
 

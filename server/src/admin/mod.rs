@@ -210,12 +210,9 @@ impl AdminCtx {
         self.passwords.hash(password).await.map_err(AdminError::Refused)
     }
 
-    fn find_user(&self, username: &str) -> Result<(UserId, UserRecord), AdminError> {
-        let unknown = || AdminError::Refused(format!("no user named {username:?}"));
-        let name = requests::normalize_username(username).map_err(|_| unknown())?;
-        let id = self.store.get::<u64>(&keys::username(&name))?.ok_or_else(unknown)?;
-        let record = self.store.get::<UserRecord>(&keys::user(UserId(id)))?.ok_or_else(unknown)?;
-        Ok((UserId(id), record))
+    fn find_user(&self, username: &str) -> Result<UserId, AdminError> {
+        requests::user_id(&self.store, username)?
+            .ok_or_else(|| AdminError::Refused(format!("no user named {username:?}")))
     }
 
     /// Applies `change` to a user's record in one commit, with an audit entry; with
@@ -306,7 +303,7 @@ impl AdminCtx {
     }
 
     async fn user_passwd(&self, username: String, password: String) -> Result<String, AdminError> {
-        let (user, _) = self.find_user(&username)?;
+        let user = self.find_user(&username)?;
         let hash = self.hash(password).await?;
         self.update_user(user, AuditAction::PASSWORD_RESET, String::new(), true, move |record| {
             record.password_hash = hash;
@@ -316,7 +313,7 @@ impl AdminCtx {
     }
 
     async fn user_enabled(&self, username: String, enabled: bool) -> Result<String, AdminError> {
-        let (user, _) = self.find_user(&username)?;
+        let user = self.find_user(&username)?;
         let action = if enabled { AuditAction::USER_ENABLE } else { AuditAction::USER_DISABLE };
         self.update_user(user, action, String::new(), !enabled, move |record| {
             record.disabled = !enabled;
@@ -330,7 +327,7 @@ impl AdminCtx {
     }
 
     async fn user_promote(&self, username: String, role: ServerRole) -> Result<String, AdminError> {
-        let (user, _) = self.find_user(&username)?;
+        let user = self.find_user(&username)?;
         let role = Role::from(role);
         self.update_user(
             user,

@@ -15,7 +15,7 @@ use ed25519_dalek::{Signature, VerifyingKey};
 use super::{ConnCtx, RequestError, RequestIo, Result, check_text, text};
 use crate::auth::{RefreshToken, TokenError, Verified, same_secret};
 use crate::store::records::{SessionRecord, UserRecord};
-use crate::store::{Txn, keys};
+use crate::store::{Store, StoreError, Txn, keys};
 use crate::{Shared, wall_clock};
 
 fn auth_failed() -> RequestError {
@@ -172,10 +172,14 @@ pub(super) async fn register(ctx: &ConnCtx, r: Register) -> Result<Vec<Message>>
     Ok(auth_ok(&ctx.shared, user, session, &refresh))
 }
 
-fn find_user(ctx: &ConnCtx, username: &str) -> Result<Option<(UserId, UserRecord)>> {
+/// The account named `username` (in any case), if there is one.
+pub(crate) fn user_id(store: &Store, username: &str) -> Result<Option<UserId>, StoreError> {
     let Ok(name) = normalize_username(username) else { return Ok(None) };
-    let Some(id) = ctx.shared.store.get::<u64>(&keys::username(&name))? else { return Ok(None) };
-    let user = UserId(id);
+    Ok(store.get::<u64>(&keys::username(&name))?.map(UserId))
+}
+
+fn find_user(ctx: &ConnCtx, username: &str) -> Result<Option<(UserId, UserRecord)>> {
+    let Some(user) = user_id(&ctx.shared.store, username)? else { return Ok(None) };
     Ok(ctx.shared.store.get::<UserRecord>(&keys::user(user))?.map(|record| (user, record)))
 }
 

@@ -18,7 +18,7 @@ use super::{ConnCtx, RequestError, Result, check_text, text};
 use crate::authz::{Action, Standing, authorize};
 use crate::hub::Hub;
 use crate::store::records::{
-    DedupRecord, EntryKind, LogEntry, MemberRecord, MessageState, RoomRecord,
+    DedupRecord, EntryKind, LogEntry, MemberRecord, MessageState, RoomRecord, RoomSettings,
 };
 use crate::store::{Txn, keys};
 use crate::wall_clock;
@@ -189,8 +189,8 @@ pub(super) async fn post(ctx: &ConnCtx, r: Post) -> Result<Vec<Message>> {
     // lock, slow mode): refusing it would make the client think it was lost.
     let retry = ctx.shared.store.contains(&keys::dedup(user, r.client_msg_id))?;
     if !retry {
-        check_may_post(ctx, r.room, &record, &standing)?;
-        if r.anonymous && !ctx.room_settings(r.room)?.anonymous {
+        let settings = check_may_post(ctx, r.room, &record, &standing)?;
+        if r.anonymous && !settings.anonymous {
             return Err(RequestError::new(
                 ErrorCode::INVALID_REQUEST,
                 "this room does not allow anonymous posts",
@@ -299,26 +299,33 @@ pub(super) async fn reveal_author(ctx: &ConnCtx, r: RevealAuthor) -> Result<Vec<
 }
 
 /// What a new post or upload must pass beyond membership: the room's lock, slow mode, and in
-/// a direct room the other side's block (spec §6.3, §6.8).
+/// a direct room the other side's block (spec §6.3, §6.8). Returns the room's settings, read
+/// once for all of it.
 pub(super) fn check_may_post(
     ctx: &ConnCtx,
     room: RoomId,
     record: &RoomRecord,
     standing: &Standing,
-) -> Result<()> {
+) -> Result<RoomSettings> {
     let user = ctx.authed()?.user;
     authorize(standing, Action::Post)?;
-    check_slow_mode(ctx, room, user, standing)?;
+    let settings = ctx.room_settings(room)?;
+    check_slow_mode(ctx, room, user, standing, settings.slow_mode_s)?;
     let other = record.direct_pair.map(|(a, b)| UserId(if a == user.0 { b } else { a }));
     if other.is_some_and(|other| ctx.shared.hub.blocks(other, user)) {
         return Err(RequestError::new(ErrorCode::FORBIDDEN, "cannot message this user"));
     }
-    Ok(())
+    Ok(settings)
 }
 
 /// Slow mode: members below moderator post at most once per interval (spec §6.3).
-fn check_slow_mode(ctx: &ConnCtx, room: RoomId, user: UserId, standing: &Standing) -> Result<()> {
-    let interval = ctx.room_settings(room)?.slow_mode_s;
+fn check_slow_mode(
+    ctx: &ConnCtx,
+    room: RoomId,
+    user: UserId,
+    standing: &Standing,
+    interval: u32,
+) -> Result<()> {
     if interval == 0 || standing.rank() >= Role::MODERATOR {
         return Ok(());
     }

@@ -3,13 +3,10 @@
 
 use banter_protocol::ErrorCode;
 use banter_protocol::ids::{RoomId, Timestamp};
-use banter_protocol::message::{
-    AuditAction, Invite, InviteCreate, InviteUse, Message, Role, RoomInvite,
-};
+use banter_protocol::message::{AuditAction, Invite, InviteCreate, InviteUse, Message, RoomInvite};
 
-use super::events::room_in;
 use super::moderation::audit;
-use super::rooms::{acked, add_member, commit_membership, info};
+use super::rooms::{acked, add_to_room, commit_membership, info};
 use super::{ConnCtx, RequestError, Result, text};
 use crate::authz::Action;
 use crate::store::keys;
@@ -123,10 +120,7 @@ pub(super) async fn accept(ctx: &ConnCtx, r: InviteUse) -> Result<Vec<Message>> 
         }
         invite.uses += 1;
         txn.put(key, &invite);
-        let mut record = room_in(txn, room)?;
-        let joined = add_member(txn, room, &mut record, user, user, Role::MEMBER)?;
-        txn.put(keys::room(room), &record);
-        Ok(vec![(joined, Some((user, true)))])
+        Ok(vec![add_to_room(txn, room, user, user)?])
     })
     .await?;
     info(ctx, room, user)
@@ -149,11 +143,8 @@ pub(super) async fn add_user(ctx: &ConnCtx, r: RoomInvite) -> Result<Vec<Message
         if txn.contains(&keys::member(room, user))? {
             return Err(RequestError::new(ErrorCode::CONFLICT, "already a member"));
         }
-        let mut record = room_in(txn, room)?;
-        let joined = add_member(txn, room, &mut record, inviter, user, Role::MEMBER)?;
-        txn.put(keys::room(room), &record);
         audit(txn, inviter, AuditAction::MEMBER_ADD, Some(room), Some(user), "")?;
-        Ok(vec![(joined, Some((user, true)))])
+        Ok(vec![add_to_room(txn, room, inviter, user)?])
     })
     .await?;
     Ok(acked(&appended, ctx, room))

@@ -31,7 +31,7 @@ use crate::store::{StoreError, WriteError, keys};
 use crate::{Shared, wall_clock};
 
 pub(crate) use accounts::{
-    authenticate, check_password, create_user, end_all_logins, normalize_username,
+    authenticate, check_password, create_user, end_all_logins, normalize_username, user_id,
 };
 pub(crate) use moderation::{CONSOLE, audit, role_reason};
 pub(crate) use rooms::{check_room_fields, new_channel};
@@ -157,9 +157,8 @@ impl ConnCtx {
 
     /// A user by name (NOT_FOUND when there is none).
     pub(crate) fn user_named(&self, name: &str) -> Result<UserId> {
-        let name = name.to_ascii_lowercase();
-        let found = self.shared.store.get::<u64>(&keys::username(&name))?;
-        found.map(UserId).ok_or_else(|| RequestError::new(ErrorCode::NOT_FOUND, "no such user"))
+        user_id(&self.shared.store, name)?
+            .ok_or_else(|| RequestError::new(ErrorCode::NOT_FOUND, "no such user"))
     }
 
     /// A room's moderation settings.

@@ -75,7 +75,7 @@ fn username_in(txn: &Txn<'_>, user: UserId) -> Result<String> {
 
 /// Adds a member inside a commit and appends the Joined entry, sent by `actor` (the user
 /// themself, or whoever added them).
-pub(super) fn add_member(
+fn add_member(
     txn: &mut Txn<'_>,
     room: RoomId,
     record: &mut RoomRecord,
@@ -236,13 +236,24 @@ pub(super) async fn join(ctx: &ConnCtx, r: RoomJoin) -> Result<Vec<Message>> {
         if txn.contains(&keys::member(room, user))? {
             return Ok(Vec::new());
         }
-        let mut record = room_in(txn, room)?;
-        let joined = add_member(txn, room, &mut record, user, user, Role::MEMBER)?;
-        txn.put(keys::room(room), &record);
-        Ok(vec![(joined, Some((user, true)))])
+        Ok(vec![add_to_room(txn, room, user, user)?])
     })
     .await?;
     info(ctx, room, user)
+}
+
+/// Makes `user` a member of an existing room inside a commit (joining themself, or added by
+/// `actor`) and saves the room; the entry and hub change for [`commit_membership`].
+pub(super) fn add_to_room(
+    txn: &mut Txn<'_>,
+    room: RoomId,
+    actor: UserId,
+    user: UserId,
+) -> Result<(Appended, Option<(UserId, bool)>)> {
+    let mut record = room_in(txn, room)?;
+    let joined = add_member(txn, room, &mut record, actor, user, Role::MEMBER)?;
+    txn.put(keys::room(room), &record);
+    Ok((joined, Some((user, true))))
 }
 
 /// Removes `user` from `room` inside a commit with a MEMBERSHIP entry by `actor`.
