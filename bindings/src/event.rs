@@ -322,3 +322,53 @@ pub unsafe extern "C" fn banter_event_free(event: *mut banter_event) {
         drop(unsafe { Box::from_raw(event) });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use banter_protocol::bounded::Text;
+    use banter_protocol::ids::{RoomId, Timestamp};
+    use banter_protocol::message::{EventMeta, FileShared, Posted, RoomConfigured};
+
+    use super::*;
+
+    fn meta(sender: u64) -> EventMeta {
+        EventMeta { room: RoomId(7), seq: 42, ts: Timestamp(1), sender: UserId(sender) }
+    }
+
+    #[test]
+    fn settings_files_and_anonymous_senders_become_c_events() {
+        let names = HashMap::from([(UserId(3), "ada".to_owned())]);
+        let settings = RoomConfigured {
+            event_seq: 1,
+            meta: meta(3),
+            slow_mode_s: 30,
+            locked: true,
+            anonymous: true,
+            stage: false,
+        };
+        let event = banter_event::from_message(&settings.into(), &names).unwrap();
+        assert_eq!((event.kind, event.value, event.target), (BANTER_EVENT_ROOM_SETTINGS, 30, 0b11));
+        assert_eq!(event.text.to_str().unwrap(), "slow mode 30 s, locked, anonymous posts allowed");
+
+        let file = FileShared {
+            event_seq: 2,
+            meta: meta(3),
+            name: Text::new("notes.txt").unwrap(),
+            size: 1234,
+            sha256: [0; 32],
+        };
+        let event = banter_event::from_message(&file.into(), &names).unwrap();
+        assert_eq!((event.kind, event.seq, event.value), (BANTER_EVENT_FILE, 42, 1234));
+        assert_eq!(event.text.to_str().unwrap(), "notes.txt");
+
+        let anonymous = Posted {
+            event_seq: 3,
+            meta: meta(0),
+            client_msg_id: None,
+            reply_to: None,
+            text: Text::new("guess who").unwrap(),
+        };
+        let event = banter_event::from_message(&anonymous.into(), &names).unwrap();
+        assert_eq!(event.sender_name.to_str().unwrap(), "anonymous");
+    }
+}

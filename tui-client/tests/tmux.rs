@@ -1,5 +1,6 @@
 //! The interactive TUI in a real terminal (tmux): a message from another user appears in the
-//! pane, and a message typed into the pane reaches the server.
+//! pane, a message typed into the pane reaches the server, and a moderator's slash commands
+//! (settings, kick, audit, invite, files) do what they say.
 
 mod common;
 
@@ -12,6 +13,26 @@ use common::{Env, start};
 struct Tmux(String);
 
 impl Tmux {
+    /// Starts `banter` (with `args`) for `env`'s server in a 100×30 tmux pane, and waits until
+    /// it is connected.
+    async fn start(env: &Env, args: &str) -> Self {
+        let session = Self(format!("banter-test-{}-{}", std::process::id(), args.len()));
+        let command = format!(
+            "env XDG_DATA_HOME={} HOME={} {} --server {} {args}",
+            env.home.path().join("data").display(),
+            env.home.path().display(),
+            env!("CARGO_BIN_EXE_banter"),
+            env.server,
+        );
+        let started = Command::new("tmux")
+            .args(["new-session", "-d", "-s", &session.0, "-x", "100", "-y", "30", &command])
+            .status()
+            .expect("tmux is installed (.ci/run installs it)");
+        assert!(started.success());
+        session.wait_for("[connected]").await;
+        session
+    }
+
     fn capture(&self) -> String {
         let output =
             Command::new("tmux").args(["capture-pane", "-p", "-t", &self.0]).output().unwrap();
@@ -52,20 +73,7 @@ async fn the_tui_shows_incoming_messages_and_sends_typed_ones() {
     env.run_ok(&["create-room", "general", "--topic", "Say hi"]);
     env.run_ok(&["--profile", "grace", "join", "general"]);
 
-    let session = Tmux(format!("banter-test-{}", std::process::id()));
-    let command = format!(
-        "env XDG_DATA_HOME={} HOME={} {} --server {} --profile grace",
-        env.home.path().join("data").display(),
-        env.home.path().display(),
-        env!("CARGO_BIN_EXE_banter"),
-        env.server,
-    );
-    let started = Command::new("tmux")
-        .args(["new-session", "-d", "-s", &session.0, "-x", "100", "-y", "30", &command])
-        .status()
-        .expect("tmux is installed (.ci/run installs it)");
-    assert!(started.success());
-    session.wait_for("[connected]").await;
+    let session = Tmux::start(&env, "--profile grace").await;
     session.wait_for("grace joined").await;
 
     env.run_ok(&["send", "general", "hello from ada"]);
@@ -97,5 +105,58 @@ async fn the_tui_shows_incoming_messages_and_sends_typed_ones() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moderator_runs_the_room_from_the_tui() {
+    let data = tempfile::tempdir().unwrap();
+    let server = start(data.path()).await;
+    let env = Env::new(&server);
+    env.register_ada_and("grace");
+    env.run_ok(&["create-room", "general"]);
+    env.run_ok(&["--profile", "grace", "join", "general"]);
+    let session = Tmux::start(&env, "").await;
+    session.wait_for("grace joined").await;
+
+    // Room settings: the status bar shows them once the server has them.
+    session.keys(&["/slow 30", "Enter"]);
+    session.wait_for("slow 30 s").await;
+    session.keys(&["/lock", "Enter"]);
+    session.wait_for("│ locked").await;
+    // Anonymous posts are not allowed here: the refusal is shown in words.
+    session.keys(&["/anon who am I", "Enter"]);
+    let screen = session.wait_for("this room does not allow anonymous").await;
+    assert!(!screen.contains("unsent"), "a refused post is not left pending:\n{screen}");
+
+    // Kick grace, read it back in the audit log, add her again.
+    session.keys(&["/kick grace being rude", "Enter"]);
+    session.wait_for("kicked grace").await;
+    assert!(!env.run_ok(&["--profile", "grace", "rooms"]).contains("general"));
+    session.keys(&["/audit", "Enter"]);
+    session.wait_for("ada kick grace (being rude)").await;
+    session.keys(&["/invite grace", "Enter"]);
+    session.wait_for("added grace").await;
+    assert!(env.run_ok(&["--profile", "grace", "rooms"]).contains("general"));
+
+    // Share a file and fetch it back.
+    let work = tempfile::tempdir().unwrap();
+    let original = work.path().join("notes.txt");
+    std::fs::write(&original, "meeting notes\n".repeat(1000)).unwrap();
+    session.keys(&[&format!("/upload {}", original.display()), "Enter"]);
+    let screen = session.wait_for("shared notes.txt").await;
+    let seq: String = screen
+        .split("/download ")
+        .nth(1)
+        .expect("the file's notice names its seq")
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    let copy = work.path().join("copy.txt");
+    session.keys(&[&format!("/download {seq} {}", copy.display()), "Enter"]);
+    session.wait_for("saved").await;
+    assert_eq!(std::fs::read(&copy).unwrap(), std::fs::read(&original).unwrap());
+
+    session.keys(&["/quit", "Enter"]);
     server.shutdown().await;
 }

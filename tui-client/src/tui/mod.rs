@@ -74,7 +74,9 @@ pub(crate) async fn run(
                     None
                 }
                 Update::Sent { client_msg_id, .. } => Some(Action::Sent { client_msg_id }),
-                Update::SendFailed { error, .. } => Some(Action::Failed(error)),
+                Update::SendFailed { client_msg_id, error } => {
+                    Some(Action::SendFailed { client_msg_id, error })
+                }
             },
             Some(action) = results.recv() => Some(action),
             _ = tick.tick() => Some(Action::Tick(banter_client::wall_clock().0)),

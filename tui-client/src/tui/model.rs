@@ -88,6 +88,11 @@ pub(crate) enum Action {
     Sent {
         client_msg_id: u128,
     },
+    /// A queued post the server refused for good: it is no longer pending.
+    SendFailed {
+        client_msg_id: u128,
+        error: String,
+    },
     /// The newest audit entries of a room.
     AuditLoaded(Vec<AuditEntry>),
     /// A moderation request went through.
@@ -353,6 +358,10 @@ pub(crate) fn update(model: &mut Model, action: Action) -> Vec<Command> {
             model.pending.push((client_msg_id, room, text))
         }
         Action::Sent { client_msg_id } => model.pending.retain(|(id, _, _)| *id != client_msg_id),
+        Action::SendFailed { client_msg_id, error } => {
+            model.pending.retain(|(id, _, _)| *id != client_msg_id);
+            model.status = Some(error);
+        }
         Action::AuditLoaded(entries) => model.status = Some(audit_line(model, &entries)),
         Action::Done(what) => model.status = Some(what),
         Action::Failed(error) => model.status = Some(error),
@@ -914,6 +923,18 @@ pub(crate) mod tests {
         };
         update(&mut model, Action::Ephemeral(request.into()));
         assert_eq!(model.status.as_deref(), Some("ada asks to be friends: /friend ada to accept"));
+    }
+
+    #[test]
+    fn a_post_refused_for_good_is_no_longer_pending() {
+        let mut model = model_with_rooms();
+        let room = model.current.unwrap();
+        update(&mut model, Action::Queued { client_msg_id: 7, room, text: "hi".into() });
+        assert_eq!(model.pending.len(), 1);
+        let error = "the room is locked: only moderators may post (ROOM_LOCKED)".to_owned();
+        update(&mut model, Action::SendFailed { client_msg_id: 7, error: error.clone() });
+        assert!(model.pending.is_empty());
+        assert_eq!(model.status, Some(error));
     }
 
     #[test]
