@@ -22,5 +22,6 @@ seed() { # seed TARGET FILE [PREFIX]: one corpus file per `hex:` line of FILE
 seed decode_frame frames.vectors
 seed decode_frame invalid.vectors
 seed voice_datagram datagrams.vectors
+seed voice_datagram tunnel.vectors
 seed settings frames.vectors "01 "
 echo "seeded: $(ls corpus/decode_frame | grep -c vector) frames, $(ls corpus/voice_datagram | grep -c vector) datagrams, $(ls corpus/settings | grep -c vector) SETTINGS bodies"

@@ -89,7 +89,7 @@ fn endpoint() -> &'static quinn::Endpoint {
 }
 
 fn options() -> Options {
-    Options { trust: Trust::AcceptAny, server_name: "localhost".into() }
+    Options::new(Trust::AcceptAny, "localhost")
 }
 
 /// A connected, authenticated user.

@@ -147,7 +147,7 @@ fn start(
         .rsplit_once(':')
         .map_or(config.server.as_str(), |(h, _)| h)
         .trim_matches(['[', ']']);
-    let options = Options { trust: config.trust.clone(), server_name: host.to_owned() };
+    let options = Options::new(config.trust.clone(), host);
     let (credentials, fingerprint) = runtime
         .block_on(Client::authenticate(addr, options.clone(), username, password, register))
         .map_err(|e| match e {

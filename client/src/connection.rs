@@ -7,14 +7,17 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use banter_protocol::bounded::{Blob, Text};
+use banter_protocol::datagram::TunnelReader;
 use banter_protocol::ids::{ResumeId, RoomId};
 use banter_protocol::message::{
     self, AuthOk, Hello, ListScope, Login, Member, Members, Message, Register, RoomList,
     RoomSummary,
 };
 use banter_protocol::session::{ClientConfig, ClientConnection, ClientEvent, Greeting};
+use banter_protocol::settings::{FEATURE_VOICE_DATAGRAMS, FEATURE_VOICE_TUNNEL, Limits};
 use banter_protocol::stream::StreamType;
 use banter_protocol::{ErrorCode, FrameDecoder};
+use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::tls::{Trust, Verifier};
@@ -154,6 +157,16 @@ pub struct Options {
     pub trust: Trust,
     /// The name the certificate is checked for (SNI).
     pub server_name: String,
+    /// Accept voice as QUIC datagrams (the default). Without, voice comes and goes on the
+    /// voice tunnel stream (spec §8.4), as on a network that drops them.
+    pub datagrams: bool,
+}
+
+impl Options {
+    /// Options that check the certificate by `trust` for `server_name`, with datagrams.
+    pub fn new(trust: Trust, server_name: impl Into<String>) -> Self {
+        Self { trust, server_name: server_name.into(), datagrams: true }
+    }
 }
 
 /// An open connection.
@@ -164,7 +177,11 @@ pub struct Connection {
     greet: mpsc::UnboundedSender<()>,
     fingerprint: Option<[u8; 32]>,
     endpoint: quinn::Endpoint,
+    voice_tunnel: VoiceInbox,
 }
+
+/// Where records of the server's voice tunnel go: the joined voice session, if any.
+pub(crate) type VoiceInbox = Arc<Mutex<Option<mpsc::Sender<Bytes>>>>;
 
 fn lock(session: &Mutex<ClientConnection>) -> std::sync::MutexGuard<'_, ClientConnection> {
     session.lock().unwrap_or_else(|e| e.into_inner())
@@ -210,6 +227,9 @@ impl Connection {
         transport.max_concurrent_uni_streams(quinn::VarInt::from_u32(8));
         transport.max_concurrent_bidi_streams(quinn::VarInt::from_u32(0));
         transport.receive_window(quinn::VarInt::from_u32(8 * 1024 * 1024));
+        if !options.datagrams {
+            transport.datagram_receive_buffer_size(None);
+        }
         config.transport_config(Arc::new(transport));
 
         let conn = endpoint
@@ -231,7 +251,15 @@ impl Connection {
         let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut random);
         let first_ping_delay =
             Duration::from_millis(u64::from(u16::from_be_bytes(random)) % 15_000);
-        let client_config = ClientConfig { first_ping_delay, ..ClientConfig::default() };
+        let mut features = FEATURE_VOICE_TUNNEL;
+        if options.datagrams {
+            features |= FEATURE_VOICE_DATAGRAMS;
+        }
+        let client_config = ClientConfig {
+            first_ping_delay,
+            limits: Limits { features, ..Limits::default() },
+            ..ClientConfig::default()
+        };
         let session = Arc::new(Mutex::new(ClientConnection::new(&client_config, now)));
         let mut control = conn.open_uni().await?;
         let mut prefix = Vec::new();
@@ -240,9 +268,17 @@ impl Connection {
 
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let (greet_tx, greet_rx) = mpsc::unbounded_channel();
-        tokio::spawn(drive(conn.clone(), session.clone(), control, events_tx, greet_rx));
+        let voice_tunnel = VoiceInbox::default();
+        let streams = ServerStreams {
+            conn: conn.clone(),
+            session: session.clone(),
+            events: events_tx,
+            voice_tunnel: voice_tunnel.clone(),
+        };
+        tokio::spawn(drive(streams, control, greet_rx));
+        let endpoint = endpoint.clone();
         Ok((
-            Self { conn, session, greet: greet_tx, fingerprint, endpoint: endpoint.clone() },
+            Self { conn, session, greet: greet_tx, fingerprint, endpoint, voice_tunnel },
             events_rx,
         ))
     }
@@ -455,6 +491,11 @@ impl Connection {
         self.endpoint.local_addr()
     }
 
+    /// Where the server's voice tunnel records go.
+    pub(crate) fn voice_inbox(&self) -> &VoiceInbox {
+        &self.voice_tunnel
+    }
+
     /// The underlying QUIC connection (for tests that misbehave on purpose).
     pub fn quic(&self) -> &quinn::Connection {
         &self.conn
@@ -515,12 +556,11 @@ fn decoder_drain(decoder: &mut FrameDecoder, out: &mut Vec<Message>) -> Result<(
 /// Runs the connection: the control stream both ways, the server's unidirectional streams,
 /// and the ping timer.
 async fn drive(
-    conn: quinn::Connection,
-    session: Arc<Mutex<ClientConnection>>,
+    streams: ServerStreams,
     mut control: quinn::SendStream,
-    events: mpsc::UnboundedSender<Event>,
     mut greet: mpsc::UnboundedReceiver<()>,
 ) {
+    let ServerStreams { conn, session, events, .. } = streams.clone();
     let (control_in_tx, mut control_in) = mpsc::channel::<Option<Vec<u8>>>(16);
     let mut have_control = false;
     let closed = loop {
@@ -529,7 +569,7 @@ async fn drive(
             stream = conn.accept_uni() => match stream {
                 Ok(recv) => {
                     let (kind_tx, kind_rx) = oneshot::channel();
-                    tokio::spawn(read_server_stream(recv, session.clone(), events.clone(), control_in_tx.clone(), kind_tx, have_control));
+                    tokio::spawn(read_server_stream(recv, streams.clone(), control_in_tx.clone(), kind_tx, have_control));
                     if let Ok(StreamType::CONTROL) = kind_rx.await {
                         have_control = true;
                     }
@@ -587,11 +627,20 @@ async fn drive(
     let _ = events.send(closed);
 }
 
-/// Reads one server unidirectional stream: reports its type, then forwards its frames.
-async fn read_server_stream(
-    mut recv: quinn::RecvStream,
+/// Where the server's unidirectional streams lead.
+#[derive(Clone)]
+struct ServerStreams {
+    conn: quinn::Connection,
     session: Arc<Mutex<ClientConnection>>,
     events: mpsc::UnboundedSender<Event>,
+    voice_tunnel: VoiceInbox,
+}
+
+/// Reads one server unidirectional stream: reports its type, then forwards its frames (or
+/// its voice tunnel records).
+async fn read_server_stream(
+    mut recv: quinn::RecvStream,
+    streams: ServerStreams,
     control: mpsc::Sender<Option<Vec<u8>>>,
     kind_tx: oneshot::Sender<StreamType>,
     have_control: bool,
@@ -609,6 +658,7 @@ async fn read_server_stream(
     };
     let _ = kind_tx.send(kind);
     let rest = head.split_off(used);
+    let ServerStreams { conn, session, events, voice_tunnel } = streams;
     match kind {
         StreamType::CONTROL if !have_control => {
             let _ = control.send(Some(rest)).await;
@@ -643,6 +693,33 @@ async fn read_server_stream(
                 }
                 match recv.read(&mut buf).await {
                     Ok(Some(n)) => decoder.push(&buf[..n]),
+                    _ => return,
+                }
+            }
+        }
+        StreamType::VOICE_TUNNEL => {
+            let mut reader = TunnelReader::new();
+            reader.push(&rest);
+            loop {
+                loop {
+                    match reader.next_record() {
+                        Ok(Some(record)) => {
+                            let inbox = voice_tunnel.lock().unwrap_or_else(|e| e.into_inner());
+                            // Not in voice, or the session is behind: voice is dropped.
+                            if let Some(inbox) = inbox.as_ref() {
+                                let _ = inbox.try_send(record);
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(error) => {
+                            let code = quinn::VarInt::from_u64(error.code().0).unwrap_or_default();
+                            conn.close(code, error.to_string().as_bytes());
+                            return;
+                        }
+                    }
+                }
+                match recv.read(&mut buf).await {
+                    Ok(Some(n)) => reader.push(&buf[..n]),
                     _ => return,
                 }
             }

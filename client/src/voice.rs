@@ -2,16 +2,22 @@
 //! frames with Opus and sends them as datagrams, and plays out what others say through a
 //! jitter buffer per speaker, loss recovery and a mixer, as 20 ms PCM frames. Frames in and
 //! out are plain PCM, so any source or sink (a WAV file, a microphone, the C library) plugs in.
+//! Packets go as datagrams or on the voice tunnel stream, as [`PathSelector`] decides.
+
+mod path;
+
+pub use path::{PING_INTERVAL, PROBE_INTERVAL, PathSelector, Ping, SWITCH_AFTER, VoicePath};
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use banter_codec::{Decoder, Encoder, EncoderSettings, FRAME_SAMPLES, Frame, MAX_PACKET};
-use banter_protocol::datagram::{Kind, MAX_HEADER_LEN, VoiceHeader};
+use banter_protocol::datagram::{Kind, MAX_HEADER_LEN, VoiceHeader, encode_tunnel_record};
 use banter_protocol::ids::{RoomId, SourceId};
 use banter_protocol::message::{Message, VoiceJoin, VoiceLeave};
+use banter_protocol::stream::StreamType;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
@@ -125,6 +131,74 @@ struct Speaker {
     decoder: Decoder,
 }
 
+/// One frame's duration.
+const FRAME_TIME: Duration = Duration::from_millis(20);
+/// Mixed frames the consumer may fall behind by (200 ms) before playout waits for it.
+const OUTPUT_FRAMES: usize = 10;
+/// How far playout makes up for late ticks before it restarts its clock.
+const MAX_CATCH_UP: Duration = Duration::from_millis(100);
+
+/// Tunnel records waiting for the writer: beyond this voice is dropped, never delayed.
+const TUNNEL_QUEUE: usize = 32;
+
+/// The two ways out of a voice session, and the choice between them.
+struct Paths {
+    quic: quinn::Connection,
+    selector: Mutex<PathSelector>,
+    /// The tunnel writer's queue, once the tunnel is open.
+    tunnel: Mutex<Option<mpsc::Sender<Bytes>>>,
+}
+
+impl Paths {
+    fn selector(&self) -> std::sync::MutexGuard<'_, PathSelector> {
+        self.selector.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sends one voice packet on the path in use.
+    fn send(&self, packet: Bytes) -> Result<(), RequestError> {
+        let path = self.selector().path();
+        self.send_on(path, packet)
+    }
+
+    fn send_on(&self, path: VoicePath, packet: Bytes) -> Result<(), RequestError> {
+        match path {
+            VoicePath::Datagram => {
+                self.quic.send_datagram(packet).map_err(|e| RequestError::Connection(e.to_string()))
+            }
+            VoicePath::Tunnel => {
+                let mut tunnel = self.tunnel.lock().unwrap_or_else(|e| e.into_inner());
+                let queue = tunnel.get_or_insert_with(|| {
+                    let (queue, packets) = mpsc::channel(TUNNEL_QUEUE);
+                    tokio::spawn(write_tunnel(self.quic.clone(), packets));
+                    queue
+                });
+                // A full queue loses this frame, as a congested path would.
+                match queue.try_send(packet) {
+                    Err(mpsc::error::TrySendError::Closed(_)) => {
+                        Err(RequestError::Connection("voice tunnel closed".into()))
+                    }
+                    _ => Ok(()),
+                }
+            }
+        }
+    }
+}
+
+/// Writes queued voice packets as records on our voice tunnel stream (spec §8.4).
+async fn write_tunnel(quic: quinn::Connection, mut packets: mpsc::Receiver<Bytes>) {
+    let Ok(mut stream) = quic.open_uni().await else { return };
+    let _ = stream.set_priority(3);
+    let mut records = Vec::new();
+    StreamType::VOICE_TUNNEL.encode(&mut records);
+    while let Some(packet) = packets.recv().await {
+        encode_tunnel_record(&packet, &mut records);
+        if stream.write_all(&records).await.is_err() {
+            return;
+        }
+        records.clear();
+    }
+}
+
 /// A joined voice room.
 pub struct VoiceSession {
     conn: Connection,
@@ -132,6 +206,7 @@ pub struct VoiceSession {
     source: SourceId,
     encoder: Mutex<Encoder>,
     sequence: Mutex<u16>,
+    paths: Arc<Paths>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -164,12 +239,32 @@ impl VoiceSession {
             }
         };
         let speakers: Arc<Mutex<HashMap<u64, Speaker>>> = Arc::default();
-        let (output_tx, output) = mpsc::channel(50);
+        let (output_tx, output) = mpsc::channel(OUTPUT_FRAMES);
+        let quic = conn.quic().clone();
+        let datagrams = quic.max_datagram_size().is_some();
+        let paths = Arc::new(Paths {
+            selector: Mutex::new(PathSelector::new(Instant::now(), datagrams)),
+            quic,
+            tunnel: Mutex::default(),
+        });
+        let (tunnel_tx, mut tunnel_rx) = mpsc::channel(TUNNEL_QUEUE);
+        *conn.voice_inbox().lock().unwrap_or_else(|e| e.into_inner()) = Some(tunnel_tx);
         let receive = {
-            let (quic, speakers) = (conn.quic().clone(), speakers.clone());
+            let (paths, speakers) = (paths.clone(), speakers.clone());
             tokio::spawn(async move {
-                while let Ok(datagram) = quic.read_datagram().await {
-                    let Ok((header, payload)) = VoiceHeader::parse(&datagram) else { continue };
+                loop {
+                    let (via, packet) = tokio::select! {
+                        datagram = paths.quic.read_datagram() => match datagram {
+                            Ok(datagram) => (VoicePath::Datagram, datagram),
+                            Err(_) => return,
+                        },
+                        Some(record) = tunnel_rx.recv() => (VoicePath::Tunnel, record),
+                    };
+                    let Ok((header, payload)) = VoiceHeader::parse(&packet) else { continue };
+                    if header.kind == Kind::VOICE_PING {
+                        paths.selector().on_echo(via, payload, Instant::now());
+                        continue;
+                    }
                     if header.kind != Kind::OPUS_FRAME {
                         continue;
                     }
@@ -185,11 +280,38 @@ impl VoiceSession {
                 }
             })
         };
+        let ping = {
+            let paths = paths.clone();
+            tokio::spawn(async move {
+                loop {
+                    let due = paths.selector().poll_timeout();
+                    tokio::time::sleep_until(due.into()).await;
+                    let pings = paths.selector().poll(Instant::now());
+                    for (via, stamp) in pings {
+                        let header = VoiceHeader {
+                            kind: Kind::VOICE_PING,
+                            ..VoiceHeader::opus(0, 0, false)
+                        };
+                        let mut packet = [0u8; MAX_HEADER_LEN + 8];
+                        let Some(n) = header.write(&mut packet) else { return };
+                        packet[n..n + 8].copy_from_slice(&stamp);
+                        // A ping that cannot go is what the selector learns from.
+                        let _ = paths.send_on(via, Bytes::copy_from_slice(&packet[..n + 8]));
+                    }
+                }
+            })
+        };
         let playout = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(20));
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            let mut due = tokio::time::Instant::now();
             loop {
-                tick.tick().await;
+                tokio::time::sleep_until(due).await;
+                // A frame every 20 ms; a late tick is made up, but after a longer stall (the
+                // consumer stopped reading) the clock restarts instead of bursting.
+                due += FRAME_TIME;
+                let now = tokio::time::Instant::now();
+                if now > due + MAX_CATCH_UP {
+                    due = now;
+                }
                 let mut mix = [0i16; FRAME_SAMPLES];
                 {
                     let mut speakers = speakers.lock().unwrap_or_else(|e| e.into_inner());
@@ -220,7 +342,8 @@ impl VoiceSession {
             source,
             encoder: Mutex::new(encoder),
             sequence: Mutex::new(0),
-            tasks: vec![receive, playout],
+            paths,
+            tasks: vec![receive, ping, playout],
         };
         Ok((session, output))
     }
@@ -233,6 +356,16 @@ impl VoiceSession {
     /// Our source id in the room.
     pub fn source(&self) -> SourceId {
         self.source
+    }
+
+    /// The path voice takes now.
+    pub fn path(&self) -> VoicePath {
+        self.paths.selector().path()
+    }
+
+    /// The round-trip time to the server, measured by VOICE_PING (spec §8.2).
+    pub fn rtt(&self) -> Option<Duration> {
+        self.paths.selector().rtt()
     }
 
     /// Encodes and sends one 20 ms frame; `end` marks the last frame of a talk spurt.
@@ -251,26 +384,26 @@ impl VoiceSession {
             .unwrap_or_else(|e| e.into_inner())
             .encode(pcm, &mut packet[n..])
             .map_err(|e| RequestError::Protocol(e.to_string()))?;
-        self.conn
-            .quic()
-            .send_datagram(Bytes::copy_from_slice(&packet[..n + encoded]))
-            .map_err(|e| RequestError::Connection(e.to_string()))
+        self.paths.send(Bytes::copy_from_slice(&packet[..n + encoded]))
     }
 
     /// Leaves voice.
     pub async fn leave(self) -> Result<(), RequestError> {
+        self.stop();
+        self.conn.request_one(VoiceLeave { room: self.room }).await.map(|_| ())
+    }
+
+    fn stop(&self) {
         for task in &self.tasks {
             task.abort();
         }
-        self.conn.request_one(VoiceLeave { room: self.room }).await.map(|_| ())
+        *self.conn.voice_inbox().lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 }
 
 impl Drop for VoiceSession {
     fn drop(&mut self) {
-        for task in &self.tasks {
-            task.abort();
-        }
+        self.stop();
     }
 }
 

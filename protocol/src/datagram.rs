@@ -15,6 +15,8 @@
 //! Parsing borrows, writing fills a caller's buffer: nothing on this path allocates. The
 //! server relays a packet by writing a new header in front of the same payload.
 
+use bytes::{Buf, Bytes, BytesMut};
+
 use crate::error::DecodeError;
 use crate::varint;
 
@@ -153,9 +155,86 @@ impl VoiceHeader {
     }
 }
 
+/// Appends one voice tunnel record (spec §8.4): the datagram's length as a QUIC varint, then
+/// the datagram unchanged.
+pub fn encode_tunnel_record(datagram: &[u8], out: &mut Vec<u8>) {
+    varint::encode(datagram.len() as u64, out);
+    out.extend_from_slice(datagram);
+}
+
+/// Splits a voice tunnel stream (spec §8.4) into its records as the bytes arrive. A record
+/// longer than [`MAX_DATAGRAM_LEN`] is [`DecodeError::FrameTooLarge`], before anything of it
+/// is buffered beyond what arrived.
+#[derive(Debug, Default)]
+pub struct TunnelReader {
+    buffer: BytesMut,
+}
+
+impl TunnelReader {
+    /// An empty reader.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends bytes read from the stream.
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.buffer.extend_from_slice(bytes);
+    }
+
+    /// The next whole record (one voice datagram), `Ok(None)` until more bytes arrive.
+    pub fn next_record(&mut self) -> Result<Option<Bytes>, DecodeError> {
+        let (len, used) = match varint::decode(&self.buffer) {
+            Ok(found) => found,
+            Err(DecodeError::Incomplete) => return Ok(None),
+            Err(other) => return Err(other),
+        };
+        if len > MAX_DATAGRAM_LEN as u64 {
+            return Err(DecodeError::FrameTooLarge { len, max: MAX_DATAGRAM_LEN as u64 });
+        }
+        let len = len as usize;
+        if self.buffer.len() < used + len {
+            return Ok(None);
+        }
+        self.buffer.advance(used);
+        Ok(Some(self.buffer.split_to(len).freeze()))
+    }
+
+    /// Bytes held that do not yet form a whole record.
+    pub fn buffered(&self) -> usize {
+        self.buffer.len()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tunnel_records_split_at_any_point_and_oversized_records_are_refused() {
+        let datagrams: [&[u8]; 3] = [&[1, 0, 0, 0, 1, 0xfc], &[2, 0, 0, 0, 2], &[0xaa; 300]];
+        let mut stream = Vec::new();
+        for datagram in datagrams {
+            encode_tunnel_record(datagram, &mut stream);
+        }
+        for split in 0..=stream.len() {
+            let mut reader = TunnelReader::new();
+            let mut records = Vec::new();
+            for part in [&stream[..split], &stream[split..]] {
+                reader.push(part);
+                while let Some(record) = reader.next_record().unwrap() {
+                    records.push(record);
+                }
+            }
+            assert_eq!(records, datagrams.map(Bytes::copy_from_slice), "split at {split}");
+            assert_eq!(reader.buffered(), 0);
+        }
+        let mut reader = TunnelReader::new();
+        reader.push(&[0x44, 0x4d]); // 1101
+        assert_eq!(
+            reader.next_record(),
+            Err(DecodeError::FrameTooLarge { len: 1101, max: MAX_DATAGRAM_LEN as u64 })
+        );
+    }
 
     #[test]
     fn header_round_trips_with_and_without_position() {

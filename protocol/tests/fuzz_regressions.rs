@@ -42,11 +42,15 @@ fn every_vector_and_saved_input_passes_every_oracle() {
         unsplit.extend_from_slice(bytes);
         fuzzing::decode_stream(&unsplit);
         fuzzing::voice_datagram(bytes);
+        fuzzing::voice_tunnel(&unsplit);
         fuzzing::settings_body(bytes.get(2..).unwrap_or_default());
         fuzzing::session_ops(bytes);
     }
     saved("decode_frame").iter().for_each(|b| fuzzing::decode_stream(b));
-    saved("voice_datagram").iter().for_each(|b| fuzzing::voice_datagram(b));
+    saved("voice_datagram").iter().for_each(|b| {
+        fuzzing::voice_datagram(b);
+        fuzzing::voice_tunnel(b);
+    });
     saved("settings").iter().for_each(|b| fuzzing::settings_body(b));
     saved("session").iter().for_each(|b| fuzzing::session_ops(b));
 }

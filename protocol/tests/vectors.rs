@@ -4,6 +4,7 @@
 //!   exactly the bytes; decoding the bytes gives back the value.
 //! - `invalid.vectors`: malformed frames and the error each must produce.
 //! - `datagrams.vectors`: voice datagrams, valid and invalid.
+//! - `tunnel.vectors`: voice tunnel streams (spec §8.4) and the datagrams they carry.
 //!
 //! The files are written from the values below by `BANTER_BLESS=1 cargo test -p
 //! banter-protocol --test vectors`. Without it the test fails on any difference, so a change
@@ -14,7 +15,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use banter_protocol::bounded::{Blob, List, Text};
-use banter_protocol::datagram::{Context, Kind, VoiceHeader};
+use banter_protocol::datagram::{Context, Kind, TunnelReader, VoiceHeader, encode_tunnel_record};
 use banter_protocol::frame::{self, DEFAULT_MAX_FRAME_SIZE, FrameDecoder};
 use banter_protocol::ids::*;
 use banter_protocol::message::*;
@@ -500,6 +501,59 @@ fn render_datagrams() -> String {
     out
 }
 
+/// The datagrams a tunnel stream carries, or why it is refused.
+type TunnelRead = Result<Vec<Vec<u8>>, DecodeError>;
+
+/// Voice tunnel streams: the bytes after the stream type, and the datagrams (or the error).
+fn tunnel_vectors() -> Vec<(&'static str, Vec<u8>, TunnelRead)> {
+    let datagrams = datagram_vectors();
+    let (frame, ping) = (datagrams[0].1.clone(), datagrams[3].1.clone());
+    let mut two = Vec::new();
+    encode_tunnel_record(&frame, &mut two);
+    encode_tunnel_record(&ping, &mut two);
+    // A record's length may use a longer varint than needed (RFC 9000 allows it).
+    let mut long_length = vec![0x40, frame.len() as u8];
+    long_length.extend_from_slice(&frame);
+    vec![
+        ("frame-then-ping", two, Ok(vec![frame.clone(), ping])),
+        ("two-byte-length", long_length, Ok(vec![frame])),
+        (
+            "record-over-1100-bytes",
+            vec![0x44, 0x4d, 0x01],
+            Err(DecodeError::FrameTooLarge { len: 1101, max: 1100 }),
+        ),
+    ]
+}
+
+fn read_tunnel(bytes: &[u8]) -> TunnelRead {
+    let mut reader = TunnelReader::new();
+    reader.push(bytes);
+    let mut records = Vec::new();
+    while let Some(record) = reader.next_record()? {
+        records.push(record.to_vec());
+    }
+    Ok(records)
+}
+
+fn render_tunnel() -> String {
+    let mut out = String::from(
+        "# Voice tunnel streams (spec §8.4): `hex` is the stream after its type (0x03); each\n\
+         # `record` is one voice datagram it carries (see datagrams.vectors), or `error`.\n",
+    );
+    for (name, bytes, expected) in tunnel_vectors() {
+        write!(out, "\n## {name}\nhex: {}\n", hex_spaced(&bytes)).unwrap();
+        match expected {
+            Ok(records) => {
+                for record in records {
+                    writeln!(out, "record: {}", hex_spaced(&record)).unwrap();
+                }
+            }
+            Err(error) => writeln!(out, "error: {error:?}").unwrap(),
+        }
+    }
+    out
+}
+
 fn vectors_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../spec/vectors")
 }
@@ -593,6 +647,16 @@ fn datagram_vectors_parse_as_committed() {
     for ((heading, bytes), (_, _, expected)) in records(&file).iter().zip(datagram_vectors()) {
         let parsed = VoiceHeader::parse(bytes).map(|(h, p)| (h, p.to_vec()));
         assert_eq!(parsed, expected, "{heading}");
+    }
+}
+
+#[test]
+fn tunnel_vectors_read_as_committed() {
+    let file = check_file("tunnel.vectors", &render_tunnel());
+    let expected = tunnel_vectors();
+    assert_eq!(records(&file).len(), expected.len());
+    for ((heading, bytes), (_, _, records)) in records(&file).iter().zip(expected) {
+        assert_eq!(read_tunnel(bytes), records, "{heading}");
     }
 }
 

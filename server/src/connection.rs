@@ -7,11 +7,13 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use banter_protocol::bounded::Text;
+use banter_protocol::datagram::TunnelReader;
 use banter_protocol::ids::ResumeId;
 use banter_protocol::message::{Frame, Resumed, Welcome};
 use banter_protocol::session::{AuthRequest, ServerConnection, ServerEvent};
 use banter_protocol::stream::StreamType;
 use banter_protocol::{ErrorCode, FrameDecoder};
+use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
@@ -21,7 +23,11 @@ use crate::ratelimit::Limiter;
 use crate::requests::{self, Authed, ConnCtx, RequestIo};
 use crate::store::keys;
 use crate::store::records::UserRecord;
+use crate::voice::{Path, VoiceLink};
 use crate::{Shared, wall_clock};
+
+/// Tunnel records waiting for the connection's loop to relay them.
+const TUNNEL_BACKLOG: usize = 64;
 
 /// How long a request stream may take to deliver its request frame (slowloris guard).
 const REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -70,7 +76,7 @@ async fn drive(
         remote,
         limiter: Limiter::new(&shared.account_limits.rates()),
         conn_id,
-        conn: conn.clone(),
+        voice: Arc::new(VoiceLink::new(conn.clone())),
     });
 
     let mut control_send = conn.open_uni().await?;
@@ -81,8 +87,15 @@ async fn drive(
 
     let (control_tx, mut control_rx) = mpsc::channel::<ControlInput>(16);
     let (commands_tx, mut commands_rx) = mpsc::unbounded_channel::<ConnCommand>();
-    // Set once the client's control stream is found; a second one is a protocol violation.
-    let control_claimed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (tunnel_tx, mut tunnel_rx) = mpsc::channel::<Bytes>(TUNNEL_BACKLOG);
+    let routes = UniRoutes {
+        control: control_tx,
+        // Set once the client's control stream is found; a second one is a protocol violation.
+        control_claimed: Arc::default(),
+        tunnel: tunnel_tx,
+        commands: commands_tx.clone(),
+        shared: shared.clone(),
+    };
     let mut drain_deadline: Option<tokio::time::Instant> = None;
 
     let result = loop {
@@ -94,7 +107,7 @@ async fn drive(
         tokio::select! {
             stream = conn.accept_uni() => match stream {
                 Ok(recv) => {
-                    tokio::spawn(read_uni(recv, control_tx.clone(), control_claimed.clone()));
+                    tokio::spawn(read_uni(recv, routes.clone()));
                 }
                 Err(_) => break Ok(()),
             },
@@ -130,21 +143,16 @@ async fn drive(
             }
             datagram = conn.read_datagram() => match datagram {
                 Ok(datagram) if ctx.authed.get().is_some() => {
-                    let (targets, notice) = shared.voice.relay(conn_id, &datagram, Instant::now());
-                    for (target, packet) in targets {
-                        // Voice is loss-tolerant: a full or closed target just misses a frame.
-                        match target.send_datagram(packet) {
-                            Ok(()) => {
-                                shared.voice.metrics.relayed.inc();
-                            }
-                            Err(_) => shared.voice.metrics.drop("listener_unavailable"),
-                        }
-                    }
-                    crate::announce_voice(shared, notice.into_iter().collect());
+                    relay_voice(&ctx, &datagram, Path::Datagram);
                 }
                 Ok(_) => {} // before authentication: dropped (spec §8.2)
                 Err(_) => break Ok(()),
             },
+            Some(record) = tunnel_rx.recv() => {
+                if ctx.authed.get().is_some() {
+                    relay_voice(&ctx, &record, Path::Tunnel);
+                }
+            }
             _ = conn.closed() => break Ok(()),
         }
 
@@ -190,6 +198,31 @@ async fn drive(
     result
 }
 
+/// Relays one voice packet that came by `via`: listeners get it on their own paths, a ping's
+/// echo goes back the same way. Voice is loss-tolerant: a full or closed target misses a frame.
+fn relay_voice(ctx: &ConnCtx, packet: &[u8], via: Path) {
+    let now = Instant::now();
+    let voice = &ctx.shared.voice;
+    if via == Path::Tunnel {
+        ctx.voice.heard_on_tunnel(now);
+    }
+    let relayed = voice.relay(ctx.conn_id, packet, now);
+    if let Some(echo) = relayed.echo {
+        if let Err(reason) = ctx.voice.send_on(via, echo) {
+            voice.metrics.drop(reason);
+        }
+    }
+    for (target, packet) in relayed.to {
+        match target.send(packet, now) {
+            Ok(()) => {
+                voice.metrics.relayed.inc();
+            }
+            Err(reason) => voice.metrics.drop(reason),
+        }
+    }
+    crate::announce_voice(&ctx.shared, relayed.notice.into_iter().collect());
+}
+
 fn lock(protocol: &Mutex<ServerConnection>) -> std::sync::MutexGuard<'_, ServerConnection> {
     protocol.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -201,13 +234,23 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     }
 }
 
-/// Reads a client's unidirectional stream: the control stream is forwarded, anything else is
-/// stopped with UNKNOWN_STREAM (spec §3.2). A second control stream closes the connection.
-async fn read_uni(
-    mut recv: quinn::RecvStream,
+/// Where a client's unidirectional streams lead.
+#[derive(Clone)]
+struct UniRoutes {
     control: mpsc::Sender<ControlInput>,
-    claimed: Arc<std::sync::atomic::AtomicBool>,
-) {
+    control_claimed: Arc<std::sync::atomic::AtomicBool>,
+    /// Voice tunnel records, relayed by the connection's loop like datagrams.
+    tunnel: mpsc::Sender<Bytes>,
+    commands: mpsc::UnboundedSender<ConnCommand>,
+    /// The server, whose voice metrics count tunnel records dropped on arrival.
+    shared: Arc<Shared>,
+}
+
+/// Reads a client's unidirectional stream: the control stream is forwarded, the voice tunnel
+/// split into records, anything else stopped with UNKNOWN_STREAM (spec §3.2). A second
+/// control stream closes the connection.
+async fn read_uni(mut recv: quinn::RecvStream, routes: UniRoutes) {
+    let UniRoutes { control, control_claimed: claimed, .. } = routes.clone();
     let mut head = Vec::new();
     let mut buf = vec![0u8; 4096];
     let (kind, used) = loop {
@@ -221,6 +264,9 @@ async fn read_uni(
             _ => return,
         }
     };
+    if kind == StreamType::VOICE_TUNNEL {
+        return read_tunnel(recv, &head[used..], routes).await;
+    }
     if kind != StreamType::CONTROL {
         let _ = recv.stop(code(ErrorCode::UNKNOWN_STREAM));
         return;
@@ -247,6 +293,38 @@ async fn read_uni(
                 let _ = control.send(ControlInput::Closed).await;
                 return;
             }
+        }
+    }
+}
+
+/// Splits a voice tunnel stream into records for the relay. A record over the datagram limit
+/// closes the connection with FRAME_TOO_LARGE (spec §8.4); a full relay queue drops records,
+/// as a congested path drops datagrams.
+async fn read_tunnel(mut recv: quinn::RecvStream, first: &[u8], routes: UniRoutes) {
+    let mut reader = TunnelReader::new();
+    reader.push(first);
+    let mut buf = vec![0u8; 4096];
+    loop {
+        loop {
+            match reader.next_record() {
+                Ok(Some(record)) => match routes.tunnel.try_send(record) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        routes.shared.voice.metrics.drop("tunnel_backlog");
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => return,
+                },
+                Ok(None) => break,
+                Err(error) => {
+                    let _ =
+                        routes.commands.send(ConnCommand::Close(error.code(), error.to_string()));
+                    return;
+                }
+            }
+        }
+        match recv.read(&mut buf).await {
+            Ok(Some(n)) => reader.push(&buf[..n]),
+            _ => return,
         }
     }
 }

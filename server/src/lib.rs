@@ -49,7 +49,7 @@ use std::time::Duration;
 use banter_protocol::ErrorCode;
 use banter_protocol::ids::{RoomId, Timestamp, UserId};
 use banter_protocol::session::ServerConfig;
-use banter_protocol::settings::{FEATURE_VOICE_DATAGRAMS, Limits, RateLimit};
+use banter_protocol::settings::{FEATURE_VOICE_DATAGRAMS, FEATURE_VOICE_TUNNEL, Limits, RateLimit};
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -110,7 +110,7 @@ fn advertised_limits(config: &Config) -> Limits {
         max_message_bytes: config.max_message_bytes,
         max_history_page: config.max_history_page,
         resume_window_ms: config.resume_window_ms,
-        features: FEATURE_VOICE_DATAGRAMS,
+        features: FEATURE_VOICE_DATAGRAMS | FEATURE_VOICE_TUNNEL,
         voice_codecs: vec!["opus".into()],
         rate_limits: config
             .rate

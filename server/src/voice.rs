@@ -2,9 +2,13 @@
 //! the relay of datagrams by rewriting only their header. Policy (mute, deafen, suppression,
 //! bitrate) is enforced here by dropping packets; clients are never trusted with it.
 
+mod link;
+
+pub(crate) use link::{Path, VoiceLink};
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use banter_protocol::datagram::{Context, Kind, MAX_DATAGRAM_LEN, MAX_HEADER_LEN, VoiceHeader};
@@ -24,7 +28,7 @@ struct Participant {
     user: UserId,
     source: SourceId,
     state: VoiceState,
-    conn: quinn::Connection,
+    link: Arc<VoiceLink>,
     /// Until when the source counts as speaking.
     speaking_until: Option<Instant>,
     /// Bitrate cap: bytes allowed in the current second, and when it started.
@@ -38,6 +42,17 @@ pub(crate) enum VoiceNotice {
     State { room: RoomId, participant: VoiceParticipant, present: bool, actor: UserId },
     /// A source started or stopped talking.
     Speaking { room: RoomId, source: SourceId, on: bool },
+}
+
+/// What one incoming voice packet leads to.
+#[derive(Debug, Default)]
+pub(crate) struct Relayed {
+    /// The packet with its new header, for each listener.
+    pub(crate) to: Vec<(Arc<VoiceLink>, Bytes)>,
+    /// A VOICE_PING to send back on the path it came by.
+    pub(crate) echo: Option<Bytes>,
+    /// A talk-state change.
+    pub(crate) notice: Option<VoiceNotice>,
 }
 
 /// Why a voice request was refused.
@@ -107,7 +122,7 @@ impl Voice {
         room: RoomId,
         conn_id: usize,
         user: UserId,
-        conn: quinn::Connection,
+        link: Arc<VoiceLink>,
         suppressed: bool,
     ) -> (SourceId, Vec<VoiceParticipant>, Vec<VoiceNotice>) {
         let mut notices = self.leave(conn_id).map(|(_, n)| n).unwrap_or_default();
@@ -122,7 +137,7 @@ impl Voice {
                 suppressed,
                 requested_to_speak: None,
             },
-            conn,
+            link,
             speaking_until: None,
             budget: (0, Instant::now()),
         };
@@ -248,17 +263,13 @@ impl Voice {
         )
     }
 
-    /// Relays one datagram from `conn_id`: returns where to send what, and any talk-state
-    /// change. Everything malformed, unknown or not allowed is dropped (spec §8.2-8.3).
-    pub(crate) fn relay(
-        &self,
-        conn_id: usize,
-        datagram: &[u8],
-        now: Instant,
-    ) -> (Vec<(quinn::Connection, Bytes)>, Option<VoiceNotice>) {
+    /// Relays one datagram (or tunnel record) from `conn_id`: returns where to send what, and
+    /// any talk-state change. Everything malformed, unknown or not allowed is dropped (spec
+    /// §8.2-8.3).
+    pub(crate) fn relay(&self, conn_id: usize, datagram: &[u8], now: Instant) -> Relayed {
         let dropped = |reason| {
             self.metrics.drop(reason);
-            (Vec::new(), None)
+            Relayed::default()
         };
         let Ok((header, payload)) = VoiceHeader::parse(datagram) else {
             return dropped("malformed");
@@ -269,7 +280,7 @@ impl Voice {
         let Some(sender) = members.get_mut(&conn_id) else { return dropped("not_in_voice") };
         if header.kind == Kind::VOICE_PING {
             // Echoed to the sender unchanged, for round-trip measurement.
-            return (vec![(sender.conn.clone(), Bytes::copy_from_slice(datagram))], None);
+            return Relayed { echo: Some(Bytes::copy_from_slice(datagram)), ..Relayed::default() };
         }
         let state = &sender.state;
         if header.kind != Kind::OPUS_FRAME {
@@ -303,15 +314,15 @@ impl Voice {
         packet.put_slice(payload);
         if packet.len() > MAX_DATAGRAM_LEN {
             self.metrics.drop("too_large");
-            return (Vec::new(), notice);
+            return Relayed { notice, ..Relayed::default() };
         }
         let packet = packet.freeze();
-        let targets = members
+        let to = members
             .iter()
             .filter(|(c, p)| **c != conn_id && !p.state.self_deaf)
-            .map(|(_, p)| (p.conn.clone(), packet.clone()))
+            .map(|(_, p)| (p.link.clone(), packet.clone()))
             .collect();
-        (targets, notice)
+        Relayed { to, echo: None, notice }
     }
 
     /// Sources whose hangover passed: they stopped talking.

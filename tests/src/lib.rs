@@ -106,7 +106,12 @@ impl TestServer {
 
     /// Registers `name` and authenticates a connection as them.
     pub async fn user(&self, name: &str) -> TestUser {
-        let (conn, events) = self.connect().await;
+        self.user_with(name, Options::new(Trust::AcceptAny, "localhost")).await
+    }
+
+    /// Registers `name` and authenticates a connection made with `options`.
+    pub async fn user_with(&self, name: &str, options: Options) -> TestUser {
+        let (conn, events) = Connection::connect(self.addr(), options).await.expect("connect");
         let auth = conn.register(name, "correct horse battery").await.expect("register");
         TestUser::authenticate(conn, events, auth).await
     }
@@ -121,7 +126,7 @@ impl TestServer {
 
 /// Connects to `addr`, accepting its certificate.
 pub async fn connect(addr: SocketAddr) -> (Connection, mpsc::UnboundedReceiver<Event>) {
-    let options = Options { trust: Trust::AcceptAny, server_name: "localhost".into() };
+    let options = Options::new(Trust::AcceptAny, "localhost");
     Connection::connect(addr, options).await.expect("connect")
 }
 

@@ -11,7 +11,7 @@ use banter_tests::{TestServer, TestUser};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 fn options() -> Options {
-    Options { trust: Trust::AcceptAny, server_name: "localhost".into() }
+    Options::new(Trust::AcceptAny, "localhost")
 }
 
 fn start(

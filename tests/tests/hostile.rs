@@ -199,10 +199,7 @@ async fn connections_beyond_the_per_address_cap_are_refused() {
     let server = TestServer::start_with(|c| c.max_connections_per_ip = 2).await;
     let _first = server.connect().await;
     let _second = server.connect().await;
-    let options = banter_client::Options {
-        trust: banter_client::Trust::AcceptAny,
-        server_name: "localhost".into(),
-    };
+    let options = banter_client::Options::new(banter_client::Trust::AcceptAny, "localhost");
     let third = banter_client::Connection::connect(server.addr(), options).await;
     assert!(third.is_err(), "a third connection from one address was accepted");
 }

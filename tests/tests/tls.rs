@@ -7,7 +7,7 @@ use banter_tests::TestServer;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 
 fn options(trust: Trust, name: &str) -> Options {
-    Options { trust, server_name: name.into() }
+    Options::new(trust, name)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

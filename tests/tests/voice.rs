@@ -6,12 +6,13 @@ use std::time::Duration;
 
 use banter_client::Event;
 use banter_client::protocol::ErrorCode;
-use banter_client::protocol::datagram::{MAX_HEADER_LEN, VoiceHeader};
+use banter_client::protocol::datagram::{MAX_HEADER_LEN, VoiceHeader, encode_tunnel_record};
 use banter_client::protocol::ids::{RoomId, SourceId};
 use banter_client::protocol::message::{
     Message, RoomConfigure, VoiceAction, VoiceJoin, VoiceJoined, VoiceLeave, VoiceModerate,
     VoiceRequestSpeak, VoiceSelf, VoiceState,
 };
+use banter_client::protocol::stream::StreamType;
 use banter_tests::{TestServer, TestUser, WAIT};
 use bytes::Bytes;
 
@@ -275,4 +276,27 @@ async fn a_datagram_flood_is_cut_to_the_bitrate_cap_and_the_flooder_stays_usable
     assert!(relayed < 200, "{relayed} datagrams relayed: the cap did not hold");
     // The flooder's connection still answers requests.
     ada.conn.request_one(VoiceSelf { room, mute: true, deaf: false }).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tunnel_records_are_relayed_like_datagrams_and_an_oversized_one_closes_the_connection() {
+    let server = TestServer::start().await;
+    let ada = server.user("ada").await;
+    let mut bob = server.user("bob").await;
+    let room = ada.create_voice_room("voice").await;
+    bob.join(room).await.unwrap();
+    let ada_source = join_voice(&ada, room).await.source;
+    join_voice(&bob, room).await;
+    // Bob's voice tunnel, written by hand: one frame, then a record longer than 1100 bytes.
+    let mut tunnel = bob.conn.quic().open_uni().await.unwrap();
+    let mut bytes = Vec::new();
+    StreamType::VOICE_TUNNEL.encode(&mut bytes);
+    encode_tunnel_record(&datagram(0, 1, false, b"opus"), &mut bytes);
+    tunnel.write_all(&bytes).await.unwrap();
+    let (header, payload) = heard(&ada, WAIT).await.expect("the tunnelled frame is relayed");
+    assert_eq!(payload, b"opus");
+    assert_ne!(header.source, u64::from(ada_source.0), "stamped with bob's source");
+    tunnel.write_all(&[0x44, 0x4d]).await.unwrap();
+    let (code, _) = tokio::time::timeout(WAIT, bob.closed()).await.unwrap();
+    assert_eq!(code, Some(ErrorCode::FRAME_TOO_LARGE));
 }

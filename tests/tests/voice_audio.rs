@@ -1,12 +1,16 @@
 //! Real Opus audio through real QUIC datagrams and banterd: speech from one client reaches two
-//! listeners recognisably (envelope correlation), also with 10 % loss.
+//! listeners recognisably (envelope correlation), also with 10 % loss, and through the voice
+//! tunnel stream for a client that takes no datagrams.
 
 use std::time::Duration;
 
 use banter_client::protocol::ids::RoomId;
-use banter_client::voice::VoiceSession;
+use banter_client::voice::{SWITCH_AFTER, VoicePath, VoiceSession};
+use banter_client::{Options, Trust};
 use banter_codec::{EncoderSettings, Frame, envelope_correlation, speech_like};
 use banter_tests::{TestServer, TestUser};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 async fn voice_room(server: &TestServer) -> (TestUser, TestUser, TestUser, RoomId) {
     let speaker = server.user("speaker").await;
@@ -18,36 +22,23 @@ async fn voice_room(server: &TestServer) -> (TestUser, TestUser, TestUser, RoomI
     (speaker, one, two, room)
 }
 
-/// Speaks 2 s of speech (dropping every `drop_every`th frame, as the network would) and returns
-/// what each listener heard.
-async fn speak_and_listen(drop_every: Option<usize>) -> (Vec<Frame>, Vec<Vec<Frame>>) {
-    let server = TestServer::start().await;
-    let (speaker, one, two, room) = voice_room(&server).await;
-    let (mic, _own) =
-        VoiceSession::join(&speaker.conn, room, EncoderSettings::default()).await.unwrap();
-    let mut listeners = Vec::new();
-    for listener in [&one, &two] {
-        listeners.push(
-            VoiceSession::join(&listener.conn, room, EncoderSettings::default()).await.unwrap(),
-        );
-    }
-    let speech = speech_like(100);
-    let collectors: Vec<_> = listeners
-        .into_iter()
-        .map(|(session, mut output)| {
-            tokio::spawn(async move {
-                let _session = session;
-                let mut heard = Vec::new();
-                while heard.len() < 140 {
-                    match output.recv().await {
-                        Some(frame) => heard.push(frame),
-                        None => break,
-                    }
-                }
-                heard
-            })
-        })
-        .collect();
+/// Collects what a listener hears: the 2 s of speech and some slack.
+fn record(session: VoiceSession, mut output: mpsc::Receiver<Frame>) -> JoinHandle<Vec<Frame>> {
+    tokio::spawn(async move {
+        let _session = session;
+        let mut heard = Vec::new();
+        while heard.len() < 140 {
+            match output.recv().await {
+                Some(frame) => heard.push(frame),
+                None => break,
+            }
+        }
+        heard
+    })
+}
+
+/// Speaks `speech` in real time, dropping every `drop_every`th frame as the network would.
+async fn speak(mic: &VoiceSession, speech: &[Frame], drop_every: Option<usize>) {
     let mut tick = tokio::time::interval(Duration::from_millis(20));
     for (i, frame) in speech.iter().enumerate() {
         tick.tick().await;
@@ -56,12 +47,32 @@ async fn speak_and_listen(drop_every: Option<usize>) -> (Vec<Frame>, Vec<Vec<Fra
         }
         mic.send(frame, i == speech.len() - 1).unwrap();
     }
-    let mut heard = Vec::new();
-    for collector in collectors {
-        heard
-            .push(tokio::time::timeout(Duration::from_secs(10), collector).await.unwrap().unwrap());
+}
+
+async fn heard(recorder: JoinHandle<Vec<Frame>>) -> Vec<Frame> {
+    tokio::time::timeout(Duration::from_secs(10), recorder).await.unwrap().unwrap()
+}
+
+/// Speaks 2 s of speech (dropping every `drop_every`th frame) and returns what each listener
+/// heard.
+async fn speak_and_listen(drop_every: Option<usize>) -> (Vec<Frame>, Vec<Vec<Frame>>) {
+    let server = TestServer::start().await;
+    let (speaker, one, two, room) = voice_room(&server).await;
+    let (mic, _own) =
+        VoiceSession::join(&speaker.conn, room, EncoderSettings::default()).await.unwrap();
+    let mut recorders = Vec::new();
+    for listener in [&one, &two] {
+        let (session, output) =
+            VoiceSession::join(&listener.conn, room, EncoderSettings::default()).await.unwrap();
+        recorders.push(record(session, output));
     }
-    (speech, heard)
+    let speech = speech_like(100);
+    speak(&mic, &speech, drop_every).await;
+    let mut out = Vec::new();
+    for recorder in recorders {
+        out.push(heard(recorder).await);
+    }
+    (speech, out)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -84,4 +95,43 @@ async fn speech_survives_ten_percent_loss() {
         // frames are rebuilt from the next packet's FEC. A broken pipeline gives about 0.
         assert!(correlation > 0.45, "envelope correlation with 10 % loss {correlation}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_without_datagrams_hears_and_speaks_through_the_tunnel() {
+    let server = TestServer::start().await;
+    let speaker = server.user("speaker").await;
+    let room = speaker.create_voice_room("voice").await;
+    let no_datagrams = Options { datagrams: false, ..Options::new(Trust::AcceptAny, "localhost") };
+    let tunnelled = server.user_with("tunnelled", no_datagrams).await;
+    tunnelled.join(room).await.unwrap();
+    let (mic, mut speaker_hears) =
+        VoiceSession::join(&speaker.conn, room, EncoderSettings::default()).await.unwrap();
+    let (tunnel_mic, tunnel_hears) =
+        VoiceSession::join(&tunnelled.conn, room, EncoderSettings::default()).await.unwrap();
+
+    // The server cannot send it datagrams, so what the speaker says comes by the tunnel.
+    let recorder = record(tunnel_mic, tunnel_hears);
+    let speech = speech_like(100);
+    speak(&mic, &speech, None).await;
+    let frames = heard(recorder).await;
+    let correlation = envelope_correlation(&speech, &frames, 40);
+    assert!(correlation > 0.75, "heard through the tunnel: envelope correlation {correlation}");
+
+    // Its own ping datagrams are never answered (the echo cannot come back as a datagram), so
+    // after SWITCH_AFTER it speaks on the tunnel too, and measures the round trip there.
+    let (tunnel_mic, _hears) =
+        VoiceSession::join(&tunnelled.conn, room, EncoderSettings::default()).await.unwrap();
+    assert_eq!(tunnel_mic.path(), VoicePath::Datagram);
+    tokio::time::sleep(SWITCH_AFTER + Duration::from_millis(500)).await;
+    assert_eq!(tunnel_mic.path(), VoicePath::Tunnel);
+    let rtt = tunnel_mic.rtt().expect("an echo came back through the tunnel");
+    assert!(rtt < Duration::from_secs(1), "round trip on loopback: {rtt:?}");
+    // What the speaker's playout produced while nobody listened is stale: start afresh.
+    while speaker_hears.try_recv().is_ok() {}
+    let recorder = record(mic, speaker_hears);
+    speak(&tunnel_mic, &speech, None).await;
+    let frames = heard(recorder).await;
+    let correlation = envelope_correlation(&speech, &frames, 40);
+    assert!(correlation > 0.75, "spoken through the tunnel: envelope correlation {correlation}");
 }

@@ -268,7 +268,7 @@ impl Ctx {
     }
 
     fn options(&self) -> Result<Options> {
-        Ok(Options { trust: self.trust()?, server_name: self.host.clone() })
+        Ok(Options::new(self.trust()?, self.host.clone()))
     }
 
     /// Trust on first use: pin a new server's certificate if the user (or --accept-new-cert)

@@ -101,8 +101,8 @@ pub(crate) struct ConnCtx {
     pub(crate) remote: SocketAddr,
     pub(crate) limiter: Limiter,
     pub(crate) conn_id: usize,
-    /// The QUIC connection (voice datagrams go to it directly).
-    pub(crate) conn: quinn::Connection,
+    /// How voice reaches this connection (datagrams or the tunnel).
+    pub(crate) voice: Arc<crate::voice::VoiceLink>,
 }
 
 impl ConnCtx {

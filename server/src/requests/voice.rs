@@ -34,7 +34,7 @@ pub(super) fn join(ctx: &ConnCtx, r: VoiceJoin) -> Result<Vec<Message>> {
     // On a stage, members wait for a moderator to let them speak (spec §6.3).
     let suppressed = ctx.room_settings(r.room)?.stage && standing.rank() < Role::MODERATOR;
     let (source, roster, notices) =
-        ctx.shared.voice.join(r.room, ctx.conn_id, user, ctx.conn.clone(), suppressed);
+        ctx.shared.voice.join(r.room, ctx.conn_id, user, ctx.voice.clone(), suppressed);
     announce_voice(&ctx.shared, notices);
     let max_bitrate = ctx.shared.protocol().limits.voice_max_bitrate;
     let roster = roster.into_iter().take(List::<(), 256>::MAX).collect();

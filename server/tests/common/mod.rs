@@ -84,7 +84,7 @@ pub(crate) fn start_with(dir: &Path, addr: SocketAddr, args: &[&str]) -> Banterd
 pub(crate) async fn connect(
     addr: SocketAddr,
 ) -> (Connection, tokio::sync::mpsc::UnboundedReceiver<Event>) {
-    let options = Options { trust: Trust::AcceptAny, server_name: "localhost".into() };
+    let options = Options::new(Trust::AcceptAny, "localhost");
     for _ in 0..100 {
         if let Ok(connected) = Connection::connect(addr, options.clone()).await {
             return connected;
