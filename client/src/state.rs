@@ -1,15 +1,16 @@
 //! The local view of a session's state: rooms, their messages with edits, deletions and
-//! reactions folded in, members, names, presence, typing, and others' read markers. Every
+//! reactions folded in, members, names, presence, typing, others' read markers, and who is in
+//! voice and talking. Every
 //! frontend (the TUI, the C library) reads this one view instead of re-implementing the
 //! folding. It is plain data: feed it what the server sends ([`State::apply_entry`] and
 //! friends) and read it back.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
-use banter_protocol::ids::{RoomId, UserId};
+use banter_protocol::ids::{RoomId, SourceId, UserId};
 use banter_protocol::message::{
     EventMeta, FileShared, HistoryMessage, MembershipChange, Message, PresenceStatus,
-    RoomConfigured, RoomSummary, TypingState,
+    RoomConfigured, RoomSummary, TypingState, VoiceParticipant,
 };
 
 /// How long typing indicators live without a refresh (spec §6.5).
@@ -118,6 +119,11 @@ pub struct State {
     pub presence: HashMap<UserId, PresenceStatus>,
     /// (room, user) → until when (ms) they count as typing.
     pub typing: BTreeMap<(RoomId, UserId), u64>,
+    /// Who is in each room's voice, by source (complete once we joined, from VOICE_JOINED's
+    /// roster; otherwise as far as VOICE_STATE told).
+    pub voice: HashMap<RoomId, BTreeMap<SourceId, VoiceParticipant>>,
+    /// Sources talking now (server-authored SPEAKING, spec §8.3).
+    pub speaking: HashSet<SourceId>,
 }
 
 impl State {
@@ -130,6 +136,8 @@ impl State {
             names: HashMap::from([(me, my_name.to_owned()), (UserId(0), "anonymous".to_owned())]),
             presence: HashMap::new(),
             typing: BTreeMap::new(),
+            voice: HashMap::new(),
+            speaking: HashSet::new(),
         }
     }
 
@@ -291,7 +299,7 @@ impl State {
         change
     }
 
-    /// Applies soft state at time `now_ms`.
+    /// Applies soft state at time `now_ms` (and the roster of a VOICE_JOINED answer).
     pub fn apply_ephemeral(&mut self, message: &Message, now_ms: u64) {
         match message {
             Message::Presence(p) => {
@@ -309,6 +317,29 @@ impl State {
                     self.typing.insert((t.room, t.user), now_ms + ttl);
                 }
             }
+            Message::VoiceJoined(joined) => {
+                let roster = joined.roster.iter().map(|p| (p.source, p.clone())).collect();
+                self.voice.insert(joined.room, roster);
+            }
+            Message::VoiceStateChanged(change) => {
+                let source = change.participant.source;
+                let roster = self.voice.entry(change.room).or_default();
+                if change.present {
+                    roster.insert(source, change.participant.clone());
+                } else {
+                    roster.remove(&source);
+                    self.speaking.remove(&source);
+                    if roster.is_empty() {
+                        self.voice.remove(&change.room);
+                    }
+                }
+            }
+            Message::Speaking(talk) if talk.on => {
+                self.speaking.insert(talk.source);
+            }
+            Message::Speaking(talk) => {
+                self.speaking.remove(&talk.source);
+            }
             Message::ReadUpTo(r) => {
                 let me = self.me;
                 if let Some(room) = self.room_mut(r.room) {
@@ -321,6 +352,21 @@ impl State {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Who is in `room`'s voice, each with whether they are talking now.
+    pub fn voice_roster(&self, room: RoomId) -> Vec<(&VoiceParticipant, bool)> {
+        let Some(roster) = self.voice.get(&room) else { return Vec::new() };
+        roster.values().map(|p| (p, self.speaking.contains(&p.source))).collect()
+    }
+
+    /// We left `room`'s voice: what we knew of it may go stale, so forget it.
+    pub fn left_voice(&mut self, room: RoomId) {
+        if let Some(roster) = self.voice.remove(&room) {
+            for source in roster.keys() {
+                self.speaking.remove(source);
+            }
         }
     }
 
@@ -594,5 +640,40 @@ mod tests {
             text: Text::new("x").unwrap(),
         };
         assert_eq!(state.apply_entry(&elsewhere.into()), Change::UnknownRoom(RoomId(99)));
+    }
+
+    #[test]
+    fn the_voice_roster_follows_voice_state_and_speaking() {
+        use banter_protocol::message::{Speaking, VoiceStateChanged};
+        let mut state = state();
+        let participant = |user: UserId, source: u32| VoiceParticipant {
+            user,
+            source: SourceId(source),
+            state: banter_protocol::message::VoiceState {
+                self_mute: false,
+                self_deaf: false,
+                server_mute: false,
+                suppressed: false,
+                requested_to_speak: None,
+            },
+        };
+        let change = |p: VoiceParticipant, present: bool| -> Message {
+            VoiceStateChanged { room: ROOM, participant: p, present, actor: ADA }.into()
+        };
+        state.apply_ephemeral(&change(participant(ME, 1), true), 0);
+        state.apply_ephemeral(&change(participant(ADA, 2), true), 0);
+        let talk = |on| -> Message { Speaking { room: ROOM, source: SourceId(2), on }.into() };
+        state.apply_ephemeral(&talk(true), 0);
+        let roster: Vec<_> = state.voice_roster(ROOM).iter().map(|(p, t)| (p.user, *t)).collect();
+        assert_eq!(roster, [(ME, false), (ADA, true)]);
+        state.apply_ephemeral(&talk(false), 0);
+        assert!(state.voice_roster(ROOM).iter().all(|(_, talking)| !talking));
+        // Ada talks, then leaves mid-sentence: gone, and no longer talking.
+        state.apply_ephemeral(&talk(true), 0);
+        state.apply_ephemeral(&change(participant(ADA, 2), false), 0);
+        assert_eq!(state.voice_roster(ROOM).len(), 1);
+        assert!(state.speaking.is_empty());
+        state.left_voice(ROOM);
+        assert!(state.voice_roster(ROOM).is_empty());
     }
 }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use banter_codec::{Decoder, Encoder, EncoderSettings, FRAME_SAMPLES, Frame, MAX_PACKET};
 use banter_protocol::datagram::{Kind, MAX_HEADER_LEN, VoiceHeader, encode_tunnel_record};
 use banter_protocol::ids::{RoomId, SourceId};
-use banter_protocol::message::{Message, VoiceJoin, VoiceLeave};
+use banter_protocol::message::{Message, VoiceJoin, VoiceJoined, VoiceLeave};
 use banter_protocol::stream::StreamType;
 use bytes::Bytes;
 use tokio::sync::mpsc;
@@ -202,8 +202,7 @@ async fn write_tunnel(quic: quinn::Connection, mut packets: mpsc::Receiver<Bytes
 /// A joined voice room.
 pub struct VoiceSession {
     conn: Connection,
-    room: RoomId,
-    source: SourceId,
+    joined: VoiceJoined,
     encoder: Mutex<Encoder>,
     sequence: Mutex<u16>,
     paths: Arc<Paths>,
@@ -213,8 +212,8 @@ pub struct VoiceSession {
 impl std::fmt::Debug for VoiceSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("VoiceSession")
-            .field("room", &self.room)
-            .field("source", &self.source)
+            .field("room", &self.joined.room)
+            .field("source", &self.joined.source)
             .finish_non_exhaustive()
     }
 }
@@ -229,8 +228,8 @@ impl VoiceSession {
     ) -> Result<(Self, mpsc::Receiver<Frame>), RequestError> {
         let codec_error = |e: banter_codec::CodecError| RequestError::Protocol(e.to_string());
         let encoder = Encoder::new(settings).map_err(codec_error)?;
-        let source = match conn.request_one(VoiceJoin { room }).await? {
-            Message::VoiceJoined(joined) => joined.source,
+        let joined = match conn.request_one(VoiceJoin { room }).await? {
+            Message::VoiceJoined(joined) => joined,
             other => {
                 return Err(RequestError::Protocol(format!(
                     "expected VOICE_JOINED, got {:?}",
@@ -338,8 +337,7 @@ impl VoiceSession {
         });
         let session = Self {
             conn: conn.clone(),
-            room,
-            source,
+            joined,
             encoder: Mutex::new(encoder),
             sequence: Mutex::new(0),
             paths,
@@ -350,12 +348,17 @@ impl VoiceSession {
 
     /// The room.
     pub fn room(&self) -> RoomId {
-        self.room
+        self.joined.room
     }
 
     /// Our source id in the room.
     pub fn source(&self) -> SourceId {
-        self.source
+        self.joined.source
+    }
+
+    /// The server's answer to the join: codec and who was in voice then.
+    pub fn joined(&self) -> &VoiceJoined {
+        &self.joined
     }
 
     /// The path voice takes now.
@@ -390,7 +393,7 @@ impl VoiceSession {
     /// Leaves voice.
     pub async fn leave(self) -> Result<(), RequestError> {
         self.stop();
-        self.conn.request_one(VoiceLeave { room: self.room }).await.map(|_| ())
+        self.conn.request_one(VoiceLeave { room: self.joined.room }).await.map(|_| ())
     }
 
     fn stop(&self) {

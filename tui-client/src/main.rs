@@ -6,6 +6,7 @@
 //! or authentication failed; 5 the server refused the request; 6 the server's certificate is
 //! not trusted.
 
+mod audio;
 mod cli;
 mod output;
 mod profile;

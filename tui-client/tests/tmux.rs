@@ -1,6 +1,6 @@
 //! The interactive TUI in a real terminal (tmux): a message from another user appears in the
 //! pane, a message typed into the pane reaches the server, and a moderator's slash commands
-//! (settings, kick, audit, invite, files) do what they say.
+//! (settings, kick, audit, invite, files) do what they say, and a voice call shows who talks.
 
 mod common;
 
@@ -157,6 +157,68 @@ async fn a_moderator_runs_the_room_from_the_tui() {
     session.wait_for("saved").await;
     assert_eq!(std::fs::read(&copy).unwrap(), std::fs::read(&original).unwrap());
 
+    session.keys(&["/quit", "Enter"]);
+    server.shutdown().await;
+}
+
+/// The names in the voice list of the members column (right of the pane's last border).
+fn voice_panel(screen: &str) -> Vec<String> {
+    let column: Vec<String> = screen
+        .lines()
+        .map(|l| l.rsplit('│').next().unwrap_or_default().trim().to_owned())
+        .collect();
+    let Some(start) = column.iter().position(|l| l == "voice") else { return Vec::new() };
+    column[start + 1..]
+        .iter()
+        .take_while(|l| !l.is_empty())
+        .map(|l| l.trim_start_matches('♪').trim().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_voice_call_in_the_tui_shows_who_talks_and_follows_the_keys() {
+    let data = tempfile::tempdir().unwrap();
+    let server = start(data.path()).await;
+    let env = Env::new(&server);
+    env.register_ada_and("bob");
+    env.run_ok(&["create-room", "talk", "--voice"]);
+    env.run_ok(&["--profile", "bob", "join", "talk"]);
+    let session = Tmux::start(&env, "").await;
+    session.wait_for("bob joined").await;
+
+    session.keys(&["/voice", "Enter"]);
+    let screen = session.wait_for("voice talk: listening").await;
+    assert!(screen.contains("F4 talk on/off"), "tmux reports no key releases:\n{screen}");
+    // Bob speaks a WAV file from the CLI: the pane marks him talking, then he leaves voice.
+    let speech = env.wav("speech.wav", &banter_codec::speech_like(100));
+    let mut bob = env
+        .banter(&["--profile", "bob", "voice", "talk", "--input", speech.to_str().unwrap()])
+        .args(["--seconds", "3"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    session.wait_for("♪ bob").await;
+    assert!(tokio::task::spawn_blocking(move || bob.wait()).await.unwrap().unwrap().success());
+    for _ in 0..50 {
+        if voice_panel(&session.capture()) == ["ada"] {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let screen = session.capture();
+    assert_eq!(voice_panel(&screen), ["ada"], "bob left voice:\n{screen}");
+
+    // Talk, mute (which stops talking), deafen, then leave.
+    session.keys(&["F4"]);
+    session.wait_for("voice talk: talking").await;
+    session.keys(&["F5"]);
+    session.wait_for("voice talk: muted").await;
+    session.keys(&["F6"]);
+    session.wait_for("voice talk: deafened").await;
+    session.wait_for("ada deaf").await;
+    session.keys(&["/voice", "Enter"]);
+    let screen = session.wait_for("left voice").await;
+    assert!(!screen.contains("voice talk:"), "{screen}");
     session.keys(&["/quit", "Enter"]);
     server.shutdown().await;
 }

@@ -32,18 +32,7 @@ async fn a_wav_spoken_by_one_user_is_recorded_by_another() {
     env.run_ok(&["--profile", "bob", "join", "talk"]);
 
     let speech = speech_like(100);
-    let input = env.home.path().join("speech.wav");
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: 48_000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut writer = hound::WavWriter::create(&input, spec).unwrap();
-    for sample in speech.iter().flatten() {
-        writer.write_sample(*sample).unwrap();
-    }
-    writer.finalize().unwrap();
+    let input = env.wav("speech.wav", &speech);
     let heard = env.home.path().join("heard.wav");
 
     let listener = env

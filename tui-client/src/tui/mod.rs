@@ -6,6 +6,7 @@
 //! [`model::update`]; the [`Command`]s it returns run as tasks whose results come back as
 //! actions. The screen is redrawn after every action.
 
+mod call;
 pub(crate) mod model;
 pub(crate) mod view;
 
@@ -18,11 +19,15 @@ use banter_protocol::ids::RoomId;
 use banter_protocol::message::{
     AuditQuery, Ban, ContactSet, Delete, DmOpen, Edit, History, InviteCreate, InviteUse, Kick,
     MarkRead, Message, PresenceSet, React, RoomConfigure, RoomInvite, RoomJoin, RoomLeave,
-    RoomSetTopic, TypingSet, Unban, VoiceAction, VoiceModerate,
+    RoomSetTopic, TypingSet, Unban, VoiceAction, VoiceModerate, VoiceRequestSpeak, VoiceSelf,
 };
-use crossterm::event::{Event as TermEvent, KeyEventKind, MouseEventKind};
+use crossterm::event::{
+    Event as TermEvent, KeyEventKind, KeyboardEnhancementFlags, MouseEventKind,
+    PopKeyboardEnhancementFlags, PushKeyboardEnhancementFlags,
+};
 use tokio::sync::mpsc;
 
+use self::call::CallTask;
 use self::model::{Action, Command, Model, Moderation};
 
 /// Runs the TUI until /quit or Ctrl+C.
@@ -34,6 +39,12 @@ pub(crate) async fn run(
 ) -> std::io::Result<()> {
     let mut terminal = ratatui::init();
     let _ = crossterm::execute!(std::io::stdout(), crossterm::event::EnableBracketedPaste);
+    // Where the terminal reports key releases, the talk key is held rather than toggled.
+    model.hold_to_talk = crossterm::terminal::supports_keyboard_enhancement().unwrap_or(false);
+    if model.hold_to_talk {
+        let flags = KeyboardEnhancementFlags::REPORT_EVENT_TYPES;
+        let _ = crossterm::execute!(std::io::stdout(), PushKeyboardEnhancementFlags(flags));
+    }
     set_mouse(model.mouse);
     let (terminal_tx, mut terminal_events) = mpsc::unbounded_channel();
     std::thread::spawn(move || {
@@ -44,7 +55,8 @@ pub(crate) async fn run(
         }
     });
     let (results_tx, mut results) = mpsc::unbounded_channel::<Action>();
-    execute(Command::ReloadRooms, &client, &results_tx);
+    let mut call = None;
+    execute(Command::ReloadRooms, &client, &results_tx, &mut call);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let outcome = loop {
         if let Err(error) = terminal.draw(|frame| view::render(&model, frame)) {
@@ -56,7 +68,9 @@ pub(crate) async fn run(
         }
         let action = tokio::select! {
             Some(event) = terminal_events.recv() => match event {
-                TermEvent::Key(key) if key.kind != KeyEventKind::Release => Some(Action::Key(key)),
+                TermEvent::Key(key) if key.kind != KeyEventKind::Release || key.code == model::TALK_KEY => {
+                    Some(Action::Key(key))
+                }
                 TermEvent::Paste(text) => Some(Action::Paste(text)),
                 TermEvent::Mouse(mouse) => match mouse.kind {
                     MouseEventKind::ScrollUp => Some(Action::Scroll(1)),
@@ -83,14 +97,20 @@ pub(crate) async fn run(
         };
         if let Some(action) = action {
             for command in model::update(&mut model, action) {
-                execute(command, &client, &results_tx);
+                execute(command, &client, &results_tx, &mut call);
             }
         }
         if model.quit {
             break Ok(());
         }
     };
+    if let Some(call) = call {
+        call.leave();
+    }
     set_mouse(false);
+    if model.hold_to_talk {
+        let _ = crossterm::execute!(std::io::stdout(), PopKeyboardEnhancementFlags);
+    }
     let _ = crossterm::execute!(std::io::stdout(), crossterm::event::DisableBracketedPaste);
     ratatui::restore();
     outcome
@@ -104,8 +124,13 @@ fn set_mouse(on: bool) {
     };
 }
 
-/// Starts a command; its result comes back as an action.
-fn execute(command: Command, client: &Client, results: &mpsc::UnboundedSender<Action>) {
+/// Starts a command; its result comes back as an action. `call` is the voice call, if any.
+fn execute(
+    command: Command,
+    client: &Client,
+    results: &mpsc::UnboundedSender<Action>,
+    call: &mut Option<CallTask>,
+) {
     let queued = match &command {
         Command::Send { room, text, reply_to } => {
             Some((*room, text, client.send(*room, text, *reply_to)))
@@ -126,6 +151,25 @@ fn execute(command: Command, client: &Client, results: &mpsc::UnboundedSender<Ac
     match command {
         Command::Quit => return,
         Command::Mouse(on) => return set_mouse(on),
+        Command::VoiceJoin { room, call: id } => {
+            if let Some(earlier) = call.take() {
+                earlier.leave();
+            }
+            *call = Some(CallTask::start(client, room, id, results.clone()));
+            return;
+        }
+        Command::VoiceLeave => {
+            if let Some(call) = call.take() {
+                call.leave();
+            }
+            return;
+        }
+        Command::Talk(on) => {
+            if let Some(call) = call {
+                call.talk(on);
+            }
+            return;
+        }
         _ => {}
     }
     let (client, results) = (client.clone(), results.clone());
@@ -218,9 +262,14 @@ async fn run_command(client: &Client, command: Command) -> Result<Option<Action>
                     format!("banned {name}"),
                 ),
                 Moderation::Unban => (Unban { room, user }.into(), format!("unbanned {name}")),
-                Moderation::Mute => (
-                    VoiceModerate { room, user, action: VoiceAction::ServerMute }.into(),
-                    format!("muted {name} in voice"),
+                Moderation::Voice(action) => (
+                    VoiceModerate { room, user, action }.into(),
+                    match action {
+                        VoiceAction::ServerMute => format!("muted {name} in voice"),
+                        VoiceAction::ServerUnmute => format!("unmuted {name} in voice"),
+                        VoiceAction::GrantSpeak => format!("{name} may speak"),
+                        VoiceAction::RevokeSpeak => format!("{name} listens only"),
+                    },
                 ),
             };
             request(moderation).await.map(|_| Some(Action::Done(done)))
@@ -283,9 +332,18 @@ async fn run_command(client: &Client, command: Command) -> Result<Option<Action>
         Command::Contact(username, action) => {
             request(ContactSet { username: text(&username)?, action }.into()).await.map(|_| None)
         }
+        Command::VoiceSelf { room, mute, deaf } => {
+            request(VoiceSelf { room, mute, deaf }.into()).await.map(|_| None)
+        }
+        Command::RaiseHand { room, raise } => {
+            request(VoiceRequestSpeak { room, raise }.into()).await.map(|_| None)
+        }
         Command::Send { .. }
         | Command::SendAnonymous { .. }
         | Command::Mouse(_)
+        | Command::VoiceJoin { .. }
+        | Command::VoiceLeave
+        | Command::Talk(_)
         | Command::Quit => Ok(None),
     }
 }

@@ -9,8 +9,9 @@ use banter_client::state::{Change, RoomState, State};
 use banter_protocol::ids::{RoomId, UserId};
 use banter_protocol::message::{
     AuditEntry, ContactAction, ContactState, Message, PresenceStatus, RoomSummary, TypingState,
+    VoiceAction, VoiceJoined,
 };
-use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 /// The input line.
 #[derive(Debug, Clone, Default)]
@@ -30,6 +31,27 @@ pub(crate) struct Attention {
     /// The read marker when the room was opened (where the "new messages" line goes).
     pub(crate) marker: u64,
 }
+
+/// Our voice call as the screen knows it (the audio runs in the runtime's call task).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Call {
+    /// This call's number, so that news of an earlier call is not taken for this one.
+    pub(crate) id: u64,
+    pub(crate) room: RoomId,
+    /// The server answered the join.
+    pub(crate) joined: bool,
+    /// The microphone goes out.
+    pub(crate) talking: bool,
+    pub(crate) mute: bool,
+    pub(crate) deaf: bool,
+    /// Hand raised to speak on a stage.
+    pub(crate) hand: bool,
+}
+
+/// The push-to-talk key; with a terminal that reports key releases, talk while it is held.
+pub(crate) const TALK_KEY: KeyCode = KeyCode::F(4);
+const MUTE_KEY: KeyCode = KeyCode::F(5);
+const DEAFEN_KEY: KeyCode = KeyCode::F(6);
 
 /// Everything the screen shows: the shared session [`State`] plus what only the screen has.
 #[derive(Debug)]
@@ -54,6 +76,12 @@ pub(crate) struct Model {
     pub(crate) mouse: bool,
     /// Own messages not yet acknowledged: client message id → (room, text).
     pub(crate) pending: Vec<(u128, RoomId, String)>,
+    /// The voice call, if any.
+    pub(crate) voice: Option<Call>,
+    /// Calls started so far (numbers them).
+    calls: u64,
+    /// The terminal reports key releases: the talk key is held, not toggled.
+    pub(crate) hold_to_talk: bool,
 }
 
 /// Everything that can happen.
@@ -98,6 +126,17 @@ pub(crate) enum Action {
     /// A moderation request went through.
     Done(String),
     Failed(String),
+    /// The server let us into voice; `note` says what the sound devices lack.
+    VoiceJoined {
+        call: u64,
+        joined: VoiceJoined,
+        note: Option<String>,
+    },
+    /// A call ended (left, refused, or its connection went).
+    VoiceLeft {
+        call: u64,
+        reason: Option<String>,
+    },
 }
 
 /// What a moderator does to a user.
@@ -106,8 +145,8 @@ pub(crate) enum Moderation {
     Kick(String),
     Ban(String),
     Unban,
-    /// Server mute in the room's voice.
-    Mute,
+    /// A voice action: server mute or unmute, grant or revoke speech on a stage.
+    Voice(VoiceAction),
 }
 
 /// Work for the runtime.
@@ -178,6 +217,23 @@ pub(crate) enum Command {
         seq: u64,
         path: Option<String>,
     },
+    /// Start call `call` in `room`'s voice (leaving any other).
+    VoiceJoin {
+        room: RoomId,
+        call: u64,
+    },
+    VoiceLeave,
+    /// Send the microphone or stop.
+    Talk(bool),
+    VoiceSelf {
+        room: RoomId,
+        mute: bool,
+        deaf: bool,
+    },
+    RaiseHand {
+        room: RoomId,
+        raise: bool,
+    },
     ReloadRooms,
     /// Capture the mouse (wheel scrolling) or give it back to the terminal.
     Mouse(bool),
@@ -198,6 +254,8 @@ pub(crate) const COMMANDS: &[&str] = &[
     "/download",
     "/edit",
     "/friend",
+    "/grant",
+    "/hand",
     "/help",
     "/invite",
     "/join",
@@ -209,19 +267,23 @@ pub(crate) const COMMANDS: &[&str] = &[
     "/quit",
     "/react",
     "/reply",
+    "/revoke",
     "/slow",
     "/topic",
     "/unban",
     "/unblock",
     "/unfriend",
     "/unlock",
+    "/unmute",
     "/upload",
+    "/voice",
 ];
 
 const HELP: &str = "/join ROOM  /anon TEXT  /accept CODE  /upload PATH  /download SEQ [PATH]  /leave  /dm USER  /topic TEXT  /me ACTION  /reply SEQ TEXT  /react SEQ EMOJI  \
 /edit SEQ TEXT  /delete SEQ  /away [TEXT]  /back  /friend USER  /unfriend USER  /block USER  /unblock USER  \
-/quit   moderators: /invite [USER]  /kick USER [WHY]  /ban USER [WHY]  /unban USER  /mute USER  \
-/slow SECONDS|off  /lock  /unlock  /audit   keys: Alt+N room N, Ctrl+N/P \
+/quit   voice: /voice (join or leave)  F4 talk  F5 or /mute mute  F6 deafen  /hand   \
+moderators: /invite [USER]  /kick USER [WHY]  /ban USER [WHY]  /unban USER  /mute USER  /unmute USER  \
+/grant USER  /revoke USER  /slow SECONDS|off  /lock  /unlock  /audit   keys: Alt+N room N, Ctrl+N/P \
 next/prev, PgUp/PgDn scroll, Alt+Enter newline, Tab complete";
 
 impl Model {
@@ -242,6 +304,9 @@ impl Model {
             bell_on_mention: true,
             mouse: true,
             pending: Vec::new(),
+            voice: None,
+            calls: 0,
+            hold_to_talk: false,
         }
     }
 
@@ -365,8 +430,111 @@ pub(crate) fn update(model: &mut Model, action: Action) -> Vec<Command> {
         Action::AuditLoaded(entries) => model.status = Some(audit_line(model, &entries)),
         Action::Done(what) => model.status = Some(what),
         Action::Failed(error) => model.status = Some(error),
+        Action::VoiceJoined { call, joined, note } => {
+            let Some(ours) = model.voice.as_mut().filter(|c| c.id == call) else {
+                return commands;
+            };
+            ours.joined = true;
+            let room = joined.room;
+            model.state.apply_ephemeral(&Message::VoiceJoined(joined), model.now_ms);
+            let talk = if model.hold_to_talk { "hold F4 to talk" } else { "F4 talk on/off" };
+            let name = model.state.room(room).map(|r| r.summary.name.to_string());
+            let mut status =
+                format!("in voice of {}: {talk}, F5 mute, F6 deafen", name.unwrap_or_default());
+            if let Some(note) = note {
+                status.push_str(&format!(" ({note})"));
+            }
+            model.status = Some(status);
+        }
+        Action::VoiceLeft { call, reason } => {
+            if let Some(ours) = model.voice.take_if(|c| c.id == call) {
+                model.state.left_voice(ours.room);
+                model.status = Some(reason.unwrap_or_else(|| "left voice".into()));
+            }
+        }
     }
     commands
+}
+
+/// `/voice`: joins the current room's voice, or leaves the call in it.
+fn toggle_voice(model: &mut Model, commands: &mut Vec<Command>) {
+    let Some(room) = model.current_room() else {
+        model.status = Some("no room selected".into());
+        return;
+    };
+    let (id, name, voice) = (room.summary.room, room.summary.name.to_string(), room.summary.voice);
+    if model.voice.as_ref().is_some_and(|c| c.room == id) {
+        commands.push(Command::VoiceLeave);
+        return;
+    }
+    if !voice {
+        model.status = Some(format!("{name} has no voice"));
+        return;
+    }
+    model.calls += 1;
+    model.voice = Some(Call {
+        id: model.calls,
+        room: id,
+        joined: false,
+        talking: false,
+        mute: false,
+        deaf: false,
+        hand: false,
+    });
+    model.status = Some(format!("joining voice of {name}…"));
+    commands.push(Command::VoiceJoin { room: id, call: model.calls });
+}
+
+/// The talk key went down (or up): talk while held, or toggle where releases are not seen.
+fn talk_key(model: &mut Model, kind: KeyEventKind, commands: &mut Vec<Command>) {
+    let hold = model.hold_to_talk;
+    let Some(call) = model.voice.as_mut().filter(|c| c.joined) else {
+        if kind == KeyEventKind::Press {
+            model.status = Some("not in voice: /voice joins the room's".into());
+        }
+        return;
+    };
+    let talking = match kind {
+        KeyEventKind::Press if hold => true,
+        KeyEventKind::Press => !call.talking,
+        KeyEventKind::Release => false,
+        KeyEventKind::Repeat => return,
+    };
+    if talking && (call.mute || call.deaf) {
+        model.status = Some("muted: F5 to unmute".into());
+        return;
+    }
+    if talking != call.talking {
+        call.talking = talking;
+        commands.push(Command::Talk(talking));
+    }
+}
+
+/// F5 or `/mute`: mute, or unmute (which also ends deafening).
+fn toggle_mute(model: &mut Model, commands: &mut Vec<Command>) {
+    let (mute, deaf) = model.voice.as_ref().map_or((false, false), |c| (c.mute, c.deaf));
+    set_self(model, !mute, deaf && !mute, commands);
+}
+
+/// Self mute or deafen, told to the server (which enforces it) and to the call.
+fn set_self(model: &mut Model, mute: bool, deaf: bool, commands: &mut Vec<Command>) {
+    let Some(call) = model.voice.as_mut().filter(|c| c.joined) else {
+        model.status = Some("not in voice".into());
+        return;
+    };
+    // Deafened means muted too, as in every voice app.
+    let mute = mute || deaf;
+    (call.mute, call.deaf) = (mute, deaf);
+    if mute && call.talking {
+        call.talking = false;
+        commands.push(Command::Talk(false));
+    }
+    commands.push(Command::VoiceSelf { room: call.room, mute, deaf });
+    model.status = Some(match (mute, deaf) {
+        (_, true) => "deafened (F6 to undo)".into(),
+        (true, false) => "muted (F5 to unmute)".into(),
+        (false, false) => "unmuted".into(),
+    });
 }
 
 /// The newest audit entries on one line: `bob KICK carol (spam) · ...`.
@@ -439,8 +607,19 @@ fn byte_index(text: &str, chars: usize) -> usize {
 fn on_key(model: &mut Model, key: KeyEvent, commands: &mut Vec<Command>) {
     let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
     let alt = key.modifiers.contains(KeyModifiers::ALT);
+    if key.code == TALK_KEY {
+        return talk_key(model, key.kind, commands);
+    }
+    if key.kind == KeyEventKind::Release {
+        return;
+    }
     model.status = None;
     match key.code {
+        MUTE_KEY => toggle_mute(model, commands),
+        DEAFEN_KEY => {
+            let deaf = model.voice.as_ref().is_some_and(|c| c.deaf);
+            set_self(model, !deaf, !deaf, commands);
+        }
         KeyCode::Char('c') | KeyCode::Char('d') if ctrl => {
             model.quit = true;
             commands.push(Command::Quit);
@@ -632,7 +811,18 @@ fn submit(model: &mut Model, commands: &mut Vec<Command>) {
             (Some(_), None) => model.status = Some("usage: /delete SEQ".into()),
             (None, _) => {}
         },
-        "kick" | "ban" | "unban" | "mute" => {
+        "voice" => toggle_voice(model, commands),
+        "mute" if rest.is_empty() => toggle_mute(model, commands),
+        "hand" => match model.voice.as_mut().filter(|c| c.joined) {
+            Some(call) => {
+                call.hand = !call.hand;
+                let raise = call.hand;
+                commands.push(Command::RaiseHand { room: call.room, raise });
+                model.status = Some(if raise { "hand raised" } else { "hand lowered" }.into());
+            }
+            None => model.status = Some("not in voice".into()),
+        },
+        "kick" | "ban" | "unban" | "mute" | "unmute" | "grant" | "revoke" => {
             let (who, why) = rest.split_once(' ').map_or((rest, ""), |(w, r)| (w, r.trim()));
             let who = who.trim_start_matches('@');
             match (need_room(model), model.user_named(who)) {
@@ -647,7 +837,10 @@ fn submit(model: &mut Model, commands: &mut Vec<Command>) {
                         "kick" => Moderation::Kick(why.to_owned()),
                         "ban" => Moderation::Ban(why.to_owned()),
                         "unban" => Moderation::Unban,
-                        _ => Moderation::Mute,
+                        "mute" => Moderation::Voice(VoiceAction::ServerMute),
+                        "unmute" => Moderation::Voice(VoiceAction::ServerUnmute),
+                        "grant" => Moderation::Voice(VoiceAction::GrantSpeak),
+                        _ => Moderation::Voice(VoiceAction::RevokeSpeak),
                     },
                 }),
                 (Some(_), None) => model.status = Some(format!("no user {who} seen here")),
@@ -865,7 +1058,12 @@ pub(crate) mod tests {
         assert_eq!(typed(&mut model, "/unban Ada"), vec![moderate(Moderation::Unban)]);
         assert_eq!(
             typed(&mut model, "/mute @Ada"),
-            vec![Command::Moderate { room, user: ADA, name: "Ada".into(), act: Moderation::Mute }]
+            vec![Command::Moderate {
+                room,
+                user: ADA,
+                name: "Ada".into(),
+                act: Moderation::Voice(VoiceAction::ServerMute)
+            }]
         );
         assert!(typed(&mut model, "/kick nobody").is_empty());
         assert_eq!(model.status.as_deref(), Some("no user nobody seen here"));
@@ -1048,5 +1246,107 @@ pub(crate) mod tests {
         assert_eq!(model.typists(), vec!["ada".to_owned()]);
         update(&mut model, Action::Tick(1000 + 6_001));
         assert!(model.typists().is_empty(), "typing expires without a stop");
+    }
+
+    /// The model in a call in the voice room "random" (room 2), joined, with Ada in voice.
+    pub(crate) fn model_in_call(hold_to_talk: bool) -> Model {
+        use banter_protocol::bounded::List;
+        use banter_protocol::ids::SourceId;
+        use banter_protocol::message::{CodecParams, VoiceParticipant, VoiceState};
+        let mut model = model_with_rooms();
+        model.hold_to_talk = hold_to_talk;
+        model.state.rooms[0].summary.voice = true;
+        assert_eq!(typed(&mut model, "/voice"), [Command::VoiceJoin { room: RoomId(2), call: 1 }]);
+        let participant = |user, source| VoiceParticipant {
+            user,
+            source: SourceId(source),
+            state: VoiceState {
+                self_mute: false,
+                self_deaf: false,
+                server_mute: false,
+                suppressed: false,
+                requested_to_speak: None,
+            },
+        };
+        let joined = VoiceJoined {
+            room: RoomId(2),
+            source: SourceId(8),
+            codec: CodecParams {
+                codec: Text::new("opus").unwrap(),
+                sample_rate: 48_000,
+                channels: 1,
+                frame_ms: 20,
+                max_bitrate: 64_000,
+            },
+            roster: List::new(vec![participant(ADA, 7), participant(GRACE, 8)]).unwrap(),
+        };
+        update(&mut model, Action::VoiceJoined { call: 1, joined, note: None });
+        model
+    }
+
+    #[test]
+    fn voice_joins_talks_mutes_and_leaves_from_keys_and_commands() {
+        let mut model = model_with_rooms();
+        assert_eq!(typed(&mut model, "/voice"), []);
+        assert_eq!(model.status.as_deref(), Some("random has no voice"));
+        let mut model = model_in_call(false);
+        let call = model.voice.clone().unwrap();
+        assert!(call.joined && !call.talking);
+        assert_eq!(model.state.voice_roster(RoomId(2)).len(), 2, "the roster of VOICE_JOINED");
+        // Without key releases, F4 toggles talking.
+        assert_eq!(update(&mut model, key(TALK_KEY)), [Command::Talk(true)]);
+        assert_eq!(update(&mut model, key(TALK_KEY)), [Command::Talk(false)]);
+        update(&mut model, key(TALK_KEY));
+        // Muting stops the microphone first; talking is refused while muted.
+        let room = RoomId(2);
+        assert_eq!(
+            update(&mut model, key(MUTE_KEY)),
+            [Command::Talk(false), Command::VoiceSelf { room, mute: true, deaf: false }]
+        );
+        assert_eq!(update(&mut model, key(TALK_KEY)), []);
+        assert_eq!(model.status.as_deref(), Some("muted: F5 to unmute"));
+        // Deafening mutes too; unmuting undeafens.
+        assert_eq!(
+            update(&mut model, key(DEAFEN_KEY)),
+            [Command::VoiceSelf { room, mute: true, deaf: true }]
+        );
+        assert_eq!(
+            typed(&mut model, "/mute"),
+            [Command::VoiceSelf { room, mute: false, deaf: false }]
+        );
+        assert_eq!(typed(&mut model, "/hand"), [Command::RaiseHand { room, raise: true }]);
+        assert_eq!(
+            typed(&mut model, "/grant ada"),
+            [Command::Moderate {
+                room,
+                user: ADA,
+                name: "ada".into(),
+                act: Moderation::Voice(VoiceAction::GrantSpeak)
+            }]
+        );
+        // /voice again leaves; news of the call ending clears it, news of an older one not.
+        assert_eq!(typed(&mut model, "/voice"), [Command::VoiceLeave]);
+        update(&mut model, Action::VoiceLeft { call: 0, reason: None });
+        assert!(model.voice.is_some());
+        update(&mut model, Action::VoiceLeft { call: 1, reason: None });
+        assert_eq!(model.voice, None);
+        assert!(model.state.voice_roster(room).is_empty());
+        assert_eq!(model.status.as_deref(), Some("left voice"));
+    }
+
+    #[test]
+    fn where_the_terminal_reports_releases_the_talk_key_is_held() {
+        let mut model = model_in_call(true);
+        let with_kind =
+            |kind| Action::Key(KeyEvent::new_with_kind(TALK_KEY, KeyModifiers::NONE, kind));
+        assert_eq!(update(&mut model, with_kind(KeyEventKind::Press)), [Command::Talk(true)]);
+        assert_eq!(update(&mut model, with_kind(KeyEventKind::Repeat)), []);
+        assert_eq!(update(&mut model, with_kind(KeyEventKind::Press)), [], "still held");
+        assert_eq!(update(&mut model, with_kind(KeyEventKind::Release)), [Command::Talk(false)]);
+        // Other keys' releases do nothing (no double typing).
+        let release =
+            KeyEvent::new_with_kind(KeyCode::Char('x'), KeyModifiers::NONE, KeyEventKind::Release);
+        update(&mut model, Action::Key(release));
+        assert_eq!(model.input.text, "");
     }
 }

@@ -8,7 +8,7 @@
 //! ```
 
 use banter_client::ConnectionState;
-use banter_protocol::ids::UserId;
+use banter_protocol::ids::{RoomId, UserId};
 use banter_protocol::message::PresenceStatus;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Position, Rect};
@@ -120,6 +120,20 @@ fn render_status(model: &Model, frame: &mut Frame<'_>, area: Rect) {
             ));
         }
     }
+    if let Some(call) = &model.voice {
+        let room = model.state.room(call.room).map(|r| harmless(&r.summary.name));
+        let (what, colour) = match call {
+            c if !c.joined => ("joining", Color::Yellow),
+            c if c.deaf => ("deafened", Color::Red),
+            c if c.mute => ("muted", Color::Red),
+            c if c.talking => ("talking", Color::Green),
+            _ => ("listening", Color::Cyan),
+        };
+        spans.push(Span::styled(
+            format!("│ voice {}: {what} ", room.unwrap_or_default()),
+            Style::new().fg(colour),
+        ));
+    }
     spans.push(Span::styled(format!("[{state}]"), Style::new().fg(colour)));
     if !model.pending.is_empty() {
         spans.push(Span::styled(
@@ -191,7 +205,7 @@ fn render_members(model: &Model, frame: &mut Frame<'_>, area: Rect) {
         })
         .collect();
     members.sort();
-    let lines: Vec<TextLine<'_>> = members
+    let mut lines: Vec<TextLine<'_>> = members
         .into_iter()
         .map(|(name, status)| {
             let (dot, colour) = match status {
@@ -206,7 +220,43 @@ fn render_members(model: &Model, frame: &mut Frame<'_>, area: Rect) {
             ])
         })
         .collect();
+    lines.extend(voice_lines(model, room.summary.room));
     frame.render_widget(Paragraph::new(lines).block(Block::new().borders(Borders::LEFT)), area);
+}
+
+/// Who is in the room's voice: `♪` marks who talks now; tags say muted, deafened, a raised
+/// hand, or a stage listener.
+fn voice_lines(model: &Model, room: RoomId) -> Vec<TextLine<'static>> {
+    let roster = model.state.voice_roster(room);
+    if roster.is_empty() {
+        return Vec::new();
+    }
+    let mut lines = vec![
+        TextLine::default(),
+        TextLine::styled("voice", Style::new().add_modifier(Modifier::DIM | Modifier::BOLD)),
+    ];
+    for (participant, talking) in roster {
+        let name = model.state.name(participant.user);
+        let state = &participant.state;
+        let mut spans = vec![if talking {
+            Span::styled("♪ ", Style::new().fg(Color::Green).add_modifier(Modifier::BOLD))
+        } else {
+            Span::raw("  ")
+        }];
+        spans.push(Span::styled(harmless(&name), Style::new().fg(nick_colour(&name))));
+        let tags = [
+            (state.self_deaf, "deaf"),
+            (state.self_mute && !state.self_deaf, "muted"),
+            (state.server_mute, "server-muted"),
+            (state.suppressed, "listener"),
+            (state.requested_to_speak.is_some(), "hand"),
+        ];
+        for (_, tag) in tags.iter().filter(|(on, _)| *on) {
+            spans.push(Span::styled(format!(" {tag}"), Style::new().add_modifier(Modifier::DIM)));
+        }
+        lines.push(TextLine::from(spans));
+    }
+    lines
 }
 
 /// Splits `text` into rows of at most `width` display columns (wide characters count two).
@@ -475,5 +525,25 @@ mod tests {
         assert_eq!(civil_date(1_790_000_000_000), "2026-09-21");
         assert_eq!(wrap("ab日本語", 4), vec!["ab日", "本語"]);
         assert_eq!(nick_colour("ada"), nick_colour("ada"));
+    }
+
+    #[test]
+    fn who_is_in_voice_and_talking_shows_beside_the_members() {
+        use banter_protocol::ids::SourceId;
+        use banter_protocol::message::{Message, Speaking};
+        let mut model = crate::tui::model::tests::model_in_call(false);
+        model.state.rooms[0].members = vec![UserId(1), model.me()];
+        let speaking = Speaking { room: RoomId(2), source: SourceId(7), on: true };
+        update(&mut model, Action::Ephemeral(Message::Speaking(speaking)));
+        let all = screen(&model, 100, 24).join("\n");
+        assert!(all.contains("voice random: listening"), "{all}");
+        assert!(all.contains("♪ ada"), "ada talks: {all}");
+        assert!(all.contains("  grace"), "{all}");
+        update(
+            &mut model,
+            Action::Key(crossterm::event::KeyEvent::from(crate::tui::model::TALK_KEY)),
+        );
+        let all = screen(&model, 100, 24).join("\n");
+        assert!(all.contains("voice random: talking"), "{all}");
     }
 }

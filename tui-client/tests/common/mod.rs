@@ -42,6 +42,23 @@ impl Env {
         command
     }
 
+    /// Writes `frames` as a 48 kHz mono 16-bit WAV file in the home dir; returns its path.
+    pub(crate) fn wav(&self, name: &str, frames: &[banter_codec::Frame]) -> std::path::PathBuf {
+        let path = self.home.path().join(name);
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: 48_000,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut writer = hound::WavWriter::create(&path, spec).unwrap();
+        for sample in frames.iter().flatten() {
+            writer.write_sample(*sample).unwrap();
+        }
+        writer.finalize().unwrap();
+        path
+    }
+
     pub(crate) fn run(&self, args: &[&str]) -> Output {
         self.banter(args).output().unwrap()
     }
