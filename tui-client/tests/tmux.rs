@@ -5,6 +5,7 @@
 mod common;
 
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::{Env, start};
@@ -16,7 +17,9 @@ impl Tmux {
     /// Starts `banter` (with `args`) for `env`'s server in a 100×30 tmux pane, and waits until
     /// it is connected.
     async fn start(env: &Env, args: &str) -> Self {
-        let session = Self(format!("banter-test-{}-{}", std::process::id(), args.len()));
+        static SESSIONS: AtomicUsize = AtomicUsize::new(0);
+        let number = SESSIONS.fetch_add(1, Ordering::Relaxed);
+        let session = Self(format!("banter-test-{}-{number}", std::process::id()));
         let command = format!(
             "env XDG_DATA_HOME={} HOME={} {} --server {} {args}",
             env.home.path().join("data").display(),
