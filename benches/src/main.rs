@@ -4,6 +4,7 @@
 //! ```text
 //! banter-bench --server 127.0.0.1:4433 fanout --members 100 --messages 1000 [--rate 1000]
 //! banter-bench --server 127.0.0.1:4433 durable --clients 32 --messages 500
+//! banter-bench --server 127.0.0.1:4433 voice --speakers 20 --listeners 0 --seconds 10
 //! ```
 //!
 //! The server must allow the load: start it with cheap password hashing (the workloads
@@ -24,6 +25,8 @@ use banter_client::{Connection, Event, Options, Trust};
 use clap::{Parser, Subcommand};
 use hdrhistogram::Histogram;
 use tokio::sync::{Semaphore, mpsc};
+
+mod voice;
 
 #[derive(Debug, Parser)]
 #[command(name = "banter-bench", about = "Load generator for banterd")]
@@ -72,6 +75,19 @@ enum Workload {
         clients: usize,
         #[arg(long, default_value_t = 200)]
         messages: u64,
+    },
+    /// S speakers and L listeners in one voice room, each speaker sending 50 datagrams/s:
+    /// relayed packets/s, latency through banterd, loss.
+    Voice {
+        #[arg(long)]
+        speakers: usize,
+        #[arg(long, default_value_t = 0)]
+        listeners: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Bytes after the header (80 is about Opus at 32 kbit/s).
+        #[arg(long, default_value_t = 80)]
+        payload: usize,
     },
 }
 
@@ -179,13 +195,13 @@ fn percentiles(h: &Histogram<u64>) -> serde_json::Value {
     })
 }
 
-async fn create_room(conn: &Connection, name: &str) -> anyhow::Result<RoomId> {
+async fn create_room(conn: &Connection, name: &str, voice: bool) -> anyhow::Result<RoomId> {
     let request = RoomCreate {
         name: Text::new(name)?,
         topic: Text::default(),
         category: Text::default(),
         visibility: Visibility::Public,
-        voice: false,
+        voice,
     };
     match conn.request_one(request).await? {
         Message::RoomInfo(RoomInfo { room }) => Ok(room.room),
@@ -210,7 +226,7 @@ async fn fanout(
 ) -> anyhow::Result<serde_json::Value> {
     let run = run_id();
     let (publisher, _publisher_events) = connect_user(addr, &format!("{run}p")).await?;
-    let room = create_room(&publisher, &run).await?;
+    let room = create_room(&publisher, &run, false).await?;
     let subscribers = connect_many(addr, &format!("{run}s"), members).await?;
     for (conn, _) in &subscribers {
         conn.request_one(RoomJoin { room }).await?;
@@ -303,7 +319,7 @@ async fn durable(
     let users = connect_many(addr, &format!("{run}d"), clients).await?;
     let mut rooms = Vec::with_capacity(clients);
     for (n, (conn, _)) in users.iter().enumerate() {
-        rooms.push(create_room(conn, &format!("{run}-{n}")).await?);
+        rooms.push(create_room(conn, &format!("{run}-{n}"), false).await?);
     }
     let start = Instant::now();
     let mut tasks = Vec::new();
@@ -334,6 +350,42 @@ async fn durable(
         "acked_per_s": total as f64 / elapsed,
         "ack_latency": percentiles(&latency),
     }))
+}
+
+/// CPU time (user + system) a process has used, in clock ticks (1/100 s on Linux), from
+/// `/proc/PID/stat` (`pid` may be `self`).
+fn cpu_ticks(pid: &str) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After "pid (comm) ": state is field 3, utime 14, stime 15.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
+
+/// CPU use of the server (BANTER_SERVER_PID) and of this generator over a measured window.
+struct CpuMeter {
+    started: Instant,
+    server: Option<u64>,
+    generator: Option<u64>,
+}
+
+impl CpuMeter {
+    fn start() -> Self {
+        let server = std::env::var("BANTER_SERVER_PID").ok().and_then(|pid| cpu_ticks(&pid));
+        Self { started: Instant::now(), server, generator: cpu_ticks("self") }
+    }
+
+    /// Percent of one core each used since `start`.
+    fn percent(&self) -> serde_json::Value {
+        let seconds = self.started.elapsed().as_secs_f64();
+        let share = |before: Option<u64>, now: Option<u64>| {
+            Some((now? - before?) as f64 / 100.0 / seconds * 100.0)
+        };
+        let pid = std::env::var("BANTER_SERVER_PID").ok();
+        serde_json::json!({
+            "server": share(self.server, pid.and_then(|pid| cpu_ticks(&pid))),
+            "generator": share(self.generator, cpu_ticks("self")),
+        })
+    }
 }
 
 /// The server's resident memory in KiB (VmRSS of BANTER_SERVER_PID), if known.
@@ -367,7 +419,7 @@ async fn reconnect(
 ) -> anyhow::Result<serde_json::Value> {
     let run = run_id();
     let (publisher, _p) = connect_user(addr, &format!("{run}p")).await?;
-    let room = create_room(&publisher, &run).await?;
+    let room = create_room(&publisher, &run, false).await?;
     let mut users = connect_many_full(addr, &format!("{run}r"), clients).await?;
     for user in &users {
         user.conn.request_one(RoomJoin { room }).await?;
@@ -456,6 +508,9 @@ async fn main() -> anyhow::Result<()> {
         Workload::Durable { clients, messages } => durable(cli.server, clients, messages).await?,
         Workload::Idle { connections } => idle(cli.server, connections).await?,
         Workload::Reconnect { clients } => reconnect(cli.server, clients).await?,
+        Workload::Voice { speakers, listeners, seconds, payload } => {
+            voice::run(cli.server, speakers, listeners, seconds, payload).await?
+        }
     };
     if cli.json {
         println!("{result}");
