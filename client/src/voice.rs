@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use banter_codec::{Decoder, Encoder, EncoderSettings, FRAME_SAMPLES, Frame, MAX_PACKET};
+use banter_codec::{Decoder, Encoder, EncoderSettings, FRAME_SAMPLES, Frame, MAX_PACKET, energy};
 use banter_protocol::datagram::{Kind, MAX_HEADER_LEN, VoiceHeader, encode_tunnel_record};
 use banter_protocol::ids::{RoomId, SourceId};
 use banter_protocol::message::{Message, VoiceJoin, VoiceJoined, VoiceLeave};
@@ -126,9 +126,69 @@ pub fn mix_into(mix: &mut Frame, frame: &Frame) {
     }
 }
 
+/// Frames a lost stretch is bridged by fading the last good frame, before silence.
+const CONCEAL_FRAMES: u32 = 3;
+
+/// One speaker's receive pipeline: jitter buffer, decoder, and loss concealment.
 struct Speaker {
     jitter: JitterBuffer,
     decoder: Decoder,
+    /// The last good frame and how many frames have been concealed since.
+    last: Option<(Frame, u32)>,
+}
+
+impl Speaker {
+    fn new(decoder: Decoder) -> Self {
+        Self { jitter: JitterBuffer::new(), decoder, last: None }
+    }
+
+    /// The next 20 ms of this speaker, if any.
+    fn next_frame(&mut self) -> Option<Frame> {
+        let mut frame = [0i16; FRAME_SAMPLES];
+        match self.jitter.pop() {
+            Playout::Packet(packet) => {
+                self.decoder.decode(Some(&packet), false, &mut frame).ok()?;
+            }
+            Playout::Recover(following) => {
+                let rebuilt = self.decoder.decode(Some(&following), true, &mut frame).is_ok();
+                let previous = self.last.as_ref().map(|(last, _)| last);
+                if !rebuilt || !plausible(&frame, previous) {
+                    return self.conceal();
+                }
+            }
+            Playout::Missing => return self.conceal(),
+            Playout::Idle => {
+                self.last = None;
+                return None;
+            }
+        }
+        self.last = Some((frame, 0));
+        Some(frame)
+    }
+
+    /// Bridges a lost frame with the last good one, halved each time, then silence. (Opus's
+    /// own concealment is not used: in the transpiled libopus it can emit full-scale noise.)
+    fn conceal(&mut self) -> Option<Frame> {
+        let (last, concealed) = self.last.as_mut()?;
+        if *concealed >= CONCEAL_FRAMES {
+            return None;
+        }
+        *concealed += 1;
+        for sample in last.iter_mut() {
+            *sample /= 2;
+        }
+        Some(*last)
+    }
+}
+
+/// Whether a frame rebuilt from FEC is believable next to the frame before it: no clipping
+/// and no sudden jump in loudness. The transpiled libopus sometimes falls back to its own
+/// concealment inside an FEC decode and returns full-scale noise; such frames are concealed
+/// instead of played.
+fn plausible(rebuilt: &Frame, previous: Option<&Frame>) -> bool {
+    let clipped = rebuilt.iter().any(|s| s.unsigned_abs() >= 32_000);
+    let jump = previous.is_some_and(|p| energy(rebuilt) > 16.0 * energy(p).max(1e4));
+    !clipped && !jump
 }
 
 /// One frame's duration.
@@ -272,7 +332,7 @@ impl VoiceSession {
                         Entry::Occupied(known) => known.into_mut(),
                         Entry::Vacant(new) => {
                             let Ok(decoder) = Decoder::new() else { continue };
-                            new.insert(Speaker { jitter: JitterBuffer::new(), decoder })
+                            new.insert(Speaker::new(decoder))
                         }
                     };
                     speaker.jitter.push(header.sequence, payload.to_vec());
@@ -315,17 +375,7 @@ impl VoiceSession {
                 {
                     let mut speakers = speakers.lock().unwrap_or_else(|e| e.into_inner());
                     for speaker in speakers.values_mut() {
-                        let mut frame = [0i16; FRAME_SAMPLES];
-                        let decoded = match speaker.jitter.pop() {
-                            Playout::Packet(packet) => {
-                                speaker.decoder.decode(Some(&packet), false, &mut frame)
-                            }
-                            Playout::Recover(following) => {
-                                speaker.decoder.decode(Some(&following), true, &mut frame)
-                            }
-                            Playout::Missing | Playout::Idle => continue,
-                        };
-                        if decoded.is_ok() {
+                        if let Some(frame) = speaker.next_frame() {
                             mix_into(&mut mix, &frame);
                         }
                     }
@@ -449,5 +499,20 @@ mod tests {
         let mut mix = [30_000i16; FRAME_SAMPLES];
         mix_into(&mut mix, &[10_000i16; FRAME_SAMPLES]);
         assert!(mix.iter().all(|s| *s == i16::MAX));
+    }
+
+    #[test]
+    fn implausible_fec_frames_are_rejected_and_losses_fade_to_silence() {
+        let quiet = [1_000i16; FRAME_SAMPLES];
+        assert!(plausible(&[2_000i16; FRAME_SAMPLES], Some(&quiet)));
+        assert!(!plausible(&[32_767i16; FRAME_SAMPLES], None), "clipped");
+        assert!(!plausible(&[8_000i16; FRAME_SAMPLES], Some(&quiet)), "a jump in loudness");
+
+        let mut speaker = Speaker::new(Decoder::new().unwrap());
+        assert_eq!(speaker.conceal(), None, "nothing to bridge from");
+        speaker.last = Some(([8_000i16; FRAME_SAMPLES], 0));
+        let levels: Vec<Option<i16>> =
+            (0..4).map(|_| speaker.conceal().map(|frame| frame[0])).collect();
+        assert_eq!(levels, [Some(4_000), Some(2_000), Some(1_000), None]);
     }
 }

@@ -139,7 +139,9 @@ impl Decoder {
     /// Decodes one packet into a frame. With `fec` and the packet that *follows* a lost one,
     /// the lost frame is rebuilt from that packet's in-band redundancy. `None` asks Opus's own
     /// concealment (PLC) for a frame; in the transpiled 1.3.1 this produced a full-scale burst
-    /// in our tests, so the voice pipeline uses FEC for single losses and silence beyond.
+    /// in our tests, and an FEC decode of a packet without redundancy sometimes does the same
+    /// (it falls back to PLC), so the voice pipeline checks rebuilt frames and conceals losses
+    /// itself (`banter_client::voice`).
     pub fn decode(
         &mut self,
         packet: Option<&[u8]>,

@@ -20,6 +20,10 @@ use banter_server::Server;
 use banter_server::config::Config;
 use tokio::sync::mpsc;
 
+mod impaired;
+
+pub use impaired::{ImpairedPath, Impairment};
+
 /// How long a test waits for something the server should send.
 pub const WAIT: Duration = Duration::from_secs(10);
 
@@ -111,7 +115,13 @@ impl TestServer {
 
     /// Registers `name` and authenticates a connection made with `options`.
     pub async fn user_with(&self, name: &str, options: Options) -> TestUser {
-        let (conn, events) = Connection::connect(self.addr(), options).await.expect("connect");
+        self.user_via(name, self.addr(), options).await
+    }
+
+    /// Registers `name` and authenticates a connection made to `addr` (a path to this server,
+    /// such as an [`ImpairedPath`]).
+    pub async fn user_via(&self, name: &str, addr: SocketAddr, options: Options) -> TestUser {
+        let (conn, events) = Connection::connect(addr, options).await.expect("connect");
         let auth = conn.register(name, "correct horse battery").await.expect("register");
         TestUser::authenticate(conn, events, auth).await
     }
