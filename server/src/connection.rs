@@ -6,31 +6,22 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use banter_protocol::bounded::Text;
+use banter_protocol::ErrorCode;
 use banter_protocol::datagram::TunnelReader;
-use banter_protocol::ids::ResumeId;
-use banter_protocol::message::{Frame, Resumed, Welcome};
 use banter_protocol::session::{AuthRequest, ServerConnection, ServerEvent};
 use banter_protocol::stream::StreamType;
-use banter_protocol::{ErrorCode, FrameDecoder};
 use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
+use crate::Shared;
 use crate::hub::{ConnCommand, Session, Wakers};
-use crate::metrics::Metrics;
 use crate::ratelimit::Limiter;
-use crate::requests::{self, Authed, ConnCtx, RequestIo};
-use crate::store::keys;
-use crate::store::records::UserRecord;
+use crate::requests::{self, ConnCtx, RequestIo};
 use crate::voice::{Path, VoiceLink};
-use crate::{Shared, wall_clock};
 
 /// Tunnel records waiting for the connection's loop to relay them.
 const TUNNEL_BACKLOG: usize = 64;
-
-/// How long a request stream may take to deliver its request frame (slowloris guard).
-const REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 enum ControlInput {
     Bytes(Vec<u8>),
@@ -329,99 +320,24 @@ async fn read_tunnel(mut recv: quinn::RecvStream, first: &[u8], routes: UniRoute
     }
 }
 
-/// Checks a HELLO or RESUME and answers it.
+/// Checks a HELLO or RESUME and answers it; once in, the session's events and ephemeral
+/// queues get their streams.
 fn authenticate(
     ctx: &Arc<ConnCtx>,
     conn: &quinn::Connection,
     commands: &mpsc::UnboundedSender<ConnCommand>,
     request: AuthRequest,
 ) {
-    let shared = &ctx.shared;
-    let (token, resume) = match &request {
-        AuthRequest::Hello { access_token, interests } => (access_token, Err(*interests)),
-        AuthRequest::Resume { access_token, resume_id, last_event_seq, interests } => {
-            (access_token, Ok((*resume_id, *last_event_seq, *interests)))
-        }
-    };
-    let (user, login) = match requests::authenticate(shared, token) {
-        Ok(found) => found,
-        Err(error) => {
-            shared.metrics.count_error(error);
-            let message = match error {
-                ErrorCode::TOKEN_EXPIRED => "access token expired",
-                ErrorCode::SESSION_REVOKED => "session revoked",
-                _ => "invalid access token",
-            };
-            return lock(&ctx.protocol).reject(error, message);
-        }
-    };
-    let username = shared
-        .store
-        .get::<UserRecord>(&keys::user(user))
-        .ok()
-        .flatten()
-        .map(|u| u.username)
-        .unwrap_or_default();
-    tracing::Span::current().record("user", user.0);
-
-    let (session, wakers) = match resume {
-        Err(interests) => {
-            let mut id = [0u8; 16];
-            if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut id).is_err() {
-                return lock(&ctx.protocol).reject(ErrorCode::INTERNAL, "no randomness");
-            }
-            let session =
-                shared.hub.create_session(ResumeId(id), user, login, ctx.conn_id, interests);
-            let wakers = session.wakers();
-            lock(&ctx.protocol).accept_hello(Welcome {
-                resume_id: ResumeId(id),
-                user,
-                username: Text::new(username).unwrap_or_default(),
-                server_time: wall_clock(),
-            });
-            for presence in shared.hub.presence_snapshot(user) {
-                let mut bytes = Vec::new();
-                presence.encode_frame(&mut bytes);
-                session.push_ephemeral(
-                    banter_protocol::message::Hello::INTEREST_PRESENCE,
-                    bytes.into(),
-                );
-            }
-            (session, wakers)
-        }
-        Ok((resume_id, last_event_seq, interests)) => {
-            let found =
-                shared.hub.find_session(&resume_id).filter(|s| s.user == user && s.login == login);
-            let Some(session) = found else {
-                return lock(&ctx.protocol)
-                    .reject(ErrorCode::RESUME_UNAVAILABLE, "unknown or expired session");
-            };
-            let Ok((replaced, wakers)) =
-                session.attach_resume(ctx.conn_id, last_event_seq, interests)
-            else {
-                return lock(&ctx.protocol)
-                    .reject(ErrorCode::RESUME_UNAVAILABLE, "events no longer buffered");
-            };
-            if let Some(old) = replaced {
-                shared.hub.close_connection(
-                    old,
-                    ErrorCode::SESSION_REPLACED,
-                    "session resumed elsewhere",
-                );
-            }
-            lock(&ctx.protocol).accept_resume(
-                user,
-                Resumed { replay_from: last_event_seq + 1, server_time: wall_clock() },
-            );
-            shared.hub.reattached(&session);
-            (session, wakers)
-        }
-    };
-    shared.hub.register_connection(login, ctx.conn_id, commands.clone());
-    let _ = ctx.authed.set(Authed { user, login, session: session.clone() });
+    let Some((authed, wakers)) = requests::attach_session(ctx, request) else { return };
+    ctx.shared.hub.register_connection(authed.login, ctx.conn_id, commands.clone());
     for queue in [Outgoing::Events, Outgoing::Ephemeral] {
-        let writer =
-            session_writer(conn.clone(), session.clone(), wakers.clone(), ctx.conn_id, queue);
+        let writer = session_writer(
+            conn.clone(),
+            authed.session.clone(),
+            wakers.clone(),
+            ctx.conn_id,
+            queue,
+        );
         tokio::spawn(writer.in_current_span());
     }
 }
@@ -486,56 +402,16 @@ async fn session_writer(
     }
 }
 
-/// One request stream: read the request, check it is admissible, run it, answer, finish.
+/// One request stream, served by [`requests::serve`]; a malformed request also stops the
+/// client's side of the stream.
 async fn request(ctx: Arc<ConnCtx>, mut send: quinn::SendStream, mut recv: quinn::RecvStream) {
     send.set_priority(1).ok();
-    let mut decoder = FrameDecoder::new(ctx.shared.protocol().limits.max_frame_size);
-    let answer = {
-        let mut io = RequestIo { send: &mut send, recv: &mut recv, decoder: &mut decoder };
-        match tokio::time::timeout(REQUEST_READ_TIMEOUT, io.next()).await {
-            Ok(Ok(first)) => {
-                let frame_type = first.frame_type();
-                let admitted = lock(&ctx.protocol).admit_request(frame_type);
-                match admitted {
-                    Ok(()) => {
-                        let span = tracing::debug_span!("request", kind = ?frame_type);
-                        let started = Instant::now();
-                        let answer = requests::handle(&ctx, first, &mut io).instrument(span).await;
-                        ctx.shared
-                            .metrics
-                            .requests
-                            .get_or_create(&Metrics::request_label(frame_type))
-                            .observe(started.elapsed().as_secs_f64());
-                        answer
-                    }
-                    Err(error) => Err(requests::RequestError::from(error)),
-                }
-            }
-            Ok(Err(error)) => Err(error),
-            Err(_) => Err(requests::RequestError::new(
-                ErrorCode::REQUEST_CANCELLED,
-                "request not received in time",
-            )),
-        }
+    let max_frame_size = ctx.shared.protocol().limits.max_frame_size;
+    let stop = {
+        let mut io = RequestIo::new(&mut send, &mut recv, max_frame_size);
+        requests::serve(&ctx, &mut io).await
     };
-    let mut bytes = Vec::new();
-    let mut stop = None;
-    match answer {
-        Ok(frames) => frames.iter().for_each(|f| f.encode(&mut bytes)),
-        Err(error) => {
-            tracing::debug!(code = %error.code, message = %error.message, "request failed");
-            ctx.shared.metrics.count_error(error.code);
-            error.to_frame().encode_frame(&mut bytes);
-            // A malformed or oversized request: say why, and stop reading the rest (spec §3.1).
-            if matches!(error.code, ErrorCode::FRAME_ERROR | ErrorCode::FRAME_TOO_LARGE) {
-                stop = Some(error.code);
-            }
-        }
-    }
     if let Some(error) = stop {
         let _ = recv.stop(code(error));
-    }
-    if send.write_all(&bytes).await.is_ok() {
-        let _ = send.finish();
     }
 }

@@ -32,6 +32,7 @@ pub mod config;
 mod connection;
 mod endpoint;
 mod files;
+pub mod fuzzing;
 mod hub;
 pub mod identity;
 mod metrics;
@@ -196,10 +197,10 @@ pub enum StartError {
     Endpoint(#[from] anyhow::Error),
 }
 
-impl Server {
-    /// Opens the data dir (creating the key, certificate and database on first start), binds
-    /// the endpoint and starts serving.
-    pub async fn start(config: Config) -> Result<Self, StartError> {
+impl Shared {
+    /// Opens the data dir (creating the key, certificate and database on first start) and
+    /// everything requests need; no sockets.
+    pub(crate) fn open(config: Config) -> Result<(Arc<Self>, Identity), StartError> {
         std::fs::create_dir_all(&config.data_dir)?;
         let identity = Identity::load_or_create(&config.data_dir)?;
         let engine = SledEngine::open(&config.data_dir.join("db"))?;
@@ -228,10 +229,6 @@ impl Server {
             auth_timeout: Duration::from_millis(config.auth_timeout_ms),
             grease: Some(rand_u32() % 1000),
         };
-        let server_config = endpoint::server_config(&config, &identity)?;
-        let endpoint =
-            quinn::Endpoint::server(server_config, config.listen).map_err(anyhow::Error::from)?;
-        let addr = endpoint.local_addr().map_err(anyhow::Error::from)?;
         let voice = voice::Voice::new(protocol.limits.voice_max_bitrate);
         let auth_limiter = AddressLimiter::new(auth_bucket(&config));
         let shared = Arc::new(Shared {
@@ -248,6 +245,19 @@ impl Server {
             voice,
             protocol: Mutex::new(protocol),
         });
+        Ok((shared, identity))
+    }
+}
+
+impl Server {
+    /// Opens the data dir (creating the key, certificate and database on first start), binds
+    /// the endpoint and starts serving.
+    pub async fn start(config: Config) -> Result<Self, StartError> {
+        let (shared, identity) = Shared::open(config)?;
+        let server_config = endpoint::server_config(&shared.config, &identity)?;
+        let endpoint = quinn::Endpoint::server(server_config, shared.config.listen)
+            .map_err(anyhow::Error::from)?;
+        let addr = endpoint.local_addr().map_err(anyhow::Error::from)?;
         let metrics = if shared.config.metrics {
             let server = metrics::MetricsServer::start(
                 shared.config.metrics_listen,

@@ -335,7 +335,7 @@ async fn end_login(
         )
         .await?;
     io.send(&Done {}).await?;
-    let _ = io.send.finish();
+    io.finish().await;
     ctx.shared.hub.revoke_login(session, ErrorCode::SESSION_REVOKED, reason);
     Ok(Vec::new())
 }

@@ -18,13 +18,16 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use banter_protocol::bounded::Text;
-use banter_protocol::ids::{RoomId, SessionId, UserId};
-use banter_protocol::message::{self, Frame, Message, Role};
-use banter_protocol::session::ServerConnection;
+use banter_protocol::ids::{ResumeId, RoomId, SessionId, UserId};
+use banter_protocol::message::{self, Frame, Message, Resumed, Role, Welcome};
+use banter_protocol::session::{AuthRequest, ServerConnection};
 use banter_protocol::{ErrorCode, FrameDecoder};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tracing::Instrument;
 
 use crate::authz::{self, Action, Standing};
-use crate::hub::Session;
+use crate::hub::{Session, Wakers};
+use crate::metrics::Metrics;
 use crate::ratelimit::Limiter;
 use crate::store::records::{BanRecord, MemberRecord, RoomRecord, RoomSettings, UserRecord};
 use crate::store::{StoreError, WriteError, keys};
@@ -187,22 +190,135 @@ impl ConnCtx {
     }
 }
 
-/// The request stream, for the one request with a round trip (KEY_LOGIN).
-pub(crate) struct RequestIo<'a> {
-    pub(crate) send: &'a mut quinn::SendStream,
-    pub(crate) recv: &'a mut quinn::RecvStream,
-    pub(crate) decoder: &'a mut FrameDecoder,
+fn lock(protocol: &Mutex<ServerConnection>) -> std::sync::MutexGuard<'_, ServerConnection> {
+    protocol.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-impl RequestIo<'_> {
+/// Checks a HELLO or RESUME (its access token, and for RESUME the session) and answers it on
+/// the control stream; on success the connection is authenticated as [`ConnCtx::authed`]
+/// says, and the session's queues are returned for the caller to drain.
+pub(crate) fn attach_session(ctx: &ConnCtx, request: AuthRequest) -> Option<(&Authed, Wakers)> {
+    let shared = &ctx.shared;
+    let (token, resume) = match &request {
+        AuthRequest::Hello { access_token, interests } => (access_token, Err(*interests)),
+        AuthRequest::Resume { access_token, resume_id, last_event_seq, interests } => {
+            (access_token, Ok((*resume_id, *last_event_seq, *interests)))
+        }
+    };
+    let (user, login) = match authenticate(shared, token) {
+        Ok(found) => found,
+        Err(error) => {
+            shared.metrics.count_error(error);
+            let message = match error {
+                ErrorCode::TOKEN_EXPIRED => "access token expired",
+                ErrorCode::SESSION_REVOKED => "session revoked",
+                _ => "invalid access token",
+            };
+            lock(&ctx.protocol).reject(error, message);
+            return None;
+        }
+    };
+    let username = shared
+        .store
+        .get::<UserRecord>(&keys::user(user))
+        .ok()
+        .flatten()
+        .map(|u| u.username)
+        .unwrap_or_default();
+    tracing::Span::current().record("user", user.0);
+
+    let (session, wakers) = match resume {
+        Err(interests) => {
+            let mut id = [0u8; 16];
+            if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut id).is_err() {
+                lock(&ctx.protocol).reject(ErrorCode::INTERNAL, "no randomness");
+                return None;
+            }
+            let session =
+                shared.hub.create_session(ResumeId(id), user, login, ctx.conn_id, interests);
+            let wakers = session.wakers();
+            lock(&ctx.protocol).accept_hello(Welcome {
+                resume_id: ResumeId(id),
+                user,
+                username: Text::new(username).unwrap_or_default(),
+                server_time: wall_clock(),
+            });
+            for presence in shared.hub.presence_snapshot(user) {
+                let mut bytes = Vec::new();
+                presence.encode_frame(&mut bytes);
+                session.push_ephemeral(message::Hello::INTEREST_PRESENCE, bytes.into());
+            }
+            (session, wakers)
+        }
+        Ok((resume_id, last_event_seq, interests)) => {
+            let found =
+                shared.hub.find_session(&resume_id).filter(|s| s.user == user && s.login == login);
+            let Some(session) = found else {
+                lock(&ctx.protocol)
+                    .reject(ErrorCode::RESUME_UNAVAILABLE, "unknown or expired session");
+                return None;
+            };
+            let Ok((replaced, wakers)) =
+                session.attach_resume(ctx.conn_id, last_event_seq, interests)
+            else {
+                lock(&ctx.protocol)
+                    .reject(ErrorCode::RESUME_UNAVAILABLE, "events no longer buffered");
+                return None;
+            };
+            if let Some(old) = replaced {
+                shared.hub.close_connection(
+                    old,
+                    ErrorCode::SESSION_REPLACED,
+                    "session resumed elsewhere",
+                );
+            }
+            lock(&ctx.protocol).accept_resume(
+                user,
+                Resumed { replay_from: last_event_seq + 1, server_time: wall_clock() },
+            );
+            shared.hub.reattached(&session);
+            (session, wakers)
+        }
+    };
+    let _ = ctx.authed.set(Authed { user, login, session });
+    Some((ctx.authed.get()?, wakers))
+}
+
+/// A request stream's two halves: a QUIC stream in the server, in-memory pipes in the fuzz
+/// target. Handlers with a round trip (KEY_LOGIN, uploads, downloads) use it directly.
+pub(crate) struct RequestIo<'a> {
+    send: &'a mut (dyn AsyncWrite + Send + Unpin),
+    recv: &'a mut (dyn AsyncRead + Send + Unpin),
+    decoder: FrameDecoder,
+}
+
+impl<'a> RequestIo<'a> {
+    /// Frames up to `max_frame_size` from `recv`; answers to `send`.
+    pub(crate) fn new(
+        send: &'a mut (dyn AsyncWrite + Send + Unpin),
+        recv: &'a mut (dyn AsyncRead + Send + Unpin),
+        max_frame_size: u64,
+    ) -> Self {
+        Self { send, recv, decoder: FrameDecoder::new(max_frame_size) }
+    }
+
     /// Writes a frame now.
     pub(crate) async fn send(&mut self, frame: &impl Frame) -> Result<()> {
         let mut bytes = Vec::new();
         frame.encode_frame(&mut bytes);
+        self.write(&bytes).await
+    }
+
+    async fn write(&mut self, bytes: &[u8]) -> Result<()> {
         self.send
-            .write_all(&bytes)
+            .write_all(bytes)
             .await
             .map_err(|_| RequestError::from(ErrorCode::REQUEST_CANCELLED))
+    }
+
+    /// Ends the answer: the client reads to the end of the stream.
+    pub(crate) async fn finish(&mut self) {
+        let _ = self.send.shutdown().await;
     }
 
     /// Reads the next frame from the client.
@@ -221,17 +337,68 @@ impl RequestIo<'_> {
             }
             let mut buf = [0u8; 16 * 1024];
             match self.recv.read(&mut buf).await {
-                Ok(Some(n)) => self.decoder.push(&buf[..n]),
-                Ok(None) => {
+                Ok(0) => {
                     return match self.decoder.finish() {
                         Ok(()) => Ok(None),
                         Err(e) => Err(RequestError::new(e.code(), e.to_string())),
                     };
                 }
+                Ok(n) => self.decoder.push(&buf[..n]),
                 Err(_) => return Err(ErrorCode::REQUEST_CANCELLED.into()),
             }
         }
     }
+}
+
+/// How long a request stream may take to deliver its request frame (slowloris guard).
+const REQUEST_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Serves one request stream: reads the request, checks it is admissible on this connection,
+/// runs it and writes the answer (or the ERROR). Returns the code to stop reading with when
+/// the request was malformed or oversized (spec §3.1); the caller then finishes the stream.
+pub(crate) async fn serve(ctx: &ConnCtx, io: &mut RequestIo<'_>) -> Option<ErrorCode> {
+    let answer = match tokio::time::timeout(REQUEST_READ_TIMEOUT, io.next()).await {
+        Ok(Ok(first)) => {
+            let frame_type = first.frame_type();
+            let admitted = lock(&ctx.protocol).admit_request(frame_type);
+            match admitted {
+                Ok(()) => {
+                    let span = tracing::debug_span!("request", kind = ?frame_type);
+                    let started = Instant::now();
+                    let answer = handle(ctx, first, io).instrument(span).await;
+                    ctx.shared
+                        .metrics
+                        .requests
+                        .get_or_create(&Metrics::request_label(frame_type))
+                        .observe(started.elapsed().as_secs_f64());
+                    answer
+                }
+                Err(error) => Err(RequestError::from(error)),
+            }
+        }
+        Ok(Err(error)) => Err(error),
+        Err(_) => {
+            Err(RequestError::new(ErrorCode::REQUEST_CANCELLED, "request not received in time"))
+        }
+    };
+    let mut bytes = Vec::new();
+    let mut stop = None;
+    match answer {
+        Ok(frames) => frames.iter().for_each(|f| f.encode(&mut bytes)),
+        Err(error) => {
+            tracing::debug!(code = %error.code, message = %error.message, "request failed");
+            ctx.shared.metrics.count_error(error.code);
+            error.to_frame().encode_frame(&mut bytes);
+            // A malformed or oversized request: say why, and stop reading the rest.
+            if matches!(error.code, ErrorCode::FRAME_ERROR | ErrorCode::FRAME_TOO_LARGE) {
+                stop = Some(error.code);
+            }
+        }
+    }
+    if io.write(&bytes).await.is_ok() {
+        io.finish().await;
+    }
+    stop
 }
 
 /// Runs one request; returns the answer frames.

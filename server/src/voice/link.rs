@@ -34,7 +34,9 @@ pub(crate) type Dropped = &'static str;
 /// One connection's voice paths.
 #[derive(Debug)]
 pub(crate) struct VoiceLink {
-    conn: quinn::Connection,
+    /// None for a link to nowhere (requests served without a QUIC connection, as in the
+    /// request fuzz target): everything sent to it is dropped.
+    conn: Option<quinn::Connection>,
     state: Mutex<LinkState>,
 }
 
@@ -48,7 +50,12 @@ struct LinkState {
 
 impl VoiceLink {
     pub(crate) fn new(conn: quinn::Connection) -> Self {
-        Self { conn, state: Mutex::default() }
+        Self { conn: Some(conn), state: Mutex::default() }
+    }
+
+    /// A link that drops everything (a participant with no connection to send to).
+    pub(crate) fn detached() -> Self {
+        Self { conn: None, state: Mutex::default() }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, LinkState> {
@@ -63,11 +70,8 @@ impl VoiceLink {
     /// The path voice to this connection takes now.
     pub(crate) fn path(&self, now: Instant) -> Path {
         let recent = self.lock().tunnel_heard.is_some_and(|t| now.duration_since(t) < TUNNEL_HOLD);
-        if recent || self.conn.max_datagram_size().is_none() {
-            Path::Tunnel
-        } else {
-            Path::Datagram
-        }
+        let datagrams = self.conn.as_ref().is_some_and(|c| c.max_datagram_size().is_some());
+        if recent || !datagrams { Path::Tunnel } else { Path::Datagram }
     }
 
     /// Sends one voice packet on the path in use.
@@ -77,13 +81,14 @@ impl VoiceLink {
 
     /// Sends one voice packet on `path` (an echo goes back the way its ping came).
     pub(crate) fn send_on(&self, path: Path, packet: Bytes) -> Result<(), Dropped> {
+        let conn = self.conn.as_ref().ok_or("listener_unavailable")?;
         match path {
-            Path::Datagram => self.conn.send_datagram(packet).map_err(|_| "listener_unavailable"),
+            Path::Datagram => conn.send_datagram(packet).map_err(|_| "listener_unavailable"),
             Path::Tunnel => {
                 let mut state = self.lock();
                 let queue = state.tunnel.get_or_insert_with(|| {
                     let (queue, packets) = mpsc::channel(TUNNEL_QUEUE);
-                    tokio::spawn(write_tunnel(self.conn.clone(), packets));
+                    tokio::spawn(write_tunnel(conn.clone(), packets));
                     queue
                 });
                 queue.try_send(packet).map_err(|e| match e {
