@@ -231,7 +231,7 @@ impl Shared {
         };
         let voice = voice::Voice::new(protocol.limits.voice_max_bitrate);
         let auth_limiter = AddressLimiter::new(auth_bucket(&config));
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(Self {
             tokens: TokenKeys::new(identity.signing_key.clone()),
             account_limits: AccountLimiter::new(&config.rate),
             slow_mode: SlowMode::default(),
