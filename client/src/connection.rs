@@ -200,6 +200,17 @@ impl Connection {
         Self::connect_on(&endpoint, addr, options).await
     }
 
+    /// Only the QUIC connection, with Banter's TLS (certificate trust, ALPN) and transport
+    /// settings: no control stream and nothing read. For tools and tests that speak the
+    /// protocol themselves (a client that never reads its events, say).
+    pub async fn connect_raw(
+        endpoint: &quinn::Endpoint,
+        addr: SocketAddr,
+        options: Options,
+    ) -> Result<quinn::Connection, ConnectError> {
+        Ok(handshake(endpoint, addr, &options).await?.0)
+    }
+
     /// Connects through an existing client endpoint (one UDP socket for many connections, as a
     /// load generator or a multi-account client wants).
     pub async fn connect_on(
@@ -207,41 +218,7 @@ impl Connection {
         addr: SocketAddr,
         options: Options,
     ) -> Result<(Self, mpsc::UnboundedReceiver<Event>), ConnectError> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let verifier = Arc::new(
-            Verifier::new(options.trust, provider.clone())
-                .map_err(|e| ConnectError::Handshake(format!("CA certificates: {e}")))?,
-        );
-        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .map_err(|e| ConnectError::Handshake(e.to_string()))?
-            .dangerous()
-            .with_custom_certificate_verifier(verifier.clone())
-            .with_no_client_auth();
-        tls.alpn_protocols = vec![banter_protocol::ALPN.to_vec()];
-        let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
-            .map_err(|e| ConnectError::Handshake(e.to_string()))?;
-        let mut config = quinn::ClientConfig::new(Arc::new(crypto));
-        let mut transport = quinn::TransportConfig::default();
-        transport.keep_alive_interval(Some(Duration::from_secs(10)));
-        transport.max_concurrent_uni_streams(quinn::VarInt::from_u32(8));
-        transport.max_concurrent_bidi_streams(quinn::VarInt::from_u32(0));
-        transport.receive_window(quinn::VarInt::from_u32(8 * 1024 * 1024));
-        if !options.datagrams {
-            transport.datagram_receive_buffer_size(None);
-        }
-        config.transport_config(Arc::new(transport));
-
-        let conn = endpoint
-            .connect_with(config, addr, &options.server_name)
-            .map_err(|e| ConnectError::Handshake(e.to_string()))?
-            .await
-            .map_err(|e| {
-                match verifier.refused.lock().unwrap_or_else(|e| e.into_inner()).take() {
-                    Some(reason) => ConnectError::Untrusted(reason),
-                    None => ConnectError::Handshake(e.to_string()),
-                }
-            })?;
+        let (conn, verifier) = handshake(endpoint, addr, &options).await?;
         let fingerprint = *verifier.seen.lock().unwrap_or_else(|e| e.into_inner());
 
         let now = Instant::now();
@@ -551,6 +528,48 @@ fn decoder_drain(decoder: &mut FrameDecoder, out: &mut Vec<Message>) -> Result<(
         out.push(message);
     }
     Ok(())
+}
+
+/// The QUIC and TLS handshake; the verifier remembers the certificate it saw.
+async fn handshake(
+    endpoint: &quinn::Endpoint,
+    addr: SocketAddr,
+    options: &Options,
+) -> Result<(quinn::Connection, Arc<Verifier>), ConnectError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = Arc::new(
+        Verifier::new(options.trust.clone(), provider.clone())
+            .map_err(|e| ConnectError::Handshake(format!("CA certificates: {e}")))?,
+    );
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| ConnectError::Handshake(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier.clone())
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![banter_protocol::ALPN.to_vec()];
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
+        .map_err(|e| ConnectError::Handshake(e.to_string()))?;
+    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+    let mut transport = quinn::TransportConfig::default();
+    transport.keep_alive_interval(Some(Duration::from_secs(10)));
+    transport.max_concurrent_uni_streams(quinn::VarInt::from_u32(8));
+    transport.max_concurrent_bidi_streams(quinn::VarInt::from_u32(0));
+    transport.receive_window(quinn::VarInt::from_u32(8 * 1024 * 1024));
+    if !options.datagrams {
+        transport.datagram_receive_buffer_size(None);
+    }
+    config.transport_config(Arc::new(transport));
+
+    let conn = endpoint
+        .connect_with(config, addr, &options.server_name)
+        .map_err(|e| ConnectError::Handshake(e.to_string()))?
+        .await
+        .map_err(|e| match verifier.refused.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            Some(reason) => ConnectError::Untrusted(reason),
+            None => ConnectError::Handshake(e.to_string()),
+        })?;
+    Ok((conn, verifier))
 }
 
 /// Runs the connection: the control stream both ways, the server's unidirectional streams,

@@ -1,6 +1,7 @@
-//! A lossy, jittery network between one client and the server: a UDP relay on loopback that
+//! A lossy, jittery network between clients and the server: a UDP relay on loopback that
 //! drops a share of the packets each way and delays the rest by a random time, so packets
 //! also arrive out of order. QUIC sees a real bad path (its own retransmissions included).
+//! Many clients may share it toward the server; answers go to the one heard from last.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -11,16 +12,26 @@ use tokio::net::UdpSocket;
 /// How bad the path is.
 #[derive(Debug, Clone, Copy)]
 pub struct Impairment {
-    /// Share of packets dropped, each way (0.0..1.0).
-    pub loss: f64,
+    /// Share of the client's packets dropped (0.0..=1.0).
+    pub loss_to_server: f64,
+    /// Share of the server's packets dropped (0.0..=1.0).
+    pub loss_to_client: f64,
     /// Each packet that gets through waits a uniformly random time up to this.
     pub jitter: Duration,
+}
+
+impl Impairment {
+    /// The same loss both ways.
+    pub fn symmetric(loss: f64, jitter: Duration) -> Self {
+        Self { loss_to_server: loss, loss_to_client: loss, jitter }
+    }
 }
 
 /// The relay; stops when dropped.
 #[derive(Debug)]
 pub struct ImpairedPath {
     addr: SocketAddr,
+    impairment: Arc<Mutex<Impairment>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -32,6 +43,8 @@ impl ImpairedPath {
         let addr = outer.local_addr().expect("local address");
         let client: Arc<Mutex<Option<SocketAddr>>> = Arc::default();
         let random = Arc::new(Mutex::new(0x9e37_79b9_7f4a_7c15_u64));
+        let impairment = Arc::new(Mutex::new(impairment));
+        let now = impairment.clone();
         let task = tokio::spawn(async move {
             let mut up = [0u8; 65_536];
             let mut down = [0u8; 65_536];
@@ -48,10 +61,16 @@ impl ImpairedPath {
                 };
                 let Some(to) = to else { continue };
                 let (drop, delay) = {
+                    let impairment = *now.lock().unwrap();
+                    let loss = if from_client {
+                        impairment.loss_to_server
+                    } else {
+                        impairment.loss_to_client
+                    };
                     let mut state = random.lock().unwrap();
                     let a = next(&mut state);
                     let b = next(&mut state);
-                    (unit(a) < impairment.loss, impairment.jitter.mul_f64(unit(b)))
+                    (unit(a) < loss, impairment.jitter.mul_f64(unit(b)))
                 };
                 if drop {
                     continue;
@@ -63,7 +82,12 @@ impl ImpairedPath {
                 });
             }
         });
-        Self { addr, task }
+        Self { addr, impairment, task }
+    }
+
+    /// Changes how bad the path is from now on.
+    pub fn set(&self, impairment: Impairment) {
+        *self.impairment.lock().unwrap() = impairment;
     }
 
     /// Where clients connect.

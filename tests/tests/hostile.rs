@@ -4,14 +4,14 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use banter_client::Event;
-use banter_client::protocol::bounded::Text;
+use banter_client::protocol::bounded::{Blob, Text};
 use banter_client::protocol::frame::encode_raw;
 use banter_client::protocol::ids::RoomId;
 use banter_client::protocol::message::{
     ListScope, Message, Post, RoomCreate, RoomList, Visibility,
 };
 use banter_client::protocol::{ErrorCode, FrameDecoder, FrameType, varint};
-use banter_tests::{TestServer, TestUser, WAIT, fresh_id};
+use banter_tests::{ImpairedPath, Impairment, TestServer, TestUser, WAIT, fresh_id};
 
 /// Writes raw bytes as a request stream and returns the decoded answer.
 async fn raw_request(conn: &quinn::Connection, bytes: &[u8]) -> Vec<Message> {
@@ -282,4 +282,160 @@ async fn an_authentication_flood_is_cut_off_by_the_address_limit_before_it_costs
     // The logged-in user chats on.
     let latency = post_latency(&ada, room).await;
     assert!(latency < Duration::from_secs(2), "{latency:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_its_events_is_paused_while_others_get_everything() {
+    use banter_client::protocol::message::Hello;
+    use banter_client::protocol::session::{ClientConfig, ClientConnection, Greeting};
+    use banter_client::protocol::stream::StreamType;
+
+    let server = TestServer::start().await;
+    let ada = server.user("ada").await;
+    let mut bob = server.user("bob").await;
+    let mallory = server.user("mallory").await;
+    let room = ada.create_room("flood", false).await;
+    bob.join(room).await.unwrap();
+    mallory.join(room).await.unwrap();
+
+    // Mallory logs in on a raw connection, says SETTINGS and HELLO, and then reads nothing:
+    // not the control stream, not the events stream.
+    let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    let options = banter_client::Options::new(banter_client::Trust::AcceptAny, "localhost");
+    let raw =
+        banter_client::Connection::connect_raw(&endpoint, server.addr(), options).await.unwrap();
+    let now = Instant::now();
+    let mut session = ClientConnection::new(&ClientConfig::default(), now);
+    let token = Blob::new(mallory.auth.access_token.to_vec()).unwrap();
+    session.greet(now, Greeting::Hello { access_token: token, interests: Hello::INTEREST_ALL });
+    let mut control = raw.open_uni().await.unwrap();
+    let mut bytes = Vec::new();
+    StreamType::CONTROL.encode(&mut bytes);
+    bytes.extend(session.poll_transmit().unwrap());
+    control.write_all(&bytes).await.unwrap();
+
+    // Ada posts 1000 messages of 3 kB (3 MB, beyond what flow control and the live backlog
+    // hold for one session); Bob receives every one of them.
+    let text = "x".repeat(3000);
+    let posts = (0..1000).map(|_| {
+        let (conn, text) = (ada.conn.clone(), text.clone());
+        async move {
+            let post = Post {
+                room,
+                client_msg_id: fresh_id(),
+                text: Text::new(text).unwrap(),
+                reply_to: None,
+                anonymous: false,
+            };
+            conn.request_one(post).await.map(|_| ())
+        }
+    });
+    let started = Instant::now();
+    for result in join_all(posts).await {
+        result.unwrap();
+    }
+    let mut received = 0;
+    while received < 1000 {
+        if let Message::Posted(_) = tokio::time::timeout(WAIT, bob.next_room_event()).await.unwrap()
+        {
+            received += 1;
+        }
+    }
+    assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
+
+    // Now Mallory reads: what was buffered for her, then LIVE_PAUSED for the room, well short
+    // of the 1000 posts (she would CATCH_UP the rest).
+    let mut events = loop {
+        let mut stream = tokio::time::timeout(WAIT, raw.accept_uni()).await.unwrap().unwrap();
+        let mut head = [0u8; 1];
+        stream.read_exact(&mut head).await.unwrap();
+        if head[0] == 0x01 {
+            break stream;
+        }
+    };
+    let mut decoder = FrameDecoder::new(1 << 20);
+    let mut buf = vec![0u8; 65536];
+    let (mut posted, mut last_seq) = (0, 0);
+    let paused = loop {
+        match decoder.next_message().unwrap() {
+            Some(Message::Posted(post)) => {
+                posted += 1;
+                last_seq = post.meta.seq;
+            }
+            Some(Message::LivePaused(paused)) => break paused,
+            Some(_) => {}
+            None => {
+                let n = tokio::time::timeout(WAIT, events.read(&mut buf)).await.unwrap().unwrap();
+                decoder.push(&buf[..n.expect("the events stream stays open")]);
+            }
+        }
+    };
+    assert_eq!(paused.room, room);
+    assert!(posted < 1000, "buffered for a reader that never read: {posted} posts");
+    assert_eq!(paused.delivered_seq, last_seq, "where her catch-up starts");
+    drop(control);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshakes_that_never_finish_expire_while_others_chat_and_connect() {
+    let server = TestServer::start_with(|c| {
+        c.metrics = true;
+        c.metrics_listen = "127.0.0.1:0".parse().unwrap();
+        c.idle_timeout_ms = 2_000;
+        c.keep_alive_ms = 500;
+        c.max_connections_per_ip = 1_000;
+        c.retry_above_incoming = 50;
+    })
+    .await;
+    let metrics = server.metrics_addr().unwrap();
+    let connections = || async move {
+        let (_, text) = banter_tests::http_get(metrics, "/metrics").await;
+        banter_tests::metric_samples(&text)["banter_connections"]
+    };
+    let ada = server.user("ada").await;
+    let bob = server.user("bob").await;
+    let room = ada.create_room("still", false).await;
+    bob.join(room).await.unwrap();
+    let before = connections().await;
+
+    // 200 clients start a handshake through a path that loses everything the server sends
+    // (so none can finish), then loses everything both ways: they vanished mid-handshake.
+    let deaf = Impairment { loss_to_server: 0.0, loss_to_client: 1.0, jitter: Duration::ZERO };
+    let path = ImpairedPath::start(server.addr(), deaf).await;
+    let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    let stalled: Vec<_> = (0..200)
+        .map(|_| {
+            let (endpoint, addr) = (endpoint.clone(), path.addr());
+            let options = banter_client::Options::new(banter_client::Trust::AcceptAny, "x");
+            tokio::spawn(async move {
+                banter_client::Connection::connect_raw(&endpoint, addr, options).await
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    path.set(Impairment { loss_to_server: 1.0, ..deaf });
+    let half_open = connections().await - before;
+    // Beyond retry_above_incoming handshakes at once, newcomers get a stateless QUIC retry
+    // (which these never answer); how many got in before depends on timing.
+    assert!(half_open >= 50.0, "half-open connections held: {half_open}");
+
+    // Meanwhile the others chat, and a newcomer still gets in (past a QUIC retry).
+    assert!(post_latency(&ada, room).await < Duration::from_secs(2));
+    let carol = server.user("carol").await;
+    carol.join(room).await.unwrap();
+
+    // The half-open connections expire with the idle timeout; the live ones stay.
+    let mut now = connections().await;
+    for _ in 0..100 {
+        if now == before + 1.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        now = connections().await;
+    }
+    assert_eq!(now, before + 1.0, "only carol's connection is new");
+    assert!(post_latency(&bob, room).await < Duration::from_secs(2));
+    for handshake in stalled {
+        handshake.abort();
+    }
 }

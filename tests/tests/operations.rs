@@ -2,38 +2,13 @@
 //! did (posts and their latency, failed logins, fan-out, voice relayed and dropped, group
 //! commits), and `/healthz` answers from the storage writer.
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use banter_client::protocol::ErrorCode;
 use banter_client::protocol::datagram::{MAX_HEADER_LEN, VoiceHeader};
 use banter_client::protocol::message::{Message, VoiceJoin, VoiceSelf};
-use banter_tests::{TestServer, TestUser, WAIT};
+use banter_tests::{TestServer, TestUser, WAIT, http_get as get, metric_samples as samples};
 use bytes::Bytes;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-
-/// A plain HTTP/1.0 GET: the status code and body.
-async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(format!("GET {path} HTTP/1.0\r\nHost: test\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap();
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (status, body.to_owned())
-}
-
-/// `name{labels}` → value, from the OpenMetrics text.
-fn samples(text: &str) -> HashMap<String, f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-        .filter_map(|l| l.rsplit_once(' ').map(|(k, v)| (k.to_owned(), v.parse().unwrap())))
-        .collect()
-}
 
 fn opus(sequence: u16, payload: &[u8]) -> Bytes {
     let mut buf = vec![0u8; MAX_HEADER_LEN];

@@ -99,7 +99,7 @@ async fn speech_reaches_both_listeners_recognisably() {
 async fn speech_survives_a_path_with_ten_percent_loss_and_jitter() {
     // Every packet of the speaker's connection, both ways: 10 % lost, the rest delayed by up
     // to 30 ms (so they also arrive out of order). The jitter buffer starts 60 ms deep.
-    let impairment = Impairment { loss: 0.1, jitter: Duration::from_millis(30) };
+    let impairment = Impairment::symmetric(0.1, Duration::from_millis(30));
     let (speech, heard) = speak_and_listen(Some(impairment)).await;
     for frames in heard {
         let correlation = envelope_correlation(&speech, &frames, 40);
