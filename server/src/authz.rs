@@ -1,34 +1,35 @@
 //! The one authorization function (spec §6.7). Every request path that touches a room asks
 //! [`authorize`] with the caller's [`Standing`]; nothing else decides who may do what. Most
 //! chat-server CVEs are one path that forgot its check; keeping the policy in one table keeps
-//! it testable as a role × action matrix.
+//! it testable as a role × action matrix (a unit test here, and over QUIC in
+//! `tests/tests/moderation.rs`, which is why it is public).
 
 use banter_protocol::ErrorCode;
 use banter_protocol::message::Role;
 
 /// What the caller is, as far as one room is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Standing {
+pub struct Standing {
     /// The caller's role in the room, if a member.
-    pub(crate) member: Option<Role>,
+    pub member: Option<Role>,
     /// The caller's server-wide role.
-    pub(crate) server_role: Role,
+    pub server_role: Role,
     /// An active ban on the caller in this room.
-    pub(crate) banned: bool,
+    pub banned: bool,
     /// The room is private (only members may see it).
-    pub(crate) private: bool,
+    pub private: bool,
     /// The room is locked (only moderators may post).
-    pub(crate) locked: bool,
+    pub locked: bool,
     /// The room is archived (nobody may post or change it).
-    pub(crate) archived: bool,
+    pub archived: bool,
 }
 
 /// What the caller wants to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Action {
+pub enum Action {
     /// Read history, catch up, list members, see the room.
     Read,
-    /// Join the room.
+    /// Join the room (a private one only by invitation).
     Join,
     /// Delete one's own messages, set markers and typing, join voice.
     Participate,
@@ -50,11 +51,17 @@ pub(crate) enum Action {
     },
 }
 
+/// A user's effective rank in a room: their room role (member when none), or their server
+/// role where that is admin or owner (server staff carry their rank into every room).
+pub fn effective_rank(member: Option<Role>, server_role: Role) -> Role {
+    let server = if server_role >= Role::ADMIN { server_role } else { Role::MEMBER };
+    member.unwrap_or(Role::MEMBER).max(server)
+}
+
 impl Standing {
-    /// The caller's effective rank: a server admin or owner ranks as such in every room.
-    pub(crate) fn rank(&self) -> Role {
-        let server = if self.server_role >= Role::ADMIN { self.server_role } else { Role::MEMBER };
-        self.member.unwrap_or(Role::MEMBER).max(server)
+    /// The caller's effective rank in the room.
+    pub fn rank(&self) -> Role {
+        effective_rank(self.member, self.server_role)
     }
 
     fn is_staff(&self) -> bool {
@@ -63,7 +70,7 @@ impl Standing {
 }
 
 /// Allows or refuses, with the error code the request gets.
-pub(crate) fn authorize(standing: &Standing, action: Action) -> Result<(), ErrorCode> {
+pub fn authorize(standing: &Standing, action: Action) -> Result<(), ErrorCode> {
     let member = standing.member.is_some();
     // A private room is invisible to non-members (NOT_FOUND, not FORBIDDEN, so its existence
     // does not leak), except to server staff.
@@ -76,6 +83,8 @@ pub(crate) fn authorize(standing: &Standing, action: Action) -> Result<(), Error
     let moderator = standing.rank() >= Role::MODERATOR;
     match action {
         Action::Read if member || !standing.private || standing.is_staff() => Ok(()),
+        // Private rooms are joined by invitation only, server staff included.
+        Action::Join if standing.private && !member => Err(ErrorCode::FORBIDDEN),
         Action::Join => Ok(()),
         Action::Post | Action::SetTopic | Action::Configure if standing.archived => {
             Err(ErrorCode::ROOM_LOCKED)
@@ -156,7 +165,7 @@ mod tests {
                                 let moderator = rank >= Role::MODERATOR;
                                 let allowed = match action {
                                     Action::Read => member.is_some() || !private || staff,
-                                    Action::Join => true,
+                                    Action::Join => member.is_some() || !private,
                                     Action::Participate => member.is_some(),
                                     Action::Post | Action::SetTopic => member.is_some(),
                                     Action::Configure | Action::RevealAuthor => moderator,

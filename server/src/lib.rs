@@ -27,7 +27,7 @@
 
 pub mod admin;
 pub mod auth;
-mod authz;
+pub mod authz;
 pub mod config;
 mod connection;
 mod endpoint;

@@ -365,3 +365,161 @@ async fn anonymous_posts_hide_their_author_from_all_but_a_moderator_who_asks_on_
     let deleted = deleted.unwrap();
     assert_eq!((deleted.deleted_by, deleted.text.as_str()), (Some(UserId(0)), ""));
 }
+
+/// Every caller × action × kind of room, each a real request over QUIC, answered as the one
+/// authorization policy (`banter_server::authz::authorize`) says it must be: the refusals with
+/// its exact code, the rest not refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_role_and_action_over_quic_is_answered_as_the_policy_says() {
+    use banter_client::protocol::message::{
+        Delete, History, InviteCreate, RoomInvite, RoomJoin, RoomSetTopic,
+    };
+    use banter_server::authz::{Action, Standing, authorize};
+
+    let server = TestServer::start().await;
+    // The first account is the server's owner; "admin" is made a server admin.
+    let root = server.user("root").await;
+    let admin = server.user("admin").await;
+    root.conn
+        .request_one(RoleSet { room: None, user: admin.auth.user, role: Role::ADMIN })
+        .await
+        .unwrap();
+    let owner = server.user("owner").await;
+    let moderator = server.user("moderator").await;
+    let member = server.user("member").await;
+    let outsider = server.user("outsider").await;
+    let banned = server.user("banned").await;
+    let victim = server.user("victim").await;
+    let victim_moderator = server.user("victimmod").await;
+
+    let post = |room, anonymous| Post {
+        room,
+        client_msg_id: banter_tests::fresh_id(),
+        text: Text::new("matrix").unwrap(),
+        reply_to: None,
+        anonymous,
+    };
+    let seq_of = |answer: Result<Message, RequestError>| match answer.unwrap() {
+        Message::EventAck(ack) => ack.seq,
+        other => panic!("expected EVENT_ACK, got {other:?}"),
+    };
+    let mut checked = 0;
+    for (kind, private, locked) in
+        [("public", false, false), ("private", true, false), ("locked", false, true)]
+    {
+        let room = owner.create_room(kind, private).await;
+        for user in [&root, &moderator, &member, &banned, &victim, &victim_moderator] {
+            let username = Text::new(server_name(user)).unwrap();
+            owner.conn.request_one(RoomInvite { room, username }).await.unwrap();
+        }
+        for user in [&moderator, &victim_moderator] {
+            let set = RoleSet { room: Some(room), user: user.auth.user, role: Role::MODERATOR };
+            owner.conn.request_one(set).await.unwrap();
+        }
+        let everything = RoomConfigure {
+            room,
+            slow_mode_s: None,
+            locked: None,
+            anonymous: Some(true),
+            stage: None,
+        };
+        owner.conn.request_one(everything).await.unwrap();
+        let anonymous_seq = seq_of(member.conn.request_one(post(room, true)).await);
+        owner.conn.request_one(ban(room, &banned, "matrix", None)).await.unwrap();
+        if locked {
+            owner.conn.request_one(configure(room, None, Some(true))).await.unwrap();
+        }
+
+        let callers: [(&TestUser, Option<Role>, Role); 7] = [
+            (&root, Some(Role::MEMBER), Role::OWNER),
+            (&admin, None, Role::ADMIN),
+            (&owner, Some(Role::OWNER), Role::MEMBER),
+            (&moderator, Some(Role::MODERATOR), Role::MEMBER),
+            (&member, Some(Role::MEMBER), Role::MEMBER),
+            (&outsider, None, Role::MEMBER),
+            (&banned, None, Role::MEMBER),
+        ];
+        for (caller, room_role, server_role) in callers {
+            let standing = Standing {
+                member: room_role,
+                server_role,
+                banned: std::ptr::eq(caller, &banned),
+                private,
+                locked,
+                archived: false,
+            };
+            let actions = [
+                Action::Read,
+                Action::Participate,
+                Action::Post,
+                Action::SetTopic,
+                Action::Configure,
+                Action::Invite,
+                Action::RevealAuthor,
+                Action::Moderate { target: Role::MEMBER },
+                Action::Moderate { target: Role::MODERATOR },
+                Action::Moderate { target: Role::OWNER },
+                Action::Join,
+            ];
+            for action in actions {
+                let request: Message = match action {
+                    Action::Read => History { room, before: None, limit: 1 }.into(),
+                    Action::Participate => MarkRead { room, seq: 1, private: true }.into(),
+                    Action::Post => post(room, false).into(),
+                    Action::SetTopic => {
+                        RoomSetTopic { room, topic: Text::new("t").unwrap() }.into()
+                    }
+                    Action::Configure => configure(room, Some(0), None).into(),
+                    Action::Invite => {
+                        InviteCreate { room, max_uses: Some(1), expires_in_s: None }.into()
+                    }
+                    Action::RevealAuthor => RevealAuthor { room, seq: anonymous_seq }.into(),
+                    Action::Moderate { target } => {
+                        // A fresh message of someone else holding `target` rank, to delete
+                        // (the room's owner and the server's owner both rank as owners).
+                        let author = match target {
+                            Role::MEMBER => &victim,
+                            Role::MODERATOR => &victim_moderator,
+                            _ if std::ptr::eq(caller, &owner) => &root,
+                            _ => &owner,
+                        };
+                        let unlock = locked.then(|| configure(room, None, Some(false)));
+                        if let Some(unlock) = unlock {
+                            owner.conn.request_one(unlock).await.unwrap();
+                        }
+                        let seq = seq_of(author.conn.request_one(post(room, false)).await);
+                        if locked {
+                            owner
+                                .conn
+                                .request_one(configure(room, None, Some(true)))
+                                .await
+                                .unwrap();
+                        }
+                        Delete { room, target: seq }.into()
+                    }
+                    Action::Join => RoomJoin { room }.into(),
+                };
+                let answer = caller.conn.request(request.clone()).await;
+                let refused = match &answer {
+                    Err(error) => error.code(),
+                    Ok(_) => None,
+                };
+                let expected = authorize(&standing, action).err();
+                match expected {
+                    Some(code) => assert_eq!(refused, Some(code), "{kind} {standing:?} {action:?}"),
+                    None => assert!(
+                        answer.is_ok(),
+                        "{kind} {standing:?} {action:?}: allowed by the policy, refused: {answer:?}"
+                    ),
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert_eq!(checked, 3 * 7 * 11);
+}
+
+/// The username a test user registered with.
+fn server_name(user: &TestUser) -> String {
+    user.welcome.username.to_string()
+}

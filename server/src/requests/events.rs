@@ -15,10 +15,11 @@ use banter_protocol::message::{
 
 use super::moderation::audit;
 use super::{ConnCtx, RequestError, Result, check_text, text};
-use crate::authz::{Action, Standing, authorize};
+use crate::authz::{Action, Standing, authorize, effective_rank};
 use crate::hub::Hub;
 use crate::store::records::{
     DedupRecord, EntryKind, LogEntry, MemberRecord, MessageState, RoomRecord, RoomSettings,
+    UserRecord,
 };
 use crate::store::{Txn, keys};
 use crate::wall_clock;
@@ -410,9 +411,10 @@ pub(super) async fn delete(ctx: &ConnCtx, r: Delete) -> Result<Vec<Message>> {
         let (mut entry, mut state) = posted_in(txn, room, r.target)?;
         let author = UserId(entry.sender);
         if author != user {
-            let target = txn
-                .get::<MemberRecord>(&keys::member(room, author))?
-                .map_or(Role::MEMBER, |m| Role(m.role));
+            // The author's rank as kick and ban see it: server staff outrank room moderators.
+            let member = txn.get::<MemberRecord>(&keys::member(room, author))?;
+            let server = txn.get::<UserRecord>(&keys::user(author))?.map_or(0, |u| u.role);
+            let target = effective_rank(member.map(|m| Role(m.role)), Role(server));
             authorize(&standing, Action::Moderate { target })?;
         } else {
             member_in(txn, room, user)?;

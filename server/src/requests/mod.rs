@@ -182,9 +182,7 @@ impl ConnCtx {
         let (_, standing) = self.standing(room)?;
         let member: Option<MemberRecord> = self.shared.store.get(&keys::member(room, target))?;
         let server = Role(self.user_record(target)?.role);
-        // Server staff carry their rank into every room; everyone else has their room role.
-        let server = if server >= Role::ADMIN { server } else { Role::MEMBER };
-        let target = member.map_or(Role::MEMBER, |m| Role(m.role)).max(server);
+        let target = authz::effective_rank(member.map(|m| Role(m.role)), server);
         authz::authorize(&standing, Action::Moderate { target })?;
         Ok(())
     }

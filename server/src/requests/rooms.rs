@@ -228,7 +228,7 @@ pub(super) async fn join(ctx: &ConnCtx, r: RoomJoin) -> Result<Vec<Message>> {
     if standing.member.is_some() {
         return info(ctx, r.room, user);
     }
-    if record.direct || record.private {
+    if record.direct {
         return Err(ErrorCode::NOT_FOUND.into());
     }
     let room = r.room;
