@@ -200,6 +200,22 @@ impl Connection {
         Self::connect_on(&endpoint, addr, options).await
     }
 
+    /// A client endpoint (one UDP socket for many connections, for [`connect_on`]) with
+    /// `buffer_bytes` of kernel buffer each way, as much as the kernel grants: load generators
+    /// and many-account clients send and receive in bursts the default buffers drop.
+    ///
+    /// [`connect_on`]: Self::connect_on
+    pub fn endpoint(bind: SocketAddr, buffer_bytes: usize) -> std::io::Result<quinn::Endpoint> {
+        use socket2::{Domain, Protocol, Socket, Type};
+        let socket = Socket::new(Domain::for_address(bind), Type::DGRAM, Some(Protocol::UDP))?;
+        let _ = socket.set_recv_buffer_size(buffer_bytes);
+        let _ = socket.set_send_buffer_size(buffer_bytes);
+        socket.bind(&bind.into())?;
+        let runtime = quinn::default_runtime()
+            .ok_or_else(|| std::io::Error::other("no async runtime for the endpoint"))?;
+        quinn::Endpoint::new(quinn::EndpointConfig::default(), None, socket.into(), runtime)
+    }
+
     /// Only the QUIC connection, with Banter's TLS (certificate trust, ALPN) and transport
     /// settings: no control stream and nothing read. For tools and tests that speak the
     /// protocol themselves (a client that never reads its events, say).

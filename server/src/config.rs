@@ -221,6 +221,10 @@ config! {
     /// Above this many connections in handshake, new clients must prove their address (QUIC
     /// retry) first.
     retry_above_incoming: u32 = 256;
+    /// Bytes of kernel buffer for the UDP socket, each way, so that bursts (a reconnect
+    /// storm's handshakes, a busy voice room) are not dropped before banterd reads them. The
+    /// kernel caps it at net.core.rmem_max / wmem_max; the size it grants is logged.
+    udp_buffer_bytes: usize = 4 * 1024 * 1024;
     /// Milliseconds a connection may stay unauthenticated.
     auth_timeout_ms: u64 = 10_000;
     /// Milliseconds of silence after which a connection is dropped.

@@ -2,6 +2,7 @@
 //! every transport limit set on purpose (protocol-anchors R20, reliability §3.5). quinn's
 //! default connection receive window is unbounded; here every per-connection buffer has a cap.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,6 +10,29 @@ use quinn::{IdleTimeout, TransportConfig, VarInt};
 
 use crate::config::Config;
 use crate::identity::Identity;
+
+/// Binds the server's UDP socket with `buffer_bytes` of kernel buffer each way (as much as
+/// the kernel grants) and starts the endpoint on it.
+pub(crate) fn bind(
+    addr: SocketAddr,
+    buffer_bytes: usize,
+    server: quinn::ServerConfig,
+) -> std::io::Result<quinn::Endpoint> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    // Best effort: a smaller buffer than asked is still a working server.
+    let _ = socket.set_recv_buffer_size(buffer_bytes);
+    let _ = socket.set_send_buffer_size(buffer_bytes);
+    socket.bind(&addr.into())?;
+    tracing::debug!(
+        receive = socket.recv_buffer_size().unwrap_or(0),
+        send = socket.send_buffer_size().unwrap_or(0),
+        "UDP socket buffers"
+    );
+    let runtime = quinn::default_runtime()
+        .ok_or_else(|| std::io::Error::other("no async runtime for the endpoint"))?;
+    quinn::Endpoint::new(quinn::EndpointConfig::default(), Some(server), socket.into(), runtime)
+}
 
 /// Builds the quinn server configuration.
 pub(crate) fn server_config(

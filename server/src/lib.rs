@@ -255,7 +255,8 @@ impl Server {
     pub async fn start(config: Config) -> Result<Self, StartError> {
         let (shared, identity) = Shared::open(config)?;
         let server_config = endpoint::server_config(&shared.config, &identity)?;
-        let endpoint = quinn::Endpoint::server(server_config, shared.config.listen)
+        let config = &shared.config;
+        let endpoint = endpoint::bind(config.listen, config.udp_buffer_bytes, server_config)
             .map_err(anyhow::Error::from)?;
         let addr = endpoint.local_addr().map_err(anyhow::Error::from)?;
         let metrics = if shared.config.metrics {
