@@ -4,6 +4,7 @@
 //! ```text
 //! banter-bench --server 127.0.0.1:4433 fanout --members 100 --messages 1000 [--rate 1000]
 //! banter-bench --server 127.0.0.1:4433 durable --clients 32 --messages 500
+//! banter-bench --server 127.0.0.1:4433 rooms --rooms 100 --members 10 --rate 5
 //! banter-bench --server 127.0.0.1:4433 voice --speakers 20 --listeners 0 --seconds 10
 //! ```
 //!
@@ -26,6 +27,7 @@ use clap::{Parser, Subcommand};
 use hdrhistogram::Histogram;
 use tokio::sync::{Semaphore, mpsc};
 
+mod rooms;
 mod voice;
 
 #[derive(Debug, Parser)]
@@ -75,6 +77,19 @@ enum Workload {
         clients: usize,
         #[arg(long, default_value_t = 200)]
         messages: u64,
+    },
+    /// R rooms of K members each, every room busy with typing, posts and reactions at
+    /// `rate` posts/s: deliveries/s across all members, delivery and ack latency.
+    Rooms {
+        #[arg(long)]
+        rooms: usize,
+        #[arg(long)]
+        members: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Posts per second in each room.
+        #[arg(long, default_value_t = 5)]
+        rate: u64,
     },
     /// S speakers and L listeners in one voice room, each speaker sending 50 datagrams/s:
     /// relayed packets/s, latency through banterd, loss.
@@ -509,6 +524,9 @@ async fn main() -> anyhow::Result<()> {
         Workload::Durable { clients, messages } => durable(cli.server, clients, messages).await?,
         Workload::Idle { connections } => idle(cli.server, connections).await?,
         Workload::Reconnect { clients } => reconnect(cli.server, clients).await?,
+        Workload::Rooms { rooms, members, seconds, rate } => {
+            rooms::run(cli.server, rooms, members, seconds, rate).await?
+        }
         Workload::Voice { speakers, listeners, seconds, payload } => {
             voice::run(cli.server, speakers, listeners, seconds, payload).await?
         }
