@@ -1,6 +1,6 @@
 //! banterd internals (issue 8): access-token verification, done on every HELLO and RESUME, and
 //! the group commit that every acknowledged write waits for: how the cost of one sync is
-//! shared as more writers queue up.
+//! shared as more writers queue up; and the fan-out of one post to a room's sessions.
 //!
 //! Run: `cargo bench -p banter-benches --bench server`. Results: `benches/README.md`.
 
@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use banter_protocol::ids::{SessionId, UserId};
 use banter_server::auth::TokenKeys;
+use banter_server::bench::Fanout;
 use banter_server::store::{SledEngine, Store};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
@@ -67,5 +68,19 @@ fn group_commit(c: &mut Criterion) {
     runtime.block_on(store.close());
 }
 
-criterion_group!(benches, tokens, group_commit);
+/// One durable post fanned out in process to every session of a room's members: one frame
+/// encoded per session, queued, taken by the writer and acknowledged.
+fn fanout(c: &mut Criterion) {
+    let mut group = c.benchmark_group("in-process fan-out");
+    for members in [10usize, 100, 1000] {
+        let mut room = Fanout::new(members);
+        group.throughput(Throughput::Elements(members as u64));
+        group.bench_function(format!("one post to {members} sessions"), |b| {
+            b.iter(|| assert_eq!(room.publish_one(), members))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, tokens, group_commit, fanout);
 criterion_main!(benches);

@@ -28,6 +28,7 @@
 pub mod admin;
 pub mod auth;
 pub mod authz;
+pub mod bench;
 pub mod config;
 mod connection;
 mod endpoint;
