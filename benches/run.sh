@@ -6,7 +6,8 @@
 #   benches/run.sh durable --clients 32 --messages 200
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --quiet -p banter-server -p banter-benches
+[ -n "${BANTERD:-}" ] || cargo build --release --quiet -p banter-server
+cargo build --release --quiet -p banter-benches
 port=$((20000 + RANDOM % 10000))
 data=$(mktemp -d)
 trap 'kill "$server" 2>/dev/null || true; rm -rf "$data"' EXIT
@@ -14,7 +15,7 @@ BANTER_ARGON2_MEMORY_KIB=1024 BANTER_ARGON2_ITERATIONS=1 \
 BANTER_RATE_MESSAGE=1000000/60000000 BANTER_RATE_JOIN=1000000/60000000 \
 BANTER_RATE_AUTH=1000000/60000000 BANTER_MAX_CONNECTIONS_PER_IP=100000 BANTER_MAX_CONNECTIONS=100000 \
 BANTER_RETRY_ABOVE_INCOMING=100000 RUST_LOG=warn \
-    taskset -c 1 target/release/banterd run --data-dir "$data" --listen "127.0.0.1:$port" >/dev/null &
+    taskset -c 1 "${BANTERD:-target/release/banterd}" run --data-dir "$data" --listen "127.0.0.1:$port" >/dev/null &
 server=$!
 sleep 1
 ticks=$(getconf CLK_TCK)

@@ -23,7 +23,7 @@ for k in "${@:-10 20 30 40}"; do
         result=$(taskset -c 0 python3 "$peers/mumble_load.py" "$k1" "$seconds" 80 "$PEER_PORT" | grep RESULT)
         ended=$(date +%s.%N)
         after=$(peer_cpu_ticks)
-        peer_stop
+        peer_stop || true
         cpu=$(echo "($after - $before) / $ticks / ($ended - $started) * 100" | bc -l | cut -c1-5)
         echo "murmurd K=$k1: $result server_cpu_percent=$cpu"
         echo "banterd K=$k1:"

@@ -140,12 +140,22 @@ fn membership_change(code: u8) -> MembershipChange {
     }
 }
 
+/// Bytes of an event frame beyond its text: type, length, event and room seqs, ids, time.
+const FRAME_OVERHEAD: usize = 96;
+
 /// Fans a durable entry out to the room (and to `extra`, a user who just left or was removed
 /// and must still see that entry).
 pub(crate) fn publish(hub: &Hub, appended: &Appended, extra: Option<UserId>) {
     let Appended { room, seq, entry, anonymous } = appended;
+    // Sized for the whole frame up front: grown by doubling, each session's copy cost several
+    // reallocations (perf: a tenth of fan-out CPU in realloc and memmove).
+    let capacity = FRAME_OVERHEAD
+        + match &entry.kind {
+            EntryKind::Posted { text, .. } | EntryKind::Edited { text, .. } => text.len(),
+            _ => 0,
+        };
     hub.publish(*room, *seq, UserId(entry.sender), extra, |event_seq, to_author| {
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(capacity);
         let masked = *anonymous && !to_author;
         entry_frame(*room, *seq, entry, event_seq, to_author, masked).encode(&mut out);
         out
