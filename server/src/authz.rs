@@ -58,6 +58,22 @@ pub fn effective_rank(member: Option<Role>, server_role: Role) -> Role {
     member.unwrap_or(Role::MEMBER).max(server)
 }
 
+/// Every action, with `Moderate` against the three ranks that decide it: what the matrix
+/// tests (here and over QUIC) walk. `Join` comes last: it changes the caller's standing.
+pub const ACTIONS: [Action; 11] = [
+    Action::Read,
+    Action::Participate,
+    Action::Post,
+    Action::SetTopic,
+    Action::Configure,
+    Action::Invite,
+    Action::RevealAuthor,
+    Action::Moderate { target: Role::MEMBER },
+    Action::Moderate { target: Role::MODERATOR },
+    Action::Moderate { target: Role::OWNER },
+    Action::Join,
+];
+
 impl Standing {
     /// The caller's effective rank in the room.
     pub fn rank(&self) -> Role {
@@ -122,19 +138,6 @@ mod tests {
     /// the policy written out independently of `authorize`.
     #[test]
     fn role_action_matrix() {
-        let actions = [
-            Action::Read,
-            Action::Join,
-            Action::Participate,
-            Action::Post,
-            Action::SetTopic,
-            Action::Configure,
-            Action::Invite,
-            Action::RevealAuthor,
-            Action::Moderate { target: Role::MEMBER },
-            Action::Moderate { target: Role::MODERATOR },
-            Action::Moderate { target: Role::OWNER },
-        ];
         for member in ROLES {
             for server_role in [Role::MEMBER, Role::ADMIN, Role::OWNER] {
                 for banned in [false, true] {
@@ -151,7 +154,7 @@ mod tests {
                             ..standing(member, server_role, banned, private)
                         };
                         let staff = server_role >= Role::ADMIN;
-                        for action in actions {
+                        for action in ACTIONS {
                             let expected = if private && member.is_none() && !staff {
                                 Err(ErrorCode::NOT_FOUND)
                             } else if banned && !staff {

@@ -374,7 +374,7 @@ async fn every_role_and_action_over_quic_is_answered_as_the_policy_says() {
     use banter_client::protocol::message::{
         Delete, History, InviteCreate, RoomInvite, RoomJoin, RoomSetTopic,
     };
-    use banter_server::authz::{Action, Standing, authorize};
+    use banter_server::authz::{ACTIONS, Action, Standing, authorize};
 
     let server = TestServer::start().await;
     // The first account is the server's owner; "admin" is made a server admin.
@@ -448,20 +448,7 @@ async fn every_role_and_action_over_quic_is_answered_as_the_policy_says() {
                 locked,
                 archived: false,
             };
-            let actions = [
-                Action::Read,
-                Action::Participate,
-                Action::Post,
-                Action::SetTopic,
-                Action::Configure,
-                Action::Invite,
-                Action::RevealAuthor,
-                Action::Moderate { target: Role::MEMBER },
-                Action::Moderate { target: Role::MODERATOR },
-                Action::Moderate { target: Role::OWNER },
-                Action::Join,
-            ];
-            for action in actions {
+            for action in ACTIONS {
                 let request: Message = match action {
                     Action::Read => History { room, before: None, limit: 1 }.into(),
                     Action::Participate => MarkRead { room, seq: 1, private: true }.into(),

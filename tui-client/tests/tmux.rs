@@ -183,9 +183,7 @@ async fn a_voice_call_in_the_tui_shows_who_talks_and_follows_the_keys() {
     let data = tempfile::tempdir().unwrap();
     let server = start(data.path()).await;
     let env = Env::new(&server);
-    env.register_ada_and("bob");
-    env.run_ok(&["create-room", "talk", "--voice"]);
-    env.run_ok(&["--profile", "bob", "join", "talk"]);
+    env.ada_and_bob_in_voice_room("talk");
     let session = Tmux::start(&env, "").await;
     session.wait_for("bob joined").await;
 

@@ -27,9 +27,7 @@ async fn a_wav_spoken_by_one_user_is_recorded_by_another() {
     let data = tempfile::tempdir().unwrap();
     let server = start(data.path()).await;
     let env = Env::new(&server);
-    env.register_ada_and("bob");
-    env.run_ok(&["create-room", "talk", "--voice"]);
-    env.run_ok(&["--profile", "bob", "join", "talk"]);
+    env.ada_and_bob_in_voice_room("talk");
 
     let speech = speech_like(100);
     let input = env.wav("speech.wav", &speech);

@@ -42,6 +42,13 @@ impl Env {
         command
     }
 
+    /// Ada and bob (as `register_ada_and`) in a voice room `room` that ada created.
+    pub(crate) fn ada_and_bob_in_voice_room(&self, room: &str) {
+        self.register_ada_and("bob");
+        self.run_ok(&["create-room", room, "--voice"]);
+        self.run_ok(&["--profile", "bob", "join", room]);
+    }
+
     /// Writes `frames` as a 48 kHz mono 16-bit WAV file in the home dir; returns its path.
     pub(crate) fn wav(&self, name: &str, frames: &[banter_codec::Frame]) -> std::path::PathBuf {
         let path = self.home.path().join(name);
