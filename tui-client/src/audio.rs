@@ -174,3 +174,40 @@ mod devices {
             .map_err(|e| e.to_string())
     }
 }
+
+#[cfg(all(test, feature = "audio"))]
+mod tests {
+    use std::time::Duration;
+
+    /// ALSA configured with nothing but a null default device: no sound card needed.
+    const NULL_ALSA: &str = "pcm.!default { type null }\n";
+
+    /// Runs the device test in a child process whose ALSA reads only `NULL_ALSA` (the
+    /// environment of this process is not ours to change).
+    #[test]
+    fn the_default_devices_open_capture_frames_and_take_playback() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("alsa.conf");
+        std::fs::write(&config, NULL_ALSA).unwrap();
+        let output = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--ignored", "--exact", "audio::tests::on_null_devices"])
+            .env("ALSA_CONFIG_PATH", &config)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success() && stdout.contains("1 passed"), "{stdout}");
+    }
+
+    /// Both directions open, the microphone delivers 20 ms frames, the speakers take them.
+    #[tokio::test]
+    #[ignore = "run by the test above, against ALSA's null device"]
+    async fn on_null_devices() {
+        let mut devices = super::open();
+        assert_eq!(devices.note, None, "both devices open");
+        let microphone = devices.microphone.as_mut().expect("a microphone");
+        let frame = tokio::time::timeout(Duration::from_secs(2), microphone.recv()).await;
+        assert!(matches!(frame, Ok(Some(_))), "a captured frame");
+        let speakers = devices.speakers.as_ref().expect("speakers");
+        speakers.send([0; banter_codec::FRAME_SAMPLES]).await.unwrap();
+    }
+}
