@@ -3,7 +3,7 @@
 use arbitrary::{Arbitrary, Unstructured};
 use banter_protocol::datagram::{Context, Kind, VoiceHeader};
 use banter_protocol::frame::{DEFAULT_MAX_FRAME_SIZE, FrameDecoder};
-use banter_protocol::message::REGISTRY;
+use banter_protocol::message::{REGISTRY, StampedEvent};
 use banter_protocol::settings::{Limits, Settings};
 use banter_protocol::{DecodeError, FrameType, Message};
 use proptest::prelude::*;
@@ -29,6 +29,31 @@ proptest! {
             decoder.push(&bytes);
             prop_assert_eq!(decoder.next_message().unwrap(), Some(message.clone()));
             prop_assert_eq!(decoder.buffered(), 0);
+        }
+    }
+
+    #[test]
+    fn a_stamped_event_is_the_event_with_each_sessions_number(
+        messages in messages(8),
+        other in any::<u64>(),
+    ) {
+        for message in messages {
+            let Some(seq) = message.event_seq() else {
+                prop_assert!(StampedEvent::new(&message).is_none());
+                continue;
+            };
+            let stamped = StampedEvent::new(&message).expect("every numbered event stamps");
+            let (mut encoded, mut again) = (Vec::new(), Vec::new());
+            message.encode(&mut encoded);
+            stamped.encode(seq, &mut again);
+            prop_assert_eq!(&again, &encoded, "same number, same bytes");
+            let mut restamped = Vec::new();
+            stamped.encode(other, &mut restamped);
+            let mut decoder = FrameDecoder::new(DEFAULT_MAX_FRAME_SIZE);
+            decoder.push(&restamped);
+            let decoded = decoder.next_message().unwrap().expect("a whole frame");
+            prop_assert_eq!(decoded.event_seq(), Some(other));
+            prop_assert_eq!(StampedEvent::new(&decoded), Some(stamped), "only the number differs");
         }
     }
 

@@ -16,6 +16,7 @@ pub mod events;
 pub mod files;
 pub mod moderation;
 pub mod rooms;
+mod stamped;
 pub mod voice;
 
 use crate::error::DecodeError;
@@ -31,6 +32,7 @@ pub use events::*;
 pub use files::*;
 pub use moderation::*;
 pub use rooms::*;
+pub use stamped::StampedEvent;
 pub use voice::*;
 
 /// Hard per-field limits, in bytes for text and elements for lists (spec §5.4). Servers may
