@@ -8,7 +8,7 @@ use banter_codec::{EncoderSettings, FRAME_SAMPLES, Frame};
 use banter_protocol::ids::RoomId;
 use tokio::sync::mpsc;
 
-use super::model::Action;
+use super::model::{Action, CallEnd};
 use crate::audio;
 
 enum Control {
@@ -53,11 +53,11 @@ async fn run(
     mut controls: mpsc::UnboundedReceiver<Control>,
     results: mpsc::UnboundedSender<Action>,
 ) {
-    let left = |reason: Option<String>| Action::VoiceLeft { call, reason };
+    let left = |end: CallEnd| Action::VoiceLeft { call, end };
     let conn = match client.connection().await {
         Ok(conn) => conn,
         Err(error) => {
-            let _ = results.send(left(Some(format!("voice: {error}"))));
+            let _ = results.send(left(CallEnd::Failed(format!("voice: {error}"))));
             return;
         }
     };
@@ -65,7 +65,7 @@ async fn run(
         match VoiceSession::join(&conn, room, EncoderSettings::default()).await {
             Ok(joined) => joined,
             Err(error) => {
-                let _ = results.send(left(Some(format!("voice: {error}"))));
+                let _ = results.send(left(CallEnd::Failed(format!("voice: {error}"))));
                 return;
             }
         };
@@ -76,7 +76,7 @@ async fn run(
         note: devices.note,
     });
     let mut talking = false;
-    let reason = loop {
+    let end = loop {
         tokio::select! {
             control = controls.recv() => match control {
                 Some(Control::Talk(on)) => {
@@ -88,7 +88,7 @@ async fn run(
                 }
                 Some(Control::Leave) | None => {
                     let _ = session.leave().await;
-                    break None;
+                    break CallEnd::Left;
                 }
             },
             Some(frame) = captured(&mut devices.microphone) => {
@@ -101,14 +101,12 @@ async fn run(
                     let _ = speakers.try_send(frame);
                 }
                 (Some(_), None) => {}
-                (None, _) => break Some("voice stopped".to_owned()),
+                (None, _) => break CallEnd::Failed("voice stopped".to_owned()),
             },
-            _ = conn.quic().closed() => {
-                break Some("voice ended: connection lost (/voice to rejoin)".to_owned());
-            }
+            _ = conn.quic().closed() => break CallEnd::Lost,
         }
     };
-    let _ = results.send(left(reason));
+    let _ = results.send(left(end));
 }
 
 /// The next captured frame; never, without a microphone.

@@ -48,6 +48,17 @@ pub(crate) struct Call {
     pub(crate) hand: bool,
 }
 
+/// How a call ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum CallEnd {
+    /// We left.
+    Left,
+    /// The join was refused or voice failed; why, in words.
+    Failed(String),
+    /// The connection went: the call is joined again once the client has reconnected.
+    Lost,
+}
+
 /// The push-to-talk key; with a terminal that reports key releases, talk while it is held.
 pub(crate) const TALK_KEY: KeyCode = KeyCode::F(4);
 const MUTE_KEY: KeyCode = KeyCode::F(5);
@@ -82,6 +93,8 @@ pub(crate) struct Model {
     calls: u64,
     /// The terminal reports key releases: the talk key is held, not toggled.
     pub(crate) hold_to_talk: bool,
+    /// A call lost with the connection, to join again when it is back.
+    rejoin: Option<RoomId>,
 }
 
 /// Everything that can happen.
@@ -132,10 +145,10 @@ pub(crate) enum Action {
         joined: VoiceJoined,
         note: Option<String>,
     },
-    /// A call ended (left, refused, or its connection went).
+    /// A call ended.
     VoiceLeft {
         call: u64,
-        reason: Option<String>,
+        end: CallEnd,
     },
 }
 
@@ -307,6 +320,7 @@ impl Model {
             voice: None,
             calls: 0,
             hold_to_talk: false,
+            rejoin: None,
         }
     }
 
@@ -376,6 +390,9 @@ pub(crate) fn update(model: &mut Model, action: Action) -> Vec<Command> {
             if state == ConnectionState::Connected && model.connection != ConnectionState::Connected
             {
                 commands.push(Command::ReloadRooms);
+                if let Some(room) = model.rejoin.take() {
+                    start_call(model, room, &mut commands);
+                }
             }
             model.connection = state;
         }
@@ -446,10 +463,17 @@ pub(crate) fn update(model: &mut Model, action: Action) -> Vec<Command> {
             }
             model.status = Some(status);
         }
-        Action::VoiceLeft { call, reason } => {
+        Action::VoiceLeft { call, end } => {
             if let Some(ours) = model.voice.take_if(|c| c.id == call) {
                 model.state.left_voice(ours.room);
-                model.status = Some(reason.unwrap_or_else(|| "left voice".into()));
+                model.status = Some(match end {
+                    CallEnd::Left => "left voice".into(),
+                    CallEnd::Failed(why) => why,
+                    CallEnd::Lost => {
+                        model.rejoin = Some(ours.room);
+                        "voice lost with the connection: joining again when it is back".into()
+                    }
+                });
             }
         }
     }
@@ -463,6 +487,7 @@ fn toggle_voice(model: &mut Model, commands: &mut Vec<Command>) {
         return;
     };
     let (id, name, voice) = (room.summary.room, room.summary.name.to_string(), room.summary.voice);
+    model.rejoin = None;
     if model.voice.as_ref().is_some_and(|c| c.room == id) {
         commands.push(Command::VoiceLeave);
         return;
@@ -471,6 +496,12 @@ fn toggle_voice(model: &mut Model, commands: &mut Vec<Command>) {
         model.status = Some(format!("{name} has no voice"));
         return;
     }
+    start_call(model, id, commands);
+}
+
+/// Starts a call in `room`'s voice.
+fn start_call(model: &mut Model, id: RoomId, commands: &mut Vec<Command>) {
+    let name = model.state.room(id).map(|r| r.summary.name.to_string()).unwrap_or_default();
     model.calls += 1;
     model.voice = Some(Call {
         id: model.calls,
@@ -1326,9 +1357,9 @@ pub(crate) mod tests {
         );
         // /voice again leaves; news of the call ending clears it, news of an older one not.
         assert_eq!(typed(&mut model, "/voice"), [Command::VoiceLeave]);
-        update(&mut model, Action::VoiceLeft { call: 0, reason: None });
+        update(&mut model, Action::VoiceLeft { call: 0, end: CallEnd::Left });
         assert!(model.voice.is_some());
-        update(&mut model, Action::VoiceLeft { call: 1, reason: None });
+        update(&mut model, Action::VoiceLeft { call: 1, end: CallEnd::Left });
         assert_eq!(model.voice, None);
         assert!(model.state.voice_roster(room).is_empty());
         assert_eq!(model.status.as_deref(), Some("left voice"));
@@ -1348,5 +1379,24 @@ pub(crate) mod tests {
             KeyEvent::new_with_kind(KeyCode::Char('x'), KeyModifiers::NONE, KeyEventKind::Release);
         update(&mut model, Action::Key(release));
         assert_eq!(model.input.text, "");
+    }
+
+    #[test]
+    fn a_call_lost_with_the_connection_is_joined_again_when_it_is_back() {
+        let mut model = model_in_call(false);
+        update(&mut model, Action::Connection(ConnectionState::Connected));
+        update(&mut model, Action::VoiceLeft { call: 1, end: CallEnd::Lost });
+        assert_eq!(model.voice, None);
+        update(&mut model, Action::Connection(ConnectionState::Connecting { attempt: 1 }));
+        let commands = update(&mut model, Action::Connection(ConnectionState::Connected));
+        assert!(
+            commands.contains(&Command::VoiceJoin { room: RoomId(2), call: 2 }),
+            "{commands:?}"
+        );
+        // Once only; and a refused or left call is not joined again.
+        update(&mut model, Action::VoiceLeft { call: 2, end: CallEnd::Failed("no".into()) });
+        update(&mut model, Action::Connection(ConnectionState::Connecting { attempt: 1 }));
+        let commands = update(&mut model, Action::Connection(ConnectionState::Connected));
+        assert!(!commands.iter().any(|c| matches!(c, Command::VoiceJoin { .. })), "{commands:?}");
     }
 }
