@@ -266,6 +266,8 @@ pub struct VoiceSession {
     encoder: Mutex<Encoder>,
     sequence: Mutex<u16>,
     paths: Arc<Paths>,
+    /// Where the connection hands this session the server's tunnel records.
+    inbox: mpsc::Sender<Bytes>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -307,7 +309,7 @@ impl VoiceSession {
             tunnel: Mutex::default(),
         });
         let (tunnel_tx, mut tunnel_rx) = mpsc::channel(TUNNEL_QUEUE);
-        *conn.voice_inbox().lock().unwrap_or_else(|e| e.into_inner()) = Some(tunnel_tx);
+        *conn.voice_inbox().lock().unwrap_or_else(|e| e.into_inner()) = Some(tunnel_tx.clone());
         let receive = {
             let (paths, speakers) = (paths.clone(), speakers.clone());
             tokio::spawn(async move {
@@ -391,6 +393,7 @@ impl VoiceSession {
             encoder: Mutex::new(encoder),
             sequence: Mutex::new(0),
             paths,
+            inbox: tunnel_tx,
             tasks: vec![receive, ping, playout],
         };
         Ok((session, output))
@@ -450,7 +453,11 @@ impl VoiceSession {
         for task in &self.tasks {
             task.abort();
         }
-        *self.conn.voice_inbox().lock().unwrap_or_else(|e| e.into_inner()) = None;
+        // A session joined since on the same connection has its own inbox: leave it be.
+        let mut inbox = self.conn.voice_inbox().lock().unwrap_or_else(|e| e.into_inner());
+        if inbox.as_ref().is_some_and(|current| current.same_channel(&self.inbox)) {
+            *inbox = None;
+        }
     }
 }
 

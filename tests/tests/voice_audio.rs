@@ -147,3 +147,27 @@ async fn a_client_without_datagrams_hears_and_speaks_through_the_tunnel() {
     let correlation = envelope_correlation(&speech, &frames, 40);
     assert!(correlation > 0.75, "spoken through the tunnel: envelope correlation {correlation}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tunnelled_listener_that_joins_again_before_dropping_the_old_session_keeps_hearing() {
+    let server = TestServer::start().await;
+    let speaker = server.user("speaker").await;
+    let room = speaker.create_voice_room("voice").await;
+    let no_datagrams = Options { datagrams: false, ..Options::new(Trust::AcceptAny, "localhost") };
+    let tunnelled = server.user_with("tunnelled", no_datagrams).await;
+    tunnelled.join(room).await.unwrap();
+    // A new voice session replaces the old one on the same connection (as the TUI does when
+    // it switches rooms); the old one goes away afterwards.
+    let (old, _) =
+        VoiceSession::join(&tunnelled.conn, room, EncoderSettings::default()).await.unwrap();
+    let (new, hears) =
+        VoiceSession::join(&tunnelled.conn, room, EncoderSettings::default()).await.unwrap();
+    drop(old);
+    let (mic, _) =
+        VoiceSession::join(&speaker.conn, room, EncoderSettings::default()).await.unwrap();
+    let recorder = record(new, hears);
+    let speech = speech_like(100);
+    speak(&mic, &speech).await;
+    let correlation = envelope_correlation(&speech, &heard(recorder).await, 40);
+    assert!(correlation > 0.75, "the new session hears through the tunnel: {correlation}");
+}
