@@ -155,6 +155,11 @@ impl Voice {
         (source, roster, notices)
     }
 
+    /// The room whose voice the connection is in.
+    pub(crate) fn room_of(&self, conn_id: usize) -> Option<RoomId> {
+        self.lock().room_of.get(&conn_id).copied()
+    }
+
     /// Leaves voice (VOICE_LEAVE or the connection ended).
     pub(crate) fn leave(&self, conn_id: usize) -> Option<(RoomId, Vec<VoiceNotice>)> {
         let mut rooms = self.lock();

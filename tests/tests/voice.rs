@@ -300,3 +300,23 @@ async fn tunnel_records_are_relayed_like_datagrams_and_an_oversized_one_closes_t
     let (code, _) = tokio::time::timeout(WAIT, bob.closed()).await.unwrap();
     assert_eq!(code, Some(ErrorCode::FRAME_TOO_LARGE));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_leave_of_the_previous_room_does_not_end_the_call_in_the_next() {
+    let server = TestServer::start().await;
+    let ada = server.user("ada").await;
+    let bob = server.user("bob").await;
+    let first = ada.create_voice_room("first").await;
+    let second = ada.create_voice_room("second").await;
+    bob.join(second).await.unwrap();
+    join_voice(&ada, first).await;
+    join_voice(&ada, second).await; // moves ada's voice to the second room
+    join_voice(&bob, second).await;
+    let late = ada.conn.request_one(VoiceLeave { room: first }).await;
+    assert_eq!(late.unwrap_err().code(), Some(ErrorCode::INVALID_REQUEST));
+    // Still in the second room's voice: bob hears her.
+    ada.conn.quic().send_datagram(datagram(0, 1, false, b"still here")).unwrap();
+    let (_, payload) = heard(&bob, WAIT).await.expect("ada is still in voice");
+    assert_eq!(payload, b"still here");
+    ada.conn.request_one(VoiceLeave { room: second }).await.unwrap();
+}

@@ -55,9 +55,13 @@ pub(super) fn join(ctx: &ConnCtx, r: VoiceJoin) -> Result<Vec<Message>> {
     ])
 }
 
-pub(super) fn leave(ctx: &ConnCtx, _: VoiceLeave) -> Result<Vec<Message>> {
+pub(super) fn leave(ctx: &ConnCtx, r: VoiceLeave) -> Result<Vec<Message>> {
     ctx.authed()?;
-    // One voice room per connection: leaving is leaving it, whichever room was named.
+    // Only the named room's voice: a late VOICE_LEAVE of a room the client has since moved
+    // from must not end its call in the next one.
+    if ctx.shared.voice.room_of(ctx.conn_id) != Some(r.room) {
+        return Err(VoiceError::NotInVoice.into());
+    }
     let (_, notices) = ctx.shared.voice.leave(ctx.conn_id).ok_or(VoiceError::NotInVoice)?;
     announce_voice(&ctx.shared, notices);
     Ok(vec![Done {}.into()])
