@@ -380,14 +380,16 @@ fn cpu_ticks(pid: &str) -> Option<u64> {
 /// CPU use of the server (BANTER_SERVER_PID) and of this generator over a measured window.
 struct CpuMeter {
     started: Instant,
+    server_pid: Option<String>,
     server: Option<u64>,
     generator: Option<u64>,
 }
 
 impl CpuMeter {
     fn start() -> Self {
-        let server = std::env::var("BANTER_SERVER_PID").ok().and_then(|pid| cpu_ticks(&pid));
-        Self { started: Instant::now(), server, generator: cpu_ticks("self") }
+        let server_pid = std::env::var("BANTER_SERVER_PID").ok();
+        let server = server_pid.as_deref().and_then(cpu_ticks);
+        Self { started: Instant::now(), server_pid, server, generator: cpu_ticks("self") }
     }
 
     /// Percent of one core each used since `start`.
@@ -396,9 +398,8 @@ impl CpuMeter {
         let share = |before: Option<u64>, now: Option<u64>| {
             Some((now? - before?) as f64 / 100.0 / seconds * 100.0)
         };
-        let pid = std::env::var("BANTER_SERVER_PID").ok();
         serde_json::json!({
-            "server": share(self.server, pid.and_then(|pid| cpu_ticks(&pid))),
+            "server": share(self.server, self.server_pid.as_deref().and_then(cpu_ticks)),
             "generator": share(self.generator, cpu_ticks("self")),
         })
     }

@@ -9,16 +9,22 @@ use crate::message::Message;
 use crate::session::{ClientConfig, ClientConnection, Greeting, ServerConfig, ServerConnection};
 use crate::settings::{Limits, Settings};
 
-/// Arbitrary bytes, split at a point chosen by the first two bytes, into the stream decoder:
-/// no panic, and every decoded message re-encodes to something that decodes to itself.
-pub fn decode_stream(data: &[u8]) {
+/// The input after its first two bytes, cut in two where those bytes say (a stream that
+/// arrives in two reads).
+fn split_input(data: &[u8]) -> (&[u8], &[u8]) {
     let (split, bytes) = match data {
         [a, b, rest @ ..] => (usize::from(u16::from_le_bytes([*a, *b])), rest),
         _ => (0, data),
     };
-    let split = split % (bytes.len() + 1);
+    bytes.split_at(split % (bytes.len() + 1))
+}
+
+/// Arbitrary bytes, split at a point chosen by the first two bytes, into the stream decoder:
+/// no panic, and every decoded message re-encodes to something that decodes to itself.
+pub fn decode_stream(data: &[u8]) {
+    let (first, second) = split_input(data);
     let mut decoder = FrameDecoder::new(DEFAULT_MAX_FRAME_SIZE);
-    for part in [&bytes[..split], &bytes[split..]] {
+    for part in [first, second] {
         decoder.push(part);
         while let Ok(Some(message)) = decoder.next_message() {
             message_roundtrip(&message);
@@ -73,14 +79,10 @@ pub fn voice_datagram(data: &[u8]) {
 /// above the datagram limit, and the records re-encoded read back as the same records.
 pub fn voice_tunnel(data: &[u8]) {
     use crate::datagram::{MAX_DATAGRAM_LEN, TunnelReader, encode_tunnel_record};
-    let (split, bytes) = match data {
-        [a, b, rest @ ..] => (usize::from(u16::from_le_bytes([*a, *b])), rest),
-        _ => (0, data),
-    };
-    let split = split % (bytes.len() + 1);
+    let (first, second) = split_input(data);
     let mut reader = TunnelReader::new();
     let mut records = Vec::new();
-    'parts: for part in [&bytes[..split], &bytes[split..]] {
+    'parts: for part in [first, second] {
         reader.push(part);
         loop {
             match reader.next_record() {

@@ -17,7 +17,7 @@ use tracing::Instrument;
 use crate::Shared;
 use crate::hub::{ConnCommand, Session, Wakers};
 use crate::ratelimit::Limiter;
-use crate::requests::{self, ConnCtx, RequestIo};
+use crate::requests::{self, ConnCtx, RequestIo, lock};
 use crate::voice::{Path, VoiceLink};
 
 /// Tunnel records waiting for the connection's loop to relay them.
@@ -179,13 +179,7 @@ async fn drive(
         }
     };
 
-    if let Some((_, notices)) = shared.voice.leave(conn_id) {
-        crate::announce_voice(shared, notices);
-    }
-    if let Some(authed) = ctx.authed.get() {
-        shared.hub.detach(&authed.session, conn_id);
-        shared.hub.unregister_connection(authed.login, conn_id);
-    }
+    ctx.end();
     result
 }
 
@@ -212,10 +206,6 @@ fn relay_voice(ctx: &ConnCtx, packet: &[u8], via: Path) {
         }
     }
     crate::announce_voice(&ctx.shared, relayed.notice.into_iter().collect());
-}
-
-fn lock(protocol: &Mutex<ServerConnection>) -> std::sync::MutexGuard<'_, ServerConnection> {
-    protocol.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {

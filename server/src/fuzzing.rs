@@ -156,14 +156,12 @@ impl Harness {
         Some(ctx)
     }
 
-    /// What the connection's end does: leave voice, detach and forget the session.
+    /// Ends the connection as banterd does, then forgets its session at once (the fuzzer
+    /// makes millions; a live server forgets them after the resume window).
     fn disconnect(&self, ctx: &ConnCtx) {
-        self.shared.voice.leave(ctx.conn_id);
-        if let Some(authed) = ctx.authed.get() {
-            self.shared.hub.detach(&authed.session, ctx.conn_id);
-            let window = Duration::from_millis(self.shared.config.resume_window_ms);
-            self.shared.hub.expire_sessions(Instant::now() + window + Duration::from_secs(1));
-        }
+        ctx.end();
+        let window = Duration::from_millis(self.shared.config.resume_window_ms);
+        self.shared.hub.expire_sessions(Instant::now() + window + Duration::from_secs(1));
     }
 }
 

@@ -28,11 +28,13 @@
 pub mod admin;
 pub mod auth;
 pub mod authz;
+#[doc(hidden)]
 pub mod bench;
 pub mod config;
 mod connection;
 mod endpoint;
 mod files;
+#[doc(hidden)]
 pub mod fuzzing;
 mod hub;
 pub mod identity;

@@ -109,14 +109,20 @@ async fn speech_survives_a_path_with_ten_percent_loss_and_jitter() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_client_without_datagrams_hears_and_speaks_through_the_tunnel() {
-    let server = TestServer::start().await;
+/// A voice room of a speaker and a member whose connection takes no datagrams.
+async fn tunnel_room(server: &TestServer) -> (TestUser, TestUser, RoomId) {
     let speaker = server.user("speaker").await;
     let room = speaker.create_voice_room("voice").await;
     let no_datagrams = Options { datagrams: false, ..Options::new(Trust::AcceptAny, "localhost") };
     let tunnelled = server.user_with("tunnelled", no_datagrams).await;
     tunnelled.join(room).await.unwrap();
+    (speaker, tunnelled, room)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_without_datagrams_hears_and_speaks_through_the_tunnel() {
+    let server = TestServer::start().await;
+    let (speaker, tunnelled, room) = tunnel_room(&server).await;
     let (mic, mut speaker_hears) =
         VoiceSession::join(&speaker.conn, room, EncoderSettings::default()).await.unwrap();
     let (tunnel_mic, tunnel_hears) =
@@ -151,11 +157,7 @@ async fn a_client_without_datagrams_hears_and_speaks_through_the_tunnel() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tunnelled_listener_that_joins_again_before_dropping_the_old_session_keeps_hearing() {
     let server = TestServer::start().await;
-    let speaker = server.user("speaker").await;
-    let room = speaker.create_voice_room("voice").await;
-    let no_datagrams = Options { datagrams: false, ..Options::new(Trust::AcceptAny, "localhost") };
-    let tunnelled = server.user_with("tunnelled", no_datagrams).await;
-    tunnelled.join(room).await.unwrap();
+    let (speaker, tunnelled, room) = tunnel_room(&server).await;
     // A new voice session replaces the old one on the same connection (as the TUI does when
     // it switches rooms); the old one goes away afterwards.
     let (old, _) =

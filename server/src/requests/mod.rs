@@ -110,6 +110,18 @@ pub(crate) struct ConnCtx {
 }
 
 impl ConnCtx {
+    /// The connection is gone: out of voice (others are told), its session detached and
+    /// resumable, no longer reachable for closes.
+    pub(crate) fn end(&self) {
+        if let Some((_, notices)) = self.shared.voice.leave(self.conn_id) {
+            crate::announce_voice(&self.shared, notices);
+        }
+        if let Some(authed) = self.authed.get() {
+            self.shared.hub.detach(&authed.session, self.conn_id);
+            self.shared.hub.unregister_connection(authed.login, self.conn_id);
+        }
+    }
+
     /// The authenticated identity; requests that need it are only admitted after HELLO.
     pub(crate) fn authed(&self) -> Result<&Authed> {
         self.authed.get().ok_or_else(|| ErrorCode::NOT_AUTHENTICATED.into())
@@ -189,7 +201,10 @@ impl ConnCtx {
     }
 }
 
-fn lock(protocol: &Mutex<ServerConnection>) -> std::sync::MutexGuard<'_, ServerConnection> {
+/// The connection's protocol state machine (a panic elsewhere must not poison it for good).
+pub(crate) fn lock(
+    protocol: &Mutex<ServerConnection>,
+) -> std::sync::MutexGuard<'_, ServerConnection> {
     protocol.lock().unwrap_or_else(|e| e.into_inner())
 }
 

@@ -37,6 +37,9 @@ pub(crate) struct VoiceLink {
     /// None for a link to nowhere (requests served without a QUIC connection, as in the
     /// request fuzz target): everything sent to it is dropped.
     conn: Option<quinn::Connection>,
+    /// The client takes datagrams (its transport parameters, fixed by the handshake): read
+    /// once here rather than from quinn's connection state for every relayed packet.
+    datagrams: bool,
     state: Mutex<LinkState>,
 }
 
@@ -49,13 +52,15 @@ struct LinkState {
 }
 
 impl VoiceLink {
+    /// The link of an established connection.
     pub(crate) fn new(conn: quinn::Connection) -> Self {
-        Self { conn: Some(conn), state: Mutex::default() }
+        let datagrams = conn.max_datagram_size().is_some();
+        Self { conn: Some(conn), datagrams, state: Mutex::default() }
     }
 
     /// A link that drops everything (a participant with no connection to send to).
     pub(crate) fn detached() -> Self {
-        Self { conn: None, state: Mutex::default() }
+        Self { conn: None, datagrams: false, state: Mutex::default() }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, LinkState> {
@@ -70,8 +75,7 @@ impl VoiceLink {
     /// The path voice to this connection takes now.
     pub(crate) fn path(&self, now: Instant) -> Path {
         let recent = self.lock().tunnel_heard.is_some_and(|t| now.duration_since(t) < TUNNEL_HOLD);
-        let datagrams = self.conn.as_ref().is_some_and(|c| c.max_datagram_size().is_some());
-        if recent || !datagrams { Path::Tunnel } else { Path::Datagram }
+        if recent || !self.datagrams { Path::Tunnel } else { Path::Datagram }
     }
 
     /// Sends one voice packet on the path in use.
