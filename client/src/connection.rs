@@ -600,6 +600,8 @@ async fn drive(
     let mut have_control = false;
     let closed = loop {
         let timer = lock(&session).poll_timeout().map(tokio::time::Instant::from_std);
+        // Set when the connection ended; reported after what was read before it.
+        let mut ended = None;
         tokio::select! {
             stream = conn.accept_uni() => match stream {
                 Ok(recv) => {
@@ -609,7 +611,7 @@ async fn drive(
                         have_control = true;
                     }
                 }
-                Err(e) => break closed_event(&e),
+                Err(e) => ended = Some(closed_event(&e)),
             },
             Some(bytes) = control_in.recv() => match bytes {
                 Some(bytes) => lock(&session).handle_control(Instant::now(), &bytes),
@@ -626,7 +628,16 @@ async fn drive(
             () = async { match timer { Some(t) => tokio::time::sleep_until(t).await, None => std::future::pending().await } } => {
                 lock(&session).handle_timeout(Instant::now());
             }
-            error = conn.closed() => break closed_event(&error),
+            error = conn.closed() => ended = Some(closed_event(&error)),
+        }
+        if ended.is_some() {
+            // The ERROR that says why a server closed travels on the control stream and can
+            // still be on its way through the reader when the close arrives: take it first.
+            while let Ok(Some(Some(bytes))) =
+                tokio::time::timeout(Duration::from_millis(200), control_in.recv()).await
+            {
+                lock(&session).handle_control(Instant::now(), &bytes);
+            }
         }
         let mut close = None;
         loop {
@@ -644,6 +655,9 @@ async fn drive(
                 ClientEvent::PeerSettings(_) | ClientEvent::RoundTrip(_) => continue,
             };
             let _ = events.send(forwarded);
+        }
+        if let Some(ended) = ended {
+            break ended;
         }
         let outgoing = lock(&session).poll_transmit();
         if let Some(bytes) = outgoing {
