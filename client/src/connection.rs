@@ -547,11 +547,16 @@ fn decoder_drain(decoder: &mut FrameDecoder, out: &mut Vec<Message>) -> Result<(
 }
 
 /// The QUIC and TLS handshake; the verifier remembers the certificate it saw.
-async fn handshake(
-    endpoint: &quinn::Endpoint,
-    addr: SocketAddr,
+/// Banter's QUIC client configuration for `options`: certificate trust, ALPN, transport
+/// settings. For tools and tests that make the connection themselves (and may change the
+/// transport, as a hostile client would).
+pub fn quic_config(options: &Options) -> Result<quinn::ClientConfig, ConnectError> {
+    Ok(quic_config_with_verifier(options)?.0)
+}
+
+fn quic_config_with_verifier(
     options: &Options,
-) -> Result<(quinn::Connection, Arc<Verifier>), ConnectError> {
+) -> Result<(quinn::ClientConfig, Arc<Verifier>), ConnectError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier = Arc::new(
         Verifier::new(options.trust.clone(), provider.clone())
@@ -576,7 +581,15 @@ async fn handshake(
         transport.datagram_receive_buffer_size(None);
     }
     config.transport_config(Arc::new(transport));
+    Ok((config, verifier))
+}
 
+async fn handshake(
+    endpoint: &quinn::Endpoint,
+    addr: SocketAddr,
+    options: &Options,
+) -> Result<(quinn::Connection, Arc<Verifier>), ConnectError> {
+    let (config, verifier) = quic_config_with_verifier(options)?;
     let conn = endpoint
         .connect_with(config, addr, &options.server_name)
         .map_err(|e| ConnectError::Handshake(e.to_string()))?

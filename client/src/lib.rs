@@ -29,7 +29,7 @@ pub use banter_protocol as protocol;
 pub use client::{
     Client, ClientConfig, ConnectionState, Credentials, Update, new_client_msg_id, wall_clock,
 };
-pub use connection::{ConnectError, Connection, Event, Options, RequestError};
+pub use connection::{ConnectError, Connection, Event, Options, RequestError, quic_config};
 pub use outbox::{Outbox, Pending};
 pub use state::{State, room_settings_text};
 pub use tls::Trust;

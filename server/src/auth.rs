@@ -132,12 +132,28 @@ const ACCESS_BODY: usize = 1 + 8 + 8 + 8 + 8 + 8;
 /// (8) | signature (64)`, integers big-endian; the signature covers
 /// `"banter/1 access-token\0" ‖ the first 41 bytes`. The key id is the first 8 bytes of the
 /// SHA-256 of the public key, so keys can rotate (a verifier keeps old public keys).
-#[derive(Debug)]
+///
+/// Refresh-token secrets are derived, not drawn: generation `g` of login session `s` created
+/// at `c` has the secret `HMAC-SHA256(K, "banter/1 refresh-token\0" ‖ s ‖ c ‖ g)`, where `K`
+/// is an HMAC of the signing key. So the server can prove that a token of any earlier
+/// generation is genuine (reuse) without storing its hash, and can give the same current
+/// token again to a client whose REFRESH answer was lost; the database alone (a stolen
+/// backup) does not let anyone mint them.
 pub struct TokenKeys {
     signing: SigningKey,
     verifying: VerifyingKey,
     key_id: [u8; 8],
+    refresh: ring::hmac::Key,
 }
+
+impl std::fmt::Debug for TokenKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenKeys").field("key_id", &self.key_id).finish_non_exhaustive()
+    }
+}
+
+const REFRESH_KEY_LABEL: &[u8] = b"banter/1 refresh-key";
+const REFRESH_LABEL: &[u8] = b"banter/1 refresh-token\0";
 
 impl TokenKeys {
     /// Keys from the server's signing key.
@@ -146,7 +162,29 @@ impl TokenKeys {
         let digest = ring::digest::digest(&ring::digest::SHA256, verifying.as_bytes());
         let mut key_id = [0u8; 8];
         key_id.copy_from_slice(&digest.as_ref()[..8]);
-        Self { signing, verifying, key_id }
+        let master = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &signing.to_bytes());
+        let derived = ring::hmac::sign(&master, REFRESH_KEY_LABEL);
+        let refresh = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, derived.as_ref());
+        Self { signing, verifying, key_id, refresh }
+    }
+
+    /// The refresh token of `generation` for the login session `session` created at
+    /// `created_ms` (see the type's docs).
+    pub fn refresh_token(
+        &self,
+        session: SessionId,
+        created_ms: u64,
+        generation: u32,
+    ) -> RefreshToken {
+        let mut input = Vec::with_capacity(REFRESH_LABEL.len() + 20);
+        input.extend_from_slice(REFRESH_LABEL);
+        input.extend_from_slice(&session.0.to_be_bytes());
+        input.extend_from_slice(&created_ms.to_be_bytes());
+        input.extend_from_slice(&generation.to_be_bytes());
+        let tag = ring::hmac::sign(&self.refresh, &input);
+        let mut secret = [0u8; 32];
+        secret.copy_from_slice(tag.as_ref());
+        RefreshToken { session, generation, secret }
     }
 
     /// A token for (user, session), valid from `now_ms` for `ttl_ms`.
@@ -206,7 +244,8 @@ fn signed_bytes(body: &[u8]) -> Vec<u8> {
 }
 
 /// A refresh token: `version (1) = 1 | session (8) | generation (4) | secret (32)`. Only the
-/// SHA-256 of the secret is stored; the generation detects reuse of an older token.
+/// SHA-256 of the current secret is stored; secrets are derived by [`TokenKeys::refresh_token`],
+/// so an older generation is recognised as genuine (reuse) only when its secret is right.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefreshToken {
     /// The login session.
@@ -218,15 +257,6 @@ pub struct RefreshToken {
 }
 
 impl RefreshToken {
-    /// A fresh token for a session generation.
-    pub fn generate(session: SessionId, generation: u32) -> Self {
-        let mut secret = [0u8; 32];
-        // SystemRandom only fails when the OS has no randomness at all; then nothing is safe.
-        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut secret)
-            .expect("system randomness");
-        Self { session, generation, secret }
-    }
-
     /// The wire bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut bytes = vec![1];
@@ -322,9 +352,25 @@ mod tests {
 
     #[test]
     fn refresh_tokens_round_trip() {
-        let token = RefreshToken::generate(SessionId(3), 4);
+        let keys = TokenKeys::new(SigningKey::from_bytes(&[7; 32]));
+        let token = keys.refresh_token(SessionId(3), 1000, 4);
         assert_eq!(RefreshToken::parse(&token.to_bytes()), Some(token.clone()));
         assert_eq!(RefreshToken::parse(&token.to_bytes()[1..]), None);
+    }
+
+    #[test]
+    fn refresh_secrets_are_derived_per_session_creation_and_generation_and_key() {
+        let keys = TokenKeys::new(SigningKey::from_bytes(&[7; 32]));
+        let token = keys.refresh_token(SessionId(3), 1000, 4);
+        assert_eq!(keys.refresh_token(SessionId(3), 1000, 4), token, "deterministic");
+        for other in [
+            keys.refresh_token(SessionId(4), 1000, 4),
+            keys.refresh_token(SessionId(3), 1001, 4),
+            keys.refresh_token(SessionId(3), 1000, 5),
+            TokenKeys::new(SigningKey::from_bytes(&[8; 32])).refresh_token(SessionId(3), 1000, 4),
+        ] {
+            assert_ne!(other.secret, token.secret);
+        }
     }
 
     #[tokio::test]

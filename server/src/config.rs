@@ -227,6 +227,12 @@ config! {
     udp_buffer_bytes: usize = 4 * 1024 * 1024;
     /// Milliseconds a connection may stay unauthenticated.
     auth_timeout_ms: u64 = 10_000;
+    /// Milliseconds a peer may keep the server's control stream from opening or draining
+    /// (a uni-stream limit of 0, or a client that stops reading) before it is closed.
+    control_stall_timeout_ms: u64 = 10_000;
+    /// Milliseconds a request's answer may take to be taken by the client before the stream
+    /// is reset (a client that never reads its HISTORY pages holds nothing for ever).
+    answer_write_timeout_ms: u64 = 10_000;
     /// Milliseconds of silence after which a connection is dropped.
     idle_timeout_ms: u64 = 30_000;
     /// Milliseconds between QUIC keep-alives.
@@ -235,6 +241,9 @@ config! {
     access_token_ttl_s: u64 = 900;
     /// Lifetime of a login session's refresh chain, seconds.
     refresh_token_ttl_s: u64 = 30 * 24 * 3600;
+    /// Seconds after a REFRESH during which the refresh token it spent still returns the
+    /// same new tokens (the answer may have been lost); later it counts as reuse.
+    refresh_grace_s: u64 = 30;
     /// Longest message text in bytes (at most 16384).
     max_message_bytes: u64 = 4000;
     /// Largest HISTORY / CATCH_UP page.

@@ -70,11 +70,7 @@ async fn drive(
         voice: Arc::new(VoiceLink::new(conn.clone())),
     });
 
-    let mut control_send = conn.open_uni().await?;
-    control_send.set_priority(3)?;
-    let mut prefix = Vec::new();
-    StreamType::CONTROL.encode(&mut prefix);
-    control_send.write_all(&prefix).await?;
+    let control = ControlWriter::spawn(conn.clone(), shared.config.control_stall_timeout_ms);
 
     let (control_tx, mut control_rx) = mpsc::channel::<ControlInput>(16);
     let (commands_tx, mut commands_rx) = mpsc::unbounded_channel::<ConnCommand>();
@@ -166,13 +162,16 @@ async fn drive(
         }
         let outgoing = lock(&protocol).poll_transmit();
         if let Some(bytes) = outgoing {
-            control_send.write_all(&bytes).await?;
+            if !control.send(bytes) {
+                tracing::debug!("control stream not read; closing");
+                conn.close(code(ErrorCode::PROTOCOL_VIOLATION), CONTROL_NOT_READ);
+                break Ok(());
+            }
         }
         if let Some(close) = close {
             // Give the ERROR frame a moment to reach the client before the close discards
             // unsent stream data; the close code says the same thing either way.
-            let _ = control_send.finish();
-            let _ = tokio::time::timeout(Duration::from_millis(500), control_send.stopped()).await;
+            control.flush_and_finish(Duration::from_millis(500)).await;
             tracing::debug!(code = %close.code, reason = %close.reason, "closing");
             conn.close(code(close.code), close.reason.as_bytes());
             break Ok(());
@@ -181,6 +180,90 @@ async fn drive(
 
     ctx.end();
     result
+}
+
+/// The close reason for a peer that does not take its control stream.
+const CONTROL_NOT_READ: &[u8] = b"control stream not read";
+
+/// Chunks of control-stream bytes waiting for the writer: a peer that lets this many pile up
+/// is not reading (the control stream carries a few small frames a minute).
+const CONTROL_OUTBOX: usize = 64;
+
+enum ControlOut {
+    Bytes(Vec<u8>),
+    /// Finish the stream and say when the peer has it (or the wait is over).
+    Finish(tokio::sync::oneshot::Sender<()>),
+}
+
+/// The server's control stream, opened and written by a task of its own, so that a peer that
+/// never lets it open (a uni-stream limit of 0) or never reads it cannot park the
+/// connection's loop: the login deadline, close orders and revocation keep running on timers
+/// nothing else waits on. A write that does not complete within the stall timeout, or an
+/// outbox that fills, closes the connection (PROTOCOL_VIOLATION).
+struct ControlWriter {
+    outbox: mpsc::Sender<ControlOut>,
+}
+
+impl ControlWriter {
+    fn spawn(conn: quinn::Connection, stall_timeout_ms: u64) -> Self {
+        let (outbox, pending) = mpsc::channel(CONTROL_OUTBOX);
+        let stall = Duration::from_millis(stall_timeout_ms);
+        tokio::spawn(Self::run(conn, pending, stall).in_current_span());
+        Self { outbox }
+    }
+
+    /// Queues bytes for the peer; false when the peer has let the outbox fill.
+    fn send(&self, bytes: Vec<u8>) -> bool {
+        match self.outbox.try_send(ControlOut::Bytes(bytes)) {
+            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => false,
+        }
+    }
+
+    /// Finishes the stream after what is queued, waiting at most `bound` for the peer.
+    async fn flush_and_finish(&self, bound: Duration) {
+        let (done, finished) = tokio::sync::oneshot::channel();
+        let _ = tokio::time::timeout(bound, async {
+            if self.outbox.send(ControlOut::Finish(done)).await.is_ok() {
+                let _ = finished.await;
+            }
+        })
+        .await;
+    }
+
+    async fn run(
+        conn: quinn::Connection,
+        mut pending: mpsc::Receiver<ControlOut>,
+        stall: Duration,
+    ) {
+        let stalled = || conn.close(code(ErrorCode::PROTOCOL_VIOLATION), CONTROL_NOT_READ);
+        let Ok(Some(mut send)) =
+            tokio::time::timeout(stall, open(&conn, StreamType::CONTROL, 3)).await
+        else {
+            stalled();
+            return;
+        };
+        while let Some(out) = pending.recv().await {
+            match out {
+                ControlOut::Bytes(bytes) => {
+                    match tokio::time::timeout(stall, send.write_all(&bytes)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => return,
+                        Err(_) => {
+                            stalled();
+                            return;
+                        }
+                    }
+                }
+                ControlOut::Finish(done) => {
+                    let _ = send.finish();
+                    let _ = send.stopped().await;
+                    let _ = done.send(());
+                    return;
+                }
+            }
+        }
+    }
 }
 
 /// Relays one voice packet that came by `via`: listeners get it on their own paths, a ping's
@@ -393,15 +476,21 @@ async fn session_writer(
 }
 
 /// One request stream, served by [`requests::serve`]; a malformed request also stops the
-/// client's side of the stream.
+/// client's side of the stream, and an answer the client does not read in time is reset
+/// (its buffered bytes are dropped).
 async fn request(ctx: Arc<ConnCtx>, mut send: quinn::SendStream, mut recv: quinn::RecvStream) {
     send.set_priority(1).ok();
     let max_frame_size = ctx.shared.protocol().limits.max_frame_size;
-    let stop = {
-        let mut io = RequestIo::new(&mut send, &mut recv, max_frame_size);
-        requests::serve(&ctx, &mut io).await
+    let write_timeout = Duration::from_millis(ctx.shared.config.answer_write_timeout_ms);
+    let (stop, timed_out) = {
+        let mut io = RequestIo::new(&mut send, &mut recv, max_frame_size, write_timeout);
+        let stop = requests::serve(&ctx, &mut io).await;
+        (stop, io.timed_out())
     };
-    if let Some(error) = stop {
+    if timed_out {
+        let _ = send.reset(code(ErrorCode::REQUEST_CANCELLED));
+    }
+    if let Some(error) = stop.or_else(|| timed_out.then_some(ErrorCode::REQUEST_CANCELLED)) {
         let _ = recv.stop(code(error));
     }
 }

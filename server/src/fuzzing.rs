@@ -172,7 +172,7 @@ async fn exchange(ctx: &ConnCtx, bytes: &[u8]) -> Vec<Message> {
     let (mut recv, mut send) = tokio::io::split(server);
     let max = ctx.shared.protocol().limits.max_frame_size;
     let serve = async {
-        let mut io = RequestIo::new(&mut send, &mut recv, max);
+        let mut io = RequestIo::new(&mut send, &mut recv, max, Duration::from_secs(10));
         requests::serve(ctx, &mut io).await;
     };
     let talk = async {

@@ -93,10 +93,59 @@ struct Rooms {
     members: HashMap<RoomId, HashMap<usize, Participant>>,
     /// The voice room of each connection in one, so a datagram finds its room in O(1).
     room_of: HashMap<usize, RoomId>,
+    /// Moderators' decisions per (room, user): they hold for every participant of that user,
+    /// on any connection, and across leaving and joining again.
+    moderation: HashMap<(RoomId, UserId), Moderation>,
 }
+
+/// What moderators decided about one user's voice in one room (spec §6.6).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Moderation {
+    server_mute: bool,
+    /// Some(true): granted speech (on a stage); Some(false): speech revoked.
+    speech: Option<bool>,
+}
+
+impl Moderation {
+    /// Applies the decision to a participant's state (suppression stays as it is where no
+    /// decision about speech was made).
+    fn apply(self, state: &mut VoiceState) {
+        state.server_mute = self.server_mute;
+        if let Some(granted) = self.speech {
+            state.suppressed = !granted;
+        }
+    }
+}
+
+/// Why a connection could not join voice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ConnectionEnded;
 
 fn participant_view(p: &Participant) -> VoiceParticipant {
     VoiceParticipant { user: p.user, source: p.source, state: p.state.clone() }
+}
+
+impl Rooms {
+    /// Takes a connection out of its voice room; the notices say so.
+    fn leave(&mut self, conn_id: usize) -> Option<(RoomId, Vec<VoiceNotice>)> {
+        let room = self.room_of.remove(&conn_id)?;
+        let members = self.members.get_mut(&room)?;
+        let gone = members.remove(&conn_id)?;
+        if members.is_empty() {
+            self.members.remove(&room);
+        }
+        let mut notices = Vec::new();
+        if gone.speaking_until.is_some() {
+            notices.push(VoiceNotice::Speaking { room, source: gone.source, on: false });
+        }
+        notices.push(VoiceNotice::State {
+            room,
+            participant: participant_view(&gone),
+            present: false,
+            actor: gone.user,
+        });
+        Some((room, notices))
+    }
 }
 
 impl Voice {
@@ -115,28 +164,37 @@ impl Voice {
         self.rooms.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Joins `room`'s voice (leaving any other voice room of the connection). Returns the new
-    /// source, the roster and the notices to send.
+    /// Joins `room`'s voice, leaving any other voice room of the connection in the same
+    /// critical section (two joins at once leave it in one room). `stage` says whether the
+    /// user joins suppressed unless a moderator decided otherwise. A connection whose link
+    /// has ended cannot join: a join racing the connection's end leaves no ghost. Returns the
+    /// new source, the roster and the notices to send.
     pub(crate) fn join(
         &self,
         room: RoomId,
         conn_id: usize,
         user: UserId,
         link: Arc<VoiceLink>,
-        suppressed: bool,
-    ) -> (SourceId, Vec<VoiceParticipant>, Vec<VoiceNotice>) {
-        let mut notices = self.leave(conn_id).map(|(_, n)| n).unwrap_or_default();
+        stage: bool,
+    ) -> Result<(SourceId, Vec<VoiceParticipant>, Vec<VoiceNotice>), ConnectionEnded> {
+        let mut rooms = self.lock();
+        if link.has_ended() {
+            return Err(ConnectionEnded);
+        }
+        let mut notices = rooms.leave(conn_id).map(|(_, n)| n).unwrap_or_default();
         let source = SourceId(self.next_source.fetch_add(1, Ordering::Relaxed));
+        let mut state = VoiceState {
+            self_mute: false,
+            self_deaf: false,
+            server_mute: false,
+            suppressed: stage,
+            requested_to_speak: None,
+        };
+        rooms.moderation.get(&(room, user)).copied().unwrap_or_default().apply(&mut state);
         let participant = Participant {
             user,
             source,
-            state: VoiceState {
-                self_mute: false,
-                self_deaf: false,
-                server_mute: false,
-                suppressed,
-                requested_to_speak: None,
-            },
+            state,
             link,
             speaking_until: None,
             budget: (0, Instant::now()),
@@ -147,39 +205,40 @@ impl Voice {
             present: true,
             actor: user,
         });
-        let mut rooms = self.lock();
         rooms.room_of.insert(conn_id, room);
         let members = rooms.members.entry(room).or_default();
         members.insert(conn_id, participant);
         let roster = members.values().map(participant_view).collect();
-        (source, roster, notices)
-    }
-
-    /// The room whose voice the connection is in.
-    pub(crate) fn room_of(&self, conn_id: usize) -> Option<RoomId> {
-        self.lock().room_of.get(&conn_id).copied()
+        Ok((source, roster, notices))
     }
 
     /// Leaves voice (VOICE_LEAVE or the connection ended).
     pub(crate) fn leave(&self, conn_id: usize) -> Option<(RoomId, Vec<VoiceNotice>)> {
+        self.lock().leave(conn_id)
+    }
+
+    /// Leaves `room`'s voice only if the connection is in that room (VOICE_LEAVE names it:
+    /// a late leave of a room the client moved from must not end its call in the next one).
+    pub(crate) fn leave_room(&self, room: RoomId, conn_id: usize) -> Option<Vec<VoiceNotice>> {
         let mut rooms = self.lock();
-        let room = rooms.room_of.remove(&conn_id)?;
-        let members = rooms.members.get_mut(&room)?;
-        let gone = members.remove(&conn_id)?;
-        if members.is_empty() {
-            rooms.members.remove(&room);
+        if rooms.room_of.get(&conn_id) != Some(&room) {
+            return None;
         }
-        let mut notices = Vec::new();
-        if gone.speaking_until.is_some() {
-            notices.push(VoiceNotice::Speaking { room, source: gone.source, on: false });
-        }
-        notices.push(VoiceNotice::State {
-            room,
-            participant: participant_view(&gone),
-            present: false,
-            actor: gone.user,
-        });
-        Some((room, notices))
+        rooms.leave(conn_id).map(|(_, notices)| notices)
+    }
+
+    /// Removes every participant of `user` from `room`'s voice: they were removed from the
+    /// room (left, kicked, banned), so they neither hear nor speak there any more.
+    pub(crate) fn remove_user(&self, room: RoomId, user: UserId) -> Vec<VoiceNotice> {
+        let mut rooms = self.lock();
+        let conns: Vec<usize> = rooms
+            .members
+            .get(&room)
+            .map(|members| {
+                members.iter().filter(|(_, p)| p.user == user).map(|(c, _)| *c).collect()
+            })
+            .unwrap_or_default();
+        conns.into_iter().filter_map(|conn| rooms.leave(conn)).flat_map(|(_, n)| n).collect()
     }
 
     fn change(
@@ -244,28 +303,45 @@ impl Voice {
         )
     }
 
-    /// VOICE_MODERATE (the caller's authority was checked by the authorization function).
+    /// VOICE_MODERATE (the caller's authority was checked by the authorization function):
+    /// records the decision for (room, user) and applies it to every participant of that
+    /// user in the room. NOT_FOUND when the user is not in the room's voice now; the decision
+    /// then is not kept.
     pub(crate) fn moderate(
         &self,
         room: RoomId,
         target: UserId,
         actor: UserId,
         action: VoiceAction,
-    ) -> Result<VoiceNotice, VoiceError> {
-        self.change(
-            room,
-            |_, p| p.user == target,
-            actor,
-            |state| match action {
-                VoiceAction::GrantSpeak => {
-                    state.suppressed = false;
-                    state.requested_to_speak = None;
-                }
-                VoiceAction::RevokeSpeak => state.suppressed = true,
-                VoiceAction::ServerMute => state.server_mute = true,
-                VoiceAction::ServerUnmute => state.server_mute = false,
-            },
-        )
+    ) -> Result<Vec<VoiceNotice>, VoiceError> {
+        let mut guard = self.lock();
+        let rooms = &mut *guard;
+        let members = rooms.members.get_mut(&room).ok_or(VoiceError::NotInVoice)?;
+        let mut decision = rooms.moderation.get(&(room, target)).copied().unwrap_or_default();
+        match action {
+            VoiceAction::GrantSpeak => decision.speech = Some(true),
+            VoiceAction::RevokeSpeak => decision.speech = Some(false),
+            VoiceAction::ServerMute => decision.server_mute = true,
+            VoiceAction::ServerUnmute => decision.server_mute = false,
+        }
+        let mut notices = Vec::new();
+        for participant in members.values_mut().filter(|p| p.user == target) {
+            decision.apply(&mut participant.state);
+            if action == VoiceAction::GrantSpeak {
+                participant.state.requested_to_speak = None;
+            }
+            notices.push(VoiceNotice::State {
+                room,
+                participant: participant_view(participant),
+                present: true,
+                actor,
+            });
+        }
+        if notices.is_empty() {
+            return Err(VoiceError::NoSuchParticipant);
+        }
+        rooms.moderation.insert((room, target), decision);
+        Ok(notices)
     }
 
     /// Relays one datagram (or tunnel record) from `conn_id`: returns where to send what, and
@@ -346,5 +422,49 @@ impl Voice {
             }
         }
         notices
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn participants(voice: &Voice, conn: usize) -> Vec<RoomId> {
+        let rooms = voice.lock();
+        rooms.members.iter().filter(|(_, m)| m.contains_key(&conn)).map(|(r, _)| *r).collect()
+    }
+
+    #[test]
+    fn security_concurrent_joins_leave_a_connection_in_exactly_one_voice_room() {
+        let voice = Voice::new(64_000);
+        let link = Arc::new(VoiceLink::detached());
+        for _ in 0..200 {
+            std::thread::scope(|scope| {
+                for room in [RoomId(1), RoomId(2)] {
+                    let (voice, link) = (&voice, &link);
+                    scope.spawn(move || {
+                        for _ in 0..20 {
+                            voice.join(room, 7, UserId(3), link.clone(), false).unwrap();
+                        }
+                    });
+                }
+            });
+            let found = participants(&voice, 7);
+            assert_eq!(found.len(), 1, "in several voice rooms at once: {found:?}");
+            assert_eq!(voice.lock().room_of.get(&7), found.first());
+        }
+        voice.leave(7);
+        assert!(voice.lock().members.is_empty(), "a ghost stayed in a roster");
+    }
+
+    #[test]
+    fn security_a_connection_that_ended_cannot_join_voice() {
+        let voice = Voice::new(64_000);
+        let link = Arc::new(VoiceLink::detached());
+        voice.join(RoomId(1), 7, UserId(3), link.clone(), false).unwrap();
+        link.end();
+        voice.leave(7);
+        assert!(voice.join(RoomId(1), 7, UserId(3), link, false).is_err());
+        assert!(participants(&voice, 7).is_empty());
     }
 }

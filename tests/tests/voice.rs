@@ -6,37 +6,15 @@ use std::time::Duration;
 
 use banter_client::Event;
 use banter_client::protocol::ErrorCode;
-use banter_client::protocol::datagram::{MAX_HEADER_LEN, VoiceHeader, encode_tunnel_record};
-use banter_client::protocol::ids::{RoomId, SourceId};
+use banter_client::protocol::datagram::encode_tunnel_record;
+use banter_client::protocol::ids::SourceId;
 use banter_client::protocol::message::{
-    Message, RoomConfigure, VoiceAction, VoiceJoin, VoiceJoined, VoiceLeave, VoiceModerate,
-    VoiceRequestSpeak, VoiceSelf, VoiceState,
+    Message, RoomConfigure, VoiceAction, VoiceJoin, VoiceLeave, VoiceModerate, VoiceRequestSpeak,
+    VoiceSelf, VoiceState,
 };
 use banter_client::protocol::stream::StreamType;
+use banter_tests::voice::{datagram, heard, join_voice};
 use banter_tests::{TestServer, TestUser, WAIT};
-use bytes::Bytes;
-
-fn datagram(source: u64, sequence: u16, end: bool, payload: &[u8]) -> Bytes {
-    let mut buf = vec![0u8; MAX_HEADER_LEN];
-    let n = VoiceHeader::opus(source, sequence, end).write(&mut buf).unwrap();
-    buf.truncate(n);
-    buf.extend_from_slice(payload);
-    Bytes::from(buf)
-}
-
-async fn join_voice(user: &TestUser, room: RoomId) -> VoiceJoined {
-    match user.conn.request_one(VoiceJoin { room }).await.unwrap() {
-        Message::VoiceJoined(joined) => joined,
-        other => panic!("expected VOICE_JOINED, got {other:?}"),
-    }
-}
-
-/// The next voice datagram, or None within `wait`.
-async fn heard(user: &TestUser, wait: Duration) -> Option<(VoiceHeader, Vec<u8>)> {
-    let datagram = tokio::time::timeout(wait, user.conn.quic().read_datagram()).await.ok()?.ok()?;
-    let (header, payload) = VoiceHeader::parse(&datagram).unwrap();
-    Some((header, payload.to_vec()))
-}
 
 async fn speaking(user: &mut TestUser, source: SourceId, on: bool) {
     tokio::time::timeout(WAIT, async {

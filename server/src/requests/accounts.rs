@@ -56,8 +56,8 @@ fn new_login(
     device_name: &str,
 ) -> Result<(SessionId, RefreshToken)> {
     let session = SessionId(txn.next_id("session")?);
-    let refresh = RefreshToken::generate(session, 1);
     let now = wall_clock().0;
+    let refresh = shared.tokens.refresh_token(session, now, 1);
     txn.put(
         keys::session(session),
         &SessionRecord {
@@ -250,13 +250,22 @@ pub(super) async fn key_login(
 
 /// What REFRESH decided inside the writer.
 enum Refreshed {
+    /// The current token was presented: here are the next ones. Also the answer to the
+    /// previous generation within the grace window (its answer was lost): the same tokens.
     Rotated(UserId, SessionId, RefreshToken),
+    /// A genuine token of an earlier generation came back: it was copied.
     Reused(SessionId),
 }
 
+/// REFRESH (spec §6.2). Nothing happens to a login session unless the token's secret is
+/// proven: a token that is not genuine, for a session that may or may not exist, gets
+/// AUTH_FAILED and changes nothing, so forging tokens can neither end logins nor tell live
+/// sessions from dead ones.
 pub(super) async fn refresh(ctx: &ConnCtx, r: Refresh) -> Result<Vec<Message>> {
     rate_auth(ctx)?;
     let token = RefreshToken::parse(&r.refresh_token).ok_or_else(auth_failed)?;
+    let shared = ctx.shared.clone();
+    let grace_ms = ctx.shared.config.refresh_grace_s.saturating_mul(1000);
     let outcome = ctx
         .shared
         .store
@@ -264,29 +273,48 @@ pub(super) async fn refresh(ctx: &ConnCtx, r: Refresh) -> Result<Vec<Message>> {
             move |txn| {
                 let key = keys::session(token.session);
                 let Some(mut record) = txn.get::<SessionRecord>(&key)? else {
-                    return Err(RequestError::new(ErrorCode::SESSION_REVOKED, "session ended"));
+                    return Err(auth_failed());
                 };
                 let user = UserId(record.user);
-                if record.expires <= wall_clock().0 {
+                let genuine = |generation: u32| {
+                    let derived =
+                        shared.tokens.refresh_token(token.session, record.created, generation);
+                    same_secret(&derived.secret, &token.secret)
+                };
+                let current = record.refresh_generation;
+                let proven = if token.generation == current {
+                    // The current secret is checked against its stored hash, which also
+                    // covers tokens issued before secrets were derived.
+                    same_secret(&token.hash(), &record.refresh_hash)
+                } else {
+                    token.generation != 0 && token.generation < current && genuine(token.generation)
+                };
+                if !proven {
+                    return Err(auth_failed());
+                }
+                let now = wall_clock().0;
+                if record.expires <= now {
                     txn.delete(key);
                     txn.delete(keys::user_session(user, token.session));
                     return Err(RequestError::new(ErrorCode::SESSION_REVOKED, "session expired"));
                 }
-                if token.generation < record.refresh_generation {
-                    // An older token came back: it was copied. End the whole login (spec §6.2).
+                if token.generation < current {
+                    // `last_seen` is when the current generation was issued.
+                    let lost_answer = token.generation + 1 == current
+                        && now.saturating_sub(record.last_seen) <= grace_ms;
+                    if lost_answer {
+                        let again =
+                            shared.tokens.refresh_token(token.session, record.created, current);
+                        return Ok(Refreshed::Rotated(user, token.session, again));
+                    }
                     txn.delete(key);
                     txn.delete(keys::user_session(user, token.session));
                     return Ok(Refreshed::Reused(token.session));
                 }
-                if token.generation != record.refresh_generation
-                    || !same_secret(&token.hash(), &record.refresh_hash)
-                {
-                    return Err(auth_failed());
-                }
-                let next = RefreshToken::generate(token.session, record.refresh_generation + 1);
+                let next = shared.tokens.refresh_token(token.session, record.created, current + 1);
                 record.refresh_generation = next.generation;
                 record.refresh_hash = next.hash();
-                record.last_seen = wall_clock().0;
+                record.last_seen = now;
                 txn.put(key, &record);
                 Ok(Refreshed::Rotated(user, token.session, next))
             },

@@ -15,7 +15,7 @@ mod voice;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use banter_protocol::bounded::Text;
 use banter_protocol::ids::{ResumeId, RoomId, SessionId, UserId};
@@ -113,6 +113,8 @@ impl ConnCtx {
     /// The connection is gone: out of voice (others are told), its session detached and
     /// resumable, no longer reachable for closes.
     pub(crate) fn end(&self) {
+        // First: a VOICE_JOIN still running can no longer put the connection back in voice.
+        self.voice.end();
         if let Some((_, notices)) = self.shared.voice.leave(self.conn_id) {
             crate::announce_voice(&self.shared, notices);
         }
@@ -300,20 +302,39 @@ pub(crate) fn attach_session(ctx: &ConnCtx, request: AuthRequest) -> Option<(&Au
 
 /// A request stream's two halves: a QUIC stream in the server, in-memory pipes in the fuzz
 /// target. Handlers with a round trip (KEY_LOGIN, uploads, downloads) use it directly.
+///
+/// Every write is bounded by the answer timeout: a client that never reads its answers (32
+/// streams of HISTORY pages, a DOWNLOAD it does not take) holds nothing for ever. After a
+/// write timed out, [`timed_out`](Self::timed_out) says so and the caller resets the stream.
 pub(crate) struct RequestIo<'a> {
     send: &'a mut (dyn AsyncWrite + Send + Unpin),
     recv: &'a mut (dyn AsyncRead + Send + Unpin),
     decoder: FrameDecoder,
+    write_timeout: Duration,
+    timed_out: bool,
 }
 
 impl<'a> RequestIo<'a> {
-    /// Frames up to `max_frame_size` from `recv`; answers to `send`.
+    /// Frames up to `max_frame_size` from `recv`; answers to `send`, each write within
+    /// `write_timeout`.
     pub(crate) fn new(
         send: &'a mut (dyn AsyncWrite + Send + Unpin),
         recv: &'a mut (dyn AsyncRead + Send + Unpin),
         max_frame_size: u64,
+        write_timeout: Duration,
     ) -> Self {
-        Self { send, recv, decoder: FrameDecoder::new(max_frame_size) }
+        Self {
+            send,
+            recv,
+            decoder: FrameDecoder::new(max_frame_size),
+            write_timeout,
+            timed_out: false,
+        }
+    }
+
+    /// Whether a write gave up because the client did not take the answer in time.
+    pub(crate) fn timed_out(&self) -> bool {
+        self.timed_out
     }
 
     /// Writes a frame now.
@@ -324,10 +345,14 @@ impl<'a> RequestIo<'a> {
     }
 
     async fn write(&mut self, bytes: &[u8]) -> Result<()> {
-        self.send
-            .write_all(bytes)
-            .await
-            .map_err(|_| RequestError::from(ErrorCode::REQUEST_CANCELLED))
+        match tokio::time::timeout(self.write_timeout, self.send.write_all(bytes)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(ErrorCode::REQUEST_CANCELLED.into()),
+            Err(_) => {
+                self.timed_out = true;
+                Err(RequestError::new(ErrorCode::REQUEST_CANCELLED, "answer not read in time"))
+            }
+        }
     }
 
     /// Ends the answer: the client reads to the end of the stream.
@@ -365,7 +390,7 @@ impl<'a> RequestIo<'a> {
 }
 
 /// How long a request stream may take to deliver its request frame (slowloris guard).
-const REQUEST_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+const REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves one request stream: reads the request, checks it is admissible on this connection,
 /// runs it and writes the answer (or the ERROR). Returns the code to stop reading with when
@@ -466,7 +491,7 @@ pub(crate) async fn handle(
         M::VoiceLeave(r) => voice::leave(ctx, r),
         M::VoiceSelf(r) => voice::set_self(ctx, r),
         M::VoiceRequestSpeak(r) => voice::request_speak(ctx, r),
-        M::VoiceModerate(r) => voice::moderate(ctx, r),
+        M::VoiceModerate(r) => voice::moderate(ctx, r).await,
         // admit_request lets only request types through; anything else is the peer's mistake.
         other => Err(RequestError::new(
             ErrorCode::PROTOCOL_VIOLATION,

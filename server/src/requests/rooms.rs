@@ -91,11 +91,13 @@ fn add_member(
 }
 
 /// Runs a commit that adds or removes members, then updates the hub and fans the entries out,
-/// in commit order.
+/// in commit order. A removed member also leaves the room's voice on every connection, and
+/// the others are told (spec §6.7: live delivery stops at once, voice included).
 pub(super) async fn commit_membership(
     ctx: &ConnCtx,
     f: impl FnOnce(&mut Txn<'_>) -> Result<Vec<(Appended, Option<(UserId, bool)>)>> + Send + 'static,
 ) -> Result<Vec<Appended>> {
+    let shared = ctx.shared.clone();
     let hub = ctx.shared.hub.clone();
     Ok(ctx
         .shared
@@ -112,6 +114,7 @@ pub(super) async fn commit_membership(
                         // The removed user sees their removal, then nothing more.
                         publish(&hub, &entry, Some(user));
                         hub.remove_member(entry.room, user);
+                        crate::announce_voice(&shared, shared.voice.remove_user(entry.room, user));
                     }
                     None => publish(&hub, &entry, None),
                 }

@@ -3,11 +3,11 @@
 use banter_protocol::ErrorCode;
 use banter_protocol::bounded::List;
 use banter_protocol::message::{
-    CodecParams, Done, Message, Role, VoiceJoin, VoiceJoined, VoiceLeave, VoiceModerate,
-    VoiceRequestSpeak, VoiceSelf,
+    AuditAction, CodecParams, Done, Message, Role, VoiceAction, VoiceJoin, VoiceJoined, VoiceLeave,
+    VoiceModerate, VoiceRequestSpeak, VoiceSelf,
 };
 
-use super::{ConnCtx, RequestError, Result, text};
+use super::{ConnCtx, RequestError, Result, audit, text};
 use crate::announce_voice;
 use crate::authz::Action;
 use crate::voice::VoiceError;
@@ -33,8 +33,11 @@ pub(super) fn join(ctx: &ConnCtx, r: VoiceJoin) -> Result<Vec<Message>> {
     }
     // On a stage, members wait for a moderator to let them speak (spec §6.3).
     let suppressed = ctx.room_settings(r.room)?.stage && standing.rank() < Role::MODERATOR;
-    let (source, roster, notices) =
-        ctx.shared.voice.join(r.room, ctx.conn_id, user, ctx.voice.clone(), suppressed);
+    let (source, roster, notices) = ctx
+        .shared
+        .voice
+        .join(r.room, ctx.conn_id, user, ctx.voice.clone(), suppressed)
+        .map_err(|_| RequestError::from(ErrorCode::REQUEST_CANCELLED))?;
     announce_voice(&ctx.shared, notices);
     let max_bitrate = ctx.shared.protocol().limits.voice_max_bitrate;
     let roster = roster.into_iter().take(List::<(), 256>::MAX).collect();
@@ -59,10 +62,7 @@ pub(super) fn leave(ctx: &ConnCtx, r: VoiceLeave) -> Result<Vec<Message>> {
     ctx.authed()?;
     // Only the named room's voice: a late VOICE_LEAVE of a room the client has since moved
     // from must not end its call in the next one.
-    if ctx.shared.voice.room_of(ctx.conn_id) != Some(r.room) {
-        return Err(VoiceError::NotInVoice.into());
-    }
-    let (_, notices) = ctx.shared.voice.leave(ctx.conn_id).ok_or(VoiceError::NotInVoice)?;
+    let notices = ctx.shared.voice.leave_room(r.room, ctx.conn_id).ok_or(VoiceError::NotInVoice)?;
     announce_voice(&ctx.shared, notices);
     Ok(vec![Done {}.into()])
 }
@@ -84,11 +84,43 @@ pub(super) fn request_speak(ctx: &ConnCtx, r: VoiceRequestSpeak) -> Result<Vec<M
     Ok(vec![Done {}.into()])
 }
 
-pub(super) fn moderate(ctx: &ConnCtx, r: VoiceModerate) -> Result<Vec<Message>> {
+/// VOICE_MODERATE: applied to every participant of the user in the room (and kept for when
+/// they join again), audited as VOICE with the action as the reason (spec §6.6).
+pub(super) async fn moderate(ctx: &ConnCtx, r: VoiceModerate) -> Result<Vec<Message>> {
     let actor = ctx.authed()?.user;
     ctx.rate("voice")?;
     ctx.authorize_moderation(r.room, r.user)?;
-    let notice = ctx.shared.voice.moderate(r.room, r.user, actor, r.action)?;
-    announce_voice(&ctx.shared, vec![notice]);
+    let shared = ctx.shared.clone();
+    let (room, target, action) = (r.room, r.user, r.action);
+    let notices = ctx
+        .shared
+        .store
+        .write(
+            move |txn| {
+                let notices = shared.voice.moderate(room, target, actor, action)?;
+                audit(
+                    txn,
+                    actor,
+                    AuditAction::VOICE,
+                    Some(room),
+                    Some(target),
+                    action_name(action),
+                )?;
+                Ok(notices)
+            },
+            |notices| notices,
+        )
+        .await?;
+    announce_voice(&ctx.shared, notices);
     Ok(vec![Done {}.into()])
+}
+
+/// The audit reason of a voice moderation act.
+fn action_name(action: VoiceAction) -> &'static str {
+    match action {
+        VoiceAction::GrantSpeak => "grant speak",
+        VoiceAction::RevokeSpeak => "revoke speak",
+        VoiceAction::ServerMute => "server mute",
+        VoiceAction::ServerUnmute => "server unmute",
+    }
 }

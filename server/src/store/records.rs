@@ -20,9 +20,12 @@ pub(crate) struct UserRecord {
 pub(crate) struct SessionRecord {
     pub(crate) user: u64,
     pub(crate) device_name: String,
+    /// When the login began; part of every refresh secret's derivation.
     pub(crate) created: u64,
+    /// When the current refresh generation was issued (login or the last REFRESH): the grace
+    /// window for a lost REFRESH answer counts from it.
     pub(crate) last_seen: u64,
-    /// Generation of the one valid refresh token; older generations are reuse.
+    /// Generation of the one valid refresh token; genuine older generations are reuse.
     pub(crate) refresh_generation: u32,
     /// SHA-256 of the valid refresh token's secret.
     pub(crate) refresh_hash: [u8; 32],

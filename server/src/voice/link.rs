@@ -4,6 +4,7 @@
 //! [`TUNNEL_HOLD`], or always when the connection has no datagrams.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use banter_protocol::datagram::encode_tunnel_record;
@@ -40,6 +41,8 @@ pub(crate) struct VoiceLink {
     /// The client takes datagrams (its transport parameters, fixed by the handshake): read
     /// once here rather than from quinn's connection state for every relayed packet.
     datagrams: bool,
+    /// The connection ended: it may not join voice again (see `Voice::join`).
+    ended: AtomicBool,
     state: Mutex<LinkState>,
 }
 
@@ -55,12 +58,27 @@ impl VoiceLink {
     /// The link of an established connection.
     pub(crate) fn new(conn: quinn::Connection) -> Self {
         let datagrams = conn.max_datagram_size().is_some();
-        Self { conn: Some(conn), datagrams, state: Mutex::default() }
+        Self { conn: Some(conn), datagrams, ended: AtomicBool::new(false), state: Mutex::default() }
     }
 
     /// A link that drops everything (a participant with no connection to send to).
     pub(crate) fn detached() -> Self {
-        Self { conn: None, datagrams: false, state: Mutex::default() }
+        Self {
+            conn: None,
+            datagrams: false,
+            ended: AtomicBool::new(false),
+            state: Mutex::default(),
+        }
+    }
+
+    /// Marks the connection ended, before it leaves voice for the last time.
+    pub(crate) fn end(&self) {
+        self.ended.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether [`end`](Self::end) was called.
+    pub(crate) fn has_ended(&self) -> bool {
+        self.ended.load(Ordering::SeqCst)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, LinkState> {

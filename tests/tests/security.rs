@@ -1,0 +1,245 @@
+//! Regression tests for the holes an outside review and a hostile client found (issue 14),
+//! each over real QUIC against a real banterd. Every test is named `security_…` after what
+//! it defends, so `cargo test security_` runs them all.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use banter_client::protocol::bounded::{Blob, Text};
+use banter_client::protocol::ids::{RoomId, UserId};
+use banter_client::protocol::message::{
+    AuditAction, AuthOk, Ban, Kick, Message, Refresh, Register, VoiceAction, VoiceLeave,
+    VoiceModerate,
+};
+use banter_client::protocol::{ErrorCode, FrameDecoder};
+use banter_client::{Event, Options, Trust};
+use banter_tests::voice::{datagram, heard, join_voice};
+use banter_tests::{TestServer, TestUser, WAIT};
+
+/// A QUIC connection with Banter's TLS and `transport` (what a hostile client chooses),
+/// speaking nothing yet.
+async fn hostile_connection(
+    server: &TestServer,
+    transport: quinn::TransportConfig,
+) -> quinn::Connection {
+    let mut config =
+        banter_client::quic_config(&Options::new(Trust::AcceptAny, "localhost")).unwrap();
+    config.transport_config(Arc::new(transport));
+    let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    endpoint.connect_with(config, server.addr(), "localhost").unwrap().await.unwrap()
+}
+
+/// Waits for `user` to be told that `who` left `room`'s voice.
+async fn left_voice(user: &mut TestUser, room: RoomId, who: UserId) {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            if let Event::Ephemeral(Message::VoiceStateChanged(s)) = user.next_event().await {
+                if s.room == room && s.participant.user == who && !s.present {
+                    return;
+                }
+            }
+        }
+    })
+    .await
+    .expect("the departure is announced");
+}
+
+fn forged_refresh(session: u64, generation: u32) -> Blob<1024> {
+    let mut token = vec![1];
+    token.extend_from_slice(&session.to_be_bytes());
+    token.extend_from_slice(&generation.to_be_bytes());
+    token.extend_from_slice(&[0x5a; 32]);
+    Blob::new(token).unwrap()
+}
+
+async fn refresh(conn: &banter_client::Connection, token: Blob<1024>) -> Result<AuthOk, ErrorCode> {
+    match conn.request_one(Refresh { refresh_token: token }).await {
+        Ok(Message::AuthOk(ok)) => Ok(ok),
+        Ok(other) => panic!("expected AUTH_OK, got {other:?}"),
+        Err(error) => Err(error.code().expect("a protocol error")),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_forged_refresh_tokens_end_no_login_and_reveal_no_session() {
+    let server = TestServer::start_with(|c| c.refresh_grace_s = 0).await;
+    let mut ada = server.user("ada").await;
+    let bob = server.user("bob").await;
+    let (stranger, _events) = server.connect().await;
+    // Sequential session ids, every generation below, at and above the current one, and ids
+    // that were never handed out: all the same answer, and nothing ends.
+    let mut answers = Vec::new();
+    for session in [ada.auth.session.0, bob.auth.session.0, 999] {
+        for generation in [0, 1, 2, 7] {
+            let refused = refresh(&stranger, forged_refresh(session, generation)).await;
+            answers.push(refused.unwrap_err());
+        }
+    }
+    assert!(answers.iter().all(|&code| code == ErrorCode::AUTH_FAILED), "{answers:?}");
+    // Both logins live on: their connections stay open and their tokens still rotate.
+    ada.conn.request_one(banter_client::protocol::message::SessionList {}).await.unwrap();
+    let rotated = refresh(&stranger, ada.auth.refresh_token.clone()).await.unwrap();
+    refresh(&stranger, bob.auth.refresh_token.clone()).await.unwrap();
+    // A genuine spent token is still reuse, and ends the login.
+    assert_eq!(
+        refresh(&stranger, ada.auth.refresh_token.clone()).await,
+        Err(ErrorCode::SESSION_REVOKED)
+    );
+    assert_eq!(ada.closed().await.0, Some(ErrorCode::SESSION_REVOKED));
+    assert_eq!(refresh(&stranger, rotated.refresh_token).await, Err(ErrorCode::AUTH_FAILED));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_a_lost_refresh_answer_is_forgiven_within_the_grace_window() {
+    let server = TestServer::start_with(|c| c.refresh_grace_s = 2).await;
+    let mut ada = server.user("ada").await;
+    let first = ada.auth.refresh_token.clone();
+    let (conn, _events) = server.connect().await;
+    let lost = refresh(&conn, first.clone()).await.unwrap();
+    // The client never saw `lost` and tries again with the token it has: same new tokens.
+    let again = refresh(&conn, first.clone()).await.unwrap();
+    assert_eq!(again.refresh_token, lost.refresh_token);
+    assert_eq!(again.session, ada.auth.session);
+    // And the login goes on from there.
+    let next = refresh(&conn, again.refresh_token).await.unwrap();
+    // Two generations back is reuse, whatever the window.
+    assert_eq!(refresh(&conn, first).await, Err(ErrorCode::SESSION_REVOKED));
+    assert_eq!(ada.closed().await.0, Some(ErrorCode::SESSION_REVOKED));
+    assert_eq!(refresh(&conn, next.refresh_token).await, Err(ErrorCode::AUTH_FAILED));
+
+    // Past the window, the previous token is reuse.
+    let bob = server.user("bob").await;
+    let spent = bob.auth.refresh_token.clone();
+    refresh(&conn, spent.clone()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(refresh(&conn, spent).await, Err(ErrorCode::SESSION_REVOKED));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_kicked_and_banned_members_drop_out_of_voice_at_once() {
+    let server = TestServer::start().await;
+    let mut ada = server.user("ada").await;
+    let bob = server.user("bob").await;
+    let cy = server.user("cy").await;
+    let room = ada.create_voice_room("call").await;
+    bob.join(room).await.unwrap();
+    cy.join(room).await.unwrap();
+    join_voice(&ada, room).await;
+    join_voice(&bob, room).await;
+    join_voice(&cy, room).await;
+    bob.conn.quic().send_datagram(datagram(0, 1, false, b"before")).unwrap();
+    assert_eq!(heard(&ada, WAIT).await.unwrap().1, b"before");
+    assert_eq!(heard(&cy, WAIT).await.unwrap().1, b"before");
+
+    let reason = Text::new("bye").unwrap();
+    ada.conn.request_one(Kick { room, user: bob.auth.user, reason: reason.clone() }).await.unwrap();
+    left_voice(&mut ada, room, bob.auth.user).await;
+    // Bob neither speaks nor hears there any more.
+    bob.conn.quic().send_datagram(datagram(0, 2, false, b"after kick")).unwrap();
+    assert!(heard(&ada, Duration::from_millis(300)).await.is_none(), "a kicked member spoke");
+    ada.conn.quic().send_datagram(datagram(0, 1, false, b"secret")).unwrap();
+    assert_eq!(heard(&cy, WAIT).await.unwrap().1, b"secret");
+    assert!(heard(&bob, Duration::from_millis(300)).await.is_none(), "a kicked member heard");
+
+    ada.conn.request_one(Ban { room, user: cy.auth.user, reason, until: None }).await.unwrap();
+    left_voice(&mut ada, room, cy.auth.user).await;
+    cy.conn.quic().send_datagram(datagram(0, 2, false, b"after ban")).unwrap();
+    assert!(heard(&ada, Duration::from_millis(300)).await.is_none(), "a banned member spoke");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_server_mute_holds_across_rejoins_and_other_connections_and_is_audited() {
+    let server = TestServer::start().await;
+    let ada = server.user("ada").await;
+    let bob = server.user("bob").await;
+    let room = ada.create_voice_room("call").await;
+    bob.join(room).await.unwrap();
+    join_voice(&ada, room).await;
+    join_voice(&bob, room).await;
+    let mute = VoiceModerate { room, user: bob.auth.user, action: VoiceAction::ServerMute };
+    ada.conn.request_one(mute).await.unwrap();
+
+    // Leaving and joining again does not lift it.
+    bob.conn.request_one(VoiceLeave { room }).await.unwrap();
+    let again = join_voice(&bob, room).await;
+    let me = again.roster.iter().find(|p| p.source == again.source).unwrap();
+    assert!(me.state.server_mute, "rejoined unmuted");
+    bob.conn.quic().send_datagram(datagram(0, 1, false, b"rejoined")).unwrap();
+    assert!(heard(&ada, Duration::from_millis(300)).await.is_none(), "mute evaded by rejoining");
+    // Nor does a second connection.
+    let laptop = server.login("bob").await;
+    join_voice(&laptop, room).await;
+    laptop.conn.quic().send_datagram(datagram(0, 1, false, b"laptop")).unwrap();
+    assert!(heard(&ada, Duration::from_millis(300)).await.is_none(), "mute evaded by a device");
+
+    // Unmuting applies to both, and both acts are in the audit log.
+    let unmute = VoiceModerate { room, user: bob.auth.user, action: VoiceAction::ServerUnmute };
+    ada.conn.request_one(unmute).await.unwrap();
+    laptop.conn.quic().send_datagram(datagram(0, 2, false, b"laptop")).unwrap();
+    assert_eq!(heard(&ada, WAIT).await.unwrap().1, b"laptop");
+    bob.conn.quic().send_datagram(datagram(0, 2, false, b"phone")).unwrap();
+    assert_eq!(heard(&ada, WAIT).await.unwrap().1, b"phone");
+    let audited: Vec<String> = ada
+        .audit(room, 10)
+        .await
+        .into_iter()
+        .filter(|e| e.action == AuditAction::VOICE && e.target == Some(bob.auth.user))
+        .map(|e| e.reason.as_str().to_owned())
+        .collect();
+    assert_eq!(audited, ["server unmute", "server mute"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_a_client_that_blocks_the_control_stream_is_still_held_to_the_login_deadline() {
+    let server = TestServer::start_with(|c| c.auth_timeout_ms = 500).await;
+    // No unidirectional streams at all: the server cannot even open its control stream.
+    let mut no_streams = quinn::TransportConfig::default();
+    no_streams.max_concurrent_uni_streams(0u32.into());
+    no_streams.keep_alive_interval(Some(Duration::from_millis(200)));
+    // A control stream it never reads, with room for a few bytes only.
+    let mut no_reading = quinn::TransportConfig::default();
+    no_reading.stream_receive_window(16u32.into());
+    no_reading.keep_alive_interval(Some(Duration::from_millis(200)));
+    for transport in [no_streams, no_reading] {
+        let conn = hostile_connection(&server, transport).await;
+        let closed = tokio::time::timeout(Duration::from_secs(5), conn.closed()).await;
+        assert!(closed.is_ok(), "a stalled client outlived the login deadline");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_an_answer_the_client_does_not_read_is_reset_after_the_write_timeout() {
+    let server = TestServer::start_with(|c| c.answer_write_timeout_ms = 300).await;
+    // Room for 64 bytes per stream: an AUTH_OK (about 200 bytes) cannot be written whole.
+    let mut small = quinn::TransportConfig::default();
+    small.stream_receive_window(64u32.into());
+    let conn = hostile_connection(&server, small).await;
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    let mut request = Vec::new();
+    Message::from(Register {
+        username: Text::new("slowpoke").unwrap(),
+        password: Text::new("correct horse battery").unwrap(),
+        device_name: Text::new("test").unwrap(),
+    })
+    .encode(&mut request);
+    send.write_all(&request).await.unwrap();
+    send.finish().unwrap();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // Reading now: the server gave up on the answer and reset the stream.
+    let mut decoder = FrameDecoder::new(65536);
+    let mut buf = vec![0u8; 4096];
+    let ended = loop {
+        match tokio::time::timeout(WAIT, recv.read(&mut buf)).await.unwrap() {
+            Ok(Some(n)) => decoder.push(&buf[..n]),
+            Ok(None) => break Ok(()),
+            Err(error) => break Err(error),
+        }
+    };
+    match ended {
+        Err(quinn::ReadError::Reset(code)) => {
+            assert_eq!(code.into_inner(), ErrorCode::REQUEST_CANCELLED.0);
+        }
+        other => panic!("the unread answer was kept: {other:?}"),
+    }
+    assert!(decoder.next_message().unwrap().is_none(), "no whole answer was delivered");
+}
