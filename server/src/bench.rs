@@ -23,17 +23,15 @@ pub struct Fanout {
 impl Fanout {
     /// A room of `members` members, one session each, with banterd's default buffer limits.
     pub fn new(members: usize) -> Self {
-        let hub = Hub::new(SessionLimits {
-            replay_bytes: 1024 * 1024,
-            resume_window: Duration::from_secs(120),
-            backlog_bytes: 512 * 1024,
-        });
+        let hub =
+            Hub::new(SessionLimits::uncapped(1024 * 1024, Duration::from_secs(120), 512 * 1024));
         let room = RoomId(1);
         let sessions = (1..=members as u64)
             .map(|n| {
                 hub.add_member(room, UserId(n));
                 let id = ResumeId((u128::from(n)).to_be_bytes());
                 hub.create_session(id, UserId(n), SessionId(n), n as usize, Hello::INTEREST_ALL)
+                    .expect("no session caps")
             })
             .collect();
         let entry = LogEntry {

@@ -197,6 +197,7 @@ fn default_rates() -> BTreeMap<String, Bucket> {
         ("message", 20, 300),
         ("presence", 10, 60),
         ("react", 30, 300),
+        ("session", 20, 60),
         ("typing", 10, 60),
         ("voice", 20, 120),
     ]
@@ -254,6 +255,11 @@ config! {
     replay_buffer_bytes: usize = 1024 * 1024;
     /// Bytes of events not yet sent to a connection before its rooms are paused (slow consumer).
     live_backlog_bytes: usize = 512 * 1024;
+    /// Sessions (live, or detached and resumable) one login may hold; at the cap a new HELLO
+    /// ends the one detached longest, or is refused with LIMIT_EXCEEDED when all are live.
+    max_sessions_per_login: u32 = 8;
+    /// Sessions one user may hold across all their logins (as above).
+    max_sessions_per_user: u32 = 32;
     /// Rooms one user may be a member of.
     max_rooms_per_user: u32 = 1000;
     /// Concurrent password hashes (argon2 uses argon2_memory_kib each); 0 = number of cores.

@@ -185,7 +185,26 @@ pub(crate) struct SessionLimits {
     pub(crate) replay_bytes: usize,
     pub(crate) resume_window: Duration,
     pub(crate) backlog_bytes: usize,
+    /// Sessions (live or resumable) one login session may hold; 0 is no limit.
+    pub(crate) per_login: usize,
+    /// Sessions one user may hold across all their logins; 0 is no limit.
+    pub(crate) per_user: usize,
 }
+
+impl SessionLimits {
+    /// Limits with no caps on sessions per login or user (tests, benchmarks).
+    pub(crate) fn uncapped(
+        replay_bytes: usize,
+        resume_window: Duration,
+        backlog_bytes: usize,
+    ) -> Self {
+        Self { replay_bytes, resume_window, backlog_bytes, per_login: 0, per_user: 0 }
+    }
+}
+
+/// Too many sessions of a user or login are attached to live connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TooManySessions;
 
 #[derive(Debug, Default)]
 struct HubState {
@@ -202,6 +221,36 @@ struct HubState {
 }
 
 impl HubState {
+    /// Makes room for one more session of `user` among those `counted` picks, keeping fewer
+    /// than `cap`: the sessions detached longest go first (their resume is lost; the client
+    /// catches up). Refuses when every counted session is attached to a live connection.
+    fn make_room(
+        &mut self,
+        user: UserId,
+        cap: usize,
+        counted: impl Fn(&Session) -> bool,
+    ) -> Result<(), TooManySessions> {
+        if cap == 0 {
+            return Ok(());
+        }
+        loop {
+            let sessions = self.sessions_of.get(&user).map(Vec::as_slice).unwrap_or_default();
+            let counted: Vec<&Arc<Session>> = sessions.iter().filter(|s| counted(s)).collect();
+            if counted.len() < cap {
+                return Ok(());
+            }
+            let oldest = counted
+                .iter()
+                .filter_map(|s| s.lock().detached_at.map(|at| (at, s.id)))
+                .min_by_key(|(at, _)| *at)
+                .map(|(_, id)| id);
+            match oldest {
+                Some(id) => self.remove_session(id),
+                None => return Err(TooManySessions),
+            }
+        }
+    }
+
     /// Forgets a session (expired or revoked).
     fn remove_session(&mut self, id: ResumeId) {
         let Some(session) = self.sessions.remove(&id) else { return };
@@ -357,7 +406,8 @@ impl Hub {
         }
     }
 
-    /// Creates a session for a HELLO and attaches `conn` to it.
+    /// Creates a session for a HELLO and attaches `conn` to it, within the caps on sessions
+    /// per login and per user (the oldest detached ones make room).
     pub(crate) fn create_session(
         &self,
         id: ResumeId,
@@ -365,7 +415,7 @@ impl Hub {
         login: SessionId,
         conn: usize,
         interests: u64,
-    ) -> Arc<Session> {
+    ) -> Result<Arc<Session>, TooManySessions> {
         let session = Arc::new(Session {
             id,
             user,
@@ -386,11 +436,13 @@ impl Hub {
             }),
         });
         let mut state = self.lock();
+        state.make_room(user, self.limits.per_login, |s| s.login == login)?;
+        state.make_room(user, self.limits.per_user, |_| true)?;
         state.sessions.insert(id, session.clone());
         state.sessions_of.entry(user).or_default().push(session.clone());
         drop(state);
         self.presence_changed(user);
-        session
+        Ok(session)
     }
 
     pub(crate) fn find_session(&self, id: &ResumeId) -> Option<Arc<Session>> {
@@ -469,6 +521,9 @@ impl Hub {
         let mut state = self.lock();
         if let Some(list) = state.connections.get_mut(&login) {
             list.retain(|(id, _)| *id != conn);
+            if list.is_empty() {
+                state.connections.remove(&login);
+            }
         }
     }
 
@@ -663,11 +718,7 @@ mod tests {
     use super::*;
 
     fn hub(backlog_bytes: usize) -> Hub {
-        Hub::new(SessionLimits {
-            replay_bytes: 1 << 20,
-            resume_window: Duration::from_secs(60),
-            backlog_bytes,
-        })
+        Hub::new(SessionLimits::uncapped(1 << 20, Duration::from_secs(60), backlog_bytes))
     }
 
     fn decode(frame: &Bytes) -> Message {
@@ -681,7 +732,7 @@ mod tests {
         let hub = hub(100);
         let room = RoomId(1);
         hub.add_member(room, UserId(1));
-        let session = hub.create_session(ResumeId([0; 16]), UserId(1), SessionId(1), 7, 0);
+        let session = hub.create_session(ResumeId([0; 16]), UserId(1), SessionId(1), 7, 0).unwrap();
         for seq in 1..=10 {
             hub.publish(room, seq, UserId(2), None, |_, _| vec![0x3f; 40]);
         }
@@ -704,8 +755,8 @@ mod tests {
         let room = RoomId(1);
         hub.add_member(room, UserId(1));
         hub.add_member(room, UserId(2));
-        let author = hub.create_session(ResumeId([1; 16]), UserId(1), SessionId(1), 1, 0);
-        let other = hub.create_session(ResumeId([2; 16]), UserId(2), SessionId(2), 2, 0);
+        let author = hub.create_session(ResumeId([1; 16]), UserId(1), SessionId(1), 1, 0).unwrap();
+        let other = hub.create_session(ResumeId([2; 16]), UserId(2), SessionId(2), 2, 0).unwrap();
         hub.publish(room, 1, UserId(1), None, |_, to_author| vec![u8::from(to_author)]);
         assert_eq!(author.take_events().unwrap()[0].as_ref(), [1]);
         assert_eq!(other.take_events().unwrap()[0].as_ref(), [0]);
@@ -715,5 +766,40 @@ mod tests {
         // A removed user still sees the entry that removes them (extra recipient).
         hub.publish(room, 3, UserId(1), Some(UserId(2)), |_, _| vec![8]);
         assert_eq!(other.take_events().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn security_sessions_are_capped_per_login_and_user_evicting_the_longest_detached() {
+        let mut limits = SessionLimits::uncapped(1 << 20, Duration::from_secs(60), 1 << 20);
+        limits.per_login = 2;
+        limits.per_user = 3;
+        let hub = Hub::new(limits);
+        let (user, login) = (UserId(1), SessionId(1));
+        let first = hub.create_session(ResumeId([1; 16]), user, login, 1, 0).unwrap();
+        let second = hub.create_session(ResumeId([2; 16]), user, login, 2, 0).unwrap();
+        // Both live: a third HELLO of the login is refused.
+        assert!(hub.create_session(ResumeId([3; 16]), user, login, 3, 0).is_err());
+        // Once one is detached, it makes room (the one detached longest goes).
+        hub.detach(&first, 1);
+        hub.detach(&second, 2);
+        hub.create_session(ResumeId([3; 16]), user, login, 3, 0).unwrap();
+        assert!(hub.find_session(&ResumeId([1; 16])).is_none(), "the oldest detached stayed");
+        assert!(hub.find_session(&ResumeId([2; 16])).is_some());
+        // Across logins, the per-user cap holds too.
+        hub.create_session(ResumeId([4; 16]), user, SessionId(2), 4, 0).unwrap();
+        assert!(hub.find_session(&ResumeId([2; 16])).is_some(), "evicted below the cap");
+        hub.create_session(ResumeId([5; 16]), user, SessionId(3), 5, 0).unwrap();
+        assert!(hub.find_session(&ResumeId([2; 16])).is_none(), "the detached one stayed");
+        assert!(hub.create_session(ResumeId([6; 16]), user, SessionId(4), 6, 0).is_err());
+        assert_eq!(hub.session_count(), 3);
+    }
+
+    #[test]
+    fn security_a_login_leaves_no_connection_entry_behind() {
+        let hub = hub(1 << 20);
+        let (commands, _rx) = mpsc::unbounded_channel();
+        hub.register_connection(SessionId(4), 9, commands);
+        hub.unregister_connection(SessionId(4), 9);
+        assert!(hub.lock().connections.is_empty());
     }
 }

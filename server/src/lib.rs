@@ -212,6 +212,8 @@ impl Shared {
             replay_bytes: config.replay_buffer_bytes,
             resume_window: Duration::from_millis(config.resume_window_ms),
             backlog_bytes: config.live_backlog_bytes,
+            per_login: config.max_sessions_per_login as usize,
+            per_user: config.max_sessions_per_user as usize,
         }));
         load_live_state(&store, &hub)?;
         let files = files::FileStore::new(&config.data_dir);

@@ -112,31 +112,60 @@ pub(crate) struct SlowMode {
 }
 
 impl SlowMode {
-    /// Whether `user` may post in `room` now, or how many ms they must still wait.
-    pub(crate) fn check(
+    /// Takes `user`'s slot in `room` now if the interval since their last post has passed
+    /// (else how many ms they must still wait). Checking and taking are one step, so that
+    /// parallel posts cannot all pass; the slot is given back if the post is not kept.
+    pub(crate) fn reserve(
         &self,
         room: RoomId,
         user: UserId,
         interval: Duration,
         now: Instant,
-    ) -> Result<(), u64> {
-        let last_post = self.last_post.lock().unwrap_or_else(|e| e.into_inner());
-        match last_post.get(&(room, user)) {
-            Some(&last) if now < last + interval => {
-                Err(u64::try_from((last + interval - now).as_millis()).unwrap_or(u64::MAX))
-            }
-            _ => Ok(()),
-        }
-    }
-
-    /// Remembers a post.
-    pub(crate) fn record(&self, room: RoomId, user: UserId, now: Instant) {
+    ) -> Result<SlowModeSlot<'_>, u64> {
         let mut last_post = self.last_post.lock().unwrap_or_else(|e| e.into_inner());
+        let previous = last_post.get(&(room, user)).copied();
+        if let Some(last) = previous.filter(|&last| now < last + interval) {
+            return Err(u64::try_from((last + interval - now).as_millis()).unwrap_or(u64::MAX));
+        }
         if last_post.len() >= MAX_TRACKED {
             // Slow mode is at most a day: older posts no longer hold anyone back.
             last_post.retain(|_, at| now.saturating_duration_since(*at).as_secs() < 86_400);
         }
         last_post.insert((room, user), now);
+        Ok(SlowModeSlot { slow: self, key: (room, user), at: now, previous, kept: false })
+    }
+}
+
+/// A member's slow-mode slot, taken when a post was admitted: given back on drop (the
+/// previous post's time restored) unless [`keep`](Self::keep) says the post was committed.
+#[derive(Debug)]
+pub(crate) struct SlowModeSlot<'a> {
+    slow: &'a SlowMode,
+    key: (RoomId, UserId),
+    at: Instant,
+    previous: Option<Instant>,
+    kept: bool,
+}
+
+impl SlowModeSlot<'_> {
+    /// The post was committed: the slot stays taken.
+    pub(crate) fn keep(mut self) {
+        self.kept = true;
+    }
+}
+
+impl Drop for SlowModeSlot<'_> {
+    fn drop(&mut self) {
+        if self.kept {
+            return;
+        }
+        let mut last_post = self.slow.last_post.lock().unwrap_or_else(|e| e.into_inner());
+        if last_post.get(&self.key) == Some(&self.at) {
+            match self.previous {
+                Some(previous) => last_post.insert(self.key, previous),
+                None => last_post.remove(&self.key),
+            };
+        }
     }
 }
 
@@ -183,12 +212,28 @@ mod tests {
         let (room, user) = (RoomId(1), UserId(2));
         let slow = SlowMode::default();
         let interval = Duration::from_secs(30);
-        assert_eq!(slow.check(room, user, interval, now), Ok(()));
-        slow.record(room, user, now);
-        assert_eq!(slow.check(room, user, interval, now + Duration::from_secs(10)), Err(20_000));
-        assert_eq!(slow.check(RoomId(3), user, interval, now), Ok(()));
-        assert_eq!(slow.check(room, UserId(4), interval, now), Ok(()));
-        assert_eq!(slow.check(room, user, interval, now + interval), Ok(()));
+        slow.reserve(room, user, interval, now).unwrap().keep();
+        let later = now + Duration::from_secs(10);
+        assert_eq!(slow.reserve(room, user, interval, later).unwrap_err(), 20_000);
+        slow.reserve(RoomId(3), user, interval, now).unwrap().keep();
+        slow.reserve(room, UserId(4), interval, now).unwrap().keep();
+        slow.reserve(room, user, interval, now + interval).unwrap().keep();
+    }
+
+    #[test]
+    fn security_slow_mode_admits_one_of_parallel_posts_and_gives_back_a_failed_ones_slot() {
+        let now = Instant::now();
+        let (room, user) = (RoomId(1), UserId(2));
+        let slow = SlowMode::default();
+        let interval = Duration::from_secs(30);
+        // Admitted but not yet committed: the next one is already held back.
+        let first = slow.reserve(room, user, interval, now).unwrap();
+        assert!(slow.reserve(room, user, interval, now).is_err());
+        // The admitted post failed: its slot is given back.
+        drop(first);
+        let second = slow.reserve(room, user, interval, now).unwrap();
+        second.keep();
+        assert!(slow.reserve(room, user, interval, now + Duration::from_secs(1)).is_err());
     }
 
     #[test]

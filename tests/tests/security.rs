@@ -8,13 +8,14 @@ use std::time::Duration;
 use banter_client::protocol::bounded::{Blob, Text};
 use banter_client::protocol::ids::{RoomId, UserId};
 use banter_client::protocol::message::{
-    AuditAction, AuthOk, Ban, Kick, Message, Refresh, Register, VoiceAction, VoiceLeave,
-    VoiceModerate,
+    AuditAction, AuthOk, Ban, ContactAction, ContactSet, DmOpen, Edit, Kick, MarkRead, Message,
+    Post, PresenceSet, PresenceStatus, React, Refresh, Register, RoomConfigure, TypingSet,
+    TypingState, VoiceAction, VoiceLeave, VoiceModerate,
 };
 use banter_client::protocol::{ErrorCode, FrameDecoder};
 use banter_client::{Event, Options, Trust};
 use banter_tests::voice::{datagram, heard, join_voice};
-use banter_tests::{TestServer, TestUser, WAIT};
+use banter_tests::{TestServer, TestUser, WAIT, fresh_id};
 
 /// A QUIC connection with Banter's TLS and `transport` (what a hostile client chooses),
 /// speaking nothing yet.
@@ -242,4 +243,158 @@ async fn security_an_answer_the_client_does_not_read_is_reset_after_the_write_ti
         other => panic!("the unread answer was kept: {other:?}"),
     }
     assert!(decoder.next_message().unwrap().is_none(), "no whole answer was delivered");
+}
+
+/// Whatever `user` is sent on the ephemeral stream within `wait`.
+async fn ephemeral_within(user: &mut TestUser, wait: Duration) -> Vec<Message> {
+    let mut seen = Vec::new();
+    let _ = tokio::time::timeout(wait, async {
+        loop {
+            if let Event::Ephemeral(message) = user.next_event().await {
+                seen.push(message);
+            }
+        }
+    })
+    .await;
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_a_blocked_user_reaches_the_blocker_in_a_dm_by_no_request() {
+    let server = TestServer::start().await;
+    let mut ada = server.user("ada").await;
+    let bob = server.user("bob").await;
+    let dm = match bob.conn.request_one(DmOpen { username: Text::new("ada").unwrap() }).await {
+        Ok(Message::RoomInfo(info)) => info.room.room,
+        other => panic!("expected ROOM_INFO, got {other:?}"),
+    };
+    let seq = bob.post(dm, "hello").await.unwrap().seq;
+    let block = ContactSet { username: Text::new("bob").unwrap(), action: ContactAction::Block };
+    ada.conn.request_one(block).await.unwrap();
+    ephemeral_within(&mut ada, Duration::from_millis(200)).await;
+
+    let text = Text::new("edited").unwrap();
+    let refused = [
+        bob.conn.request_one(Edit { room: dm, target: seq, text }).await,
+        bob.conn
+            .request_one(React { room: dm, target: seq, emoji: Text::new("+1").unwrap(), on: true })
+            .await,
+        bob.conn.request_one(TypingSet { room: dm, state: TypingState::Active }).await,
+        bob.conn.request_one(MarkRead { room: dm, seq, private: false }).await,
+    ];
+    for answer in refused {
+        assert_eq!(answer.unwrap_err().code(), Some(ErrorCode::FORBIDDEN));
+    }
+    let reached = ephemeral_within(&mut ada, Duration::from_millis(300)).await;
+    assert!(reached.is_empty(), "the blocker was reached: {reached:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_an_anonymous_post_does_not_end_its_authors_typing_notice() {
+    let server = TestServer::start().await;
+    let mut ada = server.user("ada").await;
+    let bob = server.user("bob").await;
+    let room = ada.create_room("confessions", false).await;
+    let allow =
+        RoomConfigure { room, slow_mode_s: None, locked: None, anonymous: Some(true), stage: None };
+    ada.conn.request_one(allow).await.unwrap();
+    bob.join(room).await.unwrap();
+    bob.conn.request_one(TypingSet { room, state: TypingState::Active }).await.unwrap();
+    ephemeral_within(&mut ada, Duration::from_millis(200)).await;
+    let post = Post {
+        room,
+        client_msg_id: fresh_id(),
+        text: Text::new("it was me").unwrap(),
+        reply_to: None,
+        anonymous: true,
+    };
+    bob.conn.request_one(post).await.unwrap();
+    let seen = ephemeral_within(&mut ada, Duration::from_millis(300)).await;
+    assert!(
+        !seen.iter().any(|m| matches!(m, Message::Typing(t) if t.user == bob.auth.user)),
+        "the author's typing ended with the anonymous post: {seen:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_slow_mode_lets_one_of_twenty_parallel_posts_through() {
+    let server = TestServer::start().await;
+    let ada = server.user("ada").await;
+    let bob = server.user("bob").await;
+    let room = ada.create_room("slow", false).await;
+    let slow =
+        RoomConfigure { room, slow_mode_s: Some(60), locked: None, anonymous: None, stage: None };
+    ada.conn.request_one(slow).await.unwrap();
+    bob.join(room).await.unwrap();
+    let mut posts = tokio::task::JoinSet::new();
+    for i in 0..20 {
+        let conn = bob.conn.clone();
+        posts.spawn(async move {
+            let post = Post {
+                room,
+                client_msg_id: fresh_id(),
+                text: Text::new(format!("post {i}")).unwrap(),
+                reply_to: None,
+                anonymous: false,
+            };
+            conn.request_one(post).await
+        });
+    }
+    let answers = posts.join_all().await;
+    let accepted = answers.iter().filter(|a| a.is_ok()).count();
+    assert_eq!(accepted, 1, "{answers:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_resume_sends_the_presence_snapshot() {
+    let server = TestServer::start().await;
+    let ada = server.user("ada").await;
+    let grace = server.user("grace").await;
+    let room = ada.create_room("general", false).await;
+    grace.join(room).await.unwrap();
+    let busy = PresenceSet { status: PresenceStatus::Dnd, text: Text::new("in a call").unwrap() };
+    ada.conn.request_one(busy).await.unwrap();
+    let last = grace.conn.last_event_seq();
+    grace.conn.close();
+
+    let (conn, events) = server.connect().await;
+    conn.resume(&grace.auth.access_token, grace.welcome.resume_id, last);
+    let mut resumed = TestUser { conn, events, auth: grace.auth.clone(), welcome: grace.welcome };
+    let snapshot = tokio::time::timeout(WAIT, async {
+        loop {
+            match resumed.next_event().await {
+                Event::Ephemeral(Message::Presence(p)) if p.user == ada.auth.user => return p,
+                Event::Rejected(error) => panic!("resume rejected: {error:?}"),
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("a presence snapshot after RESUMED");
+    assert_eq!(snapshot.status, PresenceStatus::Dnd);
+    assert_eq!(snapshot.text.as_str(), "in a call");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_hello_loops_cannot_pile_up_sessions() {
+    let server = TestServer::start_with(|c| {
+        c.max_sessions_per_login = 3;
+        c.metrics = true;
+        c.metrics_listen = "127.0.0.1:0".parse().unwrap();
+    })
+    .await;
+    let ada = server.user("ada").await;
+    // Connect, HELLO, vanish: each leaves a resumable session behind, up to the cap.
+    for _ in 0..10 {
+        let (conn, events) = server.connect().await;
+        let user = TestUser::authenticate(conn, events, ada.auth.clone()).await;
+        user.conn.close();
+    }
+    // The detached ones made way; the first, live one is untouched.
+    let (conn, events) = server.connect().await;
+    TestUser::authenticate(conn, events, ada.auth.clone()).await;
+    ada.conn.request_one(banter_client::protocol::message::SessionList {}).await.unwrap();
+    let (_, text) = banter_tests::http_get(server.metrics_addr().unwrap(), "/metrics").await;
+    let sessions = banter_tests::metric_samples(&text)["banter_sessions"];
+    assert_eq!(sessions, 3.0, "sessions held for one login");
 }

@@ -193,11 +193,24 @@ impl ServerConnection {
     /// The application refused the HELLO or RESUME (or revoked the session later): an ERROR
     /// frame explains, then the connection closes with the same code.
     pub fn reject(&mut self, code: ErrorCode, message: &str) {
+        self.reject_with(Error::new(code, message));
+    }
+
+    /// As [`reject`](Self::reject), saying after how many ms a retry may succeed
+    /// (RATE_LIMITED, SERVER_BUSY).
+    pub fn reject_with_retry(&mut self, code: ErrorCode, message: &str, retry_after_ms: u64) {
+        let mut error = Error::new(code, message);
+        error.retry_after_ms = Some(retry_after_ms);
+        self.reject_with(error);
+    }
+
+    fn reject_with(&mut self, error: Error) {
         if self.closed {
             return;
         }
-        self.control.send(&Error::new(code, message));
-        self.close(Close::new(code, message));
+        let close = Close::new(error.code, error.message.as_str());
+        self.control.send(&error);
+        self.close(close);
     }
 
     /// Starts a graceful shutdown: GO_AWAY goes out and new requests are refused with

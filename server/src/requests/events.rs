@@ -18,6 +18,7 @@ use super::moderation::audit;
 use super::{ConnCtx, RequestError, Result, check_text, text};
 use crate::authz::{Action, Standing, authorize, effective_rank};
 use crate::hub::Hub;
+use crate::ratelimit::SlowModeSlot;
 use crate::store::records::{
     DedupRecord, EntryKind, LogEntry, MemberRecord, MessageState, RoomRecord, RoomSettings,
     UserRecord,
@@ -202,17 +203,19 @@ pub(super) async fn post(ctx: &ConnCtx, r: Post) -> Result<Vec<Message>> {
     // A retry of a post already taken is answered with its ack whatever changed since (a
     // lock, slow mode): refusing it would make the client think it was lost.
     let retry = ctx.shared.store.contains(&keys::dedup(user, r.client_msg_id))?;
+    let mut slot = None;
     if !retry {
-        let settings = check_may_post(ctx, r.room, &record, &standing)?;
+        let (settings, taken) = check_may_post(ctx, r.room, &record, &standing)?;
         if r.anonymous && !settings.anonymous {
             return Err(RequestError::new(
                 ErrorCode::INVALID_REQUEST,
                 "this room does not allow anonymous posts",
             ));
         }
+        slot = taken;
     }
+    let anonymous = r.anonymous;
     let hub = ctx.shared.hub.clone();
-    let shared = ctx.shared.clone();
     let outcome = ctx
         .shared
         .store
@@ -271,13 +274,19 @@ pub(super) async fn post(ctx: &ConnCtx, r: Post) -> Result<Vec<Message>> {
             move |posting| {
                 if let Posting::New(appended) = &posting {
                     publish(&hub, appended, None);
-                    hub.clear_typing(appended.room, user);
-                    shared.slow_mode.record(appended.room, user, Instant::now());
+                    // An anonymous post does not end its author's typing notice: "X stopped
+                    // typing" at the moment it appears would name the author.
+                    if !anonymous {
+                        hub.clear_typing(appended.room, user);
+                    }
                 }
                 posting
             },
         )
         .await?;
+    if let (Some(slot), Posting::New(_)) = (slot, &outcome) {
+        slot.keep();
+    }
     Ok(match outcome {
         Posting::New(appended) => ack(&appended),
         Posting::Repeat(seen) => {
@@ -314,41 +323,53 @@ pub(super) async fn reveal_author(ctx: &ConnCtx, r: RevealAuthor) -> Result<Vec<
 
 /// What a new post or upload must pass beyond membership: the room's lock, slow mode, and in
 /// a direct room the other side's block (spec §6.3, §6.8). Returns the room's settings, read
-/// once for all of it.
-pub(super) fn check_may_post(
-    ctx: &ConnCtx,
+/// once for all of it, and the slow-mode slot the post takes (keep it once committed).
+pub(super) fn check_may_post<'a>(
+    ctx: &'a ConnCtx,
     room: RoomId,
     record: &RoomRecord,
     standing: &Standing,
-) -> Result<RoomSettings> {
+) -> Result<(RoomSettings, Option<SlowModeSlot<'a>>)> {
     let user = ctx.authed()?.user;
     authorize(standing, Action::Post)?;
+    check_direct_block(ctx, record, user)?;
     let settings = ctx.room_settings(room)?;
-    check_slow_mode(ctx, room, user, standing, settings.slow_mode_s)?;
+    let slot = take_slow_mode_slot(ctx, room, user, standing, settings.slow_mode_s)?;
+    Ok((settings, slot))
+}
+
+/// In a direct room, nothing of the caller's reaches a user who blocks them: posts, edits,
+/// reactions, typing, read markers (spec §6.8).
+pub(super) fn check_direct_block(ctx: &ConnCtx, record: &RoomRecord, user: UserId) -> Result<()> {
     let other = record.direct_pair.map(|(a, b)| UserId(if a == user.0 { b } else { a }));
     if other.is_some_and(|other| ctx.shared.hub.blocks(other, user)) {
         return Err(RequestError::new(ErrorCode::FORBIDDEN, "cannot message this user"));
     }
-    Ok(settings)
+    Ok(())
 }
 
-/// Slow mode: members below moderator post at most once per interval (spec §6.3).
-fn check_slow_mode(
-    ctx: &ConnCtx,
+/// Slow mode: members below moderator post at most once per interval (spec §6.3). The slot
+/// is taken when the post is admitted, so that parallel posts cannot all pass.
+fn take_slow_mode_slot<'a>(
+    ctx: &'a ConnCtx,
     room: RoomId,
     user: UserId,
     standing: &Standing,
     interval: u32,
-) -> Result<()> {
+) -> Result<Option<SlowModeSlot<'a>>> {
     if interval == 0 || standing.rank() >= Role::MODERATOR {
-        return Ok(());
+        return Ok(None);
     }
     let interval = Duration::from_secs(u64::from(interval));
-    ctx.shared.slow_mode.check(room, user, interval, Instant::now()).map_err(|wait| RequestError {
-        code: ErrorCode::RATE_LIMITED,
-        message: format!("slow mode: one post every {} s", interval.as_secs()),
-        retry_after_ms: Some(wait),
-    })
+    let slot =
+        ctx.shared.slow_mode.reserve(room, user, interval, Instant::now()).map_err(|wait| {
+            RequestError {
+                code: ErrorCode::RATE_LIMITED,
+                message: format!("slow mode: one post every {} s", interval.as_secs()),
+                retry_after_ms: Some(wait),
+            }
+        })?;
+    Ok(Some(slot))
 }
 
 /// Reads a POSTED entry and its state inside a commit.
@@ -385,7 +406,8 @@ pub(super) async fn edit(ctx: &ConnCtx, r: Edit) -> Result<Vec<Message>> {
     let user = ctx.authed()?.user;
     check_message_text(ctx, &r.text)?;
     ctx.rate("edit")?;
-    ctx.authorize(r.room, Action::Post)?;
+    let (record, _) = ctx.authorize(r.room, Action::Post)?;
+    check_direct_block(ctx, &record, user)?;
     let appended = commit_entry(ctx, None, move |txn| {
         let room = r.room;
         member_in(txn, room, user)?;
@@ -472,7 +494,8 @@ pub(super) async fn react(ctx: &ConnCtx, r: React) -> Result<Vec<Message>> {
     }
     check_text("reaction", &r.emoji, false)?;
     ctx.rate("react")?;
-    ctx.authorize(r.room, Action::Post)?;
+    let (record, _) = ctx.authorize(r.room, Action::Post)?;
+    check_direct_block(ctx, &record, user)?;
     let room = r.room;
     let appended = commit_entry(ctx, None, move |txn| {
         member_in(txn, room, user)?;

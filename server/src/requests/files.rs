@@ -50,7 +50,7 @@ pub(super) async fn upload(
     }
     ctx.rate("message")?;
     let (record, standing) = ctx.authorize(r.room, Action::Participate)?;
-    check_may_post(ctx, r.room, &record, &standing)?;
+    let (_, slot) = check_may_post(ctx, r.room, &record, &standing)?;
 
     let files = &ctx.shared.files;
     let offset = files.resume_offset(user, &r.sha256, r.size).await;
@@ -102,7 +102,6 @@ pub(super) async fn upload(
 
     let room = r.room;
     let hub = ctx.shared.hub.clone();
-    let shared = ctx.shared.clone();
     let kind = EntryKind::FileShared { name: r.name.into_string(), size: r.size, sha256: r.sha256 };
     let appended = ctx
         .shared
@@ -117,11 +116,13 @@ pub(super) async fn upload(
             },
             move |appended| {
                 publish(&hub, &appended, None);
-                shared.slow_mode.record(room, user, std::time::Instant::now());
                 appended
             },
         )
         .await?;
+    if let Some(slot) = slot {
+        slot.keep();
+    }
     Ok(ack(&appended))
 }
 

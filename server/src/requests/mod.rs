@@ -243,6 +243,17 @@ pub(crate) fn attach_session(ctx: &ConnCtx, request: AuthRequest) -> Option<(&Au
         .unwrap_or_default();
     tracing::Span::current().record("user", user.0);
 
+    // HELLO and RESUME draw from the account's `session` bucket: a connect-HELLO-close loop
+    // cannot churn sessions (each holds a replay buffer for the resume window).
+    if let Err(retry) = shared.account_limits.check(user, "session", Instant::now()) {
+        shared.metrics.count_error(ErrorCode::RATE_LIMITED);
+        lock(&ctx.protocol).reject_with_retry(
+            ErrorCode::RATE_LIMITED,
+            "too many sessions started",
+            retry,
+        );
+        return None;
+    }
     let (session, wakers) = match resume {
         Err(interests) => {
             let mut id = [0u8; 16];
@@ -250,8 +261,13 @@ pub(crate) fn attach_session(ctx: &ConnCtx, request: AuthRequest) -> Option<(&Au
                 lock(&ctx.protocol).reject(ErrorCode::INTERNAL, "no randomness");
                 return None;
             }
-            let session =
+            let created =
                 shared.hub.create_session(ResumeId(id), user, login, ctx.conn_id, interests);
+            let Ok(session) = created else {
+                lock(&ctx.protocol)
+                    .reject(ErrorCode::LIMIT_EXCEEDED, "too many live sessions for this account");
+                return None;
+            };
             let wakers = session.wakers();
             lock(&ctx.protocol).accept_hello(Welcome {
                 resume_id: ResumeId(id),
@@ -259,11 +275,6 @@ pub(crate) fn attach_session(ctx: &ConnCtx, request: AuthRequest) -> Option<(&Au
                 username: Text::new(username).unwrap_or_default(),
                 server_time: wall_clock(),
             });
-            for presence in shared.hub.presence_snapshot(user) {
-                let mut bytes = Vec::new();
-                presence.encode_frame(&mut bytes);
-                session.push_ephemeral(message::Hello::INTEREST_PRESENCE, bytes.into());
-            }
             (session, wakers)
         }
         Ok((resume_id, last_event_seq, interests)) => {
@@ -296,6 +307,13 @@ pub(crate) fn attach_session(ctx: &ConnCtx, request: AuthRequest) -> Option<(&Au
             (session, wakers)
         }
     };
+    // The presence of everyone the user shares a room with, after WELCOME and after RESUMED
+    // alike (spec §7.3): presence is soft state, never replayed.
+    for presence in shared.hub.presence_snapshot(user) {
+        let mut bytes = Vec::new();
+        presence.encode_frame(&mut bytes);
+        session.push_ephemeral(message::Hello::INTEREST_PRESENCE, bytes.into());
+    }
     let _ = ctx.authed.set(Authed { user, login, session });
     Some((ctx.authed.get()?, wakers))
 }

@@ -8,6 +8,7 @@ use banter_protocol::message::{
     PresenceStatus, ReadUpTo, TypingSet,
 };
 
+use super::events::check_direct_block;
 use super::{ConnCtx, RequestError, Result, check_text};
 use crate::authz::Action;
 use crate::store::keys;
@@ -22,7 +23,8 @@ enum Marker {
 
 async fn mark(ctx: &ConnCtx, room: RoomId, seq: u64, marker: Marker) -> Result<Vec<Message>> {
     let user = ctx.authed()?.user;
-    ctx.authorize(room, Action::Participate)?;
+    let (record, _) = ctx.authorize(room, Action::Participate)?;
+    check_direct_block(ctx, &record, user)?;
     // Markers never point past what exists.
     let seq = seq.min(ctx.shared.hub.head(room));
     let hub = ctx.shared.hub.clone();
@@ -84,7 +86,8 @@ pub(super) async fn mark_delivered(ctx: &ConnCtx, r: MarkDelivered) -> Result<Ve
 pub(super) fn typing(ctx: &ConnCtx, r: TypingSet) -> Result<Vec<Message>> {
     let user = ctx.authed()?.user;
     ctx.rate("typing")?;
-    ctx.authorize(r.room, Action::Participate)?;
+    let (record, _) = ctx.authorize(r.room, Action::Participate)?;
+    check_direct_block(ctx, &record, user)?;
     ctx.shared.hub.typing(r.room, user, r.state);
     Ok(vec![Done {}.into()])
 }

@@ -216,6 +216,18 @@ impl Writer {
     }
 }
 
+/// A group was applied but could not be made durable. Its writes are visible: a retried POST
+/// would find its dedup record and be acked with nothing synced, and later posts would take
+/// the next seqs. No answer is safe, so the process stops at once (abort: no destructor,
+/// no flush), and recovery at the next start sees only what reached the disk.
+fn durability_lost(error: &StoreError) -> ! {
+    tracing::error!(%error, "sync failed after a group was applied; aborting");
+    eprintln!(
+        "banterd: sync failed after a group was applied ({error}); aborting so that recovery sees only durable state"
+    );
+    std::process::abort()
+}
+
 fn run(
     engine: Arc<dyn Engine>,
     mut jobs: mpsc::Receiver<Command>,
@@ -258,7 +270,12 @@ fn run(
         } else {
             metrics.group_size.observe(delivers.len() as f64);
             let started = std::time::Instant::now();
-            let result = engine.apply(group.into_iter().collect()).and_then(|()| engine.sync());
+            let result = engine.apply(group.into_iter().collect());
+            if result.is_ok() {
+                if let Err(error) = engine.sync() {
+                    durability_lost(&error);
+                }
+            }
             metrics.sync_seconds.observe(started.elapsed().as_secs_f64());
             result.map_err(Arc::new)
         };
@@ -271,5 +288,71 @@ fn run(
         if let Some(f) = after_group {
             f(&*engine);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::process::Command;
+
+    use super::*;
+    use crate::store::engine::{KeyValues, Write};
+
+    /// An engine whose writes apply (in memory) but never sync.
+    #[derive(Debug, Default)]
+    struct SyncFails(std::sync::Mutex<Overlay>);
+
+    impl Engine for SyncFails {
+        fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+            Ok(self.0.lock().unwrap().get(key).cloned().flatten())
+        }
+
+        fn range(&self, _: &[u8], _: &[u8], _: bool, _: usize) -> Result<KeyValues, StoreError> {
+            Ok(Vec::new())
+        }
+
+        fn apply(&self, writes: Vec<Write>) -> Result<(), StoreError> {
+            self.0.lock().unwrap().extend(writes);
+            Ok(())
+        }
+
+        fn sync(&self) -> Result<(), StoreError> {
+            Err(StoreError::Engine("injected fdatasync failure".into()))
+        }
+    }
+
+    const CHILD: &str = "BANTER_TEST_SYNC_FAILS_CHILD";
+
+    /// In a child process (this same test, re-run with CHILD set): a write whose group cannot
+    /// be synced must take the process down before anyone is answered.
+    #[test]
+    fn security_a_failed_sync_stops_the_writer_before_any_answer() {
+        if std::env::var_os(CHILD).is_some() {
+            let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let writer = Writer::start(Arc::new(SyncFails::default()), 8, CommitMetrics::default());
+            let answered = runtime.block_on(writer.write(
+                |txn| {
+                    txn.put(b"k".to_vec(), &1u8);
+                    Ok::<_, ()>(())
+                },
+                |()| (),
+            ));
+            println!("ANSWERED {answered:?}");
+            return;
+        }
+        let output = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "store::commit::tests::security_a_failed_sync_stops_the_writer_before_any_answer",
+                "--nocapture",
+            ])
+            .env(CHILD, "1")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "the writer went on after a failed sync: {stdout}");
+        assert!(!stdout.contains("ANSWERED"), "a write was answered: {stdout}");
+        assert!(stderr.contains("sync failed after a group was applied"), "{stderr}");
     }
 }

@@ -110,7 +110,7 @@ pub fn scan_range<E: From<StoreError>>(
 pub struct SledEngine {
     db: sled::Db,
     tree: sled::Tree,
-    log_file: Option<File>,
+    log_file: File,
     path: PathBuf,
 }
 
@@ -123,7 +123,8 @@ impl SledEngine {
             .flush_every_ms(None)
             .open()?;
         let tree = db.open_tree("banter")?;
-        let log_file = File::options().read(true).write(true).open(dir.join("db")).ok();
+        // Without the log file every sync would silently skip fdatasync: refuse to start.
+        let log_file = File::options().read(true).write(true).open(dir.join("db"))?;
         Ok(Self { db, tree, log_file, path: dir.to_owned() })
     }
 
@@ -170,9 +171,7 @@ impl Engine for SledEngine {
 
     fn sync(&self) -> Result<(), StoreError> {
         self.db.flush()?;
-        if let Some(file) = &self.log_file {
-            file.sync_data()?;
-        }
+        self.log_file.sync_data()?;
         Ok(())
     }
 }
