@@ -1,7 +1,8 @@
 //! File transfers (spec §6.9): [`Connection::upload`] and [`Connection::download`], each on
 //! its own request stream, in FILE_CHUNK frames, resuming what an interrupted attempt left.
 
-use std::path::Path;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 
 use banter_protocol::FrameDecoder;
 use banter_protocol::bounded::{Blob, Text};
@@ -135,16 +136,54 @@ impl Connection {
         }
     }
 
-    /// Fetches the file shared at `seq` in `room` into `path`. A partial file already at
-    /// `path` (an interrupted download) is continued, not fetched again. The whole file is
-    /// checked against the SHA-256 the server names; on a mismatch the file is removed.
+    /// Fetches the file shared at `seq` in `room` into `path`, which must not exist: an
+    /// existing file is never appended to, replaced or removed. The bytes go to `PATH.part`
+    /// first (an interrupted download's `.part` is continued, not fetched again), which is
+    /// checked against the SHA-256 the server names and then moved to `path`; on a mismatch
+    /// only the `.part` is removed.
     pub async fn download(
         &self,
         room: RoomId,
         seq: u64,
         path: &Path,
     ) -> Result<FileInfo, RequestError> {
-        let offset = tokio::fs::metadata(path).await.map_or(0, |m| m.len());
+        refuse_existing(path).await?;
+        let part = part_path(path);
+        let info = self.fetch(room, seq, &part).await?;
+        move_into_place(&part, path).await?;
+        Ok(info)
+    }
+
+    /// Fetches the file shared at `seq` in `room` into the directory `dir`, under the name
+    /// it was shared with, made safe ([`safe_file_name`]: no path, no leading dots) and never
+    /// replacing a file: `NAME (1)`, `NAME (2)` … when `NAME` exists. Returns where it went.
+    pub async fn download_into(
+        &self,
+        room: RoomId,
+        seq: u64,
+        dir: &Path,
+    ) -> Result<(PathBuf, FileInfo), RequestError> {
+        let shared = self.shared_file(room, seq).await?;
+        let name = safe_file_name(shared.name.as_str());
+        let part = dir.join(format!("{name}.part"));
+        let info = self.fetch(room, seq, &part).await?;
+        for n in 0..1000 {
+            let candidate = match n {
+                0 => dir.join(&name),
+                n => dir.join(numbered(&name, n)),
+            };
+            match move_into_place(&part, &candidate).await {
+                Err(RequestError::Local(reason)) if reason == EXISTS => continue,
+                moved => return moved.map(|()| (candidate, info)),
+            }
+        }
+        Err(RequestError::Local(format!("no free name for {name} in {}", dir.display())))
+    }
+
+    /// Downloads into `part` (continuing what it holds) and checks the whole against the
+    /// server's SHA-256; a mismatch removes `part`.
+    async fn fetch(&self, room: RoomId, seq: u64, part: &Path) -> Result<FileInfo, RequestError> {
+        let offset = tokio::fs::metadata(part).await.map_or(0, |m| m.len());
         let (mut send, recv) = self.quic().open_bi().await.map_err(lost)?;
         let mut frames = Frames { recv, decoder: FrameDecoder::new(max::FILE_CHUNK as u64 * 2) };
         write(&mut send, &Download { room, seq, offset }).await?;
@@ -156,7 +195,7 @@ impl Connection {
         let mut file = tokio::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(path)
+            .open(part)
             .await
             .map_err(local)?;
         while let Some(frame) = frames.next().await? {
@@ -172,13 +211,80 @@ impl Connection {
         }
         file.flush().await.map_err(local)?;
         drop(file);
-        let (sha256, size) = digest(path).await.map_err(local)?;
+        let (sha256, size) = digest(part).await.map_err(local)?;
         if (sha256, size) != (info.sha256, info.size) {
-            let _ = tokio::fs::remove_file(path).await;
+            let _ = tokio::fs::remove_file(part).await;
             return Err(RequestError::Protocol(
-                "the downloaded file does not match its SHA-256; removed it".into(),
+                "the downloaded file does not match its SHA-256; removed the partial file".into(),
             ));
         }
         Ok(info)
+    }
+}
+
+/// Why [`move_into_place`] refused.
+const EXISTS: &str = "the file exists; not replacing it";
+
+async fn refuse_existing(path: &Path) -> Result<(), RequestError> {
+    match tokio::fs::symlink_metadata(path).await {
+        Ok(_) => Err(RequestError::Local(EXISTS.into())),
+        Err(_) => Ok(()),
+    }
+}
+
+/// `PATH.part`: where a download to `path` collects its bytes.
+fn part_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().map(OsString::from).unwrap_or_default();
+    name.push(".part");
+    path.with_file_name(name)
+}
+
+/// Moves the verified `part` to `path` without ever replacing a file there (a hard link
+/// fails when `path` exists, atomically), then removes `part`.
+async fn move_into_place(part: &Path, path: &Path) -> Result<(), RequestError> {
+    match tokio::fs::hard_link(part, path).await {
+        Ok(()) => tokio::fs::remove_file(part).await.map_err(local),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+            Err(RequestError::Local(EXISTS.into()))
+        }
+        // A filesystem without hard links: check, then rename (not atomic, but never blind).
+        Err(_) => {
+            refuse_existing(path).await?;
+            tokio::fs::rename(part, path).await.map_err(local)
+        }
+    }
+}
+
+/// `NAME (n).EXT` for `NAME.EXT`.
+fn numbered(name: &str, n: u32) -> String {
+    match name.rsplit_once('.') {
+        Some((stem, ext)) if !stem.is_empty() => format!("{stem} ({n}).{ext}"),
+        _ => format!("{name} ({n})"),
+    }
+}
+
+/// A server-given file name made safe to save in a directory: path separators and control
+/// characters dropped, leading dots stripped (no hidden files, no `..`), never empty.
+pub fn safe_file_name(name: &str) -> String {
+    let kept: String =
+        name.chars().filter(|c| !matches!(c, '/' | '\\') && !c.is_control()).collect();
+    let trimmed = kept.trim_start_matches('.').trim();
+    if trimmed.is_empty() { "download".to_owned() } else { trimmed.to_owned() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_given_names_lose_paths_leading_dots_and_control_characters() {
+        assert_eq!(safe_file_name(".bashrc"), "bashrc");
+        assert_eq!(safe_file_name("../../etc/passwd"), "etcpasswd");
+        assert_eq!(safe_file_name("..\\x.txt"), "x.txt");
+        assert_eq!(safe_file_name("a\u{1b}[2Jb.txt"), "a[2Jb.txt");
+        assert_eq!(safe_file_name("..."), "download");
+        assert_eq!(numbered("notes.txt", 2), "notes (2).txt");
+        assert_eq!(numbered("bashrc", 1), "bashrc (1)");
+        assert_eq!(part_path(Path::new("/tmp/a.bin")), Path::new("/tmp/a.bin.part"));
     }
 }

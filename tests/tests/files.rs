@@ -125,10 +125,12 @@ async fn files_are_shared_resumed_stored_once_and_fetched_intact() {
     assert_eq!((info.name.as_str(), info.size), ("data.bin", data.len() as u64));
     assert_eq!(tokio::fs::read(&fetched).await.unwrap(), data);
 
-    // A download cut short continues from what is on disk.
-    let partial = write(dir.path(), "partial.bin", &data[..123_457]).await;
+    // A download cut short continues from its .part file.
+    write(dir.path(), "partial.bin.part", &data[..123_457]).await;
+    let partial = dir.path().join("partial.bin");
     bob.conn.download(room, first.seq, &partial).await.unwrap();
     assert_eq!(tokio::fs::read(&partial).await.unwrap(), data);
+    assert!(!dir.path().join("partial.bin.part").exists());
 
     // Content the server has costs nothing to share again, from anyone.
     let (offset, answer) = raw_upload(&bob.conn, room, &data, sha256(&data), 0).await;

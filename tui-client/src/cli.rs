@@ -574,13 +574,15 @@ async fn download(
 ) -> Result<()> {
     let (conn, _events, _) = ctx.session().await?;
     let room = resolve_room(&conn, spec).await?;
-    // Without --output, the file keeps its shared name (found in the room's log), so that an
-    // interrupted download resumes into the same file.
-    let path = match output {
-        Some(path) => path,
-        None => std::path::PathBuf::from(conn.shared_file(room.room, seq).await?.name.as_str()),
+    // Without --output, the file keeps its shared name (made safe, never replacing a file:
+    // NAME (1) …); an interrupted download resumes from its NAME.part.
+    let (path, info) = match output {
+        Some(path) => {
+            let info = conn.download(room.room, seq, &path).await?;
+            (path, info)
+        }
+        None => conn.download_into(room.room, seq, std::path::Path::new(".")).await?,
     };
-    let info = conn.download(room.room, seq, &path).await?;
     output::line(&if ctx.json {
         serde_json::json!({"path": path.display().to_string(), "size": info.size}).to_string()
     } else {

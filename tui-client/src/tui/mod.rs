@@ -315,14 +315,19 @@ async fn run_command(client: &Client, command: Command) -> Result<Option<Action>
         }
         Command::Download { room, seq, path } => {
             let conn = client.connection().await.map_err(|e| e.to_string())?;
-            let path = match path {
-                Some(path) => std::path::PathBuf::from(path),
-                None => {
-                    let file = conn.shared_file(room, seq).await.map_err(|e| e.to_string())?;
-                    std::path::PathBuf::from(file.name.as_str())
+            // An explicit path must not exist; the shared name is made safe and never
+            // replaces a file (NAME (1) …).
+            let (path, info) = match path {
+                Some(path) => {
+                    let path = std::path::PathBuf::from(path);
+                    let info = conn.download(room, seq, &path).await.map_err(|e| e.to_string())?;
+                    (path, info)
                 }
+                None => conn
+                    .download_into(room, seq, std::path::Path::new("."))
+                    .await
+                    .map_err(|e| e.to_string())?,
             };
-            let info = conn.download(room, seq, &path).await.map_err(|e| e.to_string())?;
             Ok(Some(Action::Done(format!("saved {} ({} bytes)", path.display(), info.size))))
         }
         Command::AcceptInvite(code) => {
