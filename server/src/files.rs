@@ -6,7 +6,9 @@
 //! after: the database refers to files, files never refer to the database, so a backup copies
 //! them after the records and is still consistent.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use banter_protocol::ids::UserId;
 use tokio::io::AsyncReadExt as _;
@@ -23,12 +25,27 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 #[derive(Debug, Clone)]
 pub(crate) struct FileStore {
     root: PathBuf,
+    /// Uploads in progress, by (user, content): each has one partial file.
+    uploading: Arc<Mutex<HashSet<(UserId, [u8; 32])>>>,
+}
+
+/// An upload's claim on its partial file, released on drop.
+#[derive(Debug)]
+pub(crate) struct UploadClaim {
+    uploading: Arc<Mutex<HashSet<(UserId, [u8; 32])>>>,
+    key: (UserId, [u8; 32]),
+}
+
+impl Drop for UploadClaim {
+    fn drop(&mut self) {
+        self.uploading.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.key);
+    }
 }
 
 impl FileStore {
     /// The store in `data_dir` (created as needed).
     pub(crate) fn new(data_dir: &Path) -> Self {
-        Self { root: data_dir.join(DIR) }
+        Self { root: data_dir.join(DIR), uploading: Arc::default() }
     }
 
     /// The finished file of a content.
@@ -82,10 +99,25 @@ impl FileStore {
             return Ok(false);
         }
         let content = self.content(sha256);
-        tokio::fs::create_dir_all(content.parent().expect("content files have a parent")).await?;
+        let dir = content.parent().expect("content files have a parent");
+        tokio::fs::create_dir_all(dir).await?;
         tokio::fs::File::open(&partial).await?.sync_all().await?;
         tokio::fs::rename(&partial, &content).await?;
+        // The rename is durable only once the directory holding the new name is synced (and
+        // its parent, which may just have gained the directory).
+        for dir in [dir, &self.root] {
+            tokio::fs::File::open(dir).await?.sync_all().await?;
+        }
         Ok(true)
+    }
+
+    /// Claims the upload of `sha256` by `user`: one at a time, since both would write the
+    /// same partial file. `None` while another is in progress.
+    pub(crate) fn claim_upload(&self, user: UserId, sha256: [u8; 32]) -> Option<UploadClaim> {
+        let mut uploading = self.uploading.lock().unwrap_or_else(|e| e.into_inner());
+        uploading
+            .insert((user, sha256))
+            .then(|| UploadClaim { uploading: self.uploading.clone(), key: (user, sha256) })
     }
 
     /// Deletes partial uploads untouched for longer than `max_age` (abandoned: their uploader

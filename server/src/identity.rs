@@ -31,7 +31,7 @@ pub(crate) const FILES: [&str; 3] = [SIGNING_KEY, CERT, CERT_KEY];
 impl Identity {
     /// Loads the identity from `dir`, creating what is missing.
     pub fn load_or_create(dir: &Path) -> std::io::Result<Self> {
-        fs::create_dir_all(dir)?;
+        create_private_dir(dir)?;
         let key_path = dir.join(SIGNING_KEY);
         let signing_key = if key_path.exists() {
             let bytes = fs::read(&key_path)?;
@@ -87,12 +87,15 @@ pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     file.sync_all()
 }
 
-/// Makes a directory accessible to its owner only (mode 0700).
-pub(crate) fn restrict_dir(dir: &Path) -> std::io::Result<()> {
-    #[cfg(unix)]
-    fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
-    #[cfg(not(unix))]
-    let _ = dir;
+/// Creates `dir` (and its parents) accessible to its owner only (mode 0700) from the start,
+/// with no window in which the umask's mode applies; an existing directory is tightened to
+/// 0700. The data dir and backups hold keys, the database and the admin socket.
+pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    if fs::metadata(dir)?.permissions().mode() & 0o777 != 0o700 {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+    }
     Ok(())
 }
 
@@ -114,5 +117,20 @@ mod tests {
             let mode = fs::metadata(dir.path().join(name)).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600, "{name}");
         }
+    }
+
+    #[test]
+    fn security_data_dirs_are_private_from_creation_and_tightened_when_not() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let fresh = dir.path().join("a/b/data");
+        create_private_dir(&fresh).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&fresh), 0o700);
+        let loose = dir.path().join("loose");
+        fs::create_dir(&loose).unwrap();
+        fs::set_permissions(&loose, fs::Permissions::from_mode(0o755)).unwrap();
+        create_private_dir(&loose).unwrap();
+        assert_eq!(mode(&loose), 0o700);
     }
 }

@@ -62,7 +62,7 @@ use crate::auth::{Passwords, TokenKeys};
 use crate::config::Config;
 use crate::hub::{Hub, SessionLimits};
 use crate::identity::Identity;
-use crate::ratelimit::{AccountLimiter, AddressLimiter, SlowMode};
+use crate::ratelimit::{AccountLimiter, KeyedLimiter, SlowMode, address_key};
 use crate::store::records::RoomRecord;
 use crate::store::{SledEngine, Store, keys};
 
@@ -82,7 +82,10 @@ pub(crate) struct Shared {
     pub(crate) hub: Arc<Hub>,
     pub(crate) passwords: Passwords,
     pub(crate) tokens: TokenKeys,
-    pub(crate) auth_limiter: AddressLimiter,
+    /// Authentication attempts per client address (IPv6 by /64).
+    pub(crate) auth_limiter: KeyedLimiter<IpAddr>,
+    /// Authentication attempts per username, from anywhere.
+    pub(crate) auth_user_limiter: KeyedLimiter<String>,
     pub(crate) account_limits: AccountLimiter,
     pub(crate) slow_mode: SlowMode,
     pub(crate) files: files::FileStore,
@@ -99,8 +102,17 @@ impl Shared {
     }
 }
 
-/// Partial uploads untouched this long are abandoned and removed at startup.
+/// Partial uploads untouched this long are abandoned and removed (at startup, then on the
+/// server's sweep timer).
 const PARTIAL_UPLOAD_AGE: Duration = Duration::from_secs(24 * 3600);
+
+fn sweep_partials(files: &files::FileStore) {
+    match files.sweep_partials(PARTIAL_UPLOAD_AGE) {
+        Ok(0) => {}
+        Ok(swept) => tracing::info!(swept, "removed abandoned partial uploads"),
+        Err(error) => tracing::warn!(%error, "could not sweep partial uploads"),
+    }
+}
 
 /// The authentication limit per address (10 and 30 a minute when the configuration names
 /// none).
@@ -204,7 +216,6 @@ impl Shared {
     /// Opens the data dir (creating the key, certificate and database on first start) and
     /// everything requests need; no sockets.
     pub(crate) fn open(config: Config) -> Result<(Arc<Self>, Identity), StartError> {
-        std::fs::create_dir_all(&config.data_dir)?;
         let identity = Identity::load_or_create(&config.data_dir)?;
         let engine = SledEngine::open(&config.data_dir.join("db"))?;
         let store = Store::open(Arc::new(engine), config.commit_max_group)?;
@@ -217,11 +228,7 @@ impl Shared {
         }));
         load_live_state(&store, &hub)?;
         let files = files::FileStore::new(&config.data_dir);
-        match files.sweep_partials(PARTIAL_UPLOAD_AGE) {
-            Ok(0) => {}
-            Ok(swept) => tracing::info!(swept, "removed abandoned partial uploads"),
-            Err(error) => tracing::warn!(%error, "could not sweep partial uploads"),
-        }
+        sweep_partials(&files);
 
         let passwords = Passwords::new(
             config.argon2_memory_kib,
@@ -235,7 +242,8 @@ impl Shared {
             grease: Some(rand_u32() % 1000),
         };
         let voice = voice::Voice::new(protocol.limits.voice_max_bitrate);
-        let auth_limiter = AddressLimiter::new(auth_bucket(&config));
+        let auth_limiter = KeyedLimiter::new(auth_bucket(&config));
+        let auth_user_limiter = KeyedLimiter::new(auth_bucket(&config));
         let shared = Arc::new(Self {
             tokens: TokenKeys::new(identity.signing_key.clone()),
             account_limits: AccountLimiter::new(&config.rate),
@@ -247,6 +255,7 @@ impl Shared {
             hub,
             passwords,
             auth_limiter,
+            auth_user_limiter,
             voice,
             protocol: Mutex::new(protocol),
         });
@@ -317,6 +326,7 @@ impl Server {
         self.endpoint.set_server_config(Some(endpoint::server_config(running, &identity)?));
         self.shared.account_limits.set_rates(&config.rate);
         self.shared.auth_limiter.set_bucket(auth_bucket(config));
+        self.shared.auth_user_limiter.set_bucket(auth_bucket(config));
         self.shared.protocol.lock().unwrap_or_else(|e| e.into_inner()).limits.rate_limits =
             advertised_limits(config).rate_limits;
         let table = |c: &Config| match toml::Value::try_from(c) {
@@ -415,7 +425,7 @@ async fn accept_loop(
         tokio::select! {
             incoming = endpoint.accept() => {
                 let Some(incoming) = incoming else { break };
-                let ip = incoming.remote_address().ip();
+                let ip = address_key(incoming.remote_address().ip());
                 let over_total = connections.get() >= i64::from(shared.config.max_connections);
                 let over_ip = per_ip.lock().unwrap_or_else(|e| e.into_inner()).get(&ip).copied().unwrap_or(0)
                     >= shared.config.max_connections_per_ip;
@@ -447,7 +457,10 @@ async fn accept_loop(
                     }
                 });
             }
-            _ = sweep.tick() => shared.hub.expire_sessions(std::time::Instant::now()),
+            _ = sweep.tick() => {
+                shared.hub.expire_sessions(std::time::Instant::now());
+                sweep_partials(&shared.files);
+            }
             _ = speaking.tick() => announce_voice(&shared, shared.voice.expire_speaking(std::time::Instant::now())),
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             _ = shutdown.changed() => break,

@@ -169,42 +169,73 @@ impl Drop for SlowModeSlot<'_> {
     }
 }
 
-/// Per-address buckets for authentication (shared by all connections).
+/// Buckets per key (a client address, a username) for authentication, shared by all
+/// connections: attempts against one account are limited however many addresses they come
+/// from, and attempts from one address however many accounts they try (spec §12.4).
 #[derive(Debug)]
-pub(crate) struct AddressLimiter {
+pub(crate) struct KeyedLimiter<K> {
     bucket: Mutex<Bucket>,
-    buckets: Mutex<HashMap<IpAddr, TokenBucket>>,
+    buckets: Mutex<HashMap<K, TokenBucket>>,
 }
 
-/// Above this many tracked addresses, idle ones are forgotten (bounded memory under a flood
-/// from many addresses).
+/// Above this many tracked keys, idle ones are forgotten (bounded memory under a flood from
+/// many addresses).
 const MAX_TRACKED: usize = 100_000;
 
-impl AddressLimiter {
+impl<K: std::hash::Hash + Eq> KeyedLimiter<K> {
     pub(crate) fn new(bucket: Bucket) -> Self {
         Self { bucket: Mutex::new(bucket), buckets: Mutex::new(HashMap::new()) }
     }
 
-    /// A new limit (configuration reload): every address starts over.
+    /// A new limit (configuration reload): every key starts over.
     pub(crate) fn set_bucket(&self, bucket: Bucket) {
         *self.bucket.lock().unwrap_or_else(|e| e.into_inner()) = bucket;
         self.buckets.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
-    pub(crate) fn check(&self, address: IpAddr, now: Instant) -> Result<(), u64> {
+    pub(crate) fn check(&self, key: K, now: Instant) -> Result<(), u64> {
         let bucket = *self.bucket.lock().unwrap_or_else(|e| e.into_inner());
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         if buckets.len() >= MAX_TRACKED {
-            // Addresses quiet for a minute have refilled (or nearly); forget them.
+            // Keys quiet for a minute have refilled (or nearly); forget them.
             buckets.retain(|_, b| now.saturating_duration_since(b.last).as_secs() < 60);
         }
-        buckets.entry(address).or_insert_with(|| TokenBucket::new(bucket, now)).take(now)
+        buckets.entry(key).or_insert_with(|| TokenBucket::new(bucket, now)).take(now)
+    }
+}
+
+/// What connection caps and address rate limits count: an IPv4 address, or an IPv6 address's
+/// /64 (one host, or one customer of a provider, holds a whole /64: counted one by one, a
+/// single machine would have 2^64 budgets). IPv4-mapped IPv6 counts as IPv4.
+pub(crate) fn address_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & !u128::from(u64::MAX))),
+        },
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn security_ipv6_addresses_count_by_their_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff:ffff:ffff:ffff".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(address_key(a), address_key(b));
+        assert_ne!(address_key(a), address_key(other));
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        assert_eq!(address_key(mapped), "192.0.2.7".parse::<IpAddr>().unwrap());
+        let limiter = KeyedLimiter::new(Bucket { burst: 2, per_minute: 1 });
+        let now = Instant::now();
+        assert!(limiter.check(address_key(a), now).is_ok());
+        assert!(limiter.check(address_key(b), now).is_ok());
+        assert!(limiter.check(address_key("2001:db8:1:2::9".parse().unwrap()), now).is_err());
+    }
 
     #[test]
     fn slow_mode_holds_a_member_back_for_the_interval_in_that_room_only() {

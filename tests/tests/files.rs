@@ -202,3 +202,35 @@ async fn uploads_and_downloads_keep_to_limits_and_permissions() {
         .unwrap();
     assert_eq!(refused(bob.conn.upload(public, "ok.bin", &ok).await), Some(ErrorCode::ROOM_LOCKED));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_one_upload_of_a_content_at_a_time_per_account() {
+    let server = TestServer::start().await;
+    let ada = server.user("ada").await;
+    let room = ada.create_room("files", false).await;
+    let data = content(200_000, 11);
+    // A first upload is under way (its UPLOAD_READY came, no bytes yet).
+    let (mut first, mut first_answers) = ada.conn.quic().open_bi().await.unwrap();
+    let mut bytes = Vec::new();
+    Upload {
+        room,
+        name: Text::new("data.bin").unwrap(),
+        size: data.len() as u64,
+        sha256: sha256(&data),
+    }
+    .encode_frame(&mut bytes);
+    first.write_all(&bytes).await.unwrap();
+    let mut buf = [0u8; 64];
+    let n = first_answers.read(&mut buf).await.unwrap().unwrap();
+    let mut decoder = FrameDecoder::new(1 << 20);
+    decoder.push(&buf[..n]);
+    assert!(matches!(decoder.next_message().unwrap(), Some(Message::UploadReady(_))));
+    // A second one of the same content would write the same partial file: refused.
+    let (_, answer) = raw_upload(&ada.conn, room, &data, sha256(&data), usize::MAX).await;
+    assert_eq!(error_code(&answer), Some(ErrorCode::CONFLICT), "{answer:?}");
+    // Once the first is gone, the content can be uploaded.
+    drop((first, first_answers));
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let (_, answer) = raw_upload(&ada.conn, room, &data, sha256(&data), usize::MAX).await;
+    assert!(matches!(answer.last(), Some(Message::EventAck(_))), "{answer:?}");
+}

@@ -436,3 +436,25 @@ async fn security_downloads_never_touch_an_existing_file() {
     assert!(!home.join("other.part").exists());
     assert_eq!(tokio::fs::read(home.join(".bashrc")).await.unwrap(), stock);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_password_guessing_is_limited_per_account_across_addresses() {
+    let server = TestServer::start_with(|c| {
+        c.rate.insert("auth".into(), banter_server::config::Bucket { burst: 3, per_minute: 1 });
+    })
+    .await;
+    server.user("ada").await;
+    let mut answers = Vec::new();
+    // Each guess from another loopback address: the per-address bucket never runs dry.
+    for host in 2..8u8 {
+        let bind = std::net::SocketAddr::from(([127, 0, 0, host], 0));
+        let endpoint = banter_client::Connection::endpoint(bind, 1 << 20).unwrap();
+        let options = Options::new(Trust::AcceptAny, "localhost");
+        let (conn, _events) =
+            banter_client::Connection::connect_on(&endpoint, server.addr(), options).await.unwrap();
+        let refused = conn.login("ada", "guess number n").await.unwrap_err();
+        answers.push(refused.code().unwrap());
+    }
+    assert_eq!(answers[..3], [ErrorCode::AUTH_FAILED; 3]);
+    assert!(answers[3..].iter().all(|&c| c == ErrorCode::RATE_LIMITED), "{answers:?}");
+}

@@ -108,8 +108,7 @@ pub(super) fn prepare(dir: &Path) -> Result<(), AdminError> {
     if dir.exists() && fs::read_dir(dir)?.next().is_some() {
         return Err(AdminError::Refused(format!("{} exists and is not empty", dir.display())));
     }
-    fs::create_dir_all(dir)?;
-    identity::restrict_dir(dir)?;
+    identity::create_private_dir(dir)?;
     Ok(())
 }
 
@@ -190,8 +189,7 @@ pub fn restore(backup: &Path, data_dir: &Path) -> Result<Manifest, AdminError> {
             data_dir.display()
         )));
     }
-    fs::create_dir_all(data_dir)?;
-    identity::restrict_dir(data_dir)?;
+    identity::create_private_dir(data_dir)?;
     let engine = SledEngine::open(&db_dir)?;
     let mut reader = BufReader::new(File::open(backup.join(RECORDS))?);
     let mut header = [0u8; 12];

@@ -14,6 +14,7 @@ use ed25519_dalek::{Signature, VerifyingKey};
 
 use super::{ConnCtx, RequestError, RequestIo, Result, check_text, text};
 use crate::auth::{RefreshToken, TokenError, Verified, same_secret};
+use crate::ratelimit::address_key;
 use crate::store::records::{SessionRecord, UserRecord};
 use crate::store::{Store, StoreError, Txn, keys};
 use crate::{Shared, wall_clock};
@@ -25,9 +26,22 @@ fn auth_failed() -> RequestError {
 
 fn rate_auth(ctx: &ConnCtx) -> Result<()> {
     ctx.rate("auth")?;
-    ctx.shared.auth_limiter.check(ctx.remote.ip(), Instant::now()).map_err(|retry| RequestError {
+    let address = address_key(ctx.remote.ip());
+    ctx.shared.auth_limiter.check(address, Instant::now()).map_err(|retry| RequestError {
         code: ErrorCode::RATE_LIMITED,
         message: "too many authentication attempts from this address".into(),
+        retry_after_ms: Some(retry),
+    })
+}
+
+/// Password and key logins also draw from the username's bucket, so that guessing one
+/// account's password from many addresses is as slow as from one (spec §12.4). The answer is
+/// the same whether the account exists.
+fn rate_auth_user(ctx: &ConnCtx, username: &str) -> Result<()> {
+    let name = username.to_ascii_lowercase();
+    ctx.shared.auth_user_limiter.check(name, Instant::now()).map_err(|retry| RequestError {
+        code: ErrorCode::RATE_LIMITED,
+        message: "too many authentication attempts for this account".into(),
         retry_after_ms: Some(retry),
     })
 }
@@ -185,6 +199,7 @@ fn find_user(ctx: &ConnCtx, username: &str) -> Result<Option<(UserId, UserRecord
 
 pub(super) async fn login(ctx: &ConnCtx, r: Login) -> Result<Vec<Message>> {
     rate_auth(ctx)?;
+    rate_auth_user(ctx, &r.username)?;
     check_text("device name", &r.device_name, false)?;
     let found = find_user(ctx, &r.username)?.filter(|(_, record)| !record.disabled);
     let stored = found.as_ref().map(|(_, record)| record.password_hash.clone());
@@ -221,6 +236,7 @@ pub(super) async fn key_login(
     io: &mut RequestIo<'_>,
 ) -> Result<Vec<Message>> {
     rate_auth(ctx)?;
+    rate_auth_user(ctx, &r.username)?;
     check_text("device name", &r.device_name, false)?;
     // Always challenge, so the answer does not reveal which accounts have keys.
     let mut nonce = [0u8; 32];

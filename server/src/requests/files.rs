@@ -53,6 +53,12 @@ pub(super) async fn upload(
     let (_, slot) = check_may_post(ctx, r.room, &record, &standing)?;
 
     let files = &ctx.shared.files;
+    let Some(_claim) = files.claim_upload(user, r.sha256) else {
+        return Err(RequestError::new(
+            ErrorCode::CONFLICT,
+            "this file is already being uploaded by this account",
+        ));
+    };
     let offset = files.resume_offset(user, &r.sha256, r.size).await;
     io.send(&UploadReady { offset }).await?;
     if offset < r.size {
