@@ -26,13 +26,16 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 pub(crate) struct FileStore {
     root: PathBuf,
     /// Uploads in progress, by (user, content): each has one partial file.
-    uploading: Arc<Mutex<HashSet<(UserId, [u8; 32])>>>,
+    uploading: Uploading,
 }
+
+/// Uploads in progress, by (user, content).
+type Uploading = Arc<Mutex<HashSet<(UserId, [u8; 32])>>>;
 
 /// An upload's claim on its partial file, released on drop.
 #[derive(Debug)]
 pub(crate) struct UploadClaim {
-    uploading: Arc<Mutex<HashSet<(UserId, [u8; 32])>>>,
+    uploading: Uploading,
     key: (UserId, [u8; 32]),
 }
 
