@@ -247,6 +247,10 @@ config! {
     refresh_grace_s: u64 = 30;
     /// Longest message text in bytes (at most 16384).
     max_message_bytes: u64 = 4000;
+    /// Different reactions one message may carry (HISTORY shows up to 64).
+    max_reactions_per_message: u32 = 64;
+    /// Edits one message may have.
+    max_edits_per_message: u32 = 100;
     /// Largest HISTORY / CATCH_UP page.
     max_history_page: u64 = 100;
     /// How long a disconnected session stays resumable, milliseconds.

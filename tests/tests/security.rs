@@ -458,3 +458,56 @@ async fn security_password_guessing_is_limited_per_account_across_addresses() {
     assert_eq!(answers[..3], [ErrorCode::AUTH_FAILED; 3]);
     assert!(answers[3..].iter().all(|&c| c == ErrorCode::RATE_LIMITED), "{answers:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_a_message_record_is_bounded_in_reactions_and_edits() {
+    let server = TestServer::start_with(|c| {
+        c.max_reactions_per_message = 2;
+        c.max_edits_per_message = 2;
+    })
+    .await;
+    let ada = server.user("ada").await;
+    let room = ada.create_room("general", false).await;
+    let seq = ada.post(room, "react to me").await.unwrap().seq;
+    let react =
+        |emoji: &str| React { room, target: seq, emoji: Text::new(emoji).unwrap(), on: true };
+    ada.conn.request_one(react("a")).await.unwrap();
+    ada.conn.request_one(react("b")).await.unwrap();
+    let third = ada.conn.request_one(react("c")).await.unwrap_err();
+    assert_eq!(third.code(), Some(ErrorCode::LIMIT_EXCEEDED));
+    // More of a reaction already there is fine.
+    let bob = server.user("bob").await;
+    bob.join(room).await.unwrap();
+    bob.conn.request_one(react("a")).await.unwrap();
+
+    for i in 0..2 {
+        let text = Text::new(format!("edit {i}")).unwrap();
+        ada.conn.request_one(Edit { room, target: seq, text }).await.unwrap();
+    }
+    let text = Text::new("one too many").unwrap();
+    let refused = ada.conn.request_one(Edit { room, target: seq, text }).await.unwrap_err();
+    assert_eq!(refused.code(), Some(ErrorCode::LIMIT_EXCEEDED));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_a_user_who_left_a_dm_can_open_it_again() {
+    let server = TestServer::start().await;
+    let ada = server.user("ada").await;
+    let _bob = server.user("bob").await;
+    let open = || DmOpen { username: Text::new("bob").unwrap() };
+    let dm = match ada.conn.request_one(open()).await.unwrap() {
+        Message::RoomInfo(info) => info.room.room,
+        other => panic!("expected ROOM_INFO, got {other:?}"),
+    };
+    ada.post(dm, "before").await.unwrap();
+    ada.conn.request_one(banter_client::protocol::message::RoomLeave { room: dm }).await.unwrap();
+    assert!(ada.post(dm, "after leaving").await.is_err());
+    match ada.conn.request_one(open()).await.unwrap() {
+        Message::RoomInfo(info) => {
+            assert_eq!(info.room.room, dm, "the same direct room");
+            assert!(info.room.joined, "not a member again");
+        }
+        other => panic!("expected ROOM_INFO, got {other:?}"),
+    }
+    ada.post(dm, "back").await.unwrap();
+}

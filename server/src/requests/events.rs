@@ -408,12 +408,21 @@ pub(super) async fn edit(ctx: &ConnCtx, r: Edit) -> Result<Vec<Message>> {
     ctx.rate("edit")?;
     let (record, _) = ctx.authorize(r.room, Action::Post)?;
     check_direct_block(ctx, &record, user)?;
+    let max_edits = ctx.shared.config.max_edits_per_message as usize;
     let appended = commit_entry(ctx, None, move |txn| {
         let room = r.room;
         member_in(txn, room, user)?;
         let (entry, mut state) = posted_in(txn, room, r.target)?;
         if entry.sender != user.0 {
             return Err(RequestError::new(ErrorCode::FORBIDDEN, "only the author may edit"));
+        }
+        // The message's record holds every edit's seq: bounded, so that its rewrite on the
+        // single writer stays cheap.
+        if state.edit_seqs.len() >= max_edits {
+            return Err(RequestError::new(
+                ErrorCode::LIMIT_EXCEEDED,
+                format!("a message can be edited at most {max_edits} times"),
+            ));
         }
         let mut record = room_in(txn, room)?;
         let body = r.text.into_string();
@@ -497,6 +506,7 @@ pub(super) async fn react(ctx: &ConnCtx, r: React) -> Result<Vec<Message>> {
     let (record, _) = ctx.authorize(r.room, Action::Post)?;
     check_direct_block(ctx, &record, user)?;
     let room = r.room;
+    let max_reactions = ctx.shared.config.max_reactions_per_message as usize;
     let appended = commit_entry(ctx, None, move |txn| {
         member_in(txn, room, user)?;
         let (_, mut state) = posted_in(txn, room, r.target)?;
@@ -505,6 +515,13 @@ pub(super) async fn react(ctx: &ConnCtx, r: React) -> Result<Vec<Message>> {
             return Ok(None); // no change: nothing appended (spec §6.4 REACT)
         }
         let emoji = r.emoji.into_string();
+        let new_kind = r.on && !state.reactions.iter().any(|(e, _)| *e == emoji);
+        if new_kind && state.reactions.len() >= max_reactions {
+            return Err(RequestError::new(
+                ErrorCode::LIMIT_EXCEEDED,
+                format!("a message takes at most {max_reactions} different reactions"),
+            ));
+        }
         match state.reactions.iter_mut().find(|(e, _)| *e == emoji) {
             Some((_, count)) if r.on => *count += 1,
             Some((_, count)) => *count = count.saturating_sub(1),

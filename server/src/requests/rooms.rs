@@ -393,7 +393,21 @@ pub(super) async fn dm_open(ctx: &ConnCtx, r: DmOpen) -> Result<Vec<Message>> {
         ));
     }
     if let Some(room) = ctx.shared.store.get::<u64>(&keys::direct(user, other))? {
-        return info(ctx, RoomId(room), user);
+        // A caller who left the direct room comes back to it (with its history).
+        let room = RoomId(room);
+        if ctx.shared.store.get::<MemberRecord>(&keys::member(room, user))?.is_none() {
+            commit_membership(ctx, move |txn| {
+                if txn.contains(&keys::member(room, user))? {
+                    return Ok(Vec::new());
+                }
+                let mut record = room_in(txn, room)?;
+                let back = add_member(txn, room, &mut record, user, user, Role::MEMBER)?;
+                txn.put(keys::room(room), &record);
+                Ok(vec![(back, Some((user, true)))])
+            })
+            .await?;
+        }
+        return info(ctx, room, user);
     }
     let appended = commit_membership(ctx, move |txn| {
         let pair_key = keys::direct(user, other);
