@@ -31,7 +31,6 @@ impl Fanout {
                 hub.add_member(room, UserId(n));
                 let id = ResumeId((u128::from(n)).to_be_bytes());
                 hub.create_session(id, UserId(n), SessionId(n), n as usize, Hello::INTEREST_ALL)
-                    .expect("no session caps")
             })
             .collect();
         let entry = LogEntry {

@@ -10,11 +10,11 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use banter_protocol::Frame;
 use banter_protocol::bounded::Text;
 use banter_protocol::ids::{ResumeId, RoomId, SessionId, UserId};
 use banter_protocol::message::{Hello, LivePaused, Presence, PresenceStatus, Typing, TypingState};
 use banter_protocol::session::ReplayBuffer;
+use banter_protocol::{ErrorCode, Frame};
 use bytes::Bytes;
 use prometheus_client::metrics::counter::Counter;
 use tokio::sync::{Notify, mpsc};
@@ -26,7 +26,7 @@ const EPHEMERAL_QUEUE: usize = 512;
 #[derive(Debug, Clone)]
 pub(crate) enum ConnCommand {
     /// Send ERROR on the control stream and close with this code.
-    Close(banter_protocol::ErrorCode, String),
+    Close(ErrorCode, String),
 }
 
 /// One resumable session: a device's numbered events stream, which outlives connections for
@@ -202,10 +202,6 @@ impl SessionLimits {
     }
 }
 
-/// Too many sessions of a user or login are attached to live connections.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct TooManySessions;
-
 #[derive(Debug, Default)]
 struct HubState {
     members: HashMap<RoomId, HashSet<UserId>>,
@@ -222,32 +218,36 @@ struct HubState {
 
 impl HubState {
     /// Makes room for one more session of `user` among those `counted` picks, keeping fewer
-    /// than `cap`: the sessions detached longest go first (their resume is lost; the client
-    /// catches up). Refuses when every counted session is attached to a live connection.
+    /// than `cap`: the session detached longest goes first (its resume is lost; the client
+    /// catches up), else the oldest live one, whose connection is returned to be closed.
+    /// Memory stays bounded, and nobody is locked out by sessions that linger.
     fn make_room(
         &mut self,
         user: UserId,
         cap: usize,
         counted: impl Fn(&Session) -> bool,
-    ) -> Result<(), TooManySessions> {
+    ) -> Vec<usize> {
+        let mut to_close = Vec::new();
         if cap == 0 {
-            return Ok(());
+            return to_close;
         }
         loop {
             let sessions = self.sessions_of.get(&user).map(Vec::as_slice).unwrap_or_default();
             let counted: Vec<&Arc<Session>> = sessions.iter().filter(|s| counted(s)).collect();
             if counted.len() < cap {
-                return Ok(());
+                return to_close;
             }
-            let oldest = counted
+            let detached = counted
                 .iter()
                 .filter_map(|s| s.lock().detached_at.map(|at| (at, s.id)))
                 .min_by_key(|(at, _)| *at)
                 .map(|(_, id)| id);
-            match oldest {
-                Some(id) => self.remove_session(id),
-                None => return Err(TooManySessions),
+            // Sessions are kept in creation order: the first counted one is the oldest.
+            let evicted = detached.unwrap_or(counted[0].id);
+            if let Some(conn) = self.sessions.get(&evicted).and_then(|s| s.lock().attached) {
+                to_close.push(conn);
             }
+            self.remove_session(evicted);
         }
     }
 
@@ -407,7 +407,7 @@ impl Hub {
     }
 
     /// Creates a session for a HELLO and attaches `conn` to it, within the caps on sessions
-    /// per login and per user (the oldest detached ones make room).
+    /// per login and per user (older sessions make room, see `HubState::make_room`).
     pub(crate) fn create_session(
         &self,
         id: ResumeId,
@@ -415,7 +415,7 @@ impl Hub {
         login: SessionId,
         conn: usize,
         interests: u64,
-    ) -> Result<Arc<Session>, TooManySessions> {
+    ) -> Arc<Session> {
         let session = Arc::new(Session {
             id,
             user,
@@ -436,13 +436,16 @@ impl Hub {
             }),
         });
         let mut state = self.lock();
-        state.make_room(user, self.limits.per_login, |s| s.login == login)?;
-        state.make_room(user, self.limits.per_user, |_| true)?;
+        let mut to_close = state.make_room(user, self.limits.per_login, |s| s.login == login);
+        to_close.extend(state.make_room(user, self.limits.per_user, |_| true));
         state.sessions.insert(id, session.clone());
         state.sessions_of.entry(user).or_default().push(session.clone());
         drop(state);
+        for old in to_close {
+            self.close_connection(old, ErrorCode::SESSION_REPLACED, "too many sessions");
+        }
         self.presence_changed(user);
-        Ok(session)
+        session
     }
 
     pub(crate) fn find_session(&self, id: &ResumeId) -> Option<Arc<Session>> {
@@ -488,12 +491,7 @@ impl Hub {
 
     /// Ends every session of a login session (logout, revocation) and tells its connections
     /// to close.
-    pub(crate) fn revoke_login(
-        &self,
-        login: SessionId,
-        code: banter_protocol::ErrorCode,
-        reason: &str,
-    ) {
+    pub(crate) fn revoke_login(&self, login: SessionId, code: ErrorCode, reason: &str) {
         let mut state = self.lock();
         let connections = state.connections.remove(&login).unwrap_or_default();
         let ids: Vec<ResumeId> =
@@ -528,12 +526,7 @@ impl Hub {
     }
 
     /// Tells a connection (by id) to close.
-    pub(crate) fn close_connection(
-        &self,
-        conn: usize,
-        code: banter_protocol::ErrorCode,
-        reason: &str,
-    ) {
+    pub(crate) fn close_connection(&self, conn: usize, code: ErrorCode, reason: &str) {
         let state = self.lock();
         for list in state.connections.values() {
             for (id, commands) in list {
@@ -732,7 +725,7 @@ mod tests {
         let hub = hub(100);
         let room = RoomId(1);
         hub.add_member(room, UserId(1));
-        let session = hub.create_session(ResumeId([0; 16]), UserId(1), SessionId(1), 7, 0).unwrap();
+        let session = hub.create_session(ResumeId([0; 16]), UserId(1), SessionId(1), 7, 0);
         for seq in 1..=10 {
             hub.publish(room, seq, UserId(2), None, |_, _| vec![0x3f; 40]);
         }
@@ -755,8 +748,8 @@ mod tests {
         let room = RoomId(1);
         hub.add_member(room, UserId(1));
         hub.add_member(room, UserId(2));
-        let author = hub.create_session(ResumeId([1; 16]), UserId(1), SessionId(1), 1, 0).unwrap();
-        let other = hub.create_session(ResumeId([2; 16]), UserId(2), SessionId(2), 2, 0).unwrap();
+        let author = hub.create_session(ResumeId([1; 16]), UserId(1), SessionId(1), 1, 0);
+        let other = hub.create_session(ResumeId([2; 16]), UserId(2), SessionId(2), 2, 0);
         hub.publish(room, 1, UserId(1), None, |_, to_author| vec![u8::from(to_author)]);
         assert_eq!(author.take_events().unwrap()[0].as_ref(), [1]);
         assert_eq!(other.take_events().unwrap()[0].as_ref(), [0]);
@@ -775,23 +768,27 @@ mod tests {
         limits.per_user = 3;
         let hub = Hub::new(limits);
         let (user, login) = (UserId(1), SessionId(1));
-        let first = hub.create_session(ResumeId([1; 16]), user, login, 1, 0).unwrap();
-        let second = hub.create_session(ResumeId([2; 16]), user, login, 2, 0).unwrap();
-        // Both live: a third HELLO of the login is refused.
-        assert!(hub.create_session(ResumeId([3; 16]), user, login, 3, 0).is_err());
-        // Once one is detached, it makes room (the one detached longest goes).
-        hub.detach(&first, 1);
+        let (commands, mut closes) = mpsc::unbounded_channel();
+        hub.register_connection(login, 1, commands);
+        let first = hub.create_session(ResumeId([1; 16]), user, login, 1, 0);
+        let second = hub.create_session(ResumeId([2; 16]), user, login, 2, 0);
+        // Both live: a third HELLO of the login ends the oldest live one.
+        hub.create_session(ResumeId([3; 16]), user, login, 3, 0);
+        assert!(hub.find_session(&ResumeId([1; 16])).is_none(), "the oldest stayed");
+        assert!(matches!(
+            closes.try_recv(),
+            Ok(ConnCommand::Close(ErrorCode::SESSION_REPLACED, _))
+        ));
+        // A detached one goes before any live one.
         hub.detach(&second, 2);
-        hub.create_session(ResumeId([3; 16]), user, login, 3, 0).unwrap();
-        assert!(hub.find_session(&ResumeId([1; 16])).is_none(), "the oldest detached stayed");
-        assert!(hub.find_session(&ResumeId([2; 16])).is_some());
-        // Across logins, the per-user cap holds too.
-        hub.create_session(ResumeId([4; 16]), user, SessionId(2), 4, 0).unwrap();
-        assert!(hub.find_session(&ResumeId([2; 16])).is_some(), "evicted below the cap");
-        hub.create_session(ResumeId([5; 16]), user, SessionId(3), 5, 0).unwrap();
+        hub.create_session(ResumeId([4; 16]), user, login, 4, 0);
         assert!(hub.find_session(&ResumeId([2; 16])).is_none(), "the detached one stayed");
-        assert!(hub.create_session(ResumeId([6; 16]), user, SessionId(4), 6, 0).is_err());
+        assert!(hub.find_session(&ResumeId([3; 16])).is_some());
+        // Across logins, the per-user cap holds too.
+        hub.create_session(ResumeId([5; 16]), user, SessionId(2), 5, 0);
+        hub.create_session(ResumeId([6; 16]), user, SessionId(3), 6, 0);
         assert_eq!(hub.session_count(), 3);
+        drop(first);
     }
 
     #[test]

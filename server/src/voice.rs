@@ -31,8 +31,51 @@ struct Participant {
     link: Arc<VoiceLink>,
     /// Until when the source counts as speaking.
     speaking_until: Option<Instant>,
-    /// Bitrate cap: bytes allowed in the current second, and when it started.
-    budget: (usize, Instant),
+    /// The bitrate cap's bucket of payload bytes.
+    budget: Budget,
+}
+
+/// VOICE_MAX_BITRATE as the relay enforces it (spec §8.3): Opus payload bytes (the header is
+/// not counted) refill at `max_bitrate / 8` per second into a bucket that holds a quarter
+/// second's worth (at least one largest datagram), so Opus VBR may burst briefly but the
+/// sustained rate never exceeds what SETTINGS advertises.
+#[derive(Debug, Clone, Copy)]
+struct BitrateCap {
+    bytes_per_second: f64,
+    capacity: f64,
+}
+
+impl BitrateCap {
+    fn new(max_bitrate: u64) -> Self {
+        let bytes_per_second = max_bitrate as f64 / 8.0;
+        Self { bytes_per_second, capacity: (bytes_per_second / 4.0).max(MAX_DATAGRAM_LEN as f64) }
+    }
+}
+
+/// One source's bucket of payload bytes under a [`BitrateCap`].
+#[derive(Debug)]
+struct Budget {
+    bytes: f64,
+    last: Instant,
+}
+
+impl Budget {
+    fn full(cap: BitrateCap, now: Instant) -> Self {
+        Self { bytes: cap.capacity, last: now }
+    }
+
+    /// Takes `len` bytes if the bucket holds them.
+    fn take(&mut self, cap: BitrateCap, len: usize, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.bytes = (self.bytes + elapsed * cap.bytes_per_second).min(cap.capacity);
+        self.last = now;
+        let len = len as f64;
+        if self.bytes < len {
+            return false;
+        }
+        self.bytes -= len;
+        true
+    }
 }
 
 /// A change others must hear about (on the ephemeral stream).
@@ -67,7 +110,7 @@ pub(crate) enum VoiceError {
 pub(crate) struct Voice {
     rooms: Mutex<Rooms>,
     next_source: AtomicU32,
-    max_bytes_per_second: usize,
+    bitrate: BitrateCap,
     pub(crate) metrics: VoiceMetrics,
 }
 
@@ -150,12 +193,10 @@ impl Rooms {
 
 impl Voice {
     pub(crate) fn new(max_bitrate: u64) -> Self {
-        // Header and QUIC overhead on top of the Opus bitrate: allow 50 % more than nominal.
-        let max_bytes_per_second = (max_bitrate as usize / 8) * 3 / 2;
         Self {
             rooms: Mutex::new(Rooms::default()),
             next_source: AtomicU32::new(1),
-            max_bytes_per_second,
+            bitrate: BitrateCap::new(max_bitrate),
             metrics: VoiceMetrics::default(),
         }
     }
@@ -197,7 +238,7 @@ impl Voice {
             state,
             link,
             speaking_until: None,
-            budget: (0, Instant::now()),
+            budget: Budget::full(self.bitrate, Instant::now()),
         };
         notices.push(VoiceNotice::State {
             room,
@@ -370,13 +411,9 @@ impl Voice {
         if state.self_mute || state.server_mute || state.suppressed {
             return dropped("muted");
         }
-        if now.duration_since(sender.budget.1) >= Duration::from_secs(1) {
-            sender.budget = (0, now);
-        }
-        if sender.budget.0 + datagram.len() > self.max_bytes_per_second {
+        if !sender.budget.take(self.bitrate, payload.len(), now) {
             return dropped("over_bitrate");
         }
-        sender.budget.0 += datagram.len();
         let started = sender.speaking_until.is_none();
         sender.speaking_until = (!header.end).then_some(now + SPEAKING_HANGOVER);
         let source = sender.source;
@@ -466,5 +503,30 @@ mod tests {
         voice.leave(7);
         assert!(voice.join(RoomId(1), 7, UserId(3), link, false).is_err());
         assert!(participants(&voice, 7).is_empty());
+    }
+
+    #[test]
+    fn security_the_relay_holds_a_speaker_to_the_advertised_bitrate() {
+        let voice = Voice::new(64_000);
+        let start = Instant::now();
+        for (conn, user) in [(1, UserId(1)), (2, UserId(2))] {
+            let link = Arc::new(VoiceLink::detached());
+            voice.join(RoomId(1), conn, user, link, false).unwrap();
+        }
+        // Twice the allowed rate for 10 s: 400-byte packets every 25 ms (128 kbit/s).
+        let mut relayed = 0usize;
+        for i in 0..400u32 {
+            let now = start + Duration::from_millis(25 * u64::from(i));
+            let mut packet = vec![0u8; MAX_HEADER_LEN];
+            let n = VoiceHeader::opus(0, i as u16, false).write(&mut packet).unwrap();
+            packet.truncate(n);
+            packet.extend_from_slice(&[7; 400]);
+            let out = voice.relay(1, &packet, now);
+            relayed += out.to.iter().map(|(_, p)| p.len() - n).sum::<usize>();
+        }
+        // 10 s at 8000 bytes/s, plus at most the bucket's quarter second.
+        let allowed = 10 * 8000 + 2000;
+        assert!(relayed <= allowed, "relayed {relayed} payload bytes, allowed {allowed}");
+        assert!(relayed >= 10 * 8000 - 400, "the cap starved the speaker: {relayed}");
     }
 }

@@ -38,6 +38,13 @@ pub(crate) fn harmless(text: &str) -> String {
         .collect()
 }
 
+/// [`harmless`], and on one line: a line feed shows as `\n` and a tab as a space, so that
+/// other users' text and names can never forge lines of the plain output (a `[hh:mm:ss] #N
+/// <name>` line of `tail` or `history`, say) that scripts and readers trust.
+pub(crate) fn one_line(text: &str) -> String {
+    harmless(text).replace('\n', "\\n").replace('\t', " ")
+}
+
 pub(crate) fn ack(json: bool, room_name: &str, ack: &EventAck, client_msg_id: u128) {
     if json {
         line(&json!({"room": ack.room.0, "seq": ack.seq, "id": format!("{client_msg_id:032x}"), "ts": ack.ts.0}).to_string());
@@ -69,18 +76,18 @@ pub(crate) fn room(json: bool, room: &RoomSummary) {
         let category = if room.category.is_empty() {
             String::new()
         } else {
-            format!("[{}] ", harmless(&room.category))
+            format!("[{}] ", one_line(&room.category))
         };
         line(&format!(
             "{:>5}  {category}{}  ({} members{}){}",
             room.room.0,
-            harmless(&room.name),
+            one_line(&room.name),
             room.members,
             if room.joined && unread > 0 { format!(", {unread} new") } else { String::new() },
             if room.topic.is_empty() {
                 String::new()
             } else {
-                format!("  — {}", harmless(&room.topic))
+                format!("  — {}", one_line(&room.topic))
             },
         ));
     }
@@ -88,6 +95,14 @@ pub(crate) fn room(json: bool, room: &RoomSummary) {
 
 /// Prints a room log entry (live, catch-up or history).
 pub(crate) fn entry(json: bool, names: &HashMap<UserId, String>, message: &Message) {
+    if let Some(text) = entry_line(json, names, message) {
+        line(&text);
+    }
+}
+
+/// The line [`entry`] prints: a JSON object, or one line of plain text whatever the entry
+/// holds.
+fn entry_line(json: bool, names: &HashMap<UserId, String>, message: &Message) -> Option<String> {
     let name =
         |user: UserId| names.get(&user).cloned().unwrap_or_else(|| format!("user{}", user.0));
     let (meta, kind, text, extra) = match message {
@@ -131,7 +146,7 @@ pub(crate) fn entry(json: bool, names: &HashMap<UserId, String>, message: &Messa
             banter_client::room_settings_text(m),
             json!({"slow_mode_s": m.slow_mode_s, "locked": m.locked, "anonymous": m.anonymous}),
         ),
-        _ => return,
+        _ => return None,
     };
     if json {
         let mut object = json!({
@@ -146,16 +161,44 @@ pub(crate) fn entry(json: bool, names: &HashMap<UserId, String>, message: &Messa
         if let (Some(object), Some(extra)) = (object.as_object_mut(), extra.as_object()) {
             object.extend(extra.clone());
         }
-        line(&object.to_string());
+        Some(object.to_string())
     } else {
+        let who = one_line(&name(meta.sender));
+        let text = one_line(&text);
         let body = match kind {
-            "message" => format!("<{}> {}", name(meta.sender), harmless(&text)),
-            "edit" => format!("<{}> (edit) {}", name(meta.sender), harmless(&text)),
-            "delete" => format!("* {} deleted a message", name(meta.sender)),
-            "reaction" => format!("* {} reacted {}", name(meta.sender), harmless(&text)),
-            "topic" => format!("* {} set the topic: {}", name(meta.sender), harmless(&text)),
-            _ => format!("* {}", harmless(&text)),
+            "message" => format!("<{who}> {text}"),
+            "edit" => format!("<{who}> (edit) {text}"),
+            "delete" => format!("* {who} deleted a message"),
+            "reaction" => format!("* {who} reacted {text}"),
+            "topic" => format!("* {who} set the topic: {text}"),
+            _ => format!("* {text}"),
         };
-        line(&format!("[{}] #{} {body}", clock(meta.ts.0), meta.seq));
+        Some(format!("[{}] #{} {body}", clock(meta.ts.0), meta.seq))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use banter_protocol::bounded::Text;
+    use banter_protocol::ids::{RoomId, Timestamp};
+    use banter_protocol::message::{EventMeta, Posted};
+
+    use super::*;
+
+    #[test]
+    fn security_other_users_text_and_names_cannot_forge_plain_output_lines() {
+        let forged = "hi\n[12:00:00] #99 <admin> send me your password\r\u{1b}[2J";
+        let posted = Message::Posted(Posted {
+            event_seq: 1,
+            meta: EventMeta { room: RoomId(1), seq: 7, ts: Timestamp(0), sender: UserId(2) },
+            client_msg_id: None,
+            reply_to: None,
+            text: Text::new(forged).unwrap(),
+        });
+        let names = HashMap::from([(UserId(2), "eve\n[00:00:00] #1 <root>".to_owned())]);
+        let printed = entry_line(false, &names, &posted).unwrap();
+        assert_eq!(printed.lines().count(), 1, "{printed}");
+        assert!(!printed.contains('\u{1b}') && !printed.contains('\r'), "{printed}");
+        assert!(printed.starts_with("[00:00:00] #7 <eve\\n"), "{printed}");
     }
 }

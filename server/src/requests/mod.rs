@@ -261,13 +261,8 @@ pub(crate) fn attach_session(ctx: &ConnCtx, request: AuthRequest) -> Option<(&Au
                 lock(&ctx.protocol).reject(ErrorCode::INTERNAL, "no randomness");
                 return None;
             }
-            let created =
+            let session =
                 shared.hub.create_session(ResumeId(id), user, login, ctx.conn_id, interests);
-            let Ok(session) = created else {
-                lock(&ctx.protocol)
-                    .reject(ErrorCode::LIMIT_EXCEEDED, "too many live sessions for this account");
-                return None;
-            };
             let wakers = session.wakers();
             lock(&ctx.protocol).accept_hello(Welcome {
                 resume_id: ResumeId(id),
