@@ -356,8 +356,10 @@ banter_status banter_client_voice_pull(const banter_client *client,
 // `client` is a live client.
 banter_status banter_client_voice_mute(const banter_client *client, bool mute);
 
-// A new configuration: server `127.0.0.1:4433`, trusting any certificate (call one of the
-// trust setters for anything but a local test server). Never NULL.
+// A new configuration: server `127.0.0.1:4433`, and no certificate trust yet: connecting
+// fails with BANTER_CERTIFICATE_UNTRUSTED until one of banter_config_set_pinned_fingerprint(),
+// banter_config_set_ca_file() or (explicitly, for development or trust on first use)
+// banter_config_accept_any_certificate() is called. Never NULL.
 banter_config *banter_config_new(void);
 
 // Frees a configuration. NULL is ignored.

@@ -147,7 +147,14 @@ fn start(
         .rsplit_once(':')
         .map_or(config.server.as_str(), |(h, _)| h)
         .trim_matches(['[', ']']);
-    let options = Options::new(config.trust.clone(), host);
+    let trust = config.trust.clone().ok_or_else(|| {
+        Failure::new(
+            BANTER_CERTIFICATE_UNTRUSTED,
+            "no certificate trust configured: set a pinned fingerprint or a CA file (or accept \
+             any certificate explicitly)",
+        )
+    })?;
+    let options = Options::new(trust, host);
     let (credentials, fingerprint) = runtime
         .block_on(Client::authenticate(addr, options.clone(), username, password, register))
         .map_err(|e| match e {

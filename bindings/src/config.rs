@@ -10,17 +10,18 @@ use crate::status::*;
 #[derive(Debug)]
 pub struct banter_config {
     pub(crate) server: String,
-    pub(crate) trust: Trust,
+    /// None until the embedder chooses: connecting without a choice is refused, so that a
+    /// client that never set a pin or a CA cannot send a password to whoever answers.
+    pub(crate) trust: Option<Trust>,
 }
 
-/// A new configuration: server `127.0.0.1:4433`, trusting any certificate (call one of the
-/// trust setters for anything but a local test server). Never NULL.
+/// A new configuration: server `127.0.0.1:4433`, and no certificate trust yet: connecting
+/// fails with BANTER_CERTIFICATE_UNTRUSTED until one of banter_config_set_pinned_fingerprint(),
+/// banter_config_set_ca_file() or (explicitly, for development or trust on first use)
+/// banter_config_accept_any_certificate() is called. Never NULL.
 #[unsafe(no_mangle)]
 pub extern "C" fn banter_config_new() -> *mut banter_config {
-    Box::into_raw(Box::new(banter_config {
-        server: "127.0.0.1:4433".into(),
-        trust: Trust::AcceptAny,
-    }))
+    Box::into_raw(Box::new(banter_config { server: "127.0.0.1:4433".into(), trust: None }))
 }
 
 /// Frees a configuration. NULL is ignored.
@@ -79,7 +80,7 @@ pub unsafe extern "C" fn banter_config_set_pinned_fingerprint(
         let mut pin = [0u8; 32];
         // SAFETY: the caller guarantees 32 readable bytes.
         pin.copy_from_slice(unsafe { std::slice::from_raw_parts(fingerprint, 32) });
-        config_mut(config)?.trust = Trust::Pinned(pin);
+        config_mut(config)?.trust = Some(Trust::Pinned(pin));
         Ok(())
     })
 }
@@ -99,7 +100,7 @@ pub unsafe extern "C" fn banter_config_set_ca_file(
         let path = unsafe { str_arg(path, len) }?;
         let roots = ::banter_client::tls::load_pem_certificates(std::path::Path::new(path))
             .map_err(|e| Failure::new(banter_status::BANTER_INVALID_ARGUMENT, e.to_string()))?;
-        config_mut(config)?.trust = Trust::CustomCa(roots);
+        config_mut(config)?.trust = Some(Trust::CustomCa(roots));
         Ok(())
     })
 }
@@ -114,7 +115,7 @@ pub unsafe extern "C" fn banter_config_accept_any_certificate(
     config: *mut banter_config,
 ) -> banter_status {
     guard(|| {
-        config_mut(config)?.trust = Trust::AcceptAny;
+        config_mut(config)?.trust = Some(Trust::AcceptAny);
         Ok(())
     })
 }

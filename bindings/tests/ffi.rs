@@ -59,6 +59,14 @@ fn null_and_invalid_arguments_are_errors_with_a_message() {
             banter_status::BANTER_NULL_ARGUMENT
         );
         assert!(client.is_null(), "out-parameters are written only on success");
+        // No pin, no CA, no explicit choice: refused before any password leaves.
+        assert_eq!(
+            banter_login(config, c"ada".as_ptr(), 3, c"pw".as_ptr(), 2, &mut client),
+            banter_status::BANTER_CERTIFICATE_UNTRUSTED
+        );
+        let error = CStr::from_ptr(banter_last_error()).to_string_lossy().into_owned();
+        assert!(error.contains("no certificate trust configured"), "{error}");
+        assert!(client.is_null());
         banter_config_free(config);
 
         let mut event = ptr::null_mut();

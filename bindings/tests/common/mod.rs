@@ -6,8 +6,9 @@ use std::ptr;
 
 use banter::*;
 
-/// Registers `user` on `server` through the C API, optionally pinning a certificate
-/// fingerprint; the status, the client (NULL unless OK) and banter_last_error().
+/// Registers `user` on `server` through the C API, pinning a certificate fingerprint or
+/// (without one) accepting any certificate explicitly; the status, the client (NULL unless
+/// OK) and banter_last_error().
 pub(crate) fn register(
     server: &str,
     user: &str,
@@ -20,9 +21,10 @@ pub(crate) fn register(
     unsafe {
         let config = banter_config_new();
         banter_config_set_server(config, server.as_ptr().cast::<c_char>(), server.len());
-        if let Some(pin) = pin {
-            banter_config_set_pinned_fingerprint(config, pin.as_ptr());
-        }
+        match pin {
+            Some(pin) => banter_config_set_pinned_fingerprint(config, pin.as_ptr()),
+            None => banter_config_accept_any_certificate(config),
+        };
         let status = banter_register(
             config,
             user.as_ptr().cast(),
