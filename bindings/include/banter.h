@@ -306,7 +306,9 @@ int32_t banter_client_event_fd(const banter_client *client);
 
 // Sets (or, with NULL, clears) a callback that receives every event on a library thread.
 // The event is borrowed for the call. The callback may call any libbanter function except
-// banter_client_free() on this client.
+// banter_client_free() on this client. When this returns, the previous callback is not
+// running and will not be called again (so its `user_data` may be freed), unless this is
+// called from that callback, which then finishes on its own.
 //
 // # Safety
 // `client` is a live client; `callback` stays callable and `user_data` valid until cleared.
@@ -465,8 +467,10 @@ const char *banter_last_error(void);
 // this thread, else 0.
 uint64_t banter_last_server_error(void);
 
-// A static, NUL-terminated name for a status.
-const char *banter_status_str(banter_status status);
+// A static, NUL-terminated name for `status`, a banter_status value ("unknown status" for
+// any other number). It takes an integer because C may pass any int where an enum is
+// declared, and a Rust enum holding an undeclared value is undefined behaviour.
+const char *banter_status_str(uint32_t status);
 
 #ifdef __cplusplus
 }  // extern "C"

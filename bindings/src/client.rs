@@ -40,11 +40,12 @@ pub struct banter_client {
     voice: Mutex<Option<Voice>>,
 }
 
-/// The client's voice room, if it joined one.
+/// The client's voice room, if it joined one. What it hears has its own lock, so a pull that
+/// waits for audio never holds up push, mute or leave.
 #[derive(Debug)]
 struct Voice {
     session: ::banter_client::voice::VoiceSession,
-    heard: tokio::sync::mpsc::Receiver<banter_codec::Frame>,
+    heard: Arc<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<banter_codec::Frame>>>,
     muted: bool,
 }
 
@@ -52,6 +53,9 @@ struct Voice {
 struct Queue {
     events: VecDeque<banter_event>,
     callback: Option<(unsafe extern "C" fn(*mut c_void, *const banter_event), usize)>,
+    /// A callback is running on the dispatcher thread (set and cleared under this lock, so
+    /// whoever changes the callback can wait until the old one has returned).
+    calling: bool,
 }
 
 /// The event queue, shared by the forwarding task, the dispatcher thread and callers.
@@ -175,7 +179,7 @@ fn start(
     let (reader, writer) =
         std::io::pipe().map_err(|e| Failure::new(BANTER_INTERNAL, e.to_string()))?;
     let shared = Arc::new(Shared {
-        queue: Mutex::new(Queue { events: VecDeque::new(), callback: None }),
+        queue: Mutex::new(Queue { events: VecDeque::new(), callback: None, calling: false }),
         ready: Condvar::new(),
         reader: Mutex::new(reader),
         writer: Mutex::new(writer),
@@ -203,22 +207,41 @@ fn start(
             }
         }
     });
-    let dispatch = shared.clone();
-    let dispatcher = std::thread::Builder::new()
-        .name("libbanter-callbacks".into())
-        .spawn(move || dispatch_callbacks(&dispatch))
-        .map_err(|e| Failure::new(BANTER_INTERNAL, e.to_string()))?;
-    let handle = banter_client {
+    let mut handle = banter_client {
         runtime: Some(runtime),
         client,
         shared,
         fingerprint,
-        dispatcher: Some(dispatcher),
+        dispatcher: None,
         voice: Mutex::new(None),
     };
+    // From here a failure drops `handle`, which stops everything started so far.
     handle.block_on(handle.client.connection())??;
     learn_names(&handle);
+    let dispatch = handle.shared.clone();
+    handle.dispatcher = Some(
+        std::thread::Builder::new()
+            .name("libbanter-callbacks".into())
+            .spawn(move || dispatch_callbacks(&dispatch))
+            .map_err(|e| Failure::new(BANTER_INTERNAL, e.to_string()))?,
+    );
     Ok(handle)
+}
+
+impl Drop for banter_client {
+    /// Leaves voice, stops the dispatcher thread (after a callback in progress returns) and
+    /// the runtime.
+    fn drop(&mut self) {
+        drop(lock(&self.voice).take());
+        self.shared.stop.store(true, Ordering::Release);
+        self.shared.ready.notify_all();
+        if let Some(dispatcher) = self.dispatcher.take() {
+            let _ = dispatcher.join();
+        }
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_timeout(Duration::from_secs(1));
+        }
+    }
 }
 
 /// Loads the members of the user's rooms so events carry sender names.
@@ -239,11 +262,14 @@ fn dispatch_callbacks(shared: &Shared) {
         match queue.callback {
             Some((callback, user)) if !queue.events.is_empty() => {
                 let Some(event) = shared.pop_locked(&mut queue) else { continue };
+                queue.calling = true;
                 drop(queue);
                 // SAFETY: the application registered this function for exactly this call
                 // shape; the event lives until after the call.
                 unsafe { callback(user as *mut c_void, &event) };
                 queue = lock(&shared.queue);
+                queue.calling = false;
+                shared.ready.notify_all();
             }
             _ => {
                 queue = shared
@@ -331,16 +357,7 @@ pub unsafe extern "C" fn banter_client_free(client: *mut banter_client) {
     }
     guard_value((), || {
         // SAFETY: from Box::into_raw in banter_register/banter_login, freed once.
-        let mut client = unsafe { Box::from_raw(client) };
-        drop(lock(&client.voice).take());
-        client.shared.stop.store(true, Ordering::Release);
-        client.shared.ready.notify_all();
-        if let Some(dispatcher) = client.dispatcher.take() {
-            let _ = dispatcher.join();
-        }
-        if let Some(runtime) = client.runtime.take() {
-            runtime.shutdown_timeout(Duration::from_secs(1));
-        }
+        drop(unsafe { Box::from_raw(client) });
     });
 }
 
@@ -791,7 +808,9 @@ pub unsafe extern "C" fn banter_client_event_fd(client: *const banter_client) ->
 
 /// Sets (or, with NULL, clears) a callback that receives every event on a library thread.
 /// The event is borrowed for the call. The callback may call any libbanter function except
-/// banter_client_free() on this client.
+/// banter_client_free() on this client. When this returns, the previous callback is not
+/// running and will not be called again (so its `user_data` may be freed), unless this is
+/// called from that callback, which then finishes on its own.
 ///
 /// # Safety
 /// `client` is a live client; `callback` stays callable and `user_data` valid until cleared.
@@ -802,9 +821,18 @@ pub unsafe extern "C" fn banter_client_set_callback(
     user_data: *mut c_void,
 ) -> banter_status {
     guard(|| {
-        let shared = &client_ref(client)?.shared;
-        lock(&shared.queue).callback = callback.map(|f| (f, user_data as usize));
+        let client = client_ref(client)?;
+        let shared = &client.shared;
+        let mut queue = lock(&shared.queue);
+        queue.callback = callback.map(|f| (f, user_data as usize));
         shared.ready.notify_all();
+        let on_dispatcher = client
+            .dispatcher
+            .as_ref()
+            .is_some_and(|dispatcher| dispatcher.thread().id() == std::thread::current().id());
+        while queue.calling && !on_dispatcher {
+            queue = shared.ready.wait(queue).unwrap_or_else(|e| e.into_inner());
+        }
         Ok(())
     })
 }
@@ -833,6 +861,7 @@ pub unsafe extern "C" fn banter_client_voice_join(
             RoomId(room),
             settings,
         ))??;
+        let heard = Arc::new(tokio::sync::Mutex::new(heard));
         *lock(&client.voice) = Some(Voice { session, heard, muted: false });
         Ok(())
     })
@@ -909,16 +938,19 @@ pub unsafe extern "C" fn banter_client_voice_pull(
         if samples != banter_codec::FRAME_SAMPLES {
             return Err(Failure::new(BANTER_INVALID_ARGUMENT, "a frame is 960 samples"));
         }
-        let mut voice = lock(&client.voice);
-        let voice =
-            voice.as_mut().ok_or_else(|| Failure::new(BANTER_INVALID_ARGUMENT, "not in voice"))?;
+        let heard = lock(&client.voice)
+            .as_ref()
+            .map(|voice| voice.heard.clone())
+            .ok_or_else(|| Failure::new(BANTER_INVALID_ARGUMENT, "not in voice"))?;
         let wait = Duration::from_millis(u64::from(timeout_ms));
         let runtime = client
             .runtime
             .as_ref()
             .ok_or_else(|| Failure::new(BANTER_INTERNAL, "shutting down"))?;
         let frame = runtime
-            .block_on(async { tokio::time::timeout(wait, voice.heard.recv()).await })
+            .block_on(async {
+                tokio::time::timeout(wait, async { heard.lock().await.recv().await }).await
+            })
             .map_err(|_| Failure::new(BANTER_TIMEOUT, "no audio in time"))?
             .ok_or_else(|| Failure::new(BANTER_CONNECTION_LOST, "voice ended"))?;
         // SAFETY: non-NULL and the caller guarantees room for `samples` (= 960) samples.

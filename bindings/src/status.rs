@@ -164,22 +164,49 @@ pub extern "C" fn banter_last_server_error() -> u64 {
     LAST_ERROR.with(|last| last.borrow().server_code)
 }
 
-/// A static, NUL-terminated name for a status.
+impl banter_status {
+    /// Every status, to map an integer from C back to one without undefined behaviour.
+    const ALL: [Self; 12] = [
+        BANTER_OK,
+        BANTER_NULL_ARGUMENT,
+        BANTER_INVALID_UTF8,
+        BANTER_INVALID_ARGUMENT,
+        BANTER_TIMEOUT,
+        BANTER_CONNECT_FAILED,
+        BANTER_CERTIFICATE_UNTRUSTED,
+        BANTER_AUTH_FAILED,
+        BANTER_SERVER_ERROR,
+        BANTER_CONNECTION_LOST,
+        BANTER_PANIC,
+        BANTER_INTERNAL,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            BANTER_OK => "ok\0",
+            BANTER_NULL_ARGUMENT => "NULL argument\0",
+            BANTER_INVALID_UTF8 => "invalid UTF-8\0",
+            BANTER_INVALID_ARGUMENT => "invalid argument\0",
+            BANTER_TIMEOUT => "timed out\0",
+            BANTER_CONNECT_FAILED => "could not connect\0",
+            BANTER_CERTIFICATE_UNTRUSTED => "server certificate not trusted\0",
+            BANTER_AUTH_FAILED => "authentication failed\0",
+            BANTER_SERVER_ERROR => "refused by the server\0",
+            BANTER_CONNECTION_LOST => "connection lost\0",
+            BANTER_PANIC => "internal error (panic)\0",
+            BANTER_INTERNAL => "internal error\0",
+        }
+    }
+}
+
+/// A static, NUL-terminated name for `status`, a banter_status value ("unknown status" for
+/// any other number). It takes an integer because C may pass any int where an enum is
+/// declared, and a Rust enum holding an undeclared value is undefined behaviour.
 #[unsafe(no_mangle)]
-pub extern "C" fn banter_status_str(status: banter_status) -> *const c_char {
-    let text: &'static str = match status {
-        BANTER_OK => "ok\0",
-        BANTER_NULL_ARGUMENT => "NULL argument\0",
-        BANTER_INVALID_UTF8 => "invalid UTF-8\0",
-        BANTER_INVALID_ARGUMENT => "invalid argument\0",
-        BANTER_TIMEOUT => "timed out\0",
-        BANTER_CONNECT_FAILED => "could not connect\0",
-        BANTER_CERTIFICATE_UNTRUSTED => "server certificate not trusted\0",
-        BANTER_AUTH_FAILED => "authentication failed\0",
-        BANTER_SERVER_ERROR => "refused by the server\0",
-        BANTER_CONNECTION_LOST => "connection lost\0",
-        BANTER_PANIC => "internal error (panic)\0",
-        BANTER_INTERNAL => "internal error\0",
-    };
+pub extern "C" fn banter_status_str(status: u32) -> *const c_char {
+    let text = banter_status::ALL
+        .iter()
+        .find(|known| **known as u32 == status)
+        .map_or("unknown status\0", |known| known.name());
     text.as_ptr().cast()
 }

@@ -1,10 +1,12 @@
 //! The C functions called from Rust: NULL and invalid arguments give errors, never crashes;
-//! trust and connection failures are reported as such.
+//! trust and connection failures are reported as such; callbacks can be cleared safely.
 
 mod common;
 
-use std::ffi::CStr;
+use std::ffi::{CStr, c_void};
 use std::ptr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use banter::banter_event_type::*;
 use banter::*;
@@ -93,9 +95,18 @@ fn versions_and_status_names_are_static_strings() {
     unsafe {
         assert_eq!(CStr::from_ptr(banter_version()).to_str().unwrap(), env!("CARGO_PKG_VERSION"));
         assert_eq!(
-            CStr::from_ptr(banter_status_str(banter_status::BANTER_TIMEOUT)).to_str().unwrap(),
+            CStr::from_ptr(banter_status_str(banter_status::BANTER_TIMEOUT as u32))
+                .to_str()
+                .unwrap(),
             "timed out"
         );
+        // C may pass any int where the header declares the enum: not undefined behaviour.
+        for unknown in [5, 98, 101, u32::MAX] {
+            assert_eq!(
+                CStr::from_ptr(banter_status_str(unknown)).to_str().unwrap(),
+                "unknown status"
+            );
+        }
     }
 }
 
@@ -144,4 +155,85 @@ async fn a_lost_connection_is_reported_once_and_so_is_the_reconnection() {
     .unwrap();
     let (up, down) = (BANTER_EVENT_CONNECTED as u32, BANTER_EVENT_DISCONNECTED as u32);
     assert_eq!(seen, vec![(up, 0), (down, 0), (up, 0)], "value 0: the client keeps trying");
+}
+
+/// What the callbacks below record, shared with the test through `user_data`.
+#[derive(Default)]
+struct CallbackProbe {
+    client: AtomicUsize,
+    entered: AtomicBool,
+    finished: AtomicBool,
+    cleared_from_inside: AtomicU32,
+}
+
+/// Takes its time, so that the test can clear it while it runs.
+unsafe extern "C" fn slow_callback(user_data: *mut c_void, _event: *const banter_event) {
+    // SAFETY: the test passes a CallbackProbe that outlives the callback's registration.
+    let probe = unsafe { &*user_data.cast::<CallbackProbe>() };
+    probe.entered.store(true, Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(300));
+    probe.finished.store(true, Ordering::SeqCst);
+}
+
+/// Clears itself, which must not wait for itself.
+unsafe extern "C" fn self_clearing_callback(user_data: *mut c_void, _event: *const banter_event) {
+    // SAFETY: as above; `client` holds a live client.
+    let probe = unsafe { &*user_data.cast::<CallbackProbe>() };
+    let client = probe.client.load(Ordering::SeqCst) as *const banter_client;
+    // SAFETY: a live client; NULL clears.
+    let status = unsafe { banter_client_set_callback(client, None, ptr::null_mut()) };
+    probe.cleared_from_inside.store(status as u32, Ordering::SeqCst);
+    probe.finished.store(true, Ordering::SeqCst);
+}
+
+fn wait_until(flag: &AtomicBool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !flag.load(Ordering::SeqCst) {
+        assert!(Instant::now() < deadline, "the callback was never called");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_clearing_the_callback_waits_for_a_call_in_progress_unless_made_from_it() {
+    let server = TestServer::start().await;
+    let addr = server.addr().to_string();
+    tokio::task::spawn_blocking(move || {
+        // Each new client has its CONNECTED event queued, so a callback runs as soon as set.
+        let (ada, bob) = (client(&addr, "ada"), client(&addr, "bob"));
+        let probe = CallbackProbe::default();
+        let user_data = (&raw const probe).cast_mut().cast::<c_void>();
+        // SAFETY: live clients; the probe outlives both registrations (each is cleared, and
+        // the clients freed, before it goes out of scope).
+        unsafe {
+            assert_eq!(
+                banter_client_set_callback(ada, Some(slow_callback), user_data),
+                banter_status::BANTER_OK
+            );
+            wait_until(&probe.entered);
+            assert_eq!(
+                banter_client_set_callback(ada, None, ptr::null_mut()),
+                banter_status::BANTER_OK
+            );
+            // Once clearing returns, the application may free user_data: nothing still runs.
+            assert!(probe.finished.load(Ordering::SeqCst), "cleared while the callback ran");
+
+            let probe = CallbackProbe::default();
+            probe.client.store(bob as usize, Ordering::SeqCst);
+            let user_data = (&raw const probe).cast_mut().cast::<c_void>();
+            assert_eq!(
+                banter_client_set_callback(bob, Some(self_clearing_callback), user_data),
+                banter_status::BANTER_OK
+            );
+            wait_until(&probe.finished);
+            assert_eq!(
+                probe.cleared_from_inside.load(Ordering::SeqCst),
+                banter_status::BANTER_OK as u32
+            );
+            banter_client_free(ada);
+            banter_client_free(bob);
+        }
+    })
+    .await
+    .unwrap();
 }
