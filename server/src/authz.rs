@@ -1,8 +1,10 @@
-//! The one authorization function (spec §6.7). Every request path that touches a room asks
-//! [`authorize`] with the caller's [`Standing`]; nothing else decides who may do what. Most
-//! chat-server CVEs are one path that forgot its check; keeping the policy in one table keeps
-//! it testable as a role × action matrix (a unit test here, and over QUIC in
-//! `tests/tests/moderation.rs`, which is why it is public).
+//! The one authorization function (spec §6.7). Every request path that touches a room or a
+//! role asks [`authorize`] with the caller's [`Standing`]; nothing else decides who may do
+//! what. A request that changes something asks again inside its write, against the standing
+//! read there, so that a demotion, kick or ban that commits first wins. Most chat-server CVEs
+//! are one path that forgot its check; keeping the policy in one table keeps it testable as a
+//! role × action matrix (a unit test here, and over QUIC in `tests/tests/moderation.rs`, which
+//! is why it is public).
 
 use banter_protocol::ErrorCode;
 use banter_protocol::message::Role;
@@ -39,8 +41,33 @@ pub enum Action {
     SetTopic,
     /// Change the room's settings (slow mode, lock).
     Configure,
-    /// Make an invite code or add a user (members in public rooms, moderators in private).
+    /// Make an invite code (members in public rooms, moderators in private).
     Invite,
+    /// Add another user to the room directly: a moderator, or in a public room a member the
+    /// user `consented` to (they count the caller as a friend).
+    AddMember {
+        /// The added user counts the caller as a friend.
+        consented: bool,
+    },
+    /// Join with an invite code: the code stands in for membership of a private room.
+    JoinByInvite,
+    /// Delete a message: one's own (`author` None) as a member, another's as a moderator
+    /// outranking its `author`; never in an archived room.
+    Delete {
+        /// The rank of the message's author, when it is someone else.
+        author: Option<Role>,
+    },
+    /// Read the audit log: a room's (moderators), or the server's (with a server standing,
+    /// admins).
+    ReadAudit,
+    /// Give `target` (who holds `target_rank`) the role `role`: below the caller's own rank,
+    /// by an admin or owner; OWNER transfers ownership and only an owner may do that.
+    SetRole {
+        /// The role to give.
+        role: Role,
+        /// The target's effective rank now.
+        target_rank: Role,
+    },
     /// Learn who wrote an (anonymous) entry.
     RevealAuthor,
     /// Act on another user who holds `target` rank: delete their message, kick, ban, unban,
@@ -75,6 +102,18 @@ pub const ACTIONS: [Action; 11] = [
 ];
 
 impl Standing {
+    /// The standing for server-wide acts (server roles, the server audit log): no room.
+    pub fn server(server_role: Role) -> Self {
+        Self {
+            member: None,
+            server_role,
+            banned: false,
+            private: false,
+            locked: false,
+            archived: false,
+        }
+    }
+
     /// The caller's effective rank in the room.
     pub fn rank(&self) -> Role {
         effective_rank(self.member, self.server_role)
@@ -89,8 +128,8 @@ impl Standing {
 pub fn authorize(standing: &Standing, action: Action) -> Result<(), ErrorCode> {
     let member = standing.member.is_some();
     // A private room is invisible to non-members (NOT_FOUND, not FORBIDDEN, so its existence
-    // does not leak), except to server staff.
-    if standing.private && !member && !standing.is_staff() {
+    // does not leak), except to server staff and the holder of an invite code.
+    if standing.private && !member && !standing.is_staff() && action != Action::JoinByInvite {
         return Err(ErrorCode::NOT_FOUND);
     }
     if standing.banned && !standing.is_staff() {
@@ -101,8 +140,17 @@ pub fn authorize(standing: &Standing, action: Action) -> Result<(), ErrorCode> {
         Action::Read if member || !standing.private || standing.is_staff() => Ok(()),
         // Private rooms are joined by invitation only, server staff included.
         Action::Join if standing.private && !member => Err(ErrorCode::FORBIDDEN),
-        Action::Join => Ok(()),
-        Action::Post | Action::SetTopic | Action::Configure if standing.archived => {
+        Action::Join | Action::JoinByInvite if standing.archived && !member => {
+            Err(ErrorCode::ROOM_LOCKED)
+        }
+        Action::Join | Action::JoinByInvite => Ok(()),
+        Action::Post
+        | Action::SetTopic
+        | Action::Configure
+        | Action::AddMember { .. }
+        | Action::Delete { .. }
+            if standing.archived =>
+        {
             Err(ErrorCode::ROOM_LOCKED)
         }
         Action::Post | Action::SetTopic if member && standing.locked && !moderator => {
@@ -111,13 +159,26 @@ pub fn authorize(standing: &Standing, action: Action) -> Result<(), ErrorCode> {
         Action::Participate | Action::Post | Action::SetTopic if member => Ok(()),
         Action::Configure | Action::RevealAuthor if moderator => Ok(()),
         Action::Invite if member && (!standing.private || moderator) => Ok(()),
-        Action::Moderate { target } => {
-            let rank = standing.rank();
-            if rank >= Role::MODERATOR && rank > target {
-                Ok(())
-            } else {
-                Err(ErrorCode::FORBIDDEN)
-            }
+        Action::AddMember { consented }
+            if member && (moderator || consented && !standing.private) =>
+        {
+            Ok(())
+        }
+        Action::Delete { author: None } if member => Ok(()),
+        Action::Moderate { target } | Action::Delete { author: Some(target) }
+            if moderator && standing.rank() > target =>
+        {
+            Ok(())
+        }
+        Action::ReadAudit if moderator => Ok(()),
+        Action::SetRole { role: Role::OWNER, .. } if standing.rank() == Role::OWNER => Ok(()),
+        Action::SetRole { role, target_rank }
+            if role != Role::OWNER
+                && standing.rank() >= Role::ADMIN
+                && standing.rank() > role
+                && standing.rank() > target_rank =>
+        {
+            Ok(())
         }
         _ => Err(ErrorCode::FORBIDDEN),
     }
@@ -174,12 +235,16 @@ mod tests {
                                     Action::Configure | Action::RevealAuthor => moderator,
                                     Action::Invite => member.is_some() && (!private || moderator),
                                     Action::Moderate { target } => moderator && rank > target,
+                                    // Not in ACTIONS: tested one by one below.
+                                    _ => unreachable!("{action:?} is not in ACTIONS"),
                                 };
                                 let archived_out = archived
-                                    && matches!(
+                                    && (matches!(
                                         action,
                                         Action::Post | Action::SetTopic | Action::Configure
-                                    );
+                                    ) || action == Action::Join
+                                        && member.is_none()
+                                        && !private);
                                 let locked_out = locked
                                     && !moderator
                                     && member.is_some()
@@ -198,6 +263,89 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn roles_are_set_below_the_setters_rank_and_ownership_passes_only_from_an_owner() {
+        let room_owner = standing(Some(Role::OWNER), Role::MEMBER, false, false);
+        let room_admin = standing(Some(Role::ADMIN), Role::MEMBER, false, false);
+        let moderator = standing(Some(Role::MODERATOR), Role::MEMBER, false, false);
+        let set = |role, target_rank| Action::SetRole { role, target_rank };
+        assert_eq!(authorize(&room_owner, set(Role::OWNER, Role::MODERATOR)), Ok(()));
+        assert_eq!(authorize(&room_owner, set(Role::ADMIN, Role::MEMBER)), Ok(()));
+        assert_eq!(
+            authorize(&room_admin, set(Role::OWNER, Role::MEMBER)),
+            Err(ErrorCode::FORBIDDEN),
+            "only an owner transfers ownership"
+        );
+        assert_eq!(authorize(&room_admin, set(Role::MODERATOR, Role::MEMBER)), Ok(()));
+        assert_eq!(
+            authorize(&room_admin, set(Role::ADMIN, Role::MEMBER)),
+            Err(ErrorCode::FORBIDDEN)
+        );
+        assert_eq!(
+            authorize(&room_admin, set(Role::MEMBER, Role::ADMIN)),
+            Err(ErrorCode::FORBIDDEN),
+            "not on an equal"
+        );
+        assert_eq!(
+            authorize(&moderator, set(Role::MEMBER, Role::MEMBER)),
+            Err(ErrorCode::FORBIDDEN)
+        );
+        // Server scope: the server role alone decides.
+        assert_eq!(
+            authorize(&Standing::server(Role::ADMIN), set(Role::MODERATOR, Role::MEMBER)),
+            Ok(())
+        );
+        assert_eq!(
+            authorize(&Standing::server(Role::MODERATOR), set(Role::MEMBER, Role::MEMBER)),
+            Err(ErrorCode::FORBIDDEN)
+        );
+        assert_eq!(authorize(&Standing::server(Role::ADMIN), Action::ReadAudit), Ok(()));
+        assert_eq!(
+            authorize(&Standing::server(Role::MODERATOR), Action::ReadAudit),
+            Err(ErrorCode::FORBIDDEN)
+        );
+    }
+
+    #[test]
+    fn adding_someone_takes_their_consent_or_a_moderator_and_archives_refuse_changes() {
+        let member = standing(Some(Role::MEMBER), Role::MEMBER, false, false);
+        let moderator = standing(Some(Role::MODERATOR), Role::MEMBER, false, false);
+        let add = |consented| Action::AddMember { consented };
+        assert_eq!(authorize(&member, add(false)), Err(ErrorCode::FORBIDDEN));
+        assert_eq!(authorize(&member, add(true)), Ok(()));
+        assert_eq!(authorize(&moderator, add(false)), Ok(()));
+        let private_member = standing(Some(Role::MEMBER), Role::MEMBER, false, true);
+        assert_eq!(authorize(&private_member, add(true)), Err(ErrorCode::FORBIDDEN));
+
+        // An invite code stands in for membership of a private room, but not for a ban.
+        let outsider = standing(None, Role::MEMBER, false, true);
+        assert_eq!(authorize(&outsider, Action::JoinByInvite), Ok(()));
+        assert_eq!(authorize(&outsider, Action::Join), Err(ErrorCode::NOT_FOUND));
+        let banned = standing(None, Role::MEMBER, true, true);
+        assert_eq!(authorize(&banned, Action::JoinByInvite), Err(ErrorCode::BANNED));
+
+        let archived = |s: Standing| Standing { archived: true, ..s };
+        for action in [
+            Action::JoinByInvite,
+            add(true),
+            Action::Delete { author: None },
+            Action::Delete { author: Some(Role::MEMBER) },
+        ] {
+            let who = if action == Action::JoinByInvite { outsider } else { moderator };
+            assert_eq!(
+                authorize(&archived(who), action),
+                Err(ErrorCode::ROOM_LOCKED),
+                "{action:?}"
+            );
+        }
+        assert_eq!(authorize(&member, Action::Delete { author: None }), Ok(()));
+        assert_eq!(
+            authorize(&member, Action::Delete { author: Some(Role::MEMBER) }),
+            Err(ErrorCode::FORBIDDEN)
+        );
+        assert_eq!(authorize(&moderator, Action::Delete { author: Some(Role::MEMBER) }), Ok(()));
     }
 
     #[test]

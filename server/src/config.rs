@@ -190,7 +190,9 @@ where
 
 fn default_rates() -> BTreeMap<String, Bucket> {
     [
+        ("audit", 10, 60),
         ("auth", 10, 30),
+        ("directory", 10, 60),
         ("edit", 20, 120),
         ("history", 60, 600),
         ("join", 20, 60),

@@ -12,8 +12,8 @@ use banter_client::protocol::ErrorCode;
 use banter_client::protocol::bounded::Text;
 use banter_client::protocol::ids::RoomId;
 use banter_client::protocol::message::{
-    AuditEntry, AuditQuery, AuthOk, EventAck, Message, Post, RoomCreate, RoomInfo, RoomJoin,
-    Visibility, Welcome,
+    AuditEntry, AuditQuery, AuthOk, DmOpen, EventAck, Message, Post, RoomCreate, RoomInfo,
+    RoomInvite, RoomJoin, Visibility, Welcome,
 };
 use banter_client::{Connection, Event, Options, RequestError, Trust};
 use banter_server::Server;
@@ -224,6 +224,21 @@ impl TestUser {
     /// Joins a room.
     pub async fn join(&self, room: RoomId) -> Result<Message, RequestError> {
         self.conn.request_one(RoomJoin { room }).await
+    }
+
+    /// Opens (or reopens) the direct room with `username`.
+    pub async fn open_dm(&self, username: &str) -> Result<RoomId, RequestError> {
+        let request = DmOpen { username: Text::new(username).expect("short") };
+        match self.conn.request_one(request).await? {
+            Message::RoomInfo(RoomInfo { room }) => Ok(room.room),
+            other => panic!("expected ROOM_INFO, got {other:?}"),
+        }
+    }
+
+    /// Adds `username` to a room (ROOM_INVITE).
+    pub async fn add(&self, room: RoomId, username: &str) -> Result<Message, RequestError> {
+        let username = Text::new(username).expect("short");
+        self.conn.request_one(RoomInvite { room, username }).await
     }
 
     /// Posts with a given client message id.

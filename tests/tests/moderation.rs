@@ -485,6 +485,7 @@ async fn every_role_and_action_over_quic_is_answered_as_the_policy_says() {
                         Delete { room, target: seq }.into()
                     }
                     Action::Join => RoomJoin { room }.into(),
+                    _ => unreachable!("{action:?} is not in ACTIONS"),
                 };
                 let answer = caller.conn.request(request.clone()).await;
                 let refused = match &answer {

@@ -8,12 +8,14 @@ use std::time::Duration;
 use banter_client::protocol::bounded::{Blob, Text};
 use banter_client::protocol::ids::{RoomId, UserId};
 use banter_client::protocol::message::{
-    AuditAction, AuthOk, Ban, ContactAction, ContactSet, DmOpen, Edit, Kick, MarkRead, Message,
-    Post, PresenceSet, PresenceStatus, React, Refresh, Register, RoomConfigure, TypingSet,
-    TypingState, VoiceAction, VoiceLeave, VoiceModerate,
+    AuditAction, AuthOk, Ban, ContactAction, ContactSet, Delete, DmOpen, Edit, InviteCreate,
+    InviteUse, Kick, MarkRead, Members, Message, Post, PresenceSet, PresenceStatus, React, Refresh,
+    Register, Role, RoleSet, RoomConfigure, RoomCreate, RoomLeave, TypingSet, TypingState,
+    Visibility, VoiceAction, VoiceLeave, VoiceModerate,
 };
 use banter_client::protocol::{ErrorCode, FrameDecoder};
-use banter_client::{Event, Options, Trust};
+use banter_client::{Event, Options, RequestError, Trust};
+use banter_server::admin::AdminRequest;
 use banter_tests::voice::{datagram, heard, join_voice};
 use banter_tests::{TestServer, TestUser, WAIT, fresh_id};
 
@@ -494,20 +496,112 @@ async fn security_a_user_who_left_a_dm_can_open_it_again() {
     let server = TestServer::start().await;
     let ada = server.user("ada").await;
     let _bob = server.user("bob").await;
-    let open = || DmOpen { username: Text::new("bob").unwrap() };
-    let dm = match ada.conn.request_one(open()).await.unwrap() {
-        Message::RoomInfo(info) => info.room.room,
-        other => panic!("expected ROOM_INFO, got {other:?}"),
-    };
+    let dm = ada.open_dm("bob").await.unwrap();
     ada.post(dm, "before").await.unwrap();
-    ada.conn.request_one(banter_client::protocol::message::RoomLeave { room: dm }).await.unwrap();
+    ada.conn.request_one(RoomLeave { room: dm }).await.unwrap();
     assert!(ada.post(dm, "after leaving").await.is_err());
-    match ada.conn.request_one(open()).await.unwrap() {
-        Message::RoomInfo(info) => {
-            assert_eq!(info.room.room, dm, "the same direct room");
-            assert!(info.room.joined, "not a member again");
-        }
-        other => panic!("expected ROOM_INFO, got {other:?}"),
-    }
+    assert_eq!(ada.open_dm("bob").await.unwrap(), dm, "the same direct room");
     ada.post(dm, "back").await.unwrap();
+}
+
+fn code_of<T: std::fmt::Debug>(answer: Result<T, RequestError>) -> ErrorCode {
+    answer.unwrap_err().code().expect("a protocol error")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_two_simultaneous_ownership_transfers_leave_one_owner() {
+    let server = TestServer::start().await;
+    let _root = server.user("root").await; // the server's owner: owner of every room
+    let owner = server.user("owner").await;
+    let (ada, bob) = (server.user("ada").await, server.user("bob").await);
+    let room = owner.create_room("heirs", false).await;
+    owner.add(room, "ada").await.unwrap();
+    owner.add(room, "bob").await.unwrap();
+    let transfer =
+        |to: &TestUser| RoleSet { room: Some(room), user: to.auth.user, role: Role::OWNER };
+    // Both are checked when they arrive; only inside the write can the second see the first.
+    let (to_ada, to_bob) = tokio::join!(
+        owner.conn.request_one(transfer(&ada)),
+        owner.conn.request_one(transfer(&bob))
+    );
+    assert!(to_ada.is_ok() != to_bob.is_ok(), "exactly one transfer: {to_ada:?} {to_bob:?}");
+    let refused = if to_ada.is_ok() { to_bob } else { to_ada };
+    assert_eq!(code_of(refused), ErrorCode::FORBIDDEN);
+    let page = match owner.conn.request_one(Members { room, after: None, limit: 10 }).await {
+        Ok(Message::MembersPage(page)) => page.members.into_vec(),
+        other => panic!("expected MEMBERS_PAGE, got {other:?}"),
+    };
+    let owners = page.iter().filter(|m| m.role == Role::OWNER).count();
+    assert_eq!(owners, 1, "{page:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_an_archived_room_takes_no_deletes_and_no_joins_by_invite() {
+    let server = TestServer::start().await;
+    let owner = server.user("owner").await;
+    let guest = server.user("guest").await;
+    let room = owner.create_room("attic", true).await;
+    let seq = owner.post(room, "old news").await.unwrap().seq;
+    let code = match owner
+        .conn
+        .request_one(InviteCreate { room, max_uses: None, expires_in_s: None })
+        .await
+    {
+        Ok(Message::Invite(invite)) => invite.code,
+        other => panic!("expected INVITE, got {other:?}"),
+    };
+    let archive = AdminRequest::RoomArchive { name: "attic".into(), archived: true };
+    banter_server::admin::socket::call(server.data_dir(), &archive).unwrap();
+
+    let delete = owner.conn.request_one(Delete { room, target: seq }).await;
+    assert_eq!(code_of(delete), ErrorCode::ROOM_LOCKED);
+    assert_eq!(code_of(guest.conn.request_one(InviteUse { code }).await), ErrorCode::ROOM_LOCKED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_adding_someone_to_a_room_takes_their_consent_or_a_moderator() {
+    let server = TestServer::start().await;
+    let owner = server.user("owner").await;
+    let member = server.user("member").await;
+    let stranger = server.user("stranger").await;
+    let room = owner.create_room("lounge", false).await;
+    member.join(room).await.unwrap();
+    assert_eq!(code_of(member.add(room, "stranger").await), ErrorCode::FORBIDDEN);
+
+    // A friend of the member has consented.
+    let contact = |name: &str, action| ContactSet { username: Text::new(name).unwrap(), action };
+    member.conn.request_one(contact("stranger", ContactAction::Request)).await.unwrap();
+    stranger.conn.request_one(contact("member", ContactAction::Accept)).await.unwrap();
+    member.add(room, "stranger").await.unwrap();
+    // A moderator needs no consent.
+    let _other = server.user("other").await;
+    owner.add(room, "other").await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_the_room_cap_holds_for_every_way_into_a_room() {
+    let server = TestServer::start_with(|config| config.max_rooms_per_user = 2).await;
+    let owner = server.user("owner").await;
+    let carol = server.user("carol").await;
+    let dave = server.user("dave").await;
+    let (first, second) =
+        (owner.create_room("one", false).await, owner.create_room("two", true).await);
+    let create = RoomCreate {
+        name: Text::new("three").unwrap(),
+        topic: Text::default(),
+        category: Text::default(),
+        visibility: Visibility::Public,
+        voice: false,
+    };
+    assert_eq!(code_of(owner.conn.request_one(create).await), ErrorCode::LIMIT_EXCEEDED);
+
+    carol.join(first).await.unwrap();
+    owner.add(second, "carol").await.unwrap();
+    assert_eq!(code_of(dave.open_dm("carol").await), ErrorCode::LIMIT_EXCEEDED, "DM_OPEN");
+    assert_eq!(code_of(carol.open_dm("dave").await), ErrorCode::LIMIT_EXCEEDED);
+    carol.conn.request_one(RoomLeave { room: first }).await.unwrap();
+    owner.add(first, "dave").await.unwrap();
+    dave.open_dm("carol").await.unwrap();
+    assert_eq!(code_of(carol.join(first).await), ErrorCode::LIMIT_EXCEEDED, "ROOM_JOIN");
+    assert_eq!(code_of(owner.add(first, "carol").await), ErrorCode::LIMIT_EXCEEDED, "ROOM_INVITE");
 }

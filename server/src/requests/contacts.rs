@@ -11,11 +11,11 @@ use banter_protocol::message::{
 
 use super::{ConnCtx, RequestError, Result, text};
 use crate::store::keys;
-use crate::store::records::{CONTACT_BLOCKED, UserRecord};
+use crate::store::records::{CONTACT_BLOCKED, CONTACT_FRIEND, UserRecord};
 
 fn code(state: ContactState) -> u8 {
     match state {
-        ContactState::Friend => 0,
+        ContactState::Friend => CONTACT_FRIEND,
         ContactState::Outgoing => 1,
         ContactState::Incoming => 2,
         ContactState::Blocked => CONTACT_BLOCKED,
@@ -24,7 +24,7 @@ fn code(state: ContactState) -> u8 {
 
 fn state(code: u8) -> Option<ContactState> {
     Some(match code {
-        0 => ContactState::Friend,
+        CONTACT_FRIEND => ContactState::Friend,
         1 => ContactState::Outgoing,
         2 => ContactState::Incoming,
         CONTACT_BLOCKED => ContactState::Blocked,

@@ -15,13 +15,12 @@ use banter_protocol::message::{
 };
 
 use super::moderation::audit;
-use super::{ConnCtx, RequestError, Result, check_text, text};
-use crate::authz::{Action, Standing, authorize, effective_rank};
+use super::{ConnCtx, RequestError, Result, authorize_in, check_text, rank_in, text};
+use crate::authz::{Action, Standing, authorize};
 use crate::hub::Hub;
 use crate::ratelimit::SlowModeSlot;
 use crate::store::records::{
     DedupRecord, EntryKind, LogEntry, MemberRecord, MessageState, RoomRecord, RoomSettings,
-    UserRecord,
 };
 use crate::store::{Txn, keys};
 use crate::wall_clock;
@@ -449,21 +448,16 @@ pub(super) async fn edit(ctx: &ConnCtx, r: Edit) -> Result<Vec<Message>> {
 pub(super) async fn delete(ctx: &ConnCtx, r: Delete) -> Result<Vec<Message>> {
     let user = ctx.authed()?.user;
     ctx.rate("edit")?;
-    let (_, standing) = ctx.authorize(r.room, Action::Read)?;
+    ctx.authorize(r.room, Action::Read)?;
     let appended = commit_entry(ctx, None, move |txn| {
         let room = r.room;
         let (mut entry, mut state) = posted_in(txn, room, r.target)?;
         let author = UserId(entry.sender);
-        if author != user {
-            // The author's rank as kick and ban see it: server staff outrank room moderators.
-            let member = txn.get::<MemberRecord>(&keys::member(room, author))?;
-            let server = txn.get::<UserRecord>(&keys::user(author))?.map_or(0, |u| u.role);
-            let target = effective_rank(member.map(|m| Role(m.role)), Role(server));
-            authorize(&standing, Action::Moderate { target })?;
-        } else {
-            member_in(txn, room, user)?;
-        }
-        let mut record = room_in(txn, room)?;
+        // Another's message: the author's rank as kick and ban see it (server staff outrank
+        // room moderators).
+        let author_rank = (author != user).then(|| rank_in(txn, room, author)).transpose()?;
+        let (mut record, _) =
+            authorize_in(txn, room, user, Action::Delete { author: author_rank })?;
         let mut appended =
             append(txn, room, &mut record, user, EntryKind::Deleted { target: r.target });
         // The author deleting their own anonymous post stays anonymous; a moderator does not.

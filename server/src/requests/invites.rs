@@ -2,15 +2,15 @@
 //! shareable links to public ones.
 
 use banter_protocol::ErrorCode;
-use banter_protocol::ids::{RoomId, Timestamp};
+use banter_protocol::ids::{RoomId, Timestamp, UserId};
 use banter_protocol::message::{AuditAction, Invite, InviteCreate, InviteUse, Message, RoomInvite};
 
 use super::moderation::audit;
 use super::rooms::{acked, add_to_room, commit_membership, info};
-use super::{ConnCtx, RequestError, Result, text};
+use super::{ConnCtx, RequestError, Result, authorize_in, banned_in, text};
 use crate::authz::Action;
-use crate::store::keys;
-use crate::store::records::InviteRecord;
+use crate::store::records::{CONTACT_FRIEND, InviteRecord};
+use crate::store::{Txn, keys};
 use crate::wall_clock;
 
 /// Characters of an invite code: 36 symbols, so 10 of them carry about 51 bits.
@@ -36,9 +36,10 @@ fn new_code() -> Result<String> {
     Ok(code)
 }
 
-/// Who may invite to `room`, and that it is not a direct room.
-fn authorize_invite(ctx: &ConnCtx, room: RoomId) -> Result<()> {
-    let (record, _) = ctx.authorize(room, Action::Invite)?;
+/// Checks `action` (inviting or adding someone) by `user` inside a write, and that the room
+/// is not a direct room.
+fn authorize_invite(txn: &Txn<'_>, room: RoomId, user: UserId, action: Action) -> Result<()> {
+    let (record, _) = authorize_in(txn, room, user, action)?;
     if record.direct {
         return Err(RequestError::new(ErrorCode::INVALID_REQUEST, "direct rooms take no invites"));
     }
@@ -48,7 +49,6 @@ fn authorize_invite(ctx: &ConnCtx, room: RoomId) -> Result<()> {
 pub(super) async fn create(ctx: &ConnCtx, r: InviteCreate) -> Result<Vec<Message>> {
     let creator = ctx.authed()?.user;
     ctx.rate("join")?;
-    authorize_invite(ctx, r.room)?;
     if r.max_uses == Some(0) {
         return Err(RequestError::new(ErrorCode::INVALID_REQUEST, "an invite admits at least one"));
     }
@@ -68,6 +68,7 @@ pub(super) async fn create(ctx: &ConnCtx, r: InviteCreate) -> Result<Vec<Message
         .store
         .write(
             move |txn| {
+                authorize_invite(txn, room, creator, Action::Invite)?;
                 txn.put(key, &record);
                 audit(txn, creator, AuditAction::INVITE_CREATE, Some(room), None, &reason)
             },
@@ -102,11 +103,10 @@ pub(super) async fn accept(ctx: &ConnCtx, r: InviteUse) -> Result<Vec<Message>> 
         .get(&keys::invite(&code))?
         .ok_or_else(|| RequestError::new(ErrorCode::NOT_FOUND, "no such invite"))?;
     let room = RoomId(invite.room);
-    if ctx.banned(room, user)? {
-        return Err(ErrorCode::BANNED.into());
-    }
+    let max_rooms = ctx.shared.config.max_rooms_per_user;
     commit_membership(ctx, move |txn| {
-        if txn.contains(&keys::member(room, user))? {
+        let (_, standing) = authorize_in(txn, room, user, Action::JoinByInvite)?;
+        if standing.member.is_some() {
             return Ok(Vec::new()); // already in: nothing used up
         }
         // Checked inside the commit, so that two last uses cannot both get in.
@@ -120,7 +120,7 @@ pub(super) async fn accept(ctx: &ConnCtx, r: InviteUse) -> Result<Vec<Message>> 
         }
         invite.uses += 1;
         txn.put(key, &invite);
-        Ok(vec![add_to_room(txn, room, user, user)?])
+        Ok(vec![add_to_room(txn, room, user, user, max_rooms)?])
     })
     .await?;
     info(ctx, room, user)
@@ -134,17 +134,20 @@ pub(super) async fn add_user(ctx: &ConnCtx, r: RoomInvite) -> Result<Vec<Message
     if ctx.shared.hub.blocks(user, inviter) {
         return Err(RequestError::new(ErrorCode::NOT_FOUND, "no such user"));
     }
-    authorize_invite(ctx, r.room)?;
-    if ctx.banned(r.room, user)? {
-        return Err(RequestError::new(ErrorCode::BANNED, "that user is banned from the room"));
-    }
     let room = r.room;
+    let max_rooms = ctx.shared.config.max_rooms_per_user;
     let appended = commit_membership(ctx, move |txn| {
+        // Consent: the added user counts the inviter as a friend; else only a moderator may.
+        let consented = txn.get::<u8>(&keys::contact(user, inviter))? == Some(CONTACT_FRIEND);
+        authorize_invite(txn, room, inviter, Action::AddMember { consented })?;
+        if banned_in(txn, room, user)? {
+            return Err(RequestError::new(ErrorCode::BANNED, "that user is banned from the room"));
+        }
         if txn.contains(&keys::member(room, user))? {
             return Err(RequestError::new(ErrorCode::CONFLICT, "already a member"));
         }
         audit(txn, inviter, AuditAction::MEMBER_ADD, Some(room), Some(user), "")?;
-        Ok(vec![add_to_room(txn, room, inviter, user)?])
+        Ok(vec![add_to_room(txn, room, inviter, user, max_rooms)?])
     })
     .await?;
     Ok(acked(&appended, ctx, room))

@@ -30,7 +30,7 @@ use crate::hub::{Session, Wakers};
 use crate::metrics::Metrics;
 use crate::ratelimit::Limiter;
 use crate::store::records::{BanRecord, MemberRecord, RoomRecord, RoomSettings, UserRecord};
-use crate::store::{StoreError, WriteError, keys};
+use crate::store::{Records, StoreError, WriteError, keys};
 use crate::{Shared, wall_clock};
 
 pub(crate) use accounts::{
@@ -144,33 +144,9 @@ impl ConnCtx {
         })
     }
 
-    fn user_record(&self, user: UserId) -> Result<UserRecord> {
-        self.shared.store.get(&keys::user(user))?.ok_or_else(|| ErrorCode::NOT_FOUND.into())
-    }
-
     /// The caller's standing in a room, and the room.
     pub(crate) fn standing(&self, room: RoomId) -> Result<(RoomRecord, Standing)> {
-        let user = self.authed()?.user;
-        let record: RoomRecord =
-            self.shared.store.get(&keys::room(room))?.ok_or(ErrorCode::NOT_FOUND)?;
-        let member: Option<MemberRecord> = self.shared.store.get(&keys::member(room, user))?;
-        let settings = self.room_settings(room)?;
-        let standing = Standing {
-            member: member.map(|m| Role(m.role)),
-            server_role: Role(self.user_record(user)?.role),
-            banned: self.banned(room, user)?,
-            private: record.private || record.direct,
-            locked: settings.locked,
-            archived: settings.archived,
-        };
-        Ok((record, standing))
-    }
-
-    /// Whether `user` is banned from `room` now.
-    pub(crate) fn banned(&self, room: RoomId, user: UserId) -> Result<bool> {
-        let ban: Option<BanRecord> = self.shared.store.get(&keys::ban(room, user))?;
-        let now = wall_clock().0;
-        Ok(ban.is_some_and(|b| b.until.is_none_or(|until| until > now)))
+        standing_in(&self.shared.store, room, self.authed()?.user)
     }
 
     /// A user by name (NOT_FOUND when there is none).
@@ -186,21 +162,72 @@ impl ConnCtx {
 
     /// Checks `action` in `room`.
     pub(crate) fn authorize(&self, room: RoomId, action: Action) -> Result<(RoomRecord, Standing)> {
-        let (record, standing) = self.standing(room)?;
-        authz::authorize(&standing, action)?;
-        Ok((record, standing))
+        authorize_in(&self.shared.store, room, self.authed()?.user, action)
     }
+}
 
-    /// Checks that the caller may act as a moderator on `target` in `room` (kick, ban, voice
-    /// moderation): the room is visible to them and they outrank the target.
-    pub(crate) fn authorize_moderation(&self, room: RoomId, target: UserId) -> Result<()> {
-        let (_, standing) = self.standing(room)?;
-        let member: Option<MemberRecord> = self.shared.store.get(&keys::member(room, target))?;
-        let server = Role(self.user_record(target)?.role);
-        let target = authz::effective_rank(member.map(|m| Role(m.role)), server);
-        authz::authorize(&standing, Action::Moderate { target })?;
-        Ok(())
-    }
+/// `user`'s server-wide role.
+pub(crate) fn server_role_in(records: &impl Records, user: UserId) -> Result<Role> {
+    let record: UserRecord = records.record(&keys::user(user))?.ok_or(ErrorCode::NOT_FOUND)?;
+    Ok(Role(record.role))
+}
+
+/// `user`'s standing in `room`, and the room: from the store for a request's reads, from the
+/// transaction inside a write.
+pub(crate) fn standing_in(
+    records: &impl Records,
+    room: RoomId,
+    user: UserId,
+) -> Result<(RoomRecord, Standing)> {
+    let record: RoomRecord = records.record(&keys::room(room))?.ok_or(ErrorCode::NOT_FOUND)?;
+    let member: Option<MemberRecord> = records.record(&keys::member(room, user))?;
+    let settings: RoomSettings = records.record(&keys::room_settings(room))?.unwrap_or_default();
+    let standing = Standing {
+        member: member.map(|m| Role(m.role)),
+        server_role: server_role_in(records, user)?,
+        banned: banned_in(records, room, user)?,
+        private: record.private || record.direct,
+        locked: settings.locked,
+        archived: settings.archived,
+    };
+    Ok((record, standing))
+}
+
+/// Whether `user` is banned from `room` now.
+pub(crate) fn banned_in(records: &impl Records, room: RoomId, user: UserId) -> Result<bool> {
+    let ban: Option<BanRecord> = records.record(&keys::ban(room, user))?;
+    let now = wall_clock().0;
+    Ok(ban.is_some_and(|b| b.until.is_none_or(|until| until > now)))
+}
+
+/// `user`'s effective rank in `room` (what moderation acts on them are measured against).
+pub(crate) fn rank_in(records: &impl Records, room: RoomId, user: UserId) -> Result<Role> {
+    let member: Option<MemberRecord> = records.record(&keys::member(room, user))?;
+    Ok(authz::effective_rank(member.map(|m| Role(m.role)), server_role_in(records, user)?))
+}
+
+/// Checks `action` by `user` in `room`, against the standing in `records`.
+pub(crate) fn authorize_in(
+    records: &impl Records,
+    room: RoomId,
+    user: UserId,
+    action: Action,
+) -> Result<(RoomRecord, Standing)> {
+    let (record, standing) = standing_in(records, room, user)?;
+    authz::authorize(&standing, action)?;
+    Ok((record, standing))
+}
+
+/// Checks that `actor` may act as a moderator on `target` in `room` (kick, ban, voice
+/// moderation): the room is visible to them and they outrank the target.
+pub(crate) fn authorize_moderation_in(
+    records: &impl Records,
+    room: RoomId,
+    actor: UserId,
+    target: UserId,
+) -> Result<()> {
+    let target = rank_in(records, room, target)?;
+    authorize_in(records, room, actor, Action::Moderate { target }).map(|_| ())
 }
 
 /// The connection's protocol state machine (a panic elsewhere must not poison it for good).

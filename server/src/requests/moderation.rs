@@ -8,7 +8,8 @@ use banter_protocol::message::{
     AuditAction, AuditEntry, AuditPage, AuditQuery, Done, Message, Role, RoleSet,
 };
 
-use super::{ConnCtx, RequestError, Result, text};
+use super::{ConnCtx, RequestError, Result, rank_in, server_role_in, standing_in, text};
+use crate::authz::{Action, Standing, authorize};
 use crate::store::records::{AuditRecord, MemberRecord, UserRecord};
 use crate::store::{Txn, keys};
 use crate::wall_clock;
@@ -54,56 +55,30 @@ pub(super) async fn role_set(ctx: &ConnCtx, r: RoleSet) -> Result<Vec<Message>> 
     if r.user == actor {
         return Err(forbidden("cannot change one's own role"));
     }
-    let actor_server = Role(
-        ctx.shared.store.get::<UserRecord>(&keys::user(actor))?.ok_or(ErrorCode::NOT_FOUND)?.role,
-    );
-    let target_server = Role(
-        ctx.shared.store.get::<UserRecord>(&keys::user(r.user))?.ok_or(ErrorCode::NOT_FOUND)?.role,
-    );
-    let (room, rank, target_rank) = match r.room {
-        Some(room) => {
-            let (_, standing) = ctx.standing(room)?;
-            let target: MemberRecord = ctx
-                .shared
-                .store
-                .get(&keys::member(room, r.user))?
-                .ok_or_else(|| RequestError::new(ErrorCode::NOT_FOUND, "not a member"))?;
-            (
-                Some(room),
-                standing.rank(),
-                Role(target.role).max(if target_server >= Role::ADMIN {
-                    target_server
-                } else {
-                    Role::MEMBER
-                }),
-            )
-        }
-        None => (None, actor_server, target_server),
-    };
-    // spec §6.7: roles are set by the room owner or a server admin (server roles: by an admin
-    // or the owner), only below the setter's own rank, on users of lower rank; OWNER
-    // transfers ownership and only an owner may do that.
-    let transfer = r.role == Role::OWNER;
-    let allowed = if transfer {
-        rank == Role::OWNER
-    } else {
-        rank >= Role::ADMIN && rank > r.role && rank > target_rank
-    };
-    if !allowed {
-        return Err(forbidden("your role does not allow this"));
-    }
-    let (user, role) = (r.user, r.role);
+    let (room, user, role) = (r.room, r.user, r.role);
     ctx.shared
         .store
         .write(
             move |txn| {
-                let demoted = if transfer {
+                // Decided here, inside the write: a demotion or another transfer that commits
+                // first is seen (two transfers at once cannot make two owners).
+                let (standing, target_rank) = match room {
+                    Some(room) => (standing_in(txn, room, actor)?.1, rank_in(txn, room, user)?),
+                    None => {
+                        (Standing::server(server_role_in(txn, actor)?), server_role_in(txn, user)?)
+                    }
+                };
+                authorize(&standing, Action::SetRole { role, target_rank })?;
+                let demoted = if role == Role::OWNER {
                     Some(if room.is_some() { Role::MODERATOR } else { Role::ADMIN })
                 } else {
                     None
                 };
                 match room {
                     Some(room) => {
+                        if !txn.contains(&keys::member(room, user))? {
+                            return Err(RequestError::new(ErrorCode::NOT_FOUND, "not a member"));
+                        }
                         txn.put(keys::member(room, user), &MemberRecord { role: role.0 });
                         if let Some(demoted) = demoted {
                             // Only a member with the OWNER room role is demoted; a server
@@ -142,21 +117,12 @@ pub(super) async fn role_set(ctx: &ConnCtx, r: RoleSet) -> Result<Vec<Message>> 
 
 pub(super) fn audit_query(ctx: &ConnCtx, r: AuditQuery) -> Result<Vec<Message>> {
     let actor = ctx.authed()?.user;
-    match r.room {
-        Some(room) => {
-            let (_, standing) = ctx.standing(room)?;
-            if standing.rank() < Role::MODERATOR {
-                return Err(forbidden("the audit log is for moderators"));
-            }
-        }
-        None => {
-            let role =
-                ctx.shared.store.get::<UserRecord>(&keys::user(actor))?.map_or(0, |u| u.role);
-            if Role(role) < Role::ADMIN {
-                return Err(forbidden("the server audit log is for admins"));
-            }
-        }
-    }
+    ctx.rate("audit")?;
+    let standing = match r.room {
+        Some(room) => ctx.standing(room)?.1,
+        None => Standing::server(server_role_in(&ctx.shared.store, actor)?),
+    };
+    authorize(&standing, Action::ReadAudit)?;
     let limit = usize::from(r.limit).clamp(1, List::<AuditEntry, 100>::MAX);
     let end = keys::audit(r.before.unwrap_or(u64::MAX));
     let start = keys::audit(0);

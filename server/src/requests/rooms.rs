@@ -10,9 +10,11 @@ use banter_protocol::message::{
     RoomLeave, RoomList, RoomListPage, RoomSetTopic, RoomSummary, Unban, Visibility,
 };
 
-use super::events::{Appended, append, member_in, membership, publish, room_in, topic_entry};
+use super::events::{Appended, append, membership, publish, room_in, topic_entry};
 use super::moderation::audit;
-use super::{ConnCtx, RequestError, Result, check_text, text};
+use super::{
+    ConnCtx, RequestError, Result, authorize_in, authorize_moderation_in, check_text, text,
+};
 use crate::authz::Action;
 use crate::store::records::{
     BanRecord, EntryKind, MarkerRecord, MemberRecord, RoomRecord, RoomSettings, UserRecord,
@@ -74,7 +76,8 @@ fn username_in(txn: &Txn<'_>, user: UserId) -> Result<String> {
 }
 
 /// Adds a member inside a commit and appends the Joined entry, sent by `actor` (the user
-/// themself, or whoever added them).
+/// themself, or whoever added them). Every way into a room comes here, so this is where a
+/// user's room count is held to `max_rooms` (direct rooms included).
 fn add_member(
     txn: &mut Txn<'_>,
     room: RoomId,
@@ -82,7 +85,16 @@ fn add_member(
     actor: UserId,
     user: UserId,
     role: Role,
+    max_rooms: u32,
 ) -> Result<Appended> {
+    let rooms_of = keys::ids(keys::tag::USER_ROOM, &[user.0]);
+    if txn.keys_in(&rooms_of, &keys::prefix_end(&rooms_of))?.len() >= max_rooms as usize {
+        let whose = if actor == user { "you are" } else { "that user is" };
+        return Err(RequestError::new(
+            ErrorCode::LIMIT_EXCEEDED,
+            format!("{whose} in too many rooms"),
+        ));
+    }
     txn.put(keys::member(room, user), &MemberRecord { role: role.0 });
     txn.put(keys::user_room(user, room), &());
     record.members += 1;
@@ -138,17 +150,10 @@ pub(super) async fn create(ctx: &ConnCtx, r: RoomCreate) -> Result<Vec<Message>>
     let user = ctx.authed()?.user;
     check_room_fields(&r.name, &r.topic, &r.category)?;
     ctx.rate("join")?;
-    let max_rooms = ctx.shared.config.max_rooms_per_user as usize;
-    let joined = ctx
-        .shared
-        .store
-        .keys_with_prefix(&keys::ids(keys::tag::USER_ROOM, &[user.0]), max_rooms)?;
-    if joined.len() >= max_rooms {
-        return Err(RequestError::new(ErrorCode::LIMIT_EXCEEDED, "too many rooms"));
-    }
+    let max_rooms = ctx.shared.config.max_rooms_per_user;
     let appended = commit_membership(ctx, move |txn| {
         let (room, mut record) = new_channel(txn, r)?;
-        let joined = add_member(txn, room, &mut record, user, user, Role::OWNER)?;
+        let joined = add_member(txn, room, &mut record, user, user, Role::OWNER, max_rooms)?;
         txn.put(keys::room(room), &record);
         Ok(vec![(joined, Some((user, true)))])
     })
@@ -200,6 +205,7 @@ pub(super) fn list(ctx: &ConnCtx, r: RoomList) -> Result<Vec<Message>> {
             }
         }
         ListScope::Public => {
+            ctx.rate("directory")?;
             // Public channels, scanned in id order; private and direct rooms are skipped.
             let mut cursor = keys::room(RoomId(after));
             let end = keys::prefix_end(&[keys::tag::ROOM]);
@@ -235,11 +241,13 @@ pub(super) async fn join(ctx: &ConnCtx, r: RoomJoin) -> Result<Vec<Message>> {
         return Err(ErrorCode::NOT_FOUND.into());
     }
     let room = r.room;
+    let max_rooms = ctx.shared.config.max_rooms_per_user;
     commit_membership(ctx, move |txn| {
-        if txn.contains(&keys::member(room, user))? {
+        let (_, standing) = authorize_in(txn, room, user, Action::Join)?;
+        if standing.member.is_some() {
             return Ok(Vec::new());
         }
-        Ok(vec![add_to_room(txn, room, user, user)?])
+        Ok(vec![add_to_room(txn, room, user, user, max_rooms)?])
     })
     .await?;
     info(ctx, room, user)
@@ -252,9 +260,10 @@ pub(super) fn add_to_room(
     room: RoomId,
     actor: UserId,
     user: UserId,
+    max_rooms: u32,
 ) -> Result<(Appended, Option<(UserId, bool)>)> {
     let mut record = room_in(txn, room)?;
-    let joined = add_member(txn, room, &mut record, actor, user, Role::MEMBER)?;
+    let joined = add_member(txn, room, &mut record, actor, user, Role::MEMBER, max_rooms)?;
     txn.put(keys::room(room), &record);
     Ok((joined, Some((user, true))))
 }
@@ -322,11 +331,9 @@ pub(super) async fn set_topic(ctx: &ConnCtx, r: RoomSetTopic) -> Result<Vec<Mess
     let user = ctx.authed()?.user;
     check_text("topic", &r.topic, false)?;
     ctx.rate("edit")?;
-    ctx.authorize(r.room, Action::SetTopic)?;
     let room = r.room;
     let appended = commit_membership(ctx, move |txn| {
-        member_in(txn, room, user)?;
-        let mut record = room_in(txn, room)?;
+        let (mut record, _) = authorize_in(txn, room, user, Action::SetTopic)?;
         let appended = topic_entry(txn, room, &mut record, user, &r.topic);
         txn.put(keys::room(room), &record);
         Ok(vec![(appended, None)])
@@ -340,16 +347,18 @@ const MAX_SLOW_MODE_S: u32 = 86_400;
 
 pub(super) async fn configure(ctx: &ConnCtx, r: RoomConfigure) -> Result<Vec<Message>> {
     let actor = ctx.authed()?.user;
-    let (record, _) = ctx.authorize(r.room, Action::Configure)?;
-    if record.direct {
-        return Err(RequestError::new(ErrorCode::INVALID_REQUEST, "direct rooms have no settings"));
-    }
     if r.slow_mode_s.is_some_and(|s| s > MAX_SLOW_MODE_S) {
         return Err(RequestError::new(ErrorCode::INVALID_REQUEST, "slow mode is at most 86400 s"));
     }
     let room = r.room;
     let appended = commit_membership(ctx, move |txn| {
-        let mut record = room_in(txn, room)?;
+        let (mut record, _) = authorize_in(txn, room, actor, Action::Configure)?;
+        if record.direct {
+            return Err(RequestError::new(
+                ErrorCode::INVALID_REQUEST,
+                "direct rooms have no settings",
+            ));
+        }
         let key = keys::room_settings(room);
         let mut settings: RoomSettings = txn.get(&key)?.unwrap_or_default();
         settings.slow_mode_s = r.slow_mode_s.unwrap_or(settings.slow_mode_s);
@@ -392,6 +401,7 @@ pub(super) async fn dm_open(ctx: &ConnCtx, r: DmOpen) -> Result<Vec<Message>> {
             "cannot open a direct room with yourself",
         ));
     }
+    let max_rooms = ctx.shared.config.max_rooms_per_user;
     if let Some(room) = ctx.shared.store.get::<u64>(&keys::direct(user, other))? {
         // A caller who left the direct room comes back to it (with its history).
         let room = RoomId(room);
@@ -400,10 +410,7 @@ pub(super) async fn dm_open(ctx: &ConnCtx, r: DmOpen) -> Result<Vec<Message>> {
                 if txn.contains(&keys::member(room, user))? {
                     return Ok(Vec::new());
                 }
-                let mut record = room_in(txn, room)?;
-                let back = add_member(txn, room, &mut record, user, user, Role::MEMBER)?;
-                txn.put(keys::room(room), &record);
-                Ok(vec![(back, Some((user, true)))])
+                Ok(vec![add_to_room(txn, room, user, user, max_rooms)?])
             })
             .await?;
         }
@@ -429,8 +436,8 @@ pub(super) async fn dm_open(ctx: &ConnCtx, r: DmOpen) -> Result<Vec<Message>> {
             direct_pair: Some((user.0.min(other.0), user.0.max(other.0))),
         };
         txn.put(pair_key, &room.0);
-        let first = add_member(txn, room, &mut record, user, user, Role::MEMBER)?;
-        let second = add_member(txn, room, &mut record, user, other, Role::MEMBER)?;
+        let first = add_member(txn, room, &mut record, user, user, Role::MEMBER, max_rooms)?;
+        let second = add_member(txn, room, &mut record, user, other, Role::MEMBER, max_rooms)?;
         txn.put(keys::room(room), &record);
         Ok(vec![(first, Some((user, true))), (second, Some((other, true)))])
     })
@@ -470,9 +477,9 @@ pub(super) fn members(ctx: &ConnCtx, r: Members) -> Result<Vec<Message>> {
 pub(super) async fn kick(ctx: &ConnCtx, r: Kick) -> Result<Vec<Message>> {
     let actor = ctx.authed()?.user;
     check_text("reason", &r.reason, false)?;
-    ctx.authorize_moderation(r.room, r.user)?;
     let room = r.room;
     let appended = commit_membership(ctx, move |txn| {
+        authorize_moderation_in(txn, room, actor, r.user)?;
         let removed = remove_member(txn, room, actor, r.user, MembershipChange::Kicked, &r.reason)?
             .ok_or_else(|| RequestError::new(ErrorCode::NOT_FOUND, "not a member"))?;
         audit(txn, actor, AuditAction::KICK, Some(room), Some(r.user), &r.reason)?;
@@ -485,9 +492,9 @@ pub(super) async fn kick(ctx: &ConnCtx, r: Kick) -> Result<Vec<Message>> {
 pub(super) async fn ban(ctx: &ConnCtx, r: Ban) -> Result<Vec<Message>> {
     let actor = ctx.authed()?.user;
     check_text("reason", &r.reason, false)?;
-    ctx.authorize_moderation(r.room, r.user)?;
     let room = r.room;
     let appended = commit_membership(ctx, move |txn| {
+        authorize_moderation_in(txn, room, actor, r.user)?;
         txn.put(
             keys::ban(room, r.user),
             &BanRecord { until: r.until.map(|t| t.0), reason: r.reason.to_string(), by: actor.0 },
@@ -509,9 +516,9 @@ pub(super) async fn ban(ctx: &ConnCtx, r: Ban) -> Result<Vec<Message>> {
 
 pub(super) async fn unban(ctx: &ConnCtx, r: Unban) -> Result<Vec<Message>> {
     let actor = ctx.authed()?.user;
-    ctx.authorize_moderation(r.room, r.user)?;
     let room = r.room;
     let appended = commit_membership(ctx, move |txn| {
+        authorize_moderation_in(txn, room, actor, r.user)?;
         if !txn.contains(&keys::ban(room, r.user))? {
             return Err(RequestError::new(ErrorCode::NOT_FOUND, "not banned"));
         }

@@ -7,7 +7,7 @@ use banter_protocol::message::{
     VoiceModerate, VoiceRequestSpeak, VoiceSelf,
 };
 
-use super::{ConnCtx, RequestError, Result, audit, text};
+use super::{ConnCtx, RequestError, Result, audit, authorize_moderation_in, text};
 use crate::announce_voice;
 use crate::authz::Action;
 use crate::voice::VoiceError;
@@ -89,7 +89,6 @@ pub(super) fn request_speak(ctx: &ConnCtx, r: VoiceRequestSpeak) -> Result<Vec<M
 pub(super) async fn moderate(ctx: &ConnCtx, r: VoiceModerate) -> Result<Vec<Message>> {
     let actor = ctx.authed()?.user;
     ctx.rate("voice")?;
-    ctx.authorize_moderation(r.room, r.user)?;
     let shared = ctx.shared.clone();
     let (room, target, action) = (r.room, r.user, r.action);
     let notices = ctx
@@ -97,6 +96,7 @@ pub(super) async fn moderate(ctx: &ConnCtx, r: VoiceModerate) -> Result<Vec<Mess
         .store
         .write(
             move |txn| {
+                authorize_moderation_in(txn, room, actor, target)?;
                 let notices = shared.voice.moderate(room, target, actor, action)?;
                 audit(
                     txn,

@@ -160,6 +160,25 @@ pub(crate) fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T,
         .map_err(|e| StoreError::Corrupt { key: key.to_vec(), reason: e.to_string() })
 }
 
+/// Reading records the same way from the store (a request's checks) and from inside a write
+/// (the same checks, evaluated where nothing can change between them and the change).
+pub trait Records {
+    /// A record.
+    fn record<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError>;
+}
+
+impl Records for Store {
+    fn record<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
+        self.get(key)
+    }
+}
+
+impl Records for Txn<'_> {
+    fn record<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
+        self.get(key)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

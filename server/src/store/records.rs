@@ -66,8 +66,9 @@ pub(crate) struct RoomSettings {
     pub(crate) stage: bool,
 }
 
-/// The stored contact state of a block (the CONTACT table holds one byte per side:
-/// 0 friend, 1 outgoing request, 2 incoming request, 3 blocked).
+/// The stored contact states of a friend and of a block (the CONTACT table holds one byte per
+/// side: 0 friend, 1 outgoing request, 2 incoming request, 3 blocked).
+pub(crate) const CONTACT_FRIEND: u8 = 0;
 pub(crate) const CONTACT_BLOCKED: u8 = 3;
 
 /// An invite code.
