@@ -152,6 +152,32 @@ void banter_client_free(banter_client *client);
 // `client` is a live client; `out` has room for 32 bytes.
 banter_status banter_client_fingerprint(const banter_client *client, uint8_t *out);
 
+// Registers the ed25519 key whose 32-byte private seed is `seed` for key login to this
+// account, proving possession to the server (the seed never leaves the process).
+//
+// # Safety
+// `client` is a live client; `seed` points to 32 readable bytes.
+banter_status banter_client_key_add(const banter_client *client, const uint8_t *seed);
+
+// The account's login keys (public keys, 32 bytes each, oldest first): up to `capacity`
+// into `out`, and how many there are into `*count_out` (more than `capacity` means `out`
+// was too small).
+//
+// # Safety
+// `client` is a live client; `out` has room for `capacity` × 32 bytes (NULL if 0);
+// `count_out` is writable.
+banter_status banter_client_keys(const banter_client *client,
+                                 uint8_t *out,
+                                 size_t capacity,
+                                 size_t *count_out);
+
+// Unregisters one of the account's login keys (`public_key`, 32 bytes): key login with it
+// fails from then on.
+//
+// # Safety
+// `client` is a live client; `public_key` points to 32 readable bytes.
+banter_status banter_client_key_remove(const banter_client *client, const uint8_t *public_key);
+
 // Ends this login session on the server. The client then stops (a DISCONNECTED event).
 //
 // # Safety

@@ -36,6 +36,7 @@ pub struct banter_client {
     client: Client,
     shared: Arc<Shared>,
     fingerprint: Option<[u8; 32]>,
+    username: String,
     dispatcher: Option<std::thread::JoinHandle<()>>,
     voice: Mutex<Option<Voice>>,
 }
@@ -212,6 +213,7 @@ fn start(
         client,
         shared,
         fingerprint,
+        username: username.to_owned(),
         dispatcher: None,
         voice: Mutex::new(None),
     };
@@ -379,6 +381,91 @@ pub unsafe extern "C" fn banter_client_fingerprint(
         }
         // SAFETY: non-NULL, and the caller guarantees 32 writable bytes.
         unsafe { std::ptr::copy_nonoverlapping(fingerprint.as_ptr(), out, 32) };
+        Ok(())
+    })
+}
+
+/// Reads 32 bytes.
+///
+/// # Safety
+/// `ptr` is NULL or points to 32 readable bytes.
+unsafe fn bytes_32(ptr: *const u8) -> Result<[u8; 32], Failure> {
+    if ptr.is_null() {
+        return Err(Failure::new(BANTER_NULL_ARGUMENT, "NULL key"));
+    }
+    let mut bytes = [0u8; 32];
+    // SAFETY: non-NULL, and the caller guarantees 32 readable bytes.
+    unsafe { std::ptr::copy_nonoverlapping(ptr, bytes.as_mut_ptr(), 32) };
+    Ok(bytes)
+}
+
+/// Registers the ed25519 key whose 32-byte private seed is `seed` for key login to this
+/// account, proving possession to the server (the seed never leaves the process).
+///
+/// # Safety
+/// `client` is a live client; `seed` points to 32 readable bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn banter_client_key_add(
+    client: *const banter_client,
+    seed: *const u8,
+) -> banter_status {
+    guard(|| {
+        let client = client_ref(client)?;
+        // SAFETY: forwarded caller contract.
+        let key = ed25519_dalek::SigningKey::from_bytes(&unsafe { bytes_32(seed) }?);
+        let public_key = key.verifying_key().to_bytes();
+        let conn = client.block_on(client.client.connection())??;
+        let sign = |bytes: &[u8]| ed25519_dalek::Signer::sign(&key, bytes).to_bytes();
+        client.block_on(conn.add_key(&client.username, public_key, sign))??;
+        Ok(())
+    })
+}
+
+/// The account's login keys (public keys, 32 bytes each, oldest first): up to `capacity`
+/// into `out`, and how many there are into `*count_out` (more than `capacity` means `out`
+/// was too small).
+///
+/// # Safety
+/// `client` is a live client; `out` has room for `capacity` × 32 bytes (NULL if 0);
+/// `count_out` is writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn banter_client_keys(
+    client: *const banter_client,
+    out: *mut u8,
+    capacity: usize,
+    count_out: *mut usize,
+) -> banter_status {
+    guard(|| {
+        let client = client_ref(client)?;
+        if count_out.is_null() || (out.is_null() && capacity > 0) {
+            return Err(Failure::new(BANTER_NULL_ARGUMENT, "NULL out-parameter"));
+        }
+        let conn = client.block_on(client.client.connection())??;
+        let keys = client.block_on(conn.keys())??;
+        for (i, key) in keys.iter().take(capacity).enumerate() {
+            // SAFETY: i < capacity, and the caller guarantees capacity × 32 writable bytes.
+            unsafe { std::ptr::copy_nonoverlapping(key.public_key.as_ptr(), out.add(i * 32), 32) };
+        }
+        // SAFETY: checked non-NULL; the caller guarantees it is writable.
+        unsafe { write_out(count_out, keys.len()) }
+    })
+}
+
+/// Unregisters one of the account's login keys (`public_key`, 32 bytes): key login with it
+/// fails from then on.
+///
+/// # Safety
+/// `client` is a live client; `public_key` points to 32 readable bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn banter_client_key_remove(
+    client: *const banter_client,
+    public_key: *const u8,
+) -> banter_status {
+    guard(|| {
+        let client = client_ref(client)?;
+        // SAFETY: forwarded caller contract.
+        let public_key = unsafe { bytes_32(public_key) }?;
+        client.request_one(banter_protocol::message::KeyRemove { public_key })?;
         Ok(())
     })
 }

@@ -237,3 +237,43 @@ async fn security_clearing_the_callback_waits_for_a_call_in_progress_unless_made
     .await
     .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_keys_are_added_with_proof_listed_and_removed() {
+    let server = TestServer::start().await;
+    let addr = server.addr().to_string();
+    tokio::task::spawn_blocking(move || {
+        let ada = client(&addr, "ada");
+        let seed = [42u8; 32];
+        let public_key = ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key().to_bytes();
+        let mut listed = [0u8; 64];
+        let mut count = 0usize;
+        // SAFETY: a live client; buffers of the stated sizes; the client is freed once.
+        unsafe {
+            assert_eq!(banter_client_key_add(ada, seed.as_ptr()), banter_status::BANTER_OK);
+            assert_eq!(
+                banter_client_keys(ada, listed.as_mut_ptr(), 2, &mut count),
+                banter_status::BANTER_OK
+            );
+            assert_eq!(count, 1);
+            assert_eq!(listed[..32], public_key);
+            assert_eq!(
+                banter_client_key_remove(ada, public_key.as_ptr()),
+                banter_status::BANTER_OK
+            );
+            assert_eq!(
+                banter_client_keys(ada, ptr::null_mut(), 0, &mut count),
+                banter_status::BANTER_OK
+            );
+            assert_eq!(count, 0);
+            assert_eq!(
+                banter_client_key_remove(ada, public_key.as_ptr()),
+                banter_status::BANTER_SERVER_ERROR
+            );
+            assert_eq!(banter_last_server_error(), 0x41, "NOT_FOUND");
+            banter_client_free(ada);
+        }
+    })
+    .await
+    .unwrap();
+}

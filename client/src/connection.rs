@@ -10,8 +10,8 @@ use banter_protocol::bounded::{Blob, Text};
 use banter_protocol::datagram::TunnelReader;
 use banter_protocol::ids::{ResumeId, RoomId};
 use banter_protocol::message::{
-    self, AuthOk, Hello, ListScope, Login, Member, Members, Message, Register, RoomList,
-    RoomSummary,
+    self, AuthOk, Hello, KeyInfo, KeyList, KeyRemove, ListScope, Login, Member, Members, Message,
+    Register, RoomList, RoomSummary,
 };
 use banter_protocol::session::{ClientConfig, ClientConnection, ClientEvent, Greeting};
 use banter_protocol::settings::{FEATURE_VOICE_DATAGRAMS, FEATURE_VOICE_TUNNEL, Limits};
@@ -418,29 +418,65 @@ impl Connection {
         public_key: [u8; 32],
         sign: impl FnOnce(&[u8]) -> [u8; 64],
     ) -> Result<AuthOk, RequestError> {
-        use banter_protocol::message::{
-            Frame as _, KeyLogin, KeyProof, Signature, key_login_signed_bytes,
-        };
+        use banter_protocol::message::{KeyLogin, key_login_signed_bytes};
+        let request =
+            KeyLogin { username: text(username)?, public_key, device_name: text("banter")? };
+        let signed = |nonce: &[u8; 32]| key_login_signed_bytes(nonce, username);
+        auth_ok(self.prove_key(request, signed, sign).await?)
+    }
+
+    /// KEY_ADD (spec §6.2): registers `public_key` for KEY_LOGIN to this connection's account
+    /// (`username`), proving possession: `sign` gets the bytes to sign (see
+    /// [`key_add_signed_bytes`](banter_protocol::message::key_add_signed_bytes)).
+    pub async fn add_key(
+        &self,
+        username: &str,
+        public_key: [u8; 32],
+        sign: impl FnOnce(&[u8]) -> [u8; 64],
+    ) -> Result<(), RequestError> {
+        use banter_protocol::message::{KeyAdd, key_add_signed_bytes};
+        let signed = |nonce: &[u8; 32]| key_add_signed_bytes(nonce, username);
+        match self.prove_key(KeyAdd { public_key }, signed, sign).await? {
+            Message::Done(_) => Ok(()),
+            other => Err(unexpected("DONE", &other)),
+        }
+    }
+
+    /// KEY_LIST: the account's login keys, oldest first.
+    pub async fn keys(&self) -> Result<Vec<KeyInfo>, RequestError> {
+        match self.request_one(KeyList {}).await? {
+            Message::KeyListPage(page) => Ok(page.keys.into_vec()),
+            other => Err(unexpected("KEY_LIST_PAGE", &other)),
+        }
+    }
+
+    /// KEY_REMOVE: unregisters one of the account's login keys.
+    pub async fn remove_key(&self, public_key: [u8; 32]) -> Result<(), RequestError> {
+        self.request_one(KeyRemove { public_key }).await.map(|_| ())
+    }
+
+    /// Sends `request` on a stream of its own, answers the server's KEY_CHALLENGE with a
+    /// KEY_PROOF of `sign(signed(nonce))`, and returns the server's answer to that (KEY_LOGIN
+    /// and KEY_ADD, spec §6.2).
+    async fn prove_key(
+        &self,
+        request: impl message::Frame,
+        signed: impl FnOnce(&[u8; 32]) -> Vec<u8>,
+        sign: impl FnOnce(&[u8]) -> [u8; 64],
+    ) -> Result<Message, RequestError> {
+        use banter_protocol::message::{Frame as _, KeyProof, Signature};
         let failed = |e: &dyn std::fmt::Display| RequestError::Connection(e.to_string());
         let (mut send, mut recv) = self.conn.open_bi().await.map_err(|e| failed(&e))?;
         let mut bytes = Vec::new();
-        KeyLogin { username: text(username)?, public_key, device_name: text("banter")? }
-            .encode_frame(&mut bytes);
+        request.encode_frame(&mut bytes);
         send.write_all(&bytes).await.map_err(|e| failed(&e))?;
         let mut decoder = FrameDecoder::new(banter_protocol::frame::DEFAULT_MAX_FRAME_SIZE);
         let mut buf = vec![0u8; 4096];
         let challenge = loop {
             match decoder.next_message().map_err(|e| RequestError::Protocol(e.to_string()))? {
                 Some(Message::KeyChallenge(challenge)) => break challenge,
-                Some(Message::Error(error)) => {
-                    return Err(RequestError::from(&error));
-                }
-                Some(other) => {
-                    return Err(RequestError::Protocol(format!(
-                        "expected KEY_CHALLENGE, got {:?}",
-                        other.frame_type()
-                    )));
-                }
+                Some(Message::Error(error)) => return Err(RequestError::from(&error)),
+                Some(other) => return Err(unexpected("KEY_CHALLENGE", &other)),
                 None => {}
             }
             match recv.read(&mut buf).await.map_err(|e| failed(&e))? {
@@ -450,18 +486,17 @@ impl Connection {
                 }
             }
         };
-        let signature = sign(&key_login_signed_bytes(&challenge.nonce, username));
         bytes.clear();
-        KeyProof { signature: Signature(signature) }.encode_frame(&mut bytes);
+        KeyProof { signature: Signature(sign(&signed(&challenge.nonce))) }.encode_frame(&mut bytes);
         send.write_all(&bytes).await.map_err(|e| failed(&e))?;
         let _ = send.finish();
         let mut answer = Vec::new();
         decoder_drain(&mut decoder, &mut answer)?;
         answer.extend(read_all(&mut recv).await?);
         match answer.pop() {
-            Some(Message::AuthOk(ok)) => Ok(ok),
             Some(Message::Error(error)) => Err(RequestError::from(&error)),
-            _ => Err(RequestError::Protocol("expected AUTH_OK".into())),
+            Some(message) => Ok(message),
+            None => Err(RequestError::Protocol("no answer to KEY_PROOF".into())),
         }
     }
 
@@ -506,10 +541,13 @@ fn text<const N: usize>(s: &str) -> Result<Text<N>, RequestError> {
 fn auth_ok(message: Message) -> Result<AuthOk, RequestError> {
     match message {
         Message::AuthOk(ok) => Ok(ok),
-        other => {
-            Err(RequestError::Protocol(format!("expected AUTH_OK, got {:?}", other.frame_type())))
-        }
+        other => Err(unexpected("AUTH_OK", &other)),
     }
+}
+
+/// An answer of the wrong type.
+fn unexpected(expected: &str, got: &Message) -> RequestError {
+    RequestError::Protocol(format!("expected {expected}, got {:?}", got.frame_type()))
 }
 
 /// Reads frames until the stream ends.

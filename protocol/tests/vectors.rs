@@ -144,6 +144,16 @@ fn frame_vectors() -> Vec<Message> {
         SessionRevoke { session: SessionId(8) }.into(),
         KeyAdd { public_key: [0x11; 32] }.into(),
         Done {}.into(),
+        KeyList {}.into(),
+        KeyListPage {
+            keys: List::new(vec![KeyInfo {
+                public_key: [0x11; 32],
+                added: Timestamp(1_789_000_000_000),
+            }])
+            .unwrap(),
+        }
+        .into(),
+        KeyRemove { public_key: [0x11; 32] }.into(),
         RoomCreate {
             name: text("general"),
             topic: text("Say hi"),

@@ -193,6 +193,7 @@ fn default_rates() -> BTreeMap<String, Bucket> {
         ("audit", 10, 60),
         ("auth", 10, 30),
         ("directory", 10, 60),
+        ("keys", 10, 30),
         ("edit", 20, 120),
         ("history", 60, 600),
         ("join", 20, 60),
@@ -266,8 +267,10 @@ config! {
     max_sessions_per_login: u32 = 8;
     /// Sessions one user may hold across all their logins (as above).
     max_sessions_per_user: u32 = 32;
-    /// Rooms one user may be a member of.
+    /// Rooms one user may be a member of, direct rooms included (every way in counts).
     max_rooms_per_user: u32 = 1000;
+    /// Login keys one user may register with KEY_ADD (at most 64, what KEY_LIST_PAGE holds).
+    max_keys_per_user: u32 = 16;
     /// Concurrent password hashes (argon2 uses argon2_memory_kib each); 0 = number of cores.
     hash_concurrency: usize = 0;
     /// argon2id memory cost in KiB (OWASP minimum: 19456).

@@ -137,14 +137,14 @@ async fn first_rejection(mut events: tokio::sync::mpsc::UnboundedReceiver<Event>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bot_logs_in_with_its_ed25519_key_and_a_wrong_signature_fails() {
-    use banter_client::protocol::message::{KeyAdd, key_login_signed_bytes};
+    use banter_client::protocol::message::key_login_signed_bytes;
     use ed25519_dalek::{Signer, SigningKey};
 
     let server = TestServer::start().await;
     let bot = server.user("bot").await;
     let key = SigningKey::from_bytes(&[42; 32]);
     let public_key = key.verifying_key().to_bytes();
-    bot.conn.request_one(KeyAdd { public_key }).await.unwrap();
+    bot.conn.add_key("bot", public_key, |bytes| key.sign(bytes).to_bytes()).await.unwrap();
 
     let (conn, _events) = server.connect().await;
     let ok = conn.key_login("bot", public_key, |bytes| key.sign(bytes).to_bytes()).await.unwrap();

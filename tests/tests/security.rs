@@ -605,3 +605,59 @@ async fn security_the_room_cap_holds_for_every_way_into_a_room() {
     assert_eq!(code_of(carol.join(first).await), ErrorCode::LIMIT_EXCEEDED, "ROOM_JOIN");
     assert_eq!(code_of(owner.add(first, "carol").await), ErrorCode::LIMIT_EXCEEDED, "ROOM_INVITE");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_a_login_key_needs_proof_is_capped_listed_removed_and_ended_by_a_password_reset() {
+    use banter_client::protocol::message::KeyAdd;
+    use ed25519_dalek::{Signer, SigningKey};
+
+    let server = TestServer::start_with(|config| config.max_keys_per_user = 2).await;
+    let ada = server.user("ada").await;
+    let mallory = server.user("mallory").await;
+    let key = SigningKey::from_bytes(&[42; 32]);
+    let public_key = key.verifying_key().to_bytes();
+    let sign = |bytes: &[u8]| key.sign(bytes).to_bytes();
+    let key_login = || async {
+        let (conn, _events) = server.connect().await;
+        conn.key_login("ada", public_key, sign).await.map(|ok| ok.user)
+    };
+
+    // Mallory has ada's public key but not the private one: no registration, and ada is not
+    // locked out of registering her own key. A bare KEY_ADD is challenged and then fails.
+    let forged = mallory.conn.add_key("mallory", public_key, |_| [0; 64]).await;
+    assert_eq!(code_of(forged), ErrorCode::AUTH_FAILED);
+    assert_eq!(
+        code_of(mallory.conn.request_one(KeyAdd { public_key }).await),
+        ErrorCode::REQUEST_CANCELLED
+    );
+    ada.conn.add_key("ada", public_key, sign).await.unwrap();
+    assert_eq!(key_login().await.unwrap(), ada.auth.user);
+    assert_eq!(code_of(ada.conn.add_key("ada", public_key, sign).await), ErrorCode::CONFLICT);
+
+    let listed = ada.conn.keys().await.unwrap();
+    assert_eq!(listed.iter().map(|k| k.public_key).collect::<Vec<_>>(), vec![public_key]);
+    assert!(mallory.conn.keys().await.unwrap().is_empty());
+
+    // The cap (2 here).
+    let second = SigningKey::from_bytes(&[43; 32]);
+    let third = SigningKey::from_bytes(&[44; 32]);
+    for (extra, expected) in [(&second, None), (&third, Some(ErrorCode::LIMIT_EXCEEDED))] {
+        let added = ada
+            .conn
+            .add_key("ada", extra.verifying_key().to_bytes(), |b| extra.sign(b).to_bytes())
+            .await;
+        assert_eq!(added.err().and_then(|e| e.code()), expected);
+    }
+
+    // Removal ends key logins at once; only one's own keys can be removed.
+    assert_eq!(code_of(mallory.conn.remove_key(public_key).await), ErrorCode::NOT_FOUND);
+    ada.conn.remove_key(public_key).await.unwrap();
+    assert_eq!(code_of(key_login().await), ErrorCode::AUTH_FAILED);
+
+    // A password reset removes every key.
+    ada.conn.add_key("ada", public_key, sign).await.unwrap();
+    let reset =
+        AdminRequest::UserPasswd { username: "ada".into(), password: "a new password!".into() };
+    banter_server::admin::socket::call(server.data_dir(), &reset).unwrap();
+    assert_eq!(code_of(key_login().await), ErrorCode::AUTH_FAILED);
+}

@@ -20,8 +20,8 @@ use banter_protocol::message::{
 use clap::{Parser, Subcommand};
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use crate::output;
 use crate::profile::{KnownServers, Profile, format_fingerprint};
+use crate::{login_key, output};
 
 /// The command line.
 #[derive(Debug, Parser)]
@@ -116,8 +116,15 @@ enum Command {
     },
     /// Join the room of an invite code.
     AcceptInvite { code: String },
-    /// Add USER to ROOM (moderators, for private rooms).
+    /// Add USER to ROOM (moderators; in a public room, also members USER counts as a friend).
     Add { room: String, user: String },
+    /// List the login keys registered to your account (bots log in with them).
+    Keys,
+    /// Register the ed25519 key in FILE for key login, proving you hold it; FILE is created
+    /// (mode 0600) with a new key if it does not exist.
+    KeyAdd { file: std::path::PathBuf },
+    /// Unregister a login key (its public key, as `banter keys` shows it).
+    KeyRemove { public_key: String },
     /// List friends, friend requests and blocks.
     Contacts,
     /// Ask USER to be friends (or accept their request).
@@ -242,6 +249,9 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
         Command::Invite { room, uses, expires } => invite(&ctx, &room, uses, expires).await,
         Command::AcceptInvite { code } => accept_invite(&ctx, &code).await,
         Command::Add { room, user } => add(&ctx, &room, &user).await,
+        Command::Keys => list_keys(&ctx).await,
+        Command::KeyAdd { file } => add_key(&ctx, &file).await,
+        Command::KeyRemove { public_key } => remove_key(&ctx, &public_key).await,
         Command::Contacts => contacts(&ctx).await,
         Command::Friend { user } => set_contact(&ctx, &user, ContactAction::Request).await,
         Command::Unfriend { user } => set_contact(&ctx, &user, ContactAction::Remove).await,
@@ -519,6 +529,46 @@ async fn add(ctx: &Ctx, spec: &str, user: &str) -> Result<()> {
     if !ctx.json {
         output::line(&format!("added {user} to {}", room.name));
     }
+    Ok(())
+}
+
+async fn list_keys(ctx: &Ctx) -> Result<()> {
+    let (conn, _events, _) = ctx.session().await?;
+    for key in conn.keys().await? {
+        let public_key = login_key::public_hex(&key.public_key);
+        output::line(&if ctx.json {
+            serde_json::json!({"public_key": public_key, "added": key.added.0}).to_string()
+        } else {
+            format!("{public_key}\tadded {}", output::clock(key.added.0))
+        });
+    }
+    Ok(())
+}
+
+async fn add_key(ctx: &Ctx, file: &std::path::Path) -> Result<()> {
+    let (key, new) = login_key::load_or_create(file).map_err(|e| fail(1, e.to_string()))?;
+    let (conn, _events, profile) = ctx.session().await?;
+    let public_key = key.verifying_key().to_bytes();
+    conn.add_key(&profile.username, public_key, |bytes| {
+        ed25519_dalek::Signer::sign(&key, bytes).to_bytes()
+    })
+    .await?;
+    let public_key = login_key::public_hex(&public_key);
+    output::line(&if ctx.json {
+        serde_json::json!({"public_key": public_key, "created": new}).to_string()
+    } else if new {
+        format!("made a new key in {} and registered it: {public_key}", file.display())
+    } else {
+        format!("registered {public_key}")
+    });
+    Ok(())
+}
+
+async fn remove_key(ctx: &Ctx, public_key: &str) -> Result<()> {
+    let public_key = login_key::parse_public(public_key)
+        .ok_or_else(|| fail(2, "a public key is 64 hex digits (see `banter keys`)"))?;
+    let (conn, _events, _) = ctx.session().await?;
+    conn.remove_key(public_key).await?;
     Ok(())
 }
 

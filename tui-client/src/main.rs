@@ -8,6 +8,7 @@
 
 mod audio;
 mod cli;
+mod login_key;
 mod output;
 mod profile;
 mod tui;

@@ -157,11 +157,11 @@ pub(crate) fn format_fingerprint(fingerprint: &[u8; 32]) -> String {
     fingerprint.iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn unhex(text: &str) -> Option<Vec<u8>> {
+pub(crate) fn unhex(text: &str) -> Option<Vec<u8>> {
     (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
 }
 

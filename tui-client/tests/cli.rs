@@ -155,6 +155,28 @@ async fn invites_friends_and_blocks_from_the_command_line() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_keys_are_made_registered_listed_and_removed_from_the_command_line() {
+    let data = tempfile::tempdir().unwrap();
+    let server = start(data.path()).await;
+    let env = Env::new(&server);
+    env.register_ada_and("grace");
+    let file = data.path().join("bot.key");
+    let file = file.to_str().unwrap();
+    let made = env.run_ok(&["key-add", file]);
+    assert!(made.starts_with("made a new key in"), "{made}");
+    let public = made.trim().rsplit(' ').next().unwrap().to_owned();
+    assert_eq!(public.len(), 64, "{made}");
+    assert!(env.run_ok(&["keys"]).starts_with(&format!("{public}\tadded ")));
+    let twice = env.run(&["key-add", file]);
+    assert!(!twice.status.success());
+    assert!(String::from_utf8_lossy(&twice.stderr).contains("already registered"));
+    env.run_ok(&["key-remove", &public]);
+    assert_eq!(env.run_ok(&["keys"]).trim(), "");
+    assert!(env.run_ok(&["key-add", file]).starts_with("registered "), "the file is reused");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn files_are_shared_and_fetched_from_the_command_line() {
     let data = tempfile::tempdir().unwrap();
     let server = start(data.path()).await;

@@ -48,9 +48,11 @@ wire! {
         pub nonce: [u8; 32],
     }
 
-    /// KEY_PROOF: the signature over the challenge, on the same stream.
+    /// KEY_PROOF: the signature over the challenge, on the same stream (after KEY_LOGIN or
+    /// KEY_ADD).
     pub struct KeyProof {
-        /// ed25519 signature of `"banter/1 key-login\0" ‖ nonce ‖ username`.
+        /// ed25519 signature of `"banter/1 key-login\0" ‖ nonce ‖ username` (KEY_LOGIN) or
+        /// `"banter/1 key-add\0" ‖ nonce ‖ username` (KEY_ADD).
         pub signature: Signature,
     }
 
@@ -106,8 +108,33 @@ wire! {
         pub session: SessionId,
     }
 
-    /// KEY_ADD: register an ed25519 public key for KEY_LOGIN to the caller's account.
+    /// KEY_ADD: register an ed25519 public key for KEY_LOGIN to the caller's account. The
+    /// server answers KEY_CHALLENGE on the stream; the client proves it holds the key with
+    /// KEY_PROOF; then DONE.
     pub struct KeyAdd {
+        /// The public key.
+        pub public_key: [u8; 32],
+    }
+
+    /// KEY_LIST: the keys registered to the caller's account.
+    pub struct KeyList {}
+
+    /// KEY_LIST_PAGE: the answer to KEY_LIST.
+    pub struct KeyListPage {
+        /// The keys, oldest first.
+        pub keys: List<KeyInfo, { max::KEYS }>,
+    }
+
+    /// One registered key as listed.
+    pub struct KeyInfo {
+        /// The ed25519 public key.
+        pub public_key: [u8; 32],
+        /// When it was added.
+        pub added: Timestamp,
+    }
+
+    /// KEY_REMOVE: unregister one of the caller's keys (it stops logging in at once).
+    pub struct KeyRemove {
         /// The public key.
         pub public_key: [u8; 32],
     }
@@ -167,9 +194,18 @@ impl<'de> Deserialize<'de> for Signature {
 /// The bytes a KEY_PROOF signs: a domain-separation label, the nonce and the username, so a
 /// signature is useless for any other purpose, account or challenge (spec §6.2.3).
 pub fn key_login_signed_bytes(nonce: &[u8; 32], username: &str) -> Vec<u8> {
-    const LABEL: &[u8] = b"banter/1 key-login\0";
-    let mut bytes = Vec::with_capacity(LABEL.len() + 32 + username.len());
-    bytes.extend_from_slice(LABEL);
+    signed_bytes(b"banter/1 key-login\0", nonce, username)
+}
+
+/// The bytes a KEY_PROOF after KEY_ADD signs: as for KEY_LOGIN under its own label, so that a
+/// login proof can never register a key and a registration proof can never log in.
+pub fn key_add_signed_bytes(nonce: &[u8; 32], username: &str) -> Vec<u8> {
+    signed_bytes(b"banter/1 key-add\0", nonce, username)
+}
+
+fn signed_bytes(label: &[u8], nonce: &[u8; 32], username: &str) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(label.len() + 32 + username.len());
+    bytes.extend_from_slice(label);
     bytes.extend_from_slice(nonce);
     bytes.extend_from_slice(username.as_bytes());
     bytes

@@ -70,6 +70,8 @@ pub mod max {
     pub const PAGE: usize = 100;
     /// Login sessions listed.
     pub const SESSIONS: usize = 256;
+    /// Login keys listed (a server caps keys per account at or below this).
+    pub const KEYS: usize = 64;
     /// Voice participants in one VOICE_JOINED.
     pub const VOICE_ROSTER: usize = 256;
     /// Invite codes.
@@ -287,6 +289,9 @@ registry! {
     0x1a SESSION_REVOKE SessionRevoke ClientToServer [Request];
     0x1b KEY_ADD KeyAdd ClientToServer [Request];
     0x1c DONE Done ServerToClient [Response];
+    0x1d KEY_LIST KeyList ClientToServer [Request];
+    0x1e KEY_LIST_PAGE KeyListPage ServerToClient [Response];
+    0x1f KEY_REMOVE KeyRemove ClientToServer [Request];
     // Rooms. 0x21 is GREASE.
     0x20 ROOM_CREATE RoomCreate ClientToServer [Request];
     0x22 ROOM_INFO RoomInfo ServerToClient [Response];

@@ -12,7 +12,8 @@ use crate::files::FileStore;
 use crate::store::keys::{self, tag};
 use crate::store::records::{
     AuditRecord, BanRecord, CONTACT_BLOCKED, DedupRecord, EntryKind, InviteRecord, LogEntry,
-    MarkerRecord, MemberRecord, MessageState, RoomRecord, RoomSettings, SessionRecord, UserRecord,
+    LoginKeyRecord, MarkerRecord, MemberRecord, MessageState, RoomRecord, RoomSettings,
+    SessionRecord, UserRecord,
 };
 use crate::store::{Engine, SCHEMA_VERSION, StoreError, decode, scan_range};
 
@@ -139,10 +140,9 @@ impl Checker {
                 }
             }
             Some(tag::LOGIN_KEY) => {
-                if let Some(user) = self.decode::<u64>(key, value) {
-                    if !self.users.contains_key(&user) {
-                        self.problem(format!("a login key belongs to missing user {user}"));
-                    }
+                self.decode::<LoginKeyRecord>(key, value);
+                if !self.users.contains_key(&id(1)) {
+                    self.problem(format!("a login key belongs to missing user {}", id(1)));
                 }
             }
             Some(tag::SESSION) => {

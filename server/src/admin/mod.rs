@@ -216,13 +216,14 @@ impl AdminCtx {
     }
 
     /// Applies `change` to a user's record in one commit, with an audit entry; with
-    /// `end_logins`, also ends their login sessions and closes their connections.
+    /// `end_access`, also ends their login sessions (closing their connections) and removes
+    /// their login keys.
     async fn update_user(
         &self,
         user: UserId,
         action: AuditAction,
         reason: String,
-        end_logins: bool,
+        end_access: bool,
         change: impl FnOnce(&mut UserRecord) + Send + 'static,
     ) -> Result<(), AdminError> {
         let ended = self
@@ -234,7 +235,7 @@ impl AdminCtx {
                     change(&mut record);
                     txn.put(keys::user(user), &record);
                     audit(txn, CONSOLE, action, None, Some(user), &reason)?;
-                    if end_logins { requests::end_all_logins(txn, user) } else { Ok(Vec::new()) }
+                    if end_access { requests::end_all_access(txn, user) } else { Ok(Vec::new()) }
                 },
                 |ended| ended,
             )

@@ -1,5 +1,5 @@
-//! REGISTER, LOGIN, KEY_LOGIN, REFRESH, LOGOUT, SESSION_LIST, SESSION_REVOKE, KEY_ADD, and the
-//! token check behind HELLO / RESUME (spec §6.2).
+//! REGISTER, LOGIN, KEY_LOGIN, REFRESH, LOGOUT, SESSION_LIST, SESSION_REVOKE, KEY_ADD,
+//! KEY_LIST, KEY_REMOVE, and the token check behind HELLO / RESUME (spec §6.2).
 
 use std::time::Instant;
 
@@ -7,15 +7,16 @@ use banter_protocol::ErrorCode;
 use banter_protocol::bounded::{Blob, List};
 use banter_protocol::ids::{SessionId, Timestamp, UserId};
 use banter_protocol::message::{
-    self, AuthOk, Done, KeyAdd, KeyChallenge, KeyLogin, Login, Message, Refresh, Register,
-    SessionInfo, SessionListPage, SessionRevoke, key_login_signed_bytes,
+    self, AuthOk, Done, KeyAdd, KeyChallenge, KeyInfo, KeyListPage, KeyLogin, KeyProof, KeyRemove,
+    Login, Message, Refresh, Register, SessionInfo, SessionListPage, SessionRevoke,
+    key_add_signed_bytes, key_login_signed_bytes,
 };
 use ed25519_dalek::{Signature, VerifyingKey};
 
 use super::{ConnCtx, RequestError, RequestIo, Result, check_text, text};
 use crate::auth::{RefreshToken, TokenError, Verified, same_secret};
 use crate::ratelimit::address_key;
-use crate::store::records::{SessionRecord, UserRecord};
+use crate::store::records::{LoginKeyRecord, SessionRecord, UserRecord};
 use crate::store::{Store, StoreError, Txn, keys};
 use crate::{Shared, wall_clock};
 
@@ -146,6 +147,17 @@ pub(crate) fn create_user(
     Ok(user)
 }
 
+/// Ends everything that gives access to `user`'s account but the password: every login
+/// session (returned, so that their connections can be closed once the commit is durable) and
+/// every login key. For a password reset and a disabled account.
+pub(crate) fn end_all_access(txn: &mut Txn<'_>, user: UserId) -> Result<Vec<SessionId>> {
+    let prefix = keys::login_keys(user);
+    for key in txn.keys_in(&prefix, &keys::prefix_end(&prefix))? {
+        txn.delete(key);
+    }
+    end_all_logins(txn, user)
+}
+
 /// Deletes every login session of `user` in `txn`; returns them, so that their connections
 /// can be closed once the commit is durable.
 pub(crate) fn end_all_logins(txn: &mut Txn<'_>, user: UserId) -> Result<Vec<SessionId>> {
@@ -239,24 +251,13 @@ pub(super) async fn key_login(
     rate_auth_user(ctx, &r.username)?;
     check_text("device name", &r.device_name, false)?;
     // Always challenge, so the answer does not reveal which accounts have keys.
-    let mut nonce = [0u8; 32];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce)
-        .map_err(|_| RequestError::from(ErrorCode::INTERNAL))?;
-    io.send(&KeyChallenge { nonce }).await?;
-    let proof = match tokio::time::timeout(std::time::Duration::from_secs(30), io.next()).await {
-        Ok(Ok(Message::KeyProof(proof))) => proof,
-        Ok(Ok(_)) => return Err(ErrorCode::PROTOCOL_VIOLATION.into()),
-        Ok(Err(error)) => return Err(error),
-        Err(_) => return Err(auth_failed()),
-    };
-    let owner = ctx.shared.store.get::<u64>(&keys::login_key(&r.public_key))?;
-    let found = find_user(ctx, &r.username)?
-        .filter(|(user, record)| !record.disabled && owner == Some(user.0));
+    let (nonce, proof) = challenge(io).await?;
+    let found = find_user(ctx, &r.username)?.filter(|(user, record)| {
+        !record.disabled
+            && ctx.shared.store.contains(&keys::login_key(*user, &r.public_key)).unwrap_or(false)
+    });
     let Some((user, record)) = found else { return Err(auth_failed()) };
-    let key = VerifyingKey::from_bytes(&r.public_key).map_err(|_| auth_failed())?;
-    let signature = Signature::from_bytes(&proof.signature.0);
-    key.verify_strict(&key_login_signed_bytes(&nonce, &record.username), &signature)
-        .map_err(|_| auth_failed())?;
+    verify_proof(&r.public_key, &key_login_signed_bytes(&nonce, &record.username), &proof)?;
     let shared = ctx.shared.clone();
     let device = r.device_name.into_string();
     let (session, refresh) =
@@ -421,19 +422,100 @@ pub(super) async fn session_revoke(
     end_login(ctx, io, user, r.session, "session revoked").await
 }
 
-pub(super) async fn key_add(ctx: &ConnCtx, r: KeyAdd) -> Result<Vec<Message>> {
+/// Sends KEY_CHALLENGE with a fresh nonce on the request's stream and waits (30 s at most)
+/// for the KEY_PROOF that answers it.
+async fn challenge(io: &mut RequestIo<'_>) -> Result<([u8; 32], KeyProof)> {
+    let mut nonce = [0u8; 32];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce)
+        .map_err(|_| RequestError::from(ErrorCode::INTERNAL))?;
+    io.send(&KeyChallenge { nonce }).await?;
+    match tokio::time::timeout(std::time::Duration::from_secs(30), io.next()).await {
+        Ok(Ok(Message::KeyProof(proof))) => Ok((nonce, proof)),
+        Ok(Ok(_)) => Err(ErrorCode::PROTOCOL_VIOLATION.into()),
+        Ok(Err(error)) => Err(error),
+        Err(_) => Err(auth_failed()),
+    }
+}
+
+/// Checks that `proof` is `public_key`'s signature of `signed` (AUTH_FAILED otherwise).
+fn verify_proof(public_key: &[u8; 32], signed: &[u8], proof: &KeyProof) -> Result<()> {
+    let key = VerifyingKey::from_bytes(public_key).map_err(|_| auth_failed())?;
+    key.verify_strict(signed, &Signature::from_bytes(&proof.signature.0)).map_err(|_| auth_failed())
+}
+
+/// KEY_ADD: only with proof that the caller holds the private key, so nobody registers
+/// someone else's public key; at most `max_keys_per_user` keys.
+pub(super) async fn key_add(
+    ctx: &ConnCtx,
+    r: KeyAdd,
+    io: &mut RequestIo<'_>,
+) -> Result<Vec<Message>> {
     let user = ctx.authed()?.user;
+    ctx.rate("keys")?;
     VerifyingKey::from_bytes(&r.public_key)
         .map_err(|_| RequestError::new(ErrorCode::INVALID_REQUEST, "not an ed25519 public key"))?;
+    let username = ctx
+        .shared
+        .store
+        .get::<UserRecord>(&keys::user(user))?
+        .ok_or(ErrorCode::NOT_FOUND)?
+        .username;
+    let (nonce, proof) = challenge(io).await?;
+    verify_proof(&r.public_key, &key_add_signed_bytes(&nonce, &username), &proof)?;
+    let max_keys = ctx.shared.config.max_keys_per_user.min(message::max::KEYS as u32) as usize;
     ctx.shared
         .store
         .write(
             move |txn| {
-                let key = keys::login_key(&r.public_key);
+                let key = keys::login_key(user, &r.public_key);
                 if txn.contains(&key)? {
                     return Err(RequestError::new(ErrorCode::CONFLICT, "key already registered"));
                 }
-                txn.put(key, &user.0);
+                let prefix = keys::login_keys(user);
+                if txn.keys_in(&prefix, &keys::prefix_end(&prefix))?.len() >= max_keys {
+                    return Err(RequestError::new(ErrorCode::LIMIT_EXCEEDED, "too many keys"));
+                }
+                txn.put(key, &LoginKeyRecord { added: wall_clock().0 });
+                Ok(())
+            },
+            |v| v,
+        )
+        .await?;
+    Ok(vec![Done {}.into()])
+}
+
+pub(super) fn key_list(ctx: &ConnCtx) -> Result<Vec<Message>> {
+    let user = ctx.authed()?.user;
+    let prefix = keys::login_keys(user);
+    let found = ctx.shared.store.range::<LoginKeyRecord>(
+        &prefix,
+        &keys::prefix_end(&prefix),
+        false,
+        message::max::KEYS,
+    )?;
+    let mut listed: Vec<KeyInfo> = found
+        .into_iter()
+        .filter_map(|(key, record)| {
+            let public_key = key.get(prefix.len()..)?.try_into().ok()?;
+            Some(KeyInfo { public_key, added: Timestamp(record.added) })
+        })
+        .collect();
+    listed.sort_by_key(|key| key.added);
+    Ok(vec![KeyListPage { keys: List::new(listed).expect("at most max::KEYS") }.into()])
+}
+
+pub(super) async fn key_remove(ctx: &ConnCtx, r: KeyRemove) -> Result<Vec<Message>> {
+    let user = ctx.authed()?.user;
+    ctx.rate("keys")?;
+    ctx.shared
+        .store
+        .write(
+            move |txn| {
+                let key = keys::login_key(user, &r.public_key);
+                if !txn.contains(&key)? {
+                    return Err(RequestError::new(ErrorCode::NOT_FOUND, "no such key"));
+                }
+                txn.delete(key);
                 Ok(())
             },
             |v| v,

@@ -34,7 +34,7 @@ use crate::store::{Records, StoreError, WriteError, keys};
 use crate::{Shared, wall_clock};
 
 pub(crate) use accounts::{
-    authenticate, check_password, create_user, end_all_logins, normalize_username, user_id,
+    authenticate, check_password, create_user, end_all_access, normalize_username, user_id,
 };
 pub(crate) use events::{Appended, publish};
 pub(crate) use moderation::{CONSOLE, audit, role_reason};
@@ -495,7 +495,9 @@ pub(crate) async fn handle(
         M::Logout(_) => accounts::logout(ctx, io).await,
         M::SessionList(_) => accounts::session_list(ctx),
         M::SessionRevoke(r) => accounts::session_revoke(ctx, r, io).await,
-        M::KeyAdd(r) => accounts::key_add(ctx, r).await,
+        M::KeyAdd(r) => accounts::key_add(ctx, r, io).await,
+        M::KeyList(_) => accounts::key_list(ctx),
+        M::KeyRemove(r) => accounts::key_remove(ctx, r).await,
         M::RoomCreate(r) => rooms::create(ctx, r).await,
         M::RoomList(r) => rooms::list(ctx, r),
         M::RoomJoin(r) => rooms::join(ctx, r).await,

@@ -11,14 +11,17 @@ pub(crate) mod tag {
     pub(crate) const USER: u8 = 0x10;
     /// lower-case username → user id
     pub(crate) const USERNAME: u8 = 0x11;
-    /// ed25519 public key → user id
-    pub(crate) const LOGIN_KEY: u8 = 0x12;
+    /// Schema 1: ed25519 public key → user id, registered with no proof of possession.
+    /// Dropped by the migration to schema 2 (see `store::migrate`); nothing writes it.
+    pub(crate) const UNPROVEN_LOGIN_KEY: u8 = 0x12;
     /// login session id → SessionRecord
     pub(crate) const SESSION: u8 = 0x13;
     /// user id ‖ session id → ()
     pub(crate) const USER_SESSION: u8 = 0x14;
     /// user id ‖ other user id → contact state (u8, banter_protocol ContactState order)
     pub(crate) const CONTACT: u8 = 0x15;
+    /// user id ‖ ed25519 public key → LoginKeyRecord (proven by KEY_ADD)
+    pub(crate) const LOGIN_KEY: u8 = 0x16;
     /// room id → RoomRecord
     pub(crate) const ROOM: u8 = 0x20;
     /// lower-case channel name → room id
@@ -78,10 +81,15 @@ pub(crate) fn username(name: &str) -> Vec<u8> {
     key
 }
 
-pub(crate) fn login_key(public_key: &[u8; 32]) -> Vec<u8> {
-    let mut key = vec![tag::LOGIN_KEY];
+pub(crate) fn login_key(user: UserId, public_key: &[u8; 32]) -> Vec<u8> {
+    let mut key = login_keys(user);
     key.extend_from_slice(public_key);
     key
+}
+
+/// The prefix of a user's login keys.
+pub(crate) fn login_keys(user: UserId) -> Vec<u8> {
+    ids(tag::LOGIN_KEY, &[user.0])
 }
 
 pub(crate) fn session(session: SessionId) -> Vec<u8> {

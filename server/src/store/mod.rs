@@ -19,8 +19,9 @@ pub use engine::{Engine, KeyValues, SledEngine, StoreError, Write, scan_range};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-/// The schema this build writes. A data dir with a higher version is refused.
-pub const SCHEMA_VERSION: u32 = 1;
+/// The schema this build writes. A data dir with a higher version is refused; an older one
+/// is migrated when opened.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// A cheap, cloneable handle to the database.
 #[derive(Clone)]
@@ -45,6 +46,9 @@ impl Store {
                 let found = decode::<u32>(&key, &bytes)?;
                 if found > SCHEMA_VERSION {
                     return Err(StoreError::NewerSchema { found, supported: SCHEMA_VERSION });
+                }
+                if found < SCHEMA_VERSION {
+                    migrate(engine.as_ref(), found)?;
                 }
             }
             None => {
@@ -160,6 +164,24 @@ pub(crate) fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T,
         .map_err(|e| StoreError::Corrupt { key: key.to_vec(), reason: e.to_string() })
 }
 
+/// Brings a data dir of schema `from` up to [`SCHEMA_VERSION`], in one atomic, synced write.
+///
+/// 1 → 2: login keys were registered without proof of possession (anyone could register
+/// anyone's public key), under `public key → user`; they are dropped, not carried over, and
+/// their owners register them again with KEY_ADD's proof.
+fn migrate(engine: &dyn Engine, from: u32) -> Result<(), StoreError> {
+    let mut writes: Vec<Write> = Vec::new();
+    if from < 2 {
+        let start = [keys::tag::UNPROVEN_LOGIN_KEY];
+        let end = keys::prefix_end(&start);
+        let unproven = engine.range(&start, &end, false, usize::MAX)?;
+        writes.extend(unproven.into_iter().map(|(key, _)| (key, None)));
+    }
+    writes.push((keys::meta("schema"), Some(encode(&SCHEMA_VERSION))));
+    engine.apply(writes)?;
+    engine.sync()
+}
+
 /// Reading records the same way from the store (a request's checks) and from inside a write
 /// (the same checks, evaluated where nothing can change between them and the change).
 pub trait Records {
@@ -182,6 +204,26 @@ impl Records for Txn<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn opening_a_schema_1_data_dir_drops_its_unproven_login_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Arc::new(SledEngine::open(dir.path()).unwrap());
+        let mut unproven = vec![keys::tag::UNPROVEN_LOGIN_KEY];
+        unproven.extend_from_slice(&[7; 32]);
+        engine
+            .apply(vec![
+                (keys::meta("schema"), Some(encode(&1u32))),
+                (unproven.clone(), Some(encode(&1u64))),
+                (keys::username("ada"), Some(encode(&1u64))),
+            ])
+            .unwrap();
+        let store = Store::open(engine, 16).unwrap();
+        assert_eq!(store.get::<u32>(&keys::meta("schema")).unwrap(), Some(SCHEMA_VERSION));
+        assert!(!store.contains(&unproven).unwrap(), "an unproven key still grants access");
+        assert!(store.contains(&keys::username("ada")).unwrap(), "the migration kept only keys");
+        store.close().await;
+    }
 
     #[test]
     fn a_data_dir_from_a_newer_schema_is_refused() {

@@ -15,6 +15,13 @@ pub(crate) struct UserRecord {
     pub(crate) role: u8,
 }
 
+/// A login key registered with proof of possession (KEY_ADD).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct LoginKeyRecord {
+    /// When it was added (ms since the epoch).
+    pub(crate) added: u64,
+}
+
 /// A login session and the state of its refresh-token chain.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct SessionRecord {

@@ -288,6 +288,24 @@ async fn run_command(client: &Client, command: Command) -> Result<Option<Action>
                 other => Err(format!("unexpected answer to AUDIT_QUERY: {other:?}")),
             }
         }
+        Command::Keys { remove: None } => {
+            let conn = client.connection().await.map_err(|e| e.to_string())?;
+            let keys = conn.keys().await.map_err(|e| e.to_string())?;
+            let listed: Vec<String> =
+                keys.iter().map(|k| crate::login_key::public_hex(&k.public_key)).collect();
+            Ok(Some(Action::Done(if listed.is_empty() {
+                "no login keys (add one with `banter key-add FILE`)".into()
+            } else {
+                format!("login keys: {}", listed.join(", "))
+            })))
+        }
+        Command::Keys { remove: Some(key) } => {
+            let public_key = crate::login_key::parse_public(&key)
+                .ok_or("a public key is 64 hex digits (see /keys)")?;
+            let conn = client.connection().await.map_err(|e| e.to_string())?;
+            conn.remove_key(public_key).await.map_err(|e| e.to_string())?;
+            Ok(Some(Action::Done("key removed".into())))
+        }
         Command::Invite { room, username: Some(username) } => {
             request(RoomInvite { room, username: text(&username)? }.into()).await?;
             Ok(Some(Action::Done(format!("added {username}"))))

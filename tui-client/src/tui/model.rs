@@ -220,6 +220,10 @@ pub(crate) enum Command {
     },
     Contact(String, ContactAction),
     AcceptInvite(String),
+    /// List the account's login keys, or unregister one (its public key in hex).
+    Keys {
+        remove: Option<String>,
+    },
     Upload {
         room: RoomId,
         path: String,
@@ -272,6 +276,7 @@ pub(crate) const COMMANDS: &[&str] = &[
     "/help",
     "/invite",
     "/join",
+    "/keys",
     "/kick",
     "/leave",
     "/lock",
@@ -902,6 +907,13 @@ fn submit(model: &mut Model, commands: &mut Vec<Command>) {
                 commands.push(Command::Audit(room));
             }
         }
+        "keys" => match rest.split_once(' ') {
+            None if rest.is_empty() => commands.push(Command::Keys { remove: None }),
+            Some(("remove", key)) => {
+                commands.push(Command::Keys { remove: Some(key.trim().to_owned()) });
+            }
+            _ => model.status = Some("usage: /keys [remove PUBLIC_KEY]".into()),
+        },
         "invite" => {
             if let Some(room) = need_room(model) {
                 let username = (!rest.is_empty()).then(|| rest.trim_start_matches('@').to_owned());
@@ -1116,6 +1128,13 @@ pub(crate) mod tests {
             vec![Command::Invite { room, username: Some("carol".into()) }]
         );
         assert_eq!(typed(&mut model, "/invite"), vec![Command::Invite { room, username: None }]);
+        assert_eq!(typed(&mut model, "/keys"), vec![Command::Keys { remove: None }]);
+        assert_eq!(
+            typed(&mut model, "/keys remove 00ff"),
+            vec![Command::Keys { remove: Some("00ff".into()) }]
+        );
+        assert!(typed(&mut model, "/keys bogus").is_empty());
+        assert_eq!(model.status.as_deref(), Some("usage: /keys [remove PUBLIC_KEY]"));
         assert_eq!(
             typed(&mut model, "/accept k7q2m9xw4h"),
             vec![Command::AcceptInvite("k7q2m9xw4h".into())]
