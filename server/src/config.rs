@@ -281,6 +281,11 @@ config! {
     commit_max_group: usize = 4096;
     /// Largest file an upload may share, in bytes.
     max_upload_bytes: u64 = 25 * 1024 * 1024;
+    /// Bytes of files one user may share at once (deleting a shared file gives its bytes
+    /// back).
+    max_shared_bytes_per_user: u64 = 1024 * 1024 * 1024;
+    /// Bytes of unfinished uploads one user may hold.
+    max_partial_bytes_per_user: u64 = 64 * 1024 * 1024;
     /// Serve `banterd user|room|audit|backup|check` on `admin.sock` in the data dir (mode
     /// 0600: only this OS user). Off: those commands need the server stopped.
     admin_socket: bool = true;

@@ -4,7 +4,9 @@
 //!
 //! A content file is complete and verified before anything refers to it, and never changes
 //! after: the database refers to files, files never refer to the database, so a backup copies
-//! them after the records and is still consistent.
+//! them after the records and is still consistent. The database indexes which live entries
+//! refer to each content (`keys::content_ref`); a content no entry refers to any more is
+//! removed (after the delete that ended its last reference, and at startup).
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -61,12 +63,9 @@ impl FileStore {
         self.root.join("partial").join(format!("{}-{}", user.0, hex(sha256)))
     }
 
-    /// How many bytes of this upload are already here: all of them when the content is
-    /// stored, else what an earlier attempt by `user` left.
+    /// How many bytes of this upload an earlier attempt by `user` left (whether the stored
+    /// content may stand in for the upload is the caller's decision: it is about access).
     pub(crate) async fn resume_offset(&self, user: UserId, sha256: &[u8; 32], size: u64) -> u64 {
-        if tokio::fs::metadata(self.content(sha256)).await.is_ok_and(|m| m.len() == size) {
-            return size;
-        }
         let partial = tokio::fs::metadata(self.partial(user, sha256)).await;
         // A partial longer than the declared size is not this upload's: start over.
         partial.map_or(0, |m| m.len()).min(size)
@@ -93,8 +92,30 @@ impl FileStore {
         Ok(file)
     }
 
+    /// Bytes of `user`'s partial uploads other than the one of `sha256`.
+    pub(crate) fn partial_bytes(&self, user: UserId, sha256: &[u8; 32]) -> std::io::Result<u64> {
+        let Ok(entries) = std::fs::read_dir(self.root.join("partial")) else { return Ok(0) };
+        let (prefix, this) = (format!("{}-", user.0), format!("{}-{}", user.0, hex(sha256)));
+        let mut bytes = 0;
+        for entry in entries {
+            let entry = entry?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with(&prefix) && name != this {
+                bytes += entry.metadata()?.len();
+            }
+        }
+        Ok(bytes)
+    }
+
+    /// Whether the content is stored (with its size: a content is its hash and its size).
+    pub(crate) fn has_content(&self, sha256: &[u8; 32], size: u64) -> bool {
+        std::fs::metadata(self.content(sha256)).is_ok_and(|m| m.is_file() && m.len() == size)
+    }
+
     /// Checks a finished partial upload against its hash; moves it into place when it
-    /// matches, deletes it when it does not. Returns whether it matched.
+    /// matches (or, when the content is stored already, drops it), deletes it when it does
+    /// not. Returns whether it matched.
     pub(crate) async fn finish(&self, user: UserId, sha256: &[u8; 32]) -> std::io::Result<bool> {
         let partial = self.partial(user, sha256);
         if sha256_of(&partial).await? != *sha256 {
@@ -102,6 +123,10 @@ impl FileStore {
             return Ok(false);
         }
         let content = self.content(sha256);
+        if content.is_file() {
+            tokio::fs::remove_file(&partial).await?;
+            return Ok(true);
+        }
         let dir = content.parent().expect("content files have a parent");
         tokio::fs::create_dir_all(dir).await?;
         tokio::fs::File::open(&partial).await?.sync_all().await?;
@@ -143,6 +168,50 @@ impl FileStore {
     pub(crate) async fn drop_partial(&self, user: UserId, sha256: &[u8; 32]) {
         let _ = tokio::fs::remove_file(self.partial(user, sha256)).await;
     }
+
+    /// Removes a content no entry refers to any more (blocking: called on the writer thread,
+    /// in commit order, so that no upload can take a reference to it meanwhile).
+    pub(crate) fn remove_content(&self, sha256: &[u8; 32]) -> std::io::Result<()> {
+        match std::fs::remove_file(self.content(sha256)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Removes every stored content for which `referenced` says no (left by a crash between
+    /// a delete's commit and the file's removal); returns how many. Called at startup.
+    pub(crate) fn sweep_unreferenced(
+        &self,
+        referenced: impl Fn(&[u8; 32]) -> bool,
+    ) -> std::io::Result<usize> {
+        let Ok(dirs) = std::fs::read_dir(&self.root) else { return Ok(0) };
+        let mut swept = 0;
+        for dir in dirs {
+            let dir = dir?;
+            if dir.file_name() == "partial" || !dir.file_type()?.is_dir() {
+                continue;
+            }
+            for file in std::fs::read_dir(dir.path())? {
+                let file = file?;
+                let name = file.file_name();
+                let Some(sha256) = parse_hex(&name.to_string_lossy()) else { continue };
+                if !referenced(&sha256) {
+                    std::fs::remove_file(file.path())?;
+                    swept += 1;
+                }
+            }
+        }
+        Ok(swept)
+    }
+}
+
+/// The SHA-256 a content file is named by.
+fn parse_hex(name: &str) -> Option<[u8; 32]> {
+    let bytes: Option<Vec<u8>> = (0..name.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(name.get(i..i + 2)?, 16).ok())
+        .collect();
+    bytes?.try_into().ok()
 }
 
 /// SHA-256 of a file, read in pieces.
@@ -165,6 +234,23 @@ mod tests {
     use std::time::{Duration, SystemTime};
 
     use super::*;
+
+    #[test]
+    fn only_contents_no_entry_refers_to_are_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::new(dir.path());
+        let (kept, orphan) = ([1u8; 32], [2u8; 32]);
+        for sha256 in [kept, orphan] {
+            let path = store.content(&sha256);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, b"x").unwrap();
+        }
+        std::fs::create_dir_all(dir.path().join(DIR).join("partial")).unwrap();
+        std::fs::write(dir.path().join(DIR).join("partial").join("1-aa"), b"y").unwrap();
+        assert_eq!(store.sweep_unreferenced(|sha256| *sha256 == kept).unwrap(), 1);
+        assert!(store.has_content(&kept, 1) && !store.has_content(&orphan, 1));
+        assert!(dir.path().join(DIR).join("partial").join("1-aa").exists(), "partials stay");
+    }
 
     #[test]
     fn only_partial_uploads_left_alone_for_long_are_swept() {

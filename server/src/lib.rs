@@ -114,6 +114,20 @@ fn sweep_partials(files: &files::FileStore) {
     }
 }
 
+/// Removes stored contents no live entry refers to (a crash came between a delete's commit
+/// and the removal of its file).
+fn sweep_unreferenced(files: &files::FileStore, store: &Store) {
+    let referenced = |sha256: &[u8; 32]| {
+        // On a read error, keep the file.
+        store.keys_with_prefix(&keys::content_refs(sha256), 1).map_or(true, |r| !r.is_empty())
+    };
+    match files.sweep_unreferenced(referenced) {
+        Ok(0) => {}
+        Ok(swept) => tracing::info!(swept, "removed shared files no entry refers to"),
+        Err(error) => tracing::warn!(%error, "could not sweep unreferenced files"),
+    }
+}
+
 /// The authentication limit per address (10 and 30 a minute when the configuration names
 /// none).
 fn auth_bucket(config: &Config) -> config::Bucket {
@@ -229,6 +243,7 @@ impl Shared {
         load_live_state(&store, &hub)?;
         let files = files::FileStore::new(&config.data_dir);
         sweep_partials(&files);
+        sweep_unreferenced(&files, &store);
 
         let passwords = Passwords::new(
             config.argon2_memory_kib,

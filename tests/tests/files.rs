@@ -7,7 +7,7 @@ use std::path::Path;
 use banter_client::protocol::bounded::{Blob, Text};
 use banter_client::protocol::ids::RoomId;
 use banter_client::protocol::message::{
-    FileChunk, Frame, Message, RoomConfigure, Upload, UploadReady,
+    Delete, FileChunk, Frame, Message, RoomConfigure, Upload, UploadReady,
 };
 use banter_client::protocol::{ErrorCode, FrameDecoder};
 use banter_client::{Connection, RequestError};
@@ -233,4 +233,95 @@ async fn security_one_upload_of_a_content_at_a_time_per_account() {
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let (_, answer) = raw_upload(&ada.conn, room, &data, sha256(&data), usize::MAX).await;
     assert!(matches!(answer.last(), Some(Message::EventAck(_))), "{answer:?}");
+}
+
+/// The seq an upload was acked at (panics on anything else).
+fn acked_seq(answer: &[Message]) -> u64 {
+    match answer.last() {
+        Some(Message::EventAck(ack)) => ack.seq,
+        other => panic!("expected EVENT_ACK, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_knowing_a_files_hash_is_not_access() {
+    let server = TestServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ada = server.user("ada").await;
+    let bob = server.user("bob").await;
+    let mallory = server.user("mallory").await;
+    let vault = ada.create_room("vault", true).await;
+    ada.add(vault, "bob").await.unwrap();
+    let secret = content(50_000, 21);
+    let seq =
+        acked_seq(&raw_upload(&ada.conn, vault, &secret, sha256(&secret), usize::MAX).await.1);
+
+    // Mallory learned the hash and size (say, before a kick): her upload into her own room is
+    // not short-cut; without the bytes it goes nowhere.
+    let own = mallory.create_room("mine", false).await;
+    let (offset, answer) = raw_upload(&mallory.conn, own, &secret, sha256(&secret), 0).await;
+    assert_eq!(offset, 0, "the server must not reveal or grant a content it holds");
+    assert_eq!(error_code(&answer), Some(ErrorCode::REQUEST_CANCELLED));
+    let stolen = dir.path().join("stolen.bin");
+    assert!(mallory.conn.download(vault, seq, &stolen).await.is_err());
+
+    // Bob can read the vault: sharing the same content elsewhere costs him nothing.
+    let lounge = bob.create_room("lounge", false).await;
+    let (offset, answer) = raw_upload(&bob.conn, lounge, &secret, sha256(&secret), 0).await;
+    assert_eq!(offset, secret.len() as u64);
+    acked_seq(&answer);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_shared_files_are_deletable_quota_bound_and_removed_when_unreferenced() {
+    let server = TestServer::start_with(|config| {
+        config.max_upload_bytes = 100_000;
+        config.max_shared_bytes_per_user = 150_000;
+        config.max_partial_bytes_per_user = 100_000;
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let ada = server.user("ada").await;
+    let bob = server.user("bob").await;
+    let room = ada.create_room("files", false).await;
+    bob.join(room).await.unwrap();
+    let (one, two, three) = (content(60_000, 1), content(60_000, 2), content(60_000, 3));
+    let first = acked_seq(&raw_upload(&ada.conn, room, &one, sha256(&one), usize::MAX).await.1);
+    acked_seq(&raw_upload(&ada.conn, room, &two, sha256(&two), usize::MAX).await.1);
+    // 120,000 bytes shared: 60,000 more would pass the 150,000 quota, before any transfer.
+    let (offset, answer) = raw_upload(&ada.conn, room, &three, sha256(&three), usize::MAX).await;
+    assert_eq!((offset, error_code(&answer)), (u64::MAX, Some(ErrorCode::LIMIT_EXCEEDED)));
+
+    // Bob shares the same content as ada's first file (he can read it: no transfer).
+    let bobs = acked_seq(&raw_upload(&bob.conn, room, &one, sha256(&one), 0).await.1);
+    // A member cannot delete another's file; its sharer can (and so can a moderator).
+    let delete = |seq| Delete { room, target: seq };
+    assert_eq!(refused(bob.conn.request_one(delete(first)).await), Some(ErrorCode::FORBIDDEN));
+    ada.conn.request_one(delete(first)).await.unwrap();
+    let gone = dir.path().join("gone.bin");
+    assert_eq!(refused(bob.conn.download(room, first, &gone).await), Some(ErrorCode::NOT_FOUND));
+    assert_eq!(refused(ada.conn.request_one(delete(first)).await), Some(ErrorCode::NOT_FOUND));
+    // Bob's share still refers to the content; once the owner deletes it too, it is removed.
+    let kept = dir.path().join("kept.bin");
+    bob.conn.download(room, bobs, &kept).await.unwrap();
+    let stored =
+        server.data_dir().join("files").join(&hex(&sha256(&one))[..2]).join(hex(&sha256(&one)));
+    assert!(stored.exists());
+    ada.conn.request_one(delete(bobs)).await.unwrap();
+    assert!(!stored.exists(), "a content no entry refers to is removed");
+
+    // The deleted bytes are given back: the third file fits now.
+    acked_seq(&raw_upload(&ada.conn, room, &three, sha256(&three), usize::MAX).await.1);
+
+    // Unfinished uploads are capped too: 50,000 bytes waiting, and 60,000 more would pass
+    // 100,000.
+    let (big, other) = (content(90_000, 4), content(60_000, 5));
+    let (_, answer) = raw_upload(&bob.conn, room, &big, sha256(&big), 50_000).await;
+    assert_eq!(error_code(&answer), Some(ErrorCode::REQUEST_CANCELLED));
+    let (offset, answer) = raw_upload(&bob.conn, room, &other, sha256(&other), usize::MAX).await;
+    assert_eq!((offset, error_code(&answer)), (u64::MAX, Some(ErrorCode::LIMIT_EXCEEDED)));
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

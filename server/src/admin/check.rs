@@ -2,10 +2,10 @@
 //! is read after the ones it refers to): every record decodes, every room log is gap-free from
 //! 1 to the room's `last_seq`, and every index agrees with what it indexes.
 
+use banter_protocol::ids::RoomId;
+use serde::de::DeserializeOwned;
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
-
-use serde::de::DeserializeOwned;
 
 use super::AdminError;
 use crate::files::FileStore;
@@ -245,7 +245,18 @@ impl Checker {
                 let entry = self.decode::<LogEntry>(key, value);
                 self.report.entries += 1;
                 self.log_entry(id(1), id(9));
-                if let Some(EntryKind::FileShared { size, sha256, .. }) = entry.map(|e| e.kind) {
+                let shared = match entry.map(|e| e.kind) {
+                    Some(EntryKind::FileShared { size, sha256, .. }) => Some((size, sha256)),
+                    _ => None,
+                };
+                // A share without its reference was deleted (its content may be gone).
+                let live = match &shared {
+                    Some((_, sha256)) => {
+                        engine.get(&keys::content_ref(sha256, RoomId(id(1)), id(9)))?.is_some()
+                    }
+                    None => false,
+                };
+                if let Some((size, sha256)) = shared.filter(|_| live) {
                     self.report.files += 1;
                     let stored = std::fs::metadata(self.files.content(&sha256)).map(|m| m.len());
                     if stored.as_ref().ok() != Some(&size) {
@@ -318,6 +329,26 @@ impl Checker {
             Some(tag::AUDIT) => {
                 self.decode::<AuditRecord>(key, value);
                 self.counter_covers("audit", id(1), "audit entry");
+            }
+            Some(tag::CONTENT_REF) => {
+                self.decode::<()>(key, value);
+                let (room, seq) = (id(33), id(41));
+                let shares_it = matches!(
+                    log_entry(engine, room, seq)?,
+                    Some(LogEntry { kind: EntryKind::FileShared { sha256, .. }, .. })
+                        if key.get(1..33) == Some(&sha256[..])
+                );
+                if !shares_it {
+                    self.problem(format!(
+                        "a file reference names room {room} seq {seq}, which does not share it"
+                    ));
+                }
+            }
+            Some(tag::FILE_USAGE) => {
+                self.decode::<u64>(key, value);
+                if !self.users.contains_key(&id(1)) {
+                    self.problem(format!("file usage of missing user {}", id(1)));
+                }
             }
             _ => self.problem(format!("a key in no known table: {key:02x?}")),
         }
@@ -407,7 +438,7 @@ impl Checker {
 }
 
 fn log_entry(engine: &dyn Engine, room: u64, seq: u64) -> Result<Option<LogEntry>, StoreError> {
-    let key = keys::log(banter_protocol::ids::RoomId(room), seq);
+    let key = keys::log(RoomId(room), seq);
     engine.get(&key)?.map(|v| decode(&key, &v)).transpose()
 }
 
@@ -562,6 +593,8 @@ mod tests {
             kind: EntryKind::FileShared { name: "a.txt".into(), size: 5, sha256 },
         };
         engine.apply(vec![(keys::log(RoomId(1), 3), Some(encode(&shared)))]).unwrap();
+        assert!(checked(&engine).ok(), "a deleted share (no reference) needs no file");
+        engine.apply(vec![(keys::content_ref(&sha256, RoomId(1), 3), Some(encode(&())))]).unwrap();
         assert_eq!(
             problems(&engine),
             ["room 1 seq 3: its shared file (5 bytes) is missing or of another size"]

@@ -449,6 +449,12 @@ pub(super) async fn delete(ctx: &ConnCtx, r: Delete) -> Result<Vec<Message>> {
     let user = ctx.authed()?.user;
     ctx.rate("edit")?;
     ctx.authorize(r.room, Action::Read)?;
+    // What is at a seq never changes kind: a shared file is deleted its own way.
+    if let Some(LogEntry { sender, kind: EntryKind::FileShared { size, sha256, .. }, .. }) =
+        ctx.shared.store.get(&keys::log(r.room, r.target))?
+    {
+        return super::files::delete(ctx, r, UserId(sender), size, sha256).await;
+    }
     let appended = commit_entry(ctx, None, move |txn| {
         let room = r.room;
         let (mut entry, mut state) = posted_in(txn, room, r.target)?;

@@ -1,6 +1,11 @@
 //! UPLOAD and DOWNLOAD (spec §6.9): the two requests that stream, chunk by chunk, on their own
-//! request stream. The bytes go to and from [`FileStore`](crate::files::FileStore); the room
-//! log only gets a FILE_SHARED entry once a whole, verified file is in place.
+//! request stream, and DELETE of a shared file. The bytes go to and from
+//! [`FileStore`](crate::files::FileStore); the room log only gets a FILE_SHARED entry once a
+//! whole, verified file is in place.
+//!
+//! A content is stored once, but knowing its hash is not access: an upload skips the transfer
+//! only when the uploader can already read a room where that content is shared, and takes the
+//! bytes otherwise. Each user's shared bytes and partial uploads are capped.
 
 use std::time::Duration;
 
@@ -9,11 +14,14 @@ use banter_protocol::bounded::Blob;
 use banter_protocol::message::{Download, FileChunk, FileInfo, Message, Upload, UploadReady, max};
 use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _, AsyncWriteExt as _};
 
+use banter_protocol::ids::{RoomId, UserId};
+use banter_protocol::message::{AuditAction, Delete};
+
 use super::events::{ack, append, check_may_post, member_in, publish, room_in};
-use super::{ConnCtx, RequestError, RequestIo, Result, text};
+use super::{ConnCtx, RequestError, RequestIo, Result, audit, authorize_in, rank_in, text};
 use crate::authz::Action;
-use crate::store::keys;
 use crate::store::records::{EntryKind, LogEntry};
+use crate::store::{Records, Txn, keys};
 
 /// How long an upload may go without a chunk.
 const CHUNK_TIMEOUT: Duration = Duration::from_secs(30);
@@ -51,6 +59,13 @@ pub(super) async fn upload(
     ctx.rate("message")?;
     let (record, standing) = ctx.authorize(r.room, Action::Participate)?;
     let (_, slot) = check_may_post(ctx, r.room, &record, &standing)?;
+    let max_shared = ctx.shared.config.max_shared_bytes_per_user;
+    if shared_bytes(&ctx.shared.store, user)?.saturating_add(r.size) > max_shared {
+        return Err(RequestError::new(
+            ErrorCode::LIMIT_EXCEEDED,
+            format!("you share at most {max_shared} bytes of files: delete some first"),
+        ));
+    }
 
     let files = &ctx.shared.files;
     let Some(_claim) = files.claim_upload(user, r.sha256) else {
@@ -59,7 +74,20 @@ pub(super) async fn upload(
             "this file is already being uploaded by this account",
         ));
     };
-    let offset = files.resume_offset(user, &r.sha256, r.size).await;
+    let max_partial = ctx.shared.config.max_partial_bytes_per_user;
+    if files.partial_bytes(user, &r.sha256).map_err(io_error)?.saturating_add(r.size) > max_partial
+    {
+        return Err(RequestError::new(
+            ErrorCode::LIMIT_EXCEEDED,
+            format!("your unfinished uploads hold at most {max_partial} bytes: finish them first"),
+        ));
+    }
+    let offset = if files.has_content(&r.sha256, r.size) && may_read_a_share(ctx, user, &r.sha256)?
+    {
+        r.size
+    } else {
+        files.resume_offset(user, &r.sha256, r.size).await
+    };
     io.send(&UploadReady { offset }).await?;
     if offset < r.size {
         let mut partial = files.open_partial(user, &r.sha256, offset).await.map_err(io_error)?;
@@ -108,16 +136,35 @@ pub(super) async fn upload(
 
     let room = r.room;
     let hub = ctx.shared.hub.clone();
-    let kind = EntryKind::FileShared { name: r.name.into_string(), size: r.size, sha256: r.sha256 };
+    let files = ctx.shared.files.clone();
+    let (size, sha256) = (r.size, r.sha256);
+    let kind = EntryKind::FileShared { name: r.name.into_string(), size, sha256 };
     let appended = ctx
         .shared
         .store
         .write(
             move |txn| {
                 member_in(txn, room, user)?;
+                let usage = shared_bytes(txn, user)?.saturating_add(size);
+                if usage > max_shared {
+                    return Err(RequestError::new(
+                        ErrorCode::LIMIT_EXCEEDED,
+                        "too many bytes shared",
+                    ));
+                }
+                // Removed by a delete of its last reference since the transfer was skipped:
+                // the client uploads again (the bytes this time).
+                if !files.has_content(&sha256, size) {
+                    return Err(RequestError::new(
+                        ErrorCode::REQUEST_CANCELLED,
+                        "the file was removed meanwhile: upload it again",
+                    ));
+                }
                 let mut record = room_in(txn, room)?;
                 let appended = append(txn, room, &mut record, user, kind);
                 txn.put(keys::room(room), &record);
+                txn.put(keys::content_ref(&sha256, room, appended.seq), &());
+                txn.put(keys::file_usage(user), &usage);
                 Ok(appended)
             },
             move |appended| {
@@ -145,6 +192,10 @@ pub(super) async fn download(
     }
     let entry: LogEntry = ctx.shared.store.get(&keys::log(r.room, r.seq))?.ok_or_else(no_file)?;
     let EntryKind::FileShared { name, size, sha256 } = entry.kind else { return Err(no_file()) };
+    // A deleted share has no reference (and its content may be gone).
+    if !ctx.shared.store.contains(&keys::content_ref(&sha256, r.room, r.seq))? {
+        return Err(no_file());
+    }
     if r.offset > size {
         return Err(RequestError::new(ErrorCode::INVALID_REQUEST, "offset beyond the file"));
     }
@@ -161,4 +212,91 @@ pub(super) async fn download(
         let data = Blob::new(buf[..n].to_vec()).expect("at most one chunk");
         io.send(&FileChunk { data }).await?;
     }
+}
+
+/// Bytes of files `user` shares in live entries.
+fn shared_bytes(records: &impl Records, user: UserId) -> Result<u64> {
+    Ok(records.record::<u64>(&keys::file_usage(user))?.unwrap_or(0))
+}
+
+/// How many of a content's shares an upload looks at to find one the uploader can read.
+const SHARES_CHECKED: usize = 64;
+
+/// Whether `user` can read a room where the content `sha256` is shared now: only then may
+/// an upload of it skip the transfer (knowing a hash is not having the file).
+fn may_read_a_share(ctx: &ConnCtx, user: UserId, sha256: &[u8; 32]) -> Result<bool> {
+    let prefix = keys::content_refs(sha256);
+    let shares = ctx.shared.store.keys_with_prefix(&prefix, SHARES_CHECKED)?;
+    Ok(shares.iter().any(|key| {
+        let room = RoomId(keys::id_at(key, prefix.len()));
+        authorize_in(&ctx.shared.store, room, user, Action::Read).is_ok()
+    }))
+}
+
+/// DELETE of a FILE_SHARED entry (spec §6.4): by its sharer or a moderator who outranks
+/// them; a tombstone like a post's, the sharer's bytes given back, and the content removed
+/// once no entry refers to it.
+pub(super) async fn delete(
+    ctx: &ConnCtx,
+    r: Delete,
+    sharer: UserId,
+    size: u64,
+    sha256: [u8; 32],
+) -> Result<Vec<Message>> {
+    let user = ctx.authed()?.user;
+    let (room, target) = (r.room, r.target);
+    let hub = ctx.shared.hub.clone();
+    let (store, files) = (ctx.shared.store.clone(), ctx.shared.files.clone());
+    let appended = ctx
+        .shared
+        .store
+        .write(
+            move |txn| delete_share(txn, user, room, target, sharer, size, &sha256),
+            move |appended| {
+                publish(&hub, &appended, None);
+                // In commit order on the writer: an upload that takes a new reference is
+                // either seen here or finds the content gone.
+                let referenced = store.keys_with_prefix(&keys::content_refs(&sha256), 1);
+                if referenced.is_ok_and(|refs| refs.is_empty()) {
+                    if let Err(error) = files.remove_content(&sha256) {
+                        tracing::warn!(%error, "could not remove an unreferenced file");
+                    }
+                }
+                appended
+            },
+        )
+        .await?;
+    Ok(ack(&appended))
+}
+
+fn delete_share(
+    txn: &mut Txn<'_>,
+    user: UserId,
+    room: RoomId,
+    target: u64,
+    sharer: UserId,
+    size: u64,
+    sha256: &[u8; 32],
+) -> Result<super::events::Appended> {
+    let author = (sharer != user).then(|| rank_in(txn, room, sharer)).transpose()?;
+    let (mut record, _) = authorize_in(txn, room, user, Action::Delete { author })?;
+    let reference = keys::content_ref(sha256, room, target);
+    if !txn.contains(&reference)? {
+        return Err(RequestError::new(ErrorCode::NOT_FOUND, "message not found"));
+    }
+    txn.delete(reference);
+    let usage = shared_bytes(txn, sharer)?.saturating_sub(size);
+    txn.put(keys::file_usage(sharer), &usage);
+    // The name goes with the file; the entry keeps its slot.
+    let mut entry: LogEntry = txn.get(&keys::log(room, target))?.ok_or(ErrorCode::NOT_FOUND)?;
+    if let EntryKind::FileShared { name, .. } = &mut entry.kind {
+        name.clear();
+    }
+    txn.put(keys::log(room, target), &entry);
+    let appended = append(txn, room, &mut record, user, EntryKind::Deleted { target });
+    txn.put(keys::room(room), &record);
+    if sharer != user {
+        audit(txn, user, AuditAction::DELETE_MESSAGE, Some(room), Some(sharer), "")?;
+    }
+    Ok(appended)
 }

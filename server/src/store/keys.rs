@@ -22,6 +22,8 @@ pub(crate) mod tag {
     pub(crate) const CONTACT: u8 = 0x15;
     /// user id ‖ ed25519 public key → LoginKeyRecord (proven by KEY_ADD)
     pub(crate) const LOGIN_KEY: u8 = 0x16;
+    /// user id → bytes of the files they share in live (undeleted) FILE_SHARED entries (u64)
+    pub(crate) const FILE_USAGE: u8 = 0x17;
     /// room id → RoomRecord
     pub(crate) const ROOM: u8 = 0x20;
     /// lower-case channel name → room id
@@ -47,6 +49,9 @@ pub(crate) mod tag {
     /// room id ‖ room_seq → ()  (entries whose sender is shown as 0: anonymous posts and
     /// their author's edits and deletes)
     pub(crate) const ANONYMOUS: u8 = 0x33;
+    /// SHA-256 ‖ room id ‖ room_seq → ()  (a live FILE_SHARED entry of that content: where
+    /// it may be read, and that it is still referenced)
+    pub(crate) const CONTENT_REF: u8 = 0x34;
     /// user id ‖ client_msg_id → DedupRecord
     pub(crate) const DEDUP: u8 = 0x40;
     /// room id ‖ user id → MarkerRecord
@@ -90,6 +95,24 @@ pub(crate) fn login_key(user: UserId, public_key: &[u8; 32]) -> Vec<u8> {
 /// The prefix of a user's login keys.
 pub(crate) fn login_keys(user: UserId) -> Vec<u8> {
     ids(tag::LOGIN_KEY, &[user.0])
+}
+
+pub(crate) fn file_usage(user: UserId) -> Vec<u8> {
+    ids(tag::FILE_USAGE, &[user.0])
+}
+
+pub(crate) fn content_ref(sha256: &[u8; 32], room: RoomId, seq: u64) -> Vec<u8> {
+    let mut key = content_refs(sha256);
+    key.extend_from_slice(&room.0.to_be_bytes());
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
+/// The prefix of a content's references.
+pub(crate) fn content_refs(sha256: &[u8; 32]) -> Vec<u8> {
+    let mut key = vec![tag::CONTENT_REF];
+    key.extend_from_slice(sha256);
+    key
 }
 
 pub(crate) fn session(session: SessionId) -> Vec<u8> {

@@ -14,6 +14,8 @@ pub(crate) mod records;
 
 use std::sync::Arc;
 
+use banter_protocol::ids::{RoomId, UserId};
+
 pub use commit::{CommitMetrics, Txn, WriteError};
 pub use engine::{Engine, KeyValues, SledEngine, StoreError, Write, scan_range};
 use serde::Serialize;
@@ -168,7 +170,9 @@ pub(crate) fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T,
 ///
 /// 1 → 2: login keys were registered without proof of possession (anyone could register
 /// anyone's public key), under `public key → user`; they are dropped, not carried over, and
-/// their owners register them again with KEY_ADD's proof.
+/// their owners register them again with KEY_ADD's proof. Shared files gain their index:
+/// a reference per FILE_SHARED entry (schema 1 could not delete them, so all are live) and
+/// each sharer's byte count.
 fn migrate(engine: &dyn Engine, from: u32) -> Result<(), StoreError> {
     let mut writes: Vec<Write> = Vec::new();
     if from < 2 {
@@ -176,6 +180,22 @@ fn migrate(engine: &dyn Engine, from: u32) -> Result<(), StoreError> {
         let end = keys::prefix_end(&start);
         let unproven = engine.range(&start, &end, false, usize::MAX)?;
         writes.extend(unproven.into_iter().map(|(key, _)| (key, None)));
+        let mut usage = std::collections::BTreeMap::<u64, u64>::new();
+        let log = [keys::tag::LOG];
+        scan_range(engine, &log, &keys::prefix_end(&log), |key, value| {
+            let entry: records::LogEntry = decode(&key, &value)?;
+            if let records::EntryKind::FileShared { size, sha256, .. } = entry.kind {
+                let (room, seq) = (keys::id_at(&key, 1), keys::id_at(&key, 9));
+                writes.push((keys::content_ref(&sha256, RoomId(room), seq), Some(encode(&()))));
+                *usage.entry(entry.sender).or_default() += size;
+            }
+            Ok::<_, StoreError>(())
+        })?;
+        writes.extend(
+            usage
+                .into_iter()
+                .map(|(user, bytes)| (keys::file_usage(UserId(user)), Some(encode(&bytes)))),
+        );
     }
     writes.push((keys::meta("schema"), Some(encode(&SCHEMA_VERSION))));
     engine.apply(writes)?;
@@ -205,8 +225,14 @@ impl Records for Txn<'_> {
 mod tests {
     use super::*;
 
+    fn shared(byte: u8) -> records::LogEntry {
+        let kind =
+            records::EntryKind::FileShared { name: "a".into(), size: 1000, sha256: [byte; 32] };
+        records::LogEntry { ts: 1, sender: 1, kind }
+    }
+
     #[tokio::test]
-    async fn opening_a_schema_1_data_dir_drops_its_unproven_login_keys() {
+    async fn opening_a_schema_1_data_dir_drops_unproven_login_keys_and_indexes_shared_files() {
         let dir = tempfile::tempdir().unwrap();
         let engine = Arc::new(SledEngine::open(dir.path()).unwrap());
         let mut unproven = vec![keys::tag::UNPROVEN_LOGIN_KEY];
@@ -216,12 +242,17 @@ mod tests {
                 (keys::meta("schema"), Some(encode(&1u32))),
                 (unproven.clone(), Some(encode(&1u64))),
                 (keys::username("ada"), Some(encode(&1u64))),
+                (keys::log(RoomId(3), 4), Some(encode(&shared(7)))),
+                (keys::log(RoomId(3), 5), Some(encode(&shared(8)))),
             ])
             .unwrap();
         let store = Store::open(engine, 16).unwrap();
         assert_eq!(store.get::<u32>(&keys::meta("schema")).unwrap(), Some(SCHEMA_VERSION));
         assert!(!store.contains(&unproven).unwrap(), "an unproven key still grants access");
         assert!(store.contains(&keys::username("ada")).unwrap(), "the migration kept only keys");
+        assert!(store.contains(&keys::content_ref(&[7; 32], RoomId(3), 4)).unwrap());
+        assert!(store.contains(&keys::content_ref(&[8; 32], RoomId(3), 5)).unwrap());
+        assert_eq!(store.get::<u64>(&keys::file_usage(UserId(1))).unwrap(), Some(2 * 1000));
         store.close().await;
     }
 
