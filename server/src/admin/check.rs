@@ -330,6 +330,30 @@ impl Checker {
                 self.decode::<AuditRecord>(key, value);
                 self.counter_covers("audit", id(1), "audit entry");
             }
+            Some(tag::PUBLIC_ROOM) => {
+                self.decode::<()>(key, value);
+                let listed = self.rooms.get(&id(1)).is_some_and(|r| !r.private && !r.direct);
+                if !listed {
+                    self.problem(format!(
+                        "room {} is listed as public but is not a public channel",
+                        id(1)
+                    ));
+                }
+            }
+            Some(tag::ROOM_AUDIT) => {
+                self.decode::<()>(key, value);
+                let record = engine.get(&keys::audit(id(9)))?;
+                let about_room = record
+                    .and_then(|bytes| decode::<AuditRecord>(key, &bytes).ok())
+                    .is_some_and(|r| r.room == Some(id(1)));
+                if !about_room {
+                    self.problem(format!(
+                        "room {}'s audit index names entry {}, not about it",
+                        id(1),
+                        id(9)
+                    ));
+                }
+            }
             Some(tag::CONTENT_REF) => {
                 self.decode::<()>(key, value);
                 let (room, seq) = (id(33), id(41));

@@ -437,6 +437,13 @@ impl AdminCtx {
                     let mut settings: RoomSettings = txn.get(&key)?.unwrap_or_default();
                     settings.archived = archived;
                     txn.put(key, &settings);
+                    let record: RoomRecord =
+                        txn.get(&keys::room(room))?.ok_or(ErrorCode::NOT_FOUND)?;
+                    if archived || record.private || record.direct {
+                        txn.delete(keys::public_room(room));
+                    } else {
+                        txn.put(keys::public_room(room), &());
+                    }
                     audit(txn, CONSOLE, AuditAction::ROOM_ARCHIVE, Some(room), None, reason)
                 },
                 |()| (),

@@ -36,6 +36,9 @@ pub(crate) fn audit(
     reason: &str,
 ) -> Result<()> {
     let id = txn.next_id("audit")?;
+    if let Some(room) = room {
+        txn.put(keys::room_audit(room, id), &());
+    }
     txn.put(
         keys::audit(id),
         &AuditRecord {
@@ -124,22 +127,36 @@ pub(super) fn audit_query(ctx: &ConnCtx, r: AuditQuery) -> Result<Vec<Message>> 
     };
     authorize(&standing, Action::ReadAudit)?;
     let limit = usize::from(r.limit).clamp(1, List::<AuditEntry, 100>::MAX);
-    let end = keys::audit(r.before.unwrap_or(u64::MAX));
-    let start = keys::audit(0);
-    // Scan newest first; room filtering may skip entries, so the scan is bounded separately.
-    let scanned = ctx.shared.store.range::<AuditRecord>(&start, &end, true, 10_000)?;
-    let mut entries = Vec::new();
-    let mut more = false;
-    for (key, record) in scanned {
-        if r.room.is_some_and(|room| record.room != Some(room.0)) {
-            continue;
-        }
-        if entries.len() == limit {
-            more = true;
-            break;
-        }
+    let before = r.before.unwrap_or(u64::MAX);
+    // Newest first, one page (and one more, to tell whether another follows): a room's
+    // entries through its index, the server's from the log itself.
+    let ids: Vec<u64> = match r.room {
+        Some(room) => ctx
+            .shared
+            .store
+            .range::<()>(
+                &keys::room_audit(room, 0),
+                &keys::room_audit(room, before),
+                true,
+                limit + 1,
+            )?
+            .into_iter()
+            .map(|(key, ())| keys::id_at(&key, 9))
+            .collect(),
+        None => ctx
+            .shared
+            .store
+            .range::<AuditRecord>(&keys::audit(0), &keys::audit(before), true, limit + 1)?
+            .into_iter()
+            .map(|(key, _)| keys::id_at(&key, 1))
+            .collect(),
+    };
+    let more = ids.len() > limit;
+    let mut entries = Vec::with_capacity(limit);
+    for id in ids.into_iter().take(limit) {
+        let Some(record) = ctx.shared.store.get::<AuditRecord>(&keys::audit(id))? else { continue };
         entries.push(AuditEntry {
-            id: keys::id_at(&key, 1),
+            id,
             ts: Timestamp(record.ts),
             actor: UserId(record.actor),
             action: AuditAction(record.action),

@@ -170,6 +170,9 @@ pub(crate) fn new_channel(txn: &mut Txn<'_>, r: RoomCreate) -> Result<(RoomId, R
     }
     let room = RoomId(txn.next_id("room")?);
     txn.put(name_key, &room.0);
+    if r.visibility == Visibility::Public {
+        txn.put(keys::public_room(room), &());
+    }
     let record = RoomRecord {
         direct: false,
         name: r.name.into_string(),
@@ -206,25 +209,18 @@ pub(super) fn list(ctx: &ConnCtx, r: RoomList) -> Result<Vec<Message>> {
         }
         ListScope::Public => {
             ctx.rate("directory")?;
-            // Public channels, scanned in id order; private and direct rooms are skipped.
-            let mut cursor = keys::room(RoomId(after));
-            let end = keys::prefix_end(&[keys::tag::ROOM]);
-            let mut exhausted = false;
-            while rooms.len() <= limit && !exhausted {
-                let batch = ctx.shared.store.range::<RoomRecord>(&cursor, &end, false, 256)?;
-                exhausted = batch.len() < 256;
-                for (key, record) in batch {
-                    cursor = keys::room(RoomId(keys::id_at(&key, 1).saturating_add(1)));
-                    let room = RoomId(keys::id_at(&key, 1));
-                    let listed =
-                        !record.private && !record.direct && !ctx.room_settings(room)?.archived;
-                    if listed && rooms.len() <= limit {
-                        rooms.push(summary(ctx, RoomId(keys::id_at(&key, 1)), &record, user)?);
-                    }
+            // Through the index of listed channels: direct, private and archived rooms are
+            // never walked.
+            let start = keys::public_room(RoomId(after));
+            let end = keys::prefix_end(&[keys::tag::PUBLIC_ROOM]);
+            let found = ctx.shared.store.range::<()>(&start, &end, false, limit + 1)?;
+            more = found.len() > limit;
+            for (key, ()) in found.into_iter().take(limit) {
+                let room = RoomId(keys::id_at(&key, 1));
+                if let Some(record) = ctx.shared.store.get::<RoomRecord>(&keys::room(room))? {
+                    rooms.push(summary(ctx, room, &record, user)?);
                 }
             }
-            more = rooms.len() > limit;
-            rooms.truncate(limit);
         }
     }
     Ok(vec![RoomListPage { rooms: List::new(rooms).expect("at most the limit"), more }.into()])

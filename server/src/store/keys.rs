@@ -40,6 +40,8 @@ pub(crate) mod tag {
     pub(crate) const ROOM_SETTINGS: u8 = 0x26;
     /// invite code → InviteRecord
     pub(crate) const INVITE: u8 = 0x27;
+    /// room id → ()  (the channels ROOM_LIST Public shows: public, not direct, not archived)
+    pub(crate) const PUBLIC_ROOM: u8 = 0x28;
     /// room id ‖ room_seq → LogEntry
     pub(crate) const LOG: u8 = 0x30;
     /// room id ‖ room_seq of a POSTED → MessageState (edits, tombstone, reaction counts)
@@ -58,6 +60,8 @@ pub(crate) mod tag {
     pub(crate) const MARKER: u8 = 0x50;
     /// audit id → AuditRecord
     pub(crate) const AUDIT: u8 = 0x60;
+    /// room id ‖ audit id → ()  (a room's audit entries, for its moderators' AUDIT_QUERY)
+    pub(crate) const ROOM_AUDIT: u8 = 0x61;
 }
 
 pub(crate) fn meta(name: &str) -> Vec<u8> {
@@ -193,6 +197,14 @@ pub(crate) fn marker(room: RoomId, user: UserId) -> Vec<u8> {
 
 pub(crate) fn audit(id: u64) -> Vec<u8> {
     ids(tag::AUDIT, &[id])
+}
+
+pub(crate) fn room_audit(room: RoomId, id: u64) -> Vec<u8> {
+    ids(tag::ROOM_AUDIT, &[room.0, id])
+}
+
+pub(crate) fn public_room(room: RoomId) -> Vec<u8> {
+    ids(tag::PUBLIC_ROOM, &[room.0])
 }
 
 /// The exclusive upper bound of every key that starts with `prefix`.

@@ -170,36 +170,79 @@ pub(crate) fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T,
 ///
 /// 1 → 2: login keys were registered without proof of possession (anyone could register
 /// anyone's public key), under `public key → user`; they are dropped, not carried over, and
-/// their owners register them again with KEY_ADD's proof. Shared files gain their index:
-/// a reference per FILE_SHARED entry (schema 1 could not delete them, so all are live) and
-/// each sharer's byte count.
+/// their owners register them again with KEY_ADD's proof. Shared files, listed channels and
+/// each room's audit entries gain the indexes schema 2 keeps.
 fn migrate(engine: &dyn Engine, from: u32) -> Result<(), StoreError> {
     let mut writes: Vec<Write> = Vec::new();
     if from < 2 {
-        let start = [keys::tag::UNPROVEN_LOGIN_KEY];
-        let end = keys::prefix_end(&start);
-        let unproven = engine.range(&start, &end, false, usize::MAX)?;
+        let unproven = [keys::tag::UNPROVEN_LOGIN_KEY];
+        let unproven = engine.range(&unproven, &keys::prefix_end(&unproven), false, usize::MAX)?;
         writes.extend(unproven.into_iter().map(|(key, _)| (key, None)));
-        let mut usage = std::collections::BTreeMap::<u64, u64>::new();
-        let log = [keys::tag::LOG];
-        scan_range(engine, &log, &keys::prefix_end(&log), |key, value| {
-            let entry: records::LogEntry = decode(&key, &value)?;
-            if let records::EntryKind::FileShared { size, sha256, .. } = entry.kind {
-                let (room, seq) = (keys::id_at(&key, 1), keys::id_at(&key, 9));
-                writes.push((keys::content_ref(&sha256, RoomId(room), seq), Some(encode(&()))));
-                *usage.entry(entry.sender).or_default() += size;
-            }
-            Ok::<_, StoreError>(())
-        })?;
-        writes.extend(
-            usage
-                .into_iter()
-                .map(|(user, bytes)| (keys::file_usage(UserId(user)), Some(encode(&bytes)))),
-        );
+        index_shared_files(engine, &mut writes)?;
+        index_public_rooms(engine, &mut writes)?;
+        index_room_audit(engine, &mut writes)?;
     }
     writes.push((keys::meta("schema"), Some(encode(&SCHEMA_VERSION))));
     engine.apply(writes)?;
     engine.sync()
+}
+
+/// Visits every record of one table.
+fn scan_table(
+    engine: &dyn Engine,
+    tag: u8,
+    f: impl FnMut(Vec<u8>, Vec<u8>) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    scan_range(engine, &[tag], &keys::prefix_end(&[tag]), f)
+}
+
+/// A reference per FILE_SHARED entry (schema 1 could not delete them: all are live), and each
+/// sharer's byte count.
+fn index_shared_files(engine: &dyn Engine, writes: &mut Vec<Write>) -> Result<(), StoreError> {
+    let mut usage = std::collections::BTreeMap::<u64, u64>::new();
+    scan_table(engine, keys::tag::LOG, |key, value| {
+        let entry: records::LogEntry = decode(&key, &value)?;
+        if let records::EntryKind::FileShared { size, sha256, .. } = entry.kind {
+            let (room, seq) = (RoomId(keys::id_at(&key, 1)), keys::id_at(&key, 9));
+            writes.push((keys::content_ref(&sha256, room, seq), Some(encode(&()))));
+            *usage.entry(entry.sender).or_default() += size;
+        }
+        Ok(())
+    })?;
+    writes.extend(
+        usage
+            .into_iter()
+            .map(|(user, bytes)| (keys::file_usage(UserId(user)), Some(encode(&bytes)))),
+    );
+    Ok(())
+}
+
+/// The channels ROOM_LIST Public shows.
+fn index_public_rooms(engine: &dyn Engine, writes: &mut Vec<Write>) -> Result<(), StoreError> {
+    scan_table(engine, keys::tag::ROOM, |key, value| {
+        let record: records::RoomRecord = decode(&key, &value)?;
+        let room = RoomId(keys::id_at(&key, 1));
+        let settings_key = keys::room_settings(room);
+        let archived = match engine.get(&settings_key)? {
+            Some(bytes) => decode::<records::RoomSettings>(&settings_key, &bytes)?.archived,
+            None => false,
+        };
+        if !record.private && !record.direct && !archived {
+            writes.push((keys::public_room(room), Some(encode(&()))));
+        }
+        Ok(())
+    })
+}
+
+/// Each room's audit entries.
+fn index_room_audit(engine: &dyn Engine, writes: &mut Vec<Write>) -> Result<(), StoreError> {
+    scan_table(engine, keys::tag::AUDIT, |key, value| {
+        let record: records::AuditRecord = decode(&key, &value)?;
+        if let Some(room) = record.room {
+            writes.push((keys::room_audit(RoomId(room), keys::id_at(&key, 1)), Some(encode(&()))));
+        }
+        Ok(())
+    })
 }
 
 /// Reading records the same way from the store (a request's checks) and from inside a write
@@ -225,6 +268,32 @@ impl Records for Txn<'_> {
 mod tests {
     use super::*;
 
+    fn room(private: bool) -> records::RoomRecord {
+        records::RoomRecord {
+            direct: false,
+            name: "r".into(),
+            topic: String::new(),
+            category: String::new(),
+            private,
+            voice: false,
+            created: 1,
+            last_seq: 5,
+            members: 1,
+            direct_pair: None,
+        }
+    }
+
+    fn audited(room: Option<u64>) -> records::AuditRecord {
+        records::AuditRecord {
+            ts: 1,
+            actor: 1,
+            action: 1,
+            room,
+            target: None,
+            reason: String::new(),
+        }
+    }
+
     fn shared(byte: u8) -> records::LogEntry {
         let kind =
             records::EntryKind::FileShared { name: "a".into(), size: 1000, sha256: [byte; 32] };
@@ -244,6 +313,10 @@ mod tests {
                 (keys::username("ada"), Some(encode(&1u64))),
                 (keys::log(RoomId(3), 4), Some(encode(&shared(7)))),
                 (keys::log(RoomId(3), 5), Some(encode(&shared(8)))),
+                (keys::room(RoomId(3)), Some(encode(&room(false)))),
+                (keys::room(RoomId(4)), Some(encode(&room(true)))),
+                (keys::audit(9), Some(encode(&audited(Some(3))))),
+                (keys::audit(10), Some(encode(&audited(None)))),
             ])
             .unwrap();
         let store = Store::open(engine, 16).unwrap();
@@ -253,6 +326,10 @@ mod tests {
         assert!(store.contains(&keys::content_ref(&[7; 32], RoomId(3), 4)).unwrap());
         assert!(store.contains(&keys::content_ref(&[8; 32], RoomId(3), 5)).unwrap());
         assert_eq!(store.get::<u64>(&keys::file_usage(UserId(1))).unwrap(), Some(2 * 1000));
+        assert!(store.contains(&keys::public_room(RoomId(3))).unwrap());
+        assert!(!store.contains(&keys::public_room(RoomId(4))).unwrap(), "a private room");
+        assert!(store.contains(&keys::room_audit(RoomId(3), 9)).unwrap());
+        assert_eq!(store.keys_with_prefix(&[keys::tag::ROOM_AUDIT], 10).unwrap().len(), 1);
         store.close().await;
     }
 
