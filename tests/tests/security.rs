@@ -661,3 +661,65 @@ async fn security_a_login_key_needs_proof_is_capped_listed_removed_and_ended_by_
     banter_server::admin::socket::call(server.data_dir(), &reset).unwrap();
     assert_eq!(code_of(key_login().await), ErrorCode::AUTH_FAILED);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_audit_and_public_room_pages_come_from_their_indexes() {
+    use banter_client::protocol::message::{AuditQuery, ListScope, RoomList};
+
+    let server = TestServer::start().await;
+    let owner = server.user("owner").await;
+    let _bob = server.user("bob").await;
+    let first = owner.create_room("first", false).await;
+    let other = owner.create_room("other", false).await;
+    owner.open_dm("bob").await.unwrap();
+    owner.create_room("hidden", true).await;
+    let last = owner.create_room("last", false).await;
+    for slow in [1, 2, 3] {
+        let configure = RoomConfigure {
+            room: first,
+            slow_mode_s: Some(slow),
+            locked: None,
+            anonymous: None,
+            stage: None,
+        };
+        owner.conn.request_one(configure).await.unwrap();
+    }
+    owner
+        .conn
+        .request_one(RoomConfigure {
+            room: other,
+            slow_mode_s: Some(9),
+            locked: None,
+            anonymous: None,
+            stage: None,
+        })
+        .await
+        .unwrap();
+
+    // A room's audit log, newest first, in pages; nothing of another room.
+    let page = |before| AuditQuery { room: Some(first), before, limit: 2 };
+    let Ok(Message::AuditPage(newest)) = owner.conn.request_one(page(None)).await else { panic!() };
+    assert_eq!(newest.entries.len(), 2);
+    assert!(newest.more);
+    let before = newest.entries.iter().map(|e| e.id).min();
+    let Ok(Message::AuditPage(oldest)) = owner.conn.request_one(page(before)).await else {
+        panic!()
+    };
+    assert_eq!(oldest.entries.len(), 1);
+    assert!(!oldest.more);
+    let all: Vec<_> = newest.entries.iter().chain(oldest.entries.iter()).collect();
+    assert!(all.iter().all(|e| e.room == Some(first)), "{all:?}");
+    assert!(all.windows(2).all(|w| w[0].id > w[1].id), "newest first");
+
+    // Public listing: channels only (no DM, no private room), paged by id.
+    let list = |after| RoomList { scope: ListScope::Public, after, limit: 2 };
+    let Ok(Message::RoomListPage(one)) = owner.conn.request_one(list(None)).await else { panic!() };
+    let ids: Vec<_> = one.rooms.iter().map(|r| r.room).collect();
+    assert_eq!((ids.clone(), one.more), (vec![first, other], true));
+    let Ok(Message::RoomListPage(two)) = owner.conn.request_one(list(ids.last().copied())).await
+    else {
+        panic!()
+    };
+    let ids: Vec<_> = two.rooms.iter().map(|r| r.room).collect();
+    assert_eq!((ids, two.more), (vec![last], false));
+}
