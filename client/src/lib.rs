@@ -20,6 +20,7 @@
 mod client;
 mod connection;
 mod files;
+pub mod fuzzing;
 mod outbox;
 pub mod state;
 pub mod tls;

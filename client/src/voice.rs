@@ -88,6 +88,11 @@ impl JitterBuffer {
         }
     }
 
+    /// Not playing and holding no packet.
+    pub fn is_empty(&self) -> bool {
+        self.next.is_none() && self.packets.is_empty()
+    }
+
     /// The next 20 ms slot.
     pub fn pop(&mut self) -> Playout {
         let next = match self.next {
@@ -129,6 +134,68 @@ pub fn mix_into(mix: &mut Frame, frame: &Frame) {
 /// Frames a lost stretch is bridged by fading the last good frame, before silence.
 const CONCEAL_FRAMES: u32 = 3;
 
+/// Speakers heard at once, each with an Opus decoder: a roster's worth (spec §6.6). Packets
+/// of further sources are dropped until one of these goes quiet, so that a relay sending
+/// made-up source ids cannot make the client allocate decoders without end.
+pub const MAX_SPEAKERS: usize = banter_protocol::message::max::VOICE_ROSTER;
+
+/// The receive side of voice without sockets or clocks: voice packets in (datagrams or
+/// tunnel records, as the server relays them), one mixed 20 ms frame out per [`Mixer::mix`].
+/// [`VoiceSession`] drives it from its tasks; the `voice_receive` fuzz target drives it with
+/// arbitrary packets (Opus payloads from the network reach the decoder here).
+#[derive(Default)]
+pub struct Mixer {
+    speakers: HashMap<u64, Speaker>,
+}
+
+impl std::fmt::Debug for Mixer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mixer").field("speakers", &self.speakers.len()).finish()
+    }
+}
+
+impl Mixer {
+    /// Takes one voice packet. Returns the payload of a VOICE_PING echo (for the path
+    /// selector); anything malformed or of another kind is ignored.
+    pub fn receive<'a>(&mut self, packet: &'a [u8]) -> Option<&'a [u8]> {
+        let (header, payload) = VoiceHeader::parse(packet).ok()?;
+        if header.kind == Kind::VOICE_PING {
+            return Some(payload);
+        }
+        if header.kind != Kind::OPUS_FRAME {
+            return None;
+        }
+        let full = self.speakers.len() >= MAX_SPEAKERS;
+        if full && !self.speakers.contains_key(&header.source) {
+            self.speakers.retain(|_, speaker| !speaker.quiet());
+        }
+        let room = self.speakers.len() < MAX_SPEAKERS;
+        let speaker = match self.speakers.entry(header.source) {
+            Entry::Occupied(known) => known.into_mut(),
+            Entry::Vacant(new) if room => new.insert(Speaker::new(Decoder::new().ok()?)),
+            Entry::Vacant(_) => return None,
+        };
+        speaker.jitter.push(header.sequence, payload.to_vec());
+        None
+    }
+
+    /// The next 20 ms of every speaker, mixed (silence when nobody speaks).
+    pub fn mix(&mut self) -> Frame {
+        let mut mix = [0i16; FRAME_SAMPLES];
+        for speaker in self.speakers.values_mut() {
+            if let Some(frame) = speaker.next_frame() {
+                mix_into(&mut mix, &frame);
+            }
+        }
+        mix
+    }
+
+    /// Speakers with a decoder.
+    pub fn speakers(&self) -> usize {
+        self.speakers.len()
+    }
+}
+
 /// One speaker's receive pipeline: jitter buffer, decoder, and loss concealment.
 struct Speaker {
     jitter: JitterBuffer,
@@ -140,6 +207,11 @@ struct Speaker {
 impl Speaker {
     fn new(decoder: Decoder) -> Self {
         Self { jitter: JitterBuffer::new(), decoder, last: None }
+    }
+
+    /// Nothing to play and nothing waiting.
+    fn quiet(&self) -> bool {
+        self.jitter.is_empty() && self.last.is_none()
     }
 
     /// The next 20 ms of this speaker, if any.
@@ -299,7 +371,7 @@ impl VoiceSession {
                 )));
             }
         };
-        let speakers: Arc<Mutex<HashMap<u64, Speaker>>> = Arc::default();
+        let mixer: Arc<Mutex<Mixer>> = Arc::default();
         let (output_tx, output) = mpsc::channel(OUTPUT_FRAMES);
         let quic = conn.quic().clone();
         let datagrams = quic.max_datagram_size().is_some();
@@ -311,7 +383,7 @@ impl VoiceSession {
         let (tunnel_tx, mut tunnel_rx) = mpsc::channel(TUNNEL_QUEUE);
         *conn.voice_inbox().lock().unwrap_or_else(|e| e.into_inner()) = Some(tunnel_tx.clone());
         let receive = {
-            let (paths, speakers) = (paths.clone(), speakers.clone());
+            let (paths, mixer) = (paths.clone(), mixer.clone());
             tokio::spawn(async move {
                 loop {
                     let (via, packet) = tokio::select! {
@@ -321,23 +393,10 @@ impl VoiceSession {
                         },
                         Some(record) = tunnel_rx.recv() => (VoicePath::Tunnel, record),
                     };
-                    let Ok((header, payload)) = VoiceHeader::parse(&packet) else { continue };
-                    if header.kind == Kind::VOICE_PING {
-                        paths.selector().on_echo(via, payload, Instant::now());
-                        continue;
+                    let echo = mixer.lock().unwrap_or_else(|e| e.into_inner()).receive(&packet);
+                    if let Some(echo) = echo {
+                        paths.selector().on_echo(via, echo, Instant::now());
                     }
-                    if header.kind != Kind::OPUS_FRAME {
-                        continue;
-                    }
-                    let mut speakers = speakers.lock().unwrap_or_else(|e| e.into_inner());
-                    let speaker = match speakers.entry(header.source) {
-                        Entry::Occupied(known) => known.into_mut(),
-                        Entry::Vacant(new) => {
-                            let Ok(decoder) = Decoder::new() else { continue };
-                            new.insert(Speaker::new(decoder))
-                        }
-                    };
-                    speaker.jitter.push(header.sequence, payload.to_vec());
                 }
             })
         };
@@ -373,15 +432,7 @@ impl VoiceSession {
                 if now > due + MAX_CATCH_UP {
                     due = now;
                 }
-                let mut mix = [0i16; FRAME_SAMPLES];
-                {
-                    let mut speakers = speakers.lock().unwrap_or_else(|e| e.into_inner());
-                    for speaker in speakers.values_mut() {
-                        if let Some(frame) = speaker.next_frame() {
-                            mix_into(&mut mix, &frame);
-                        }
-                    }
-                }
+                let mix = mixer.lock().unwrap_or_else(|e| e.into_inner()).mix();
                 if output_tx.send(mix).await.is_err() {
                     return;
                 }
