@@ -192,35 +192,26 @@ pub(super) fn list(ctx: &ConnCtx, r: RoomList) -> Result<Vec<Message>> {
     let user = ctx.authed()?.user;
     let limit = usize::from(r.limit).clamp(1, List::<RoomSummary, 100>::MAX);
     let after = r.after.map_or(0, |room| room.0.saturating_add(1));
-    let mut rooms = Vec::new();
-    let more;
-    match r.scope {
+    // One page of an index of room ids: the caller's rooms, or the listed channels (so that
+    // direct, private and archived rooms are never walked for the public scope).
+    let (start, end, id_at) = match r.scope {
         ListScope::Joined => {
-            let start = keys::ids(keys::tag::USER_ROOM, &[user.0, after]);
-            let end = keys::prefix_end(&keys::ids(keys::tag::USER_ROOM, &[user.0]));
-            let found = ctx.shared.store.range::<()>(&start, &end, false, limit + 1)?;
-            more = found.len() > limit;
-            for (key, ()) in found.into_iter().take(limit) {
-                let room = RoomId(keys::id_at(&key, 9));
-                if let Some(record) = ctx.shared.store.get::<RoomRecord>(&keys::room(room))? {
-                    rooms.push(summary(ctx, room, &record, user)?);
-                }
-            }
+            let mine = keys::ids(keys::tag::USER_ROOM, &[user.0]);
+            (keys::ids(keys::tag::USER_ROOM, &[user.0, after]), keys::prefix_end(&mine), 9)
         }
         ListScope::Public => {
             ctx.rate("directory")?;
-            // Through the index of listed channels: direct, private and archived rooms are
-            // never walked.
-            let start = keys::public_room(RoomId(after));
-            let end = keys::prefix_end(&[keys::tag::PUBLIC_ROOM]);
-            let found = ctx.shared.store.range::<()>(&start, &end, false, limit + 1)?;
-            more = found.len() > limit;
-            for (key, ()) in found.into_iter().take(limit) {
-                let room = RoomId(keys::id_at(&key, 1));
-                if let Some(record) = ctx.shared.store.get::<RoomRecord>(&keys::room(room))? {
-                    rooms.push(summary(ctx, room, &record, user)?);
-                }
-            }
+            let listed = keys::prefix_end(&[keys::tag::PUBLIC_ROOM]);
+            (keys::public_room(RoomId(after)), listed, 1)
+        }
+    };
+    let found = ctx.shared.store.range::<()>(&start, &end, false, limit + 1)?;
+    let more = found.len() > limit;
+    let mut rooms = Vec::with_capacity(limit);
+    for (key, ()) in found.into_iter().take(limit) {
+        let room = RoomId(keys::id_at(&key, id_at));
+        if let Some(record) = ctx.shared.store.get::<RoomRecord>(&keys::room(room))? {
+            rooms.push(summary(ctx, room, &record, user)?);
         }
     }
     Ok(vec![RoomListPage { rooms: List::new(rooms).expect("at most the limit"), more }.into()])
