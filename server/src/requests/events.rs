@@ -300,24 +300,34 @@ const ANONYMOUS: UserId = UserId(0);
 /// REVEAL_AUTHOR: who wrote an entry, for moderators, and the reveal is audited.
 pub(super) async fn reveal_author(ctx: &ConnCtx, r: RevealAuthor) -> Result<Vec<Message>> {
     let moderator = ctx.authed()?.user;
-    ctx.authorize(r.room, Action::RevealAuthor)?;
-    let entry: LogEntry = ctx
+    let (room, seq) = (r.room, r.seq);
+    let head = ctx.shared.hub.head(room);
+    let author = ctx
         .shared
-        .store
-        .get(&keys::log(r.room, r.seq))?
-        .filter(|_| r.seq <= ctx.shared.hub.head(r.room))
-        .ok_or(ErrorCode::NOT_FOUND)?;
-    let (room, author, reason) = (r.room, UserId(entry.sender), format!("seq {}", r.seq));
-    ctx.shared
         .store
         .write(
             move |txn| {
-                audit(txn, moderator, AuditAction::REVEAL_AUTHOR, Some(room), Some(author), &reason)
+                authorize_in(txn, room, moderator, Action::RevealAuthor)?;
+                let entry: LogEntry = txn
+                    .get(&keys::log(room, seq))?
+                    .filter(|_| seq <= head)
+                    .ok_or(ErrorCode::NOT_FOUND)?;
+                let author = UserId(entry.sender);
+                let reason = format!("seq {seq}");
+                audit(
+                    txn,
+                    moderator,
+                    AuditAction::REVEAL_AUTHOR,
+                    Some(room),
+                    Some(author),
+                    &reason,
+                )?;
+                Ok::<_, RequestError>(author)
             },
-            |()| (),
+            |author| author,
         )
         .await?;
-    Ok(vec![Author { room: r.room, seq: r.seq, user: author }.into()])
+    Ok(vec![Author { room, seq, user: author }.into()])
 }
 
 /// What a new post or upload must pass beyond membership: the room's lock, slow mode, and in
