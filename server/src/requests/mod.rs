@@ -62,8 +62,25 @@ impl RequestError {
 
 impl From<StoreError> for RequestError {
     fn from(error: StoreError) -> Self {
-        tracing::error!(%error, "storage error during a request");
-        Self::new(ErrorCode::INTERNAL, "storage error")
+        Self::from(&error)
+    }
+}
+
+impl From<&StoreError> for RequestError {
+    /// A conflict with another node's write is the client's to retry (nothing was applied);
+    /// anything else is the server's failure.
+    fn from(error: &StoreError) -> Self {
+        match error {
+            StoreError::Conflict => Self {
+                code: ErrorCode::SERVER_BUSY,
+                message: "a concurrent write got in the way: retry".into(),
+                retry_after_ms: Some(50),
+            },
+            error => {
+                tracing::error!(%error, "storage error during a request");
+                Self::new(ErrorCode::INTERNAL, "storage error")
+            }
+        }
     }
 }
 
@@ -71,10 +88,7 @@ impl From<WriteError<Self>> for RequestError {
     fn from(error: WriteError<Self>) -> Self {
         match error {
             WriteError::Rejected(error) => error,
-            WriteError::Store(error) => {
-                tracing::error!(%error, "storage error during a write");
-                Self::new(ErrorCode::INTERNAL, "storage error")
-            }
+            WriteError::Store(error) => Self::from(&*error),
         }
     }
 }

@@ -1,9 +1,9 @@
 //! Group commit: one writer thread applies every write of the server.
 //!
 //! The writer takes the first job waiting, then every job that queued up meanwhile (up to
-//! `max_group`), runs them one after another against an overlay of their writes, applies the
-//! whole group to the engine as one atomic batch, syncs once, and then delivers each job's
-//! result in order. While one group syncs, the next one queues, so under load each sync serves
+//! `max_group`), runs them one after another inside one engine [`Transaction`] against an
+//! overlay of their writes, commits the whole group as one atomic, durable batch, and then
+//! delivers each job's result in order. While one group syncs, the next one queues, so under load each sync serves
 //! many connections and the sync cost is shared; with one client, latency is one sync.
 //!
 //! Why a thread and not a task: the engine calls block (sled, fdatasync), and keeping them on
@@ -17,7 +17,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, oneshot};
 
-use super::engine::{Engine, StoreError};
+use super::engine::{Engine, KeyValues, StoreError, Transaction, Write};
 
 /// Why a write did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -53,10 +53,10 @@ type Deliver = Box<dyn FnOnce(Result<(), Arc<StoreError>>) + Send>;
 type Job = Box<dyn FnOnce(&mut Txn<'_>) -> (bool, Deliver) + Send>;
 type Exclusive = Box<dyn FnOnce(&dyn Engine) + Send>;
 
-/// Reads and writes of one job: reads see the engine, then earlier jobs of the group, then
-/// this job's own writes.
+/// Reads and writes of one job: reads see the group's engine transaction, then earlier jobs
+/// of the group, then this job's own writes.
 pub struct Txn<'a> {
-    engine: &'a dyn Engine,
+    engine: &'a dyn Transaction,
     group: &'a Overlay,
     own: Overlay,
 }
@@ -123,7 +123,7 @@ impl Txn<'_> {
         start: &[u8],
         end: &[u8],
         limit: usize,
-    ) -> Result<super::engine::KeyValues, StoreError> {
+    ) -> Result<KeyValues, StoreError> {
         self.engine.range(start, end, false, limit)
     }
 
@@ -216,18 +216,6 @@ impl Writer {
     }
 }
 
-/// A group was applied but could not be made durable. Its writes are visible: a retried POST
-/// would find its dedup record and be acked with nothing synced, and later posts would take
-/// the next seqs. No answer is safe, so the process stops at once (abort: no destructor,
-/// no flush), and recovery at the next start sees only what reached the disk.
-fn durability_lost(error: &StoreError) -> ! {
-    tracing::error!(%error, "sync failed after a group was applied; aborting");
-    eprintln!(
-        "banterd: sync failed after a group was applied ({error}); aborting so that recovery sees only durable state"
-    );
-    std::process::abort()
-}
-
 fn run(
     engine: Arc<dyn Engine>,
     mut jobs: mpsc::Receiver<Command>,
@@ -244,12 +232,25 @@ fn run(
             }
             Some(Command::Stop) | None => break,
         };
+        let transaction = match engine.begin() {
+            Ok(transaction) => transaction,
+            Err(error) => {
+                tracing::error!(%error, "could not begin a group commit");
+                let (_, deliver) = first(&mut Txn {
+                    engine: &Unavailable,
+                    group: &Overlay::new(),
+                    own: Overlay::new(),
+                });
+                deliver(Err(Arc::new(error)));
+                continue;
+            }
+        };
         let mut group = Overlay::new();
         let mut delivers = Vec::new();
         let mut after_group = None;
         let mut next = Some(first);
         while let Some(job) = next.take() {
-            let mut txn = Txn { engine: &*engine, group: &group, own: Overlay::new() };
+            let mut txn = Txn { engine: &*transaction, group: &group, own: Overlay::new() };
             let (keep, deliver) = job(&mut txn);
             if keep {
                 let own = txn.own;
@@ -266,16 +267,12 @@ fn run(
             }
         }
         let result = if group.is_empty() {
+            drop(transaction);
             Ok(())
         } else {
             metrics.group_size.observe(delivers.len() as f64);
             let started = std::time::Instant::now();
-            let result = engine.apply(group.into_iter().collect());
-            if result.is_ok() {
-                if let Err(error) = engine.sync() {
-                    durability_lost(&error);
-                }
-            }
+            let result = transaction.commit(group.into_iter().collect());
             metrics.sync_seconds.observe(started.elapsed().as_secs_f64());
             result.map_err(Arc::new)
         };
@@ -291,12 +288,30 @@ fn run(
     }
 }
 
+/// Stands in for a transaction that could not begin: every read fails, so the job that
+/// was taken is answered with the error instead of being lost.
+struct Unavailable;
+
+impl Transaction for Unavailable {
+    fn get(&self, _: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Err(StoreError::Engine("no transaction".into()))
+    }
+
+    fn range(&self, _: &[u8], _: &[u8], _: bool, _: usize) -> Result<KeyValues, StoreError> {
+        Err(StoreError::Engine("no transaction".into()))
+    }
+
+    fn commit(self: Box<Self>, _: Vec<Write>) -> Result<(), StoreError> {
+        Err(StoreError::Engine("no transaction".into()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::process::Command;
 
     use super::*;
-    use crate::store::engine::{KeyValues, Write};
+    use crate::store::engine::Direct;
 
     /// An engine whose writes apply (in memory) but never sync.
     #[derive(Debug, Default)]
@@ -318,6 +333,10 @@ mod tests {
 
         fn sync(&self) -> Result<(), StoreError> {
             Err(StoreError::Engine("injected fdatasync failure".into()))
+        }
+
+        fn begin(&self) -> Result<Box<dyn Transaction + '_>, StoreError> {
+            Ok(Box::new(Direct(self)))
         }
     }
 

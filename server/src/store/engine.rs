@@ -2,6 +2,11 @@
 //! durability point. Everything Banter stores is keys and values above this trait (see
 //! [`keys`](super::keys)), so another engine (a PostgreSQL-compatible store for several nodes)
 //! can replace sled without touching the domain code.
+//!
+//! A group commit reads and writes through one [`Transaction`]: for sled, which only this
+//! process writes, that is the engine itself and an atomic batch; for a database that other
+//! nodes write too, a serializable transaction, so that a read a commit depends on (a room's
+//! head seq) cannot have changed under it.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -34,6 +39,10 @@ pub enum StoreError {
     /// The writer task is gone (the server is shutting down).
     #[error("storage writer stopped")]
     WriterStopped,
+    /// Another writer changed what this group read: nothing of the group was applied, and
+    /// running its requests again is safe.
+    #[error("a concurrent write conflicted; retry")]
+    Conflict,
 }
 
 impl From<sled::Error> for StoreError {
@@ -72,6 +81,72 @@ pub trait Engine: Send + Sync + 'static {
     fn apply(&self, writes: Vec<Write>) -> Result<(), StoreError>;
     /// Makes every applied write durable; returns once it is.
     fn sync(&self) -> Result<(), StoreError>;
+    /// Begins the transaction one group commit reads through and commits with.
+    fn begin(&self) -> Result<Box<dyn Transaction + '_>, StoreError>;
+}
+
+/// One group commit's view of the engine and its way in.
+pub trait Transaction {
+    /// The value under `key`, as this transaction sees it.
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    /// As [`Engine::range`], as this transaction sees it.
+    fn range(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        reverse: bool,
+        limit: usize,
+    ) -> Result<KeyValues, StoreError>;
+    /// Applies `writes` atomically and durably, or (on an error) none of them
+    /// ([`StoreError::Conflict`] when another writer got in the way). An engine that cannot
+    /// tell whether writes it applied became durable does not return: see [`durability_lost`].
+    fn commit(self: Box<Self>, writes: Vec<Write>) -> Result<(), StoreError>;
+}
+
+/// The transaction of an engine only this process writes: reads go straight to it (the
+/// single writer is the isolation), and a commit is one atomic batch and a sync.
+pub struct Direct<'a>(pub &'a dyn Engine);
+
+impl std::fmt::Debug for Direct<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Direct")
+    }
+}
+
+impl Transaction for Direct<'_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.0.get(key)
+    }
+
+    fn range(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        reverse: bool,
+        limit: usize,
+    ) -> Result<KeyValues, StoreError> {
+        self.0.range(start, end, reverse, limit)
+    }
+
+    fn commit(self: Box<Self>, writes: Vec<Write>) -> Result<(), StoreError> {
+        self.0.apply(writes)?;
+        if let Err(error) = self.0.sync() {
+            durability_lost(&error);
+        }
+        Ok(())
+    }
+}
+
+/// A group was applied but could not be made durable. Its writes are visible: a retried POST
+/// would find its dedup record and be acked with nothing synced, and later posts would take
+/// the next seqs. No answer is safe, so the process stops at once (abort: no destructor,
+/// no flush), and recovery at the next start sees only what reached the disk.
+pub(crate) fn durability_lost(error: &StoreError) -> ! {
+    tracing::error!(%error, "sync failed after a group was applied; aborting");
+    eprintln!(
+        "banterd: sync failed after a group was applied ({error}); aborting so that recovery sees only durable state"
+    );
+    std::process::abort()
 }
 
 /// Calls `f` on every pair with `start <= key < end`, in key order, reading in pages so that a
@@ -208,6 +283,10 @@ impl Engine for SledEngine {
         self.log_file.sync_data()?;
         self.sync_blobs()?;
         Ok(())
+    }
+
+    fn begin(&self) -> Result<Box<dyn Transaction + '_>, StoreError> {
+        Ok(Box::new(Direct(self)))
     }
 }
 

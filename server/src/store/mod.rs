@@ -17,7 +17,9 @@ use std::sync::Arc;
 use banter_protocol::ids::{RoomId, UserId};
 
 pub use commit::{CommitMetrics, Txn, WriteError};
-pub use engine::{Engine, KeyValues, SledEngine, StoreError, Write, scan_range};
+pub use engine::{
+    Direct, Engine, KeyValues, SledEngine, StoreError, Transaction, Write, scan_range,
+};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
