@@ -54,6 +54,27 @@ impl FromStr for LogFormat {
     }
 }
 
+/// Where banterd keeps its data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// Embedded sled in `data_dir/db` (one node, zero configuration).
+    Sled,
+    /// A PostgreSQL-compatible database at `database_url` (shared by a cluster's nodes).
+    Postgres,
+}
+
+impl FromStr for StoreKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "sled" => Ok(Self::Sled),
+            "postgres" => Ok(Self::Postgres),
+            other => Err(format!("unknown store {other:?} (sled, postgres)")),
+        }
+    }
+}
+
 macro_rules! config {
     ($($(#[doc = $doc:literal])+ $field:ident: $ty:ty = $default:expr;)*) => {
         /// The whole configuration. See `banterd init` for a commented file.
@@ -214,6 +235,13 @@ config! {
     listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT));
     /// Where the database, the server key and the certificate live.
     data_dir: PathBuf = PathBuf::from("banter-data");
+    /// The storage engine: `sled` (embedded, in the data dir) or `postgres` (at
+    /// `database_url`; the data dir then keeps the keys, certificate and shared files).
+    store: StoreKind = StoreKind::Sled;
+    /// The database for `store = "postgres"`: a `postgres://USER@HOST:PORT/DB` URL or
+    /// `host=... port=... user=... dbname=...` settings. Connections are not encrypted:
+    /// keep the database on a private network or loopback.
+    database_url: String = String::new();
     /// Display name sent to clients in SETTINGS.
     server_name: String = "banter".to_owned();
     /// Log format: text or json.

@@ -59,12 +59,12 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::auth::{Passwords, TokenKeys};
-use crate::config::Config;
+use crate::config::{Config, StoreKind};
 use crate::hub::{Hub, SessionLimits};
 use crate::identity::Identity;
 use crate::ratelimit::{AccountLimiter, KeyedLimiter, SlowMode, address_key};
 use crate::store::records::RoomRecord;
-use crate::store::{SledEngine, Store, keys};
+use crate::store::{Engine, PgEngine, SledEngine, Store, keys};
 
 /// The current time as protocol timestamps carry it: ms since the Unix epoch by this
 /// machine's clock (the epoch itself if the clock is set before it). banter-protocol is
@@ -231,8 +231,11 @@ impl Shared {
     /// everything requests need; no sockets.
     pub(crate) fn open(config: Config) -> Result<(Arc<Self>, Identity), StartError> {
         let identity = Identity::load_or_create(&config.data_dir)?;
-        let engine = SledEngine::open(&config.data_dir.join("db"))?;
-        let store = Store::open(Arc::new(engine), config.commit_max_group)?;
+        let engine: Arc<dyn Engine> = match config.store {
+            StoreKind::Sled => Arc::new(SledEngine::open(&config.data_dir.join("db"))?),
+            StoreKind::Postgres => Arc::new(PgEngine::open(&config.database_url)?),
+        };
+        let store = Store::open(engine, config.commit_max_group)?;
         let hub = Arc::new(Hub::new(SessionLimits {
             replay_bytes: config.replay_buffer_bytes,
             resume_window: Duration::from_millis(config.resume_window_ms),

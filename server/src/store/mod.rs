@@ -10,6 +10,7 @@
 mod commit;
 mod engine;
 pub(crate) mod keys;
+mod postgres;
 pub(crate) mod records;
 
 use std::sync::Arc;
@@ -20,6 +21,7 @@ pub use commit::{CommitMetrics, Txn, WriteError};
 pub use engine::{
     Direct, Engine, KeyValues, SledEngine, StoreError, Transaction, Write, scan_range,
 };
+pub use postgres::PgEngine;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 

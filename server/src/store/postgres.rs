@@ -1,0 +1,243 @@
+//! The PostgreSQL engine (issue 17): the same ordered key-value store as sled, in one table
+//! of a PostgreSQL-compatible database, so that several banterd nodes can share one truth.
+//!
+//! - Every group commit is one `SERIALIZABLE` transaction that its reads go through too: two
+//!   nodes that read the same room head and both append are caught at COMMIT, and the loser's
+//!   group is answered [`StoreError::Conflict`] (retryable; nothing of it was applied). An ack
+//!   is sent only after COMMIT returns, and PostgreSQL's COMMIT is durable
+//!   (`synchronous_commit` on, its default), so [`Engine::sync`] has nothing left to do.
+//! - The client library blocks, and must not block inside the async runtime that serves
+//!   connections (it runs a runtime of its own), so every database call runs on a thread of
+//!   this engine's: a few readers sharing a queue, and one writer connection that a group's
+//!   transaction holds from BEGIN to COMMIT.
+//! - Keys and values are `bytea`, compared byte by byte as sled compares them, so range
+//!   scans (a room's log, a user's rooms) come back in the same order.
+
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use postgres::error::SqlState;
+use postgres::{Client, GenericClient, NoTls};
+
+use super::engine::{Engine, KeyValues, StoreError, Transaction, Write};
+
+/// Reader connections: reads of concurrent requests run side by side on these.
+const READERS: usize = 4;
+
+const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS banter_kv (k bytea PRIMARY KEY, v bytea NOT NULL)";
+const GET: &str = "SELECT v FROM banter_kv WHERE k = $1";
+const RANGE: &str = "SELECT k, v FROM banter_kv WHERE k >= $1 AND k < $2 ORDER BY k LIMIT $3";
+const RANGE_DESC: &str =
+    "SELECT k, v FROM banter_kv WHERE k >= $1 AND k < $2 ORDER BY k DESC LIMIT $3";
+const UPSERT: &str = "INSERT INTO banter_kv (k, v) SELECT * FROM UNNEST($1::bytea[], $2::bytea[]) \
+     ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v";
+const DELETE: &str = "DELETE FROM banter_kv WHERE k = ANY($1::bytea[])";
+
+/// Work for a connection thread: runs with the thread's client (connected on first use, and
+/// again after the connection broke).
+type Job = Box<dyn FnOnce(&mut Option<Client>) + Send>;
+
+/// Threads that each own one database connection and take jobs from one queue.
+struct Connections {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl Connections {
+    fn spawn(config: &postgres::Config, threads: usize, name: &str) -> std::io::Result<Self> {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let queue = Arc::new(Mutex::new(queue));
+        for i in 0..threads {
+            let (config, queue) = (config.clone(), queue.clone());
+            std::thread::Builder::new().name(format!("{name}-{i}")).spawn(move || {
+                let mut client: Option<Client> = None;
+                loop {
+                    let job = queue.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                    let Ok(job) = job else { return };
+                    if client.as_ref().is_none_or(Client::is_closed) {
+                        client = config.connect(NoTls).ok();
+                    }
+                    job(&mut client);
+                }
+            })?;
+        }
+        Ok(Self { jobs })
+    }
+
+    /// Runs `f` on one of the threads and waits for its result.
+    fn run<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Client) -> Result<R, postgres::Error> + Send + 'static,
+    ) -> Result<R, StoreError> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        let job: Job = Box::new(move |client| {
+            let result = match client {
+                Some(client) => f(client).map_err(|e| store_error(&e)),
+                None => Err(StoreError::Engine("cannot connect to the database".into())),
+            };
+            let _ = tx.send(result);
+        });
+        self.jobs.send(job).map_err(|_| StoreError::Engine("database threads stopped".into()))?;
+        rx.recv().map_err(|_| StoreError::Engine("database thread failed".into()))?
+    }
+}
+
+/// A serialization failure or deadlock means another writer got in the way: retryable.
+fn store_error(error: &postgres::Error) -> StoreError {
+    match error.code() {
+        Some(code) if *code == SqlState::T_R_SERIALIZATION_FAILURE => StoreError::Conflict,
+        Some(code) if *code == SqlState::T_R_DEADLOCK_DETECTED => StoreError::Conflict,
+        _ => StoreError::Engine(format!("database: {error}")),
+    }
+}
+
+/// Banter's key-value store in PostgreSQL.
+pub struct PgEngine {
+    readers: Connections,
+    /// The connection group commits (and plain batches) write through; a transaction holds
+    /// it from BEGIN to COMMIT.
+    writer: Mutex<Connections>,
+}
+
+impl std::fmt::Debug for PgEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgEngine").finish_non_exhaustive()
+    }
+}
+
+impl PgEngine {
+    /// Connects to the database at `url` (a `postgres://` URL or `key=value` settings) and
+    /// creates the table if it is not there.
+    pub fn open(url: &str) -> Result<Self, StoreError> {
+        let config: postgres::Config =
+            url.parse().map_err(|e| StoreError::Engine(format!("database URL: {e}")))?;
+        let readers = Connections::spawn(&config, READERS, "banter-db-read")?;
+        let writer = Connections::spawn(&config, 1, "banter-db-write")?;
+        writer.run(|client| client.batch_execute(SCHEMA))?;
+        Ok(Self { readers, writer: Mutex::new(writer) })
+    }
+
+    fn writer(&self) -> MutexGuard<'_, Connections> {
+        self.writer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn range_on(
+    client: &mut Client,
+    start: &[u8],
+    end: &[u8],
+    reverse: bool,
+    limit: usize,
+) -> Result<KeyValues, postgres::Error> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = client.query(if reverse { RANGE_DESC } else { RANGE }, &[&start, &end, &limit])?;
+    Ok(rows.into_iter().map(|row| (row.get(0), row.get(1))).collect())
+}
+
+fn apply_on(client: &mut impl GenericClient, writes: &[Write]) -> Result<(), postgres::Error> {
+    let (mut keys, mut values, mut deleted) = (Vec::new(), Vec::new(), Vec::new());
+    for (key, value) in writes {
+        match value {
+            Some(value) => {
+                keys.push(key.as_slice());
+                values.push(value.as_slice());
+            }
+            None => deleted.push(key.as_slice()),
+        }
+    }
+    if !keys.is_empty() {
+        client.execute(UPSERT, &[&keys, &values])?;
+    }
+    if !deleted.is_empty() {
+        client.execute(DELETE, &[&deleted])?;
+    }
+    Ok(())
+}
+
+impl Engine for PgEngine {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let key = key.to_vec();
+        self.readers.run(move |client| Ok(client.query_opt(GET, &[&key])?.map(|row| row.get(0))))
+    }
+
+    fn range(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        reverse: bool,
+        limit: usize,
+    ) -> Result<KeyValues, StoreError> {
+        let (start, end) = (start.to_vec(), end.to_vec());
+        self.readers.run(move |client| range_on(client, &start, &end, reverse, limit))
+    }
+
+    fn apply(&self, writes: Vec<Write>) -> Result<(), StoreError> {
+        self.writer().run(move |client| {
+            let mut transaction = client.transaction()?;
+            apply_on(&mut transaction, &writes)?;
+            transaction.commit()
+        })
+    }
+
+    fn sync(&self) -> Result<(), StoreError> {
+        // COMMIT returned: the writes are durable.
+        Ok(())
+    }
+
+    fn begin(&self) -> Result<Box<dyn Transaction + '_>, StoreError> {
+        let writer = self.writer();
+        writer.run(|client| client.batch_execute("BEGIN ISOLATION LEVEL SERIALIZABLE"))?;
+        Ok(Box::new(PgTransaction { writer: Some(writer) }))
+    }
+}
+
+/// One group commit: a serializable transaction on the writer connection.
+struct PgTransaction<'a> {
+    /// Taken by COMMIT; still here on drop means the group is abandoned (rolled back).
+    writer: Option<MutexGuard<'a, Connections>>,
+}
+
+impl PgTransaction<'_> {
+    fn connection(&self) -> Result<&Connections, StoreError> {
+        self.writer.as_deref().ok_or_else(|| StoreError::Engine("transaction finished".into()))
+    }
+}
+
+impl Transaction for PgTransaction<'_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let key = key.to_vec();
+        self.connection()?
+            .run(move |client| Ok(client.query_opt(GET, &[&key])?.map(|row| row.get(0))))
+    }
+
+    fn range(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        reverse: bool,
+        limit: usize,
+    ) -> Result<KeyValues, StoreError> {
+        let (start, end) = (start.to_vec(), end.to_vec());
+        self.connection()?.run(move |client| range_on(client, &start, &end, reverse, limit))
+    }
+
+    fn commit(mut self: Box<Self>, writes: Vec<Write>) -> Result<(), StoreError> {
+        let writer = self.writer.take().ok_or(StoreError::Conflict)?;
+        let committed = writer.run(move |client| {
+            apply_on(client, &writes)?;
+            client.batch_execute("COMMIT")
+        });
+        if committed.is_err() {
+            // Whatever failed, the connection must not stay inside the transaction.
+            let _ = writer.run(|client| client.batch_execute("ROLLBACK"));
+        }
+        committed
+    }
+}
+
+impl Drop for PgTransaction<'_> {
+    fn drop(&mut self) {
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.run(|client| client.batch_execute("ROLLBACK"));
+        }
+    }
+}
