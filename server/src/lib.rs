@@ -102,6 +102,15 @@ impl Shared {
     }
 }
 
+/// The storage engine the configuration names: sled in the data dir, or PostgreSQL at
+/// `database_url`.
+pub fn open_engine(config: &Config) -> Result<Arc<dyn Engine>, store::StoreError> {
+    Ok(match config.store {
+        StoreKind::Sled => Arc::new(SledEngine::open(&config.data_dir.join("db"))?),
+        StoreKind::Postgres => Arc::new(PgEngine::open(&config.database_url)?),
+    })
+}
+
 /// Partial uploads untouched this long are abandoned and removed (at startup, then on the
 /// server's sweep timer).
 const PARTIAL_UPLOAD_AGE: Duration = Duration::from_secs(24 * 3600);
@@ -231,11 +240,7 @@ impl Shared {
     /// everything requests need; no sockets.
     pub(crate) fn open(config: Config) -> Result<(Arc<Self>, Identity), StartError> {
         let identity = Identity::load_or_create(&config.data_dir)?;
-        let engine: Arc<dyn Engine> = match config.store {
-            StoreKind::Sled => Arc::new(SledEngine::open(&config.data_dir.join("db"))?),
-            StoreKind::Postgres => Arc::new(PgEngine::open(&config.database_url)?),
-        };
-        let store = Store::open(engine, config.commit_max_group)?;
+        let store = Store::open(open_engine(&config)?, config.commit_max_group)?;
         let hub = Arc::new(Hub::new(SessionLimits {
             replay_bytes: config.replay_buffer_bytes,
             resume_window: Duration::from_millis(config.resume_window_ms),

@@ -7,14 +7,13 @@
 
 use std::io::{BufRead as _, IsTerminal as _};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use anyhow::Context as _;
 use banter_server::Server;
 use banter_server::admin::{self, AdminCtx, AdminRequest, ServerRole, socket};
 use banter_server::auth::Passwords;
-use banter_server::config::{Config, LogFormat};
-use banter_server::store::{SledEngine, Store};
+use banter_server::config::{Config, LogFormat, StoreKind};
+use banter_server::store::Store;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -89,6 +88,21 @@ enum Command {
     },
     /// Verify the database: records decode, room logs are gap-free, indexes agree.
     Check {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Create or upgrade the configured store's schema (refusing a newer one), and say which
+    /// version it has. `run` does the same when it starts.
+    Migrate {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Copy a single node's sled database (its data dir) into the configured store, which
+    /// must be empty (PostgreSQL, to move a community into a cluster); then check it.
+    Import {
+        /// The data dir of the sled node (stopped).
+        #[arg(long)]
+        from_sled: PathBuf,
         #[command(flatten)]
         target: Target,
     },
@@ -224,6 +238,30 @@ fn main() -> anyhow::Result<()> {
             administer(&target, AdminRequest::Backup { dir })
         }
         Command::Check { target } => administer(&target, AdminRequest::Check),
+        Command::Migrate { target } => {
+            let config = target.config()?;
+            let engine = banter_server::open_engine(&config)?;
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime.block_on(async {
+                let store = Store::open(engine, config.commit_max_group)?;
+                let schema: Option<u32> = store.get(&banter_server::store::schema_key())?;
+                store.close().await;
+                println!("schema version {}", schema.unwrap_or_default());
+                anyhow::Ok(())
+            })
+        }
+        Command::Import { from_sled, target } => {
+            let config = target.config()?;
+            anyhow::ensure!(
+                config.store != StoreKind::Sled || config.data_dir != from_sled,
+                "the source and the target are the same data dir"
+            );
+            let engine = banter_server::open_engine(&config)?;
+            let copied = admin::import_from_sled(&from_sled, &*engine)?;
+            println!("imported {copied} records from {}", from_sled.display());
+            drop(engine);
+            administer(&target, AdminRequest::Check)
+        }
         Command::Restore { dir, target } => {
             let config = target.config()?;
             let manifest = admin::restore(&dir, &config.data_dir)?;
@@ -270,16 +308,17 @@ fn administer(target: &Target, request: AdminRequest) -> anyhow::Result<()> {
 }
 
 fn offline(config: &Config, request: AdminRequest) -> anyhow::Result<String> {
-    let db = config.data_dir.join("db");
-    anyhow::ensure!(
-        db.exists(),
-        "no database in {} (`banterd run` creates one)",
-        config.data_dir.display()
-    );
-    let engine = SledEngine::open(&db).map_err(|e| in_use(&config.data_dir, e))?;
+    if config.store == StoreKind::Sled {
+        anyhow::ensure!(
+            config.data_dir.join("db").exists(),
+            "no database in {} (`banterd run` creates one)",
+            config.data_dir.display()
+        );
+    }
+    let engine = banter_server::open_engine(config).map_err(|e| in_use(&config.data_dir, e))?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {
-        let store = Store::open(Arc::new(engine), config.commit_max_group)?;
+        let store = Store::open(engine, config.commit_max_group)?;
         let passwords = Passwords::new(
             config.argon2_memory_kib,
             config.argon2_iterations,

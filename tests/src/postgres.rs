@@ -113,17 +113,25 @@ impl TestPostgres {
         .stderr(Stdio::null())
         .spawn()
         .expect("postgres starts");
-        // The postmaster's own pid (not runuser's) is the first line of postmaster.pid.
+        // Ready once pg_isready says it accepts connections (not merely that the port is
+        // open: it refuses logins while starting up). The postmaster's own pid (not
+        // runuser's) is the first line of postmaster.pid.
         let deadline = Instant::now() + Duration::from_secs(30);
-        let pid = loop {
-            let started = std::fs::read_to_string(data.join("postmaster.pid")).ok();
-            let ready = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
-            if let (Some(started), true) = (started, ready) {
-                break started.lines().next().and_then(|l| l.trim().parse().ok()).expect("a pid");
+        loop {
+            let ready = Command::new(bin.join("pg_isready"))
+                .args(["-q", "-h", "127.0.0.1", "-p", &port_arg, "-U", "banter"])
+                .status()
+                .is_ok_and(|status| status.success());
+            if ready {
+                break;
             }
             assert!(Instant::now() < deadline, "PostgreSQL did not start within 30 s");
             std::thread::sleep(Duration::from_millis(50));
-        };
+        }
+        let pid = std::fs::read_to_string(data.join("postmaster.pid"))
+            .ok()
+            .and_then(|started| started.lines().next()?.trim().parse().ok())
+            .expect("postmaster.pid names the server");
         Self { dir, port, pid, child }
     }
 

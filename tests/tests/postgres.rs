@@ -2,8 +2,6 @@
 //! commits that two nodes cannot both win, and a whole banterd serving chat from it — each
 //! against a PostgreSQL of the test's own (`banter_tests::postgres`).
 
-use std::sync::Arc;
-
 use banter_client::protocol::message::{History, Message};
 use banter_server::config::StoreKind;
 use banter_server::store::{Engine, PgEngine, SledEngine, StoreError};
@@ -65,11 +63,12 @@ fn two_nodes_appending_at_once_conflict_instead_of_taking_the_same_seq() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn banterd_on_postgres_serves_chat_and_keeps_it_across_a_restart() {
-    let postgres = Arc::new(TestPostgres::start());
+    let postgres = TestPostgres::start();
     let url = postgres.url();
     let mut server = TestServer::start_with(|config| {
         config.store = StoreKind::Postgres;
         config.database_url = url;
+        config.metrics = true;
     })
     .await;
     let ada = server.user("ada").await;
@@ -93,6 +92,47 @@ async fn banterd_on_postgres_serves_chat_and_keeps_it_across_a_restart() {
         })
         .collect();
     assert_eq!(texts, ["postgres", "from", "hello"], "newest first, all kept");
-    drop(server);
+
+    // Health says when the database is gone.
+    let metrics = server.metrics_addr().expect("metrics on");
+    assert_eq!(banter_tests::http_get(metrics, "/healthz").await.0, 200);
     drop(postgres);
+    let (status, body) = banter_tests::http_get(metrics, "/healthz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("storage"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sled_community_moves_into_postgres_by_import_and_checks_clean() {
+    use banter_server::admin::{AdminRequest, import_from_sled, socket};
+
+    let mut sled = TestServer::start().await;
+    let ada = sled.user("ada").await;
+    let room = ada.create_room("general", false).await;
+    for text in ["one", "two"] {
+        ada.post(room, text).await.unwrap();
+    }
+    sled.stop().await;
+
+    let postgres = TestPostgres::start();
+    let target = PgEngine::open(&postgres.url()).unwrap();
+    let copied = import_from_sled(sled.data_dir(), &target).unwrap();
+    assert!(copied > 10, "{copied} records");
+    let again = import_from_sled(sled.data_dir(), &target).unwrap_err();
+    assert!(again.to_string().contains("not empty"), "{again}");
+    drop(target);
+
+    let url = postgres.url();
+    let cluster = TestServer::start_with(|config| {
+        config.store = StoreKind::Postgres;
+        config.database_url = url;
+    })
+    .await;
+    let report = socket::call(cluster.data_dir(), &AdminRequest::Check).unwrap();
+    assert!(matches!(report, Some(socket::Reply::Ok(_))), "{report:?}");
+    let ada = cluster.login("ada").await;
+    let page = ada.conn.request(History { room, before: None, limit: 10 }).await.unwrap();
+    let posts = page.iter().filter(|m| matches!(m, Message::HistoryMessage(_))).count();
+    assert_eq!(posts, 2);
+    ada.post(room, "three").await.unwrap();
 }

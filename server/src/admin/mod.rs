@@ -10,6 +10,7 @@
 
 mod backup;
 mod check;
+mod import;
 pub mod socket;
 
 use std::fmt::Write as _;
@@ -25,6 +26,7 @@ use serde::{Deserialize, Serialize};
 pub use backup::Manifest;
 pub use backup::restore;
 pub use check::Report;
+pub use import::import_from_sled;
 
 use crate::auth::Passwords;
 use crate::hub::Hub;

@@ -29,6 +29,11 @@ use serde::de::DeserializeOwned;
 /// is migrated when opened.
 pub const SCHEMA_VERSION: u32 = 2;
 
+/// The key of the schema version (for `banterd migrate` to report it).
+pub fn schema_key() -> Vec<u8> {
+    keys::meta("schema")
+}
+
 /// A cheap, cloneable handle to the database.
 #[derive(Clone)]
 pub struct Store {

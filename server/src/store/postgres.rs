@@ -34,8 +34,8 @@ const UPSERT: &str = "INSERT INTO banter_kv (k, v) SELECT * FROM UNNEST($1::byte
 const DELETE: &str = "DELETE FROM banter_kv WHERE k = ANY($1::bytea[])";
 
 /// Work for a connection thread: runs with the thread's client (connected on first use, and
-/// again after the connection broke).
-type Job = Box<dyn FnOnce(&mut Option<Client>) + Send>;
+/// again after the connection broke), or why there is none.
+type Job = Box<dyn FnOnce(Result<&mut Client, &str>) + Send>;
 
 /// Threads that each own one database connection and take jobs from one queue.
 struct Connections {
@@ -49,14 +49,14 @@ impl Connections {
         for i in 0..threads {
             let (config, queue) = (config.clone(), queue.clone());
             std::thread::Builder::new().name(format!("{name}-{i}")).spawn(move || {
-                let mut client: Option<Client> = None;
+                let mut client: Result<Client, String> = Err("not connected yet".into());
                 loop {
                     let job = queue.lock().unwrap_or_else(|e| e.into_inner()).recv();
                     let Ok(job) = job else { return };
-                    if client.as_ref().is_none_or(Client::is_closed) {
-                        client = config.connect(NoTls).ok();
+                    if client.as_ref().is_ok_and(Client::is_closed) || client.is_err() {
+                        client = config.connect(NoTls).map_err(|e| e.to_string());
                     }
-                    job(&mut client);
+                    job(client.as_mut().map_err(|e| e.as_str()));
                 }
             })?;
         }
@@ -71,8 +71,10 @@ impl Connections {
         let (tx, rx) = mpsc::sync_channel(1);
         let job: Job = Box::new(move |client| {
             let result = match client {
-                Some(client) => f(client).map_err(|e| store_error(&e)),
-                None => Err(StoreError::Engine("cannot connect to the database".into())),
+                Ok(client) => f(client).map_err(|e| store_error(&e)),
+                Err(why) => {
+                    Err(StoreError::Engine(format!("cannot connect to the database: {why}")))
+                }
             };
             let _ = tx.send(result);
         });
