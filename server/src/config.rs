@@ -75,6 +75,27 @@ impl FromStr for StoreKind {
     }
 }
 
+/// How nodes hear of each other's commits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum BusKind {
+    /// One node: nobody to tell.
+    Local,
+    /// NATS at `nats_url` (several nodes on one `postgres` store).
+    Nats,
+}
+
+impl FromStr for BusKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "local" => Ok(Self::Local),
+            "nats" => Ok(Self::Nats),
+            other => Err(format!("unknown bus {other:?} (local, nats)")),
+        }
+    }
+}
+
 macro_rules! config {
     ($($(#[doc = $doc:literal])+ $field:ident: $ty:ty = $default:expr;)*) => {
         /// The whole configuration. See `banterd init` for a commented file.
@@ -242,6 +263,15 @@ config! {
     /// `host=... port=... user=... dbname=...` settings. Connections are not encrypted:
     /// keep the database on a private network or loopback.
     database_url: String = String::new();
+    /// How nodes hear of each other's commits: `local` (one node) or `nats` (a cluster on
+    /// one `postgres` store; docs/cluster.md).
+    bus: BusKind = BusKind::Local;
+    /// The NATS server(s) for `bus = "nats"`, e.g. `nats://127.0.0.1:4222`.
+    nats_url: String = String::new();
+    /// With `bus = "nats"`: how often the rooms this node's sessions are in are checked
+    /// against the database's heads, so that entries whose announcement was lost still
+    /// arrive (the bound on that delay).
+    bus_head_check_ms: u64 = 1000;
     /// Display name sent to clients in SETTINGS.
     server_name: String = "banter".to_owned();
     /// Log format: text or json.

@@ -62,7 +62,7 @@ fn harness() -> &'static Harness {
             bucket.per_minute = u32::MAX;
         }
         let (shared, _) = runtime
-            .block_on(async { Shared::open(config) })
+            .block_on(async { Shared::open(config, crate::bus::Bus::Local) })
             .expect("the fuzz server's data dir opens");
         let register = Register {
             username: Text::new(USERNAME).expect("literal"),

@@ -325,6 +325,20 @@ impl Hub {
         }
     }
 
+    /// The rooms the users with a session here are members of (what a cluster node checks
+    /// against the database's heads).
+    pub(crate) fn rooms_with_local_sessions(&self) -> Vec<RoomId> {
+        let state = self.lock();
+        let rooms: HashSet<RoomId> = state
+            .sessions_of
+            .keys()
+            .filter_map(|user| state.rooms_of.get(user))
+            .flatten()
+            .copied()
+            .collect();
+        rooms.into_iter().collect()
+    }
+
     /// Records a room's durable head (called after commit, in order).
     pub(crate) fn set_head(&self, room: RoomId, seq: u64) {
         let mut state = self.lock();

@@ -30,9 +30,11 @@ pub mod auth;
 pub mod authz;
 #[doc(hidden)]
 pub mod bench;
+mod bus;
 pub mod config;
 mod connection;
 mod endpoint;
+mod fanout;
 mod files;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -93,6 +95,10 @@ pub(crate) struct Shared {
     protocol: Mutex<ServerConfig>,
     pub(crate) voice: voice::Voice,
     pub(crate) metrics: metrics::Metrics,
+    /// Committed entries to live sessions, in order (and filled from the database).
+    pub(crate) fanout: fanout::Fanout,
+    /// Where this node announces its commits to the others.
+    pub(crate) bus: bus::Bus,
 }
 
 impl Shared {
@@ -238,7 +244,7 @@ pub enum StartError {
 impl Shared {
     /// Opens the data dir (creating the key, certificate and database on first start) and
     /// everything requests need; no sockets.
-    pub(crate) fn open(config: Config) -> Result<(Arc<Self>, Identity), StartError> {
+    pub(crate) fn open(config: Config, bus: bus::Bus) -> Result<(Arc<Self>, Identity), StartError> {
         let identity = Identity::load_or_create(&config.data_dir)?;
         let store = Store::open(open_engine(&config)?, config.commit_max_group)?;
         let hub = Arc::new(Hub::new(SessionLimits {
@@ -281,6 +287,8 @@ impl Shared {
             auth_user_limiter,
             voice,
             protocol: Mutex::new(protocol),
+            fanout: fanout::Fanout::default(),
+            bus,
         });
         Ok((shared, identity))
     }
@@ -290,7 +298,8 @@ impl Server {
     /// Opens the data dir (creating the key, certificate and database on first start), binds
     /// the endpoint and starts serving.
     pub async fn start(config: Config) -> Result<Self, StartError> {
-        let (shared, identity) = Shared::open(config)?;
+        let (bus, nats) = bus::Bus::connect(&config).await?;
+        let (shared, identity) = Shared::open(config, bus)?;
         let server_config = endpoint::server_config(&shared.config, &identity)?;
         let config = &shared.config;
         let endpoint = endpoint::bind(config.listen, config.udp_buffer_bytes, server_config)
@@ -320,6 +329,9 @@ impl Server {
         } else {
             None
         };
+        if let Some(nats) = nats {
+            bus::serve(&shared, nats, shutdown_rx.clone());
+        }
         let task = tokio::spawn(accept_loop(shared.clone(), endpoint.clone(), shutdown_rx));
         tracing::info!(%addr, fingerprint = %identity.fingerprint, "banterd listening");
         Ok(Self {
@@ -415,6 +427,10 @@ fn rand_u32() -> u32 {
     let mut bytes = [0u8; 4];
     let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes);
     u32::from_be_bytes(bytes)
+}
+
+fn rand_u64() -> u64 {
+    u64::from(rand_u32()) << 32 | u64::from(rand_u32())
 }
 
 /// Rebuilds what the hub keeps in memory: memberships, room heads, blocks.

@@ -21,6 +21,7 @@ use banter_server::config::Config;
 use tokio::sync::mpsc;
 
 mod impaired;
+pub mod nats;
 pub mod postgres;
 pub mod voice;
 

@@ -131,7 +131,7 @@ pub(crate) fn membership_code(change: MembershipChange) -> u8 {
     }
 }
 
-fn membership_change(code: u8) -> MembershipChange {
+pub(crate) fn membership_change(code: u8) -> MembershipChange {
     match code {
         0 => MembershipChange::Joined,
         1 => MembershipChange::Left,
@@ -214,7 +214,7 @@ pub(super) async fn post(ctx: &ConnCtx, r: Post) -> Result<Vec<Message>> {
         slot = taken;
     }
     let anonymous = r.anonymous;
-    let hub = ctx.shared.hub.clone();
+    let shared = ctx.shared.clone();
     let outcome = ctx
         .shared
         .store
@@ -272,11 +272,11 @@ pub(super) async fn post(ctx: &ConnCtx, r: Post) -> Result<Vec<Message>> {
             },
             move |posting| {
                 if let Posting::New(appended) = &posting {
-                    publish(&hub, appended, None);
+                    shared.fanout.committed(&shared, appended);
                     // An anonymous post does not end its author's typing notice: "X stopped
                     // typing" at the moment it appears would name the author.
                     if !anonymous {
-                        hub.clear_typing(appended.room, user);
+                        shared.hub.clear_typing(appended.room, user);
                     }
                 }
                 posting
@@ -395,16 +395,15 @@ fn posted_in(txn: &Txn<'_>, room: RoomId, target: u64) -> Result<(LogEntry, Mess
 /// Runs a log-appending commit and fans the entry out after it.
 async fn commit_entry(
     ctx: &ConnCtx,
-    extra: Option<UserId>,
     f: impl FnOnce(&mut Txn<'_>) -> Result<Option<Appended>> + Send + 'static,
 ) -> Result<Option<Appended>> {
-    let hub = ctx.shared.hub.clone();
+    let shared = ctx.shared.clone();
     Ok(ctx
         .shared
         .store
         .write(f, move |appended: Option<Appended>| {
             if let Some(appended) = &appended {
-                publish(&hub, appended, extra);
+                shared.fanout.committed(&shared, appended);
             }
             appended
         })
@@ -418,7 +417,7 @@ pub(super) async fn edit(ctx: &ConnCtx, r: Edit) -> Result<Vec<Message>> {
     let (record, _) = ctx.authorize(r.room, Action::Post)?;
     check_direct_block(ctx, &record, user)?;
     let max_edits = ctx.shared.config.max_edits_per_message as usize;
-    let appended = commit_entry(ctx, None, move |txn| {
+    let appended = commit_entry(ctx, move |txn| {
         let room = r.room;
         member_in(txn, room, user)?;
         let (entry, mut state) = posted_in(txn, room, r.target)?;
@@ -465,7 +464,7 @@ pub(super) async fn delete(ctx: &ConnCtx, r: Delete) -> Result<Vec<Message>> {
     {
         return super::files::delete(ctx, r, UserId(sender), size, sha256).await;
     }
-    let appended = commit_entry(ctx, None, move |txn| {
+    let appended = commit_entry(ctx, move |txn| {
         let room = r.room;
         let (mut entry, mut state) = posted_in(txn, room, r.target)?;
         let author = UserId(entry.sender);
@@ -517,7 +516,7 @@ pub(super) async fn react(ctx: &ConnCtx, r: React) -> Result<Vec<Message>> {
     check_direct_block(ctx, &record, user)?;
     let room = r.room;
     let max_reactions = ctx.shared.config.max_reactions_per_message as usize;
-    let appended = commit_entry(ctx, None, move |txn| {
+    let appended = commit_entry(ctx, move |txn| {
         member_in(txn, room, user)?;
         let (_, mut state) = posted_in(txn, room, r.target)?;
         let key = keys::reaction(room, r.target, user, &r.emoji);

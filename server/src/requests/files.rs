@@ -17,7 +17,7 @@ use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _, AsyncWriteExt as _};
 use banter_protocol::ids::{RoomId, UserId};
 use banter_protocol::message::{AuditAction, Delete};
 
-use super::events::{ack, append, check_may_post, member_in, publish, room_in};
+use super::events::{ack, append, check_may_post, member_in, room_in};
 use super::{ConnCtx, RequestError, RequestIo, Result, audit, authorize_in, rank_in, text};
 use crate::authz::Action;
 use crate::store::records::{EntryKind, LogEntry};
@@ -135,7 +135,7 @@ pub(super) async fn upload(
     }
 
     let room = r.room;
-    let hub = ctx.shared.hub.clone();
+    let shared = ctx.shared.clone();
     let files = ctx.shared.files.clone();
     let (size, sha256) = (r.size, r.sha256);
     let kind = EntryKind::FileShared { name: r.name.into_string(), size, sha256 };
@@ -168,7 +168,7 @@ pub(super) async fn upload(
                 Ok(appended)
             },
             move |appended| {
-                publish(&hub, &appended, None);
+                shared.fanout.committed(&shared, &appended);
                 appended
             },
         )
@@ -245,7 +245,7 @@ pub(super) async fn delete(
 ) -> Result<Vec<Message>> {
     let user = ctx.authed()?.user;
     let (room, target) = (r.room, r.target);
-    let hub = ctx.shared.hub.clone();
+    let shared = ctx.shared.clone();
     let (store, files) = (ctx.shared.store.clone(), ctx.shared.files.clone());
     let appended = ctx
         .shared
@@ -253,7 +253,7 @@ pub(super) async fn delete(
         .write(
             move |txn| delete_share(txn, user, room, target, sharer, size, &sha256),
             move |appended| {
-                publish(&hub, &appended, None);
+                shared.fanout.committed(&shared, &appended);
                 // In commit order on the writer: an upload that takes a new reference is
                 // either seen here or finds the content gone.
                 let referenced = store.keys_with_prefix(&keys::content_refs(&sha256), 1);

@@ -36,7 +36,7 @@ use crate::{Shared, wall_clock};
 pub(crate) use accounts::{
     authenticate, check_password, create_user, end_all_access, normalize_username, user_id,
 };
-pub(crate) use events::{Appended, publish};
+pub(crate) use events::{Appended, membership_change, publish};
 pub(crate) use moderation::{CONSOLE, audit, role_reason};
 pub(crate) use rooms::{check_room_fields, new_channel};
 

@@ -10,7 +10,7 @@ use banter_protocol::message::{
     RoomLeave, RoomList, RoomListPage, RoomSetTopic, RoomSummary, Unban, Visibility,
 };
 
-use super::events::{Appended, append, membership, publish, room_in, topic_entry};
+use super::events::{Appended, append, membership, room_in, topic_entry};
 use super::moderation::audit;
 use super::{
     ConnCtx, RequestError, Result, authorize_in, authorize_moderation_in, check_text, text,
@@ -102,37 +102,22 @@ fn add_member(
     Ok(append(txn, room, record, actor, membership(user, &name, MembershipChange::Joined, "")))
 }
 
-/// Runs a commit that adds or removes members, then updates the hub and fans the entries out,
-/// in commit order. A removed member also leaves the room's voice on every connection, and
-/// the others are told (spec §6.7: live delivery stops at once, voice included).
+/// Runs a commit that appends entries (joins, removals, topic and settings changes), then fans
+/// them out in commit order; what a membership change does to the hub and to voice follows
+/// from the entry itself (see [`crate::fanout`]).
 pub(super) async fn commit_membership(
     ctx: &ConnCtx,
-    f: impl FnOnce(&mut Txn<'_>) -> Result<Vec<(Appended, Option<(UserId, bool)>)>> + Send + 'static,
+    f: impl FnOnce(&mut Txn<'_>) -> Result<Vec<Appended>> + Send + 'static,
 ) -> Result<Vec<Appended>> {
     let shared = ctx.shared.clone();
-    let hub = ctx.shared.hub.clone();
     Ok(ctx
         .shared
         .store
         .write(f, move |entries| {
-            let mut appended = Vec::with_capacity(entries.len());
-            for (entry, change) in entries {
-                match change {
-                    Some((user, true)) => {
-                        hub.add_member(entry.room, user);
-                        publish(&hub, &entry, None);
-                    }
-                    Some((user, false)) => {
-                        // The removed user sees their removal, then nothing more.
-                        publish(&hub, &entry, Some(user));
-                        hub.remove_member(entry.room, user);
-                        crate::announce_voice(&shared, shared.voice.remove_user(entry.room, user));
-                    }
-                    None => publish(&hub, &entry, None),
-                }
-                appended.push(entry);
+            for entry in &entries {
+                shared.fanout.committed(&shared, entry);
             }
-            appended
+            entries
         })
         .await?)
 }
@@ -155,7 +140,7 @@ pub(super) async fn create(ctx: &ConnCtx, r: RoomCreate) -> Result<Vec<Message>>
         let (room, mut record) = new_channel(txn, r)?;
         let joined = add_member(txn, room, &mut record, user, user, Role::OWNER, max_rooms)?;
         txn.put(keys::room(room), &record);
-        Ok(vec![(joined, Some((user, true)))])
+        Ok(vec![joined])
     })
     .await?;
     info(ctx, appended[0].room, user)
@@ -248,11 +233,11 @@ pub(super) fn add_to_room(
     actor: UserId,
     user: UserId,
     max_rooms: u32,
-) -> Result<(Appended, Option<(UserId, bool)>)> {
+) -> Result<Appended> {
     let mut record = room_in(txn, room)?;
     let joined = add_member(txn, room, &mut record, actor, user, Role::MEMBER, max_rooms)?;
     txn.put(keys::room(room), &record);
-    Ok((joined, Some((user, true))))
+    Ok(joined)
 }
 
 /// Removes `user` from `room` inside a commit with a MEMBERSHIP entry by `actor`.
@@ -308,7 +293,7 @@ pub(super) async fn leave(ctx: &ConnCtx, r: RoomLeave) -> Result<Vec<Message>> {
     let room = r.room;
     let appended = commit_membership(ctx, move |txn| {
         let removed = remove_member(txn, room, user, user, MembershipChange::Left, "")?;
-        Ok(removed.into_iter().map(|a| (a, Some((user, false)))).collect())
+        Ok(removed.into_iter().collect())
     })
     .await?;
     Ok(acked(&appended, ctx, room))
@@ -323,7 +308,7 @@ pub(super) async fn set_topic(ctx: &ConnCtx, r: RoomSetTopic) -> Result<Vec<Mess
         let (mut record, _) = authorize_in(txn, room, user, Action::SetTopic)?;
         let appended = topic_entry(txn, room, &mut record, user, &r.topic);
         txn.put(keys::room(room), &record);
-        Ok(vec![(appended, None)])
+        Ok(vec![appended])
     })
     .await?;
     Ok(acked(&appended, ctx, room))
@@ -368,7 +353,7 @@ pub(super) async fn configure(ctx: &ConnCtx, r: RoomConfigure) -> Result<Vec<Mes
         };
         let appended = append(txn, room, &mut record, actor, kind);
         txn.put(keys::room(room), &record);
-        Ok(vec![(appended, None)])
+        Ok(vec![appended])
     })
     .await?;
     Ok(acked(&appended, ctx, room))
@@ -426,7 +411,7 @@ pub(super) async fn dm_open(ctx: &ConnCtx, r: DmOpen) -> Result<Vec<Message>> {
         let first = add_member(txn, room, &mut record, user, user, Role::MEMBER, max_rooms)?;
         let second = add_member(txn, room, &mut record, user, other, Role::MEMBER, max_rooms)?;
         txn.put(keys::room(room), &record);
-        Ok(vec![(first, Some((user, true))), (second, Some((other, true)))])
+        Ok(vec![first, second])
     })
     .await?;
     let room = match appended.first() {
@@ -470,7 +455,7 @@ pub(super) async fn kick(ctx: &ConnCtx, r: Kick) -> Result<Vec<Message>> {
         let removed = remove_member(txn, room, actor, r.user, MembershipChange::Kicked, &r.reason)?
             .ok_or_else(|| RequestError::new(ErrorCode::NOT_FOUND, "not a member"))?;
         audit(txn, actor, AuditAction::KICK, Some(room), Some(r.user), &r.reason)?;
-        Ok(vec![(removed, Some((r.user, false)))])
+        Ok(vec![removed])
     })
     .await?;
     Ok(acked(&appended, ctx, room))
@@ -495,7 +480,7 @@ pub(super) async fn ban(ctx: &ConnCtx, r: Ban) -> Result<Vec<Message>> {
                 membership_entry(txn, room, room_in(txn, room)?, actor, r.user, banned, &r.reason)?
             }
         };
-        Ok(vec![(entry, Some((r.user, false)))])
+        Ok(vec![entry])
     })
     .await?;
     Ok(acked(&appended, ctx, room))
@@ -514,7 +499,7 @@ pub(super) async fn unban(ctx: &ConnCtx, r: Unban) -> Result<Vec<Message>> {
         let record = room_in(txn, room)?;
         let unbanned = MembershipChange::Unbanned;
         let entry = membership_entry(txn, room, record, actor, r.user, unbanned, "")?;
-        Ok(vec![(entry, None)])
+        Ok(vec![entry])
     })
     .await?;
     Ok(acked(&appended, ctx, room))
