@@ -6,12 +6,17 @@
 //! With one node there is nobody to tell.
 //!
 //! NATS core pub/sub (at most once) is enough for that: one subject per room,
-//! `banter.room.<id>`, carrying the committed entry (postcard) and the announcing node.
+//! `banter.room.<id>`, carrying the committed entry (postcard) and the announcing node. What
+//! the hub keeps in memory and no entry carries goes on `banter.control`: logins ended (so a
+//! password reset or a revoked session closes connections on every node) and blocks. Those
+//! are best effort over the bus; the database still refuses a revoked login's next HELLO
+//! or refresh on any node.
 
 use std::sync::{Arc, Weak, mpsc as std_mpsc};
 use std::time::{Duration, Instant};
 
-use banter_protocol::ids::RoomId;
+use banter_protocol::ErrorCode;
+use banter_protocol::ids::{RoomId, SessionId, UserId};
 use futures_util::StreamExt as _;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
@@ -22,22 +27,34 @@ use crate::store::keys;
 use crate::store::records::{LogEntry, RoomRecord};
 use crate::{Shared, StartError};
 
-/// The subjects of rooms' entries.
-const SUBJECTS: &str = "banter.room.>";
+/// Every subject a node listens to.
+const SUBJECTS: &str = "banter.>";
+/// Logins ended and blocks.
+const CONTROL: &str = "banter.control";
 
-fn subject(room: RoomId) -> String {
-    format!("banter.room.{}", room.0)
+fn subject(news: &News) -> String {
+    match news {
+        News::Entry { room, .. } => format!("banter.room.{room}"),
+        News::LoginsEnded { .. } | News::Block { .. } => CONTROL.to_owned(),
+    }
 }
 
-/// One committed entry, as announced.
+/// What one node tells the others.
 #[derive(Debug, Serialize, Deserialize)]
 struct Announcement {
     /// The announcing node (a random id per process), so that it skips its own.
     node: u64,
-    room: u64,
-    seq: u64,
-    anonymous: bool,
-    entry: LogEntry,
+    news: News,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+enum News {
+    /// A committed entry.
+    Entry { room: u64, seq: u64, anonymous: bool, entry: LogEntry },
+    /// Login sessions that ended: their connections close, wherever they are.
+    LoginsEnded { logins: Vec<u64>, reason: String },
+    /// `blocker` blocks (or no longer blocks) `blocked`.
+    Block { blocker: u64, blocked: u64, on: bool },
 }
 
 /// Where committed entries are announced.
@@ -50,7 +67,7 @@ pub(crate) enum Bus {
     Nats {
         /// This process's id in announcements.
         node: u64,
-        outbox: mpsc::UnboundedSender<(RoomId, Vec<u8>)>,
+        outbox: mpsc::UnboundedSender<(String, Vec<u8>)>,
     },
 }
 
@@ -58,7 +75,7 @@ pub(crate) enum Bus {
 pub(crate) struct Connected {
     client: async_nats::Client,
     subscriber: async_nats::Subscriber,
-    outbox: mpsc::UnboundedReceiver<(RoomId, Vec<u8>)>,
+    outbox: mpsc::UnboundedReceiver<(String, Vec<u8>)>,
     node: u64,
 }
 
@@ -91,17 +108,34 @@ impl Bus {
 
     /// Announces an entry this node committed (never blocks the writer).
     pub(crate) fn announce(&self, appended: &Appended) {
-        let Self::Nats { node, outbox } = self else { return };
-        let announcement = Announcement {
-            node: *node,
+        self.tell(|| News::Entry {
             room: appended.room.0,
             seq: appended.seq,
             anonymous: appended.anonymous,
             entry: appended.entry.clone(),
-        };
-        match postcard::to_stdvec(&announcement) {
+        });
+    }
+
+    /// Announces login sessions that ended here (their connections elsewhere close too).
+    pub(crate) fn logins_ended(&self, logins: &[SessionId], reason: &str) {
+        self.tell(|| News::LoginsEnded {
+            logins: logins.iter().map(|l| l.0).collect(),
+            reason: reason.to_owned(),
+        });
+    }
+
+    /// Announces a block set or lifted here.
+    pub(crate) fn block(&self, blocker: UserId, blocked: UserId, on: bool) {
+        self.tell(|| News::Block { blocker: blocker.0, blocked: blocked.0, on });
+    }
+
+    fn tell(&self, news: impl FnOnce() -> News) {
+        let Self::Nats { node, outbox } = self else { return };
+        let news = news();
+        let subject = subject(&news);
+        match postcard::to_stdvec(&Announcement { node: *node, news }) {
             Ok(bytes) => {
-                let _ = outbox.send((appended.room, bytes));
+                let _ = outbox.send((subject, bytes));
             }
             Err(error) => tracing::warn!(%error, "could not encode an announcement"),
         }
@@ -114,9 +148,9 @@ impl Bus {
 pub(crate) fn serve(shared: &Arc<Shared>, bus: Connected, mut shutdown: watch::Receiver<bool>) {
     let Connected { client, mut subscriber, mut outbox, node } = bus;
     tokio::spawn(async move {
-        while let Some((room, bytes)) = outbox.recv().await {
-            // At most once: a lost announcement is found by the receivers' head checks.
-            if let Err(error) = client.publish(subject(room), bytes.into()).await {
+        while let Some((subject, bytes)) = outbox.recv().await {
+            // At most once: a lost entry is found by the receivers' head checks.
+            if let Err(error) = client.publish(subject, bytes.into()).await {
                 tracing::debug!(%error, "announcement not published");
             }
         }
@@ -166,15 +200,7 @@ fn deliver_arrivals(
         let Some(shared) = shared.upgrade() else { return };
         match arrival {
             Ok(bytes) => match postcard::from_bytes::<Announcement>(&bytes) {
-                Ok(a) if a.node != node => {
-                    let appended = Appended {
-                        room: RoomId(a.room),
-                        seq: a.seq,
-                        entry: a.entry,
-                        anonymous: a.anonymous,
-                    };
-                    shared.fanout.arrived(&shared, &appended);
-                }
+                Ok(a) if a.node != node => hear(&shared, a.news),
                 Ok(_) => {}
                 Err(error) => tracing::warn!(%error, "an announcement that does not decode"),
             },
@@ -184,6 +210,24 @@ fn deliver_arrivals(
         if Instant::now() >= next_check {
             check_heads(&shared);
             next_check = Instant::now() + every;
+        }
+    }
+}
+
+/// Acts on another node's news.
+fn hear(shared: &Shared, news: News) {
+    match news {
+        News::Entry { room, seq, anonymous, entry } => {
+            let appended = Appended { room: RoomId(room), seq, entry, anonymous };
+            shared.fanout.arrived(shared, &appended);
+        }
+        News::LoginsEnded { logins, reason } => {
+            for login in logins {
+                shared.hub.revoke_login(SessionId(login), ErrorCode::SESSION_REVOKED, &reason);
+            }
+        }
+        News::Block { blocker, blocked, on } => {
+            shared.hub.set_block(UserId(blocker), UserId(blocked), on, true);
         }
     }
 }

@@ -53,7 +53,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use banter_protocol::ErrorCode;
-use banter_protocol::ids::{RoomId, Timestamp, UserId};
+use banter_protocol::ids::{RoomId, SessionId, Timestamp, UserId};
 use banter_protocol::session::ServerConfig;
 use banter_protocol::settings::{FEATURE_VOICE_DATAGRAMS, FEATURE_VOICE_TUNNEL, Limits, RateLimit};
 use prometheus_client::metrics::gauge::Gauge;
@@ -105,6 +105,21 @@ impl Shared {
     /// The protocol configuration for a new connection.
     pub(crate) fn protocol(&self) -> ServerConfig {
         self.protocol.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Closes the connections of login sessions that ended (durably), on this node and, in a
+    /// cluster, on the others.
+    pub(crate) fn logins_ended(&self, logins: &[SessionId], reason: &str) {
+        for login in logins {
+            self.hub.revoke_login(*login, ErrorCode::SESSION_REVOKED, reason);
+        }
+        self.bus.logins_ended(logins, reason);
+    }
+
+    /// A block set or lifted (durably): here and, in a cluster, on the others.
+    pub(crate) fn set_block(&self, blocker: UserId, blocked: UserId, on: bool) {
+        self.hub.set_block(blocker, blocked, on, true);
+        self.bus.block(blocker, blocked, on);
     }
 }
 
@@ -322,7 +337,7 @@ impl Server {
             let ctx = admin::AdminCtx {
                 store: shared.store.clone(),
                 passwords: shared.passwords.clone(),
-                hub: Some(shared.hub.clone()),
+                live: Some(shared.clone()),
                 data_dir: shared.config.data_dir.clone(),
             };
             Some(admin::socket::serve(Arc::new(ctx), shutdown_rx.clone())?)

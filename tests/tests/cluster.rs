@@ -93,3 +93,34 @@ async fn members_on_two_nodes_get_each_others_posts_in_order_exactly_once() {
     ada.post(room, "while the bus is down").await.unwrap();
     assert_eq!(posts(&mut bob, 1).await[0].1, "while the bus is down");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_block_and_a_password_reset_on_one_node_hold_on_the_other() {
+    use banter_client::protocol::bounded::Text;
+    use banter_client::protocol::message::{ContactAction, ContactSet};
+    use banter_server::admin::{AdminRequest, socket};
+
+    let postgres = TestPostgres::start();
+    let nats = TestNats::start();
+    let (a, b) = (node(&postgres, &nats).await, node(&postgres, &nats).await);
+    let ada = a.user("ada").await;
+    let mut bob = b.user("bob").await;
+
+    // Bob blocks ada on node B: on node A she can no longer open a direct room with him.
+    let block = ContactSet { username: Text::new("ada").unwrap(), action: ContactAction::Block };
+    bob.conn.request_one(block).await.unwrap();
+    tokio::time::timeout(WAIT, async {
+        while ada.open_dm("bob").await.err().and_then(|e| e.code()) != Some(ErrorCode::NOT_FOUND) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the block reaches node A");
+
+    // The operator resets bob's password on node A: his connection on node B closes.
+    let reset =
+        AdminRequest::UserPasswd { username: "bob".into(), password: "a brand new one".into() };
+    socket::call(a.data_dir(), &reset).unwrap();
+    let (code, _) = tokio::time::timeout(WAIT, bob.closed()).await.expect("closed on node B");
+    assert_eq!(code, Some(ErrorCode::SESSION_REVOKED));
+}

@@ -29,7 +29,6 @@ pub use check::Report;
 pub use import::import_from_sled;
 
 use crate::auth::Passwords;
-use crate::hub::Hub;
 use crate::requests::{self, CONSOLE, RequestError, audit};
 use crate::store::records::{AuditRecord, RoomRecord, RoomSettings, UserRecord};
 use crate::store::{Store, StoreError, keys};
@@ -173,14 +172,15 @@ pub struct AdminCtx {
     pub(crate) store: Store,
     pub(crate) passwords: Passwords,
     /// The running server's live state, when the executor runs inside it.
-    pub(crate) hub: Option<Arc<Hub>>,
+    /// The running server, when the command runs inside it (live connections to close).
+    pub(crate) live: Option<Arc<crate::Shared>>,
     pub(crate) data_dir: PathBuf,
 }
 
 impl AdminCtx {
     /// An executor over an opened store, outside any server.
     pub fn offline(store: Store, passwords: Passwords, data_dir: PathBuf) -> Self {
-        Self { store, passwords, hub: None, data_dir }
+        Self { store, passwords, live: None, data_dir }
     }
 
     /// Carries out one request; the answer is text for the operator.
@@ -247,14 +247,8 @@ impl AdminCtx {
     }
 
     fn close_logins(&self, logins: &[SessionId]) {
-        if let Some(hub) = &self.hub {
-            for login in logins {
-                hub.revoke_login(
-                    *login,
-                    ErrorCode::SESSION_REVOKED,
-                    "ended by the server operator",
-                );
-            }
+        if let Some(shared) = &self.live {
+            shared.logins_ended(logins, "ended by the server operator");
         }
     }
 

@@ -342,11 +342,7 @@ pub(super) async fn refresh(ctx: &ConnCtx, r: Refresh) -> Result<Vec<Message>> {
         Refreshed::Rotated(user, session, next) => Ok(auth_ok(&ctx.shared, user, session, &next)),
         Refreshed::Reused(session) => {
             tracing::warn!(session = session.0, "refresh token reused; login session revoked");
-            ctx.shared.hub.revoke_login(
-                session,
-                ErrorCode::SESSION_REVOKED,
-                "refresh token reused",
-            );
+            ctx.shared.logins_ended(&[session], "refresh token reused");
             Err(RequestError::new(
                 ErrorCode::SESSION_REVOKED,
                 "refresh token reused; session revoked",
@@ -381,7 +377,7 @@ async fn end_login(
         .await?;
     io.send(&Done {}).await?;
     io.finish().await;
-    ctx.shared.hub.revoke_login(session, ErrorCode::SESSION_REVOKED, reason);
+    ctx.shared.logins_ended(&[session], reason);
     Ok(Vec::new())
 }
 

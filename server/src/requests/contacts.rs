@@ -98,7 +98,7 @@ pub(super) async fn set(ctx: &ConnCtx, r: ContactSet) -> Result<Vec<Message>> {
         .await?;
     let hub = &ctx.shared.hub;
     if (before.0 == Some(ContactState::Blocked)) != (after.0 == Some(ContactState::Blocked)) {
-        hub.set_block(me, other, after.0 == Some(ContactState::Blocked), true);
+        ctx.shared.set_block(me, other, after.0 == Some(ContactState::Blocked));
     }
     let name = |user: UserId| -> Result<String> {
         Ok(ctx
