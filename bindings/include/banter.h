@@ -396,7 +396,8 @@ banter_config *banter_config_new(void);
 // `config` is NULL or from banter_config_new(), not yet freed.
 void banter_config_free(banter_config *config);
 
-// Sets the server, `HOST:PORT`.
+// Sets the server: `HOST:PORT`, or a cluster's nodes as `HOST:PORT,HOST:PORT,...` (a name may
+// also resolve to several addresses). Clients spread over them and fail over to the next.
 //
 // # Safety
 // `config` is a live handle; `server` points to `len` bytes.

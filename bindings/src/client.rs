@@ -140,18 +140,19 @@ fn start(
         .enable_all()
         .build()
         .map_err(|e| Failure::new(BANTER_INTERNAL, e.to_string()))?;
-    let addr = runtime
-        .block_on(tokio::net::lookup_host(config.server.as_str()))
-        .ok()
-        .and_then(|mut addrs| addrs.next())
-        .ok_or_else(|| {
-            Failure::new(BANTER_CONNECT_FAILED, format!("cannot resolve {}", config.server))
+    // HOST:PORT, or a cluster's nodes separated by commas; a name may resolve to several.
+    let mut addrs = Vec::new();
+    for server in config.server.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let resolved = runtime.block_on(tokio::net::lookup_host(server)).map_err(|e| {
+            Failure::new(BANTER_CONNECT_FAILED, format!("cannot resolve {server}: {e}"))
         })?;
-    let host = config
-        .server
-        .rsplit_once(':')
-        .map_or(config.server.as_str(), |(h, _)| h)
-        .trim_matches(['[', ']']);
+        addrs.extend(resolved);
+    }
+    if addrs.is_empty() {
+        return Err(Failure::new(BANTER_CONNECT_FAILED, "no server address"));
+    }
+    let first = config.server.split(',').next().unwrap_or_default().trim();
+    let host = first.rsplit_once(':').map_or(first, |(h, _)| h).trim_matches(['[', ']']);
     let trust = config.trust.clone().ok_or_else(|| {
         Failure::new(
             BANTER_CERTIFICATE_UNTRUSTED,
@@ -161,7 +162,7 @@ fn start(
     })?;
     let options = Options::new(trust, host);
     let (credentials, fingerprint) = runtime
-        .block_on(Client::authenticate(addr, options.clone(), username, password, register))
+        .block_on(Client::authenticate(&addrs, options.clone(), username, password, register))
         .map_err(|e| match e {
             ::banter_client::RequestError::Connection(message) => {
                 Failure::new(BANTER_CONNECT_FAILED, message)
@@ -172,7 +173,7 @@ fn start(
     let (client, mut updates) = {
         let _context = runtime.enter();
         Client::start(
-            ClientConfig { addr, options, outbox: None, known_rooms: HashMap::new() },
+            ClientConfig { addrs, options, outbox: None, known_rooms: HashMap::new() },
             credentials,
         )
         .map_err(|e| Failure::new(BANTER_INTERNAL, e.to_string()))?

@@ -42,7 +42,8 @@ fn config_mut<'a>(config: *mut banter_config) -> Result<&'a mut banter_config, F
         .ok_or_else(|| Failure::new(banter_status::BANTER_NULL_ARGUMENT, "NULL config"))
 }
 
-/// Sets the server, `HOST:PORT`.
+/// Sets the server: `HOST:PORT`, or a cluster's nodes as `HOST:PORT,HOST:PORT,...` (a name may
+/// also resolve to several addresses). Clients spread over them and fail over to the next.
 ///
 /// # Safety
 /// `config` is a live handle; `server` points to `len` bytes.

@@ -18,7 +18,7 @@ use banter_protocol::message::{
 use banter_protocol::{ClientAction, ErrorCode};
 use tokio::sync::{Notify, mpsc, watch};
 
-use crate::connection::{Connection, Event, Options, RequestError};
+use crate::connection::{ConnectError, Connection, Event, Options, RequestError};
 use crate::outbox::{Outbox, Pending};
 
 /// What authenticates the client: the tokens from AUTH_OK. Callers persist them (they rotate:
@@ -93,8 +93,11 @@ pub enum Update {
 /// Client settings.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
-    /// The server.
-    pub addr: SocketAddr,
+    /// The server: one address, or a cluster's nodes (one certificate for all of them). The
+    /// first connection goes to one picked at random, so that clients spread over the nodes;
+    /// a lost connection is retried on the same node (where its session can resume), and a
+    /// connection attempt that fails moves on to the next address.
+    pub addrs: Vec<SocketAddr>,
     /// TLS name and trust.
     pub options: Options,
     /// Where the outbox is persisted; `None` keeps it in memory.
@@ -144,15 +147,29 @@ pub fn new_client_msg_id() -> u128 {
 }
 
 impl Client {
-    /// Connects once, logs in or registers, and returns the credentials (then disconnects).
+    /// Connects once (to the first of `addrs` that answers), logs in or registers, and returns
+    /// the credentials (then disconnects).
     pub async fn authenticate(
-        addr: SocketAddr,
+        addrs: &[SocketAddr],
         options: Options,
         username: &str,
         password: &str,
         register: bool,
     ) -> Result<(Credentials, Option<[u8; 32]>), RequestError> {
-        let (conn, _events) = Connection::connect(addr, options).await?;
+        let mut failure = RequestError::Connection("no server address".into());
+        let mut connected = None;
+        for &addr in addrs {
+            match Connection::connect(addr, options.clone()).await {
+                Ok(conn) => {
+                    connected = Some(conn);
+                    break;
+                }
+                // An untrusted certificate is not a node being down: stop there.
+                Err(error @ ConnectError::Untrusted(_)) => return Err(error.into()),
+                Err(error) => failure = error.into(),
+            }
+        }
+        let (conn, _events) = connected.ok_or(failure)?;
         let ok = if register {
             conn.register(username, password).await
         } else {
@@ -392,10 +409,16 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(base / 2 + jitter)
 }
 
+/// How long one connection attempt may take before the next node is tried (QUIC's own
+/// handshake timeout is the idle timeout, 30 s: far too long to notice a dead node).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// How one connection ended.
 enum Ended {
     /// Reconnect (and resume if possible).
     Retry,
+    /// The server said it is going away (GO_AWAY): reconnect to the next node.
+    Moved,
     /// Start a fresh session next time (resume is gone).
     Fresh,
     /// Stop for good.
@@ -404,14 +427,24 @@ enum Ended {
 
 async fn supervise(inner: Arc<Inner>) {
     let mut attempt = 0u32;
+    let addrs = &inner.config.addrs;
+    let mut current = (random_u128() % addrs.len().max(1) as u128) as usize;
     loop {
         let _ = inner.updates.send(Update::Connection(ConnectionState::Connecting { attempt }));
-        let ended = match Connection::connect(inner.config.addr, inner.config.options.clone()).await
-        {
-            Ok((conn, events)) => run_connection(&inner, conn, events, &mut attempt).await,
-            Err(error) => {
-                tracing::debug!(%error, "connect failed");
-                Ended::Retry
+        let Some(&addr) = addrs.get(current % addrs.len().max(1)) else {
+            let _ = inner
+                .updates
+                .send(Update::Connection(ConnectionState::Stopped("no server address".into())));
+            return;
+        };
+        let connecting = Connection::connect(addr, inner.config.options.clone());
+        let ended = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
+            Ok(Ok((conn, events))) => run_connection(&inner, conn, events, &mut attempt).await,
+            failed => {
+                let why =
+                    failed.map_or_else(|_| "timed out".to_owned(), |r| format!("{:?}", r.err()));
+                tracing::debug!(%addr, why, "connect failed; next node");
+                Ended::Moved
             }
         };
         inner.live.send_replace(None);
@@ -421,6 +454,7 @@ async fn supervise(inner: Arc<Inner>) {
                 return;
             }
             Ended::Fresh => *lock(&inner.resume) = None,
+            Ended::Moved => current = current.wrapping_add(1),
             Ended::Retry => {}
         }
         if inner.updates.is_closed() {
@@ -471,6 +505,7 @@ async fn run_connection(
         Some((id, last)) => conn.resume(&token, id, last),
         None => conn.hello(&token),
     }
+    let mut going_away = false;
     loop {
         let Some(event) = events.recv().await else { return Ended::Retry };
         match event {
@@ -511,13 +546,14 @@ async fn run_connection(
             Event::Ephemeral(message) => {
                 let _ = inner.updates.send(Update::Ephemeral(message));
             }
-            Event::GoAway(_) => {}
+            Event::GoAway(_) => going_away = true,
             Event::Closed { code, reason } => {
                 return match code {
                     Some(code) if code.action() == ClientAction::GiveUp => {
                         Ended::Stop(format!("{code}: {reason}"))
                     }
                     Some(ErrorCode::RESUME_UNAVAILABLE) => Ended::Fresh,
+                    _ if going_away => Ended::Moved,
                     _ => Ended::Retry,
                 };
             }

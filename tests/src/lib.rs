@@ -46,7 +46,21 @@ impl TestServer {
 
     /// A server with settings adjusted by `adjust`.
     pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
+        Self::start_in(tempfile::tempdir().expect("temp dir"), adjust).await
+    }
+
+    /// Another node of `first`'s cluster: its own data dir, holding a copy of `first`'s
+    /// signing key and certificate (as an operator distributes them), so that tokens and
+    /// certificate pins hold on both.
+    pub async fn start_beside(first: &Self, adjust: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
+        for name in ["server.key", "cert.pem", "cert-key.pem"] {
+            std::fs::copy(first.data_dir().join(name), dir.path().join(name)).expect("identity");
+        }
+        Self::start_in(dir, adjust).await
+    }
+
+    async fn start_in(dir: tempfile::TempDir, adjust: impl FnOnce(&mut Config)) -> Self {
         let mut config = Config {
             listen: "127.0.0.1:0".parse().expect("literal"),
             data_dir: dir.path().to_owned(),

@@ -20,7 +20,7 @@ fn start(
     rooms: &[RoomId],
 ) -> (Client, UnboundedReceiver<Update>) {
     let config = ClientConfig {
-        addr: server.addr(),
+        addrs: vec![server.addr()],
         options: options(),
         outbox: None,
         known_rooms: rooms.iter().map(|r| (*r, 0)).collect::<HashMap<_, _>>(),

@@ -8,21 +8,25 @@ use std::time::Duration;
 use banter_client::protocol::ErrorCode;
 use banter_client::protocol::ids::RoomId;
 use banter_client::protocol::message::Message;
-use banter_server::config::{BusKind, StoreKind};
+use banter_server::config::{BusKind, Config, StoreKind};
 use banter_tests::nats::TestNats;
 use banter_tests::postgres::TestPostgres;
 use banter_tests::{TestServer, TestUser, WAIT, fresh_id};
 
-async fn node(postgres: &TestPostgres, nats: &TestNats) -> TestServer {
+/// Cluster settings for a node.
+fn clustered(postgres: &TestPostgres, nats: &TestNats) -> impl FnOnce(&mut Config) {
     let (database, bus) = (postgres.url(), nats.url());
-    TestServer::start_with(|config| {
+    move |config| {
         config.store = StoreKind::Postgres;
         config.database_url = database;
         config.bus = BusKind::Nats;
         config.nats_url = bus;
         config.bus_head_check_ms = 200;
-    })
-    .await
+    }
+}
+
+async fn node(postgres: &TestPostgres, nats: &TestNats) -> TestServer {
+    TestServer::start_with(clustered(postgres, nats)).await
 }
 
 /// Posts `n` messages as a client does: a SERVER_BUSY (the other node's commit won a race) is
@@ -123,4 +127,58 @@ async fn a_block_and_a_password_reset_on_one_node_hold_on_the_other() {
     socket::call(a.data_dir(), &reset).unwrap();
     let (code, _) = tokio::time::timeout(WAIT, bob.closed()).await.expect("closed on node B");
     assert_eq!(code, Some(ErrorCode::SESSION_REVOKED));
+}
+
+/// Waits for the client's next acknowledged send.
+async fn acked(updates: &mut tokio::sync::mpsc::UnboundedReceiver<banter_client::Update>) {
+    tokio::time::timeout(WAIT, async {
+        while !matches!(updates.recv().await, Some(banter_client::Update::Sent { .. })) {}
+    })
+    .await
+    .expect("the send is acknowledged");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_given_the_cluster_fails_over_to_another_node_and_loses_nothing() {
+    use banter_client::protocol::message::History;
+    use banter_client::{Client, ClientConfig, Credentials, Options, Trust};
+
+    let postgres = TestPostgres::start();
+    let nats = TestNats::start();
+    let mut a = node(&postgres, &nats).await;
+    let mut b = TestServer::start_beside(&a, clustered(&postgres, &nats)).await;
+    let ada = a.user("ada").await;
+    let room = ada.create_room("general", false).await;
+
+    let config = ClientConfig {
+        addrs: vec![a.addr(), b.addr()],
+        options: Options::new(Trust::AcceptAny, "localhost"),
+        outbox: None,
+        known_rooms: [(room, 0)].into(),
+    };
+    let (client, mut updates) = Client::start(config, Credentials::from(ada.auth.clone())).unwrap();
+    // Whichever node the client picked first, it is stopped under it once: after m0 node A
+    // goes; after m1 node A is back and node B goes.
+    client.send(room, "m0", None).unwrap();
+    acked(&mut updates).await;
+    a.stop().await;
+    client.send(room, "m1", None).unwrap();
+    acked(&mut updates).await;
+    a.restart().await;
+    b.stop().await;
+    client.send(room, "m2", None).unwrap();
+    acked(&mut updates).await;
+
+    // Every send is in the room once, in order (read from the database through node A).
+    let reader = a.login("ada").await;
+    let page = reader.conn.request(History { room, before: None, limit: 10 }).await.unwrap();
+    let mut texts: Vec<String> = page
+        .iter()
+        .filter_map(|m| match m {
+            Message::HistoryMessage(h) => Some(h.text.to_string()),
+            _ => None,
+        })
+        .collect();
+    texts.reverse();
+    assert_eq!(texts, ["m0", "m1", "m2"]);
 }

@@ -27,7 +27,8 @@ use crate::{login_key, output};
 #[derive(Debug, Parser)]
 #[command(name = "banter", version, about = "The Banter terminal client")]
 pub(crate) struct Cli {
-    /// The server, HOST:PORT (default: the profile's server, else 127.0.0.1:4433).
+    /// The server, HOST:PORT, or a cluster's nodes as HOST:PORT,HOST:PORT (default: the
+    /// profile's server, else 127.0.0.1:4433).
     #[arg(long, global = true, env = "BANTER_SERVER")]
     server: Option<String>,
     /// Which stored login to use.
@@ -188,7 +189,8 @@ type Result<T, E = Failure> = std::result::Result<T, E>;
 /// Resolved global options.
 struct Ctx {
     server: String,
-    addr: SocketAddr,
+    /// Every address of the server (a cluster's nodes), in the order given.
+    addrs: Vec<SocketAddr>,
     host: String,
     profile: String,
     accept_new_cert: bool,
@@ -202,19 +204,22 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
         .server
         .or_else(|| stored.as_ref().map(|p| p.server.clone()))
         .unwrap_or_else(|| "127.0.0.1:4433".to_owned());
-    let addr = tokio::net::lookup_host(&server)
-        .await
-        .ok()
-        .and_then(|mut addrs| addrs.next())
-        .ok_or_else(|| fail(3, format!("cannot resolve {server}")))?;
-    let host = server
-        .rsplit_once(':')
-        .map_or(server.as_str(), |(h, _)| h)
-        .trim_matches(['[', ']'])
-        .to_owned();
+    // HOST:PORT, or a cluster's nodes separated by commas; a name may resolve to several.
+    let mut addrs = Vec::new();
+    for node in server.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let resolved = tokio::net::lookup_host(node)
+            .await
+            .map_err(|e| fail(3, format!("cannot resolve {node}: {e}")))?;
+        addrs.extend(resolved);
+    }
+    if addrs.is_empty() {
+        return Err(fail(3, format!("cannot resolve {server}")));
+    }
+    let first = server.split(',').next().unwrap_or_default().trim();
+    let host = first.rsplit_once(':').map_or(first, |(h, _)| h).trim_matches(['[', ']']).to_owned();
     let ctx = Ctx {
         server,
-        addr,
+        addrs,
         host,
         profile: cli.profile,
         accept_new_cert: cli.accept_new_cert,
@@ -317,21 +322,32 @@ impl Ctx {
         Ok(())
     }
 
+    /// Connects to the first of the server's addresses that answers (a cluster's nodes in
+    /// turn); a certificate that is not trusted stops the search.
     async fn connect(&self) -> Result<(Connection, UnboundedReceiver<Event>)> {
-        let (conn, events) =
-            Connection::connect(self.addr, self.options()?).await.map_err(|e| match e {
-                ConnectError::Untrusted(_) if self.ca.is_none() => fail(
-                    6,
-                    format!(
-                        "{}: the server's certificate changed since it was pinned. {e}",
-                        self.server
-                    ),
-                ),
-                ConnectError::Untrusted(_) => fail(6, format!("{}: {e}", self.server)),
-                other => fail(3, format!("{}: {other}", self.server)),
-            })?;
-        self.check_new_server(conn.fingerprint())?;
-        Ok((conn, events))
+        let mut failure = fail(3, format!("{}: no address", self.server));
+        for &addr in &self.addrs {
+            match Connection::connect(addr, self.options()?).await {
+                Ok((conn, events)) => {
+                    self.check_new_server(conn.fingerprint())?;
+                    return Ok((conn, events));
+                }
+                Err(e @ ConnectError::Untrusted(_)) if self.ca.is_none() => {
+                    return Err(fail(
+                        6,
+                        format!(
+                            "{}: the server's certificate changed since it was pinned. {e}",
+                            self.server
+                        ),
+                    ));
+                }
+                Err(e @ ConnectError::Untrusted(_)) => {
+                    return Err(fail(6, format!("{}: {e}", self.server)));
+                }
+                Err(other) => failure = fail(3, format!("{}: {other}", self.server)),
+            }
+        }
+        Err(failure)
     }
 
     fn profile(&self) -> Result<Profile> {
@@ -693,8 +709,12 @@ async fn client(
     conn.close();
     let credentials =
         profile.credentials().ok_or_else(|| fail(4, "the stored login is damaged"))?;
-    let config =
-        ClientConfig { addr: ctx.addr, options: ctx.options()?, outbox: None, known_rooms: known };
+    let config = ClientConfig {
+        addrs: ctx.addrs.clone(),
+        options: ctx.options()?,
+        outbox: None,
+        known_rooms: known,
+    };
     let (client, updates) =
         Client::start(config, credentials).map_err(|e| fail(1, e.to_string()))?;
     Ok((client, updates, profile))
