@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use banter_protocol::ErrorCode;
 use banter_protocol::ids::{RoomId, SessionId, UserId};
+use banter_protocol::message::TypingState;
 use futures_util::StreamExt as _;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
@@ -35,7 +36,7 @@ const CONTROL: &str = "banter.control";
 fn subject(news: &News) -> String {
     match news {
         News::Entry { room, .. } => format!("banter.room.{room}"),
-        News::LoginsEnded { .. } | News::Block { .. } => CONTROL.to_owned(),
+        News::LoginsEnded { .. } | News::Block { .. } | News::Typing { .. } => CONTROL.to_owned(),
     }
 }
 
@@ -55,6 +56,8 @@ enum News {
     LoginsEnded { logins: Vec<u64>, reason: String },
     /// `blocker` blocks (or no longer blocks) `blocked`.
     Block { blocker: u64, blocked: u64, on: bool },
+    /// A typing notice (spec §6.5), for the room's members on other nodes.
+    Typing { room: u64, user: u64, state: TypingState },
 }
 
 /// Where committed entries are announced.
@@ -122,6 +125,11 @@ impl Bus {
             logins: logins.iter().map(|l| l.0).collect(),
             reason: reason.to_owned(),
         });
+    }
+
+    /// Announces a typing notice given here.
+    pub(crate) fn typing(&self, room: RoomId, user: UserId, state: TypingState) {
+        self.tell(|| News::Typing { room: room.0, user: user.0, state });
     }
 
     /// Announces a block set or lifted here.
@@ -228,6 +236,9 @@ fn hear(shared: &Shared, news: News) {
         }
         News::Block { blocker, blocked, on } => {
             shared.hub.set_block(UserId(blocker), UserId(blocked), on, true);
+        }
+        News::Typing { room, user, state } => {
+            shared.hub.typing(RoomId(room), UserId(user), state);
         }
     }
 }

@@ -687,8 +687,8 @@ impl Hub {
         );
     }
 
-    /// A user posted: their typing in that room is over.
-    pub(crate) fn clear_typing(&self, room: RoomId, user: UserId) {
+    /// A user posted: their typing in that room is over. Whether they were typing.
+    pub(crate) fn clear_typing(&self, room: RoomId, user: UserId) -> bool {
         let was_typing = self.lock().typing.remove(&(room, user)).is_some();
         if was_typing {
             self.broadcast_ephemeral(
@@ -698,6 +698,7 @@ impl Hub {
                 &Typing { room, user, state: TypingState::Stopped },
             );
         }
+        was_typing
     }
 
     fn clear_typing_if_offline(&self, user: UserId) {
@@ -713,7 +714,7 @@ impl Hub {
             state.typing.keys().filter(|(_, u)| *u == user).map(|(r, _)| *r).collect()
         };
         for room in rooms {
-            self.clear_typing(room, user);
+            let _ = self.clear_typing(room, user);
         }
     }
 }

@@ -54,6 +54,7 @@ use std::time::Duration;
 
 use banter_protocol::ErrorCode;
 use banter_protocol::ids::{RoomId, SessionId, Timestamp, UserId};
+use banter_protocol::message::TypingState;
 use banter_protocol::session::ServerConfig;
 use banter_protocol::settings::{FEATURE_VOICE_DATAGRAMS, FEATURE_VOICE_TUNNEL, Limits, RateLimit};
 use prometheus_client::metrics::gauge::Gauge;
@@ -114,6 +115,19 @@ impl Shared {
             self.hub.revoke_login(*login, ErrorCode::SESSION_REVOKED, reason);
         }
         self.bus.logins_ended(logins, reason);
+    }
+
+    /// A user types (or stops) in a room: shown here and, in a cluster, on the others.
+    pub(crate) fn typing(&self, room: RoomId, user: UserId, state: TypingState) {
+        self.hub.typing(room, user, state);
+        self.bus.typing(room, user, state);
+    }
+
+    /// A user posted: their typing notice in the room ends, everywhere.
+    pub(crate) fn clear_typing(&self, room: RoomId, user: UserId) {
+        if self.hub.clear_typing(room, user) {
+            self.bus.typing(room, user, TypingState::Stopped);
+        }
     }
 
     /// A block set or lifted (durably): here and, in a cluster, on the others.

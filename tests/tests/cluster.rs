@@ -5,9 +5,10 @@
 
 use std::time::Duration;
 
+use banter_client::Event;
 use banter_client::protocol::ErrorCode;
 use banter_client::protocol::ids::RoomId;
-use banter_client::protocol::message::Message;
+use banter_client::protocol::message::{Message, TypingSet, TypingState};
 use banter_server::config::{BusKind, Config, StoreKind};
 use banter_tests::nats::TestNats;
 use banter_tests::postgres::TestPostgres;
@@ -76,6 +77,21 @@ async fn members_on_two_nodes_get_each_others_posts_in_order_exactly_once() {
     bob.post(room, "hello from b").await.unwrap();
     assert_eq!(posts(&mut ada, 2).await.last().unwrap().1, "hello from b");
     assert_eq!(posts(&mut bob, 1).await[0].1, "hello from b", "his own, echoed");
+
+    // Typing notices cross nodes too.
+    let typing = TypingSet { room, state: TypingState::Active };
+    bob.conn.request_one(typing).await.unwrap();
+    tokio::time::timeout(WAIT, async {
+        loop {
+            if let Event::Ephemeral(Message::Typing(t)) = ada.next_event().await {
+                if t.user == bob.auth.user && t.state == TypingState::Active {
+                    return;
+                }
+            }
+        }
+    })
+    .await
+    .expect("bob's typing on node B reaches ada on node A");
 
     // Writers on both nodes at once: one gap-free log, and each side sees every post once.
     let (from_a, from_b) =

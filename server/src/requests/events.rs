@@ -276,7 +276,7 @@ pub(super) async fn post(ctx: &ConnCtx, r: Post) -> Result<Vec<Message>> {
                     // An anonymous post does not end its author's typing notice: "X stopped
                     // typing" at the moment it appears would name the author.
                     if !anonymous {
-                        shared.hub.clear_typing(appended.room, user);
+                        shared.clear_typing(appended.room, user);
                     }
                 }
                 posting

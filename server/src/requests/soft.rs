@@ -88,7 +88,7 @@ pub(super) fn typing(ctx: &ConnCtx, r: TypingSet) -> Result<Vec<Message>> {
     ctx.rate("typing")?;
     let (record, _) = ctx.authorize(r.room, Action::Participate)?;
     check_direct_block(ctx, &record, user)?;
-    ctx.shared.hub.typing(r.room, user, r.state);
+    ctx.shared.typing(r.room, user, r.state);
     Ok(vec![Done {}.into()])
 }
 
