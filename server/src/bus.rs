@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use banter_protocol::ErrorCode;
 use banter_protocol::ids::{RoomId, SessionId, UserId};
-use banter_protocol::message::TypingState;
+use banter_protocol::message::{PresenceStatus, TypingState};
 use futures_util::StreamExt as _;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
@@ -36,7 +36,10 @@ const CONTROL: &str = "banter.control";
 fn subject(news: &News) -> String {
     match news {
         News::Entry { room, .. } => format!("banter.room.{room}"),
-        News::LoginsEnded { .. } | News::Block { .. } | News::Typing { .. } => CONTROL.to_owned(),
+        News::LoginsEnded { .. }
+        | News::Block { .. }
+        | News::Typing { .. }
+        | News::Presence { .. } => CONTROL.to_owned(),
     }
 }
 
@@ -58,6 +61,9 @@ enum News {
     Block { blocker: u64, blocked: u64, on: bool },
     /// A typing notice (spec §6.5), for the room's members on other nodes.
     Typing { room: u64, user: u64, state: TypingState },
+    /// The presence of every user with a session on the announcing node, as seen there
+    /// alone; repeated every head check, and forgotten after three missed ones.
+    Presence { users: Vec<(u64, PresenceStatus, String)> },
 }
 
 /// Where committed entries are announced.
@@ -208,7 +214,7 @@ fn deliver_arrivals(
         let Some(shared) = shared.upgrade() else { return };
         match arrival {
             Ok(bytes) => match postcard::from_bytes::<Announcement>(&bytes) {
-                Ok(a) if a.node != node => hear(&shared, a.news),
+                Ok(a) if a.node != node => hear(&shared, a.node, a.news, 3 * every),
                 Ok(_) => {}
                 Err(error) => tracing::warn!(%error, "an announcement that does not decode"),
             },
@@ -217,13 +223,17 @@ fn deliver_arrivals(
         }
         if Instant::now() >= next_check {
             check_heads(&shared);
+            let users = shared.hub.local_presence();
+            let users = users.into_iter().map(|(user, status, text)| (user.0, status, text));
+            shared.bus.tell(|| News::Presence { users: users.collect() });
+            shared.hub.expire_remote_presence(Instant::now());
             next_check = Instant::now() + every;
         }
     }
 }
 
-/// Acts on another node's news.
-fn hear(shared: &Shared, news: News) {
+/// Acts on `node`'s news; its presence holds for `ttl` unless announced again.
+fn hear(shared: &Shared, node: u64, news: News, ttl: Duration) {
     match news {
         News::Entry { room, seq, anonymous, entry } => {
             let appended = Appended { room: RoomId(room), seq, entry, anonymous };
@@ -239,6 +249,10 @@ fn hear(shared: &Shared, news: News) {
         }
         News::Typing { room, user, state } => {
             shared.hub.typing(RoomId(room), UserId(user), state);
+        }
+        News::Presence { users } => {
+            let users = users.into_iter().map(|(user, status, text)| (UserId(user), status, text));
+            shared.hub.remote_presence(node, users.collect(), Instant::now() + ttl);
         }
     }
 }

@@ -212,8 +212,29 @@ struct HubState {
     connections: HashMap<SessionId, Vec<(usize, mpsc::UnboundedSender<ConnCommand>)>>,
     typing: HashMap<(RoomId, UserId), Instant>,
     presence: HashMap<UserId, (PresenceStatus, String)>,
+    /// In a cluster: each user's presence on the other nodes (by node), until it expires
+    /// unless refreshed.
+    remote_presence: HashMap<UserId, HashMap<u64, RemotePresence>>,
     /// Who each user blocks (spec §6.8): they do not see the blocker's presence.
     blocks: HashMap<UserId, HashSet<UserId>>,
+}
+
+/// A user's presence as another node last announced it.
+#[derive(Debug)]
+struct RemotePresence {
+    status: PresenceStatus,
+    text: String,
+    expires: Instant,
+}
+
+/// Presence statuses from most to least available; invisible counts as offline.
+fn availability(status: PresenceStatus) -> u8 {
+    match status {
+        PresenceStatus::Online => 0,
+        PresenceStatus::Dnd => 1,
+        PresenceStatus::Away => 2,
+        PresenceStatus::Invisible | PresenceStatus::Offline => 3,
+    }
 }
 
 impl HubState {
@@ -564,12 +585,6 @@ impl Hub {
     /// The user's presence as others see it (spec §6.5.4): the most available status of their
     /// attached sessions; invisible counts as offline.
     fn aggregate(&self, sessions: &[Arc<Session>]) -> (PresenceStatus, String) {
-        let rank = |s: PresenceStatus| match s {
-            PresenceStatus::Online => 0,
-            PresenceStatus::Dnd => 1,
-            PresenceStatus::Away => 2,
-            PresenceStatus::Invisible | PresenceStatus::Offline => 3,
-        };
         sessions
             .iter()
             .filter_map(|s| {
@@ -583,16 +598,86 @@ impl Hub {
                     (s, t)
                 }
             })
-            .min_by_key(|(s, _)| rank(*s))
+            .min_by_key(|(s, _)| availability(*s))
             .unwrap_or((PresenceStatus::Offline, String::new()))
     }
 
-    /// Recomputes a user's presence; when it changed, tells the users who share a room.
+    /// The presence of every user with a session here, as this node sees it alone (what it
+    /// announces to the other nodes of a cluster).
+    pub(crate) fn local_presence(&self) -> Vec<(UserId, PresenceStatus, String)> {
+        let users: Vec<(UserId, Vec<Arc<Session>>)> =
+            self.lock().sessions_of.iter().map(|(u, s)| (*u, s.clone())).collect();
+        users
+            .into_iter()
+            .map(|(user, sessions)| {
+                let (status, text) = self.aggregate(&sessions);
+                (user, status, text)
+            })
+            .collect()
+    }
+
+    /// Another node's presence announcement: these users, as seen there, until `expires`
+    /// unless announced again; its users not in the list are no longer there.
+    pub(crate) fn remote_presence(
+        &self,
+        node: u64,
+        users: Vec<(UserId, PresenceStatus, String)>,
+        expires: Instant,
+    ) {
+        let changed: Vec<UserId> = {
+            let mut state = self.lock();
+            let mut changed: Vec<UserId> = state
+                .remote_presence
+                .iter_mut()
+                .filter_map(|(user, nodes)| nodes.remove(&node).map(|_| *user))
+                .collect();
+            for (user, status, text) in users {
+                let entry = RemotePresence { status, text, expires };
+                state.remote_presence.entry(user).or_default().insert(node, entry);
+                changed.push(user);
+            }
+            state.remote_presence.retain(|_, nodes| !nodes.is_empty());
+            changed
+        };
+        for user in changed.into_iter().collect::<HashSet<_>>() {
+            self.presence_changed(user);
+        }
+    }
+
+    /// Forgets other nodes' announcements that were not refreshed in time (a node that died):
+    /// its users go offline here.
+    pub(crate) fn expire_remote_presence(&self, now: Instant) {
+        let expired: Vec<UserId> = {
+            let mut state = self.lock();
+            let mut expired = Vec::new();
+            for (user, nodes) in &mut state.remote_presence {
+                let before = nodes.len();
+                nodes.retain(|_, p| p.expires > now);
+                if nodes.len() != before {
+                    expired.push(*user);
+                }
+            }
+            state.remote_presence.retain(|_, nodes| !nodes.is_empty());
+            expired
+        };
+        for user in expired {
+            self.presence_changed(user);
+        }
+    }
+
+    /// Recomputes a user's presence (this node's sessions and, in a cluster, what the other
+    /// nodes announced); when it changed, tells the users who share a room.
     pub(crate) fn presence_changed(&self, user: UserId) {
         let sessions = self.lock().sessions_of.get(&user).cloned().unwrap_or_default();
-        let current = self.aggregate(&sessions);
-        let recipients = {
+        let local = self.aggregate(&sessions);
+        let (recipients, current) = {
             let mut state = self.lock();
+            let remote = state.remote_presence.get(&user).into_iter().flatten();
+            let current = remote
+                .map(|(_, p)| (p.status, p.text.clone()))
+                .chain(std::iter::once(local))
+                .min_by_key(|(s, _)| availability(*s))
+                .unwrap_or((PresenceStatus::Offline, String::new()));
             let previous = state
                 .presence
                 .get(&user)
@@ -602,7 +687,7 @@ impl Hub {
                 return;
             }
             state.presence.insert(user, current.clone());
-            Self::sharing_sessions(&state, user)
+            (Self::sharing_sessions(&state, user), current)
         };
         let frame =
             Presence { user, status: current.0, text: Text::new(current.1).unwrap_or_default() };
@@ -804,6 +889,49 @@ mod tests {
         hub.create_session(ResumeId([6; 16]), user, SessionId(3), 6, 0);
         assert_eq!(hub.session_count(), 3);
         drop(first);
+    }
+
+    #[test]
+    fn another_nodes_presence_is_shown_until_it_stops_being_refreshed() {
+        let hub = hub(1 << 20);
+        let (room, (ada, bob)) = (RoomId(1), (UserId(1), UserId(2)));
+        hub.add_member(room, ada);
+        hub.add_member(room, bob);
+        let watcher =
+            hub.create_session(ResumeId([1; 16]), ada, SessionId(1), 1, Hello::INTEREST_ALL);
+        let presence = |session: &Session| -> Vec<(UserId, PresenceStatus)> {
+            session
+                .take_ephemeral()
+                .iter()
+                .filter_map(|frame| match decode(frame) {
+                    Message::Presence(p) => Some((p.user, p.status)),
+                    _ => None,
+                })
+                .collect()
+        };
+        let now = Instant::now();
+        let away = vec![(bob, PresenceStatus::Away, "lunch".to_owned())];
+        hub.remote_presence(7, away.clone(), now + Duration::from_secs(3));
+        assert_eq!(presence(&watcher), [(bob, PresenceStatus::Away)]);
+        // Refreshed, unchanged: nothing new to tell.
+        hub.remote_presence(7, away, now + Duration::from_secs(6));
+        assert_eq!(presence(&watcher), []);
+        hub.expire_remote_presence(now + Duration::from_secs(5));
+        assert_eq!(presence(&watcher), []);
+        // Node 7 stopped announcing (it died): bob goes offline here.
+        hub.expire_remote_presence(now + Duration::from_secs(7));
+        assert_eq!(presence(&watcher), [(bob, PresenceStatus::Offline)]);
+        // A node that no longer lists a user has no session of theirs any more.
+        hub.remote_presence(
+            8,
+            vec![(bob, PresenceStatus::Online, String::new())],
+            now + Duration::from_secs(9),
+        );
+        hub.remote_presence(8, Vec::new(), now + Duration::from_secs(9));
+        assert_eq!(
+            presence(&watcher),
+            [(bob, PresenceStatus::Online), (bob, PresenceStatus::Offline)]
+        );
     }
 
     #[test]

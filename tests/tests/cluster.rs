@@ -7,8 +7,11 @@ use std::time::Duration;
 
 use banter_client::Event;
 use banter_client::protocol::ErrorCode;
+use banter_client::protocol::bounded::Text;
 use banter_client::protocol::ids::RoomId;
-use banter_client::protocol::message::{Message, TypingSet, TypingState};
+use banter_client::protocol::message::{
+    Message, PresenceSet, PresenceStatus, TypingSet, TypingState,
+};
 use banter_server::config::{BusKind, Config, StoreKind};
 use banter_tests::nats::TestNats;
 use banter_tests::postgres::TestPostgres;
@@ -92,6 +95,20 @@ async fn members_on_two_nodes_get_each_others_posts_in_order_exactly_once() {
     })
     .await
     .expect("bob's typing on node B reaches ada on node A");
+    // So does presence.
+    let away = PresenceSet { status: PresenceStatus::Away, text: Text::new("lunch").unwrap() };
+    bob.conn.request_one(away).await.unwrap();
+    tokio::time::timeout(WAIT, async {
+        loop {
+            if let Event::Ephemeral(Message::Presence(p)) = ada.next_event().await {
+                if p.user == bob.auth.user && p.status == PresenceStatus::Away {
+                    return;
+                }
+            }
+        }
+    })
+    .await
+    .expect("bob's presence on node B reaches ada on node A");
 
     // Writers on both nodes at once: one gap-free log, and each side sees every post once.
     let (from_a, from_b) =
@@ -116,7 +133,6 @@ async fn members_on_two_nodes_get_each_others_posts_in_order_exactly_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_block_and_a_password_reset_on_one_node_hold_on_the_other() {
-    use banter_client::protocol::bounded::Text;
     use banter_client::protocol::message::{ContactAction, ContactSet};
     use banter_server::admin::{AdminRequest, socket};
 
