@@ -605,13 +605,13 @@ impl Hub {
     /// The presence of every user with a session here, as this node sees it alone (what it
     /// announces to the other nodes of a cluster).
     pub(crate) fn local_presence(&self) -> Vec<(UserId, PresenceStatus, String)> {
-        let users: Vec<(UserId, Vec<Arc<Session>>)> =
-            self.lock().sessions_of.iter().map(|(u, s)| (*u, s.clone())).collect();
-        users
-            .into_iter()
+        let state = self.lock();
+        state
+            .sessions_of
+            .iter()
             .map(|(user, sessions)| {
-                let (status, text) = self.aggregate(&sessions);
-                (user, status, text)
+                let (status, text) = self.aggregate(sessions);
+                (*user, status, text)
             })
             .collect()
     }
@@ -624,9 +624,9 @@ impl Hub {
         users: Vec<(UserId, PresenceStatus, String)>,
         expires: Instant,
     ) {
-        let changed: Vec<UserId> = {
+        let changed: HashSet<UserId> = {
             let mut state = self.lock();
-            let mut changed: Vec<UserId> = state
+            let mut changed: HashSet<UserId> = state
                 .remote_presence
                 .iter_mut()
                 .filter_map(|(user, nodes)| nodes.remove(&node).map(|_| *user))
@@ -634,12 +634,12 @@ impl Hub {
             for (user, status, text) in users {
                 let entry = RemotePresence { status, text, expires };
                 state.remote_presence.entry(user).or_default().insert(node, entry);
-                changed.push(user);
+                changed.insert(user);
             }
             state.remote_presence.retain(|_, nodes| !nodes.is_empty());
             changed
         };
-        for user in changed.into_iter().collect::<HashSet<_>>() {
+        for user in changed {
             self.presence_changed(user);
         }
     }
