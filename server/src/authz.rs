@@ -43,8 +43,9 @@ pub enum Action {
     Configure,
     /// Make an invite code (members in public rooms, moderators in private).
     Invite,
-    /// Add another user to the room directly: a moderator, or in a public room a member the
-    /// user `consented` to (they count the caller as a friend).
+    /// Add another user to the room directly, as a member: only with the user's consent (they
+    /// count the caller as a friend; in a private room the caller moderates it), or as
+    /// server staff. Being a room's owner is no consent: anyone can own a room.
     AddMember {
         /// The added user counts the caller as a friend.
         consented: bool,
@@ -147,8 +148,11 @@ pub fn authorize(standing: &Standing, action: Action) -> Result<(), ErrorCode> {
         Action::Post
         | Action::SetTopic
         | Action::Configure
+        | Action::Invite
         | Action::AddMember { .. }
         | Action::Delete { .. }
+        | Action::Moderate { .. }
+        | Action::SetRole { .. }
             if standing.archived =>
         {
             Err(ErrorCode::ROOM_LOCKED)
@@ -160,7 +164,7 @@ pub fn authorize(standing: &Standing, action: Action) -> Result<(), ErrorCode> {
         Action::Configure | Action::RevealAuthor if moderator => Ok(()),
         Action::Invite if member && (!standing.private || moderator) => Ok(()),
         Action::AddMember { consented }
-            if member && (moderator || consented && !standing.private) =>
+            if member && (standing.is_staff() || consented && (moderator || !standing.private)) =>
         {
             Ok(())
         }
@@ -241,7 +245,11 @@ mod tests {
                                 let archived_out = archived
                                     && (matches!(
                                         action,
-                                        Action::Post | Action::SetTopic | Action::Configure
+                                        Action::Post
+                                            | Action::SetTopic
+                                            | Action::Configure
+                                            | Action::Invite
+                                            | Action::Moderate { .. }
                                     ) || action == Action::Join
                                         && member.is_none()
                                         && !private);
@@ -309,13 +317,19 @@ mod tests {
     }
 
     #[test]
-    fn adding_someone_takes_their_consent_or_a_moderator_and_archives_refuse_changes() {
+    fn adding_someone_takes_their_consent_or_server_staff_and_archives_refuse_changes() {
         let member = standing(Some(Role::MEMBER), Role::MEMBER, false, false);
         let moderator = standing(Some(Role::MODERATOR), Role::MEMBER, false, false);
+        let owner = standing(Some(Role::OWNER), Role::MEMBER, false, true);
+        let staff = standing(Some(Role::MEMBER), Role::ADMIN, false, true);
         let add = |consented| Action::AddMember { consented };
         assert_eq!(authorize(&member, add(false)), Err(ErrorCode::FORBIDDEN));
         assert_eq!(authorize(&member, add(true)), Ok(()));
-        assert_eq!(authorize(&moderator, add(false)), Ok(()));
+        // Anyone can own a room: owning one is no licence to put people in it.
+        assert_eq!(authorize(&moderator, add(false)), Err(ErrorCode::FORBIDDEN));
+        assert_eq!(authorize(&owner, add(false)), Err(ErrorCode::FORBIDDEN));
+        assert_eq!(authorize(&owner, add(true)), Ok(()));
+        assert_eq!(authorize(&staff, add(false)), Ok(()));
         let private_member = standing(Some(Role::MEMBER), Role::MEMBER, false, true);
         assert_eq!(authorize(&private_member, add(true)), Err(ErrorCode::FORBIDDEN));
 
@@ -330,8 +344,11 @@ mod tests {
         for action in [
             Action::JoinByInvite,
             add(true),
+            Action::Invite,
             Action::Delete { author: None },
             Action::Delete { author: Some(Role::MEMBER) },
+            Action::Moderate { target: Role::MEMBER },
+            Action::SetRole { role: Role::MEMBER, target_rank: Role::MEMBER },
         ] {
             let who = if action == Action::JoinByInvite { outsider } else { moderator };
             assert_eq!(

@@ -6,7 +6,10 @@
 //! With one node there is nobody to tell.
 //!
 //! NATS core pub/sub (at most once) is enough for that: one subject per room,
-//! `banter.room.<id>`, carrying the committed entry (postcard) and the announcing node. What
+//! `banter.room.<id>`, carrying only which seq was committed; receivers read the entry from
+//! the database, so nothing of a room's content crosses the bus and a forged announcement can
+//! deliver nothing that is not committed. NATS should still be private and authenticated
+//! (credentials in `nats_url`): forged control news (below) would act on users. What
 //! the hub keeps in memory and no entry carries goes on `banter.control`: logins ended (so a
 //! password reset or a revoked session closes connections on every node) and blocks. Those
 //! are best effort over the bus; the database still refuses a revoked login's next HELLO
@@ -25,7 +28,7 @@ use tokio::sync::{mpsc, watch};
 use crate::config::{BusKind, Config};
 use crate::requests::Appended;
 use crate::store::keys;
-use crate::store::records::{LogEntry, RoomRecord};
+use crate::store::records::RoomRecord;
 use crate::{Shared, StartError};
 
 /// Every subject a node listens to.
@@ -53,8 +56,8 @@ struct Announcement {
 
 #[derive(Debug, Serialize, Deserialize)]
 enum News {
-    /// A committed entry.
-    Entry { room: u64, seq: u64, anonymous: bool, entry: LogEntry },
+    /// A room has a committed entry at `seq` (its content stays in the database).
+    Entry { room: u64, seq: u64 },
     /// Login sessions that ended: their connections close, wherever they are.
     LoginsEnded { logins: Vec<u64>, reason: String },
     /// `blocker` blocks (or no longer blocks) `blocked`.
@@ -117,12 +120,7 @@ impl Bus {
 
     /// Announces an entry this node committed (never blocks the writer).
     pub(crate) fn announce(&self, appended: &Appended) {
-        self.tell(|| News::Entry {
-            room: appended.room.0,
-            seq: appended.seq,
-            anonymous: appended.anonymous,
-            entry: appended.entry.clone(),
-        });
+        self.tell(|| News::Entry { room: appended.room.0, seq: appended.seq });
     }
 
     /// Announces login sessions that ended here (their connections elsewhere close too).
@@ -235,10 +233,7 @@ fn deliver_arrivals(
 /// Acts on `node`'s news; its presence holds for `ttl` unless announced again.
 fn hear(shared: &Shared, node: u64, news: News, ttl: Duration) {
     match news {
-        News::Entry { room, seq, anonymous, entry } => {
-            let appended = Appended { room: RoomId(room), seq, entry, anonymous };
-            shared.fanout.arrived(shared, &appended);
-        }
+        News::Entry { room, seq } => shared.fanout.announced(shared, RoomId(room), seq),
         News::LoginsEnded { logins, reason } => {
             for login in logins {
                 shared.hub.revoke_login(SessionId(login), ErrorCode::SESSION_REVOKED, &reason);

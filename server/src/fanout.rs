@@ -12,7 +12,7 @@ use banter_protocol::message::MembershipChange;
 use crate::Shared;
 use crate::requests::{Appended, membership_change, publish};
 use crate::store::keys;
-use crate::store::records::{EntryKind, LogEntry};
+use crate::store::records::{EntryKind, LogEntry, RoomRecord};
 
 /// Serializes deliveries: the check of a room's delivered head, any gap filling, and the
 /// delivery itself happen as one step (the writer thread and the bus task both deliver).
@@ -29,11 +29,6 @@ impl Fanout {
         shared.bus.announce(appended);
     }
 
-    /// An entry another node committed.
-    pub(crate) fn arrived(&self, shared: &Shared, appended: &Appended) {
-        self.deliver(shared, appended);
-    }
-
     /// Delivers whatever of `room` up to `head` (durable in the database) has not been
     /// delivered here: what the bus lost or has not carried yet.
     pub(crate) fn fill(&self, shared: &Shared, room: RoomId, head: u64) {
@@ -41,29 +36,45 @@ impl Fanout {
         self.fill_locked(shared, room, head);
     }
 
+    /// Another node announced `seq` in `room`: delivered from the database, never from the
+    /// announcement (the bus is not trusted with content, and an announced seq beyond the
+    /// room's stored head is ignored).
+    pub(crate) fn announced(&self, shared: &Shared, room: RoomId, seq: u64) {
+        match shared.store.get::<RoomRecord>(&keys::room(room)) {
+            Ok(Some(record)) => self.fill(shared, room, seq.min(record.last_seq)),
+            Ok(None) => {}
+            Err(error) => tracing::warn!(%error, "an announcement could not be checked; later"),
+        }
+    }
+
     fn deliver(&self, shared: &Shared, appended: &Appended) {
         let _order = self.order.lock().unwrap_or_else(|e| e.into_inner());
         if appended.seq <= shared.hub.head(appended.room) {
             return; // delivered already (filled from the database, or a bus duplicate)
         }
-        self.fill_locked(shared, appended.room, appended.seq - 1);
-        apply(shared, appended);
+        // An entry is never delivered past a gap: skipping one (a kick, say) would skip its
+        // effect for good. What cannot be filled now is filled by the next head check.
+        if self.fill_locked(shared, appended.room, appended.seq - 1) {
+            apply(shared, appended);
+        }
     }
 
-    fn fill_locked(&self, shared: &Shared, room: RoomId, head: u64) {
+    /// Delivers the room's entries up to `head` from the database; whether it got there.
+    fn fill_locked(&self, shared: &Shared, room: RoomId, head: u64) -> bool {
         for seq in shared.hub.head(room) + 1..=head {
             match load(shared, room, seq) {
                 Ok(Some(appended)) => apply(shared, &appended),
                 Ok(None) => {
                     tracing::warn!(room = room.0, seq, "a committed entry is missing");
-                    return;
+                    return false;
                 }
                 Err(error) => {
                     tracing::warn!(%error, room = room.0, seq, "could not fill a gap; later");
-                    return;
+                    return false;
                 }
             }
         }
+        true
     }
 }
 

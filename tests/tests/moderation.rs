@@ -372,7 +372,7 @@ async fn anonymous_posts_hide_their_author_from_all_but_a_moderator_who_asks_on_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_role_and_action_over_quic_is_answered_as_the_policy_says() {
     use banter_client::protocol::message::{
-        Delete, History, InviteCreate, RoomInvite, RoomJoin, RoomSetTopic,
+        Delete, History, InviteCreate, InviteUse, RoomJoin, RoomSetTopic,
     };
     use banter_server::authz::{ACTIONS, Action, Standing, authorize};
 
@@ -408,9 +408,18 @@ async fn every_role_and_action_over_quic_is_answered_as_the_policy_says() {
         [("public", false, false), ("private", true, false), ("locked", false, true)]
     {
         let room = owner.create_room(kind, private).await;
+        // Everyone comes in with an invite code (adding people takes their consent).
+        let code = match owner
+            .conn
+            .request_one(InviteCreate { room, max_uses: None, expires_in_s: None })
+            .await
+            .unwrap()
+        {
+            Message::Invite(invite) => invite.code,
+            other => panic!("expected INVITE, got {other:?}"),
+        };
         for user in [&root, &moderator, &member, &banned, &victim, &victim_moderator] {
-            let username = Text::new(server_name(user)).unwrap();
-            owner.conn.request_one(RoomInvite { room, username }).await.unwrap();
+            user.conn.request_one(InviteUse { code: code.clone() }).await.unwrap();
         }
         for user in [&moderator, &victim_moderator] {
             let set = RoleSet { room: Some(room), user: user.auth.user, role: Role::MODERATOR };
@@ -505,9 +514,4 @@ async fn every_role_and_action_over_quic_is_answered_as_the_policy_says() {
         }
     }
     assert_eq!(checked, 3 * 7 * 11);
-}
-
-/// The username a test user registered with.
-fn server_name(user: &TestUser) -> String {
-    user.welcome.username.to_string()
 }

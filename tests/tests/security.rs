@@ -515,8 +515,8 @@ async fn security_two_simultaneous_ownership_transfers_leave_one_owner() {
     let owner = server.user("owner").await;
     let (ada, bob) = (server.user("ada").await, server.user("bob").await);
     let room = owner.create_room("heirs", false).await;
-    owner.add(room, "ada").await.unwrap();
-    owner.add(room, "bob").await.unwrap();
+    ada.join(room).await.unwrap();
+    bob.join(room).await.unwrap();
     let transfer =
         |to: &TestUser| RoleSet { room: Some(room), user: to.auth.user, role: Role::OWNER };
     // Both are checked when they arrive; only inside the write can the second see the first.
@@ -559,12 +559,17 @@ async fn security_an_archived_room_takes_no_deletes_and_no_joins_by_invite() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn security_adding_someone_to_a_room_takes_their_consent_or_a_moderator() {
+async fn security_adding_someone_to_a_room_takes_their_consent_or_server_staff() {
     let server = TestServer::start().await;
+    let staff = server.user("root").await; // the first account: the server's owner
     let owner = server.user("owner").await;
     let member = server.user("member").await;
     let stranger = server.user("stranger").await;
-    let room = owner.create_room("lounge", false).await;
+    // Anyone can own a room: that is no licence to put people in it (nor to fill their
+    // room count, which would lock them out of joining anything).
+    let own = owner.create_room("mine", true).await;
+    assert_eq!(code_of(owner.add(own, "stranger").await), ErrorCode::FORBIDDEN);
+    let room = staff.create_room("lounge", false).await;
     member.join(room).await.unwrap();
     assert_eq!(code_of(member.add(room, "stranger").await), ErrorCode::FORBIDDEN);
 
@@ -573,9 +578,9 @@ async fn security_adding_someone_to_a_room_takes_their_consent_or_a_moderator() 
     member.conn.request_one(contact("stranger", ContactAction::Request)).await.unwrap();
     stranger.conn.request_one(contact("member", ContactAction::Accept)).await.unwrap();
     member.add(room, "stranger").await.unwrap();
-    // A moderator needs no consent.
+    // Server staff need none.
     let _other = server.user("other").await;
-    owner.add(room, "other").await.unwrap();
+    staff.add(room, "other").await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
