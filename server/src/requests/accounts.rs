@@ -64,6 +64,26 @@ pub(crate) fn normalize_username(name: &str) -> Result<String> {
 }
 
 /// Creates a login session in `txn`; returns its id and first refresh token.
+/// What a login was proven with, checked again inside its write: a password reset, a
+/// disabled account or a removed key that commits first wins over a login verified before it.
+enum Proven {
+    /// The password that matched this stored hash.
+    Password(String),
+    /// This login key.
+    Key([u8; 32]),
+}
+
+/// The user's record, if `proven` still holds for it now (inside the write).
+fn still_proven(txn: &Txn<'_>, user: UserId, proven: &Proven) -> Result<UserRecord> {
+    let record: UserRecord = txn.get(&keys::user(user))?.ok_or_else(auth_failed)?;
+    let holds = !record.disabled
+        && match proven {
+            Proven::Password(hash) => record.password_hash == *hash,
+            Proven::Key(public_key) => txn.contains(&keys::login_key(user, public_key))?,
+        };
+    if holds { Ok(record) } else { Err(auth_failed()) }
+}
+
 fn new_login(
     txn: &mut Txn<'_>,
     shared: &Shared,
@@ -216,9 +236,11 @@ pub(super) async fn login(ctx: &ConnCtx, r: Login) -> Result<Vec<Message>> {
     let found = find_user(ctx, &r.username)?.filter(|(_, record)| !record.disabled);
     let stored = found.as_ref().map(|(_, record)| record.password_hash.clone());
     let verified = ctx.shared.passwords.verify(r.password.into_string(), stored).await;
-    let (user, rehash) = match (found, verified) {
-        (Some((user, _)), Verified::Yes) => (user, None),
-        (Some((user, _)), Verified::YesRehash(hash)) => (user, Some(hash)),
+    let (user, rehash, proven) = match (found, verified) {
+        (Some((user, record)), Verified::Yes) => (user, None, record.password_hash),
+        (Some((user, record)), Verified::YesRehash(hash)) => {
+            (user, Some(hash), record.password_hash)
+        }
         _ => return Err(auth_failed()),
     };
     let shared = ctx.shared.clone();
@@ -228,9 +250,8 @@ pub(super) async fn login(ctx: &ConnCtx, r: Login) -> Result<Vec<Message>> {
         .store
         .write(
             move |txn| {
+                let mut record = still_proven(txn, user, &Proven::Password(proven))?;
                 if let Some(hash) = rehash {
-                    let mut record: UserRecord =
-                        txn.get(&keys::user(user))?.ok_or_else(auth_failed)?;
                     record.password_hash = hash;
                     txn.put(keys::user(user), &record);
                 }
@@ -258,10 +279,19 @@ pub(super) async fn key_login(
     });
     let Some((user, record)) = found else { return Err(auth_failed()) };
     verify_proof(&r.public_key, &key_login_signed_bytes(&nonce, &record.username), &proof)?;
-    let shared = ctx.shared.clone();
+    let (shared, public_key) = (ctx.shared.clone(), r.public_key);
     let device = r.device_name.into_string();
-    let (session, refresh) =
-        ctx.shared.store.write(move |txn| new_login(txn, &shared, user, &device), |v| v).await?;
+    let (session, refresh) = ctx
+        .shared
+        .store
+        .write(
+            move |txn| {
+                still_proven(txn, user, &Proven::Key(public_key))?;
+                new_login(txn, &shared, user, &device)
+            },
+            |v| v,
+        )
+        .await?;
     Ok(auth_ok(&ctx.shared, user, session, &refresh))
 }
 
@@ -459,10 +489,18 @@ pub(super) async fn key_add(
     let (nonce, proof) = challenge(io).await?;
     verify_proof(&r.public_key, &key_add_signed_bytes(&nonce, &username), &proof)?;
     let max_keys = ctx.shared.config.max_keys_per_user.min(message::max::KEYS as u32) as usize;
+    let login = ctx.authed()?.login;
     ctx.shared
         .store
         .write(
             move |txn| {
+                // A password reset or revocation that commits first ends this login: no key
+                // may outlive it.
+                let enabled =
+                    txn.get::<UserRecord>(&keys::user(user))?.is_some_and(|u| !u.disabled);
+                if !enabled || !txn.contains(&keys::session(login))? {
+                    return Err(RequestError::from(ErrorCode::SESSION_REVOKED));
+                }
                 let key = keys::login_key(user, &r.public_key);
                 if txn.contains(&key)? {
                     return Err(RequestError::new(ErrorCode::CONFLICT, "key already registered"));
