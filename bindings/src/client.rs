@@ -54,9 +54,12 @@ struct Voice {
 struct Queue {
     events: VecDeque<banter_event>,
     callback: Option<(unsafe extern "C" fn(*mut c_void, *const banter_event), usize)>,
-    /// A callback is running on the dispatcher thread (set and cleared under this lock, so
-    /// whoever changes the callback can wait until the old one has returned).
-    calling: bool,
+    /// Calls started so far; a call's number is its place in that count.
+    calls: u64,
+    /// The number of the call running on the dispatcher thread, if one is (set and cleared
+    /// under this lock, so whoever replaces the callback can wait for the calls of the old
+    /// one, and only those).
+    calling: Option<u64>,
 }
 
 /// The event queue, shared by the forwarding task, the dispatcher thread and callers.
@@ -181,7 +184,12 @@ fn start(
     let (reader, writer) =
         std::io::pipe().map_err(|e| Failure::new(BANTER_INTERNAL, e.to_string()))?;
     let shared = Arc::new(Shared {
-        queue: Mutex::new(Queue { events: VecDeque::new(), callback: None, calling: false }),
+        queue: Mutex::new(Queue {
+            events: VecDeque::new(),
+            callback: None,
+            calls: 0,
+            calling: None,
+        }),
         ready: Condvar::new(),
         reader: Mutex::new(reader),
         writer: Mutex::new(writer),
@@ -265,13 +273,14 @@ fn dispatch_callbacks(shared: &Shared) {
         match queue.callback {
             Some((callback, user)) if !queue.events.is_empty() => {
                 let Some(event) = shared.pop_locked(&mut queue) else { continue };
-                queue.calling = true;
+                queue.calls += 1;
+                queue.calling = Some(queue.calls);
                 drop(queue);
                 // SAFETY: the application registered this function for exactly this call
                 // shape; the event lives until after the call.
                 unsafe { callback(user as *mut c_void, &event) };
                 queue = lock(&shared.queue);
-                queue.calling = false;
+                queue.calling = None;
                 shared.ready.notify_all();
             }
             _ => {
@@ -913,12 +922,14 @@ pub unsafe extern "C" fn banter_client_set_callback(
         let shared = &client.shared;
         let mut queue = lock(&shared.queue);
         queue.callback = callback.map(|f| (f, user_data as usize));
+        // Calls numbered up to here were of the old callback; later ones are the new one's.
+        let replaced_after = queue.calls;
         shared.ready.notify_all();
         let on_dispatcher = client
             .dispatcher
             .as_ref()
             .is_some_and(|dispatcher| dispatcher.thread().id() == std::thread::current().id());
-        while queue.calling && !on_dispatcher {
+        while queue.calling.is_some_and(|call| call <= replaced_after) && !on_dispatcher {
             queue = shared.ready.wait(queue).unwrap_or_else(|e| e.into_inner());
         }
         Ok(())

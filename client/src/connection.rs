@@ -419,9 +419,12 @@ impl Connection {
         sign: impl FnOnce(&[u8]) -> [u8; 64],
     ) -> Result<AuthOk, RequestError> {
         use banter_protocol::message::{KeyLogin, key_login_signed_bytes};
+        // Usernames are case-insensitive; the server checks the signature over its own
+        // (lower-case) spelling.
+        let username = username.to_ascii_lowercase();
         let request =
-            KeyLogin { username: text(username)?, public_key, device_name: text("banter")? };
-        let signed = |nonce: &[u8; 32]| key_login_signed_bytes(nonce, username);
+            KeyLogin { username: text(&username)?, public_key, device_name: text("banter")? };
+        let signed = |nonce: &[u8; 32]| key_login_signed_bytes(nonce, &username);
         auth_ok(self.prove_key(request, signed, sign).await?)
     }
 
@@ -435,7 +438,8 @@ impl Connection {
         sign: impl FnOnce(&[u8]) -> [u8; 64],
     ) -> Result<(), RequestError> {
         use banter_protocol::message::{KeyAdd, key_add_signed_bytes};
-        let signed = |nonce: &[u8; 32]| key_add_signed_bytes(nonce, username);
+        let username = username.to_ascii_lowercase();
+        let signed = |nonce: &[u8; 32]| key_add_signed_bytes(nonce, &username);
         match self.prove_key(KeyAdd { public_key }, signed, sign).await? {
             Message::Done(_) => Ok(()),
             other => Err(unexpected("DONE", &other)),

@@ -103,6 +103,29 @@ mod tests {
             input.extend_from_slice(&packet[..n + 3]);
         }
         voice_receive(&input);
+
+        // Sources that sent a packet and went silent give their slots up after a second, so
+        // a real speaker who comes later is heard.
+        let mut mixer = Mixer::default();
+        let mut rest = &input[..];
+        while let [high, low, tail @ ..] = rest {
+            let (packet, tail) = tail.split_at(usize::from(u16::from_be_bytes([*high, *low])));
+            mixer.receive(packet);
+            rest = tail;
+        }
+        assert_eq!(mixer.speakers(), MAX_SPEAKERS);
+        let mut late = [0u8; MAX_HEADER_LEN + MAX_PACKET];
+        let n = VoiceHeader::opus(1 << 40, 0, false).write(&mut late).unwrap();
+        let mut encoder = Encoder::new(EncoderSettings::default()).unwrap();
+        let n = n + encoder.encode(&speech_like(1)[0], &mut late[n..]).unwrap();
+        let late = &late[..n];
+        mixer.receive(late);
+        assert_eq!(mixer.speakers(), MAX_SPEAKERS, "no slot while the others are fresh");
+        for _ in 0..50 {
+            mixer.mix();
+        }
+        mixer.receive(late);
+        assert_eq!(mixer.speakers(), 1, "the silent ones gave way to the latecomer");
     }
 
     /// Every saved input of the fuzz target (fuzz/regressions/voice_receive/), replayed.

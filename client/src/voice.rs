@@ -88,11 +88,6 @@ impl JitterBuffer {
         }
     }
 
-    /// Not playing and holding no packet.
-    pub fn is_empty(&self) -> bool {
-        self.next.is_none() && self.packets.is_empty()
-    }
-
     /// The next 20 ms slot.
     pub fn pop(&mut self) -> Playout {
         let next = match self.next {
@@ -175,7 +170,7 @@ impl Mixer {
             Entry::Vacant(new) if room => new.insert(Speaker::new(Decoder::new().ok()?)),
             Entry::Vacant(_) => return None,
         };
-        speaker.jitter.push(header.sequence, payload.to_vec());
+        speaker.heard(header.sequence, payload.to_vec());
         None
     }
 
@@ -183,6 +178,7 @@ impl Mixer {
     pub fn mix(&mut self) -> Frame {
         let mut mix = [0i16; FRAME_SAMPLES];
         for speaker in self.speakers.values_mut() {
+            speaker.idle_ticks = speaker.idle_ticks.saturating_add(1);
             if let Some(frame) = speaker.next_frame() {
                 mix_into(&mut mix, &frame);
             }
@@ -202,16 +198,27 @@ struct Speaker {
     decoder: Decoder,
     /// The last good frame and how many frames have been concealed since.
     last: Option<(Frame, u32)>,
+    /// Playout ticks since its last packet.
+    idle_ticks: u32,
 }
+
+/// Playout ticks (20 ms) without a packet after which a speaker counts as gone: a second.
+const QUIET_AFTER_TICKS: u32 = 50;
 
 impl Speaker {
     fn new(decoder: Decoder) -> Self {
-        Self { jitter: JitterBuffer::new(), decoder, last: None }
+        Self { jitter: JitterBuffer::new(), decoder, last: None, idle_ticks: 0 }
     }
 
-    /// Nothing to play and nothing waiting.
+    fn heard(&mut self, sequence: u16, payload: Vec<u8>) {
+        self.idle_ticks = 0;
+        self.jitter.push(sequence, payload);
+    }
+
+    /// Heard nothing for a second: its slot may go to a new speaker (a source that sent a
+    /// packet or two and stopped never starts playing, so "nothing buffered" is not enough).
     fn quiet(&self) -> bool {
-        self.jitter.is_empty() && self.last.is_none()
+        self.idle_ticks >= QUIET_AFTER_TICKS
     }
 
     /// The next 20 ms of this speaker, if any.

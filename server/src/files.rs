@@ -114,19 +114,16 @@ impl FileStore {
     }
 
     /// Checks a finished partial upload against its hash; moves it into place when it
-    /// matches (or, when the content is stored already, drops it), deletes it when it does
-    /// not. Returns whether it matched.
+    /// matches, deletes it when it does not. Returns whether it matched.
     pub(crate) async fn finish(&self, user: UserId, sha256: &[u8; 32]) -> std::io::Result<bool> {
         let partial = self.partial(user, sha256);
         if sha256_of(&partial).await? != *sha256 {
             tokio::fs::remove_file(&partial).await?;
             return Ok(false);
         }
+        // The same work whether or not the content is stored already (then the rename replaces
+        // it with the same bytes): how long an upload takes must not tell who shared what.
         let content = self.content(sha256);
-        if content.is_file() {
-            tokio::fs::remove_file(&partial).await?;
-            return Ok(true);
-        }
         let dir = content.parent().expect("content files have a parent");
         tokio::fs::create_dir_all(dir).await?;
         tokio::fs::File::open(&partial).await?.sync_all().await?;
