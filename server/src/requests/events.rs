@@ -20,7 +20,7 @@ use crate::authz::{Action, Standing, authorize};
 use crate::hub::Hub;
 use crate::ratelimit::SlowModeSlot;
 use crate::store::records::{
-    DedupRecord, EntryKind, LogEntry, MemberRecord, MessageState, RoomRecord, RoomSettings,
+    DedupRecord, EntryKind, LogEntry, MessageState, RoomRecord, RoomSettings,
 };
 use crate::store::{Txn, keys};
 use crate::wall_clock;
@@ -60,12 +60,6 @@ pub(crate) fn append(
 /// Reads the room record inside a commit.
 pub(crate) fn room_in(txn: &Txn<'_>, room: RoomId) -> Result<RoomRecord> {
     txn.get(&keys::room(room))?.ok_or_else(|| ErrorCode::NOT_FOUND.into())
-}
-
-/// The caller must (still) be a member, checked inside the commit so that a kick that commits
-/// first wins.
-pub(crate) fn member_in(txn: &Txn<'_>, room: RoomId, user: UserId) -> Result<MemberRecord> {
-    txn.get(&keys::member(room, user))?.ok_or_else(|| ErrorCode::FORBIDDEN.into())
 }
 
 /// The wire frame of a log entry. `to_author` includes the POST's client_msg_id; `masked`
@@ -234,8 +228,8 @@ pub(super) async fn post(ctx: &ConnCtx, r: Post) -> Result<Vec<Message>> {
                         ))
                     };
                 }
-                let mut record = room_in(txn, room)?;
-                member_in(txn, room, user)?;
+                // Decided again here: a lock, archive, kick or ban that commits first wins.
+                let (mut record, _) = authorize_in(txn, room, user, Action::Post)?;
                 if let Some(target) = r.reply_to {
                     if !txn.contains(&keys::message(room, target))? {
                         return Err(RequestError::new(
@@ -419,7 +413,7 @@ pub(super) async fn edit(ctx: &ConnCtx, r: Edit) -> Result<Vec<Message>> {
     let max_edits = ctx.shared.config.max_edits_per_message as usize;
     let appended = commit_entry(ctx, move |txn| {
         let room = r.room;
-        member_in(txn, room, user)?;
+        authorize_in(txn, room, user, Action::Post)?;
         let (entry, mut state) = posted_in(txn, room, r.target)?;
         if entry.sender != user.0 {
             return Err(RequestError::new(ErrorCode::FORBIDDEN, "only the author may edit"));
@@ -517,7 +511,7 @@ pub(super) async fn react(ctx: &ConnCtx, r: React) -> Result<Vec<Message>> {
     let room = r.room;
     let max_reactions = ctx.shared.config.max_reactions_per_message as usize;
     let appended = commit_entry(ctx, move |txn| {
-        member_in(txn, room, user)?;
+        authorize_in(txn, room, user, Action::Post)?;
         let (_, mut state) = posted_in(txn, room, r.target)?;
         let key = keys::reaction(room, r.target, user, &r.emoji);
         if txn.contains(&key)? == r.on {

@@ -17,7 +17,7 @@ use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _, AsyncWriteExt as _};
 use banter_protocol::ids::{RoomId, UserId};
 use banter_protocol::message::{AuditAction, Delete};
 
-use super::events::{ack, append, check_may_post, member_in, room_in};
+use super::events::{ack, append, check_may_post};
 use super::{ConnCtx, RequestError, RequestIo, Result, audit, authorize_in, rank_in, text};
 use crate::authz::Action;
 use crate::store::records::{EntryKind, LogEntry};
@@ -144,7 +144,8 @@ pub(super) async fn upload(
         .store
         .write(
             move |txn| {
-                member_in(txn, room, user)?;
+                // Decided again here: a lock, archive, kick or ban that commits first wins.
+                let (mut record, _) = authorize_in(txn, room, user, Action::Post)?;
                 let usage = shared_bytes(txn, user)?.saturating_add(size);
                 if usage > max_shared {
                     return Err(RequestError::new(
@@ -160,7 +161,6 @@ pub(super) async fn upload(
                         "the file was removed meanwhile: upload it again",
                     ));
                 }
-                let mut record = room_in(txn, room)?;
                 let appended = append(txn, room, &mut record, user, kind);
                 txn.put(keys::room(room), &record);
                 txn.put(keys::content_ref(&sha256, room, appended.seq), &());
