@@ -8,7 +8,7 @@
 //! refer to each content (`keys::content_ref`); a content no entry refers to any more is
 //! removed (after the delete that ended its last reference, and at startup).
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -27,12 +27,22 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 #[derive(Debug, Clone)]
 pub(crate) struct FileStore {
     root: PathBuf,
-    /// Uploads in progress, by (user, content): each has one partial file.
+    /// Uploads in progress, by (user, content), with their declared sizes: each has one
+    /// partial file.
     uploading: Uploading,
 }
 
-/// Uploads in progress, by (user, content).
-type Uploading = Arc<Mutex<HashSet<(UserId, [u8; 32])>>>;
+/// Uploads in progress: (user, content) → declared size.
+type Uploading = Arc<Mutex<HashMap<(UserId, [u8; 32]), u64>>>;
+
+/// Why an upload may not start.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum ClaimRefused {
+    /// The same account uploads the same content already.
+    InProgress,
+    /// The account's unfinished uploads would hold more than the quota.
+    OverQuota,
+}
 
 /// An upload's claim on its partial file, released on drop.
 #[derive(Debug)]
@@ -92,16 +102,28 @@ impl FileStore {
         Ok(file)
     }
 
-    /// Bytes of `user`'s partial uploads other than the one of `sha256`.
-    pub(crate) fn partial_bytes(&self, user: UserId, sha256: &[u8; 32]) -> std::io::Result<u64> {
-        let Ok(entries) = std::fs::read_dir(self.root.join("partial")) else { return Ok(0) };
+    /// Bytes `user`'s other unfinished uploads hold or will: the declared size of each one
+    /// in progress, what an abandoned one left on disk. (Counted under the claims' lock, so
+    /// parallel uploads cannot each see room for themselves.)
+    fn partial_bytes(
+        &self,
+        uploading: &HashMap<(UserId, [u8; 32]), u64>,
+        user: UserId,
+        sha256: &[u8; 32],
+    ) -> std::io::Result<u64> {
+        let in_flight: HashMap<String, u64> = uploading
+            .iter()
+            .filter(|((u, s), _)| *u == user && s != sha256)
+            .map(|((u, s), size)| (format!("{}-{}", u.0, hex(s)), *size))
+            .collect();
+        let mut bytes: u64 = in_flight.values().sum();
+        let Ok(entries) = std::fs::read_dir(self.root.join("partial")) else { return Ok(bytes) };
         let (prefix, this) = (format!("{}-", user.0), format!("{}-{}", user.0, hex(sha256)));
-        let mut bytes = 0;
         for entry in entries {
             let entry = entry?;
             let name = entry.file_name();
             let name = name.to_string_lossy();
-            if name.starts_with(&prefix) && name != this {
+            if name.starts_with(&prefix) && name != this && !in_flight.contains_key(&*name) {
                 bytes += entry.metadata()?.len();
             }
         }
@@ -136,13 +158,25 @@ impl FileStore {
         Ok(true)
     }
 
-    /// Claims the upload of `sha256` by `user`: one at a time, since both would write the
-    /// same partial file. `None` while another is in progress.
-    pub(crate) fn claim_upload(&self, user: UserId, sha256: [u8; 32]) -> Option<UploadClaim> {
+    /// Claims the upload of `size` bytes of `sha256` by `user`: one at a time (both would
+    /// write the same partial file), and only while the account's unfinished uploads, this
+    /// one included, stay within `max_partial` bytes.
+    pub(crate) fn claim_upload(
+        &self,
+        user: UserId,
+        sha256: [u8; 32],
+        size: u64,
+        max_partial: u64,
+    ) -> std::io::Result<Result<UploadClaim, ClaimRefused>> {
         let mut uploading = self.uploading.lock().unwrap_or_else(|e| e.into_inner());
-        uploading
-            .insert((user, sha256))
-            .then(|| UploadClaim { uploading: self.uploading.clone(), key: (user, sha256) })
+        if uploading.contains_key(&(user, sha256)) {
+            return Ok(Err(ClaimRefused::InProgress));
+        }
+        if self.partial_bytes(&uploading, user, &sha256)?.saturating_add(size) > max_partial {
+            return Ok(Err(ClaimRefused::OverQuota));
+        }
+        uploading.insert((user, sha256), size);
+        Ok(Ok(UploadClaim { uploading: self.uploading.clone(), key: (user, sha256) }))
     }
 
     /// Deletes partial uploads untouched for longer than `max_age` (abandoned: their uploader
@@ -231,6 +265,26 @@ mod tests {
     use std::time::{Duration, SystemTime};
 
     use super::*;
+
+    #[test]
+    fn security_parallel_uploads_share_one_partial_quota() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::new(dir.path());
+        let ada = UserId(1);
+        let first = store.claim_upload(ada, [1; 32], 60, 100).unwrap().unwrap();
+        // Nothing on disk yet: the declared size of the one in flight counts.
+        assert_eq!(
+            store.claim_upload(ada, [2; 32], 60, 100).unwrap().err(),
+            Some(ClaimRefused::OverQuota)
+        );
+        assert_eq!(
+            store.claim_upload(ada, [1; 32], 10, 100).unwrap().err(),
+            Some(ClaimRefused::InProgress)
+        );
+        assert!(store.claim_upload(UserId(2), [2; 32], 60, 100).unwrap().is_ok(), "per account");
+        drop(first);
+        assert!(store.claim_upload(ada, [2; 32], 60, 100).unwrap().is_ok());
+    }
 
     #[test]
     fn only_contents_no_entry_refers_to_are_swept() {

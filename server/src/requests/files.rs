@@ -20,6 +20,7 @@ use banter_protocol::message::{AuditAction, Delete};
 use super::events::{ack, append, check_may_post};
 use super::{ConnCtx, RequestError, RequestIo, Result, audit, authorize_in, rank_in, text};
 use crate::authz::Action;
+use crate::files::ClaimRefused;
 use crate::store::records::{EntryKind, LogEntry};
 use crate::store::{Records, Txn, keys};
 
@@ -68,20 +69,24 @@ pub(super) async fn upload(
     }
 
     let files = &ctx.shared.files;
-    let Some(_claim) = files.claim_upload(user, r.sha256) else {
-        return Err(RequestError::new(
-            ErrorCode::CONFLICT,
-            "this file is already being uploaded by this account",
-        ));
-    };
     let max_partial = ctx.shared.config.max_partial_bytes_per_user;
-    if files.partial_bytes(user, &r.sha256).map_err(io_error)?.saturating_add(r.size) > max_partial
-    {
-        return Err(RequestError::new(
-            ErrorCode::LIMIT_EXCEEDED,
-            format!("your unfinished uploads hold at most {max_partial} bytes: finish them first"),
-        ));
-    }
+    let _claim = match files.claim_upload(user, r.sha256, r.size, max_partial).map_err(io_error)? {
+        Ok(claim) => claim,
+        Err(ClaimRefused::InProgress) => {
+            return Err(RequestError::new(
+                ErrorCode::CONFLICT,
+                "this file is already being uploaded by this account",
+            ));
+        }
+        Err(ClaimRefused::OverQuota) => {
+            return Err(RequestError::new(
+                ErrorCode::LIMIT_EXCEEDED,
+                format!(
+                    "your unfinished uploads hold at most {max_partial} bytes: finish them first"
+                ),
+            ));
+        }
+    };
     let offset = if files.has_content(&r.sha256, r.size) && may_read_a_share(ctx, user, &r.sha256)?
     {
         r.size
