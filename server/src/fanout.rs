@@ -32,7 +32,16 @@ impl Fanout {
     /// Delivers whatever of `room` up to `head` (durable in the database) has not been
     /// delivered here: what the bus lost or has not carried yet.
     pub(crate) fn fill(&self, shared: &Shared, room: RoomId, head: u64) {
+        // The database reads happen before the lock is taken, so that the writer thread's
+        // deliveries never wait on a long fill (after a bus outage, say).
+        let from = shared.hub.head(room) + 1;
+        let loaded = load_range(shared, room, from, head.min(from.saturating_add(FILL_BATCH)));
         let _order = self.order.lock().unwrap_or_else(|e| e.into_inner());
+        for appended in &loaded {
+            if appended.seq == shared.hub.head(room) + 1 {
+                apply(shared, appended);
+            }
+        }
         self.fill_locked(shared, room, head);
     }
 
@@ -76,6 +85,21 @@ impl Fanout {
         }
         true
     }
+}
+
+/// Entries a fill reads ahead of taking the lock, at most (the rest, if any, under it).
+const FILL_BATCH: u64 = 1024;
+
+/// The room's entries `from..=to` from the database, up to the first that cannot be read.
+fn load_range(shared: &Shared, room: RoomId, from: u64, to: u64) -> Vec<Appended> {
+    let mut loaded = Vec::new();
+    for seq in from..=to {
+        match load(shared, room, seq) {
+            Ok(Some(appended)) => loaded.push(appended),
+            _ => break,
+        }
+    }
+    loaded
 }
 
 /// A committed entry, read back from the database.
