@@ -43,17 +43,6 @@ pub enum LogFormat {
     Json,
 }
 
-impl FromStr for LogFormat {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "text" => Ok(Self::Text),
-            "json" => Ok(Self::Json),
-            other => Err(format!("unknown log format {other:?} (text, json)")),
-        }
-    }
-}
-
 /// Where banterd keeps its data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -62,17 +51,6 @@ pub enum StoreKind {
     Sled,
     /// A PostgreSQL-compatible database at `database_url` (shared by a cluster's nodes).
     Postgres,
-}
-
-impl FromStr for StoreKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "sled" => Ok(Self::Sled),
-            "postgres" => Ok(Self::Postgres),
-            other => Err(format!("unknown store {other:?} (sled, postgres)")),
-        }
-    }
 }
 
 /// How nodes hear of each other's commits.
@@ -85,16 +63,27 @@ pub enum BusKind {
     Nats,
 }
 
-impl FromStr for BusKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "local" => Ok(Self::Local),
-            "nats" => Ok(Self::Nats),
-            other => Err(format!("unknown bus {other:?} (local, nats)")),
+/// `FromStr` (for `BANTER_*` variables and flags) from the enum's clap value names, one
+/// spelling for both.
+macro_rules! from_value_names {
+    ($($ty:ty: $what:literal),* $(,)?) => {$(
+        impl FromStr for $ty {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                <Self as clap::ValueEnum>::from_str(s, false).map_err(|_| {
+                    let names: Vec<String> = <Self as clap::ValueEnum>::value_variants()
+                        .iter()
+                        .filter_map(|v| clap::ValueEnum::to_possible_value(v))
+                        .map(|v| v.get_name().to_owned())
+                        .collect();
+                    format!("unknown {} {s:?} ({})", $what, names.join(", "))
+                })
+            }
         }
-    }
+    )*};
 }
+
+from_value_names!(LogFormat: "log format", StoreKind: "store", BusKind: "bus");
 
 macro_rules! config {
     ($($(#[doc = $doc:literal])+ $field:ident: $ty:ty = $default:expr;)*) => {
@@ -385,6 +374,17 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn enum_keys_take_their_value_names_and_say_which_they_are() {
+        assert_eq!("postgres".parse::<StoreKind>(), Ok(StoreKind::Postgres));
+        assert_eq!("nats".parse::<BusKind>(), Ok(BusKind::Nats));
+        assert_eq!("json".parse::<LogFormat>(), Ok(LogFormat::Json));
+        assert_eq!(
+            "mysql".parse::<StoreKind>(),
+            Err("unknown store \"mysql\" (sled, postgres)".to_owned())
+        );
+    }
 
     #[test]
     fn the_commented_template_parses_back_to_the_defaults() {

@@ -613,7 +613,7 @@ async fn security_the_room_cap_holds_for_every_way_into_a_room() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn security_a_login_key_needs_proof_is_capped_listed_removed_and_ended_by_a_password_reset() {
-    use banter_client::protocol::message::KeyAdd;
+    use banter_client::protocol::message::{KeyAdd, KeyList, KeyRemove};
     use ed25519_dalek::{Signer, SigningKey};
 
     let server = TestServer::start_with(|config| config.max_keys_per_user = 2).await;
@@ -626,6 +626,14 @@ async fn security_a_login_key_needs_proof_is_capped_listed_removed_and_ended_by_
         let (conn, _events) = server.connect().await;
         conn.key_login("ada", public_key, sign).await.map(|ok| ok.user)
     };
+
+    // Before login, none of the key requests is admitted.
+    let (stranger, _events) = server.connect().await;
+    for request in
+        [Message::from(KeyAdd { public_key }), KeyList {}.into(), KeyRemove { public_key }.into()]
+    {
+        assert_eq!(code_of(stranger.request_one(request).await), ErrorCode::NOT_AUTHENTICATED);
+    }
 
     // Mallory has ada's public key but not the private one: no registration, and ada is not
     // locked out of registering her own key. A bare KEY_ADD is challenged and then fails.

@@ -155,10 +155,27 @@ fn apply_on(client: &mut impl GenericClient, writes: &[Write]) -> Result<(), pos
     Ok(())
 }
 
+/// A read on one of `connections`' threads (the readers', or a transaction's writer).
+fn get_via(connections: &Connections, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+    let key = key.to_vec();
+    connections.run(move |client| Ok(client.query_opt(GET, &[&key])?.map(|row| row.get(0))))
+}
+
+/// A range scan on one of `connections`' threads.
+fn range_via(
+    connections: &Connections,
+    start: &[u8],
+    end: &[u8],
+    reverse: bool,
+    limit: usize,
+) -> Result<KeyValues, StoreError> {
+    let (start, end) = (start.to_vec(), end.to_vec());
+    connections.run(move |client| range_on(client, &start, &end, reverse, limit))
+}
+
 impl Engine for PgEngine {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        let key = key.to_vec();
-        self.readers.run(move |client| Ok(client.query_opt(GET, &[&key])?.map(|row| row.get(0))))
+        get_via(&self.readers, key)
     }
 
     fn range(
@@ -168,8 +185,7 @@ impl Engine for PgEngine {
         reverse: bool,
         limit: usize,
     ) -> Result<KeyValues, StoreError> {
-        let (start, end) = (start.to_vec(), end.to_vec());
-        self.readers.run(move |client| range_on(client, &start, &end, reverse, limit))
+        range_via(&self.readers, start, end, reverse, limit)
     }
 
     fn apply(&self, writes: Vec<Write>) -> Result<(), StoreError> {
@@ -206,9 +222,7 @@ impl PgTransaction<'_> {
 
 impl Transaction for PgTransaction<'_> {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        let key = key.to_vec();
-        self.connection()?
-            .run(move |client| Ok(client.query_opt(GET, &[&key])?.map(|row| row.get(0))))
+        get_via(self.connection()?, key)
     }
 
     fn range(
@@ -218,8 +232,7 @@ impl Transaction for PgTransaction<'_> {
         reverse: bool,
         limit: usize,
     ) -> Result<KeyValues, StoreError> {
-        let (start, end) = (start.to_vec(), end.to_vec());
-        self.connection()?.run(move |client| range_on(client, &start, &end, reverse, limit))
+        range_via(self.connection()?, start, end, reverse, limit)
     }
 
     fn commit(mut self: Box<Self>, writes: Vec<Write>) -> Result<(), StoreError> {
