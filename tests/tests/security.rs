@@ -736,3 +736,30 @@ async fn security_audit_and_public_room_pages_come_from_their_indexes() {
     let ids: Vec<_> = two.rooms.iter().map(|r| r.room).collect();
     assert_eq!((ids, two.more), (vec![last], false));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_key_audit_and_directory_requests_are_rate_limited() {
+    use banter_client::protocol::message::{AuditQuery, KeyRemove, ListScope, RoomList};
+    use banter_server::config::Bucket;
+
+    let server = TestServer::start_with(|config| {
+        for class in ["keys", "audit", "directory"] {
+            config.rate.insert(class.into(), Bucket { burst: 2, per_minute: 1 });
+        }
+    })
+    .await;
+    let root = server.user("root").await; // the server's owner: may read the whole audit log
+    let requests: [Message; 3] = [
+        KeyRemove { public_key: [9; 32] }.into(),
+        AuditQuery { room: None, before: None, limit: 1 }.into(),
+        RoomList { scope: ListScope::Public, after: None, limit: 1 }.into(),
+    ];
+    for request in requests {
+        for _ in 0..2 {
+            let answer = root.conn.request_one(request.clone()).await;
+            assert_ne!(answer.err().and_then(|e| e.code()), Some(ErrorCode::RATE_LIMITED));
+        }
+        let third = root.conn.request_one(request.clone()).await;
+        assert_eq!(code_of(third), ErrorCode::RATE_LIMITED, "{request:?}");
+    }
+}
