@@ -56,7 +56,7 @@ pub(crate) async fn run(
     });
     let (results_tx, mut results) = mpsc::unbounded_channel::<Action>();
     let mut call = None;
-    execute(Command::ReloadRooms, &client, &results_tx, &mut call);
+    let _ = execute(Command::ReloadRooms, &client, &results_tx, &mut call);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let outcome = loop {
         if let Err(error) = terminal.draw(|frame| view::render(&model, frame)) {
@@ -95,9 +95,12 @@ pub(crate) async fn run(
             Some(action) = results.recv() => Some(action),
             _ = tick.tick() => Some(Action::Tick(banter_client::wall_clock().0)),
         };
-        if let Some(action) = action {
+        // Actions a command yields at once (a post's queueing) are applied before the next
+        // event, so the post's outcome, which comes from the SDK, can never overtake them.
+        let mut actions: std::collections::VecDeque<Action> = action.into_iter().collect();
+        while let Some(action) = actions.pop_front() {
             for command in model::update(&mut model, action) {
-                execute(command, &client, &results_tx, &mut call);
+                actions.extend(execute(command, &client, &results_tx, &mut call));
             }
         }
         if model.quit {
@@ -124,13 +127,14 @@ fn set_mouse(on: bool) {
     };
 }
 
-/// Starts a command; its result comes back as an action. `call` is the voice call, if any.
+/// Starts a command; its result comes back as an action, at once (returned) where the command
+/// finishes without waiting, else later through `results`. `call` is the voice call, if any.
 fn execute(
     command: Command,
     client: &Client,
     results: &mpsc::UnboundedSender<Action>,
     call: &mut Option<CallTask>,
-) {
+) -> Option<Action> {
     let queued = match &command {
         Command::Send { room, text, reply_to } => {
             Some((*room, text, client.send(*room, text, *reply_to)))
@@ -141,34 +145,35 @@ fn execute(
         _ => None,
     };
     if let Some((room, text, queued)) = queued {
-        let action = match queued {
+        return Some(match queued {
             Ok(client_msg_id) => Action::Queued { client_msg_id, room, text: text.clone() },
             Err(error) => Action::Failed(error.to_string()),
-        };
-        let _ = results.send(action);
-        return;
+        });
     }
     match command {
-        Command::Quit => return,
-        Command::Mouse(on) => return set_mouse(on),
+        Command::Quit => return None,
+        Command::Mouse(on) => {
+            set_mouse(on);
+            return None;
+        }
         Command::VoiceJoin { room, call: id } => {
             if let Some(earlier) = call.take() {
                 earlier.leave();
             }
             *call = Some(CallTask::start(client, room, id, results.clone()));
-            return;
+            return None;
         }
         Command::VoiceLeave => {
             if let Some(call) = call.take() {
                 call.leave();
             }
-            return;
+            return None;
         }
         Command::Talk(on) => {
             if let Some(call) = call {
                 call.talk(on);
             }
-            return;
+            return None;
         }
         _ => {}
     }
@@ -182,6 +187,7 @@ fn execute(
         };
         let _ = results.send(action);
     });
+    None
 }
 
 fn text<const N: usize>(value: &str) -> Result<Text<N>, String> {
