@@ -13,27 +13,37 @@
 //! the hub keeps in memory and no entry carries goes on `banter.control`: logins ended (so a
 //! password reset or a revoked session closes connections on every node) and blocks. Those
 //! are best effort over the bus; the database still refuses a revoked login's next HELLO
-//! or refresh on any node.
+//! or refresh on any node. Soft state goes there too: typing, presence and voice rosters,
+//! each node's presence and rosters repeated every head check and forgotten after three
+//! missed ones (a dead node's users go offline and leave voice within that bound).
+//!
+//! Voice packets take `banter.voice.<room>`, once per speaker packet (NATS hands it to
+//! every node subscribed, not to every listener); a node subscribes to the rooms it has
+//! participants in. The connection is `no_echo`: a node never hears itself.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Weak, mpsc as std_mpsc};
 use std::time::{Duration, Instant};
 
 use banter_protocol::ErrorCode;
 use banter_protocol::ids::{RoomId, SessionId, UserId};
-use banter_protocol::message::{PresenceStatus, TypingState};
+use banter_protocol::message::{PresenceStatus, TypingState, VoiceAction, VoiceParticipant};
+use bytes::Bytes;
 use futures_util::StreamExt as _;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 
 use crate::config::{BusKind, Config};
 use crate::requests::Appended;
 use crate::store::keys;
 use crate::store::records::RoomRecord;
-use crate::{Shared, StartError};
+use crate::voice::VoiceNotice;
+use crate::{Shared, StartError, announce_voice, deliver_voice};
 
-/// Every subject a node listens to.
-const SUBJECTS: &str = "banter.>";
-/// Logins ended and blocks.
+/// Committed entries, per room.
+const ENTRIES: &str = "banter.room.*";
+/// Everything else but voice packets.
 const CONTROL: &str = "banter.control";
 
 fn subject(news: &News) -> String {
@@ -42,14 +52,21 @@ fn subject(news: &News) -> String {
         News::LoginsEnded { .. }
         | News::Block { .. }
         | News::Typing { .. }
-        | News::Presence { .. } => CONTROL.to_owned(),
+        | News::Presence { .. }
+        | News::Voice(_)
+        | News::VoiceModerated { .. }
+        | News::VoiceRosters(_) => CONTROL.to_owned(),
     }
+}
+
+fn voice_subject(room: RoomId) -> String {
+    format!("banter.voice.{}", room.0)
 }
 
 /// What one node tells the others.
 #[derive(Debug, Serialize, Deserialize)]
 struct Announcement {
-    /// The announcing node (a random id per process), so that it skips its own.
+    /// The announcing node (a random id per process): whose presence and rosters these are.
     node: u64,
     news: News,
 }
@@ -67,6 +84,12 @@ enum News {
     /// The presence of every user with a session on the announcing node, as seen there
     /// alone; repeated every head check, and forgotten after three missed ones.
     Presence { users: Vec<(u64, PresenceStatus, String)> },
+    /// A participant here joined, changed, left, started or stopped talking.
+    Voice(VoiceNotice),
+    /// A moderator here decided about `target`'s voice, who is in it on another node too.
+    VoiceModerated { room: RoomId, target: UserId, actor: UserId, action: VoiceAction },
+    /// Every voice participant on the announcing node, by room; repeated like presence.
+    VoiceRosters(Vec<(RoomId, Vec<VoiceParticipant>)>),
 }
 
 /// Where committed entries are announced.
@@ -79,21 +102,21 @@ pub(crate) enum Bus {
     Nats {
         /// This process's id in announcements.
         node: u64,
-        outbox: mpsc::UnboundedSender<(String, Vec<u8>)>,
+        outbox: mpsc::UnboundedSender<(String, Bytes)>,
     },
 }
 
 /// A connected bus, before the server has its shared state: what [`serve`] runs on.
 pub(crate) struct Connected {
     client: async_nats::Client,
-    subscriber: async_nats::Subscriber,
-    outbox: mpsc::UnboundedReceiver<(String, Vec<u8>)>,
-    node: u64,
+    entries: async_nats::Subscriber,
+    control: async_nats::Subscriber,
+    outbox: mpsc::UnboundedReceiver<(String, Bytes)>,
 }
 
 impl std::fmt::Debug for Connected {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Connected").field("node", &self.node).finish_non_exhaustive()
+        f.debug_struct("Connected").finish_non_exhaustive()
     }
 }
 
@@ -103,16 +126,27 @@ impl Bus {
         match config.bus {
             BusKind::Local => Ok((Self::Local, None)),
             BusKind::Nats => {
-                let client = async_nats::connect(&config.nats_url).await.map_err(|e| {
-                    StartError::Config(format!("NATS at {:?}: {e}", config.nats_url))
-                })?;
-                let subscriber = client
-                    .subscribe(SUBJECTS)
+                let client = async_nats::ConnectOptions::new()
+                    .no_echo()
+                    .connect(&config.nats_url)
                     .await
-                    .map_err(|e| StartError::Config(format!("NATS subscribe: {e}")))?;
+                    .map_err(|e| {
+                        StartError::Config(format!("NATS at {:?}: {e}", config.nats_url))
+                    })?;
+                let subscribe = |subject| {
+                    let client = client.clone();
+                    async move {
+                        client
+                            .subscribe(subject)
+                            .await
+                            .map_err(|e| StartError::Config(format!("NATS subscribe: {e}")))
+                    }
+                };
+                let entries = subscribe(ENTRIES).await?;
+                let control = subscribe(CONTROL).await?;
                 let (outbox_tx, outbox) = mpsc::unbounded_channel();
                 let node = crate::rand_u64();
-                let connected = Connected { client, subscriber, outbox, node };
+                let connected = Connected { client, entries, control, outbox };
                 Ok((Self::Nats { node, outbox: outbox_tx }, Some(connected)))
             }
         }
@@ -141,13 +175,38 @@ impl Bus {
         self.tell(|| News::Block { blocker: blocker.0, blocked: blocked.0, on });
     }
 
+    /// Announces what changed in voice here (participants here only).
+    pub(crate) fn voice(&self, notices: &[VoiceNotice]) {
+        for notice in notices {
+            self.tell(|| News::Voice(notice.clone()));
+        }
+    }
+
+    /// Announces a moderator's decision about a user in voice on another node.
+    pub(crate) fn voice_moderated(
+        &self,
+        room: RoomId,
+        target: UserId,
+        actor: UserId,
+        action: VoiceAction,
+    ) {
+        self.tell(|| News::VoiceModerated { room, target, actor, action });
+    }
+
+    /// Hands a relayed voice packet to the nodes with participants in `room`.
+    pub(crate) fn voice_packet(&self, room: RoomId, packet: Bytes) {
+        if let Self::Nats { outbox, .. } = self {
+            let _ = outbox.send((voice_subject(room), packet));
+        }
+    }
+
     fn tell(&self, news: impl FnOnce() -> News) {
         let Self::Nats { node, outbox } = self else { return };
         let news = news();
         let subject = subject(&news);
         match postcard::to_stdvec(&Announcement { node: *node, news }) {
             Ok(bytes) => {
-                let _ = outbox.send((subject, bytes));
+                let _ = outbox.send((subject, bytes.into()));
             }
             Err(error) => tracing::warn!(%error, "could not encode an announcement"),
         }
@@ -158,16 +217,19 @@ impl Bus {
 /// others', and a thread delivering those (it reads the database to fill gaps, which must not
 /// block the async runtime) and checking room heads. All end with the server.
 pub(crate) fn serve(shared: &Arc<Shared>, bus: Connected, mut shutdown: watch::Receiver<bool>) {
-    let Connected { client, mut subscriber, mut outbox, node } = bus;
+    let Connected { client, entries, control, mut outbox } = bus;
+    let publisher = client.clone();
     tokio::spawn(async move {
         while let Some((subject, bytes)) = outbox.recv().await {
             // At most once: a lost entry is found by the receivers' head checks.
-            if let Err(error) = client.publish(subject, bytes.into()).await {
+            if let Err(error) = publisher.publish(subject, bytes).await {
                 tracing::debug!(%error, "announcement not published");
             }
         }
     });
+    tokio::spawn(carry_voice(shared.clone(), client, shutdown.clone()));
     let (arrivals, inbox) = std_mpsc::channel::<Vec<u8>>();
+    let mut subscriber = futures_util::stream::select(entries, control);
     tokio::spawn(async move {
         loop {
             tokio::select! {
@@ -187,7 +249,7 @@ pub(crate) fn serve(shared: &Arc<Shared>, bus: Connected, mut shutdown: watch::R
     let every = Duration::from_millis(shared_config(&shared).map_or(1000, |c| c.bus_head_check_ms));
     let spawned = std::thread::Builder::new()
         .name("banter-bus".into())
-        .spawn(move || deliver_arrivals(&shared, &inbox, node, every));
+        .spawn(move || deliver_arrivals(&shared, &inbox, every));
     if let Err(error) = spawned {
         tracing::error!(%error, "could not start the bus thread");
     }
@@ -199,12 +261,7 @@ fn shared_config(shared: &Weak<Shared>) -> Option<Config> {
 
 /// Delivers other nodes' announcements, and checks heads every `every`; ends when the
 /// server is gone.
-fn deliver_arrivals(
-    shared: &Weak<Shared>,
-    inbox: &std_mpsc::Receiver<Vec<u8>>,
-    node: u64,
-    every: Duration,
-) {
+fn deliver_arrivals(shared: &Weak<Shared>, inbox: &std_mpsc::Receiver<Vec<u8>>, every: Duration) {
     let mut next_check = Instant::now() + every;
     loop {
         let wait = next_check.saturating_duration_since(Instant::now());
@@ -212,8 +269,7 @@ fn deliver_arrivals(
         let Some(shared) = shared.upgrade() else { return };
         match arrival {
             Ok(bytes) => match postcard::from_bytes::<Announcement>(&bytes) {
-                Ok(a) if a.node != node => hear(&shared, a.node, a.news, 3 * every),
-                Ok(_) => {}
+                Ok(a) => hear(&shared, a.node, a.news, 3 * every),
                 Err(error) => tracing::warn!(%error, "an announcement that does not decode"),
             },
             Err(std_mpsc::RecvTimeoutError::Timeout) => {}
@@ -224,14 +280,18 @@ fn deliver_arrivals(
             let users = shared.hub.local_presence();
             let users = users.into_iter().map(|(user, status, text)| (user.0, status, text));
             shared.bus.tell(|| News::Presence { users: users.collect() });
+            shared.bus.tell(|| News::VoiceRosters(shared.voice.local_rosters()));
             shared.hub.expire_remote_presence(Instant::now());
+            deliver_voice(&shared, shared.voice.expire_other_nodes(Instant::now()));
             next_check = Instant::now() + every;
         }
     }
 }
 
-/// Acts on `node`'s news; its presence holds for `ttl` unless announced again.
+/// Acts on `node`'s news; its presence and voice rosters hold for `ttl` unless announced
+/// again.
 fn hear(shared: &Shared, node: u64, news: News, ttl: Duration) {
+    let expires = Instant::now() + ttl;
     match news {
         News::Entry { room, seq } => shared.fanout.announced(shared, RoomId(room), seq),
         News::LoginsEnded { logins, reason } => {
@@ -247,7 +307,76 @@ fn hear(shared: &Shared, node: u64, news: News, ttl: Duration) {
         }
         News::Presence { users } => {
             let users = users.into_iter().map(|(user, status, text)| (UserId(user), status, text));
-            shared.hub.remote_presence(node, users.collect(), Instant::now() + ttl);
+            shared.hub.remote_presence(node, users.collect(), expires);
+        }
+        News::Voice(notice) => {
+            shared.voice.changed_elsewhere(node, &notice, expires);
+            deliver_voice(shared, vec![notice]);
+        }
+        News::VoiceModerated { room, target, actor, action } => {
+            announce_voice(shared, shared.voice.moderated_elsewhere(room, target, actor, action));
+        }
+        News::VoiceRosters(rosters) => {
+            deliver_voice(shared, shared.voice.roster_elsewhere(node, rosters, expires));
+        }
+    }
+}
+
+/// Takes other nodes' voice packets for the rooms with participants here (one subscription
+/// per room, following [`crate::voice::Voice::rooms_changed`]) and relays them to those
+/// participants, until the server stops.
+async fn carry_voice(
+    shared: Arc<Shared>,
+    client: async_nats::Client,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut subscribed: HashMap<RoomId, JoinHandle<()>> = HashMap::new();
+    loop {
+        let changed = shared.voice.rooms_changed.notified();
+        let wanted = shared.voice.local_rooms();
+        subscribed.retain(|room, task| {
+            let keep = wanted.contains(room) && !task.is_finished();
+            if !keep {
+                task.abort();
+            }
+            keep
+        });
+        for room in wanted {
+            if subscribed.contains_key(&room) {
+                continue;
+            }
+            match client.subscribe(voice_subject(room)).await {
+                Ok(packets) => {
+                    let relay = relay_packets(Arc::downgrade(&shared), room, packets);
+                    subscribed.insert(room, tokio::spawn(relay));
+                }
+                Err(error) => tracing::warn!(%error, room = room.0, "no voice from other nodes"),
+            }
+        }
+        tokio::select! {
+            () = changed => {}
+            _ = shutdown.changed() => break,
+            // A subscription that failed is tried again.
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+    for task in subscribed.into_values() {
+        task.abort();
+    }
+}
+
+async fn relay_packets(shared: Weak<Shared>, room: RoomId, mut packets: async_nats::Subscriber) {
+    while let Some(message) = packets.next().await {
+        let Some(shared) = shared.upgrade() else { return };
+        let now = Instant::now();
+        let voice = &shared.voice;
+        for (listener, packet) in voice.relay_from_other_node(room, message.payload) {
+            match listener.send(packet, now) {
+                Ok(()) => {
+                    voice.metrics.relayed.inc();
+                }
+                Err(reason) => voice.metrics.drop(reason),
+            }
         }
     }
 }

@@ -288,6 +288,9 @@ fn relay_voice(ctx: &ConnCtx, packet: &[u8], via: Path) {
             Err(reason) => voice.metrics.drop(reason),
         }
     }
+    if let Some((room, packet)) = relayed.to_other_nodes {
+        ctx.shared.bus.voice_packet(room, packet);
+    }
     crate::announce_voice(&ctx.shared, relayed.notice.into_iter().collect());
 }
 

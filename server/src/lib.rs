@@ -202,8 +202,37 @@ fn advertised_limits(config: &Config) -> Limits {
     }
 }
 
-/// Tells the room about voice changes (ephemeral stream).
+/// A slot of voice source ids for this node of a cluster, from a counter in the database
+/// (see [`voice::SLOT_BITS`]).
+async fn take_node_slot(store: &Store) -> Result<u32, StartError> {
+    use store::{StoreError, WriteError};
+    for _ in 0..10 {
+        let taken = store.write(|txn| txn.next_id("voice_node_slot"), |slot| slot).await;
+        // A conflict: another node starting at the same moment, whose transaction won.
+        let conflict = match &taken {
+            Ok(_) => false,
+            Err(WriteError::Rejected(error)) => matches!(error, StoreError::Conflict),
+            Err(WriteError::Store(error)) => matches!(**error, StoreError::Conflict),
+        };
+        match taken {
+            Ok(slot) => return Ok((slot % ((1 << voice::SLOT_BITS) - 1) + 1) as u32),
+            Err(_) if conflict => {}
+            Err(WriteError::Rejected(error)) => return Err(StartError::Store(error)),
+            Err(WriteError::Store(error)) => return Err(StartError::Config(error.to_string())),
+        }
+    }
+    Err(StartError::Store(StoreError::Conflict))
+}
+
+/// Tells the room about voice changes of participants on this node: its members here (on
+/// the ephemeral stream) and on other nodes (over the bus).
 pub(crate) fn announce_voice(shared: &Shared, notices: Vec<voice::VoiceNotice>) {
+    shared.bus.voice(&notices);
+    deliver_voice(shared, notices);
+}
+
+/// Tells the room's members on this node about voice changes (ephemeral stream).
+pub(crate) fn deliver_voice(shared: &Shared, notices: Vec<voice::VoiceNotice>) {
     use banter_protocol::message::{Hello, Speaking, VoiceStateChanged};
     for notice in notices {
         match notice {
@@ -359,6 +388,7 @@ impl Server {
             None
         };
         if let Some(nats) = nats {
+            shared.voice.set_node_slot(take_node_slot(&shared.store).await?);
             bus::serve(&shared, nats, shutdown_rx.clone());
         }
         let task = tokio::spawn(accept_loop(shared.clone(), endpoint.clone(), shutdown_rx));

@@ -3,10 +3,11 @@
 //! bitrate) is enforced here by dropping packets; clients are never trusted with it.
 
 mod link;
+mod remote;
 
 pub(crate) use link::{Path, VoiceLink};
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -17,7 +18,9 @@ use banter_protocol::message::{VoiceAction, VoiceParticipant, VoiceState};
 use bytes::{BufMut, Bytes, BytesMut};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use tokio::sync::Notify;
 
+use self::remote::RemoteRosters;
 use crate::metrics::Label;
 
 /// Talk state ends this long after a source's last packet (spec §8.3).
@@ -78,8 +81,8 @@ impl Budget {
     }
 }
 
-/// A change others must hear about (on the ephemeral stream).
-#[derive(Debug, Clone, PartialEq)]
+/// A change others must hear about (on the ephemeral stream, and on the bus).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(crate) enum VoiceNotice {
     /// A participant joined, changed or left.
     State { room: RoomId, participant: VoiceParticipant, present: bool, actor: UserId },
@@ -96,6 +99,8 @@ pub(crate) struct Relayed {
     pub(crate) echo: Option<Bytes>,
     /// A talk-state change.
     pub(crate) notice: Option<VoiceNotice>,
+    /// The packet for the room's participants on other nodes, if it has any.
+    pub(crate) to_other_nodes: Option<(RoomId, Bytes)>,
 }
 
 /// Why a voice request was refused.
@@ -109,9 +114,27 @@ pub(crate) enum VoiceError {
 #[derive(Debug)]
 pub(crate) struct Voice {
     rooms: Mutex<Rooms>,
+    /// The node's share of source ids (cluster mode), in the top [`SLOT_BITS`] bits of each.
+    node_slot: AtomicU32,
     next_source: AtomicU32,
     bitrate: BitrateCap,
+    /// Signalled when the set of rooms with participants here changes (the bus follows it).
+    pub(crate) rooms_changed: Notify,
     pub(crate) metrics: VoiceMetrics,
+}
+
+/// Source ids are `slot << (32 - SLOT_BITS) | n`: each node of a cluster takes a slot from the
+/// database when it starts (one node alone uses slot 0), so sources stay unique in a room
+/// whose participants are spread over nodes. `n` wraps after about a million joins per node.
+pub(crate) const SLOT_BITS: u32 = 12;
+
+/// What a VOICE_MODERATE decided.
+#[derive(Debug, Default)]
+pub(crate) struct Moderated {
+    /// The new state of the target's participants on this node.
+    pub(crate) notices: Vec<VoiceNotice>,
+    /// The target is in the room's voice on another node too: the decision goes on the bus.
+    pub(crate) elsewhere: bool,
 }
 
 /// Relay counters (registered by the server's metrics).
@@ -139,6 +162,8 @@ struct Rooms {
     /// Moderators' decisions per (room, user): they hold for every participant of that user,
     /// on any connection, and across leaving and joining again.
     moderation: HashMap<(RoomId, UserId), Moderation>,
+    /// The participants of other nodes.
+    remote: RemoteRosters,
 }
 
 /// What moderators decided about one user's voice in one room (spec §6.6).
@@ -169,13 +194,48 @@ fn participant_view(p: &Participant) -> VoiceParticipant {
 }
 
 impl Rooms {
+    /// Records a moderator's decision about `target` in `room` and applies it to the
+    /// target's participants here; their new states.
+    fn decide(
+        &mut self,
+        room: RoomId,
+        target: UserId,
+        actor: UserId,
+        action: VoiceAction,
+    ) -> Vec<VoiceNotice> {
+        let decision = self.moderation.entry((room, target)).or_default();
+        match action {
+            VoiceAction::GrantSpeak => decision.speech = Some(true),
+            VoiceAction::RevokeSpeak => decision.speech = Some(false),
+            VoiceAction::ServerMute => decision.server_mute = true,
+            VoiceAction::ServerUnmute => decision.server_mute = false,
+        }
+        let decision = *decision;
+        let Some(members) = self.members.get_mut(&room) else { return Vec::new() };
+        let mut notices = Vec::new();
+        for participant in members.values_mut().filter(|p| p.user == target) {
+            decision.apply(&mut participant.state);
+            if action == VoiceAction::GrantSpeak {
+                participant.state.requested_to_speak = None;
+            }
+            notices.push(VoiceNotice::State {
+                room,
+                participant: participant_view(participant),
+                present: true,
+                actor,
+            });
+        }
+        notices
+    }
+
     /// Takes a connection out of its voice room; the notices say so.
-    fn leave(&mut self, conn_id: usize) -> Option<(RoomId, Vec<VoiceNotice>)> {
+    fn leave(&mut self, conn_id: usize, changed: &Notify) -> Option<(RoomId, Vec<VoiceNotice>)> {
         let room = self.room_of.remove(&conn_id)?;
         let members = self.members.get_mut(&room)?;
         let gone = members.remove(&conn_id)?;
         if members.is_empty() {
             self.members.remove(&room);
+            changed.notify_one();
         }
         let mut notices = Vec::new();
         if gone.speaking_until.is_some() {
@@ -195,10 +255,23 @@ impl Voice {
     pub(crate) fn new(max_bitrate: u64) -> Self {
         Self {
             rooms: Mutex::new(Rooms::default()),
-            next_source: AtomicU32::new(1),
+            node_slot: AtomicU32::new(0),
+            next_source: AtomicU32::new(0),
             bitrate: BitrateCap::new(max_bitrate),
+            rooms_changed: Notify::new(),
             metrics: VoiceMetrics::default(),
         }
+    }
+
+    /// Sets the node's slot of source ids (below `1 << SLOT_BITS`), before anyone joins.
+    pub(crate) fn set_node_slot(&self, slot: u32) {
+        self.node_slot.store(slot % (1 << SLOT_BITS), Ordering::Relaxed);
+    }
+
+    fn new_source(&self) -> SourceId {
+        const PER_SLOT: u32 = 1 << (32 - SLOT_BITS);
+        let n = self.next_source.fetch_add(1, Ordering::Relaxed) % (PER_SLOT - 1) + 1;
+        SourceId(self.node_slot.load(Ordering::Relaxed) << (32 - SLOT_BITS) | n)
     }
 
     fn lock(&self) -> MutexGuard<'_, Rooms> {
@@ -222,8 +295,9 @@ impl Voice {
         if link.has_ended() {
             return Err(ConnectionEnded);
         }
-        let mut notices = rooms.leave(conn_id).map(|(_, n)| n).unwrap_or_default();
-        let source = SourceId(self.next_source.fetch_add(1, Ordering::Relaxed));
+        let mut notices =
+            rooms.leave(conn_id, &self.rooms_changed).map(|(_, n)| n).unwrap_or_default();
+        let source = self.new_source();
         let mut state = VoiceState {
             self_mute: false,
             self_deaf: false,
@@ -248,14 +322,18 @@ impl Voice {
         });
         rooms.room_of.insert(conn_id, room);
         let members = rooms.members.entry(room).or_default();
+        if members.is_empty() {
+            self.rooms_changed.notify_one();
+        }
         members.insert(conn_id, participant);
-        let roster = members.values().map(participant_view).collect();
+        let mut roster: Vec<_> = members.values().map(participant_view).collect();
+        roster.extend(rooms.remote.participants(room).cloned());
         Ok((source, roster, notices))
     }
 
     /// Leaves voice (VOICE_LEAVE or the connection ended).
     pub(crate) fn leave(&self, conn_id: usize) -> Option<(RoomId, Vec<VoiceNotice>)> {
-        self.lock().leave(conn_id)
+        self.lock().leave(conn_id, &self.rooms_changed)
     }
 
     /// Leaves `room`'s voice only if the connection is in that room (VOICE_LEAVE names it:
@@ -265,7 +343,7 @@ impl Voice {
         if rooms.room_of.get(&conn_id) != Some(&room) {
             return None;
         }
-        rooms.leave(conn_id).map(|(_, notices)| notices)
+        rooms.leave(conn_id, &self.rooms_changed).map(|(_, notices)| notices)
     }
 
     /// Removes every participant of `user` from `room`'s voice: they were removed from the
@@ -279,7 +357,8 @@ impl Voice {
                 members.iter().filter(|(_, p)| p.user == user).map(|(c, _)| *c).collect()
             })
             .unwrap_or_default();
-        conns.into_iter().filter_map(|conn| rooms.leave(conn)).flat_map(|(_, n)| n).collect()
+        let left = conns.into_iter().filter_map(|conn| rooms.leave(conn, &self.rooms_changed));
+        left.flat_map(|(_, n)| n).collect()
     }
 
     fn change(
@@ -346,43 +425,39 @@ impl Voice {
 
     /// VOICE_MODERATE (the caller's authority was checked by the authorization function):
     /// records the decision for (room, user) and applies it to every participant of that
-    /// user in the room. NOT_FOUND when the user is not in the room's voice now; the decision
-    /// then is not kept.
+    /// user in the room, here and (through the bus, see [`Moderated::elsewhere`]) on other
+    /// nodes. NOT_FOUND when the user is not in the room's voice now; the decision then is
+    /// not kept.
     pub(crate) fn moderate(
         &self,
         room: RoomId,
         target: UserId,
         actor: UserId,
         action: VoiceAction,
-    ) -> Result<Vec<VoiceNotice>, VoiceError> {
-        let mut guard = self.lock();
-        let rooms = &mut *guard;
-        let members = rooms.members.get_mut(&room).ok_or(VoiceError::NotInVoice)?;
-        let mut decision = rooms.moderation.get(&(room, target)).copied().unwrap_or_default();
-        match action {
-            VoiceAction::GrantSpeak => decision.speech = Some(true),
-            VoiceAction::RevokeSpeak => decision.speech = Some(false),
-            VoiceAction::ServerMute => decision.server_mute = true,
-            VoiceAction::ServerUnmute => decision.server_mute = false,
+    ) -> Result<Moderated, VoiceError> {
+        let mut rooms = self.lock();
+        let elsewhere = rooms.remote.has_user(room, target);
+        if !rooms.members.contains_key(&room) && !elsewhere {
+            return Err(VoiceError::NotInVoice);
         }
-        let mut notices = Vec::new();
-        for participant in members.values_mut().filter(|p| p.user == target) {
-            decision.apply(&mut participant.state);
-            if action == VoiceAction::GrantSpeak {
-                participant.state.requested_to_speak = None;
-            }
-            notices.push(VoiceNotice::State {
-                room,
-                participant: participant_view(participant),
-                present: true,
-                actor,
-            });
-        }
-        if notices.is_empty() {
+        let notices = rooms.decide(room, target, actor, action);
+        if notices.is_empty() && !elsewhere {
+            rooms.moderation.remove(&(room, target));
             return Err(VoiceError::NoSuchParticipant);
         }
-        rooms.moderation.insert((room, target), decision);
-        Ok(notices)
+        Ok(Moderated { notices, elsewhere })
+    }
+
+    /// A moderator's decision made on another node: kept here, and applied to the target's
+    /// participants on this node.
+    pub(crate) fn moderated_elsewhere(
+        &self,
+        room: RoomId,
+        target: UserId,
+        actor: UserId,
+        action: VoiceAction,
+    ) -> Vec<VoiceNotice> {
+        self.lock().decide(room, target, actor, action)
     }
 
     /// Relays one datagram (or tunnel record) from `conn_id`: returns where to send what, and
@@ -440,7 +515,68 @@ impl Voice {
             .filter(|(c, p)| **c != conn_id && !p.state.self_deaf)
             .map(|(_, p)| (p.link.clone(), packet.clone()))
             .collect();
-        Relayed { to, echo: None, notice }
+        let to_other_nodes = rooms.remote.any_in(room).then_some((room, packet));
+        Relayed { to, echo: None, notice, to_other_nodes }
+    }
+
+    /// Where a packet another node relayed for `room` goes here: to every participant here
+    /// who is not deafened. (Its header was stamped by that node, which enforced the
+    /// speaker's mute and bitrate.)
+    pub(crate) fn relay_from_other_node(
+        &self,
+        room: RoomId,
+        packet: Bytes,
+    ) -> Vec<(Arc<VoiceLink>, Bytes)> {
+        let valid = packet.len() <= MAX_DATAGRAM_LEN
+            && VoiceHeader::parse(&packet).is_ok_and(|(h, _)| h.kind == Kind::OPUS_FRAME);
+        if !valid {
+            self.metrics.drop("malformed");
+            return Vec::new();
+        }
+        let rooms = self.lock();
+        let Some(members) = rooms.members.get(&room) else { return Vec::new() };
+        members
+            .values()
+            .filter(|p| !p.state.self_deaf)
+            .map(|p| (p.link.clone(), packet.clone()))
+            .collect()
+    }
+
+    /// The rooms with participants on this node (whose packets from other nodes it takes).
+    pub(crate) fn local_rooms(&self) -> HashSet<RoomId> {
+        self.lock().members.keys().copied().collect()
+    }
+
+    /// Every participant on this node, by room: what it announces to the others.
+    pub(crate) fn local_rosters(&self) -> Vec<(RoomId, Vec<VoiceParticipant>)> {
+        let rooms = self.lock();
+        let rosters = rooms.members.iter();
+        rosters
+            .map(|(room, members)| (*room, members.values().map(participant_view).collect()))
+            .collect()
+    }
+
+    /// Another node's participant joined, changed or left (the notice, for sessions here).
+    pub(crate) fn changed_elsewhere(&self, node: u64, notice: &VoiceNotice, expires: Instant) {
+        if let VoiceNotice::State { room, participant, present, .. } = notice {
+            let remote = &mut self.lock().remote;
+            remote.apply(node, *room, participant.clone(), *present, expires);
+        }
+    }
+
+    /// Another node's whole roster (announced periodically); what changed here.
+    pub(crate) fn roster_elsewhere(
+        &self,
+        node: u64,
+        rosters: Vec<(RoomId, Vec<VoiceParticipant>)>,
+        expires: Instant,
+    ) -> Vec<VoiceNotice> {
+        self.lock().remote.replace(node, rosters, expires)
+    }
+
+    /// Forgets the participants of nodes that stopped announcing: they left.
+    pub(crate) fn expire_other_nodes(&self, now: Instant) -> Vec<VoiceNotice> {
+        self.lock().remote.expire(now)
     }
 
     /// Sources whose hangover passed: they stopped talking.

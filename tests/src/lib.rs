@@ -27,6 +27,23 @@ pub mod voice;
 
 pub use impaired::{ImpairedPath, Impairment};
 
+/// Settings for a node of a cluster on `postgres` and `nats` (issue 17), with a head check
+/// every 200 ms so that tests of what the bus lost run quickly.
+pub fn clustered(
+    postgres: &postgres::TestPostgres,
+    nats: &nats::TestNats,
+) -> impl FnOnce(&mut Config) + use<> {
+    use banter_server::config::{BusKind, StoreKind};
+    let (database, bus) = (postgres.url(), nats.url());
+    move |config| {
+        config.store = StoreKind::Postgres;
+        config.database_url = database;
+        config.bus = BusKind::Nats;
+        config.nats_url = bus;
+        config.bus_head_check_ms = 200;
+    }
+}
+
 /// How long a test waits for something the server should send.
 pub const WAIT: Duration = Duration::from_secs(10);
 

@@ -12,22 +12,9 @@ use banter_client::protocol::ids::RoomId;
 use banter_client::protocol::message::{
     Message, PresenceSet, PresenceStatus, TypingSet, TypingState,
 };
-use banter_server::config::{BusKind, Config, StoreKind};
 use banter_tests::nats::TestNats;
 use banter_tests::postgres::TestPostgres;
-use banter_tests::{TestServer, TestUser, WAIT, fresh_id};
-
-/// Cluster settings for a node.
-fn clustered(postgres: &TestPostgres, nats: &TestNats) -> impl FnOnce(&mut Config) {
-    let (database, bus) = (postgres.url(), nats.url());
-    move |config| {
-        config.store = StoreKind::Postgres;
-        config.database_url = database;
-        config.bus = BusKind::Nats;
-        config.nats_url = bus;
-        config.bus_head_check_ms = 200;
-    }
-}
+use banter_tests::{TestServer, TestUser, WAIT, clustered, fresh_id};
 
 async fn node(postgres: &TestPostgres, nats: &TestNats) -> TestServer {
     TestServer::start_with(clustered(postgres, nats)).await
@@ -213,4 +200,69 @@ async fn a_client_given_the_cluster_fails_over_to_another_node_and_loses_nothing
         .collect();
     texts.reverse();
     assert_eq!(texts, ["m0", "m1", "m2"]);
+}
+
+/// Waits until `user` hears that `whom`'s voice state in the room is as `wanted` says.
+async fn voice_state(
+    user: &mut TestUser,
+    whom: banter_client::protocol::ids::UserId,
+    wanted: impl Fn(&banter_client::protocol::message::VoiceStateChanged) -> bool,
+    what: &str,
+) {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            if let Event::Ephemeral(Message::VoiceStateChanged(s)) = user.next_event().await {
+                if s.participant.user == whom && wanted(&s) {
+                    return;
+                }
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{what}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_voice_room_spans_nodes_rosters_packets_and_moderation_included() {
+    use banter_client::protocol::message::{VoiceAction, VoiceModerate};
+    use banter_tests::voice::{datagram, heard, join_voice};
+
+    let postgres = TestPostgres::start();
+    let nats = TestNats::start();
+    let a = node(&postgres, &nats).await;
+    let mut b = TestServer::start_beside(&a, clustered(&postgres, &nats)).await;
+    let mut ada = a.user("ada").await;
+    let mut bob = b.user("bob").await;
+    let room = ada.create_voice_room("talk").await;
+    bob.join(room).await.unwrap();
+
+    let hers = join_voice(&ada, room).await.source;
+    voice_state(&mut bob, ada.auth.user, |s| s.present, "ada's join on A reaches B").await;
+    let joined = join_voice(&bob, room).await;
+    voice_state(&mut ada, bob.auth.user, |s| s.present, "bob's join on B reaches A").await;
+    // Each node takes its own slot of source ids: no two participants share one.
+    assert_ne!(hers.0 >> 20, joined.source.0 >> 20, "{hers:?} and {:?}", joined.source);
+    assert!(
+        joined.roster.iter().any(|p| p.user == ada.auth.user && p.source == hers),
+        "node B's roster names ada on node A: {:?}",
+        joined.roster
+    );
+
+    // Voice both ways, stamped by the speaker's node.
+    ada.conn.quic().send_datagram(datagram(999, 1, false, b"from A")).unwrap();
+    let (header, payload) = heard(&bob, WAIT).await.expect("A's packet reaches B");
+    assert_eq!((header.source, payload.as_slice()), (u64::from(hers.0), &b"from A"[..]));
+    bob.conn.quic().send_datagram(datagram(0, 1, false, b"from B")).unwrap();
+    assert_eq!(heard(&ada, WAIT).await.expect("B's packet reaches A").1, b"from B");
+
+    // Ada, the owner, server-mutes bob from node A: node B applies it and drops his voice.
+    let mute = VoiceModerate { room, user: bob.auth.user, action: VoiceAction::ServerMute };
+    ada.conn.request_one(mute).await.unwrap();
+    voice_state(&mut ada, bob.auth.user, |s| s.participant.state.server_mute, "bob muted").await;
+    bob.conn.quic().send_datagram(datagram(0, 2, false, b"muted")).unwrap();
+    assert!(heard(&ada, Duration::from_millis(400)).await.is_none(), "B dropped bob's voice");
+
+    // Node B stops: bob leaves voice on node A too.
+    b.stop().await;
+    voice_state(&mut ada, bob.auth.user, |s| !s.present, "bob's departure reaches A").await;
 }

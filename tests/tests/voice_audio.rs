@@ -8,7 +8,9 @@ use banter_client::protocol::ids::RoomId;
 use banter_client::voice::{SWITCH_AFTER, VoicePath, VoiceSession};
 use banter_client::{Options, Trust};
 use banter_codec::{EncoderSettings, Frame, envelope_correlation, speech_like};
-use banter_tests::{ImpairedPath, Impairment, TestServer, TestUser};
+use banter_tests::nats::TestNats;
+use banter_tests::postgres::TestPostgres;
+use banter_tests::{ImpairedPath, Impairment, TestServer, TestUser, clustered};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -67,10 +69,19 @@ async fn speak_and_listen(impairment: Option<Impairment>) -> (Vec<Frame>, Vec<Ve
         None => None,
     };
     let (speaker, one, two, room) = voice_room(&server, path.as_ref()).await;
+    speak_to(&speaker, &[&one, &two], room).await
+}
+
+/// `speaker` says 2 s of speech in `room`'s voice; what each listener heard.
+async fn speak_to(
+    speaker: &TestUser,
+    listeners: &[&TestUser],
+    room: RoomId,
+) -> (Vec<Frame>, Vec<Vec<Frame>>) {
     let (mic, _own) =
         VoiceSession::join(&speaker.conn, room, EncoderSettings::default()).await.unwrap();
     let mut recorders = Vec::new();
-    for listener in [&one, &two] {
+    for listener in listeners {
         let (session, output) =
             VoiceSession::join(&listener.conn, room, EncoderSettings::default()).await.unwrap();
         recorders.push(record(session, output));
@@ -92,6 +103,27 @@ async fn speech_reaches_both_listeners_recognisably() {
         // Measured above 0.9 on an idle machine; unrelated or broken audio is near 0. The
         // bound leaves room for timer jitter when the test suite loads both cores.
         assert!(correlation > 0.75, "envelope correlation {correlation}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn speech_through_two_nodes_of_a_cluster_reaches_listeners_on_both_recognisably() {
+    // The speaker and one listener on node A, the other listener on node B: B gets the
+    // packets from A over NATS.
+    let postgres = TestPostgres::start();
+    let nats = TestNats::start();
+    let a = TestServer::start_with(clustered(&postgres, &nats)).await;
+    let b = TestServer::start_beside(&a, clustered(&postgres, &nats)).await;
+    let speaker = a.user("speaker").await;
+    let here = a.user("here").await;
+    let there = b.user("there").await;
+    let room = speaker.create_voice_room("voice").await;
+    here.join(room).await.unwrap();
+    there.join(room).await.unwrap();
+    let (speech, heard) = speak_to(&speaker, &[&here, &there], room).await;
+    for (frames, node) in heard.iter().zip(["A (same node)", "B (over NATS)"]) {
+        let correlation = envelope_correlation(&speech, frames, 40);
+        assert!(correlation > 0.75, "heard on node {node}: envelope correlation {correlation}");
     }
 }
 

@@ -84,20 +84,20 @@ pub(super) fn request_speak(ctx: &ConnCtx, r: VoiceRequestSpeak) -> Result<Vec<M
     Ok(vec![Done {}.into()])
 }
 
-/// VOICE_MODERATE: applied to every participant of the user in the room (and kept for when
-/// they join again), audited as VOICE with the action as the reason (spec §6.6).
+/// VOICE_MODERATE: applied to every participant of the user in the room, on every node (and
+/// kept for when they join again), audited as VOICE with the action as the reason (spec §6.6).
 pub(super) async fn moderate(ctx: &ConnCtx, r: VoiceModerate) -> Result<Vec<Message>> {
     let actor = ctx.authed()?.user;
     ctx.rate("voice")?;
     let shared = ctx.shared.clone();
     let (room, target, action) = (r.room, r.user, r.action);
-    let notices = ctx
+    let moderated = ctx
         .shared
         .store
         .write(
             move |txn| {
                 authorize_moderation_in(txn, room, actor, target)?;
-                let notices = shared.voice.moderate(room, target, actor, action)?;
+                let moderated = shared.voice.moderate(room, target, actor, action)?;
                 audit(
                     txn,
                     actor,
@@ -106,12 +106,15 @@ pub(super) async fn moderate(ctx: &ConnCtx, r: VoiceModerate) -> Result<Vec<Mess
                     Some(target),
                     action_name(action),
                 )?;
-                Ok(notices)
+                Ok(moderated)
             },
-            |notices| notices,
+            |moderated| moderated,
         )
         .await?;
-    announce_voice(&ctx.shared, notices);
+    if moderated.elsewhere {
+        ctx.shared.bus.voice_moderated(room, target, actor, action);
+    }
+    announce_voice(&ctx.shared, moderated.notices);
     Ok(vec![Done {}.into()])
 }
 
