@@ -14,6 +14,7 @@
 //! BANTER_RATE_JOIN=100000/6000000 BANTER_RATE_AUTH=100000/6000000 BANTER_MAX_CONNECTIONS_PER_IP=100000
 //! banterd run`. Results and the exact commands are in `benches/README.md`.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -33,9 +34,10 @@ mod voice;
 #[derive(Debug, Parser)]
 #[command(name = "banter-bench", about = "Load generator for banterd")]
 struct Cli {
-    /// The server, HOST:PORT.
-    #[arg(long, default_value = "127.0.0.1:4433")]
-    server: std::net::SocketAddr,
+    /// The server, HOST:PORT; or a cluster's nodes, comma-separated (the workload's
+    /// connections are spread over them in turn).
+    #[arg(long, default_value = "127.0.0.1:4433", value_parser = Servers::parse)]
+    server: Servers,
     /// Accept the server's certificate (the benchmark runs against a local server).
     #[arg(long)]
     accept_new_cert: bool,
@@ -124,23 +126,43 @@ fn options() -> Options {
     Options::new(Trust::AcceptAny, "localhost")
 }
 
+/// The nodes to connect to: connection `i` goes to node `i % n`.
+#[derive(Debug, Clone)]
+pub(crate) struct Servers(Arc<[SocketAddr]>);
+
+impl Servers {
+    fn parse(list: &str) -> Result<Self, String> {
+        let addrs: Result<Vec<SocketAddr>, _> = list.split(',').map(|a| a.trim().parse()).collect();
+        let addrs = addrs.map_err(|e| format!("{list:?}: {e}"))?;
+        Ok(Self(addrs.into()))
+    }
+
+    /// The node of connection `i`.
+    pub(crate) fn node(&self, i: usize) -> SocketAddr {
+        self.0[i % self.0.len()]
+    }
+}
+
 /// A connected, authenticated user.
 struct User {
+    /// The node it is connected to.
+    addr: SocketAddr,
     conn: Connection,
     events: mpsc::UnboundedReceiver<Event>,
     token: Vec<u8>,
     resume_id: banter_client::protocol::ids::ResumeId,
 }
 
+/// A user on the first node.
 async fn connect_user(
-    addr: std::net::SocketAddr,
+    servers: &Servers,
     name: &str,
 ) -> anyhow::Result<(Connection, mpsc::UnboundedReceiver<Event>)> {
-    let user = connect_full(addr, name).await?;
+    let user = connect_full(servers.node(0), name).await?;
     Ok((user.conn, user.events))
 }
 
-async fn connect_full(addr: std::net::SocketAddr, name: &str) -> anyhow::Result<User> {
+async fn connect_full(addr: SocketAddr, name: &str) -> anyhow::Result<User> {
     let (conn, mut events) = Connection::connect_on(endpoint(), addr, options()).await?;
     let auth = conn
         .register(name, "benchmark password")
@@ -151,7 +173,7 @@ async fn connect_full(addr: std::net::SocketAddr, name: &str) -> anyhow::Result<
         match events.recv().await {
             Some(Event::Welcome(welcome)) => {
                 let token = auth.access_token.to_vec();
-                return Ok(User { conn, events, token, resume_id: welcome.resume_id });
+                return Ok(User { addr, conn, events, token, resume_id: welcome.resume_id });
             }
             Some(Event::Rejected(e)) => bail!("HELLO rejected: {e:?}"),
             Some(_) => {}
@@ -160,13 +182,13 @@ async fn connect_full(addr: std::net::SocketAddr, name: &str) -> anyhow::Result<
     }
 }
 
-/// Connects `count` users (at most 32 handshakes at a time).
+/// Connects `count` users spread over the nodes (at most 32 handshakes at a time).
 async fn connect_many(
-    addr: std::net::SocketAddr,
+    servers: &Servers,
     prefix: &str,
     count: usize,
 ) -> anyhow::Result<Vec<(Connection, mpsc::UnboundedReceiver<Event>)>> {
-    Ok(connect_many_full(addr, prefix, count)
+    Ok(connect_many_full(servers, prefix, count)
         .await?
         .into_iter()
         .map(|u| (u.conn, u.events))
@@ -174,7 +196,7 @@ async fn connect_many(
 }
 
 async fn connect_many_full(
-    addr: std::net::SocketAddr,
+    servers: &Servers,
     prefix: &str,
     count: usize,
 ) -> anyhow::Result<Vec<User>> {
@@ -183,6 +205,7 @@ async fn connect_many_full(
     for i in 0..count {
         let permits = permits.clone();
         let name = format!("{prefix}{i}");
+        let addr = servers.node(i);
         tasks.push(tokio::spawn(async move {
             let _permit = permits.acquire().await?;
             connect_full(addr, &name).await
@@ -235,15 +258,15 @@ async fn post(conn: &Connection, room: RoomId, id: u128, text: &str) -> anyhow::
 }
 
 async fn fanout(
-    addr: std::net::SocketAddr,
+    servers: &Servers,
     members: usize,
     messages: u64,
     rate: Option<u64>,
 ) -> anyhow::Result<serde_json::Value> {
     let run = run_id();
-    let (publisher, _publisher_events) = connect_user(addr, &format!("{run}p")).await?;
+    let (publisher, _publisher_events) = connect_user(servers, &format!("{run}p")).await?;
     let room = create_room(&publisher, &run, false).await?;
-    let subscribers = connect_many(addr, &format!("{run}s"), members).await?;
+    let subscribers = connect_many(servers, &format!("{run}s"), members).await?;
     for (conn, _) in &subscribers {
         conn.request_one(RoomJoin { room }).await?;
     }
@@ -327,12 +350,12 @@ async fn fanout(
 }
 
 async fn durable(
-    addr: std::net::SocketAddr,
+    servers: &Servers,
     clients: usize,
     messages: u64,
 ) -> anyhow::Result<serde_json::Value> {
     let run = run_id();
-    let users = connect_many(addr, &format!("{run}d"), clients).await?;
+    let users = connect_many(servers, &format!("{run}d"), clients).await?;
     let mut rooms = Vec::with_capacity(clients);
     for (n, (conn, _)) in users.iter().enumerate() {
         rooms.push(create_room(conn, &format!("{run}-{n}"), false).await?);
@@ -415,9 +438,9 @@ fn server_rss_kib() -> Option<u64> {
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
 }
 
-async fn idle(addr: std::net::SocketAddr, connections: usize) -> anyhow::Result<serde_json::Value> {
+async fn idle(servers: &Servers, connections: usize) -> anyhow::Result<serde_json::Value> {
     let before = server_rss_kib().context("set BANTER_SERVER_PID (benches/run.sh does)")?;
-    let users = connect_many_full(addr, &format!("{}i", run_id()), connections).await?;
+    let users = connect_many_full(servers, &format!("{}i", run_id()), connections).await?;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let after = server_rss_kib().context("server gone")?;
     drop(users);
@@ -430,14 +453,11 @@ async fn idle(addr: std::net::SocketAddr, connections: usize) -> anyhow::Result<
     }))
 }
 
-async fn reconnect(
-    addr: std::net::SocketAddr,
-    clients: usize,
-) -> anyhow::Result<serde_json::Value> {
+async fn reconnect(servers: &Servers, clients: usize) -> anyhow::Result<serde_json::Value> {
     let run = run_id();
-    let (publisher, _p) = connect_user(addr, &format!("{run}p")).await?;
+    let (publisher, _p) = connect_user(servers, &format!("{run}p")).await?;
     let room = create_room(&publisher, &run, false).await?;
-    let mut users = connect_many_full(addr, &format!("{run}r"), clients).await?;
+    let mut users = connect_many_full(servers, &format!("{run}r"), clients).await?;
     for user in &users {
         user.conn.request_one(RoomJoin { room }).await?;
     }
@@ -446,7 +466,8 @@ async fn reconnect(
     let mut resume_points = Vec::new();
     for user in &mut users {
         while user.events.try_recv().is_ok() {}
-        resume_points.push((user.token.clone(), user.resume_id, user.conn.last_event_seq()));
+        let last = user.conn.last_event_seq();
+        resume_points.push((user.addr, user.token.clone(), user.resume_id, last));
         user.conn.close();
     }
     drop(users);
@@ -456,7 +477,7 @@ async fn reconnect(
     }
     let start = Instant::now();
     let mut tasks = Vec::new();
-    for (token, resume_id, last) in resume_points {
+    for (addr, token, resume_id, last) in resume_points {
         tasks.push(tokio::spawn(async move {
             let (conn, mut events) = Connection::connect_on(endpoint(), addr, options()).await?;
             conn.resume(&token, resume_id, last);
@@ -520,16 +541,16 @@ async fn main() -> anyhow::Result<()> {
     }
     let result = match cli.workload {
         Workload::Fanout { members, messages, rate } => {
-            fanout(cli.server, members, messages, rate).await?
+            fanout(&cli.server, members, messages, rate).await?
         }
-        Workload::Durable { clients, messages } => durable(cli.server, clients, messages).await?,
-        Workload::Idle { connections } => idle(cli.server, connections).await?,
-        Workload::Reconnect { clients } => reconnect(cli.server, clients).await?,
+        Workload::Durable { clients, messages } => durable(&cli.server, clients, messages).await?,
+        Workload::Idle { connections } => idle(&cli.server, connections).await?,
+        Workload::Reconnect { clients } => reconnect(&cli.server, clients).await?,
         Workload::Rooms { rooms, members, seconds, rate } => {
-            rooms::run(cli.server, rooms, members, seconds, rate).await?
+            rooms::run(&cli.server, rooms, members, seconds, rate).await?
         }
         Workload::Voice { speakers, listeners, seconds, payload } => {
-            voice::run(cli.server, speakers, listeners, seconds, payload).await?
+            voice::run(&cli.server, speakers, listeners, seconds, payload).await?
         }
     };
     if cli.json {

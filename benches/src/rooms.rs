@@ -16,14 +16,14 @@ use hdrhistogram::Histogram;
 use crate::{CpuMeter, connect_many, create_room, micros, percentiles, run_id};
 
 pub(crate) async fn run(
-    addr: std::net::SocketAddr,
+    servers: &crate::Servers,
     rooms: usize,
     members: usize,
     seconds: u64,
     rate: u64,
 ) -> anyhow::Result<serde_json::Value> {
     let run = run_id();
-    let mut users = connect_many(addr, &format!("{run}m"), rooms * members).await?;
+    let mut users = connect_many(servers, &format!("{run}m"), rooms * members).await?;
     let mut groups = Vec::with_capacity(rooms);
     for r in 0..rooms {
         let group: Vec<_> = users.drain(..members).collect();

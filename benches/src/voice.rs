@@ -20,7 +20,7 @@ use crate::{CpuMeter, connect_many, create_room, micros, percentiles, run_id};
 const PACKETS_PER_SECOND: u64 = 50;
 
 pub(crate) async fn run(
-    addr: std::net::SocketAddr,
+    servers: &crate::Servers,
     speakers: usize,
     listeners: usize,
     seconds: u64,
@@ -30,7 +30,7 @@ pub(crate) async fn run(
         bail!("--payload must hold the 8-byte send time");
     }
     let run = run_id();
-    let users = connect_many(addr, &format!("{run}v"), speakers + listeners).await?;
+    let users = connect_many(servers, &format!("{run}v"), speakers + listeners).await?;
     let room = create_room(&users[0].0, &run, true).await?;
     for (conn, _) in &users[1..] {
         conn.request_one(RoomJoin { room }).await?;

@@ -13,7 +13,8 @@
 //! the hub keeps in memory and no entry carries goes on `banter.control`: logins ended (so a
 //! password reset or a revoked session closes connections on every node) and blocks. Those
 //! are best effort over the bus; the database still refuses a revoked login's next HELLO
-//! or refresh on any node. Soft state goes there too: typing, presence and voice rosters,
+//! or refresh on any node. So do login attempts (each node charges the account's bucket
+//! for attempts made on the others). Soft state goes there too: typing, presence and voice rosters,
 //! each node's presence and rosters repeated every head check and forgotten after three
 //! missed ones (a dead node's users go offline and leave voice within that bound).
 //!
@@ -53,6 +54,7 @@ fn subject(news: &News) -> String {
         | News::Block { .. }
         | News::Typing { .. }
         | News::Presence { .. }
+        | News::AuthAttempt { .. }
         | News::Voice(_)
         | News::VoiceModerated { .. }
         | News::VoiceRosters(_) => CONTROL.to_owned(),
@@ -84,6 +86,9 @@ enum News {
     /// The presence of every user with a session on the announcing node, as seen there
     /// alone; repeated every head check, and forgotten after three missed ones.
     Presence { users: Vec<(u64, PresenceStatus, String)> },
+    /// Someone tried to log in to this account here (spec §12.4): the other nodes charge the
+    /// account's bucket too, so guessing a password across nodes is as slow as on one.
+    AuthAttempt { username: String },
     /// A participant here joined, changed, left, started or stopped talking.
     Voice(VoiceNotice),
     /// A moderator here decided about `target`'s voice, who is in it on another node too.
@@ -173,6 +178,11 @@ impl Bus {
     /// Announces a block set or lifted here.
     pub(crate) fn block(&self, blocker: UserId, blocked: UserId, on: bool) {
         self.tell(|| News::Block { blocker: blocker.0, blocked: blocked.0, on });
+    }
+
+    /// Announces a login attempt for `username` (lower case) made here.
+    pub(crate) fn auth_attempt(&self, username: &str) {
+        self.tell(|| News::AuthAttempt { username: username.to_owned() });
     }
 
     /// Announces what changed in voice here (participants here only).
@@ -308,6 +318,10 @@ fn hear(shared: &Shared, node: u64, news: News, ttl: Duration) {
         News::Presence { users } => {
             let users = users.into_iter().map(|(user, status, text)| (UserId(user), status, text));
             shared.hub.remote_presence(node, users.collect(), expires);
+        }
+        News::AuthAttempt { username } => {
+            // Charged whether or not a token is left: the attempt was made.
+            let _ = shared.auth_user_limiter.check(username, Instant::now());
         }
         News::Voice(notice) => {
             shared.voice.changed_elsewhere(node, &notice, expires);

@@ -252,6 +252,10 @@ config! {
     /// `host=... port=... user=... dbname=...` settings. Connections are not encrypted:
     /// keep the database on a private network or loopback.
     database_url: String = String::new();
+    /// Where shared files' contents live; empty: `files` in the data dir. The nodes of a
+    /// cluster share one directory (a network file system all of them mount): see
+    /// docs/cluster.md.
+    files_dir: PathBuf = PathBuf::new();
     /// How nodes hear of each other's commits: `local` (one node) or `nats` (a cluster on
     /// one `postgres` store; docs/cluster.md).
     bus: BusKind = BusKind::Local;
@@ -344,6 +348,15 @@ config! {
 }
 
 impl Config {
+    /// The directory of shared files' contents (`files_dir`, or `files` in the data dir).
+    pub fn files_root(&self) -> PathBuf {
+        if self.files_dir.as_os_str().is_empty() {
+            self.data_dir.join(crate::files::DIR)
+        } else {
+            self.files_dir.clone()
+        }
+    }
+
     /// Defaults, then the file (if any), then the environment.
     pub fn load(
         file: Option<&Path>,

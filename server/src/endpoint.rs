@@ -13,10 +13,17 @@ use crate::identity::Identity;
 
 /// Binds the server's UDP socket with `buffer_bytes` of kernel buffer each way (as much as
 /// the kernel grants) and starts the endpoint on it.
+///
+/// The stateless reset key comes from the identity's signing key, so it outlives the process
+/// and is shared by the nodes of a cluster: after a crash (kill -9), the restarted node, or
+/// another node behind the same address, answers the dead connections' packets with a
+/// stateless reset that their clients recognise, and they reconnect at once instead of
+/// waiting out the idle timeout.
 pub(crate) fn bind(
     addr: SocketAddr,
     buffer_bytes: usize,
     server: quinn::ServerConfig,
+    identity: &Identity,
 ) -> std::io::Result<quinn::Endpoint> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
@@ -31,7 +38,28 @@ pub(crate) fn bind(
     );
     let runtime = quinn::default_runtime()
         .ok_or_else(|| std::io::Error::other("no async runtime for the endpoint"))?;
-    quinn::Endpoint::new(quinn::EndpointConfig::default(), Some(server), socket.into(), runtime)
+    let mut endpoint = quinn::EndpointConfig::new(Arc::new(ring::hmac::Key::new(
+        ring::hmac::HMAC_SHA256,
+        &derived_secret(identity, b"banter/1 stateless reset key"),
+    )));
+    // Connection ids carry a check keyed the same way, so that a successor recognises its
+    // predecessor's ids as valid and resets them rather than dropping the packets.
+    let mut cid_key = [0u8; 8];
+    cid_key.copy_from_slice(&derived_secret(identity, b"banter/1 connection id key")[..8]);
+    let cid_key = u64::from_le_bytes(cid_key);
+    endpoint.cid_generator(move || {
+        Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
+    });
+    quinn::Endpoint::new(endpoint, Some(server), socket.into(), runtime)
+}
+
+/// HMAC-SHA256(signing key, label): a secret of its own for each use, tied to the identity
+/// without exposing the signing key.
+fn derived_secret(identity: &Identity, label: &[u8]) -> [u8; 32] {
+    let secret = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &identity.signing_key.to_bytes());
+    let mut derived = [0u8; 32];
+    derived.copy_from_slice(ring::hmac::sign(&secret, label).as_ref());
+    derived
 }
 
 /// Builds the quinn server configuration.

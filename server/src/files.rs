@@ -1,6 +1,7 @@
-//! Shared files on disk, beside the database (spec §6.9): `files/` in the data dir holds each
-//! content once, named by its SHA-256 (`files/ab/abcdef...`); `files/partial/` holds uploads
-//! still in progress, one per user and content, so that an interrupted upload resumes.
+//! Shared files on disk, beside the database (spec §6.9): `files/` in the data dir (or
+//! `files_dir`, one directory the nodes of a cluster share) holds each content once, named by
+//! its SHA-256 (`files/ab/abcdef...`); `files/partial/` holds uploads still in progress, one
+//! per user and content, so that an interrupted upload resumes (on any node).
 //!
 //! A content file is complete and verified before anything refers to it, and never changes
 //! after: the database refers to files, files never refer to the database, so a backup copies
@@ -15,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use banter_protocol::ids::UserId;
 use tokio::io::AsyncReadExt as _;
 
-/// The directory under the data dir.
+/// The directory under the data dir, unless `files_dir` names another.
 pub(crate) const DIR: &str = "files";
 
 /// Lower-case hex.
@@ -58,9 +59,9 @@ impl Drop for UploadClaim {
 }
 
 impl FileStore {
-    /// The store in `data_dir` (created as needed).
-    pub(crate) fn new(data_dir: &Path) -> Self {
-        Self { root: data_dir.join(DIR), uploading: Arc::default() }
+    /// The store in `root` (created as needed).
+    pub(crate) fn new(root: &Path) -> Self {
+        Self { root: root.to_owned(), uploading: Arc::default() }
     }
 
     /// The finished file of a content.
@@ -209,11 +210,14 @@ impl FileStore {
         }
     }
 
-    /// Removes every stored content for which `referenced` says no (left by a crash between
-    /// a delete's commit and the file's removal); returns how many. Called at startup.
+    /// Removes every stored content older than `min_age` for which `referenced` says no
+    /// (left by a crash between a delete's commit and the file's removal); returns how many.
+    /// Called at startup. The age spares a content another node of a cluster has just stored
+    /// and is about to refer to.
     pub(crate) fn sweep_unreferenced(
         &self,
         referenced: impl Fn(&[u8; 32]) -> bool,
+        min_age: std::time::Duration,
     ) -> std::io::Result<usize> {
         let Ok(dirs) = std::fs::read_dir(&self.root) else { return Ok(0) };
         let mut swept = 0;
@@ -226,7 +230,8 @@ impl FileStore {
                 let file = file?;
                 let name = file.file_name();
                 let Some(sha256) = parse_hex(&name.to_string_lossy()) else { continue };
-                if !referenced(&sha256) {
+                let age = file.metadata()?.modified()?.elapsed().unwrap_or_default();
+                if age >= min_age && !referenced(&sha256) {
                     std::fs::remove_file(file.path())?;
                     swept += 1;
                 }
@@ -269,7 +274,7 @@ mod tests {
     #[test]
     fn security_parallel_uploads_share_one_partial_quota() {
         let dir = tempfile::tempdir().unwrap();
-        let store = FileStore::new(dir.path());
+        let store = FileStore::new(&dir.path().join(DIR));
         let ada = UserId(1);
         let first = store.claim_upload(ada, [1; 32], 60, 100).unwrap().unwrap();
         // Nothing on disk yet: the declared size of the one in flight counts.
@@ -289,7 +294,7 @@ mod tests {
     #[test]
     fn only_contents_no_entry_refers_to_are_swept() {
         let dir = tempfile::tempdir().unwrap();
-        let store = FileStore::new(dir.path());
+        let store = FileStore::new(&dir.path().join(DIR));
         let (kept, orphan) = ([1u8; 32], [2u8; 32]);
         for sha256 in [kept, orphan] {
             let path = store.content(&sha256);
@@ -298,7 +303,10 @@ mod tests {
         }
         std::fs::create_dir_all(dir.path().join(DIR).join("partial")).unwrap();
         std::fs::write(dir.path().join(DIR).join("partial").join("1-aa"), b"y").unwrap();
-        assert_eq!(store.sweep_unreferenced(|sha256| *sha256 == kept).unwrap(), 1);
+        let referenced = |sha256: &[u8; 32]| *sha256 == kept;
+        let hour = Duration::from_secs(3600);
+        assert_eq!(store.sweep_unreferenced(referenced, hour).unwrap(), 0, "too new");
+        assert_eq!(store.sweep_unreferenced(referenced, Duration::ZERO).unwrap(), 1);
         assert!(store.has_content(&kept, 1) && !store.has_content(&orphan, 1));
         assert!(dir.path().join(DIR).join("partial").join("1-aa").exists(), "partials stay");
     }
@@ -306,7 +314,7 @@ mod tests {
     #[test]
     fn only_partial_uploads_left_alone_for_long_are_swept() {
         let dir = tempfile::tempdir().unwrap();
-        let store = FileStore::new(dir.path());
+        let store = FileStore::new(&dir.path().join(DIR));
         let partial = dir.path().join(DIR).join("partial");
         std::fs::create_dir_all(&partial).unwrap();
         let (old, fresh) = (partial.join("1-aa"), partial.join("2-bb"));

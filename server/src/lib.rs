@@ -158,6 +158,10 @@ fn sweep_partials(files: &files::FileStore) {
     }
 }
 
+/// Contents younger than this are never swept: another node of a cluster may have just
+/// stored one, and be about to commit the entry that refers to it.
+const UNREFERENCED_CONTENT_AGE: Duration = Duration::from_secs(3600);
+
 /// Removes stored contents no live entry refers to (a crash came between a delete's commit
 /// and the removal of its file).
 fn sweep_unreferenced(files: &files::FileStore, store: &Store) {
@@ -165,7 +169,7 @@ fn sweep_unreferenced(files: &files::FileStore, store: &Store) {
         // On a read error, keep the file.
         store.keys_with_prefix(&keys::content_refs(sha256), 1).map_or(true, |r| !r.is_empty())
     };
-    match files.sweep_unreferenced(referenced) {
+    match files.sweep_unreferenced(referenced, UNREFERENCED_CONTENT_AGE) {
         Ok(0) => {}
         Ok(swept) => tracing::info!(swept, "removed shared files no entry refers to"),
         Err(error) => tracing::warn!(%error, "could not sweep unreferenced files"),
@@ -313,7 +317,7 @@ impl Shared {
             per_user: config.max_sessions_per_user as usize,
         }));
         load_live_state(&store, &hub)?;
-        let files = files::FileStore::new(&config.data_dir);
+        let files = files::FileStore::new(&config.files_root());
         sweep_partials(&files);
         sweep_unreferenced(&files, &store);
 
@@ -360,8 +364,9 @@ impl Server {
         let (shared, identity) = Shared::open(config, bus)?;
         let server_config = endpoint::server_config(&shared.config, &identity)?;
         let config = &shared.config;
-        let endpoint = endpoint::bind(config.listen, config.udp_buffer_bytes, server_config)
-            .map_err(anyhow::Error::from)?;
+        let endpoint =
+            endpoint::bind(config.listen, config.udp_buffer_bytes, server_config, &identity)
+                .map_err(anyhow::Error::from)?;
         let addr = endpoint.local_addr().map_err(anyhow::Error::from)?;
         let metrics = if shared.config.metrics {
             let server = metrics::MetricsServer::start(
@@ -382,6 +387,7 @@ impl Server {
                 passwords: shared.passwords.clone(),
                 live: Some(shared.clone()),
                 data_dir: shared.config.data_dir.clone(),
+                files_dir: shared.config.files_root(),
             };
             Some(admin::socket::serve(Arc::new(ctx), shutdown_rx.clone())?)
         } else {

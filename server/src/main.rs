@@ -325,7 +325,7 @@ fn offline(config: &Config, request: AdminRequest) -> anyhow::Result<String> {
             config.hash_concurrency,
         )
         .map_err(anyhow::Error::msg)?;
-        let ctx = AdminCtx::offline(store.clone(), passwords, config.data_dir.clone());
+        let ctx = AdminCtx::offline(store.clone(), passwords, config);
         let result = ctx.execute(request).await;
         store.close().await;
         Ok(result?)

@@ -165,3 +165,28 @@ async fn sigterm_drains_and_exits_zero_with_everything_acked_on_disk() {
     let (reader, _events, _) = login(addr, "ada", false).await;
     assert_eq!(history(&reader, room).await.len(), 10);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_restarted_after_kill_9_resets_the_dead_connections_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = free_port();
+    let mut server = start(dir.path(), addr);
+    let (conn, mut events, _) = login(addr, "ada", true).await;
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    let _server = start(dir.path(), addr);
+    // The old connection's next packet reaches the new process, which answers with a
+    // stateless reset keyed like its predecessor's: the client learns at once that the
+    // connection is gone, instead of after the 30 s idle timeout.
+    conn.quic().send_datagram(bytes::Bytes::from_static(b"anyone there?")).unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match events.recv().await {
+                Some(Event::Closed { .. }) | None => return,
+                Some(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the client still waits on a connection the restart ended");
+}

@@ -266,3 +266,93 @@ async fn a_voice_room_spans_nodes_rosters_packets_and_moderation_included() {
     b.stop().await;
     voice_state(&mut ada, bob.auth.user, |s| !s.present, "bob's departure reaches A").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_shared_on_one_node_downloads_on_another_and_its_delete_holds_everywhere() {
+    use banter_client::protocol::message::Delete;
+
+    let postgres = TestPostgres::start();
+    let nats = TestNats::start();
+    // One files_dir for the cluster, as a shared mount would be.
+    let files = tempfile::tempdir().unwrap();
+    let shared_files = |config: &mut banter_server::config::Config| {
+        clustered(&postgres, &nats)(config);
+        config.files_dir = files.path().to_owned();
+    };
+    let a = TestServer::start_with(shared_files).await;
+    let b = TestServer::start_beside(&a, shared_files).await;
+    let ada = a.user("ada").await;
+    let bob = b.user("bob").await;
+    let room = ada.create_room("files", false).await;
+    bob.join(room).await.unwrap();
+
+    let work = tempfile::tempdir().unwrap();
+    let original = work.path().join("notes.txt");
+    std::fs::write(&original, "minutes of the meeting\n".repeat(5000)).unwrap();
+    let seq = ada.conn.upload(room, "notes.txt", &original).await.unwrap().seq;
+    let copy = work.path().join("copy.txt");
+    bob.conn.download(room, seq, &copy).await.expect("node B serves what node A stored");
+    assert_eq!(std::fs::read(&copy).unwrap(), std::fs::read(&original).unwrap());
+
+    // Deleted on node A: the content goes from the shared directory, and node B no longer
+    // serves it.
+    ada.conn.request_one(Delete { room, target: seq }).await.unwrap();
+    let stored: Vec<_> =
+        walk(files.path()).into_iter().filter(|p| !p.contains("partial")).collect();
+    assert!(stored.is_empty(), "the content is removed: {stored:?}");
+    let again = work.path().join("again.txt");
+    let refused = bob.conn.download(room, seq, &again).await.unwrap_err();
+    assert_eq!(refused.code(), Some(ErrorCode::NOT_FOUND));
+    // Shared again from node B, its bytes are uploaded afresh and serve on node A.
+    let seq = bob.conn.upload(room, "notes.txt", &original).await.unwrap().seq;
+    let third = work.path().join("third.txt");
+    ada.conn.download(room, seq, &third).await.unwrap();
+    assert_eq!(std::fs::read(&third).unwrap(), std::fs::read(&original).unwrap());
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(walk(&path));
+        } else {
+            found.push(path.display().to_string());
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_guessing_a_password_through_several_nodes_is_as_slow_as_through_one() {
+    let postgres = TestPostgres::start();
+    let nats = TestNats::start();
+    let four_a_minute = |config: &mut banter_server::config::Config| {
+        clustered(&postgres, &nats)(config);
+        let bucket = banter_server::config::Bucket { burst: 4, per_minute: 1 };
+        config.rate.insert("auth".into(), bucket);
+    };
+    let a = TestServer::start_with(four_a_minute).await;
+    let b = TestServer::start_beside(&a, four_a_minute).await;
+    a.user("ada").await;
+
+    let guess = |server: &TestServer| {
+        let addr = server.addr();
+        async move {
+            let (conn, _events) = banter_tests::connect(addr).await;
+            conn.login("ada", "a wrong guess").await.unwrap_err()
+        }
+    };
+    for _ in 0..2 {
+        assert_eq!(guess(&a).await.code(), Some(ErrorCode::AUTH_FAILED));
+    }
+    // Node B hears of those two; its own bucket for ada (and for the address) still had four.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..2 {
+        assert_eq!(guess(&b).await.code(), Some(ErrorCode::AUTH_FAILED));
+    }
+    let refused = guess(&b).await;
+    assert_eq!(refused.code(), Some(ErrorCode::RATE_LIMITED), "{refused}");
+    assert!(refused.to_string().contains("for this account"), "{refused}");
+}

@@ -117,6 +117,7 @@ pub(super) fn prepare(dir: &Path) -> Result<(), AdminError> {
 /// them, so copying them after the dump still gives a consistent backup.
 pub(super) fn finish(
     data_dir: &Path,
+    files_dir: &Path,
     dir: &Path,
     records: u64,
     sha256: String,
@@ -127,7 +128,7 @@ pub(super) fn finish(
             identity::write_private(&dir.join(name), &fs::read(&from)?)?;
         }
     }
-    let files = copy_files(&data_dir.join(files::DIR), &dir.join(files::DIR))?;
+    let files = copy_files(files_dir, &dir.join(files::DIR))?;
     let manifest = Manifest {
         format: FORMAT,
         schema: SCHEMA_VERSION,

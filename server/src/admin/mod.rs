@@ -171,16 +171,19 @@ impl From<crate::store::WriteError<RequestError>> for AdminError {
 pub struct AdminCtx {
     pub(crate) store: Store,
     pub(crate) passwords: Passwords,
-    /// The running server's live state, when the executor runs inside it.
     /// The running server, when the command runs inside it (live connections to close).
     pub(crate) live: Option<Arc<crate::Shared>>,
+    /// The keys, the certificate and the admin socket.
     pub(crate) data_dir: PathBuf,
+    /// Shared files' contents ([`Config::files_root`](crate::config::Config::files_root)).
+    pub(crate) files_dir: PathBuf,
 }
 
 impl AdminCtx {
     /// An executor over an opened store, outside any server.
-    pub fn offline(store: Store, passwords: Passwords, data_dir: PathBuf) -> Self {
-        Self { store, passwords, live: None, data_dir }
+    pub fn offline(store: Store, passwords: Passwords, config: &crate::config::Config) -> Self {
+        let (data_dir, files_dir) = (config.data_dir.clone(), config.files_root());
+        Self { store, passwords, live: None, data_dir, files_dir }
     }
 
     /// Carries out one request; the answer is text for the operator.
@@ -483,7 +486,7 @@ impl AdminCtx {
         let target = dir.clone();
         let (records, sha256) =
             self.store.exclusive(move |engine| backup::dump(engine, &target)).await??;
-        let manifest = backup::finish(&self.data_dir, &dir, records, sha256)?;
+        let manifest = backup::finish(&self.data_dir, &self.files_dir, &dir, records, sha256)?;
         Ok(format!(
             "backup of {} records written to {} (sha256 {})",
             manifest.records,
@@ -493,7 +496,7 @@ impl AdminCtx {
     }
 
     async fn check(&self) -> Result<String, AdminError> {
-        let files = crate::files::FileStore::new(&self.data_dir);
+        let files = crate::files::FileStore::new(&self.files_dir);
         let report = self.store.exclusive(move |engine| check::check(engine, files)).await??;
         if report.ok() { Ok(report.to_string()) } else { Err(AdminError::CheckFailed(report)) }
     }

@@ -36,15 +36,20 @@ fn rate_auth(ctx: &ConnCtx) -> Result<()> {
 }
 
 /// Password and key logins also draw from the username's bucket, so that guessing one
-/// account's password from many addresses is as slow as from one (spec §12.4). The answer is
+/// account's password from many addresses (or through many nodes of a cluster, which hear
+/// of each other's attempts on the bus) is as slow as from one (spec §12.4). The answer is
 /// the same whether the account exists.
 fn rate_auth_user(ctx: &ConnCtx, username: &str) -> Result<()> {
     let name = username.to_ascii_lowercase();
-    ctx.shared.auth_user_limiter.check(name, Instant::now()).map_err(|retry| RequestError {
-        code: ErrorCode::RATE_LIMITED,
-        message: "too many authentication attempts for this account".into(),
-        retry_after_ms: Some(retry),
-    })
+    ctx.shared.auth_user_limiter.check(name.clone(), Instant::now()).map_err(|retry| {
+        RequestError {
+            code: ErrorCode::RATE_LIMITED,
+            message: "too many authentication attempts for this account".into(),
+            retry_after_ms: Some(retry),
+        }
+    })?;
+    ctx.shared.bus.auth_attempt(&name);
+    Ok(())
 }
 
 /// Usernames: 1–32 bytes of `a-z 0-9 _ . -`, folded to lower case.

@@ -21,6 +21,11 @@ use super::events::{ack, append, check_may_post};
 use super::{ConnCtx, RequestError, RequestIo, Result, audit, authorize_in, rank_in, text};
 use crate::authz::Action;
 use crate::files::ClaimRefused;
+use crate::wall_clock;
+
+/// How long a content whose last reference went may not be shared again without its bytes
+/// (its file is being removed); past that, the remover is presumed dead.
+const REMOVAL_GRACE_MS: u64 = 60_000;
 use crate::store::records::{EntryKind, LogEntry};
 use crate::store::{Records, Txn, keys};
 
@@ -158,6 +163,19 @@ pub(super) async fn upload(
                         "too many bytes shared",
                     ));
                 }
+                // Its last reference went a moment ago, on this node or another: its file
+                // is being removed. Past the grace, the remover died on the way; the file
+                // is either gone (checked next) or stays, referenced again.
+                let removing = keys::content_removing(&sha256);
+                if let Some(since) = txn.get::<u64>(&removing)? {
+                    if wall_clock().0.saturating_sub(since) < REMOVAL_GRACE_MS {
+                        return Err(RequestError::new(
+                            ErrorCode::SERVER_BUSY,
+                            "this file is being removed: share it again in a minute",
+                        ));
+                    }
+                    txn.delete(removing);
+                }
                 // Removed by a delete of its last reference since the transfer was skipped:
                 // the client uploads again (the bytes this time).
                 if !files.has_content(&sha256, size) {
@@ -252,26 +270,45 @@ pub(super) async fn delete(
     let (room, target) = (r.room, r.target);
     let shared = ctx.shared.clone();
     let (store, files) = (ctx.shared.store.clone(), ctx.shared.files.clone());
+    let runtime = tokio::runtime::Handle::current();
     let appended = ctx
         .shared
         .store
         .write(
             move |txn| delete_share(txn, user, room, target, sharer, size, &sha256),
-            move |appended| {
+            move |(appended, removing)| {
                 shared.fanout.committed(&shared, &appended);
-                // In commit order on the writer: an upload that takes a new reference is
-                // either seen here or finds the content gone.
-                let referenced = store.keys_with_prefix(&keys::content_refs(&sha256), 1);
-                if referenced.is_ok_and(|refs| refs.is_empty()) {
+                if let Some(since) = removing {
                     if let Err(error) = files.remove_content(&sha256) {
                         tracing::warn!(%error, "could not remove an unreferenced file");
                     }
+                    runtime.spawn(removed(store, sha256, since));
                 }
                 appended
             },
         )
         .await?;
     Ok(ack(&appended))
+}
+
+/// A removing content's file is gone: new references may be taken (to a new upload of it).
+/// Only the record this removal wrote is cleared, not a later one.
+async fn removed(store: crate::store::Store, sha256: [u8; 32], since: u64) {
+    let cleared = store
+        .write(
+            move |txn| {
+                let key = keys::content_removing(&sha256);
+                if txn.get::<u64>(&key)? == Some(since) {
+                    txn.delete(key);
+                }
+                Ok::<_, crate::store::StoreError>(())
+            },
+            |()| (),
+        )
+        .await;
+    if let Err(error) = cleared {
+        tracing::debug!(%error, "a removed file's record stays until its grace ends");
+    }
 }
 
 fn delete_share(
@@ -282,7 +319,7 @@ fn delete_share(
     sharer: UserId,
     size: u64,
     sha256: &[u8; 32],
-) -> Result<super::events::Appended> {
+) -> Result<(super::events::Appended, Option<u64>)> {
     let author = (sharer != user).then(|| rank_in(txn, room, sharer)).transpose()?;
     let (mut record, _) = authorize_in(txn, room, user, Action::Delete { author })?;
     let reference = keys::content_ref(sha256, room, target);
@@ -290,6 +327,15 @@ fn delete_share(
         return Err(RequestError::new(ErrorCode::NOT_FOUND, "message not found"));
     }
     txn.delete(reference);
+    // The last reference: the file goes after the commit, and until it is gone no share may
+    // take a new reference (read in this transaction: with PostgreSQL, a share committing
+    // on another node at the same moment conflicts with it).
+    let refs = keys::content_refs(sha256);
+    let last = txn.keys_in(&refs, &keys::prefix_end(&refs))?.is_empty();
+    let removing = last.then(|| wall_clock().0);
+    if let Some(since) = removing {
+        txn.put(keys::content_removing(sha256), &since);
+    }
     let usage = shared_bytes(txn, sharer)?.saturating_sub(size);
     txn.put(keys::file_usage(sharer), &usage);
     // The name goes with the file; the entry keeps its slot.
@@ -303,5 +349,5 @@ fn delete_share(
     if sharer != user {
         audit(txn, user, AuditAction::DELETE_MESSAGE, Some(room), Some(sharer), "")?;
     }
-    Ok(appended)
+    Ok((appended, removing))
 }

@@ -276,8 +276,14 @@ fn run(
             metrics.sync_seconds.observe(started.elapsed().as_secs_f64());
             result.map_err(Arc::new)
         };
-        if let Err(error) = &result {
-            tracing::error!(%error, "group commit failed");
+        match &result {
+            // Another node's transaction won a race (cluster mode): the requests are told to
+            // retry, which is routine, not a failure of this node.
+            Err(error) if matches!(**error, StoreError::Conflict) => {
+                tracing::debug!(%error, "group commit conflicted");
+            }
+            Err(error) => tracing::error!(%error, "group commit failed"),
+            Ok(()) => {}
         }
         for deliver in delivers {
             deliver(result.clone());

@@ -54,6 +54,10 @@ pub(crate) mod tag {
     /// SHA-256 ‖ room id ‖ room_seq → ()  (a live FILE_SHARED entry of that content: where
     /// it may be read, and that it is still referenced)
     pub(crate) const CONTENT_REF: u8 = 0x34;
+    /// SHA-256 → when its last reference went (ms since the epoch): its file is being
+    /// removed, so nothing may take a new reference to it meanwhile (see
+    /// `requests::files::delete`).
+    pub(crate) const CONTENT_REMOVING: u8 = 0x35;
     /// user id ‖ client_msg_id → DedupRecord
     pub(crate) const DEDUP: u8 = 0x40;
     /// room id ‖ user id → MarkerRecord
@@ -109,6 +113,12 @@ pub(crate) fn content_ref(sha256: &[u8; 32], room: RoomId, seq: u64) -> Vec<u8> 
     let mut key = content_refs(sha256);
     key.extend_from_slice(&room.0.to_be_bytes());
     key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
+pub(crate) fn content_removing(sha256: &[u8; 32]) -> Vec<u8> {
+    let mut key = vec![tag::CONTENT_REMOVING];
+    key.extend_from_slice(sha256);
     key
 }
 

@@ -62,12 +62,21 @@ pub(crate) fn start(dir: &Path, addr: SocketAddr) -> Banterd {
 
 /// [`start`] with more `banterd run` arguments.
 pub(crate) fn start_with(dir: &Path, addr: SocketAddr, args: &[&str]) -> Banterd {
+    start_adjusted(dir, addr, args, |_| {})
+}
+
+/// [`start_with`], the command adjusted by `adjust` (more variables) before it runs.
+pub(crate) fn start_adjusted(
+    dir: &Path,
+    addr: SocketAddr,
+    args: &[&str],
+    adjust: impl FnOnce(&mut Command),
+) -> Banterd {
     let listen = addr.to_string();
-    let child = banterd(&[&["run", "--listen", &listen], args].concat(), dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("banterd starts");
+    let mut command = banterd(&[&["run", "--listen", &listen], args].concat(), dir);
+    adjust(&mut command);
+    let child =
+        command.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("banterd starts");
     // Owned by the guard at once, so that a panic below still kills it.
     let mut server = Banterd { child, fingerprint: String::new() };
     let stdout = server.child.stdout.take().unwrap();
