@@ -13,14 +13,16 @@
 //! the hub keeps in memory and no entry carries goes on `banter.control`: logins ended (so a
 //! password reset or a revoked session closes connections on every node) and blocks. Those
 //! are best effort over the bus; the database still refuses a revoked login's next HELLO
-//! or refresh on any node. So do login attempts (each node charges the account's bucket
+//! or refresh on any node. So do receipts and contact updates (frames for a room's members
+//! or a user's sessions), and login attempts (each node charges the account's bucket
 //! for attempts made on the others). Soft state goes there too: typing, presence and voice rosters,
 //! each node's presence and rosters repeated every head check and forgotten after three
 //! missed ones (a dead node's users go offline and leave voice within that bound).
 //!
 //! Voice packets take `banter.voice.<room>`, once per speaker packet (NATS hands it to
-//! every node subscribed, not to every listener); a node subscribes to the rooms it has
-//! participants in. The connection is `no_echo`: a node never hears itself.
+//! every node subscribed, not to every listener, and drops what nobody takes); a node
+//! subscribes to the rooms it has participants in, before it answers a VOICE_JOIN. The
+//! connection is `no_echo`: a node never hears itself.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak, mpsc as std_mpsc};
@@ -55,6 +57,8 @@ fn subject(news: &News) -> String {
         | News::Typing { .. }
         | News::Presence { .. }
         | News::AuthAttempt { .. }
+        | News::RoomFrame { .. }
+        | News::UserFrame { .. }
         | News::Voice(_)
         | News::VoiceModerated { .. }
         | News::VoiceRosters(_) => CONTROL.to_owned(),
@@ -86,6 +90,10 @@ enum News {
     /// The presence of every user with a session on the announcing node, as seen there
     /// alone; repeated every head check, and forgotten after three missed ones.
     Presence { users: Vec<(u64, PresenceStatus, String)> },
+    /// An ephemeral frame (encoded) for a room's members here (receipts).
+    RoomFrame { room: RoomId, except: Option<UserId>, interest: u64, frame: Vec<u8> },
+    /// An ephemeral frame (encoded) for a user's sessions (contacts, private markers).
+    UserFrame { user: UserId, frame: Vec<u8> },
     /// Someone tried to log in to this account here (spec §12.4): the other nodes charge the
     /// account's bucket too, so guessing a password across nodes is as slow as on one.
     AuthAttempt { username: String },
@@ -180,6 +188,22 @@ impl Bus {
         self.tell(|| News::Block { blocker: blocker.0, blocked: blocked.0, on });
     }
 
+    /// Announces an ephemeral frame for `room`'s members.
+    pub(crate) fn room_frame(
+        &self,
+        room: RoomId,
+        except: Option<UserId>,
+        interest: u64,
+        frame: &[u8],
+    ) {
+        self.tell(|| News::RoomFrame { room, except, interest, frame: frame.to_vec() });
+    }
+
+    /// Announces an ephemeral frame for `user`'s sessions.
+    pub(crate) fn user_frame(&self, user: UserId, frame: &[u8]) {
+        self.tell(|| News::UserFrame { user, frame: frame.to_vec() });
+    }
+
     /// Announces a login attempt for `username` (lower case) made here.
     pub(crate) fn auth_attempt(&self, username: &str) {
         self.tell(|| News::AuthAttempt { username: username.to_owned() });
@@ -201,6 +225,18 @@ impl Bus {
         action: VoiceAction,
     ) {
         self.tell(|| News::VoiceModerated { room, target, actor, action });
+    }
+
+    /// Waits (a second at most) until `room`'s packets from other nodes reach this node, so
+    /// that a participant who just joined hears the others from the start.
+    pub(crate) async fn voice_ready(&self, voice: &crate::voice::Voice, room: RoomId) {
+        if matches!(self, Self::Local) {
+            return;
+        }
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while !voice.is_subscribed(room) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
     }
 
     /// Hands a relayed voice packet to the nodes with participants in `room`.
@@ -319,6 +355,10 @@ fn hear(shared: &Shared, node: u64, news: News, ttl: Duration) {
             let users = users.into_iter().map(|(user, status, text)| (UserId(user), status, text));
             shared.hub.remote_presence(node, users.collect(), expires);
         }
+        News::RoomFrame { room, except, interest, frame } => {
+            shared.hub.broadcast_encoded(room, except, interest, frame.into());
+        }
+        News::UserFrame { user, frame } => shared.hub.to_user_encoded(user, frame.into()),
         News::AuthAttempt { username } => {
             // Charged whether or not a token is left: the attempt was made.
             let _ = shared.auth_user_limiter.check(username, Instant::now());
@@ -366,6 +406,10 @@ async fn carry_voice(
                 }
                 Err(error) => tracing::warn!(%error, room = room.0, "no voice from other nodes"),
             }
+        }
+        // Once NATS has answered a flush, it has taken the subscriptions.
+        if client.flush().await.is_ok() {
+            shared.voice.set_subscribed(subscribed.keys().copied().collect());
         }
         tokio::select! {
             () = changed => {}

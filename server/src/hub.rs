@@ -173,7 +173,7 @@ impl Session {
     }
 }
 
-fn encode(frame: &impl Frame) -> Vec<u8> {
+pub(crate) fn encode(frame: &impl Frame) -> Vec<u8> {
     let mut out = Vec::new();
     frame.encode_frame(&mut out);
     out
@@ -415,7 +415,18 @@ impl Hub {
         interest: u64,
         frame: &impl Frame,
     ) {
-        let bytes = Bytes::from(encode(frame));
+        self.broadcast_encoded(room, except, interest, Bytes::from(encode(frame)));
+    }
+
+    /// [`broadcast_ephemeral`](Self::broadcast_ephemeral) of a frame already encoded (as
+    /// another node sent it).
+    pub(crate) fn broadcast_encoded(
+        &self,
+        room: RoomId,
+        except: Option<UserId>,
+        interest: u64,
+        bytes: Bytes,
+    ) {
         let sessions: Vec<Arc<Session>> = {
             let state = self.lock();
             let Some(members) = state.members.get(&room) else { return };
@@ -432,9 +443,8 @@ impl Hub {
         }
     }
 
-    /// Sends an ephemeral frame to all of one user's sessions.
-    pub(crate) fn to_user(&self, user: UserId, frame: &impl Frame) {
-        let bytes = Bytes::from(encode(frame));
+    /// Sends an ephemeral frame, encoded, to all of one user's sessions.
+    pub(crate) fn to_user_encoded(&self, user: UserId, bytes: Bytes) {
         let sessions = self.lock().sessions_of.get(&user).cloned().unwrap_or_default();
         for session in sessions {
             session.push_ephemeral(0, bytes.clone());

@@ -135,6 +135,28 @@ impl Shared {
         self.hub.set_block(blocker, blocked, on, true);
         self.bus.block(blocker, blocked, on);
     }
+
+    /// An ephemeral frame for `room`'s members (but `except`) who asked for `interest`, on
+    /// every node (receipts).
+    pub(crate) fn tell_room(
+        &self,
+        room: RoomId,
+        except: Option<UserId>,
+        interest: u64,
+        frame: &impl banter_protocol::Frame,
+    ) {
+        let bytes = bytes::Bytes::from(hub::encode(frame));
+        self.bus.room_frame(room, except, interest, &bytes);
+        self.hub.broadcast_encoded(room, except, interest, bytes);
+    }
+
+    /// An ephemeral frame for every session of `user`, on every node (contacts, private read
+    /// markers).
+    pub(crate) fn tell_user(&self, user: UserId, frame: &impl banter_protocol::Frame) {
+        let bytes = bytes::Bytes::from(hub::encode(frame));
+        self.bus.user_frame(user, &bytes);
+        self.hub.to_user_encoded(user, bytes);
+    }
 }
 
 /// The storage engine the configuration names: sled in the data dir, or PostgreSQL at

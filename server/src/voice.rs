@@ -99,7 +99,8 @@ pub(crate) struct Relayed {
     pub(crate) echo: Option<Bytes>,
     /// A talk-state change.
     pub(crate) notice: Option<VoiceNotice>,
-    /// The packet for the room's participants on other nodes, if it has any.
+    /// The packet for the room's participants on other nodes (if there is a bus: a node
+    /// never knows for sure that nobody just joined elsewhere).
     pub(crate) to_other_nodes: Option<(RoomId, Bytes)>,
 }
 
@@ -120,6 +121,8 @@ pub(crate) struct Voice {
     bitrate: BitrateCap,
     /// Signalled when the set of rooms with participants here changes (the bus follows it).
     pub(crate) rooms_changed: Notify,
+    /// The rooms whose packets from other nodes reach this node (cluster mode).
+    subscribed: Mutex<HashSet<RoomId>>,
     pub(crate) metrics: VoiceMetrics,
 }
 
@@ -175,6 +178,12 @@ struct Moderation {
 }
 
 impl Moderation {
+    /// Whether `state` shows the decision.
+    fn shown_in(self, state: &VoiceState) -> bool {
+        state.server_mute == self.server_mute
+            && self.speech.is_none_or(|granted| state.suppressed != granted)
+    }
+
     /// Applies the decision to a participant's state (suppression stays as it is where no
     /// decision about speech was made).
     fn apply(self, state: &mut VoiceState) {
@@ -259,6 +268,7 @@ impl Voice {
             next_source: AtomicU32::new(0),
             bitrate: BitrateCap::new(max_bitrate),
             rooms_changed: Notify::new(),
+            subscribed: Mutex::default(),
             metrics: VoiceMetrics::default(),
         }
     }
@@ -448,6 +458,15 @@ impl Voice {
         Ok(Moderated { notices, elsewhere })
     }
 
+    /// Whether every participant of `target` in `room` on other nodes shows the decision
+    /// kept here: their nodes applied it and said so.
+    pub(crate) fn decided_everywhere(&self, room: RoomId, target: UserId) -> bool {
+        let rooms = self.lock();
+        let decision = rooms.moderation.get(&(room, target)).copied().unwrap_or_default();
+        let mut theirs = rooms.remote.participants(room).filter(|p| p.user == target);
+        theirs.all(|p| decision.shown_in(&p.state))
+    }
+
     /// A moderator's decision made on another node: kept here, and applied to the target's
     /// participants on this node.
     pub(crate) fn moderated_elsewhere(
@@ -515,8 +534,7 @@ impl Voice {
             .filter(|(c, p)| **c != conn_id && !p.state.self_deaf)
             .map(|(_, p)| (p.link.clone(), packet.clone()))
             .collect();
-        let to_other_nodes = rooms.remote.any_in(room).then_some((room, packet));
-        Relayed { to, echo: None, notice, to_other_nodes }
+        Relayed { to, echo: None, notice, to_other_nodes: Some((room, packet)) }
     }
 
     /// Where a packet another node relayed for `room` goes here: to every participant here
@@ -545,6 +563,16 @@ impl Voice {
     /// The rooms with participants on this node (whose packets from other nodes it takes).
     pub(crate) fn local_rooms(&self) -> HashSet<RoomId> {
         self.lock().members.keys().copied().collect()
+    }
+
+    /// The rooms whose packets from other nodes now reach this node.
+    pub(crate) fn set_subscribed(&self, rooms: HashSet<RoomId>) {
+        *self.subscribed.lock().unwrap_or_else(|e| e.into_inner()) = rooms;
+    }
+
+    /// Whether `room`'s packets from other nodes reach this node.
+    pub(crate) fn is_subscribed(&self, room: RoomId) -> bool {
+        self.subscribed.lock().unwrap_or_else(|e| e.into_inner()).contains(&room)
     }
 
     /// Every participant on this node, by room: what it announces to the others.

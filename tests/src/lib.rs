@@ -47,12 +47,38 @@ pub fn clustered(
 /// How long a test waits for something the server should send.
 pub const WAIT: Duration = Duration::from_secs(10);
 
-/// A banterd on loopback with its own temporary data dir.
+/// A banterd on loopback with its own temporary data dir; or, with
+/// `BANTER_TEST_BACKEND=cluster`, three nodes of a cluster on a PostgreSQL and a nats-server
+/// of their own, whose users are spread over the nodes (one end-to-end suite, two backends:
+/// scripts/test runs the chat, resume, moderation, files and voice tests both ways).
 #[derive(Debug)]
 pub struct TestServer {
     server: Option<Server>,
     config: Config,
     dir: tempfile::TempDir,
+    /// The other nodes, in the cluster backend.
+    cluster: Option<Cluster>,
+}
+
+/// What the cluster backend adds to the first node.
+#[derive(Debug)]
+struct Cluster {
+    others: Vec<TestServer>,
+    /// Which node the next user connects to.
+    next: std::sync::atomic::AtomicUsize,
+    // Dropped after the nodes (fields drop in order).
+    _nats: nats::TestNats,
+    _postgres: postgres::TestPostgres,
+}
+
+/// Whether `BANTER_TEST_BACKEND` asks for a cluster (`cluster`) rather than one node on sled
+/// (`sled`, the default).
+fn cluster_backend() -> bool {
+    match std::env::var("BANTER_TEST_BACKEND").as_deref() {
+        Ok("cluster") => true,
+        Ok("sled") | Err(_) => false,
+        Ok(other) => panic!("BANTER_TEST_BACKEND is sled or cluster, not {other:?}"),
+    }
 }
 
 impl TestServer {
@@ -61,8 +87,36 @@ impl TestServer {
         Self::start_with(|_| {}).await
     }
 
-    /// A server with settings adjusted by `adjust`.
-    pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
+    /// A server with settings adjusted by `adjust` (a cluster of three in the cluster
+    /// backend, each node adjusted so).
+    pub async fn start_with(adjust: impl Fn(&mut Config)) -> Self {
+        if !cluster_backend() {
+            return Self::node(adjust).await;
+        }
+        let postgres = postgres::TestPostgres::start();
+        let nats = nats::TestNats::start();
+        let dir = tempfile::tempdir().expect("temp dir");
+        // One files directory for the cluster: the first node's, where tests look.
+        let files = dir.path().join("files");
+        let node = |config: &mut Config| {
+            clustered(&postgres, &nats)(config);
+            config.files_dir = files.clone();
+            adjust(config);
+        };
+        let mut first = Self::start_in(dir, node).await;
+        let mut others = Vec::new();
+        for _ in 0..2 {
+            others.push(Self::start_beside(&first, node).await);
+        }
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        first.cluster = Some(Cluster { others, next, _nats: nats, _postgres: postgres });
+        first
+    }
+
+    /// One node with settings adjusted by `adjust`, whatever the backend: for what is per
+    /// node (metrics, rate limits and caps per connection or address, sled itself), and the
+    /// nodes the cluster tests build their clusters of.
+    pub async fn node(adjust: impl FnOnce(&mut Config)) -> Self {
         Self::start_in(tempfile::tempdir().expect("temp dir"), adjust).await
     }
 
@@ -94,7 +148,17 @@ impl TestServer {
         let server = Server::start(config.clone()).await.expect("banterd starts");
         // Restarts reuse the port, so clients can reconnect to the same address.
         config.listen = server.local_addr();
-        Self { server: Some(server), config, dir }
+        Self { server: Some(server), config, dir, cluster: None }
+    }
+
+    /// Where the next user connects: this node, or the cluster's nodes in turn.
+    fn next_addr(&self) -> SocketAddr {
+        let Some(cluster) = &self.cluster else { return self.addr() };
+        let n = cluster.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        match n % (cluster.others.len() + 1) {
+            0 => self.addr(),
+            i => cluster.others[i - 1].addr(),
+        }
     }
 
     /// The server's address.
@@ -112,8 +176,14 @@ impl TestServer {
         self.dir.path()
     }
 
-    /// Graceful shutdown, then a new server on the same data dir and port.
+    /// Graceful shutdown, then a new server on the same data dir and port (every node of a
+    /// cluster).
     pub async fn restart(&mut self) {
+        if let Some(cluster) = &mut self.cluster {
+            for node in &mut cluster.others {
+                Box::pin(node.restart()).await;
+            }
+        }
         if let Some(server) = self.server.take() {
             server.shutdown().await;
         }
@@ -130,8 +200,13 @@ impl TestServer {
         panic!("banterd did not restart");
     }
 
-    /// Stops the server.
+    /// Stops the server (every node of a cluster).
     pub async fn stop(&mut self) {
+        if let Some(cluster) = &mut self.cluster {
+            for node in &mut cluster.others {
+                Box::pin(node.stop()).await;
+            }
+        }
         if let Some(server) = self.server.take() {
             server.shutdown().await;
         }
@@ -147,9 +222,10 @@ impl TestServer {
         self.user_with(name, Options::new(Trust::AcceptAny, "localhost")).await
     }
 
-    /// Registers `name` and authenticates a connection made with `options`.
+    /// Registers `name` and authenticates a connection made with `options` (to the next
+    /// node, in a cluster).
     pub async fn user_with(&self, name: &str, options: Options) -> TestUser {
-        self.user_via(name, self.addr(), options).await
+        self.user_via(name, self.next_addr(), options).await
     }
 
     /// Registers `name` and authenticates a connection made to `addr` (a path to this server,
@@ -160,9 +236,10 @@ impl TestServer {
         TestUser::authenticate(conn, events, auth).await
     }
 
-    /// Another authenticated connection (a second device) of an existing user.
+    /// Another authenticated connection (a second device) of an existing user (to the next
+    /// node, in a cluster).
     pub async fn login(&self, name: &str) -> TestUser {
-        let (conn, events) = self.connect().await;
+        let (conn, events) = connect(self.next_addr()).await;
         let auth = conn.login(name, "correct horse battery").await.expect("login");
         TestUser::authenticate(conn, events, auth).await
     }

@@ -17,7 +17,7 @@ use banter_tests::postgres::TestPostgres;
 use banter_tests::{TestServer, TestUser, WAIT, clustered, fresh_id};
 
 async fn node(postgres: &TestPostgres, nats: &TestNats) -> TestServer {
-    TestServer::start_with(clustered(postgres, nats)).await
+    TestServer::node(clustered(postgres, nats)).await
 }
 
 /// Posts `n` messages as a client does: a SERVER_BUSY (the other node's commit won a race) is
@@ -279,7 +279,7 @@ async fn a_file_shared_on_one_node_downloads_on_another_and_its_delete_holds_eve
         clustered(&postgres, &nats)(config);
         config.files_dir = files.path().to_owned();
     };
-    let a = TestServer::start_with(shared_files).await;
+    let a = TestServer::node(shared_files).await;
     let b = TestServer::start_beside(&a, shared_files).await;
     let ada = a.user("ada").await;
     let bob = b.user("bob").await;
@@ -333,7 +333,7 @@ async fn security_guessing_a_password_through_several_nodes_is_as_slow_as_throug
         let bucket = banter_server::config::Bucket { burst: 4, per_minute: 1 };
         config.rate.insert("auth".into(), bucket);
     };
-    let a = TestServer::start_with(four_a_minute).await;
+    let a = TestServer::node(four_a_minute).await;
     let b = TestServer::start_beside(&a, four_a_minute).await;
     a.user("ada").await;
 

@@ -178,7 +178,8 @@ async fn unknown_uni_streams_are_stopped_and_a_second_control_stream_closes_the_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_users_devices_share_one_rate_budget() {
-    let server = TestServer::start_with(|c| {
+    // Rate budgets are per node (docs/cluster.md): one node, whatever the backend.
+    let server = TestServer::node(|c| {
         c.rate.get_mut("message").unwrap().burst = 4;
         c.rate.get_mut("message").unwrap().per_minute = 1;
     })
@@ -378,7 +379,7 @@ async fn a_client_that_never_reads_its_events_is_paused_while_others_get_everyth
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handshakes_that_never_finish_expire_while_others_chat_and_connect() {
-    let server = TestServer::start_with(|c| {
+    let server = TestServer::node(|c| {
         c.metrics = true;
         c.metrics_listen = "127.0.0.1:0".parse().unwrap();
         c.idle_timeout_ms = 2_000;

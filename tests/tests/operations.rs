@@ -25,7 +25,7 @@ async fn join_voice(user: &TestUser, room: banter_client::protocol::ids::RoomId)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_metrics_scrape_reflects_what_clients_did() {
-    let server = TestServer::start_with(|config| {
+    let server = TestServer::node(|config| {
         config.metrics = true;
         config.metrics_listen = "127.0.0.1:0".parse().unwrap();
     })

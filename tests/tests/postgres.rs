@@ -65,7 +65,7 @@ fn two_nodes_appending_at_once_conflict_instead_of_taking_the_same_seq() {
 async fn banterd_on_postgres_serves_chat_and_keeps_it_across_a_restart() {
     let postgres = TestPostgres::start();
     let url = postgres.url();
-    let mut server = TestServer::start_with(|config| {
+    let mut server = TestServer::node(|config| {
         config.store = StoreKind::Postgres;
         config.database_url = url;
         config.metrics = true;
@@ -106,7 +106,7 @@ async fn banterd_on_postgres_serves_chat_and_keeps_it_across_a_restart() {
 async fn a_sled_community_moves_into_postgres_by_import_and_checks_clean() {
     use banter_server::admin::{AdminRequest, import_from_sled, socket};
 
-    let mut sled = TestServer::start().await;
+    let mut sled = TestServer::node(|_| {}).await;
     let ada = sled.user("ada").await;
     let room = ada.create_room("general", false).await;
     for text in ["one", "two"] {
@@ -123,7 +123,7 @@ async fn a_sled_community_moves_into_postgres_by_import_and_checks_clean() {
     drop(target);
 
     let url = postgres.url();
-    let cluster = TestServer::start_with(|config| {
+    let cluster = TestServer::node(|config| {
         config.store = StoreKind::Postgres;
         config.database_url = url;
     })

@@ -359,7 +359,8 @@ async fn security_resume_sends_the_presence_snapshot() {
     let last = grace.conn.last_event_seq();
     grace.conn.close();
 
-    let (conn, events) = server.connect().await;
+    // Back to the node it was on, where the session is (as the SDK does first).
+    let (conn, events) = banter_tests::connect(grace.conn.quic().remote_address()).await;
     conn.resume(&grace.auth.access_token, grace.welcome.resume_id, last);
     let mut resumed = TestUser { conn, events, auth: grace.auth.clone(), welcome: grace.welcome };
     let snapshot = tokio::time::timeout(WAIT, async {

@@ -112,7 +112,7 @@ async fn speech_through_two_nodes_of_a_cluster_reaches_listeners_on_both_recogni
     // packets from A over NATS.
     let postgres = TestPostgres::start();
     let nats = TestNats::start();
-    let a = TestServer::start_with(clustered(&postgres, &nats)).await;
+    let a = TestServer::node(clustered(&postgres, &nats)).await;
     let b = TestServer::start_beside(&a, clustered(&postgres, &nats)).await;
     let speaker = a.user("speaker").await;
     let here = a.user("here").await;

@@ -96,7 +96,6 @@ pub(super) async fn set(ctx: &ConnCtx, r: ContactSet) -> Result<Vec<Message>> {
             |v| v,
         )
         .await?;
-    let hub = &ctx.shared.hub;
     if (before.0 == Some(ContactState::Blocked)) != (after.0 == Some(ContactState::Blocked)) {
         ctx.shared.set_block(me, other, after.0 == Some(ContactState::Blocked));
     }
@@ -109,11 +108,13 @@ pub(super) async fn set(ctx: &ConnCtx, r: ContactSet) -> Result<Vec<Message>> {
             .unwrap_or_default())
     };
     if before.0 != after.0 {
-        hub.to_user(me, &Contact { user: other, username: text(&name(other)?), state: after.0 });
+        let contact = Contact { user: other, username: text(&name(other)?), state: after.0 };
+        ctx.shared.tell_user(me, &contact);
     }
     // The blocked side of a block is never told; a request to a blocker never arrives.
     if before.1 != after.1 && action != ContactAction::Block {
-        hub.to_user(other, &Contact { user: me, username: text(&name(me)?), state: after.1 });
+        let contact = Contact { user: me, username: text(&name(me)?), state: after.1 };
+        ctx.shared.tell_user(other, &contact);
     }
     Ok(vec![Done {}.into()])
 }

@@ -543,7 +543,7 @@ pub(crate) async fn handle(
         M::PresenceSet(r) => soft::presence(ctx, r),
         M::RoleSet(r) => moderation::role_set(ctx, r).await,
         M::AuditQuery(r) => moderation::audit_query(ctx, r),
-        M::VoiceJoin(r) => voice::join(ctx, r),
+        M::VoiceJoin(r) => voice::join(ctx, r).await,
         M::VoiceLeave(r) => voice::leave(ctx, r),
         M::VoiceSelf(r) => voice::set_self(ctx, r),
         M::VoiceRequestSpeak(r) => voice::request_speak(ctx, r),

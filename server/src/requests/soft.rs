@@ -25,9 +25,10 @@ async fn mark(ctx: &ConnCtx, room: RoomId, seq: u64, marker: Marker) -> Result<V
     let user = ctx.authed()?.user;
     let (record, _) = ctx.authorize(room, Action::Participate)?;
     check_direct_block(ctx, &record, user)?;
-    // Markers never point past what exists.
-    let seq = seq.min(ctx.shared.hub.head(room));
-    let hub = ctx.shared.hub.clone();
+    // Markers never point past what exists (the database's head: in a cluster, this node
+    // may not have delivered another node's newest entry yet).
+    let seq = seq.min(record.last_seq);
+    let shared = ctx.shared.clone();
     let stored = ctx
         .shared
         .store
@@ -50,7 +51,7 @@ async fn mark(ctx: &ConnCtx, room: RoomId, seq: u64, marker: Marker) -> Result<V
             move |(stored, moved)| {
                 if moved {
                     match marker {
-                        Marker::Read { private: false } => hub.broadcast_ephemeral(
+                        Marker::Read { private: false } => shared.tell_room(
                             room,
                             None,
                             Hello::INTEREST_RECEIPTS,
@@ -58,9 +59,9 @@ async fn mark(ctx: &ConnCtx, room: RoomId, seq: u64, marker: Marker) -> Result<V
                         ),
                         // Private markers sync to the user's own devices only.
                         Marker::Read { private: true } => {
-                            hub.to_user(user, &ReadUpTo { room, user, seq: stored })
+                            shared.tell_user(user, &ReadUpTo { room, user, seq: stored })
                         }
-                        Marker::Delivered => hub.broadcast_ephemeral(
+                        Marker::Delivered => shared.tell_room(
                             room,
                             None,
                             Hello::INTEREST_RECEIPTS,

@@ -1,5 +1,7 @@
 //! VOICE_JOIN, VOICE_LEAVE, VOICE_SELF, VOICE_REQUEST_SPEAK, VOICE_MODERATE (spec §6.6).
 
+use std::time::{Duration, Instant};
+
 use banter_protocol::ErrorCode;
 use banter_protocol::bounded::List;
 use banter_protocol::message::{
@@ -24,7 +26,7 @@ impl From<VoiceError> for RequestError {
     }
 }
 
-pub(super) fn join(ctx: &ConnCtx, r: VoiceJoin) -> Result<Vec<Message>> {
+pub(super) async fn join(ctx: &ConnCtx, r: VoiceJoin) -> Result<Vec<Message>> {
     let user = ctx.authed()?.user;
     ctx.rate("voice")?;
     let (record, standing) = ctx.authorize(r.room, Action::Participate)?;
@@ -39,6 +41,7 @@ pub(super) fn join(ctx: &ConnCtx, r: VoiceJoin) -> Result<Vec<Message>> {
         .join(r.room, ctx.conn_id, user, ctx.voice.clone(), suppressed)
         .map_err(|_| RequestError::from(ErrorCode::REQUEST_CANCELLED))?;
     announce_voice(&ctx.shared, notices);
+    ctx.shared.bus.voice_ready(&ctx.shared.voice, r.room).await;
     let max_bitrate = ctx.shared.protocol().limits.voice_max_bitrate;
     let roster = roster.into_iter().take(List::<(), 256>::MAX).collect();
     Ok(vec![
@@ -113,6 +116,13 @@ pub(super) async fn moderate(ctx: &ConnCtx, r: VoiceModerate) -> Result<Vec<Mess
         .await?;
     if moderated.elsewhere {
         ctx.shared.bus.voice_moderated(room, target, actor, action);
+        // Answered once the target's nodes show the decision (one bus hop), so that a mute
+        // is in force when the moderator is told it is done; at most a second with the bus
+        // slow or down.
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while !ctx.shared.voice.decided_everywhere(room, target) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
     announce_voice(&ctx.shared, moderated.notices);
     Ok(vec![Done {}.into()])

@@ -39,11 +39,6 @@ impl RemoteRosters {
         nodes.flat_map(|group| group.participants.iter())
     }
 
-    /// Whether anyone is in `room`'s voice on another node (then its packets go on the bus).
-    pub(super) fn any_in(&self, room: RoomId) -> bool {
-        self.participants(room).next().is_some()
-    }
-
     /// Whether `user` is in `room`'s voice on another node.
     pub(super) fn has_user(&self, room: RoomId, user: UserId) -> bool {
         self.participants(room).any(|p| p.user == user)
@@ -179,7 +174,7 @@ mod tests {
         let mut sources: Vec<u32> = rosters.participants(room).map(|p| p.source.0).collect();
         sources.sort_unstable();
         assert_eq!(sources, vec![10, 12, 13], "node 8's participant stays");
-        assert!(!rosters.any_in(other_room));
+        assert_eq!(rosters.participants(other_room).count(), 0);
         assert!(rosters.has_user(room, UserId(4)));
     }
 
@@ -195,6 +190,6 @@ mod tests {
         assert_eq!(present(&notices), vec![(10, false)]);
         assert!(rosters.has_user(room, UserId(2)) && !rosters.has_user(room, UserId(1)));
         rosters.apply(8, room, participant(2, 11), false, now);
-        assert!(!rosters.any_in(room), "the last one left");
+        assert_eq!(rosters.participants(room).count(), 0, "the last one left");
     }
 }
