@@ -40,6 +40,7 @@ stop() {
     echo "stopping the cluster"
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
+    as_pg "$pg_bin/pg_ctl" stop -D "$dir/pg/data" -m fast >/dev/null 2>&1 || true
 }
 trap stop EXIT INT TERM
 
@@ -47,15 +48,19 @@ pg_port=55432
 nats_port=54222
 if [[ ! -d "$dir/pg" ]]; then
     mkdir -p "$dir/pg"
-    [[ "$(id -u)" == 0 ]] && chown postgres: "$dir/pg"
+    # The postgres user must reach its directory.
+    [[ "$(id -u)" == 0 ]] && chmod 755 "$dir" && chown postgres: "$dir/pg"
     as_pg "$pg_bin/initdb" -D "$dir/pg/data" -U banter --auth=trust -E UTF8 >/dev/null
 fi
-as_pg "$pg_bin/postgres" -D "$dir/pg/data" -p "$pg_port" -k "$dir/pg" \
-    -c listen_addresses=127.0.0.1 >"$dir/postgres.log" 2>&1 &
-pids+=($!)
-until "$pg_bin/pg_isready" -q -h 127.0.0.1 -p "$pg_port" -U banter; do sleep 0.2; done
+if "$pg_bin/pg_isready" -q -h 127.0.0.1 -p "$pg_port"; then
+    echo "port $pg_port is taken (another cluster.sh still running?)" >&2
+    exit 1
+fi
+as_pg "$pg_bin/pg_ctl" start -w -D "$dir/pg/data" -l "$dir/pg/postgres.log" \
+    -o "-p $pg_port -k $dir/pg -c listen_addresses=127.0.0.1" >/dev/null
 nats-server -a 127.0.0.1 -p "$nats_port" >"$dir/nats.log" 2>&1 &
 pids+=($!)
+until (exec 3<>"/dev/tcp/127.0.0.1/$nats_port") 2>/dev/null; do sleep 0.1; done
 
 export BANTER_STORE=postgres
 export BANTER_DATABASE_URL="host=127.0.0.1 port=$pg_port user=banter dbname=postgres"
@@ -68,7 +73,10 @@ mkdir -p "$BANTER_FILES_DIR"
 for n in 1 2 3; do
     node="$dir/node$n"
     if [[ $n != 1 && ! -e "$node/server.key" ]]; then
-        until [[ -s "$dir/node1/cert-key.pem" && -s "$dir/node1/cert.pem" ]]; do sleep 0.2; done
+        until [[ -s "$dir/node1/cert-key.pem" && -s "$dir/node1/cert.pem" ]]; do
+            kill -0 "${pids[-1]}" 2>/dev/null || { echo "node 1 failed: see $dir/node1.log" >&2; exit 1; }
+            sleep 0.2
+        done
         mkdir -p "$node" && chmod 700 "$node"
         cp -p "$dir/node1/server.key" "$dir/node1/cert.pem" "$dir/node1/cert-key.pem" "$node/"
     fi
@@ -77,6 +85,6 @@ for n in 1 2 3; do
     pids+=($!)
 done
 
-echo "cluster in $dir: nodes 127.0.0.1:4433, :4434, :4435 (logs node1..3.log); Ctrl+C stops it"
+echo "cluster in $dir: nodes 127.0.0.1:4433, :4434, :4435 (logs node1..3.log, pg/postgres.log); Ctrl+C stops it"
 wait -n "${pids[@]}" || true
 echo "a process of the cluster ended; see the logs in $dir" >&2

@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use banter_client::protocol::ErrorCode;
 use banter_client::protocol::bounded::Text;
 use banter_client::protocol::ids::RoomId;
 use banter_client::protocol::message::{Message, Post, RoomCreate, RoomInfo, RoomJoin, Visibility};
@@ -164,10 +165,14 @@ async fn connect_user(
 
 async fn connect_full(addr: SocketAddr, name: &str) -> anyhow::Result<User> {
     let (conn, mut events) = Connection::connect_on(endpoint(), addr, options()).await?;
-    let auth = conn
-        .register(name, "benchmark password")
-        .await
-        .with_context(|| format!("registering {name}"))?;
+    let auth = loop {
+        match conn.register(name, "benchmark password").await {
+            Err(e) if e.code() == Some(ErrorCode::SERVER_BUSY) => {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            registered => break registered.with_context(|| format!("registering {name}"))?,
+        }
+    };
     conn.hello(&auth.access_token);
     loop {
         match events.recv().await {
@@ -234,6 +239,24 @@ fn percentiles(h: &Histogram<u64>) -> serde_json::Value {
     })
 }
 
+/// `conn.request_one`, sent again while the server answers SERVER_BUSY (in a cluster,
+/// another node's transaction won a race: a client retries, a post with the same
+/// client_msg_id, so nothing is done twice).
+pub(crate) async fn ask(
+    conn: &Connection,
+    request: impl Into<Message>,
+) -> Result<Message, banter_client::RequestError> {
+    let request = request.into();
+    loop {
+        match conn.request_one(request.clone()).await {
+            Err(e) if e.code() == Some(ErrorCode::SERVER_BUSY) => {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            answer => return answer,
+        }
+    }
+}
+
 async fn create_room(conn: &Connection, name: &str, voice: bool) -> anyhow::Result<RoomId> {
     let request = RoomCreate {
         name: Text::new(name)?,
@@ -242,7 +265,7 @@ async fn create_room(conn: &Connection, name: &str, voice: bool) -> anyhow::Resu
         visibility: Visibility::Public,
         voice,
     };
-    match conn.request_one(request).await? {
+    match ask(conn, request).await? {
         Message::RoomInfo(RoomInfo { room }) => Ok(room.room),
         other => bail!("unexpected answer {other:?}"),
     }
@@ -251,7 +274,7 @@ async fn create_room(conn: &Connection, name: &str, voice: bool) -> anyhow::Resu
 async fn post(conn: &Connection, room: RoomId, id: u128, text: &str) -> anyhow::Result<()> {
     let request =
         Post { room, client_msg_id: id, text: Text::new(text)?, reply_to: None, anonymous: false };
-    match conn.request_one(request).await? {
+    match ask(conn, request).await? {
         Message::EventAck(_) => Ok(()),
         other => bail!("unexpected answer {other:?}"),
     }
@@ -268,7 +291,7 @@ async fn fanout(
     let room = create_room(&publisher, &run, false).await?;
     let subscribers = connect_many(servers, &format!("{run}s"), members).await?;
     for (conn, _) in &subscribers {
-        conn.request_one(RoomJoin { room }).await?;
+        ask(conn, RoomJoin { room }).await?;
     }
     let start = Instant::now();
     let received = Arc::new(AtomicU64::new(0));
@@ -459,7 +482,7 @@ async fn reconnect(servers: &Servers, clients: usize) -> anyhow::Result<serde_js
     let room = create_room(&publisher, &run, false).await?;
     let mut users = connect_many_full(servers, &format!("{run}r"), clients).await?;
     for user in &users {
-        user.conn.request_one(RoomJoin { room }).await?;
+        ask(&user.conn, RoomJoin { room }).await?;
     }
     // Everyone has processed the joins so far.
     tokio::time::sleep(Duration::from_secs(1)).await;

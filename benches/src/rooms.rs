@@ -13,7 +13,7 @@ use banter_client::protocol::bounded::Text;
 use banter_client::protocol::message::{Message, Post, React, RoomJoin, TypingSet, TypingState};
 use hdrhistogram::Histogram;
 
-use crate::{CpuMeter, connect_many, create_room, micros, percentiles, run_id};
+use crate::{CpuMeter, ask, connect_many, create_room, micros, percentiles, run_id};
 
 pub(crate) async fn run(
     servers: &crate::Servers,
@@ -29,7 +29,7 @@ pub(crate) async fn run(
         let group: Vec<_> = users.drain(..members).collect();
         let room = create_room(&group[0].0, &format!("{run}-{r}"), false).await?;
         for (conn, _) in &group[1..] {
-            conn.request_one(RoomJoin { room }).await?;
+            ask(conn, RoomJoin { room }).await?;
         }
         groups.push((room, group));
     }
@@ -68,7 +68,7 @@ pub(crate) async fn run(
                 tick.tick().await;
                 let author = &conns[i as usize % conns.len()];
                 let typing = TypingSet { room, state: TypingState::Active };
-                author.request_one(typing).await?;
+                ask(author, typing).await?;
                 let sent = Instant::now();
                 let text = format!("{:020}:{}", micros(start), "r".repeat(60));
                 let request = Post {
@@ -78,7 +78,7 @@ pub(crate) async fn run(
                     reply_to: None,
                     anonymous: false,
                 };
-                let Message::EventAck(ack) = author.request_one(request).await? else {
+                let Message::EventAck(ack) = ask(author, request).await? else {
                     anyhow::bail!("a post was not acknowledged");
                 };
                 let _ = acks.record(sent.elapsed().as_micros().max(1) as u64);
@@ -86,7 +86,7 @@ pub(crate) async fn run(
                 if i % 5 == 4 {
                     let reactor = &conns[(i as usize + 1) % conns.len()];
                     let emoji = Text::new("+1")?;
-                    reactor.request_one(React { room, target: ack.seq, emoji, on: true }).await?;
+                    ask(reactor, React { room, target: ack.seq, emoji, on: true }).await?;
                 }
             }
             anyhow::Ok((posts, acks))

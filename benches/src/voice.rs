@@ -14,7 +14,7 @@ use banter_client::protocol::message::{Message, RoomJoin, VoiceJoin};
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 
-use crate::{CpuMeter, connect_many, create_room, micros, percentiles, run_id};
+use crate::{CpuMeter, ask, connect_many, create_room, micros, percentiles, run_id};
 
 /// Packets per second per speaker (20 ms frames).
 const PACKETS_PER_SECOND: u64 = 50;
@@ -33,10 +33,10 @@ pub(crate) async fn run(
     let users = connect_many(servers, &format!("{run}v"), speakers + listeners).await?;
     let room = create_room(&users[0].0, &run, true).await?;
     for (conn, _) in &users[1..] {
-        conn.request_one(RoomJoin { room }).await?;
+        ask(conn, RoomJoin { room }).await?;
     }
     for (conn, _) in &users {
-        match conn.request_one(VoiceJoin { room }).await? {
+        match ask(conn, VoiceJoin { room }).await? {
             Message::VoiceJoined(_) => {}
             other => bail!("expected VOICE_JOINED, got {other:?}"),
         }

@@ -252,6 +252,9 @@ config! {
     /// `host=... port=... user=... dbname=...` settings. Connections are not encrypted:
     /// keep the database on a private network or loopback.
     database_url: String = String::new();
+    /// This node's name in metrics (the `node` label of every series); empty: the `listen`
+    /// address as configured. Name each node of a cluster.
+    node_name: String = String::new();
     /// Where shared files' contents live; empty: `files` in the data dir. The nodes of a
     /// cluster share one directory (a network file system all of them mount): see
     /// docs/cluster.md.
@@ -348,6 +351,11 @@ config! {
 }
 
 impl Config {
+    /// The node's name in metrics (`node_name`, or the `listen` address).
+    pub fn node(&self) -> String {
+        if self.node_name.is_empty() { self.listen.to_string() } else { self.node_name.clone() }
+    }
+
     /// The directory of shared files' contents (`files_dir`, or `files` in the data dir).
     pub fn files_root(&self) -> PathBuf {
         if self.files_dir.as_os_str().is_empty() {

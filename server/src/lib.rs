@@ -362,7 +362,7 @@ impl Shared {
             account_limits: AccountLimiter::new(&config.rate),
             slow_mode: SlowMode::default(),
             files,
-            metrics: metrics::Metrics::new(&store, &hub, &voice),
+            metrics: metrics::Metrics::new(config.node(), &store, &hub, &voice),
             config,
             store,
             hub,

@@ -12,7 +12,7 @@ use anyhow::Context as _;
 use banter_server::Server;
 use banter_server::admin::{self, AdminCtx, AdminRequest, ServerRole, socket};
 use banter_server::auth::Passwords;
-use banter_server::config::{Config, LogFormat, StoreKind};
+use banter_server::config::{BusKind, Config, LogFormat, StoreKind};
 use banter_server::store::Store;
 use clap::{Args, Parser, Subcommand};
 
@@ -21,6 +21,53 @@ use clap::{Args, Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+/// The cluster keys as flags of `banterd run` (docs/cluster.md); each overrides its key.
+#[derive(Debug, Clone, clap::Args)]
+struct ClusterArgs {
+    /// Storage engine (the `store` key).
+    #[arg(long, value_enum)]
+    store: Option<StoreKind>,
+    /// PostgreSQL settings or URL (the `database_url` key).
+    #[arg(long)]
+    database_url: Option<String>,
+    /// Bus between nodes (the `bus` key).
+    #[arg(long, value_enum)]
+    bus: Option<BusKind>,
+    /// NATS server(s) (the `nats_url` key).
+    #[arg(long)]
+    nats_url: Option<String>,
+    /// This node's name in metrics (the `node_name` key).
+    #[arg(long)]
+    node_name: Option<String>,
+    /// Shared files' directory (the `files_dir` key).
+    #[arg(long)]
+    files_dir: Option<PathBuf>,
+}
+
+impl ClusterArgs {
+    fn apply(&self, config: &mut Config) {
+        let this = self.clone();
+        if let Some(store) = this.store {
+            config.store = store;
+        }
+        if let Some(url) = this.database_url {
+            config.database_url = url;
+        }
+        if let Some(bus) = this.bus {
+            config.bus = bus;
+        }
+        if let Some(url) = this.nats_url {
+            config.nats_url = url;
+        }
+        if let Some(name) = this.node_name {
+            config.node_name = name;
+        }
+        if let Some(dir) = this.files_dir {
+            config.files_dir = dir;
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -39,6 +86,8 @@ enum Command {
         /// Log format.
         #[arg(long, value_enum)]
         log_format: Option<LogFormat>,
+        #[command(flatten)]
+        cluster: ClusterArgs,
     },
     /// Write a commented configuration file with every default.
     Init {
@@ -179,7 +228,7 @@ fn main() -> anyhow::Result<()> {
             println!("wrote {}", path.display());
             Ok(())
         }
-        Command::Run { config: file, data_dir, listen, log_format } => {
+        Command::Run { config: file, data_dir, listen, log_format, cluster } => {
             // Read again on SIGHUP, with the same flags on top.
             let load = move || -> anyhow::Result<Config> {
                 let mut config =
@@ -193,6 +242,7 @@ fn main() -> anyhow::Result<()> {
                 if let Some(format) = log_format {
                     config.log_format = format;
                 }
+                cluster.apply(&mut config);
                 Ok(config)
             };
             let config = load()?;

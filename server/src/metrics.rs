@@ -11,6 +11,7 @@
 //! rare, and keeping them off the async executor means a slow scraper never delays chat.
 //! It binds to loopback unless configured otherwise.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,14 +51,22 @@ pub(crate) struct Metrics {
 
 impl Metrics {
     /// Registers everything, the parts' own metrics included.
-    pub(crate) fn new(store: &Store, hub: &crate::hub::Hub, voice: &crate::voice::Voice) -> Self {
+    /// The node's metrics, each series labelled `node="<node>"` (a cluster's nodes are told
+    /// apart in one Prometheus).
+    pub(crate) fn new(
+        node: String,
+        store: &Store,
+        hub: &crate::hub::Hub,
+        voice: &crate::voice::Voice,
+    ) -> Self {
         let connections = Gauge::default();
         let requests = Family::new_with_constructor(latency_histogram as fn() -> Histogram);
         let request_errors = Family::default();
         let auth_failures = Counter::default();
         let (sessions, rooms) = (Gauge::default(), Gauge::default());
         let commit = store.commit_metrics();
-        let mut registry = Registry::with_prefix("banter");
+        let labels = std::iter::once((Cow::Borrowed("node"), Cow::Owned(node)));
+        let mut registry = Registry::with_prefix_and_labels("banter", labels);
         registry.register("connections", "Open QUIC connections", connections.clone());
         registry.register("sessions", "Live and resumable sessions", sessions.clone());
         registry.register("rooms", "Rooms created", rooms.clone());

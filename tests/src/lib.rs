@@ -417,10 +417,22 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     (status, body.to_owned())
 }
 
-/// `name{labels}` → value, from the OpenMetrics text of a `/metrics` scrape.
+/// `name{labels}` → value, from the OpenMetrics text of a `/metrics` scrape (the `node` label
+/// left out).
 pub fn metric_samples(text: &str) -> std::collections::HashMap<String, f64> {
     text.lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())
-        .filter_map(|l| l.rsplit_once(' ').map(|(k, v)| (k.to_owned(), v.parse().unwrap())))
+        .filter_map(|l| l.rsplit_once(' ').map(|(k, v)| (without_node(k), v.parse().unwrap())))
         .collect()
+}
+
+/// A series' name and labels without the `node` label every series of a node carries.
+fn without_node(series: &str) -> String {
+    let Some((name, labels)) = series.split_once('{') else { return series.to_owned() };
+    let labels: Vec<&str> = labels
+        .trim_end_matches('}')
+        .split(',')
+        .filter(|label| !label.is_empty() && !label.starts_with("node="))
+        .collect();
+    if labels.is_empty() { name.to_owned() } else { format!("{name}{{{}}}", labels.join(",")) }
 }

@@ -28,6 +28,7 @@ async fn a_metrics_scrape_reflects_what_clients_did() {
     let server = TestServer::node(|config| {
         config.metrics = true;
         config.metrics_listen = "127.0.0.1:0".parse().unwrap();
+        config.node_name = "node-a".into();
     })
     .await;
     let metrics = server.metrics_addr().expect("metrics listener");
@@ -53,6 +54,8 @@ async fn a_metrics_scrape_reflects_what_clients_did() {
 
     let (status, text) = get(metrics, "/metrics").await;
     assert_eq!(status, 200);
+    // Every series names its node.
+    assert!(text.contains(r#"banter_connections{node="node-a"} 3"#), "{text}");
     let found = samples(&text);
     let value = |name: &str| *found.get(name).unwrap_or_else(|| panic!("{name} missing:\n{text}"));
     assert_eq!(value("banter_connections"), 3.0);

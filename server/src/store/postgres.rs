@@ -13,11 +13,12 @@
 //! - Keys and values are `bytea`, compared byte by byte as sled compares them, so range
 //!   scans (a room's log, a user's rooms) come back in the same order.
 
+use std::collections::HashMap;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use postgres::error::SqlState;
-use postgres::{Client, GenericClient, NoTls};
+use postgres::{Client, GenericClient, NoTls, Statement};
 
 use super::engine::{Engine, KeyValues, StoreError, Transaction, Write};
 
@@ -33,9 +34,28 @@ const UPSERT: &str = "INSERT INTO banter_kv (k, v) SELECT * FROM UNNEST($1::byte
      ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v";
 const DELETE: &str = "DELETE FROM banter_kv WHERE k = ANY($1::bytea[])";
 
-/// Work for a connection thread: runs with the thread's client (connected on first use, and
-/// again after the connection broke), or why there is none.
-type Job = Box<dyn FnOnce(Result<&mut Client, &str>) + Send>;
+/// One thread's connection, with the statements it has prepared: a query by its text alone
+/// would be prepared again each time, one more round trip per read.
+struct Db {
+    client: Client,
+    prepared: HashMap<&'static str, Statement>,
+}
+
+impl Db {
+    /// `sql`, prepared on this connection once.
+    fn statement(&mut self, sql: &'static str) -> Result<Statement, postgres::Error> {
+        if let Some(statement) = self.prepared.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.client.prepare(sql)?;
+        self.prepared.insert(sql, statement.clone());
+        Ok(statement)
+    }
+}
+
+/// Work for a connection thread: runs with the thread's connection (made on first use, and
+/// again after it broke), or why there is none.
+type Job = Box<dyn FnOnce(Result<&mut Db, &str>) + Send>;
 
 /// Threads that each own one database connection and take jobs from one queue.
 struct Connections {
@@ -49,14 +69,17 @@ impl Connections {
         for i in 0..threads {
             let (config, queue) = (config.clone(), queue.clone());
             std::thread::Builder::new().name(format!("{name}-{i}")).spawn(move || {
-                let mut client: Result<Client, String> = Err("not connected yet".into());
+                let mut db: Result<Db, String> = Err("not connected yet".into());
                 loop {
                     let job = queue.lock().unwrap_or_else(|e| e.into_inner()).recv();
                     let Ok(job) = job else { return };
-                    if client.as_ref().is_ok_and(Client::is_closed) || client.is_err() {
-                        client = config.connect(NoTls).map_err(|e| e.to_string());
+                    if db.as_ref().is_ok_and(|db| db.client.is_closed()) || db.is_err() {
+                        db = config
+                            .connect(NoTls)
+                            .map(|client| Db { client, prepared: HashMap::new() })
+                            .map_err(|e| e.to_string());
                     }
-                    job(client.as_mut().map_err(|e| e.as_str()));
+                    job(db.as_mut().map_err(|e| e.as_str()));
                 }
             })?;
         }
@@ -66,12 +89,12 @@ impl Connections {
     /// Runs `f` on one of the threads and waits for its result.
     fn run<R: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut Client) -> Result<R, postgres::Error> + Send + 'static,
+        f: impl FnOnce(&mut Db) -> Result<R, postgres::Error> + Send + 'static,
     ) -> Result<R, StoreError> {
         let (tx, rx) = mpsc::sync_channel(1);
-        let job: Job = Box::new(move |client| {
-            let result = match client {
-                Ok(client) => f(client).map_err(|e| store_error(&e)),
+        let job: Job = Box::new(move |db| {
+            let result = match db {
+                Ok(db) => f(db).map_err(|e| store_error(&e)),
                 Err(why) => {
                     Err(StoreError::Engine(format!("cannot connect to the database: {why}")))
                 }
@@ -114,7 +137,7 @@ impl PgEngine {
             url.parse().map_err(|e| StoreError::Engine(format!("database URL: {e}")))?;
         let readers = Connections::spawn(&config, READERS, "banter-db-read")?;
         let writer = Connections::spawn(&config, 1, "banter-db-write")?;
-        writer.run(|client| client.batch_execute(SCHEMA))?;
+        writer.run(|db| db.client.batch_execute(SCHEMA))?;
         Ok(Self { readers, writer: Mutex::new(writer) })
     }
 
@@ -124,18 +147,25 @@ impl PgEngine {
 }
 
 fn range_on(
-    client: &mut Client,
+    db: &mut Db,
     start: &[u8],
     end: &[u8],
     reverse: bool,
     limit: usize,
 ) -> Result<KeyValues, postgres::Error> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let rows = client.query(if reverse { RANGE_DESC } else { RANGE }, &[&start, &end, &limit])?;
+    let statement = db.statement(if reverse { RANGE_DESC } else { RANGE })?;
+    let rows = db.client.query(&statement, &[&start, &end, &limit])?;
     Ok(rows.into_iter().map(|row| (row.get(0), row.get(1))).collect())
 }
 
-fn apply_on(client: &mut impl GenericClient, writes: &[Write]) -> Result<(), postgres::Error> {
+/// Applies `writes` through `client` (the connection, or a transaction on it), with the
+/// statements prepared on that connection.
+fn apply_on(
+    client: &mut impl GenericClient,
+    (upsert, delete): (&Statement, &Statement),
+    writes: &[Write],
+) -> Result<(), postgres::Error> {
     let (mut keys, mut values, mut deleted) = (Vec::new(), Vec::new(), Vec::new());
     for (key, value) in writes {
         match value {
@@ -147,18 +177,26 @@ fn apply_on(client: &mut impl GenericClient, writes: &[Write]) -> Result<(), pos
         }
     }
     if !keys.is_empty() {
-        client.execute(UPSERT, &[&keys, &values])?;
+        client.execute(upsert, &[&keys, &values])?;
     }
     if !deleted.is_empty() {
-        client.execute(DELETE, &[&deleted])?;
+        client.execute(delete, &[&deleted])?;
     }
     Ok(())
+}
+
+/// The write statements, prepared.
+fn write_statements(db: &mut Db) -> Result<(Statement, Statement), postgres::Error> {
+    Ok((db.statement(UPSERT)?, db.statement(DELETE)?))
 }
 
 /// A read on one of `connections`' threads (the readers', or a transaction's writer).
 fn get_via(connections: &Connections, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
     let key = key.to_vec();
-    connections.run(move |client| Ok(client.query_opt(GET, &[&key])?.map(|row| row.get(0))))
+    connections.run(move |db| {
+        let statement = db.statement(GET)?;
+        Ok(db.client.query_opt(&statement, &[&key])?.map(|row| row.get(0)))
+    })
 }
 
 /// A range scan on one of `connections`' threads.
@@ -170,7 +208,7 @@ fn range_via(
     limit: usize,
 ) -> Result<KeyValues, StoreError> {
     let (start, end) = (start.to_vec(), end.to_vec());
-    connections.run(move |client| range_on(client, &start, &end, reverse, limit))
+    connections.run(move |db| range_on(db, &start, &end, reverse, limit))
 }
 
 impl Engine for PgEngine {
@@ -189,9 +227,10 @@ impl Engine for PgEngine {
     }
 
     fn apply(&self, writes: Vec<Write>) -> Result<(), StoreError> {
-        self.writer().run(move |client| {
-            let mut transaction = client.transaction()?;
-            apply_on(&mut transaction, &writes)?;
+        self.writer().run(move |db| {
+            let (upsert, delete) = write_statements(db)?;
+            let mut transaction = db.client.transaction()?;
+            apply_on(&mut transaction, (&upsert, &delete), &writes)?;
             transaction.commit()
         })
     }
@@ -203,7 +242,7 @@ impl Engine for PgEngine {
 
     fn begin(&self) -> Result<Box<dyn Transaction + '_>, StoreError> {
         let writer = self.writer();
-        writer.run(|client| client.batch_execute("BEGIN ISOLATION LEVEL SERIALIZABLE"))?;
+        writer.run(|db| db.client.batch_execute("BEGIN ISOLATION LEVEL SERIALIZABLE"))?;
         Ok(Box::new(PgTransaction { writer: Some(writer) }))
     }
 }
@@ -237,13 +276,14 @@ impl Transaction for PgTransaction<'_> {
 
     fn commit(mut self: Box<Self>, writes: Vec<Write>) -> Result<(), StoreError> {
         let writer = self.writer.take().ok_or(StoreError::Conflict)?;
-        let committed = writer.run(move |client| {
-            apply_on(client, &writes)?;
-            client.batch_execute("COMMIT")
+        let committed = writer.run(move |db| {
+            let (upsert, delete) = write_statements(db)?;
+            apply_on(&mut db.client, (&upsert, &delete), &writes)?;
+            db.client.batch_execute("COMMIT")
         });
         if committed.is_err() {
             // Whatever failed, the connection must not stay inside the transaction.
-            let _ = writer.run(|client| client.batch_execute("ROLLBACK"));
+            let _ = writer.run(|db| db.client.batch_execute("ROLLBACK"));
         }
         committed
     }
@@ -252,7 +292,7 @@ impl Transaction for PgTransaction<'_> {
 impl Drop for PgTransaction<'_> {
     fn drop(&mut self) {
         if let Some(writer) = self.writer.take() {
-            let _ = writer.run(|client| client.batch_execute("ROLLBACK"));
+            let _ = writer.run(|db| db.client.batch_execute("ROLLBACK"));
         }
     }
 }
