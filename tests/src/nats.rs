@@ -20,18 +20,12 @@ impl TestNats {
             .local_addr()
             .unwrap()
             .port();
-        let child = Command::new("nats-server")
-            .args(["-a", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nats-server is not installed: the cluster tests need it (scripts/test installs it)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "nats-server did not start within 10 s");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Self { child, port }
+        Self { child: launch(port), port }
+    }
+
+    /// Starts it again after [`stop`](Self::stop), on the same port.
+    pub fn restart(&mut self) {
+        self.child = launch(self.port);
     }
 
     /// Its URL.
@@ -50,4 +44,22 @@ impl Drop for TestNats {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Starts nats-server on `port`; returns once it accepts connections.
+fn launch(port: u16) -> Child {
+    let child = Command::new("nats-server")
+        .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect(
+            "nats-server is not installed: the cluster tests need it (scripts/test installs it)",
+        );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nats-server did not start within 10 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
 }

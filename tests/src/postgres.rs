@@ -94,60 +94,12 @@ impl TestPostgres {
         .expect("initdb runs");
         assert!(initdb.status.success(), "initdb: {}", String::from_utf8_lossy(&initdb.stderr));
         let port = free_port();
-        let socket_dir = dir.path().to_str().expect("a UTF-8 path");
-        let port_arg = port.to_string();
-        let child = command(
-            &bin.join("postgres"),
-            &[
-                "-D",
-                data_arg,
-                "-p",
-                &port_arg,
-                "-k",
-                socket_dir,
-                "-c",
-                "listen_addresses=127.0.0.1",
-            ],
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("postgres starts");
-        // Ready once pg_isready says it accepts connections (not merely that the port is
-        // open: it refuses logins while starting up). The postmaster's own pid (not
-        // runuser's) is the first line of postmaster.pid.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let ready = Command::new(bin.join("pg_isready"))
-                .args(["-q", "-h", "127.0.0.1", "-p", &port_arg, "-U", "banter"])
-                .status()
-                .is_ok_and(|status| status.success());
-            if ready {
-                break;
-            }
-            assert!(Instant::now() < deadline, "PostgreSQL did not start within 30 s");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let pid = std::fs::read_to_string(data.join("postmaster.pid"))
-            .ok()
-            .and_then(|started| started.lines().next()?.trim().parse().ok())
-            .expect("postmaster.pid names the server");
+        let (child, pid) = launch(&bin, &data, dir.path(), port);
         Self { dir, port, pid, child }
     }
 
-    /// Connection settings for the `postgres` database as the superuser `banter`.
-    pub fn url(&self) -> String {
-        format!("host=127.0.0.1 port={} user=banter dbname=postgres", self.port)
-    }
-
-    /// Where the cluster lives.
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
-    }
-}
-
-impl Drop for TestPostgres {
-    fn drop(&mut self) {
+    /// Stops the server (fast shutdown) and waits for it to go: a database outage.
+    pub fn stop(&mut self) {
         // SIGINT: PostgreSQL's fast shutdown. Then wait for the process to go.
         let signal = |name: &str| {
             let _ = Command::new("kill").args([name, &self.pid.to_string()]).status();
@@ -163,4 +115,62 @@ impl Drop for TestPostgres {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+
+    /// Starts it again after [`stop`](Self::stop), on the same data and port.
+    pub fn restart(&mut self) {
+        let data = self.dir.path().join("data");
+        (self.child, self.pid) = launch(&bin_dir(), &data, self.dir.path(), self.port);
+    }
+
+    /// Connection settings for the `postgres` database as the superuser `banter`.
+    pub fn url(&self) -> String {
+        format!("host=127.0.0.1 port={} user=banter dbname=postgres", self.port)
+    }
+
+    /// Where the cluster lives.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for TestPostgres {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Starts the postmaster on `data`, listening on `port` (and a socket in `socket_dir`); returns
+/// once it accepts connections, with what was started and the postmaster's pid.
+fn launch(bin: &Path, data: &Path, socket_dir: &Path, port: u16) -> (std::process::Child, u32) {
+    let data_arg = data.to_str().expect("a UTF-8 path");
+    let socket_dir = socket_dir.to_str().expect("a UTF-8 path");
+    let port_arg = port.to_string();
+    let child = command(
+        &bin.join("postgres"),
+        &["-D", data_arg, "-p", &port_arg, "-k", socket_dir, "-c", "listen_addresses=127.0.0.1"],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("postgres starts");
+    // Ready once pg_isready says it accepts connections (not merely that the port is
+    // open: it refuses logins while starting up). The postmaster's own pid (not
+    // runuser's) is the first line of postmaster.pid.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ready = Command::new(bin.join("pg_isready"))
+            .args(["-q", "-h", "127.0.0.1", "-p", &port_arg, "-U", "banter"])
+            .status()
+            .is_ok_and(|status| status.success());
+        if ready {
+            break;
+        }
+        assert!(Instant::now() < deadline, "PostgreSQL did not start within 30 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pid = std::fs::read_to_string(data.join("postmaster.pid"))
+        .ok()
+        .and_then(|started| started.lines().next()?.trim().parse().ok())
+        .expect("postmaster.pid names the server");
+    (child, pid)
 }

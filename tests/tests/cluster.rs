@@ -356,3 +356,74 @@ async fn security_guessing_a_password_through_several_nodes_is_as_slow_as_throug
     assert_eq!(refused.code(), Some(ErrorCode::RATE_LIMITED), "{refused}");
     assert!(refused.to_string().contains("for this account"), "{refused}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_nats_restart_live_delivery_resumes_and_what_was_missed_is_filled_in_order() {
+    let postgres = TestPostgres::start();
+    let mut nats = TestNats::start();
+    // Head checks a minute apart: what arrives here comes by the bus, or by a gap it shows.
+    let slow_checks = |config: &mut banter_server::config::Config| {
+        clustered(&postgres, &nats)(config);
+        config.bus_head_check_ms = 60_000;
+    };
+    let a = TestServer::node(slow_checks).await;
+    let b = TestServer::node(slow_checks).await;
+    let ada = a.user("ada").await;
+    let mut bob = b.user("bob").await;
+    let room = ada.create_room("general", false).await;
+    bob.join(room).await.unwrap();
+    ada.post(room, "before").await.unwrap();
+    assert_eq!(posts(&mut bob, 1).await[0].1, "before");
+
+    nats.stop();
+    ada.post(room, "during").await.unwrap();
+    nats.restart();
+    // The nodes reconnect by themselves; the first announcement after that shows bob's node
+    // the gap, which it fills from the database before delivering what showed it.
+    let mut seen = Vec::new();
+    tokio::time::timeout(WAIT, async {
+        for i in 0.. {
+            ada.post(room, &format!("after {i}")).await.unwrap();
+            seen.extend(posts(&mut bob, 1).await);
+            if seen.iter().any(|(_, text)| text == "during") {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await
+    .expect("delivery resumes after NATS is back");
+    assert_eq!(seen[0].1, "during", "what was missed comes first, in order: {seen:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_restart_is_a_retryable_error_and_the_node_recovers_by_itself() {
+    let mut postgres = TestPostgres::start();
+    let nats = TestNats::start();
+    let a = node(&postgres, &nats).await;
+    let ada = a.user("ada").await;
+    let room = ada.create_room("general", false).await;
+    let first = ada.post(room, "before").await.unwrap().seq;
+
+    postgres.stop();
+    let refused = ada.post(room, "while the database is down").await.unwrap_err();
+    assert_eq!(refused.code(), Some(ErrorCode::SERVER_BUSY), "{refused}");
+    assert!(refused.to_string().contains("database is unavailable"), "{refused}");
+    postgres.restart();
+    // The node reconnects on the next request: a client's retry goes through.
+    let id = fresh_id();
+    let second = tokio::time::timeout(WAIT, async {
+        loop {
+            match ada.post_with_id(room, id, "after").await {
+                Ok(ack) => return ack.seq,
+                Err(e) if e.code() == Some(ErrorCode::SERVER_BUSY) => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+    })
+    .await
+    .expect("the node recovers");
+    assert_eq!(second, first + 1, "nothing was half-written while the database was away");
+}

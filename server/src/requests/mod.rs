@@ -67,7 +67,8 @@ impl From<StoreError> for RequestError {
 }
 
 impl From<&StoreError> for RequestError {
-    /// A conflict with another node's write is the client's to retry (nothing was applied);
+    /// A conflict with another node's write, or the shared database away for a moment, is
+    /// the client's to retry (nothing was applied, or a retried post is deduplicated);
     /// anything else is the server's failure.
     fn from(error: &StoreError) -> Self {
         match error {
@@ -76,6 +77,14 @@ impl From<&StoreError> for RequestError {
                 message: "a concurrent write got in the way: retry".into(),
                 retry_after_ms: Some(50),
             },
+            StoreError::Unavailable(why) => {
+                tracing::warn!(%why, "the database is unavailable");
+                Self {
+                    code: ErrorCode::SERVER_BUSY,
+                    message: "the database is unavailable: retry".into(),
+                    retry_after_ms: Some(1000),
+                }
+            }
             error => {
                 tracing::error!(%error, "storage error during a request");
                 Self::new(ErrorCode::INTERNAL, "storage error")

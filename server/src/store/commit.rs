@@ -237,7 +237,10 @@ fn run(
             Err(error) => {
                 tracing::error!(%error, "could not begin a group commit");
                 let (_, deliver) = first(&mut Txn {
-                    engine: &Unavailable,
+                    engine: &NotBegun(
+                        error.to_string(),
+                        matches!(error, StoreError::Unavailable(_)),
+                    ),
                     group: &Overlay::new(),
                     own: Overlay::new(),
                 });
@@ -294,21 +297,32 @@ fn run(
     }
 }
 
-/// Stands in for a transaction that could not begin: every read fails, so the job that
-/// was taken is answered with the error instead of being lost.
-struct Unavailable;
+/// Stands in for a transaction that could not begin (why, and whether the database was only
+/// unavailable): every read fails the same way, so the job that was taken is answered with
+/// that error (retryable when it is) instead of being lost.
+struct NotBegun(String, bool);
 
-impl Transaction for Unavailable {
+impl NotBegun {
+    fn error(&self) -> StoreError {
+        if self.1 {
+            StoreError::Unavailable(self.0.clone())
+        } else {
+            StoreError::Engine(format!("no transaction: {}", self.0))
+        }
+    }
+}
+
+impl Transaction for NotBegun {
     fn get(&self, _: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        Err(StoreError::Engine("no transaction".into()))
+        Err(self.error())
     }
 
     fn range(&self, _: &[u8], _: &[u8], _: bool, _: usize) -> Result<KeyValues, StoreError> {
-        Err(StoreError::Engine("no transaction".into()))
+        Err(self.error())
     }
 
     fn commit(self: Box<Self>, _: Vec<Write>) -> Result<(), StoreError> {
-        Err(StoreError::Engine("no transaction".into()))
+        Err(self.error())
     }
 }
 

@@ -43,6 +43,11 @@ pub enum StoreError {
     /// running its requests again is safe.
     #[error("a concurrent write conflicted; retry")]
     Conflict,
+    /// The database server cannot be reached (a shared database restarting or down): the
+    /// request may be sent again once it is back. A group whose COMMIT got no answer is
+    /// reported so too: its posts are deduplicated when retried.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl From<sled::Error> for StoreError {

@@ -95,9 +95,7 @@ impl Connections {
         let job: Job = Box::new(move |db| {
             let result = match db {
                 Ok(db) => f(db).map_err(|e| store_error(&e)),
-                Err(why) => {
-                    Err(StoreError::Engine(format!("cannot connect to the database: {why}")))
-                }
+                Err(why) => Err(StoreError::Unavailable(format!("cannot connect: {why}"))),
             };
             let _ = tx.send(result);
         });
@@ -106,11 +104,17 @@ impl Connections {
     }
 }
 
-/// A serialization failure or deadlock means another writer got in the way: retryable.
+/// A serialization failure or deadlock means another writer got in the way; a connection
+/// that broke (or a server shutting down) means the database is away: both retryable.
 fn store_error(error: &postgres::Error) -> StoreError {
+    let io = std::error::Error::source(error).is_some_and(|e| e.is::<std::io::Error>());
     match error.code() {
         Some(code) if *code == SqlState::T_R_SERIALIZATION_FAILURE => StoreError::Conflict,
         Some(code) if *code == SqlState::T_R_DEADLOCK_DETECTED => StoreError::Conflict,
+        Some(code) if code.code().starts_with("57P") || code.code().starts_with("08") => {
+            StoreError::Unavailable(error.to_string())
+        }
+        None if error.is_closed() || io => StoreError::Unavailable(error.to_string()),
         _ => StoreError::Engine(format!("database: {error}")),
     }
 }
