@@ -139,7 +139,18 @@ const ACCESS_BODY: usize = 1 + 8 + 8 + 8 + 8 + 8;
 /// generation is genuine (reuse) without storing its hash, and can give the same current
 /// token again to a client whose REFRESH answer was lost; the database alone (a stolen
 /// backup) does not let anyone mint them.
+///
+/// Rotation (`banterd rotate-key`): the new key signs and derives from then on; the previous
+/// one still verifies the access tokens it signed (until they expire) and still proves the
+/// refresh tokens it derived genuine. A current refresh token is checked against its stored
+/// hash, so it stays valid across any number of rotations.
 pub struct TokenKeys {
+    current: SigningKeys,
+    previous: Vec<SigningKeys>,
+}
+
+/// One signing key and what is derived from it.
+struct SigningKeys {
     signing: SigningKey,
     verifying: VerifyingKey,
     key_id: [u8; 8],
@@ -148,16 +159,19 @@ pub struct TokenKeys {
 
 impl std::fmt::Debug for TokenKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenKeys").field("key_id", &self.key_id).finish_non_exhaustive()
+        let previous: Vec<[u8; 8]> = self.previous.iter().map(|k| k.key_id).collect();
+        f.debug_struct("TokenKeys")
+            .field("key_id", &self.current.key_id)
+            .field("previous", &previous)
+            .finish_non_exhaustive()
     }
 }
 
 const REFRESH_KEY_LABEL: &[u8] = b"banter/1 refresh-key";
 const REFRESH_LABEL: &[u8] = b"banter/1 refresh-token\0";
 
-impl TokenKeys {
-    /// Keys from the server's signing key.
-    pub fn new(signing: SigningKey) -> Self {
+impl SigningKeys {
+    fn new(signing: SigningKey) -> Self {
         let verifying = signing.verifying_key();
         let digest = ring::digest::digest(&ring::digest::SHA256, verifying.as_bytes());
         let mut key_id = [0u8; 8];
@@ -168,14 +182,7 @@ impl TokenKeys {
         Self { signing, verifying, key_id, refresh }
     }
 
-    /// The refresh token of `generation` for the login session `session` created at
-    /// `created_ms` (see the type's docs).
-    pub fn refresh_token(
-        &self,
-        session: SessionId,
-        created_ms: u64,
-        generation: u32,
-    ) -> RefreshToken {
+    fn refresh_token(&self, session: SessionId, created_ms: u64, generation: u32) -> RefreshToken {
         let mut input = Vec::with_capacity(REFRESH_LABEL.len() + 20);
         input.extend_from_slice(REFRESH_LABEL);
         input.extend_from_slice(&session.0.to_be_bytes());
@@ -185,6 +192,42 @@ impl TokenKeys {
         let mut secret = [0u8; 32];
         secret.copy_from_slice(tag.as_ref());
         RefreshToken { session, generation, secret }
+    }
+}
+
+impl TokenKeys {
+    /// Keys from the server's signing key.
+    pub fn new(signing: SigningKey) -> Self {
+        Self::rotated(signing, Vec::new())
+    }
+
+    /// Keys from the server's signing key and the keys it replaced (newest first).
+    pub fn rotated(signing: SigningKey, previous: Vec<SigningKey>) -> Self {
+        let previous = previous.into_iter().map(SigningKeys::new).collect();
+        Self { current: SigningKeys::new(signing), previous }
+    }
+
+    /// The refresh token of `generation` for the login session `session` created at
+    /// `created_ms`, derived from the current key (see the type's docs).
+    pub fn refresh_token(
+        &self,
+        session: SessionId,
+        created_ms: u64,
+        generation: u32,
+    ) -> RefreshToken {
+        self.current.refresh_token(session, created_ms, generation)
+    }
+
+    /// That token as each key derives it, the current key first: one of them is the genuine
+    /// token if it was issued before a rotation.
+    pub fn refresh_tokens(
+        &self,
+        session: SessionId,
+        created_ms: u64,
+        generation: u32,
+    ) -> Vec<RefreshToken> {
+        let keys = std::iter::once(&self.current).chain(&self.previous);
+        keys.map(|k| k.refresh_token(session, created_ms, generation)).collect()
     }
 
     /// A token for (user, session), valid from `now_ms` for `ttl_ms`.
@@ -198,11 +241,11 @@ impl TokenKeys {
         let expires = now_ms.saturating_add(ttl_ms);
         let mut token = Vec::with_capacity(ACCESS_BODY + 64);
         token.push(ACCESS_VERSION);
-        token.extend_from_slice(&self.key_id);
+        token.extend_from_slice(&self.current.key_id);
         for value in [user.0, session.0, now_ms, expires] {
             token.extend_from_slice(&value.to_be_bytes());
         }
-        let signature = self.signing.sign(&signed_bytes(&token));
+        let signature = self.current.signing.sign(&signed_bytes(&token));
         token.extend_from_slice(&signature.to_bytes());
         (token, expires)
     }
@@ -214,11 +257,13 @@ impl TokenKeys {
             return Err(TokenError::Invalid);
         }
         let (body, signature) = token.split_at(ACCESS_BODY);
-        if body[1..9] != self.key_id {
+        // The key that signed it, current or replaced.
+        let keys = std::iter::once(&self.current).chain(&self.previous);
+        let Some(key) = keys.into_iter().find(|k| body[1..9] == k.key_id) else {
             return Err(TokenError::Invalid);
-        }
+        };
         let signature = Signature::from_slice(signature).map_err(|_| TokenError::Invalid)?;
-        self.verifying
+        key.verifying
             .verify_strict(&signed_bytes(body), &signature)
             .map_err(|_| TokenError::Invalid)?;
         let field = |i: usize| {
@@ -348,6 +393,25 @@ mod tests {
         let other = TokenKeys::new(SigningKey::from_bytes(&[8; 32]));
         assert_eq!(other.verify(&token, 1000), Err(TokenError::Invalid));
         assert_eq!(keys.verify(&token[..10], 1000), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn a_rotated_key_still_verifies_and_proves_what_it_signed_and_derived() {
+        let old = TokenKeys::new(SigningKey::from_bytes(&[7; 32]));
+        let (token, _) = old.issue(UserId(5), SessionId(9), 1000, 500);
+        let refresh = old.refresh_token(SessionId(9), 1000, 3);
+        let new = SigningKey::from_bytes(&[8; 32]);
+        let rotated = TokenKeys::rotated(new.clone(), vec![SigningKey::from_bytes(&[7; 32])]);
+        assert_eq!(rotated.verify(&token, 1200).unwrap().user, UserId(5));
+        let (fresh, _) = rotated.issue(UserId(5), SessionId(9), 1000, 500);
+        assert_ne!(fresh[1..9], token[1..9], "new tokens name the new key");
+        assert!(old.verify(&fresh, 1200).is_err(), "the old key does not verify the new");
+        let derived = rotated.refresh_tokens(SessionId(9), 1000, 3);
+        assert_eq!(derived.len(), 2);
+        assert!(derived.contains(&refresh), "the old key's refresh token is recognised");
+        assert_ne!(rotated.refresh_token(SessionId(9), 1000, 3), refresh, "new ones differ");
+        let forgotten = TokenKeys::new(new);
+        assert_eq!(forgotten.verify(&token, 1200), Err(TokenError::Invalid));
     }
 
     #[test]

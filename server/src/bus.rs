@@ -44,6 +44,9 @@ use crate::store::records::RoomRecord;
 use crate::voice::VoiceNotice;
 use crate::{Shared, StartError, announce_voice, deliver_voice};
 
+/// Voice packets waiting for NATS: about a second of 20 busy speakers.
+const VOICE_QUEUE: usize = 1024;
+
 /// Committed entries, per room.
 const ENTRIES: &str = "banter.room.*";
 /// Everything else but voice packets.
@@ -116,6 +119,8 @@ pub(crate) enum Bus {
         /// This process's id in announcements.
         node: u64,
         outbox: mpsc::UnboundedSender<(String, Bytes)>,
+        /// Voice packets, apart: bounded, dropped when NATS cannot keep up (never delayed).
+        voice: mpsc::Sender<(String, Bytes)>,
     },
 }
 
@@ -125,6 +130,7 @@ pub(crate) struct Connected {
     entries: async_nats::Subscriber,
     control: async_nats::Subscriber,
     outbox: mpsc::UnboundedReceiver<(String, Bytes)>,
+    voice: mpsc::Receiver<(String, Bytes)>,
 }
 
 impl std::fmt::Debug for Connected {
@@ -158,9 +164,10 @@ impl Bus {
                 let entries = subscribe(ENTRIES).await?;
                 let control = subscribe(CONTROL).await?;
                 let (outbox_tx, outbox) = mpsc::unbounded_channel();
+                let (voice_tx, voice) = mpsc::channel(VOICE_QUEUE);
                 let node = crate::rand_u64();
-                let connected = Connected { client, entries, control, outbox };
-                Ok((Self::Nats { node, outbox: outbox_tx }, Some(connected)))
+                let connected = Connected { client, entries, control, outbox, voice };
+                Ok((Self::Nats { node, outbox: outbox_tx, voice: voice_tx }, Some(connected)))
             }
         }
     }
@@ -240,14 +247,17 @@ impl Bus {
     }
 
     /// Hands a relayed voice packet to the nodes with participants in `room`.
-    pub(crate) fn voice_packet(&self, room: RoomId, packet: Bytes) {
-        if let Self::Nats { outbox, .. } = self {
-            let _ = outbox.send((voice_subject(room), packet));
+    pub(crate) fn voice_packet(&self, room: RoomId, packet: Bytes) -> Result<(), &'static str> {
+        match self {
+            Self::Local => Ok(()),
+            Self::Nats { voice, .. } => {
+                voice.try_send((voice_subject(room), packet)).map_err(|_| "bus_backlog")
+            }
         }
     }
 
     fn tell(&self, news: impl FnOnce() -> News) {
-        let Self::Nats { node, outbox } = self else { return };
+        let Self::Nats { node, outbox, .. } = self else { return };
         let news = news();
         let subject = subject(&news);
         match postcard::to_stdvec(&Announcement { node: *node, news }) {
@@ -263,10 +273,15 @@ impl Bus {
 /// others', and a thread delivering those (it reads the database to fill gaps, which must not
 /// block the async runtime) and checking room heads. All end with the server.
 pub(crate) fn serve(shared: &Arc<Shared>, bus: Connected, mut shutdown: watch::Receiver<bool>) {
-    let Connected { client, entries, control, mut outbox } = bus;
+    let Connected { client, entries, control, mut outbox, mut voice } = bus;
     let publisher = client.clone();
     tokio::spawn(async move {
-        while let Some((subject, bytes)) = outbox.recv().await {
+        loop {
+            let (subject, bytes) = tokio::select! {
+                Some(news) = outbox.recv() => news,
+                Some(packet) = voice.recv() => packet,
+                else => return,
+            };
             // At most once: a lost entry is found by the receivers' head checks.
             if let Err(error) = publisher.publish(subject, bytes).await {
                 tracing::debug!(%error, "announcement not published");

@@ -289,7 +289,9 @@ fn relay_voice(ctx: &ConnCtx, packet: &[u8], via: Path) {
         }
     }
     if let Some((room, packet)) = relayed.to_other_nodes {
-        ctx.shared.bus.voice_packet(room, packet);
+        if let Err(reason) = ctx.shared.bus.voice_packet(room, packet) {
+            voice.metrics.drop(reason);
+        }
     }
     crate::announce_voice(&ctx.shared, relayed.notice.into_iter().collect());
 }

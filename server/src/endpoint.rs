@@ -14,11 +14,12 @@ use crate::identity::Identity;
 /// Binds the server's UDP socket with `buffer_bytes` of kernel buffer each way (as much as
 /// the kernel grants) and starts the endpoint on it.
 ///
-/// The stateless reset key comes from the identity's signing key, so it outlives the process
-/// and is shared by the nodes of a cluster: after a crash (kill -9), the restarted node, or
-/// another node behind the same address, answers the dead connections' packets with a
-/// stateless reset that their clients recognise, and they reconnect at once instead of
-/// waiting out the idle timeout.
+/// The stateless reset key comes from the identity's signing key and the bound address, so
+/// it outlives the process: after a crash (kill -9), the node restarted on that address
+/// answers the dead connections' packets with a stateless reset that their clients
+/// recognise, and they reconnect at once instead of waiting out the idle timeout. Nodes on
+/// other addresses have other keys, so none of them can be asked for a valid reset of a
+/// connection it does not hold (RFC 9000 §21.11).
 pub(crate) fn bind(
     addr: SocketAddr,
     buffer_bytes: usize,
@@ -31,6 +32,7 @@ pub(crate) fn bind(
     let _ = socket.set_recv_buffer_size(buffer_bytes);
     let _ = socket.set_send_buffer_size(buffer_bytes);
     socket.bind(&addr.into())?;
+    let bound = socket.local_addr()?.as_socket().unwrap_or(addr).to_string();
     tracing::debug!(
         receive = socket.recv_buffer_size().unwrap_or(0),
         send = socket.send_buffer_size().unwrap_or(0),
@@ -40,12 +42,12 @@ pub(crate) fn bind(
         .ok_or_else(|| std::io::Error::other("no async runtime for the endpoint"))?;
     let mut endpoint = quinn::EndpointConfig::new(Arc::new(ring::hmac::Key::new(
         ring::hmac::HMAC_SHA256,
-        &derived_secret(identity, b"banter/1 stateless reset key"),
+        &derived_secret(identity, "banter/1 stateless reset key", &bound),
     )));
     // Connection ids carry a check keyed the same way, so that a successor recognises its
     // predecessor's ids as valid and resets them rather than dropping the packets.
     let mut cid_key = [0u8; 8];
-    cid_key.copy_from_slice(&derived_secret(identity, b"banter/1 connection id key")[..8]);
+    cid_key.copy_from_slice(&derived_secret(identity, "banter/1 connection id key", &bound)[..8]);
     let cid_key = u64::from_le_bytes(cid_key);
     endpoint.cid_generator(move || {
         Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
@@ -53,12 +55,13 @@ pub(crate) fn bind(
     quinn::Endpoint::new(endpoint, Some(server), socket.into(), runtime)
 }
 
-/// HMAC-SHA256(signing key, label): a secret of its own for each use, tied to the identity
-/// without exposing the signing key.
-fn derived_secret(identity: &Identity, label: &[u8]) -> [u8; 32] {
+/// HMAC-SHA256(signing key, label ‖ NUL ‖ address): a secret of its own for each use and
+/// address, tied to the identity without exposing the signing key.
+fn derived_secret(identity: &Identity, label: &str, address: &str) -> [u8; 32] {
     let secret = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &identity.signing_key.to_bytes());
+    let input = format!("{label}\0{address}");
     let mut derived = [0u8; 32];
-    derived.copy_from_slice(ring::hmac::sign(&secret, label).as_ref());
+    derived.copy_from_slice(ring::hmac::sign(&secret, input.as_bytes()).as_ref());
     derived
 }
 

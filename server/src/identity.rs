@@ -14,6 +14,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 pub struct Identity {
     /// Signs access tokens.
     pub signing_key: SigningKey,
+    /// The key it replaced (`banterd rotate-key`), which still verifies what it signed.
+    pub previous_signing_keys: Vec<SigningKey>,
     /// The certificate chain presented in TLS.
     pub cert_chain: Vec<CertificateDer<'static>>,
     /// The certificate's private key.
@@ -23,10 +25,49 @@ pub struct Identity {
 }
 
 const SIGNING_KEY: &str = "server.key";
+const PREVIOUS_SIGNING_KEY: &str = "server.key.previous";
 const CERT: &str = "cert.pem";
 const CERT_KEY: &str = "cert-key.pem";
-/// The identity files of a data dir (what a backup copies).
-pub(crate) const FILES: [&str; 3] = [SIGNING_KEY, CERT, CERT_KEY];
+/// The identity files of a data dir (what a backup copies, where they exist).
+pub(crate) const FILES: [&str; 4] = [SIGNING_KEY, PREVIOUS_SIGNING_KEY, CERT, CERT_KEY];
+
+/// A signing key file: the 32-byte ed25519 seed.
+fn read_signing_key(path: &Path) -> std::io::Result<SigningKey> {
+    let bytes = fs::read(path)?;
+    let seed: [u8; 32] = bytes
+        .as_slice()
+        .try_into()
+        .map_err(|_| std::io::Error::other(format!("{} is not a 32-byte key", path.display())))?;
+    Ok(SigningKey::from_bytes(&seed))
+}
+
+fn random_seed() -> std::io::Result<[u8; 32]> {
+    let mut seed = [0u8; 32];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut seed)
+        .map_err(|_| std::io::Error::other("no system randomness"))?;
+    Ok(seed)
+}
+
+/// Replaces `path` with a private file holding `bytes` (written aside, synced, renamed).
+fn replace_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let aside = path.with_extension("new");
+    let _ = fs::remove_file(&aside);
+    write_private(&aside, bytes)?;
+    fs::rename(&aside, path)
+}
+
+/// Rotates the token-signing key of the data dir `dir` (`banterd rotate-key`): the current
+/// key becomes `server.key.previous` (replacing the one before), and a new `server.key` is
+/// drawn. The running server takes it at its next start. Returns the new key.
+pub fn rotate_signing_key(dir: &Path) -> std::io::Result<SigningKey> {
+    let key_path = dir.join(SIGNING_KEY);
+    let current = read_signing_key(&key_path)?;
+    replace_private(&dir.join(PREVIOUS_SIGNING_KEY), &current.to_bytes())?;
+    let seed = random_seed()?;
+    replace_private(&key_path, &seed)?;
+    fs::File::open(dir)?.sync_all()?;
+    Ok(SigningKey::from_bytes(&seed))
+}
 
 impl Identity {
     /// Loads the identity from `dir`, creating what is missing.
@@ -34,17 +75,17 @@ impl Identity {
         create_private_dir(dir)?;
         let key_path = dir.join(SIGNING_KEY);
         let signing_key = if key_path.exists() {
-            let bytes = fs::read(&key_path)?;
-            let seed: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
-                std::io::Error::other(format!("{} is not a 32-byte key", key_path.display()))
-            })?;
-            SigningKey::from_bytes(&seed)
+            read_signing_key(&key_path)?
         } else {
-            let mut seed = [0u8; 32];
-            ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut seed)
-                .map_err(|_| std::io::Error::other("no system randomness"))?;
+            let seed = random_seed()?;
             write_private(&key_path, &seed)?;
             SigningKey::from_bytes(&seed)
+        };
+        let previous_path = dir.join(PREVIOUS_SIGNING_KEY);
+        let previous_signing_keys = if previous_path.exists() {
+            vec![read_signing_key(&previous_path)?]
+        } else {
+            Vec::new()
         };
 
         let (cert_path, cert_key_path) = (dir.join(CERT), dir.join(CERT_KEY));
@@ -61,7 +102,8 @@ impl Identity {
         let cert_key = PrivateKeyDer::from_pem_file(&cert_key_path)
             .map_err(|e| std::io::Error::other(format!("{}: {e}", cert_key_path.display())))?;
         let leaf = cert_chain.first().ok_or_else(|| std::io::Error::other("empty certificate"))?;
-        Ok(Self { signing_key, fingerprint: fingerprint(leaf), cert_chain, cert_key })
+        let fingerprint = fingerprint(leaf);
+        Ok(Self { signing_key, previous_signing_keys, fingerprint, cert_chain, cert_key })
     }
 }
 

@@ -358,7 +358,10 @@ impl Shared {
         let auth_limiter = KeyedLimiter::new(auth_bucket(&config));
         let auth_user_limiter = KeyedLimiter::new(auth_bucket(&config));
         let shared = Arc::new(Self {
-            tokens: TokenKeys::new(identity.signing_key.clone()),
+            tokens: TokenKeys::rotated(
+                identity.signing_key.clone(),
+                identity.previous_signing_keys.clone(),
+            ),
             account_limits: AccountLimiter::new(&config.rate),
             slow_mode: SlowMode::default(),
             files,

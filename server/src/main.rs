@@ -146,6 +146,13 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Replace the token-signing key (`server.key`): the old one is kept as
+    /// `server.key.previous` and still verifies the tokens it signed. Takes effect at the next
+    /// start; in a cluster, copy both files to every node, then restart them one by one.
+    RotateKey {
+        #[command(flatten)]
+        target: Target,
+    },
     /// Copy a single node's sled database (its data dir) into the configured store, which
     /// must be empty (PostgreSQL, to move a community into a cluster); then check it.
     Import {
@@ -299,6 +306,17 @@ fn main() -> anyhow::Result<()> {
                 println!("schema version {}", schema.unwrap_or_default());
                 anyhow::Ok(())
             })
+        }
+        Command::RotateKey { target } => {
+            let config = target.config()?;
+            banter_server::identity::rotate_signing_key(&config.data_dir)
+                .with_context(|| format!("rotating the key in {}", config.data_dir.display()))?;
+            println!(
+                "new signing key in {0}/server.key (the old one in {0}/server.key.previous); \
+                 restart banterd to use it",
+                config.data_dir.display()
+            );
+            Ok(())
         }
         Command::Import { from_sled, target } => {
             let config = target.config()?;

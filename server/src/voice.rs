@@ -23,6 +23,10 @@ use tokio::sync::Notify;
 use self::remote::RemoteRosters;
 use crate::metrics::Label;
 
+/// What the bitrate cap charges a packet at least, in payload bytes: at the default 64 kbit/s
+/// a source sends at most 200 packets a second (Opus sends 50).
+const MIN_PACKET_COST: usize = 40;
+
 /// Talk state ends this long after a source's last packet (spec §8.3).
 pub(crate) const SPEAKING_HANGOVER: Duration = Duration::from_millis(250);
 
@@ -278,10 +282,24 @@ impl Voice {
         self.node_slot.store(slot % (1 << SLOT_BITS), Ordering::Relaxed);
     }
 
-    fn new_source(&self) -> SourceId {
+    /// A source id no participant of `room`, here or on another node, has now (the counter
+    /// wraps after about a million joins).
+    fn new_source(&self, rooms: &Rooms, room: RoomId) -> SourceId {
         const PER_SLOT: u32 = 1 << (32 - SLOT_BITS);
-        let n = self.next_source.fetch_add(1, Ordering::Relaxed) % (PER_SLOT - 1) + 1;
-        SourceId(self.node_slot.load(Ordering::Relaxed) << (32 - SLOT_BITS) | n)
+        let in_use = |source: SourceId| {
+            let local = rooms.members.get(&room).into_iter().flat_map(HashMap::values);
+            local
+                .map(|p| p.source)
+                .chain(rooms.remote.participants(room).map(|p| p.source))
+                .any(|s| s == source)
+        };
+        loop {
+            let n = self.next_source.fetch_add(1, Ordering::Relaxed) % (PER_SLOT - 1) + 1;
+            let source = SourceId(self.node_slot.load(Ordering::Relaxed) << (32 - SLOT_BITS) | n);
+            if !in_use(source) {
+                return source;
+            }
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Rooms> {
@@ -307,7 +325,7 @@ impl Voice {
         }
         let mut notices =
             rooms.leave(conn_id, &self.rooms_changed).map(|(_, n)| n).unwrap_or_default();
-        let source = self.new_source();
+        let source = self.new_source(&rooms, room);
         let mut state = VoiceState {
             self_mute: false,
             self_deaf: false,
@@ -450,9 +468,14 @@ impl Voice {
         if !rooms.members.contains_key(&room) && !elsewhere {
             return Err(VoiceError::NotInVoice);
         }
+        let before = rooms.moderation.get(&(room, target)).copied();
         let notices = rooms.decide(room, target, actor, action);
         if notices.is_empty() && !elsewhere {
-            rooms.moderation.remove(&(room, target));
+            // Nobody to apply it to: the decision is not kept, and the one before stands.
+            match before {
+                Some(before) => rooms.moderation.insert((room, target), before),
+                None => rooms.moderation.remove(&(room, target)),
+            };
             return Err(VoiceError::NoSuchParticipant);
         }
         Ok(Moderated { notices, elsewhere })
@@ -505,7 +528,13 @@ impl Voice {
         if state.self_mute || state.server_mute || state.suppressed {
             return dropped("muted");
         }
-        if !sender.budget.take(self.bitrate, payload.len(), now) {
+        if payload.is_empty() {
+            // No Opus packet is empty (silence is a 1-byte frame).
+            return dropped("malformed");
+        }
+        // Each packet costs at least MIN_PACKET_COST, so tiny packets cannot be sent at an
+        // unbounded rate (each one is relayed, and in a cluster published).
+        if !sender.budget.take(self.bitrate, payload.len().max(MIN_PACKET_COST), now) {
             return dropped("over_bitrate");
         }
         let started = sender.speaking_until.is_none();
@@ -656,6 +685,23 @@ mod tests {
         }
         voice.leave(7);
         assert!(voice.lock().members.is_empty(), "a ghost stayed in a roster");
+    }
+
+    #[test]
+    fn security_a_refused_moderation_leaves_the_earlier_decision_in_force() {
+        let voice = Voice::new(64_000);
+        let (room, mod_user, target) = (RoomId(1), UserId(1), UserId(2));
+        voice.join(room, 1, mod_user, Arc::new(VoiceLink::detached()), false).unwrap();
+        voice.join(room, 2, target, Arc::new(VoiceLink::detached()), false).unwrap();
+        voice.moderate(room, target, mod_user, VoiceAction::ServerMute).unwrap();
+        voice.leave(2);
+        // The target is not in voice now: refused, and the mute is not forgotten.
+        let refused = voice.moderate(room, target, mod_user, VoiceAction::GrantSpeak);
+        assert_eq!(refused.err(), Some(VoiceError::NoSuchParticipant));
+        let (_, roster, _) =
+            voice.join(room, 2, target, Arc::new(VoiceLink::detached()), false).unwrap();
+        let state = &roster.iter().find(|p| p.user == target).unwrap().state;
+        assert!(state.server_mute, "rejoined unmuted: {state:?}");
     }
 
     #[test]

@@ -334,3 +334,56 @@ async fn sighup_reloads_the_certificate_and_the_rate_limits() {
     let limited = before.request_one(edit(3)).await.unwrap_err();
     assert_eq!(code(limited), ErrorCode::RATE_LIMITED);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_signing_key_keeps_the_tokens_it_signed_valid() {
+    use banter_client::protocol::bounded::Blob;
+    use banter_client::protocol::message::Refresh;
+
+    let dir = tempfile::tempdir().unwrap();
+    let addr = free_port();
+    let mut server = start(dir.path(), addr);
+    let (conn, _events) = common::connect(addr).await;
+    let before = conn.register("ada", PASSWORD).await.unwrap();
+    drop(conn);
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+
+    let said = admin_ok(dir.path(), &["rotate-key"], "");
+    assert!(said.contains("server.key.previous"), "{said}");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(dir.path().join("server.key.previous")).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600, "the old key stays private");
+    let _server = start(dir.path(), addr);
+
+    // The access token signed by the old key still opens a session.
+    let (conn, mut events) = common::connect(addr).await;
+    conn.hello(&before.access_token);
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), events.recv()).await.unwrap() {
+            Some(Event::Welcome(_)) => break,
+            Some(Event::Rejected(e)) => panic!("an old access token was refused: {e:?}"),
+            Some(_) => {}
+            None => panic!("closed"),
+        }
+    }
+    // The refresh token derived under the old key still refreshes, into tokens of the new key.
+    let (conn, _events) = common::connect(addr).await;
+    let refresh = Refresh { refresh_token: Blob::new(before.refresh_token.to_vec()).unwrap() };
+    let Message::AuthOk(after) = conn.request_one(refresh).await.unwrap() else { panic!() };
+    assert_ne!(after.access_token[1..9], before.access_token[1..9], "signed by the new key");
+    // A second rotation drops the first key: its access token no longer verifies.
+    drop(_server);
+    admin_ok(dir.path(), &["rotate-key"], "");
+    let _server = start(dir.path(), addr);
+    let (conn, mut events) = common::connect(addr).await;
+    conn.hello(&before.access_token);
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), events.recv()).await.unwrap() {
+            Some(Event::Rejected(_)) | None => break,
+            Some(Event::Welcome(_)) => panic!("a key two rotations old still verifies"),
+            Some(_) => {}
+        }
+    }
+}

@@ -328,10 +328,11 @@ pub(super) async fn refresh(ctx: &ConnCtx, r: Refresh) -> Result<Vec<Message>> {
                     return Err(auth_failed());
                 };
                 let user = UserId(record.user);
+                // Derived by the current key or one it replaced.
                 let genuine = |generation: u32| {
                     let derived =
-                        shared.tokens.refresh_token(token.session, record.created, generation);
-                    same_secret(&derived.secret, &token.secret)
+                        shared.tokens.refresh_tokens(token.session, record.created, generation);
+                    derived.iter().any(|d| same_secret(&d.secret, &token.secret))
                 };
                 let current = record.refresh_generation;
                 let proven = if token.generation == current {
@@ -355,8 +356,13 @@ pub(super) async fn refresh(ctx: &ConnCtx, r: Refresh) -> Result<Vec<Message>> {
                     let lost_answer = token.generation + 1 == current
                         && now.saturating_sub(record.last_seen) <= grace_ms;
                     if lost_answer {
-                        let again =
-                            shared.tokens.refresh_token(token.session, record.created, current);
+                        // The same token again, by whichever key derived it.
+                        let derived =
+                            shared.tokens.refresh_tokens(token.session, record.created, current);
+                        let again = derived
+                            .into_iter()
+                            .find(|d| same_secret(&d.hash(), &record.refresh_hash))
+                            .ok_or_else(auth_failed)?;
                         return Ok(Refreshed::Rotated(user, token.session, again));
                     }
                     txn.delete(key);

@@ -39,6 +39,9 @@ const DELETE: &str = "DELETE FROM banter_kv WHERE k = ANY($1::bytea[])";
 struct Db {
     client: Client,
     prepared: HashMap<&'static str, Statement>,
+    /// Counts this thread's connections: a transaction begun on one connection must not
+    /// go on, in autocommit, on the next one after a reconnect.
+    generation: u64,
 }
 
 impl Db {
@@ -55,7 +58,7 @@ impl Db {
 
 /// Work for a connection thread: runs with the thread's connection (made on first use, and
 /// again after it broke), or why there is none.
-type Job = Box<dyn FnOnce(Result<&mut Db, &str>) + Send>;
+type Job = Box<dyn FnOnce(Result<&mut Db, &StoreError>) + Send>;
 
 /// Threads that each own one database connection and take jobs from one queue.
 struct Connections {
@@ -69,17 +72,20 @@ impl Connections {
         for i in 0..threads {
             let (config, queue) = (config.clone(), queue.clone());
             std::thread::Builder::new().name(format!("{name}-{i}")).spawn(move || {
-                let mut db: Result<Db, String> = Err("not connected yet".into());
+                let mut db: Result<Db, StoreError> =
+                    Err(StoreError::Unavailable("not connected yet".into()));
+                let mut generation = 0;
                 loop {
                     let job = queue.lock().unwrap_or_else(|e| e.into_inner()).recv();
                     let Ok(job) = job else { return };
                     if db.as_ref().is_ok_and(|db| db.client.is_closed()) || db.is_err() {
+                        generation += 1;
                         db = config
                             .connect(NoTls)
-                            .map(|client| Db { client, prepared: HashMap::new() })
-                            .map_err(|e| e.to_string());
+                            .map(|client| Db { client, prepared: HashMap::new(), generation })
+                            .map_err(|e| store_error(&e));
                     }
-                    job(db.as_mut().map_err(|e| e.as_str()));
+                    job(db.as_mut().map_err(|e| &*e));
                 }
             })?;
         }
@@ -91,11 +97,29 @@ impl Connections {
         &self,
         f: impl FnOnce(&mut Db) -> Result<R, postgres::Error> + Send + 'static,
     ) -> Result<R, StoreError> {
+        self.run_checked(None, f)
+    }
+
+    /// [`run`](Self::run) inside the transaction begun on connection `generation`: fails
+    /// without running `f` if that connection broke since.
+    fn run_checked<R: Send + 'static>(
+        &self,
+        generation: Option<u64>,
+        f: impl FnOnce(&mut Db) -> Result<R, postgres::Error> + Send + 'static,
+    ) -> Result<R, StoreError> {
         let (tx, rx) = mpsc::sync_channel(1);
         let job: Job = Box::new(move |db| {
             let result = match db {
+                Ok(db) if generation.is_some_and(|g| g != db.generation) => {
+                    Err(StoreError::Unavailable("the connection broke in a transaction".into()))
+                }
                 Ok(db) => f(db).map_err(|e| store_error(&e)),
-                Err(why) => Err(StoreError::Unavailable(format!("cannot connect: {why}"))),
+                Err(why) => Err(match why {
+                    StoreError::Unavailable(why) => {
+                        StoreError::Unavailable(format!("cannot connect: {why}"))
+                    }
+                    other => StoreError::Engine(format!("cannot connect: {other}")),
+                }),
             };
             let _ = tx.send(result);
         });
@@ -111,6 +135,9 @@ fn store_error(error: &postgres::Error) -> StoreError {
     match error.code() {
         Some(code) if *code == SqlState::T_R_SERIALIZATION_FAILURE => StoreError::Conflict,
         Some(code) if *code == SqlState::T_R_DEADLOCK_DETECTED => StoreError::Conflict,
+        // The transaction was aborted by an earlier statement of the group (a serialization
+        // failure, mostly): nothing of it applies.
+        Some(code) if *code == SqlState::IN_FAILED_SQL_TRANSACTION => StoreError::Conflict,
         Some(code) if code.code().starts_with("57P") || code.code().starts_with("08") => {
             StoreError::Unavailable(error.to_string())
         }
@@ -194,10 +221,15 @@ fn write_statements(db: &mut Db) -> Result<(Statement, Statement), postgres::Err
     Ok((db.statement(UPSERT)?, db.statement(DELETE)?))
 }
 
-/// A read on one of `connections`' threads (the readers', or a transaction's writer).
-fn get_via(connections: &Connections, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+/// A read on one of `connections`' threads (the readers', or a transaction's writer, begun
+/// on connection `generation`).
+fn get_via(
+    connections: &Connections,
+    generation: Option<u64>,
+    key: &[u8],
+) -> Result<Option<Vec<u8>>, StoreError> {
     let key = key.to_vec();
-    connections.run(move |db| {
+    connections.run_checked(generation, move |db| {
         let statement = db.statement(GET)?;
         Ok(db.client.query_opt(&statement, &[&key])?.map(|row| row.get(0)))
     })
@@ -206,18 +238,19 @@ fn get_via(connections: &Connections, key: &[u8]) -> Result<Option<Vec<u8>>, Sto
 /// A range scan on one of `connections`' threads.
 fn range_via(
     connections: &Connections,
+    generation: Option<u64>,
     start: &[u8],
     end: &[u8],
     reverse: bool,
     limit: usize,
 ) -> Result<KeyValues, StoreError> {
     let (start, end) = (start.to_vec(), end.to_vec());
-    connections.run(move |db| range_on(db, &start, &end, reverse, limit))
+    connections.run_checked(generation, move |db| range_on(db, &start, &end, reverse, limit))
 }
 
 impl Engine for PgEngine {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        get_via(&self.readers, key)
+        get_via(&self.readers, None, key)
     }
 
     fn range(
@@ -227,7 +260,7 @@ impl Engine for PgEngine {
         reverse: bool,
         limit: usize,
     ) -> Result<KeyValues, StoreError> {
-        range_via(&self.readers, start, end, reverse, limit)
+        range_via(&self.readers, None, start, end, reverse, limit)
     }
 
     fn apply(&self, writes: Vec<Write>) -> Result<(), StoreError> {
@@ -246,8 +279,11 @@ impl Engine for PgEngine {
 
     fn begin(&self) -> Result<Box<dyn Transaction + '_>, StoreError> {
         let writer = self.writer();
-        writer.run(|db| db.client.batch_execute("BEGIN ISOLATION LEVEL SERIALIZABLE"))?;
-        Ok(Box::new(PgTransaction { writer: Some(writer) }))
+        let generation = writer.run(|db| {
+            db.client.batch_execute("BEGIN ISOLATION LEVEL SERIALIZABLE")?;
+            Ok(db.generation)
+        })?;
+        Ok(Box::new(PgTransaction { writer: Some(writer), generation }))
     }
 }
 
@@ -255,6 +291,8 @@ impl Engine for PgEngine {
 struct PgTransaction<'a> {
     /// Taken by COMMIT; still here on drop means the group is abandoned (rolled back).
     writer: Option<MutexGuard<'a, Connections>>,
+    /// The writer connection BEGIN ran on.
+    generation: u64,
 }
 
 impl PgTransaction<'_> {
@@ -265,7 +303,7 @@ impl PgTransaction<'_> {
 
 impl Transaction for PgTransaction<'_> {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        get_via(self.connection()?, key)
+        get_via(self.connection()?, Some(self.generation), key)
     }
 
     fn range(
@@ -275,12 +313,12 @@ impl Transaction for PgTransaction<'_> {
         reverse: bool,
         limit: usize,
     ) -> Result<KeyValues, StoreError> {
-        range_via(self.connection()?, start, end, reverse, limit)
+        range_via(self.connection()?, Some(self.generation), start, end, reverse, limit)
     }
 
     fn commit(mut self: Box<Self>, writes: Vec<Write>) -> Result<(), StoreError> {
         let writer = self.writer.take().ok_or(StoreError::Conflict)?;
-        let committed = writer.run(move |db| {
+        let committed = writer.run_checked(Some(self.generation), move |db| {
             let (upsert, delete) = write_statements(db)?;
             apply_on(&mut db.client, (&upsert, &delete), &writes)?;
             db.client.batch_execute("COMMIT")
