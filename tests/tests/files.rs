@@ -140,6 +140,15 @@ async fn files_are_shared_resumed_stored_once_and_fetched_intact() {
     let small = content(70_000, 9);
     let small_path = write(dir.path(), "notes.txt", &small).await;
     let ack = ada.conn.upload(room, "notes.txt", &small_path).await.unwrap();
+    // Bob downloads it once it reaches him, as a client does (in a cluster, his node
+    // serves an entry once it has delivered it).
+    loop {
+        if let Message::FileShared(shared) = bob.next_room_event().await {
+            if shared.meta.seq == ack.seq {
+                break;
+            }
+        }
+    }
     let again = dir.path().join("notes-again.txt");
     bob.conn.download(room, ack.seq, &again).await.unwrap();
     assert_eq!(tokio::fs::read(&again).await.unwrap(), small);
