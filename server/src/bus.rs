@@ -121,6 +121,8 @@ pub(crate) enum Bus {
         outbox: mpsc::UnboundedSender<(String, Bytes)>,
         /// Voice packets, apart: bounded, dropped when NATS cannot keep up (never delayed).
         voice: mpsc::Sender<(String, Bytes)>,
+        /// The connection, for its state (/healthz).
+        client: async_nats::Client,
     },
 }
 
@@ -166,9 +168,23 @@ impl Bus {
                 let (outbox_tx, outbox) = mpsc::unbounded_channel();
                 let (voice_tx, voice) = mpsc::channel(VOICE_QUEUE);
                 let node = crate::rand_u64();
-                let connected = Connected { client, entries, control, outbox, voice };
-                Ok((Self::Nats { node, outbox: outbox_tx, voice: voice_tx }, Some(connected)))
+                let connected =
+                    Connected { client: client.clone(), entries, control, outbox, voice };
+                let bus =
+                    Self::Nats { node, outbox: outbox_tx, voice: voice_tx, client: client.clone() };
+                Ok((bus, Some(connected)))
             }
+        }
+    }
+
+    /// Whether the bus is reachable now (/healthz): NATS connected, or no bus to reach.
+    pub(crate) fn reachable(&self) -> Result<(), String> {
+        match self {
+            Self::Local => Ok(()),
+            Self::Nats { client, .. } => match client.connection_state() {
+                async_nats::connection::State::Connected => Ok(()),
+                state => Err(format!("bus: NATS {state}")),
+            },
         }
     }
 

@@ -207,7 +207,8 @@ fn serve(http: &tiny_http::Server, shared: &crate::Shared, runtime: &tokio::runt
     }
 }
 
-/// Healthy: the storage writer completes a (writeless) group commit within two seconds.
+/// Healthy: the storage writer completes a (writeless) group commit within two seconds, and
+/// the bus between nodes (if any) is connected.
 fn healthy(shared: &crate::Shared, runtime: &tokio::runtime::Handle) -> Result<(), String> {
     let store = shared.store.clone();
     let committed = runtime.block_on(async move {
@@ -215,7 +216,7 @@ fn healthy(shared: &crate::Shared, runtime: &tokio::runtime::Handle) -> Result<(
         tokio::time::timeout(Duration::from_secs(2), empty).await
     });
     match committed {
-        Ok(Ok(())) => Ok(()),
+        Ok(Ok(())) => shared.bus.reachable(),
         Ok(Err(error)) => Err(format!("storage: {error}")),
         Err(_) => Err("storage writer not responding within 2 s".into()),
     }

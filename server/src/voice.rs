@@ -207,6 +207,21 @@ fn participant_view(p: &Participant) -> VoiceParticipant {
 }
 
 impl Rooms {
+    /// Whether `target` is in `room`'s voice, here or on another node (what a moderator can
+    /// act on).
+    fn moderation_target(&self, room: RoomId, target: UserId) -> Result<(), VoiceError> {
+        let here = self.members.get(&room);
+        if here.is_none() && self.remote.participants(room).next().is_none() {
+            return Err(VoiceError::NotInVoice);
+        }
+        let here = here.is_some_and(|members| members.values().any(|p| p.user == target));
+        if here || self.remote.has_user(room, target) {
+            Ok(())
+        } else {
+            Err(VoiceError::NoSuchParticipant)
+        }
+    }
+
     /// Records a moderator's decision about `target` in `room` and applies it to the
     /// target's participants here; their new states.
     fn decide(
@@ -465,9 +480,7 @@ impl Voice {
     ) -> Result<Moderated, VoiceError> {
         let mut rooms = self.lock();
         let elsewhere = rooms.remote.has_user(room, target);
-        if !rooms.members.contains_key(&room) && !elsewhere {
-            return Err(VoiceError::NotInVoice);
-        }
+        rooms.moderation_target(room, target)?;
         let before = rooms.moderation.get(&(room, target)).copied();
         let notices = rooms.decide(room, target, actor, action);
         if notices.is_empty() && !elsewhere {
@@ -488,6 +501,16 @@ impl Voice {
         let decision = rooms.moderation.get(&(room, target)).copied().unwrap_or_default();
         let mut theirs = rooms.remote.participants(room).filter(|p| p.user == target);
         theirs.all(|p| decision.shown_in(&p.state))
+    }
+
+    /// Whether a moderator can act on `target` in `room` now (checked before the decision is
+    /// audited; it is applied once the audit is committed).
+    pub(crate) fn check_moderation_target(
+        &self,
+        room: RoomId,
+        target: UserId,
+    ) -> Result<(), VoiceError> {
+        self.lock().moderation_target(room, target)
     }
 
     /// A moderator's decision made on another node: kept here, and applied to the target's
@@ -538,12 +561,18 @@ impl Voice {
             return dropped("over_bitrate");
         }
         let started = sender.speaking_until.is_none();
-        sender.speaking_until = (!header.end).then_some(now + SPEAKING_HANGOVER);
         let source = sender.source;
-        let notice = match (started, header.end) {
-            (true, false) => Some(VoiceNotice::Speaking { room, source, on: true }),
-            (false, true) => Some(VoiceNotice::Speaking { room, source, on: false }),
-            _ => None,
+        // The end of a talk spurt is announced by the expiry timer (within 50 ms), like
+        // silence: a source that flips its end flag on every packet gets one notice per
+        // spurt, not one per packet, here and on every other node.
+        let notice = if header.end {
+            if !started {
+                sender.speaking_until = Some(now);
+            }
+            None
+        } else {
+            sender.speaking_until = Some(now + SPEAKING_HANGOVER);
+            started.then_some(VoiceNotice::Speaking { room, source, on: true })
         };
         // The server stamps the source; the client's source field is only a target.
         let relayed =

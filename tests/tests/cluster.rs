@@ -310,6 +310,21 @@ async fn a_file_shared_on_one_node_downloads_on_another_and_its_delete_holds_eve
     assert_eq!(std::fs::read(&third).unwrap(), std::fs::read(&original).unwrap());
 }
 
+/// Polls `/healthz` at `addr` until it answers `status`; its body.
+async fn healthz_until(addr: std::net::SocketAddr, status: u16) -> String {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let (got, body) = banter_tests::http_get(addr, "/healthz").await;
+            if got == status {
+                return body;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("/healthz never answered {status}"))
+}
+
 /// Every file under `dir`.
 fn walk(dir: &std::path::Path) -> Vec<String> {
     let mut found = Vec::new();
@@ -365,6 +380,8 @@ async fn after_a_nats_restart_live_delivery_resumes_and_what_was_missed_is_fille
     let slow_checks = |config: &mut banter_server::config::Config| {
         clustered(&postgres, &nats)(config);
         config.bus_head_check_ms = 60_000;
+        config.metrics = true;
+        config.metrics_listen = "127.0.0.1:0".parse().unwrap();
     };
     let a = TestServer::node(slow_checks).await;
     let b = TestServer::node(slow_checks).await;
@@ -376,8 +393,12 @@ async fn after_a_nats_restart_live_delivery_resumes_and_what_was_missed_is_fille
     assert_eq!(posts(&mut bob, 1).await[0].1, "before");
 
     nats.stop();
+    let health = a.metrics_addr().unwrap();
+    let said = healthz_until(health, 503).await;
+    assert!(said.contains("NATS"), "/healthz says why: {said}");
     ada.post(room, "during").await.unwrap();
     nats.restart();
+    healthz_until(health, 200).await;
     // The nodes reconnect by themselves; the first announcement after that shows bob's node
     // the gap, which it fills from the database before delivering what showed it.
     let mut seen = Vec::new();

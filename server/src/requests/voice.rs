@@ -100,7 +100,7 @@ pub(super) async fn moderate(ctx: &ConnCtx, r: VoiceModerate) -> Result<Vec<Mess
         .write(
             move |txn| {
                 authorize_moderation_in(txn, room, actor, target)?;
-                let moderated = shared.voice.moderate(room, target, actor, action)?;
+                shared.voice.check_moderation_target(room, target)?;
                 audit(
                     txn,
                     actor,
@@ -109,9 +109,11 @@ pub(super) async fn moderate(ctx: &ConnCtx, r: VoiceModerate) -> Result<Vec<Mess
                     Some(target),
                     action_name(action),
                 )?;
-                Ok(moderated)
+                Ok(shared)
             },
-            |moderated| moderated,
+            // Applied once the audit is committed (a refused or conflicting group changes
+            // nothing); on a target who left voice meanwhile it has no effect.
+            move |shared| shared.voice.moderate(room, target, actor, action).unwrap_or_default(),
         )
         .await?;
     if moderated.elsewhere {
