@@ -41,7 +41,7 @@ use crate::config::{BusKind, Config};
 use crate::requests::Appended;
 use crate::store::keys;
 use crate::store::records::RoomRecord;
-use crate::voice::VoiceNotice;
+use crate::voice::{Moderation, VoiceNotice};
 use crate::{Shared, StartError, announce_voice, deliver_voice};
 
 /// Voice packets waiting for NATS: about a second of 20 busy speakers.
@@ -103,7 +103,13 @@ enum News {
     /// A participant here joined, changed, left, started or stopped talking.
     Voice(VoiceNotice),
     /// A moderator here decided about `target`'s voice, who is in it on another node too.
-    VoiceModerated { room: RoomId, target: UserId, actor: UserId, action: VoiceAction },
+    VoiceModerated {
+        room: RoomId,
+        target: UserId,
+        actor: UserId,
+        action: VoiceAction,
+        decision: Moderation,
+    },
     /// Every voice participant on the announcing node, by room; repeated like presence.
     VoiceRosters(Vec<(RoomId, Vec<VoiceParticipant>)>),
 }
@@ -246,8 +252,9 @@ impl Bus {
         target: UserId,
         actor: UserId,
         action: VoiceAction,
+        decision: Moderation,
     ) {
-        self.tell(|| News::VoiceModerated { room, target, actor, action });
+        self.tell(|| News::VoiceModerated { room, target, actor, action, decision });
     }
 
     /// Waits (a second at most) until `room`'s packets from other nodes reach this node, so
@@ -398,8 +405,9 @@ fn hear(shared: &Shared, node: u64, news: News, ttl: Duration) {
             shared.voice.changed_elsewhere(node, &notice, expires);
             deliver_voice(shared, vec![notice]);
         }
-        News::VoiceModerated { room, target, actor, action } => {
-            announce_voice(shared, shared.voice.moderated_elsewhere(room, target, actor, action));
+        News::VoiceModerated { room, target, actor, action, decision } => {
+            let notices = shared.voice.moderated_elsewhere(room, target, actor, action, decision);
+            announce_voice(shared, notices);
         }
         News::VoiceRosters(rosters) => {
             deliver_voice(shared, shared.voice.roster_elsewhere(node, rosters, expires));

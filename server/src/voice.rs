@@ -166,22 +166,32 @@ struct Rooms {
     members: HashMap<RoomId, HashMap<usize, Participant>>,
     /// The voice room of each connection in one, so a datagram finds its room in O(1).
     room_of: HashMap<usize, RoomId>,
-    /// Moderators' decisions per (room, user): they hold for every participant of that user,
-    /// on any connection, and across leaving and joining again.
-    moderation: HashMap<(RoomId, UserId), Moderation>,
     /// The participants of other nodes.
     remote: RemoteRosters,
 }
 
-/// What moderators decided about one user's voice in one room (spec §6.6).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct Moderation {
+/// What moderators decided about one user's voice in one room (spec §6.6), kept in the
+/// database (`keys::voice_decision`): it holds for every participant of that user, on any
+/// connection and any node, and across leaving and joining again.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Moderation {
     server_mute: bool,
     /// Some(true): granted speech (on a stage); Some(false): speech revoked.
     speech: Option<bool>,
 }
 
 impl Moderation {
+    /// The decision after `action`.
+    pub(crate) fn after(mut self, action: VoiceAction) -> Self {
+        match action {
+            VoiceAction::GrantSpeak => self.speech = Some(true),
+            VoiceAction::RevokeSpeak => self.speech = Some(false),
+            VoiceAction::ServerMute => self.server_mute = true,
+            VoiceAction::ServerUnmute => self.server_mute = false,
+        }
+        self
+    }
+
     /// Whether `state` shows the decision.
     fn shown_in(self, state: &VoiceState) -> bool {
         state.server_mute == self.server_mute
@@ -222,23 +232,16 @@ impl Rooms {
         }
     }
 
-    /// Records a moderator's decision about `target` in `room` and applies it to the
-    /// target's participants here; their new states.
+    /// Applies a moderator's `decision` (made by `action`) to `target`'s participants here;
+    /// their new states.
     fn decide(
         &mut self,
         room: RoomId,
         target: UserId,
         actor: UserId,
         action: VoiceAction,
+        decision: Moderation,
     ) -> Vec<VoiceNotice> {
-        let decision = self.moderation.entry((room, target)).or_default();
-        match action {
-            VoiceAction::GrantSpeak => decision.speech = Some(true),
-            VoiceAction::RevokeSpeak => decision.speech = Some(false),
-            VoiceAction::ServerMute => decision.server_mute = true,
-            VoiceAction::ServerUnmute => decision.server_mute = false,
-        }
-        let decision = *decision;
         let Some(members) = self.members.get_mut(&room) else { return Vec::new() };
         let mut notices = Vec::new();
         for participant in members.values_mut().filter(|p| p.user == target) {
@@ -333,6 +336,7 @@ impl Voice {
         user: UserId,
         link: Arc<VoiceLink>,
         stage: bool,
+        decision: Moderation,
     ) -> Result<(SourceId, Vec<VoiceParticipant>, Vec<VoiceNotice>), ConnectionEnded> {
         let mut rooms = self.lock();
         if link.has_ended() {
@@ -348,7 +352,7 @@ impl Voice {
             suppressed: stage,
             requested_to_speak: None,
         };
-        rooms.moderation.get(&(room, user)).copied().unwrap_or_default().apply(&mut state);
+        decision.apply(&mut state);
         let participant = Participant {
             user,
             source,
@@ -466,45 +470,37 @@ impl Voice {
         )
     }
 
-    /// VOICE_MODERATE (the caller's authority was checked by the authorization function):
-    /// records the decision for (room, user) and applies it to every participant of that
-    /// user in the room, here and (through the bus, see [`Moderated::elsewhere`]) on other
-    /// nodes. NOT_FOUND when the user is not in the room's voice now; the decision then is
-    /// not kept.
+    /// VOICE_MODERATE, once its `decision` (the stored one after `action`) is committed:
+    /// applied to every participant of the user in the room here; the target is in the
+    /// room's voice on another node too when [`Moderated::elsewhere`] says so.
     pub(crate) fn moderate(
         &self,
         room: RoomId,
         target: UserId,
         actor: UserId,
         action: VoiceAction,
-    ) -> Result<Moderated, VoiceError> {
+        decision: Moderation,
+    ) -> Moderated {
         let mut rooms = self.lock();
         let elsewhere = rooms.remote.has_user(room, target);
-        rooms.moderation_target(room, target)?;
-        let before = rooms.moderation.get(&(room, target)).copied();
-        let notices = rooms.decide(room, target, actor, action);
-        if notices.is_empty() && !elsewhere {
-            // Nobody to apply it to: the decision is not kept, and the one before stands.
-            match before {
-                Some(before) => rooms.moderation.insert((room, target), before),
-                None => rooms.moderation.remove(&(room, target)),
-            };
-            return Err(VoiceError::NoSuchParticipant);
-        }
-        Ok(Moderated { notices, elsewhere })
+        Moderated { notices: rooms.decide(room, target, actor, action, decision), elsewhere }
     }
 
-    /// Whether every participant of `target` in `room` on other nodes shows the decision
-    /// kept here: their nodes applied it and said so.
-    pub(crate) fn decided_everywhere(&self, room: RoomId, target: UserId) -> bool {
+    /// Whether every participant of `target` in `room` on other nodes shows `decision`:
+    /// their nodes applied it and said so.
+    pub(crate) fn decided_everywhere(
+        &self,
+        room: RoomId,
+        target: UserId,
+        decision: Moderation,
+    ) -> bool {
         let rooms = self.lock();
-        let decision = rooms.moderation.get(&(room, target)).copied().unwrap_or_default();
         let mut theirs = rooms.remote.participants(room).filter(|p| p.user == target);
         theirs.all(|p| decision.shown_in(&p.state))
     }
 
     /// Whether a moderator can act on `target` in `room` now (checked before the decision is
-    /// audited; it is applied once the audit is committed).
+    /// stored and audited; it is applied once they are committed).
     pub(crate) fn check_moderation_target(
         &self,
         room: RoomId,
@@ -513,16 +509,17 @@ impl Voice {
         self.lock().moderation_target(room, target)
     }
 
-    /// A moderator's decision made on another node: kept here, and applied to the target's
-    /// participants on this node.
+    /// A moderator's decision made on another node, applied to the target's participants on
+    /// this node.
     pub(crate) fn moderated_elsewhere(
         &self,
         room: RoomId,
         target: UserId,
         actor: UserId,
         action: VoiceAction,
+        decision: Moderation,
     ) -> Vec<VoiceNotice> {
-        self.lock().decide(room, target, actor, action)
+        self.lock().decide(room, target, actor, action, decision)
     }
 
     /// Relays one datagram (or tunnel record) from `conn_id`: returns where to send what, and
@@ -703,7 +700,16 @@ mod tests {
                     let (voice, link) = (&voice, &link);
                     scope.spawn(move || {
                         for _ in 0..20 {
-                            voice.join(room, 7, UserId(3), link.clone(), false).unwrap();
+                            voice
+                                .join(
+                                    room,
+                                    7,
+                                    UserId(3),
+                                    link.clone(),
+                                    false,
+                                    Moderation::default(),
+                                )
+                                .unwrap();
                         }
                     });
                 }
@@ -717,30 +723,27 @@ mod tests {
     }
 
     #[test]
-    fn security_a_refused_moderation_leaves_the_earlier_decision_in_force() {
+    fn a_decision_builds_on_the_one_before_and_shows_in_a_joiners_state() {
+        let muted = Moderation::default().after(VoiceAction::ServerMute);
+        let granted = muted.after(VoiceAction::GrantSpeak);
+        assert_eq!(granted, Moderation { server_mute: true, speech: Some(true) });
         let voice = Voice::new(64_000);
-        let (room, mod_user, target) = (RoomId(1), UserId(1), UserId(2));
-        voice.join(room, 1, mod_user, Arc::new(VoiceLink::detached()), false).unwrap();
-        voice.join(room, 2, target, Arc::new(VoiceLink::detached()), false).unwrap();
-        voice.moderate(room, target, mod_user, VoiceAction::ServerMute).unwrap();
-        voice.leave(2);
-        // The target is not in voice now: refused, and the mute is not forgotten.
-        let refused = voice.moderate(room, target, mod_user, VoiceAction::GrantSpeak);
-        assert_eq!(refused.err(), Some(VoiceError::NoSuchParticipant));
-        let (_, roster, _) =
-            voice.join(room, 2, target, Arc::new(VoiceLink::detached()), false).unwrap();
-        let state = &roster.iter().find(|p| p.user == target).unwrap().state;
-        assert!(state.server_mute, "rejoined unmuted: {state:?}");
+        let (_, roster, _) = voice
+            .join(RoomId(1), 2, UserId(2), Arc::new(VoiceLink::detached()), true, granted)
+            .unwrap();
+        let state = &roster[0].state;
+        assert!(state.server_mute && !state.suppressed, "{state:?}");
+        assert!(granted.shown_in(state) && !Moderation::default().shown_in(state));
     }
 
     #[test]
     fn security_a_connection_that_ended_cannot_join_voice() {
         let voice = Voice::new(64_000);
         let link = Arc::new(VoiceLink::detached());
-        voice.join(RoomId(1), 7, UserId(3), link.clone(), false).unwrap();
+        voice.join(RoomId(1), 7, UserId(3), link.clone(), false, Moderation::default()).unwrap();
         link.end();
         voice.leave(7);
-        assert!(voice.join(RoomId(1), 7, UserId(3), link, false).is_err());
+        assert!(voice.join(RoomId(1), 7, UserId(3), link, false, Moderation::default()).is_err());
         assert!(participants(&voice, 7).is_empty());
     }
 
@@ -750,7 +753,7 @@ mod tests {
         let start = Instant::now();
         for (conn, user) in [(1, UserId(1)), (2, UserId(2))] {
             let link = Arc::new(VoiceLink::detached());
-            voice.join(RoomId(1), conn, user, link, false).unwrap();
+            voice.join(RoomId(1), conn, user, link, false, Moderation::default()).unwrap();
         }
         // Twice the allowed rate for 10 s: 400-byte packets every 25 ms (128 kbit/s).
         let mut relayed = 0usize;

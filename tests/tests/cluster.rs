@@ -262,6 +262,14 @@ async fn a_voice_room_spans_nodes_rosters_packets_and_moderation_included() {
     bob.conn.quic().send_datagram(datagram(0, 2, false, b"muted")).unwrap();
     assert!(heard(&ada, Duration::from_millis(400)).await.is_none(), "B dropped bob's voice");
 
+    // The decision is in the database: on a node started after it, bob joins voice muted.
+    let c = TestServer::start_beside(&a, clustered(&postgres, &nats)).await;
+    let bob_on_c = c.login("bob").await;
+    let joined = join_voice(&bob_on_c, room).await;
+    let state = &joined.roster.iter().find(|p| p.source == joined.source).unwrap().state;
+    assert!(state.server_mute, "a node that never heard the decision still applies it");
+    drop(bob_on_c);
+
     // Node B stops: bob leaves voice on node A too.
     b.stop().await;
     voice_state(&mut ada, bob.auth.user, |s| !s.present, "bob's departure reaches A").await;

@@ -368,6 +368,9 @@ impl Checker {
                     ));
                 }
             }
+            Some(tag::VOICE_DECISION) => {
+                self.decode::<crate::voice::Moderation>(key, value);
+            }
             Some(tag::CONTENT_REMOVING) => {
                 // A removal in progress, or one whose remover died (a share clears it).
                 self.decode::<u64>(key, value);

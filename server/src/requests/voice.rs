@@ -12,7 +12,8 @@ use banter_protocol::message::{
 use super::{ConnCtx, RequestError, Result, audit, authorize_moderation_in, text};
 use crate::announce_voice;
 use crate::authz::Action;
-use crate::voice::VoiceError;
+use crate::store::keys;
+use crate::voice::{Moderation, VoiceError};
 use crate::wall_clock;
 
 impl From<VoiceError> for RequestError {
@@ -35,10 +36,11 @@ pub(super) async fn join(ctx: &ConnCtx, r: VoiceJoin) -> Result<Vec<Message>> {
     }
     // On a stage, members wait for a moderator to let them speak (spec §6.3).
     let suppressed = ctx.room_settings(r.room)?.stage && standing.rank() < Role::MODERATOR;
+    let decision = ctx.shared.store.get(&keys::voice_decision(r.room, user))?.unwrap_or_default();
     let (source, roster, notices) = ctx
         .shared
         .voice
-        .join(r.room, ctx.conn_id, user, ctx.voice.clone(), suppressed)
+        .join(r.room, ctx.conn_id, user, ctx.voice.clone(), suppressed, decision)
         .map_err(|_| RequestError::from(ErrorCode::REQUEST_CANCELLED))?;
     announce_voice(&ctx.shared, notices);
     ctx.shared.bus.voice_ready(&ctx.shared.voice, r.room).await;
@@ -87,20 +89,23 @@ pub(super) fn request_speak(ctx: &ConnCtx, r: VoiceRequestSpeak) -> Result<Vec<M
     Ok(vec![Done {}.into()])
 }
 
-/// VOICE_MODERATE: applied to every participant of the user in the room, on every node (and
-/// kept for when they join again), audited as VOICE with the action as the reason (spec §6.6).
+/// VOICE_MODERATE: stored (so it holds when they join again, on any node), applied to every
+/// participant of the user in the room on every node, audited as VOICE with the action as the reason (spec §6.6).
 pub(super) async fn moderate(ctx: &ConnCtx, r: VoiceModerate) -> Result<Vec<Message>> {
     let actor = ctx.authed()?.user;
     ctx.rate("voice")?;
     let shared = ctx.shared.clone();
     let (room, target, action) = (r.room, r.user, r.action);
-    let moderated = ctx
+    let (moderated, decision) = ctx
         .shared
         .store
         .write(
             move |txn| {
                 authorize_moderation_in(txn, room, actor, target)?;
                 shared.voice.check_moderation_target(room, target)?;
+                let key = keys::voice_decision(room, target);
+                let decision = txn.get::<Moderation>(&key)?.unwrap_or_default().after(action);
+                txn.put(key, &decision);
                 audit(
                     txn,
                     actor,
@@ -109,20 +114,23 @@ pub(super) async fn moderate(ctx: &ConnCtx, r: VoiceModerate) -> Result<Vec<Mess
                     Some(target),
                     action_name(action),
                 )?;
-                Ok(shared)
+                Ok((shared, decision))
             },
-            // Applied once the audit is committed (a refused or conflicting group changes
-            // nothing); on a target who left voice meanwhile it has no effect.
-            move |shared| shared.voice.moderate(room, target, actor, action).unwrap_or_default(),
+            // Applied once stored and audited (a refused or conflicting group changes
+            // nothing); a target who left voice meanwhile finds it when they join again.
+            move |(shared, decision)| {
+                (shared.voice.moderate(room, target, actor, action, decision), decision)
+            },
         )
         .await?;
     if moderated.elsewhere {
-        ctx.shared.bus.voice_moderated(room, target, actor, action);
+        ctx.shared.bus.voice_moderated(room, target, actor, action, decision);
         // Answered once the target's nodes show the decision (one bus hop), so that a mute
         // is in force when the moderator is told it is done; at most a second with the bus
         // slow or down.
         let deadline = Instant::now() + Duration::from_secs(1);
-        while !ctx.shared.voice.decided_everywhere(room, target) && Instant::now() < deadline {
+        let shown = || ctx.shared.voice.decided_everywhere(room, target, decision);
+        while !shown() && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }

@@ -42,6 +42,8 @@ pub(crate) mod tag {
     pub(crate) const INVITE: u8 = 0x27;
     /// room id → ()  (the channels ROOM_LIST Public shows: public, not direct, not archived)
     pub(crate) const PUBLIC_ROOM: u8 = 0x28;
+    /// room id ‖ user id → voice::Moderation (moderators' decisions about a user's voice)
+    pub(crate) const VOICE_DECISION: u8 = 0x29;
     /// room id ‖ room_seq → LogEntry
     pub(crate) const LOG: u8 = 0x30;
     /// room id ‖ room_seq of a POSTED → MessageState (edits, tombstone, reaction counts)
@@ -114,6 +116,10 @@ pub(crate) fn content_ref(sha256: &[u8; 32], room: RoomId, seq: u64) -> Vec<u8> 
     key.extend_from_slice(&room.0.to_be_bytes());
     key.extend_from_slice(&seq.to_be_bytes());
     key
+}
+
+pub(crate) fn voice_decision(room: RoomId, user: UserId) -> Vec<u8> {
+    ids(tag::VOICE_DECISION, &[room.0, user.0])
 }
 
 pub(crate) fn content_removing(sha256: &[u8; 32]) -> Vec<u8> {
