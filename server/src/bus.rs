@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use banter_protocol::ErrorCode;
 use banter_protocol::ids::{RoomId, SessionId, UserId};
-use banter_protocol::message::{PresenceStatus, TypingState, VoiceAction, VoiceParticipant};
+use banter_protocol::message::{PresenceStatus, TypingState, VoiceParticipant};
 use bytes::Bytes;
 use futures_util::StreamExt as _;
 use serde::{Deserialize, Serialize};
@@ -41,7 +41,7 @@ use crate::config::{BusKind, Config};
 use crate::requests::Appended;
 use crate::store::keys;
 use crate::store::records::RoomRecord;
-use crate::voice::{Moderation, VoiceNotice};
+use crate::voice::{Decided, VoiceNotice};
 use crate::{Shared, StartError, announce_voice, deliver_voice};
 
 /// Voice packets waiting for NATS: about a second of 20 busy speakers.
@@ -63,7 +63,7 @@ fn subject(news: &News) -> String {
         | News::RoomFrame { .. }
         | News::UserFrame { .. }
         | News::Voice(_)
-        | News::VoiceModerated { .. }
+        | News::VoiceModerated(_)
         | News::VoiceRosters(_) => CONTROL.to_owned(),
     }
 }
@@ -103,13 +103,7 @@ enum News {
     /// A participant here joined, changed, left, started or stopped talking.
     Voice(VoiceNotice),
     /// A moderator here decided about `target`'s voice, who is in it on another node too.
-    VoiceModerated {
-        room: RoomId,
-        target: UserId,
-        actor: UserId,
-        action: VoiceAction,
-        decision: Moderation,
-    },
+    VoiceModerated(Decided),
     /// Every voice participant on the announcing node, by room; repeated like presence.
     VoiceRosters(Vec<(RoomId, Vec<VoiceParticipant>)>),
 }
@@ -246,15 +240,8 @@ impl Bus {
     }
 
     /// Announces a moderator's decision about a user in voice on another node.
-    pub(crate) fn voice_moderated(
-        &self,
-        room: RoomId,
-        target: UserId,
-        actor: UserId,
-        action: VoiceAction,
-        decision: Moderation,
-    ) {
-        self.tell(|| News::VoiceModerated { room, target, actor, action, decision });
+    pub(crate) fn voice_moderated(&self, decided: Decided) {
+        self.tell(|| News::VoiceModerated(decided));
     }
 
     /// Waits (a second at most) until `room`'s packets from other nodes reach this node, so
@@ -405,9 +392,8 @@ fn hear(shared: &Shared, node: u64, news: News, ttl: Duration) {
             shared.voice.changed_elsewhere(node, &notice, expires);
             deliver_voice(shared, vec![notice]);
         }
-        News::VoiceModerated { room, target, actor, action, decision } => {
-            let notices = shared.voice.moderated_elsewhere(room, target, actor, action, decision);
-            announce_voice(shared, notices);
+        News::VoiceModerated(decided) => {
+            announce_voice(shared, shared.voice.moderate(decided).notices);
         }
         News::VoiceRosters(rosters) => {
             deliver_voice(shared, shared.voice.roster_elsewhere(node, rosters, expires));

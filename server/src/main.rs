@@ -24,7 +24,7 @@ struct Cli {
 }
 
 /// The cluster keys as flags of `banterd run` (docs/cluster.md); each overrides its key.
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, clap::Args)]
 struct ClusterArgs {
     /// Storage engine (the `store` key).
     #[arg(long, value_enum)]
@@ -48,24 +48,20 @@ struct ClusterArgs {
 
 impl ClusterArgs {
     fn apply(&self, config: &mut Config) {
-        let this = self.clone();
-        if let Some(store) = this.store {
-            config.store = store;
+        config.store = self.store.unwrap_or(config.store);
+        config.bus = self.bus.unwrap_or(config.bus);
+        let keys = [
+            (&self.database_url, &mut config.database_url),
+            (&self.nats_url, &mut config.nats_url),
+            (&self.node_name, &mut config.node_name),
+        ];
+        for (flag, key) in keys {
+            if let Some(value) = flag {
+                key.clone_from(value);
+            }
         }
-        if let Some(url) = this.database_url {
-            config.database_url = url;
-        }
-        if let Some(bus) = this.bus {
-            config.bus = bus;
-        }
-        if let Some(url) = this.nats_url {
-            config.nats_url = url;
-        }
-        if let Some(name) = this.node_name {
-            config.node_name = name;
-        }
-        if let Some(dir) = this.files_dir {
-            config.files_dir = dir;
+        if let Some(dir) = &self.files_dir {
+            config.files_dir.clone_from(dir);
         }
     }
 }
@@ -495,5 +491,49 @@ impl Signals {
             tokio::signal::ctrl_c().await?;
             Ok(Signal::Stop)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_takes_the_cluster_keys_as_flags() {
+        let cli = Cli::try_parse_from([
+            "banterd",
+            "run",
+            "--store",
+            "postgres",
+            "--database-url",
+            "host=db user=banter",
+            "--bus",
+            "nats",
+            "--nats-url",
+            "nats://bus:4222",
+            "--node-name",
+            "node-a",
+            "--files-dir",
+            "/mnt/files",
+        ])
+        .unwrap();
+        let Command::Run { cluster, .. } = cli.command else { panic!("not run") };
+        let mut config = Config::default();
+        cluster.apply(&mut config);
+        assert_eq!(config.store, StoreKind::Postgres);
+        assert_eq!(config.database_url, "host=db user=banter");
+        assert_eq!(config.bus, BusKind::Nats);
+        assert_eq!(config.nats_url, "nats://bus:4222");
+        assert_eq!(config.node(), "node-a");
+        assert_eq!(config.files_root(), PathBuf::from("/mnt/files"));
+        // Without flags the keys keep what the file and the environment said.
+        let Command::Run { cluster, .. } = Cli::try_parse_from(["banterd", "run"]).unwrap().command
+        else {
+            panic!("not run")
+        };
+        let mut untouched = Config::default();
+        cluster.apply(&mut untouched);
+        assert_eq!(untouched.store, StoreKind::Sled);
+        assert_eq!(untouched.files_root(), untouched.data_dir.join("files"));
     }
 }

@@ -135,6 +135,18 @@ pub(crate) struct Voice {
 /// whose participants are spread over nodes. `n` wraps after about a million joins per node.
 pub(crate) const SLOT_BITS: u32 = 12;
 
+/// A moderator's act on a user's voice in a room, and the decision it leaves (what VOICE_MODERATE
+/// stores, applies here, and tells the other nodes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Decided {
+    pub(crate) room: RoomId,
+    pub(crate) target: UserId,
+    pub(crate) actor: UserId,
+    pub(crate) action: VoiceAction,
+    /// The stored decision after `action`.
+    pub(crate) decision: Moderation,
+}
+
 /// What a VOICE_MODERATE decided.
 #[derive(Debug, Default)]
 pub(crate) struct Moderated {
@@ -232,16 +244,9 @@ impl Rooms {
         }
     }
 
-    /// Applies a moderator's `decision` (made by `action`) to `target`'s participants here;
-    /// their new states.
-    fn decide(
-        &mut self,
-        room: RoomId,
-        target: UserId,
-        actor: UserId,
-        action: VoiceAction,
-        decision: Moderation,
-    ) -> Vec<VoiceNotice> {
+    /// Applies a moderator's decision to the target's participants here; their new states.
+    fn decide(&mut self, decided: Decided) -> Vec<VoiceNotice> {
+        let Decided { room, target, actor, action, decision } = decided;
         let Some(members) = self.members.get_mut(&room) else { return Vec::new() };
         let mut notices = Vec::new();
         for participant in members.values_mut().filter(|p| p.user == target) {
@@ -470,33 +475,22 @@ impl Voice {
         )
     }
 
-    /// VOICE_MODERATE, once its `decision` (the stored one after `action`) is committed:
-    /// applied to every participant of the user in the room here; the target is in the
-    /// room's voice on another node too when [`Moderated::elsewhere`] says so.
-    pub(crate) fn moderate(
-        &self,
-        room: RoomId,
-        target: UserId,
-        actor: UserId,
-        action: VoiceAction,
-        decision: Moderation,
-    ) -> Moderated {
+    /// A moderator's decision, once committed (on this node or another): applied to every
+    /// participant of the user in the room here; the target is in the room's voice on
+    /// another node too when [`Moderated::elsewhere`] says so.
+    pub(crate) fn moderate(&self, decided: Decided) -> Moderated {
         let mut rooms = self.lock();
-        let elsewhere = rooms.remote.has_user(room, target);
-        Moderated { notices: rooms.decide(room, target, actor, action, decision), elsewhere }
+        let elsewhere = rooms.remote.has_user(decided.room, decided.target);
+        Moderated { notices: rooms.decide(decided), elsewhere }
     }
 
-    /// Whether every participant of `target` in `room` on other nodes shows `decision`:
+    /// Whether every participant of the target in the room on other nodes shows the decision:
     /// their nodes applied it and said so.
-    pub(crate) fn decided_everywhere(
-        &self,
-        room: RoomId,
-        target: UserId,
-        decision: Moderation,
-    ) -> bool {
+    pub(crate) fn decided_everywhere(&self, decided: &Decided) -> bool {
         let rooms = self.lock();
-        let mut theirs = rooms.remote.participants(room).filter(|p| p.user == target);
-        theirs.all(|p| decision.shown_in(&p.state))
+        let mut theirs =
+            rooms.remote.participants(decided.room).filter(|p| p.user == decided.target);
+        theirs.all(|p| decided.decision.shown_in(&p.state))
     }
 
     /// Whether a moderator can act on `target` in `room` now (checked before the decision is
@@ -507,19 +501,6 @@ impl Voice {
         target: UserId,
     ) -> Result<(), VoiceError> {
         self.lock().moderation_target(room, target)
-    }
-
-    /// A moderator's decision made on another node, applied to the target's participants on
-    /// this node.
-    pub(crate) fn moderated_elsewhere(
-        &self,
-        room: RoomId,
-        target: UserId,
-        actor: UserId,
-        action: VoiceAction,
-        decision: Moderation,
-    ) -> Vec<VoiceNotice> {
-        self.lock().decide(room, target, actor, action, decision)
     }
 
     /// Relays one datagram (or tunnel record) from `conn_id`: returns where to send what, and

@@ -9,6 +9,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -33,11 +34,24 @@ struct Node {
 }
 
 impl Node {
-    fn start(&mut self, postgres: &TestPostgres, nats: &TestNats) {
+    /// Starts banterd on the node's data dir, the cluster given as `banterd run`'s flags.
+    fn start(&mut self, postgres: &TestPostgres, nats: &TestNats, files: &Path) {
         let (database, bus) = (postgres.url(), nats.url());
-        self.process = Some(start_adjusted(self.dir.path(), self.addr, &[], |command| {
-            cluster(command, &database, &bus);
-        }));
+        let files = files.to_str().unwrap();
+        let name = format!("node-{}", self.addr.port());
+        let args = [
+            ["--store", "postgres"],
+            ["--database-url", &database],
+            ["--bus", "nats"],
+            ["--nats-url", &bus],
+            ["--files-dir", files],
+            ["--node-name", &name],
+        ]
+        .concat();
+        let quick_checks = |command: &mut Command| {
+            command.env("BANTER_BUS_HEAD_CHECK_MS", "200");
+        };
+        self.process = Some(start_adjusted(self.dir.path(), self.addr, &args, quick_checks));
     }
 
     fn kill(&mut self) {
@@ -46,15 +60,6 @@ impl Node {
             process.child.wait().unwrap();
         }
     }
-}
-
-fn cluster(command: &mut Command, database: &str, bus: &str) {
-    command
-        .env("BANTER_STORE", "postgres")
-        .env("BANTER_DATABASE_URL", database)
-        .env("BANTER_BUS", "nats")
-        .env("BANTER_NATS_URL", bus)
-        .env("BANTER_BUS_HEAD_CHECK_MS", "200");
 }
 
 /// Registers `name` on `addr` (or logs in, once registered) and says HELLO: its credentials,
@@ -135,10 +140,11 @@ async fn write(mut writer: Writer, client: Client, room: RoomId, until: Instant)
 async fn a_cluster_with_a_node_killed_every_10_s_loses_and_repeats_nothing() {
     let postgres = TestPostgres::start();
     let nats = TestNats::start();
+    let files = tempfile::tempdir().unwrap();
     let mut nodes: Vec<Node> = (0..3)
         .map(|_| Node { dir: tempfile::tempdir().unwrap(), addr: free_port(), process: None })
         .collect();
-    nodes[0].start(&postgres, &nats);
+    nodes[0].start(&postgres, &nats, files.path());
     // One identity for the cluster, as the operator distributes it.
     for node in &nodes[1..] {
         for name in ["server.key", "cert.pem", "cert-key.pem"] {
@@ -146,7 +152,7 @@ async fn a_cluster_with_a_node_killed_every_10_s_loses_and_repeats_nothing() {
         }
     }
     for node in &mut nodes[1..] {
-        node.start(&postgres, &nats);
+        node.start(&postgres, &nats, files.path());
     }
     let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.addr).collect();
 
@@ -191,7 +197,7 @@ async fn a_cluster_with_a_node_killed_every_10_s_loses_and_repeats_nothing() {
         tokio::time::sleep(KILL_EVERY).await;
         let node = &mut nodes[kills % 3];
         node.kill();
-        node.start(&postgres, &nats);
+        node.start(&postgres, &nats, files.path());
         kills += 1;
     }
     let mut writers = Vec::new();

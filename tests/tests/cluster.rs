@@ -71,31 +71,22 @@ async fn members_on_two_nodes_get_each_others_posts_in_order_exactly_once() {
     // Typing notices cross nodes too.
     let typing = TypingSet { room, state: TypingState::Active };
     bob.conn.request_one(typing).await.unwrap();
-    tokio::time::timeout(WAIT, async {
-        loop {
-            if let Event::Ephemeral(Message::Typing(t)) = ada.next_event().await {
-                if t.user == bob.auth.user && t.state == TypingState::Active {
-                    return;
-                }
-            }
-        }
-    })
-    .await
-    .expect("bob's typing on node B reaches ada on node A");
+    let bobs = bob.auth.user;
+    ephemeral(
+        &mut ada,
+        "bob's typing on node B reaches ada on node A",
+        |m| matches!(m, Message::Typing(t) if t.user == bobs && t.state == TypingState::Active),
+    )
+    .await;
     // So does presence.
     let away = PresenceSet { status: PresenceStatus::Away, text: Text::new("lunch").unwrap() };
     bob.conn.request_one(away).await.unwrap();
-    tokio::time::timeout(WAIT, async {
-        loop {
-            if let Event::Ephemeral(Message::Presence(p)) = ada.next_event().await {
-                if p.user == bob.auth.user && p.status == PresenceStatus::Away {
-                    return;
-                }
-            }
-        }
-    })
-    .await
-    .expect("bob's presence on node B reaches ada on node A");
+    ephemeral(
+        &mut ada,
+        "bob's presence on node B reaches ada on node A",
+        |m| matches!(m, Message::Presence(p) if p.user == bobs && p.status == PresenceStatus::Away),
+    )
+    .await;
 
     // Writers on both nodes at once: one gap-free log, and each side sees every post once.
     let (from_a, from_b) =
@@ -209,10 +200,20 @@ async fn voice_state(
     wanted: impl Fn(&banter_client::protocol::message::VoiceStateChanged) -> bool,
     what: &str,
 ) {
+    ephemeral(
+        user,
+        what,
+        |m| matches!(m, Message::VoiceStateChanged(s) if s.participant.user == whom && wanted(s)),
+    )
+    .await;
+}
+
+/// Waits until `user` gets an ephemeral frame that `wanted` accepts; `what` says what failed.
+async fn ephemeral(user: &mut TestUser, what: &str, wanted: impl Fn(&Message) -> bool) {
     tokio::time::timeout(WAIT, async {
         loop {
-            if let Event::Ephemeral(Message::VoiceStateChanged(s)) = user.next_event().await {
-                if s.participant.user == whom && wanted(&s) {
+            if let Event::Ephemeral(message) = user.next_event().await {
+                if wanted(&message) {
                     return;
                 }
             }

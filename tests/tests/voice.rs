@@ -298,3 +298,43 @@ async fn a_late_leave_of_the_previous_room_does_not_end_the_call_in_the_next() {
     assert_eq!(payload, b"still here");
     ada.conn.request_one(VoiceLeave { room: second }).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_voice_requests_need_a_login_and_draw_from_the_voice_budget() {
+    use banter_client::protocol::ids::{RoomId, UserId};
+
+    let server = TestServer::start_with(|c| {
+        let voice = c.rate.get_mut("voice").unwrap();
+        (voice.burst, voice.per_minute) = (4, 1);
+    })
+    .await;
+    // A stranger's voice requests are refused before anything is looked at.
+    let (stranger, _events) = server.connect().await;
+    let (room, user) = (RoomId(1), UserId(1));
+    for request in [
+        Message::from(VoiceJoin { room }),
+        VoiceModerate { room, user, action: VoiceAction::ServerMute }.into(),
+        VoiceSelf { room, mute: true, deaf: false }.into(),
+        VoiceRequestSpeak { room, raise: true }.into(),
+    ] {
+        let refused = stranger.request_one(request).await.unwrap_err();
+        assert_eq!(refused.code(), Some(ErrorCode::NOT_AUTHENTICATED), "{refused}");
+    }
+
+    // Joining (which in a cluster may wait for the room's packets from other nodes) and
+    // moderating draw from one budget per account.
+    let ada = server.user("ada").await;
+    let room = ada.create_voice_room("busy").await;
+    let mut codes = Vec::new();
+    for _ in 0..6 {
+        codes.push(match ada.conn.request_one(VoiceJoin { room }).await {
+            Ok(_) => None,
+            Err(e) => e.code(),
+        });
+    }
+    assert_eq!(codes[..4], [None; 4], "{codes:?}");
+    assert_eq!(codes[4..], [Some(ErrorCode::RATE_LIMITED); 2], "{codes:?}");
+    let moderate = VoiceModerate { room, user: ada.auth.user, action: VoiceAction::ServerMute };
+    let refused = ada.conn.request_one(moderate).await.unwrap_err();
+    assert_eq!(refused.code(), Some(ErrorCode::RATE_LIMITED));
+}

@@ -13,7 +13,7 @@ use super::{ConnCtx, RequestError, Result, audit, authorize_moderation_in, text}
 use crate::announce_voice;
 use crate::authz::Action;
 use crate::store::keys;
-use crate::voice::{Moderation, VoiceError};
+use crate::voice::{Decided, Moderation, VoiceError};
 use crate::wall_clock;
 
 impl From<VoiceError> for RequestError {
@@ -96,7 +96,7 @@ pub(super) async fn moderate(ctx: &ConnCtx, r: VoiceModerate) -> Result<Vec<Mess
     ctx.rate("voice")?;
     let shared = ctx.shared.clone();
     let (room, target, action) = (r.room, r.user, r.action);
-    let (moderated, decision) = ctx
+    let (moderated, decided) = ctx
         .shared
         .store
         .write(
@@ -114,23 +114,20 @@ pub(super) async fn moderate(ctx: &ConnCtx, r: VoiceModerate) -> Result<Vec<Mess
                     Some(target),
                     action_name(action),
                 )?;
-                Ok((shared, decision))
+                Ok((shared, Decided { room, target, actor, action, decision }))
             },
             // Applied once stored and audited (a refused or conflicting group changes
             // nothing); a target who left voice meanwhile finds it when they join again.
-            move |(shared, decision)| {
-                (shared.voice.moderate(room, target, actor, action, decision), decision)
-            },
+            move |(shared, decided)| (shared.voice.moderate(decided), decided),
         )
         .await?;
     if moderated.elsewhere {
-        ctx.shared.bus.voice_moderated(room, target, actor, action, decision);
+        ctx.shared.bus.voice_moderated(decided);
         // Answered once the target's nodes show the decision (one bus hop), so that a mute
         // is in force when the moderator is told it is done; at most a second with the bus
         // slow or down.
         let deadline = Instant::now() + Duration::from_secs(1);
-        let shown = || ctx.shared.voice.decided_everywhere(room, target, decision);
-        while !shown() && Instant::now() < deadline {
+        while !ctx.shared.voice.decided_everywhere(&decided) && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
