@@ -33,17 +33,19 @@ mod rooms;
 mod voice;
 
 #[derive(Debug, Parser)]
+// Global flags go before or after the workload (`banter-bench fanout --json` as
+// `banter-bench --json fanout`), as with `banter`.
 #[command(name = "banter-bench", about = "Load generator for banterd")]
 struct Cli {
     /// The server, HOST:PORT; or a cluster's nodes, comma-separated (the workload's
     /// connections are spread over them in turn).
-    #[arg(long, default_value = "127.0.0.1:4433", value_parser = Servers::parse)]
+    #[arg(long, global = true, default_value = "127.0.0.1:4433", value_parser = Servers::parse)]
     server: Servers,
     /// Accept the server's certificate (the benchmark runs against a local server).
-    #[arg(long)]
+    #[arg(long, global = true)]
     accept_new_cert: bool,
     /// Print one JSON object with every figure.
-    #[arg(long)]
+    #[arg(long, global = true)]
     json: bool,
     #[command(subcommand)]
     workload: Workload,
@@ -491,7 +493,7 @@ async fn reconnect(servers: &Servers, clients: usize) -> anyhow::Result<serde_js
         while user.events.try_recv().is_ok() {}
         let last = user.conn.last_event_seq();
         resume_points.push((user.addr, user.token.clone(), user.resume_id, last));
-        user.conn.close();
+        user.conn.suspend();
     }
     drop(users);
     const MISSED: u64 = 10;
@@ -582,4 +584,29 @@ async fn main() -> anyhow::Result<()> {
         print_table(&result);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+
+    #[test]
+    fn global_flags_go_before_or_after_the_workload() {
+        let after = ["banter-bench", "fanout", "--members", "2", "--messages", "5", "--json"];
+        let after =
+            Cli::try_parse_from(after.into_iter().chain(["--server", "127.0.0.1:5000"])).unwrap();
+        let before = ["banter-bench", "--json", "--server", "127.0.0.1:5000", "fanout"];
+        let before =
+            Cli::try_parse_from(before.into_iter().chain(["--members", "2", "--messages", "5"]))
+                .unwrap();
+        for cli in [after, before] {
+            assert!(cli.json);
+            assert_eq!(
+                format!("{:?}", cli.server),
+                format!("{:?}", Servers::parse("127.0.0.1:5000").unwrap())
+            );
+        }
+    }
 }

@@ -207,7 +207,9 @@ fn start(
                     lock(&forward.names).insert(m.user, m.username.to_string());
                 }
                 Update::Connection(ConnectionState::Connected) => connected = true,
-                Update::Connection(ConnectionState::Connecting { .. }) if !connected => continue,
+                Update::Connection(
+                    ConnectionState::Connecting { .. } | ConnectionState::Waiting { .. },
+                ) if !connected => continue,
                 Update::Connection(_) => connected = false,
                 _ => {}
             }

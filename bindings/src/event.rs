@@ -90,7 +90,9 @@ impl banter_event {
             Update::Connection(ConnectionState::Connected) => {
                 Some(Self::new(BANTER_EVENT_CONNECTED))
             }
-            Update::Connection(ConnectionState::Connecting { .. }) => {
+            Update::Connection(
+                ConnectionState::Connecting { .. } | ConnectionState::Waiting { .. },
+            ) => {
                 let mut event = Self::new(BANTER_EVENT_DISCONNECTED);
                 event.text = c_string("connection lost; reconnecting");
                 Some(event)

@@ -57,6 +57,14 @@ pub enum ConnectionState {
         /// Failed attempts so far.
         attempt: u32,
     },
+    /// The connection was lost or an attempt failed: the next attempt starts after
+    /// `retry_in` (backoff with jitter).
+    Waiting {
+        /// Failed attempts so far, the one just ended included.
+        attempt: u32,
+        /// When the next attempt starts, from now.
+        retry_in: Duration,
+    },
     /// Authenticated and live.
     Connected,
     /// Stopped for good: the reason (revoked session, bad credentials).
@@ -122,6 +130,8 @@ struct Inner {
     outbox: Mutex<Outbox>,
     outbox_ready: Notify,
     updates: mpsc::UnboundedSender<Update>,
+    /// Set by [`Client::close`]: no more connections.
+    closed: watch::Sender<bool>,
 }
 
 /// The current time as protocol timestamps carry it: ms since the Unix epoch by this
@@ -202,6 +212,7 @@ impl Client {
             outbox: Mutex::new(outbox),
             outbox_ready: Notify::new(),
             updates,
+            closed: watch::channel(false).0,
         });
         tokio::spawn(supervise(inner.clone()));
         tokio::spawn(flush_outbox(inner.clone()));
@@ -384,11 +395,23 @@ impl Client {
         lock(&self.inner.high_water).clone()
     }
 
+    /// Ends the client: the live connection closes with NO_ERROR, so the server ends the
+    /// session at once (spec §7.6), and no new connection is made. Returns once the close
+    /// has gone out (at most a second). Posts still queued stay in the outbox (on disk when
+    /// it has a path).
+    pub async fn close(&self) {
+        self.inner.closed.send_replace(true);
+        let live = self.inner.live.send_replace(None);
+        if let Some(conn) = live {
+            conn.close_and_flush().await;
+        }
+    }
+
     /// Drops the current connection (as a network change would); the client reconnects and
     /// resumes. For tests and for "reconnect now".
     pub fn reconnect(&self) {
         if let Some(conn) = self.inner.live.borrow().as_ref() {
-            conn.quic().close(quinn::VarInt::from_u32(0), b"reconnect");
+            conn.suspend();
         }
     }
 }
@@ -401,17 +424,20 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Backoff before attempt `n`: 100 ms doubling to 10 s, with ±50% jitter so that clients
-/// dropped together do not return together.
+/// Backoff before attempt `n`: 100 ms doubling to 2 s, each wait drawn from its upper half
+/// (jitter) so that clients dropped together do not return together. The cap is short
+/// because a chat user waits on it: a restarted server is found within ~2 s, and a client
+/// that finds nothing costs the server one small packet per wait.
 fn backoff(attempt: u32) -> Duration {
-    let base = 100u64.saturating_mul(1 << attempt.min(7)).min(10_000);
-    let jitter = (random_u128() % u128::from(base)) as u64;
+    let base = 100u64.saturating_mul(1 << attempt.min(5)).min(2_000);
+    let jitter = (random_u128() % u128::from(base / 2 + 1)) as u64;
     Duration::from_millis(base / 2 + jitter)
 }
 
-/// How long one connection attempt may take before the next node is tried (QUIC's own
-/// handshake timeout is the idle timeout, 30 s: far too long to notice a dead node).
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one connection attempt may take before it is abandoned and the next node tried
+/// (QUIC's own handshake timeout is the idle timeout, far too long to notice a dead node).
+/// A live server answers in one round trip; 3 s covers slow paths with a lost packet.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// How one connection ended.
 enum Ended {
@@ -429,7 +455,13 @@ async fn supervise(inner: Arc<Inner>) {
     let mut attempt = 0u32;
     let addrs = &inner.config.addrs;
     let mut current = (random_u128() % addrs.len().max(1) as u128) as usize;
+    let mut closed = inner.closed.subscribe();
     loop {
+        if *closed.borrow() {
+            let _ =
+                inner.updates.send(Update::Connection(ConnectionState::Stopped("closed".into())));
+            return;
+        }
         let _ = inner.updates.send(Update::Connection(ConnectionState::Connecting { attempt }));
         let Some(&addr) = addrs.get(current % addrs.len().max(1)) else {
             let _ = inner
@@ -460,8 +492,14 @@ async fn supervise(inner: Arc<Inner>) {
         if inner.updates.is_closed() {
             return;
         }
-        tokio::time::sleep(backoff(attempt)).await;
         attempt = attempt.saturating_add(1);
+        let retry_in = backoff(attempt);
+        let _ =
+            inner.updates.send(Update::Connection(ConnectionState::Waiting { attempt, retry_in }));
+        tokio::select! {
+            () = tokio::time::sleep(retry_in) => {}
+            _ = closed.wait_for(|closed| *closed) => {}
+        }
     }
 }
 
@@ -496,6 +534,10 @@ async fn run_connection(
     mut events: mpsc::UnboundedReceiver<Event>,
     attempt: &mut u32,
 ) -> Ended {
+    if *inner.closed.borrow() {
+        conn.close();
+        return Ended::Retry;
+    }
     if let Err(ended) = refresh_if_needed(inner, &conn).await {
         return ended;
     }

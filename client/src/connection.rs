@@ -150,6 +150,11 @@ fn closed_event(error: &quinn::ConnectionError) -> Event {
     }
 }
 
+/// A close code as QUIC carries it (every code the spec names fits a varint).
+fn close_code(code: ErrorCode) -> quinn::VarInt {
+    quinn::VarInt::from_u64(code.0).unwrap_or(quinn::VarInt::MAX)
+}
+
 /// Connection options.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -160,12 +165,25 @@ pub struct Options {
     /// Accept voice as QUIC datagrams (the default). Without, voice comes and goes on the
     /// voice tunnel stream (spec §8.4), as on a network that drops them.
     pub datagrams: bool,
+    /// How often an otherwise quiet connection sends a QUIC PING (default 1.5 s), so that a
+    /// dead path is noticed and the server's idle timeout never ends a live client.
+    pub keep_alive: Duration,
+    /// A connection that hears nothing for this long is dead (default 5 s): the server
+    /// vanished or the network went. The smaller of this and the server's idle timeout
+    /// applies; keep it above `keep_alive` plus a round trip.
+    pub idle_timeout: Duration,
 }
 
 impl Options {
     /// Options that check the certificate by `trust` for `server_name`, with datagrams.
     pub fn new(trust: Trust, server_name: impl Into<String>) -> Self {
-        Self { trust, server_name: server_name.into(), datagrams: true }
+        Self {
+            trust,
+            server_name: server_name.into(),
+            datagrams: true,
+            keep_alive: Duration::from_millis(1_500),
+            idle_timeout: Duration::from_secs(5),
+        }
     }
 }
 
@@ -504,9 +522,23 @@ impl Connection {
         }
     }
 
-    /// Closes the connection.
+    /// Closes the connection with NO_ERROR: the client is done, and the server ends its
+    /// session at once (spec §7.6).
     pub fn close(&self) {
-        self.conn.close(quinn::VarInt::from_u32(0), b"bye");
+        self.conn.close(close_code(ErrorCode::NO_ERROR), b"bye");
+    }
+
+    /// [`Connection::close`], then waits (at most a second) until the close has gone out, so
+    /// that a process exiting next still ends its session on the server at once.
+    pub async fn close_and_flush(&self) {
+        self.close();
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
+    }
+
+    /// Closes the connection with GOING_AWAY: the session stays resumable for the server's
+    /// resume window (spec §7.6), as when the network goes.
+    pub fn suspend(&self) {
+        self.conn.close(close_code(ErrorCode::GOING_AWAY), b"back soon");
     }
 
     /// Moves the connection to a new local UDP socket (as when the device changes network).
@@ -615,7 +647,11 @@ fn quic_config_with_verifier(
         .map_err(|e| ConnectError::Handshake(e.to_string()))?;
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
     let mut transport = quinn::TransportConfig::default();
-    transport.keep_alive_interval(Some(Duration::from_secs(10)));
+    transport.keep_alive_interval(Some(options.keep_alive));
+    transport.max_idle_timeout(Some(
+        quinn::IdleTimeout::try_from(options.idle_timeout)
+            .map_err(|e| ConnectError::Handshake(format!("idle timeout: {e}")))?,
+    ));
     transport.max_concurrent_uni_streams(quinn::VarInt::from_u32(8));
     transport.max_concurrent_bidi_streams(quinn::VarInt::from_u32(0));
     transport.receive_window(quinn::VarInt::from_u32(8 * 1024 * 1024));

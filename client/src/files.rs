@@ -15,6 +15,13 @@ use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _, AsyncWriteExt as _};
 
 use crate::connection::{Connection, RequestError};
 
+/// Told the bytes done and the bytes in all as a transfer goes (for a progress bar). It is
+/// called from the transfer's task: it should be quick.
+pub type Progress<'a> = &'a (dyn Fn(u64, u64) + Send + Sync);
+
+/// A [`Progress`] that shows nothing.
+fn unseen(_done: u64, _total: u64) {}
+
 fn local(error: std::io::Error) -> RequestError {
     RequestError::Local(error.to_string())
 }
@@ -104,6 +111,18 @@ impl Connection {
         name: &str,
         path: &Path,
     ) -> Result<EventAck, RequestError> {
+        self.upload_with_progress(room, name, path, &unseen).await
+    }
+
+    /// [`Connection::upload`], telling `progress` how far it got (a resumed upload starts
+    /// where the server's copy ends).
+    pub async fn upload_with_progress(
+        &self,
+        room: RoomId,
+        name: &str,
+        path: &Path,
+        progress: Progress<'_>,
+    ) -> Result<EventAck, RequestError> {
         let (sha256, size) = digest(path).await.map_err(local)?;
         let name = Text::new(name).map_err(|e| RequestError::Local(e.to_string()))?;
         let (mut send, recv) = self.quic().open_bi().await.map_err(lost)?;
@@ -119,6 +138,7 @@ impl Connection {
         file.seek(std::io::SeekFrom::Start(offset)).await.map_err(local)?;
         let mut buf = vec![0u8; max::FILE_CHUNK];
         let mut sent = offset;
+        progress(sent, size);
         while sent < size {
             let want = usize::try_from(size - sent).unwrap_or(usize::MAX).min(buf.len());
             let n = file.read(&mut buf[..want]).await.map_err(local)?;
@@ -128,6 +148,7 @@ impl Connection {
             let data = Blob::new(buf[..n].to_vec()).expect("at most one chunk");
             write(&mut send, &FileChunk { data }).await?;
             sent += n as u64;
+            progress(sent, size);
         }
         let _ = send.finish();
         match frames.next().await? {
@@ -147,9 +168,20 @@ impl Connection {
         seq: u64,
         path: &Path,
     ) -> Result<FileInfo, RequestError> {
+        self.download_with_progress(room, seq, path, &unseen).await
+    }
+
+    /// [`Connection::download`], telling `progress` how far it got.
+    pub async fn download_with_progress(
+        &self,
+        room: RoomId,
+        seq: u64,
+        path: &Path,
+        progress: Progress<'_>,
+    ) -> Result<FileInfo, RequestError> {
         refuse_existing(path).await?;
         let part = part_path(path);
-        let info = self.fetch(room, seq, &part).await?;
+        let info = self.fetch(room, seq, &part, progress).await?;
         move_into_place(&part, path).await?;
         Ok(info)
     }
@@ -163,10 +195,21 @@ impl Connection {
         seq: u64,
         dir: &Path,
     ) -> Result<(PathBuf, FileInfo), RequestError> {
+        self.download_into_with_progress(room, seq, dir, &unseen).await
+    }
+
+    /// [`Connection::download_into`], telling `progress` how far it got.
+    pub async fn download_into_with_progress(
+        &self,
+        room: RoomId,
+        seq: u64,
+        dir: &Path,
+        progress: Progress<'_>,
+    ) -> Result<(PathBuf, FileInfo), RequestError> {
         let shared = self.shared_file(room, seq).await?;
         let name = safe_file_name(shared.name.as_str());
         let part = dir.join(format!("{name}.part"));
-        let info = self.fetch(room, seq, &part).await?;
+        let info = self.fetch(room, seq, &part, progress).await?;
         for n in 0..1000 {
             let candidate = match n {
                 0 => dir.join(&name),
@@ -182,7 +225,13 @@ impl Connection {
 
     /// Downloads into `part` (continuing what it holds) and checks the whole against the
     /// server's SHA-256; a mismatch removes `part`.
-    async fn fetch(&self, room: RoomId, seq: u64, part: &Path) -> Result<FileInfo, RequestError> {
+    async fn fetch(
+        &self,
+        room: RoomId,
+        seq: u64,
+        part: &Path,
+        progress: Progress<'_>,
+    ) -> Result<FileInfo, RequestError> {
         let offset = tokio::fs::metadata(part).await.map_or(0, |m| m.len());
         let (mut send, recv) = self.quic().open_bi().await.map_err(lost)?;
         let mut frames = Frames { recv, decoder: FrameDecoder::new(max::FILE_CHUNK as u64 * 2) };
@@ -198,9 +247,15 @@ impl Connection {
             .open(part)
             .await
             .map_err(local)?;
+        let mut received = offset;
+        progress(received, info.size);
         while let Some(frame) = frames.next().await? {
             match frame {
-                Message::FileChunk(chunk) => file.write_all(&chunk.data).await.map_err(local)?,
+                Message::FileChunk(chunk) => {
+                    file.write_all(&chunk.data).await.map_err(local)?;
+                    received += chunk.data.len() as u64;
+                    progress(received.min(info.size), info.size);
+                }
                 other => {
                     return Err(RequestError::Protocol(format!(
                         "{:?} in a download",

@@ -31,7 +31,7 @@ pub use client::{
     Client, ClientConfig, ConnectionState, Credentials, Update, new_client_msg_id, wall_clock,
 };
 pub use connection::{ConnectError, Connection, Event, Options, RequestError, quic_config};
-pub use files::safe_file_name;
+pub use files::{Progress, safe_file_name};
 pub use outbox::{Outbox, Pending};
 pub use state::{State, room_settings_text};
 pub use tls::Trust;

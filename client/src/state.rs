@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use banter_protocol::ids::{RoomId, SourceId, UserId};
 use banter_protocol::message::{
     EventMeta, FileShared, HistoryMessage, MembershipChange, Message, PresenceStatus,
-    RoomConfigured, RoomSummary, TypingState, VoiceParticipant,
+    RoomConfigured, RoomKind, RoomSummary, TypingState, VoiceParticipant,
 };
 
 /// How long typing indicators live without a refresh (spec §6.5).
@@ -124,9 +124,24 @@ pub struct State {
     pub voice: HashMap<RoomId, BTreeMap<SourceId, VoiceParticipant>>,
     /// Sources talking now (server-authored SPEAKING, spec §8.3).
     pub speaking: HashSet<SourceId>,
+    /// Words besides our name that count as a mention (case-insensitive).
+    pub highlights: Vec<String>,
 }
 
 impl State {
+    /// Whether `text` mentions us: our name (with or without `@`) or a highlight word, as a
+    /// whole word, case-insensitively (`ada` in "hi Ada!" but not in "adamant").
+    pub fn mentions_me(&self, text: &str) -> bool {
+        let name = self.name(self.me);
+        let words =
+            std::iter::once(name.as_str()).chain(self.highlights.iter().map(String::as_str));
+        let words: Vec<String> = words.filter(|w| !w.is_empty()).map(str::to_lowercase).collect();
+        text.to_lowercase()
+            .split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '-' || c == '.'))
+            .map(|word| word.trim_matches('.'))
+            .any(|word| words.iter().any(|w| w == word))
+    }
+
     /// An empty view for `me`.
     pub fn new(me: UserId, my_name: &str) -> Self {
         Self {
@@ -138,6 +153,7 @@ impl State {
             typing: BTreeMap::new(),
             voice: HashMap::new(),
             speaking: HashSet::new(),
+            highlights: Vec::new(),
         }
     }
 
@@ -178,8 +194,10 @@ impl State {
                 }
             }
         }
+        // Channels by category, then direct conversations (as chat apps list them).
         self.rooms.sort_by_cached_key(|r| {
-            (r.summary.category.to_lowercase(), r.summary.name.to_lowercase())
+            let direct = r.summary.kind == RoomKind::Direct;
+            (direct, r.summary.category.to_lowercase(), r.summary.name.to_lowercase())
         });
         new
     }
@@ -221,20 +239,14 @@ impl State {
                 return Change::Removed(room);
             }
         }
-        let my_name = self.name(me).to_lowercase();
         let sender_name = self.name(meta.sender);
+        let mention = matches!(message, Message::Posted(m) if m.meta.sender != me && self.mentions_me(&m.text));
         let Some(target) = self.room_mut(room) else { return Change::UnknownRoom(room) };
         target.summary.last_seq = target.summary.last_seq.max(seq);
         let mut change = Change::Quiet;
         match message {
             Message::Posted(m) => {
-                change = Change::Message {
-                    room,
-                    seq,
-                    sender: m.meta.sender,
-                    mention: m.meta.sender != me
-                        && m.text.to_lowercase().contains(&format!("@{my_name}")),
-                };
+                change = Change::Message { room, seq, sender: m.meta.sender, mention };
                 target.messages.push(MessageView {
                     seq,
                     sender: m.meta.sender,
@@ -608,6 +620,19 @@ mod tests {
         state.apply_entry(&Deleted { event_seq: 0, meta: meta(12, ADA), target: 3 }.into());
         let view = &state.room(ROOM).unwrap().messages[0];
         assert!(view.deleted && view.text.is_empty());
+    }
+
+    #[test]
+    fn a_mention_is_our_name_or_a_highlight_word_as_a_whole_word() {
+        let mut state = state();
+        let name = state.name(ME);
+        assert!(state.mentions_me(&format!("hi @{name}")));
+        assert!(state.mentions_me(&format!("{}: lunch?", name.to_uppercase())));
+        assert!(!state.mentions_me(&format!("{name}ish is not a name")));
+        assert!(!state.mentions_me("deploy done"));
+        state.highlights = vec!["Deploy".into()];
+        assert!(state.mentions_me("deploy done."));
+        assert!(!state.mentions_me("redeploy done"));
     }
 
     #[test]

@@ -178,7 +178,12 @@ async fn drive(
         }
     };
 
-    ctx.end();
+    // The client closing with NO_ERROR is done with its session (spec §7.6).
+    let finished = matches!(
+        conn.close_reason(),
+        Some(quinn::ConnectionError::ApplicationClosed(close)) if close.error_code.into_inner() == 0
+    );
+    ctx.end(finished);
     result
 }
 

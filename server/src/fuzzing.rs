@@ -159,7 +159,7 @@ impl Harness {
     /// Ends the connection as banterd does, then forgets its session at once (the fuzzer
     /// makes millions; a live server forgets them after the resume window).
     fn disconnect(&self, ctx: &ConnCtx) {
-        ctx.end();
+        ctx.end(false);
         let window = Duration::from_millis(self.shared.config.resume_window_ms);
         self.shared.hub.expire_sessions(Instant::now() + window + Duration::from_secs(1));
     }

@@ -497,8 +497,9 @@ impl Hub {
         self.lock().sessions.get(id).cloned()
     }
 
-    /// The connection carrying `session` went away; the session stays resumable.
-    pub(crate) fn detach(&self, session: &Session, conn: usize) {
+    /// The connection carrying `session` went away; the session stays resumable unless the
+    /// client `finished` it.
+    pub(crate) fn detach(&self, session: &Session, conn: usize, finished: bool) {
         {
             let mut state = session.lock();
             if state.attached != Some(conn) {
@@ -507,6 +508,9 @@ impl Hub {
             state.attached = None;
             state.detached_at = Some(Instant::now());
             state.ephemeral.clear();
+        }
+        if finished {
+            self.lock().remove_session(session.id);
         }
         self.presence_changed(session.user);
         self.clear_typing_if_offline(session.user);
@@ -890,7 +894,7 @@ mod tests {
             Ok(ConnCommand::Close(ErrorCode::SESSION_REPLACED, _))
         ));
         // A detached one goes before any live one.
-        hub.detach(&second, 2);
+        hub.detach(&second, 2, false);
         hub.create_session(ResumeId([4; 16]), user, login, 4, 0);
         assert!(hub.find_session(&ResumeId([2; 16])).is_none(), "the detached one stayed");
         assert!(hub.find_session(&ResumeId([3; 16])).is_some());

@@ -580,7 +580,10 @@ async fn accept_loop(
                     .await;
                     handshaking.fetch_sub(1, Ordering::Relaxed);
                     match handshake {
-                        Ok(Ok(conn)) => connection::serve(shared, conn, shutdown).await,
+                        Ok(Ok(conn)) => {
+                            shared.metrics.handshakes.inc();
+                            connection::serve(shared, conn, shutdown).await
+                        }
                         Ok(Err(error)) => tracing::debug!(%error, "handshake failed"),
                         Err(_) => tracing::debug!("handshake timed out"),
                     }

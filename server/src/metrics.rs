@@ -39,6 +39,8 @@ pub(crate) struct Metrics {
     registry: Registry,
     /// Open QUIC connections (also the count the connection cap checks).
     pub(crate) connections: Gauge,
+    /// QUIC handshakes completed, ever (how many connections clients make).
+    pub(crate) handshakes: Counter,
     /// Time from a request's arrival to its answer, by request type.
     pub(crate) requests: Family<Label, Histogram, fn() -> Histogram>,
     /// Requests answered with ERROR, by error code.
@@ -60,6 +62,7 @@ impl Metrics {
         voice: &crate::voice::Voice,
     ) -> Self {
         let connections = Gauge::default();
+        let handshakes = Counter::default();
         let requests = Family::new_with_constructor(latency_histogram as fn() -> Histogram);
         let request_errors = Family::default();
         let auth_failures = Counter::default();
@@ -68,6 +71,7 @@ impl Metrics {
         let labels = std::iter::once((Cow::Borrowed("node"), Cow::Owned(node)));
         let mut registry = Registry::with_prefix_and_labels("banter", labels);
         registry.register("connections", "Open QUIC connections", connections.clone());
+        registry.register("handshakes", "QUIC handshakes completed", handshakes.clone());
         registry.register("sessions", "Live and resumable sessions", sessions.clone());
         registry.register("rooms", "Rooms created", rooms.clone());
         registry.register(
@@ -115,7 +119,16 @@ impl Metrics {
             "Voice datagrams not relayed, by reason",
             voice.metrics.dropped.clone(),
         );
-        Self { registry, connections, requests, request_errors, auth_failures, sessions, rooms }
+        Self {
+            registry,
+            connections,
+            handshakes,
+            requests,
+            request_errors,
+            auth_failures,
+            sessions,
+            rooms,
+        }
     }
 
     /// The request's type name as a label value.

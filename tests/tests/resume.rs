@@ -21,7 +21,7 @@ async fn resume_delivers_exactly_the_missed_events() {
     assert_eq!(last, seen.event_seq);
 
     // Grace's connection drops; meanwhile five messages are posted.
-    grace.conn.close();
+    grace.conn.suspend();
     let mut missed = Vec::new();
     for i in 0..5 {
         missed.push(ada.post(room, &format!("missed {i}")).await.unwrap().seq);
@@ -87,4 +87,41 @@ async fn resuming_an_unknown_session_fails_and_catch_up_fills_the_gap() {
         .collect();
     assert_eq!(texts, vec!["one".to_owned()]);
     assert!(matches!(page.last(), Some(Message::PageEnd(end)) if end.next.is_none()));
+}
+
+/// Spec §7.6: NO_ERROR from a client ends its session at once; GOING_AWAY keeps it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_closes_with_no_error_ends_its_session_and_one_that_suspends_keeps_it() {
+    let server = TestServer::start().await;
+    let ada = server.user("ada").await;
+    let resume = |user: &TestUser| {
+        let (addr, token, id) = (
+            user.conn.quic().remote_address(),
+            user.auth.access_token.clone(),
+            user.welcome.resume_id,
+        );
+        let last = user.conn.last_event_seq();
+        async move {
+            let (conn, mut events) = banter_tests::connect(addr).await;
+            conn.resume(&token, id, last);
+            loop {
+                match tokio::time::timeout(WAIT, events.recv()).await.unwrap().unwrap() {
+                    Event::Resumed(_) => return Ok(()),
+                    Event::Rejected(error) => return Err(error.code),
+                    _ => {}
+                }
+            }
+        }
+    };
+    let (conn, events) = server.connect().await;
+    let suspended = TestUser::authenticate(conn, events, ada.auth.clone()).await;
+    suspended.conn.suspend();
+    assert_eq!(resume(&suspended).await, Ok(()), "GOING_AWAY keeps the session resumable");
+
+    let (conn, events) = server.connect().await;
+    let done = TestUser::authenticate(conn, events, ada.auth.clone()).await;
+    done.conn.close_and_flush().await;
+    // The server ends it as the close arrives; give its connection task a moment.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(resume(&done).await, Err(ErrorCode::RESUME_UNAVAILABLE), "NO_ERROR ended it");
 }

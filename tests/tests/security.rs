@@ -357,7 +357,7 @@ async fn security_resume_sends_the_presence_snapshot() {
     let busy = PresenceSet { status: PresenceStatus::Dnd, text: Text::new("in a call").unwrap() };
     ada.conn.request_one(busy).await.unwrap();
     let last = grace.conn.last_event_seq();
-    grace.conn.close();
+    grace.conn.suspend();
 
     // Back to the node it was on, where the session is (as the SDK does first).
     let (conn, events) = banter_tests::connect(grace.conn.quic().remote_address()).await;
@@ -391,7 +391,7 @@ async fn security_hello_loops_cannot_pile_up_sessions() {
     for _ in 0..10 {
         let (conn, events) = server.connect().await;
         let user = TestUser::authenticate(conn, events, ada.auth.clone()).await;
-        user.conn.close();
+        user.conn.suspend();
     }
     // The detached ones made way; the first, live one is untouched.
     let (conn, events) = server.connect().await;

@@ -1,5 +1,7 @@
 //! The scriptable subcommands.
 
+mod act;
+
 use std::collections::HashMap;
 use std::io::{BufRead, IsTerminal};
 use std::net::SocketAddr;
@@ -14,8 +16,8 @@ use banter_protocol::bounded::{Blob, Text};
 use banter_protocol::ids::{RoomId, UserId};
 use banter_protocol::message::{
     ContactAction, ContactList, ContactSet, ContactState, History, InviteCreate, InviteUse,
-    ListScope, Logout, Message, Refresh, RoomCreate, RoomInvite, RoomJoin, RoomLeave, RoomSummary,
-    Visibility,
+    ListScope, Logout, Message, Post, Refresh, RoomCreate, RoomInvite, RoomJoin, RoomLeave,
+    RoomSummary, Visibility,
 };
 use clap::{Parser, Subcommand};
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -78,6 +80,21 @@ enum Command {
     Leave { room: String },
     /// Send TEXT to ROOM; TEXT `-` sends each line of stdin as a message, in order.
     Send { room: String, text: String },
+    /// Send TEXT to USER in your direct conversation (opened if need be).
+    Dm { user: String, text: String },
+    /// React to message SEQ in ROOM with EMOJI (an emoji or a :shortcode: like :tada:).
+    React {
+        room: String,
+        seq: u64,
+        emoji: String,
+        /// Take the reaction back.
+        #[arg(long)]
+        remove: bool,
+    },
+    /// Replace the text of your message SEQ in ROOM.
+    Edit { room: String, seq: u64, text: String },
+    /// Delete message SEQ in ROOM (yours, or any as a moderator).
+    Delete { room: String, seq: u64 },
     /// Print a room's events as they come.
     Tail {
         room: String,
@@ -103,7 +120,10 @@ enum Command {
     History {
         room: String,
         #[arg(long, default_value_t = 50)]
-        limit: u16,
+        limit: u64,
+        /// The whole history, from the first entry (pages through it).
+        #[arg(long, conflicts_with = "limit")]
+        all: bool,
     },
     /// Make an invite code for a room (moderators, for private rooms).
     Invite {
@@ -119,12 +139,16 @@ enum Command {
     AcceptInvite { code: String },
     /// Add USER to ROOM (moderators; in a public room, also members USER counts as a friend).
     Add { room: String, user: String },
-    /// List the login keys registered to your account (bots log in with them).
-    Keys,
-    /// Register the ed25519 key in FILE for key login, proving you hold it; FILE is created
-    /// (mode 0600) with a new key if it does not exist.
+    /// Login keys (bots log in with them): list (the default), add FILE, remove KEY.
+    Keys {
+        #[command(subcommand)]
+        action: Option<KeysAction>,
+    },
+    /// Same as `keys add FILE`.
+    #[command(hide = true)]
     KeyAdd { file: std::path::PathBuf },
-    /// Unregister a login key (its public key, as `banter keys` shows it).
+    /// Same as `keys remove KEY`.
+    #[command(hide = true)]
     KeyRemove { public_key: String },
     /// List friends, friend requests and blocks.
     Contacts,
@@ -146,6 +170,54 @@ enum Command {
         #[arg(long, short)]
         output: Option<std::path::PathBuf>,
     },
+    /// Remove USER from ROOM (moderators).
+    Kick {
+        room: String,
+        user: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Remove USER from ROOM and keep them out (moderators).
+    Ban {
+        room: String,
+        user: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// Lift the ban by itself after this many seconds (default: never).
+        #[arg(long)]
+        seconds: Option<u64>,
+    },
+    /// Let a banned USER back into ROOM (moderators).
+    Unban { room: String, user: String },
+    /// Mute USER in ROOM's voice (moderators).
+    Mute { room: String, user: String },
+    /// Lift a voice mute (moderators).
+    Unmute { room: String, user: String },
+    /// Give USER a ROLE in ROOM: member, moderator, admin, or owner (hands the room over).
+    Role { room: String, user: String, role: String },
+    /// Slow mode: members may post once per SECONDS (`off` or 0 ends it).
+    Slow { room: String, seconds: String },
+    /// Lock ROOM: only moderators may post.
+    Lock { room: String },
+    /// Unlock ROOM.
+    Unlock { room: String },
+    /// Print ROOM's audit log (moderators), newest first.
+    Audit {
+        room: String,
+        #[arg(long, default_value_t = 20)]
+        limit: u16,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysAction {
+    /// List the login keys registered to your account.
+    List,
+    /// Register the ed25519 key in FILE for key login, proving you hold it; FILE is created
+    /// (mode 0600) with a new key if it does not exist.
+    Add { file: std::path::PathBuf },
+    /// Unregister a login key (its public key, as `banter keys` shows it).
+    Remove { public_key: String },
 }
 
 /// A failure with its exit code.
@@ -196,6 +268,10 @@ struct Ctx {
     accept_new_cert: bool,
     ca: Option<std::path::PathBuf>,
     json: bool,
+    /// Connections this command opened, closed cleanly when it ends.
+    opened: std::sync::Mutex<Vec<Connection>>,
+    /// When the command started (for `--json` timings).
+    started: std::time::Instant,
 }
 
 pub(crate) async fn run(cli: Cli) -> Result<()> {
@@ -225,45 +301,102 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
         accept_new_cert: cli.accept_new_cert,
         ca: cli.ca,
         json: cli.json,
+        opened: std::sync::Mutex::default(),
+        started: std::time::Instant::now(),
     };
-    let Some(command) = cli.command else {
+    let outcome = dispatch(&ctx, cli.command).await;
+    // Every connection closes cleanly (NO_ERROR): the server ends its session at once rather
+    // than keeping it resumable for a client that is gone.
+    let opened = std::mem::take(&mut *ctx.opened.lock().unwrap_or_else(|e| e.into_inner()));
+    for conn in opened {
+        conn.close_and_flush().await;
+    }
+    outcome
+}
+
+async fn dispatch(ctx: &Ctx, command: Option<Command>) -> Result<()> {
+    let Some(command) = command else {
         if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
             return Err(fail(
                 2,
                 "no subcommand and not a terminal; `banter --help` lists the subcommands",
             ));
         }
-        return interactive(&ctx).await;
+        return interactive(ctx).await;
     };
     match command {
-        Command::Register { user } => authenticate(&ctx, &user, true).await,
-        Command::Login { user } => authenticate(&ctx, &user, false).await,
-        Command::Logout => logout(&ctx).await,
-        Command::Rooms { public } => rooms(&ctx, public).await,
+        Command::Register { user } => authenticate(ctx, &user, true).await,
+        Command::Login { user } => authenticate(ctx, &user, false).await,
+        Command::Logout => logout(ctx).await,
+        Command::Rooms { public } => rooms(ctx, public).await,
         Command::CreateRoom { name, private, category, topic, voice } => {
-            create_room(&ctx, &name, private, &category, &topic, voice).await
+            create_room(ctx, &name, private, &category, &topic, voice).await
         }
-        Command::Join { room } => join(&ctx, &room).await,
-        Command::Leave { room } => leave(&ctx, &room).await,
-        Command::Send { room, text } => send(&ctx, &room, &text).await,
-        Command::Tail { room, after, count } => tail(&ctx, &room, after, count).await,
-        Command::History { room, limit } => history(&ctx, &room, limit).await,
+        Command::Join { room } => join(ctx, &room).await,
+        Command::Leave { room } => leave(ctx, &room).await,
+        Command::Send { room, text } if text == "-" => send_lines(ctx, &room).await,
+        Command::Send { room, text } => send(ctx, &room, &text).await,
+        Command::Dm { user, text } => act::dm(ctx, &user, &text).await,
+        Command::React { room, seq, emoji, remove } => {
+            act::react(ctx, &room, seq, &emoji, !remove).await
+        }
+        Command::Edit { room, seq, text } => act::edit(ctx, &room, seq, &text).await,
+        Command::Delete { room, seq } => act::delete(ctx, &room, seq).await,
+        Command::Tail { room, after, count } => tail(ctx, &room, after, count).await,
+        Command::History { room, limit, all } => {
+            history(ctx, &room, if all { u64::MAX } else { limit }).await
+        }
         Command::Voice { room, input, output, seconds } => {
-            voice(&ctx, &room, input, output, seconds).await
+            voice(ctx, &room, input, output, seconds).await
         }
-        Command::Invite { room, uses, expires } => invite(&ctx, &room, uses, expires).await,
-        Command::AcceptInvite { code } => accept_invite(&ctx, &code).await,
-        Command::Add { room, user } => add(&ctx, &room, &user).await,
-        Command::Keys => list_keys(&ctx).await,
-        Command::KeyAdd { file } => add_key(&ctx, &file).await,
-        Command::KeyRemove { public_key } => remove_key(&ctx, &public_key).await,
-        Command::Contacts => contacts(&ctx).await,
-        Command::Friend { user } => set_contact(&ctx, &user, ContactAction::Request).await,
-        Command::Unfriend { user } => set_contact(&ctx, &user, ContactAction::Remove).await,
-        Command::Block { user } => set_contact(&ctx, &user, ContactAction::Block).await,
-        Command::Unblock { user } => set_contact(&ctx, &user, ContactAction::Unblock).await,
-        Command::Upload { room, file } => upload(&ctx, &room, &file).await,
-        Command::Download { room, seq, output } => download(&ctx, &room, seq, output).await,
+        Command::Invite { room, uses, expires } => invite(ctx, &room, uses, expires).await,
+        Command::AcceptInvite { code } => accept_invite(ctx, &code).await,
+        Command::Add { room, user } => add(ctx, &room, &user).await,
+        Command::Keys { action: None | Some(KeysAction::List) } => list_keys(ctx).await,
+        Command::Keys { action: Some(KeysAction::Add { file }) } | Command::KeyAdd { file } => {
+            add_key(ctx, &file).await
+        }
+        Command::Keys { action: Some(KeysAction::Remove { public_key }) }
+        | Command::KeyRemove { public_key } => remove_key(ctx, &public_key).await,
+        Command::Contacts => contacts(ctx).await,
+        Command::Friend { user } => set_contact(ctx, &user, ContactAction::Request).await,
+        Command::Unfriend { user } => set_contact(ctx, &user, ContactAction::Remove).await,
+        Command::Block { user } => set_contact(ctx, &user, ContactAction::Block).await,
+        Command::Unblock { user } => set_contact(ctx, &user, ContactAction::Unblock).await,
+        Command::Upload { room, file } => upload(ctx, &room, &file).await,
+        Command::Download { room, seq, output } => download(ctx, &room, seq, output).await,
+        Command::Kick { room, user, reason } => {
+            act::moderate(ctx, &room, &user, act::Moderation::Kick(reason)).await
+        }
+        Command::Ban { room, user, reason, seconds } => {
+            act::moderate(ctx, &room, &user, act::Moderation::Ban(reason, seconds)).await
+        }
+        Command::Unban { room, user } => {
+            act::moderate(ctx, &room, &user, act::Moderation::Unban).await
+        }
+        Command::Mute { room, user } => {
+            act::moderate(ctx, &room, &user, act::Moderation::Mute(true)).await
+        }
+        Command::Unmute { room, user } => {
+            act::moderate(ctx, &room, &user, act::Moderation::Mute(false)).await
+        }
+        Command::Role { room, user, role } => {
+            let role = act::parse_role(&role)?;
+            act::moderate(ctx, &room, &user, act::Moderation::Role(role)).await
+        }
+        Command::Slow { room, seconds } => {
+            let seconds = match seconds.as_str() {
+                "off" => 0,
+                other => other
+                    .trim_end_matches('s')
+                    .parse()
+                    .map_err(|_| fail(2, "slow mode is SECONDS or off"))?,
+            };
+            act::configure(ctx, &room, Some(seconds), None).await
+        }
+        Command::Lock { room } => act::configure(ctx, &room, None, Some(true)).await,
+        Command::Unlock { room } => act::configure(ctx, &room, None, Some(false)).await,
+        Command::Audit { room, limit } => act::audit(ctx, &room, limit).await,
     }
 }
 
@@ -329,6 +462,7 @@ impl Ctx {
         for &addr in &self.addrs {
             match Connection::connect(addr, self.options()?).await {
                 Ok((conn, events)) => {
+                    self.opened.lock().unwrap_or_else(|e| e.into_inner()).push(conn.clone());
                     self.check_new_server(conn.fingerprint())?;
                     return Ok((conn, events));
                 }
@@ -348,6 +482,11 @@ impl Ctx {
             }
         }
         Err(failure)
+    }
+
+    /// Whether the server's certificate is neither pinned nor checked against a CA yet.
+    fn first_contact(&self) -> Result<bool> {
+        Ok(self.ca.is_none() && KnownServers::load()?.pin(&self.server).is_none())
     }
 
     fn profile(&self) -> Result<Profile> {
@@ -455,6 +594,7 @@ async fn rooms(ctx: &Ctx, public: bool) -> Result<()> {
     let (conn, _events, _) = ctx.session().await?;
     let scope = if public { ListScope::Public } else { ListScope::Joined };
     for room in conn.rooms(scope).await? {
+        remember_room(ctx, &room)?;
         output::room(ctx.json, &room);
     }
     Ok(())
@@ -483,6 +623,7 @@ async fn create_room(
     let Message::RoomInfo(info) = conn.request_one(request).await? else {
         return Err(fail(1, "unexpected answer to ROOM_CREATE"));
     };
+    remember_room(ctx, &info.room)?;
     output::room(ctx.json, &info.room);
     Ok(())
 }
@@ -493,6 +634,7 @@ async fn join(ctx: &Ctx, spec: &str) -> Result<()> {
     let Message::RoomInfo(info) = conn.request_one(RoomJoin { room: room.room }).await? else {
         return Err(fail(1, "unexpected answer to ROOM_JOIN"));
     };
+    remember_room(ctx, &info.room)?;
     output::room(ctx.json, &info.room);
     Ok(())
 }
@@ -623,7 +765,12 @@ async fn upload(ctx: &Ctx, spec: &str, file: &std::path::Path) -> Result<()> {
         .ok_or_else(|| fail(2, format!("{} has no usable file name", file.display())))?;
     let (conn, _events, _) = ctx.session().await?;
     let room = resolve_room(&conn, spec).await?;
-    let ack = conn.upload(room.room, name, file).await?;
+    let bar = progress_bar(name);
+    let shared = conn
+        .upload_with_progress(room.room, name, file, &|done, total| bar.show(done, total))
+        .await;
+    bar.finish();
+    let ack = shared?;
     output::line(&if ctx.json {
         serde_json::json!({"room": ack.room.0, "seq": ack.seq}).to_string()
     } else {
@@ -642,19 +789,60 @@ async fn download(
     let room = resolve_room(&conn, spec).await?;
     // Without --output, the file keeps its shared name (made safe, never replacing a file:
     // NAME (1) …); an interrupted download resumes from its NAME.part.
-    let (path, info) = match output {
+    let bar = progress_bar(&format!("#{seq}"));
+    let progress = |done, total| bar.show(done, total);
+    let fetched = match output {
         Some(path) => {
-            let info = conn.download(room.room, seq, &path).await?;
-            (path, info)
+            let info = conn.download_with_progress(room.room, seq, &path, &progress).await;
+            info.map(|info| (path, info))
         }
-        None => conn.download_into(room.room, seq, std::path::Path::new(".")).await?,
+        None => {
+            let here = std::path::Path::new(".");
+            conn.download_into_with_progress(room.room, seq, here, &progress).await
+        }
     };
+    bar.finish();
+    let (path, info) = fetched?;
     output::line(&if ctx.json {
         serde_json::json!({"path": path.display().to_string(), "size": info.size}).to_string()
     } else {
         format!("saved {} ({} bytes)", path.display(), info.size)
     });
     Ok(())
+}
+
+/// A transfer's progress bar on stderr, drawn only where stderr is a terminal (scripts see
+/// nothing).
+struct ProgressBar(Option<indicatif::ProgressBar>);
+
+fn progress_bar(what: &str) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar(None);
+    }
+    let bar = indicatif::ProgressBar::new(0);
+    let style = indicatif::ProgressStyle::with_template(
+        "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+    )
+    .map(|style| style.progress_chars("=> "))
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar.set_message(output::one_line(what));
+    ProgressBar(Some(bar))
+}
+
+impl ProgressBar {
+    fn show(&self, done: u64, total: u64) {
+        if let Some(bar) = &self.0 {
+            bar.set_length(total);
+            bar.set_position(done);
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.0 {
+            bar.finish_and_clear();
+        }
+    }
 }
 
 /// The interactive TUI.
@@ -667,6 +855,8 @@ async fn interactive(ctx: &Ctx) -> Result<()> {
     let mut model = crate::tui::model::Model::new(credentials.user, &profile.username, &ctx.server);
     model.mouse = settings.mouse;
     model.bell_on_mention = settings.bell;
+    model.notify = settings.notify;
+    model.state.highlights = settings.highlight;
     let mut saved = profile;
     let profile_name = ctx.profile.clone();
     crate::tui::run(client, updates, model, move |credentials| {
@@ -699,58 +889,194 @@ fn log_to_file() {
         .try_init();
 }
 
-/// The reconnecting client, for commands that stream (send -, tail).
+/// The reconnecting client, for commands that stream (`send -`, `tail`): one connection,
+/// and the token refreshed on it when stale. Returns once it is live.
 async fn client(
     ctx: &Ctx,
     known: HashMap<RoomId, u64>,
 ) -> Result<(Client, UnboundedReceiver<Update>, Profile)> {
-    // One plain session first: it checks trust, refreshes tokens and proves the login works.
-    let (conn, _events, profile) = ctx.session().await?;
-    conn.close();
+    let mut profile = ctx.profile()?;
     let credentials =
         profile.credentials().ok_or_else(|| fail(4, "the stored login is damaged"))?;
+    if ctx.first_contact()? {
+        // A server not met before: its certificate is checked (and pinned) on a connection
+        // of its own before any token goes to it.
+        ctx.connect().await?;
+    }
     let config = ClientConfig {
         addrs: ctx.addrs.clone(),
         options: ctx.options()?,
         outbox: None,
         known_rooms: known,
     };
-    let (client, updates) =
+    let (client, mut updates) =
         Client::start(config, credentials).map_err(|e| fail(1, e.to_string()))?;
-    Ok((client, updates, profile))
+    // What comes before the client is live (its state, a presence snapshot) is kept and
+    // handed on with the rest.
+    let mut early = Vec::new();
+    let live = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            let update = updates.recv().await.ok_or_else(|| fail(3, "client stopped"))?;
+            match &update {
+                Update::Connection(ConnectionState::Connected) => {
+                    early.push(update);
+                    return Ok(());
+                }
+                Update::Connection(ConnectionState::Stopped(reason)) => {
+                    return Err(fail(4, format!("{reason} (log in again)")));
+                }
+                Update::Credentials(credentials) => {
+                    profile.update(credentials);
+                    profile.save(&ctx.profile)?;
+                }
+                _ => {}
+            }
+            early.push(update);
+        }
+    });
+    match live.await {
+        Ok(Ok(())) => {}
+        Ok(Err(failure)) => return Err(failure),
+        Err(_) => {
+            client.close().await;
+            return Err(fail(3, format!("{}: no answer from the server", ctx.server)));
+        }
+    }
+    let (forward, replay) = tokio::sync::mpsc::unbounded_channel();
+    for update in early {
+        let _ = forward.send(update);
+    }
+    tokio::spawn(async move {
+        while let Some(update) = updates.recv().await {
+            if forward.send(update).is_err() {
+                return;
+            }
+        }
+    });
+    Ok((client, replay, profile))
 }
 
+/// `banter send ROOM TEXT`: one connection, and (with the room's id remembered from an
+/// earlier lookup) one request round trip. A connection lost before the ack is retried with
+/// the same client message id, which the server deduplicates: the post lands once.
 async fn send(ctx: &Ctx, spec: &str, text: &str) -> Result<()> {
-    let room = {
-        let (conn, _events, _) = ctx.session().await?;
-        resolve_room(&conn, spec).await?
-    };
-    let (sender, mut updates, mut profile) = client(ctx, HashMap::new()).await?;
-    let mut queued = 0usize;
-    let mut lines = (text == "-").then(|| {
-        // stdin is read on a thread so that acks print while later lines are still coming.
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-        std::thread::spawn(move || {
-            for line in std::io::stdin().lock().lines().map_while(std::io::Result::ok) {
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        rx
-    });
-    if lines.is_none() {
-        sender.send(room.room, text, None).map_err(|e| fail(1, e.to_string()))?;
-        queued = 1;
-    }
-    let mut done = 0usize;
-    let mut input_open = lines.is_some();
+    let client_msg_id = banter_client::new_client_msg_id();
+    let text: Text<{ banter_protocol::message::max::MESSAGE_TEXT }> = self::text("text", text)?;
+    let mut attempt = 0;
     loop {
+        let (conn, _events, mut profile) = ctx.session().await?;
+        let (room, name) = cached_room(ctx, &conn, &mut profile, spec, false).await?;
+        let post =
+            Post { room, client_msg_id, text: text.clone(), reply_to: None, anonymous: false };
+        let sent = std::time::Instant::now();
+        let answer = match conn.request_one(post.clone()).await {
+            // A remembered id that no longer names the room: look it up, once.
+            Err(RequestError::Server {
+                code: ErrorCode::NOT_FOUND | ErrorCode::FORBIDDEN, ..
+            }) if profile.rooms.contains_key(&room_key(spec)) => {
+                let (room, _) = cached_room(ctx, &conn, &mut profile, spec, true).await?;
+                conn.request_one(Post { room, ..post }).await
+            }
+            other => other,
+        };
+        match answer {
+            Ok(Message::EventAck(ack)) => {
+                let round_trip = sent.elapsed();
+                if ctx.json {
+                    output::line(
+                        &serde_json::json!({
+                            "room": ack.room.0,
+                            "seq": ack.seq,
+                            "id": format!("{client_msg_id:032x}"),
+                            "ts": ack.ts.0,
+                            "round_trip_ms": round_trip.as_secs_f64() * 1e3,
+                            "total_ms": ctx.started.elapsed().as_secs_f64() * 1e3,
+                        })
+                        .to_string(),
+                    );
+                } else {
+                    output::ack(false, &name, &ack, client_msg_id);
+                }
+                return Ok(());
+            }
+            Ok(other) => {
+                return Err(fail(
+                    1,
+                    format!("unexpected answer to POST: {:?}", other.frame_type()),
+                ));
+            }
+            Err(RequestError::Connection(_)) if attempt < 2 => attempt += 1,
+            Err(error) => return Err(error.into()),
+        }
+    }
+}
+
+/// A room's key in the profile's cache.
+fn room_key(spec: &str) -> String {
+    spec.trim_start_matches('#').to_lowercase()
+}
+
+/// The room `spec` names without asking the server: an id, or a name remembered.
+fn remembered_room(profile: &Profile, spec: &str) -> Option<RoomId> {
+    match spec.parse::<u64>() {
+        Ok(id) => Some(RoomId(id)),
+        Err(_) => profile.rooms.get(&room_key(spec)).map(|id| RoomId(*id)),
+    }
+}
+
+/// Remembers a joined room's id under its name, for later commands.
+fn remember_room(ctx: &Ctx, room: &RoomSummary) -> Result<()> {
+    let Some(mut profile) = Profile::load(&ctx.profile)? else { return Ok(()) };
+    if room.joined && room.kind != banter_protocol::message::RoomKind::Direct {
+        profile.rooms.insert(room_key(&room.name), room.room.0);
+        profile.save(&ctx.profile)?;
+    }
+    Ok(())
+}
+
+/// The room `spec` names, and its name: a number is an id; a name is looked up once and
+/// remembered in the profile (`fresh` looks it up again).
+async fn cached_room(
+    ctx: &Ctx,
+    conn: &Connection,
+    profile: &mut Profile,
+    spec: &str,
+    fresh: bool,
+) -> Result<(RoomId, String)> {
+    if let Some(room) = remembered_room(profile, spec).filter(|_| !fresh) {
+        return Ok((room, room_key(spec)));
+    }
+    let room = resolve_room(conn, spec).await?;
+    remember_room(ctx, &room)?;
+    if let Some(saved) = Profile::load(&ctx.profile)? {
+        profile.rooms = saved.rooms;
+    }
+    Ok((room.room, room.name.into_string()))
+}
+
+/// `banter send ROOM -`: each line of stdin as a message, in order, through the
+/// reconnecting client (a dropped connection loses nothing).
+async fn send_lines(ctx: &Ctx, spec: &str) -> Result<()> {
+    let (sender, mut updates, mut profile) = client(ctx, HashMap::new()).await?;
+    let conn = sender.connection().await?;
+    let room = resolve_room(&conn, spec).await?;
+    // stdin is read on a thread so that acks print while later lines are still coming.
+    let (tx, mut lines) = tokio::sync::mpsc::unbounded_channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines().map_while(std::io::Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let (mut queued, mut done) = (0usize, 0usize);
+    let mut input_open = true;
+    let outcome = loop {
         if !input_open && done == queued {
-            break;
+            break Ok(());
         }
         tokio::select! {
-            line = async { lines.as_mut()?.recv().await }, if input_open => match line {
+            line = lines.recv(), if input_open => match line {
                 Some(line) if line.is_empty() => {}
                 Some(line) => {
                     sender.send(room.room, &line, None).map_err(|e| fail(1, e.to_string()))?;
@@ -763,18 +1089,19 @@ async fn send(ctx: &Ctx, spec: &str, text: &str) -> Result<()> {
                     output::ack(ctx.json, &room.name, &ack, client_msg_id);
                     done += 1;
                 }
-                Some(Update::SendFailed { error, .. }) => return Err(fail(5, error)),
+                Some(Update::SendFailed { error, .. }) => break Err(fail(5, error)),
                 Some(Update::Credentials(credentials)) => {
                     profile.update(&credentials);
                     profile.save(&ctx.profile)?;
                 }
-                Some(Update::Connection(ConnectionState::Stopped(reason))) => return Err(fail(4, reason)),
+                Some(Update::Connection(ConnectionState::Stopped(reason))) => break Err(fail(4, reason)),
                 Some(_) => {}
-                None => return Err(fail(3, "client stopped")),
+                None => break Err(fail(3, "client stopped")),
             },
         }
-    }
-    Ok(())
+    };
+    sender.close().await;
+    outcome
 }
 
 /// user id → name for a room's members (for printing senders).
@@ -784,23 +1111,30 @@ async fn member_names(conn: &Connection, room: RoomId) -> Result<HashMap<UserId,
 }
 
 async fn tail(ctx: &Ctx, spec: &str, after: Option<u64>, count: Option<u64>) -> Result<()> {
-    let (room, mut names) = {
-        let (conn, _events, _) = ctx.session().await?;
-        let room = resolve_room(&conn, spec).await?;
-        let names = member_names(&conn, room.room).await?;
-        (room, names)
-    };
-    let known = after.map(|after| HashMap::from([(room.room, after)])).unwrap_or_default();
-    let (_client, mut updates, mut profile) = client(ctx, known).await?;
-    let mut printed = 0u64;
     if count == Some(0) {
         return Ok(());
     }
-    while let Some(update) = updates.recv().await {
+    // The room must be known before the client starts, so that its catch-up from `after`
+    // and the live entries meet without a gap: from the profile, else looked up once.
+    let mut profile = ctx.profile()?;
+    let room = match remembered_room(&profile, spec) {
+        Some(room) => room,
+        None => {
+            let (conn, _events, _) = ctx.session().await?;
+            let (room, _) = cached_room(ctx, &conn, &mut profile, spec, true).await?;
+            conn.close_and_flush().await;
+            room
+        }
+    };
+    let known = after.map(|after| HashMap::from([(room, after)])).unwrap_or_default();
+    let (client, mut updates, mut profile) = client(ctx, known).await?;
+    let mut names = member_names(&client.connection().await?, room).await?;
+    let mut printed = 0u64;
+    let outcome = loop {
+        let Some(update) = updates.recv().await else { break Err(fail(3, "client stopped")) };
         match update {
             Update::Room(message) => {
-                let Some(meta_room) = room_of(&message) else { continue };
-                if meta_room != room.room {
+                if room_of(&message) != Some(room) {
                     continue;
                 }
                 if let Message::Membership(m) = &message {
@@ -809,32 +1143,36 @@ async fn tail(ctx: &Ctx, spec: &str, after: Option<u64>, count: Option<u64>) -> 
                 output::entry(ctx.json, &names, &message);
                 printed += 1;
                 if count.is_some_and(|n| printed >= n) {
-                    return Ok(());
+                    break Ok(());
                 }
             }
             Update::Credentials(credentials) => {
                 profile.update(&credentials);
                 profile.save(&ctx.profile)?;
             }
-            Update::Connection(ConnectionState::Stopped(reason)) => return Err(fail(4, reason)),
+            Update::Connection(ConnectionState::Stopped(reason)) => break Err(fail(4, reason)),
             _ => {}
         }
-    }
-    Err(fail(3, "client stopped"))
+    };
+    client.close().await;
+    outcome
 }
 
 fn room_of(message: &Message) -> Option<RoomId> {
     message.entry_meta().map(|meta| meta.room)
 }
 
-async fn history(ctx: &Ctx, spec: &str, limit: u16) -> Result<()> {
+/// The newest `limit` entries of a room (`u64::MAX`: all of them), oldest first, paging
+/// back as far as needed.
+async fn history(ctx: &Ctx, spec: &str, limit: u64) -> Result<()> {
     let (conn, _events, _) = ctx.session().await?;
     let room = resolve_room(&conn, spec).await?;
     let names = member_names(&conn, room.room).await?;
     let mut entries = Vec::new();
     let mut before = None;
-    while entries.len() < usize::from(limit) {
-        let page = conn.request(History { room: room.room, before, limit: limit.min(100) }).await?;
+    while (entries.len() as u64) < limit {
+        let want = u16::try_from((limit - entries.len() as u64).min(100)).unwrap_or(100);
+        let page = conn.request(History { room: room.room, before, limit: want }).await?;
         let mut next = None;
         for message in page {
             match message {
@@ -847,7 +1185,7 @@ async fn history(ctx: &Ctx, spec: &str, limit: u16) -> Result<()> {
             None => break,
         }
     }
-    entries.truncate(usize::from(limit));
+    entries.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
     for message in entries.iter().rev() {
         output::entry(ctx.json, &names, message);
     }

@@ -8,6 +8,7 @@
 
 mod audio;
 mod cli;
+mod emoji;
 mod login_key;
 mod output;
 mod profile;

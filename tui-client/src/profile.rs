@@ -30,11 +30,27 @@ pub(crate) struct Settings {
     pub(crate) mouse: bool,
     /// Ring the terminal bell on mentions.
     pub(crate) bell: bool,
+    /// Words besides your name that count as a mention (highlighted, ring, notify).
+    pub(crate) highlight: Vec<String>,
+    /// Desktop notifications for mentions, through the terminal: `"off"` (the default),
+    /// `"osc777"` (foot, kitty, WezTerm, urxvt, VTE terminals) or `"osc9"` (iTerm2,
+    /// Windows Terminal, ConEmu).
+    pub(crate) notify: Notify,
+}
+
+/// How the terminal is asked for a desktop notification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Notify {
+    #[default]
+    Off,
+    Osc777,
+    Osc9,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Self { mouse: true, bell: true }
+        Self { mouse: true, bell: true, highlight: Vec::new(), notify: Notify::Off }
     }
 }
 
@@ -68,6 +84,10 @@ pub(crate) struct Profile {
     pub(crate) access_token: String,
     pub(crate) access_expires: u64,
     pub(crate) refresh_token: String,
+    /// Rooms by name (lowercase) as last resolved, so that `banter send ROOM` needs no
+    /// lookup round trip; a stale entry is looked up again.
+    #[serde(default)]
+    pub(crate) rooms: BTreeMap<String, u64>,
 }
 
 impl Profile {
@@ -80,11 +100,13 @@ impl Profile {
             access_token: hex(&credentials.access_token),
             access_expires: credentials.access_expires,
             refresh_token: hex(&credentials.refresh_token),
+            rooms: BTreeMap::new(),
         }
     }
 
     pub(crate) fn update(&mut self, credentials: &Credentials) {
-        *self = Self::new(&self.server, &self.username, credentials);
+        let rooms = std::mem::take(&mut self.rooms);
+        *self = Self { rooms, ..Self::new(&self.server, &self.username, credentials) };
     }
 
     pub(crate) fn credentials(&self) -> Option<Credentials> {

@@ -133,16 +133,17 @@ pub(crate) struct ConnCtx {
 }
 
 impl ConnCtx {
-    /// The connection is gone: out of voice (others are told), its session detached and
-    /// resumable, no longer reachable for closes.
-    pub(crate) fn end(&self) {
+    /// The connection is gone: out of voice (others are told), no longer reachable for
+    /// closes, and its session detached: resumable, or (`finished`: the client closed with
+    /// NO_ERROR, spec §7.6) ended at once, so nothing is buffered for a client that is done.
+    pub(crate) fn end(&self, finished: bool) {
         // First: a VOICE_JOIN still running can no longer put the connection back in voice.
         self.voice.end();
         if let Some((_, notices)) = self.shared.voice.leave(self.conn_id) {
             crate::announce_voice(&self.shared, notices);
         }
         if let Some(authed) = self.authed.get() {
-            self.shared.hub.detach(&authed.session, self.conn_id);
+            self.shared.hub.detach(&authed.session, self.conn_id, finished);
             self.shared.hub.unregister_connection(authed.login, self.conn_id);
         }
     }

@@ -7,6 +7,7 @@
 //! actions. The screen is redrawn after every action.
 
 mod call;
+mod help;
 pub(crate) mod model;
 pub(crate) mod view;
 
@@ -29,6 +30,7 @@ use tokio::sync::mpsc;
 
 use self::call::CallTask;
 use self::model::{Action, Command, Model, Moderation};
+use crate::profile::Notify;
 
 /// Runs the TUI until /quit or Ctrl+C.
 pub(crate) async fn run(
@@ -58,8 +60,10 @@ pub(crate) async fn run(
     let mut call = None;
     let _ = execute(Command::ReloadRooms, &client, &results_tx, &mut call);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    // Where each message sits on the screen, for mouse clicks.
+    let mut on_screen = view::Placed::default();
     let outcome = loop {
-        if let Err(error) = terminal.draw(|frame| view::render(&model, frame)) {
+        if let Err(error) = terminal.draw(|frame| on_screen = view::render(&model, frame)) {
             break Err(error);
         }
         if std::mem::take(&mut model.bell) {
@@ -75,12 +79,17 @@ pub(crate) async fn run(
                 TermEvent::Mouse(mouse) => match mouse.kind {
                     MouseEventKind::ScrollUp => Some(Action::Scroll(1)),
                     MouseEventKind::ScrollDown => Some(Action::Scroll(-1)),
+                    MouseEventKind::Down(crossterm::event::MouseButton::Left) => {
+                        on_screen.message_at(mouse.column, mouse.row).map(Action::Click)
+                    }
                     _ => None,
                 },
                 _ => None, // resize and the rest: just redraw
             },
             Some(update) = updates.recv() => match update {
-                Update::Connection(state) => Some(Action::Connection(state)),
+                Update::Connection(state) => {
+                    Some(Action::Connection(state, banter_client::wall_clock().0))
+                }
                 Update::Room(message) => Some(Action::Entry(message)),
                 Update::Ephemeral(message) => Some(Action::Ephemeral(message)),
                 Update::Credentials(credentials) => {
@@ -110,6 +119,8 @@ pub(crate) async fn run(
     if let Some(call) = call {
         call.leave();
     }
+    // The server ends the session at once (nothing buffered for a client that quit).
+    client.close().await;
     set_mouse(false);
     if model.hold_to_talk {
         let _ = crossterm::execute!(std::io::stdout(), PopKeyboardEnhancementFlags);
@@ -117,6 +128,28 @@ pub(crate) async fn run(
     let _ = crossterm::execute!(std::io::stdout(), crossterm::event::DisableBracketedPaste);
     ratatui::restore();
     outcome
+}
+
+/// Writes an escape sequence to the terminal, between frames.
+fn terminal_write(sequence: &str) {
+    let mut stdout = std::io::stdout();
+    let _ = stdout.write_all(sequence.as_bytes());
+    let _ = stdout.flush();
+}
+
+/// The escape sequence that asks the terminal for a desktop notification (OSC 777 or OSC 9);
+/// the text is stripped of control characters, and of `;` where it separates fields.
+fn notification(notify: Notify, title: &str, body: &str) -> String {
+    let clean = |text: &str, separator: bool| -> String {
+        text.chars().filter(|c| !(c.is_control() || separator && *c == ';')).take(200).collect()
+    };
+    match notify {
+        Notify::Off => String::new(),
+        Notify::Osc777 => {
+            format!("\x1b]777;notify;{};{}\x07", clean(title, true), clean(body, true))
+        }
+        Notify::Osc9 => format!("\x1b]9;{}: {}\x07", clean(title, false), clean(body, false)),
+    }
 }
 
 fn set_mouse(on: bool) {
@@ -156,6 +189,18 @@ fn execute(
             set_mouse(on);
             return None;
         }
+        Command::Copy(text) => {
+            // OSC 52: the terminal puts it on the clipboard (over ssh and tmux too, where
+            // allowed).
+            use base64::Engine as _;
+            let encoded = base64::engine::general_purpose::STANDARD.encode(text);
+            terminal_write(&format!("\x1b]52;c;{encoded}\x07"));
+            return None;
+        }
+        Command::Notify { how, title, body } => {
+            terminal_write(&notification(how, &title, &body));
+            return None;
+        }
         Command::VoiceJoin { room, call: id } => {
             if let Some(earlier) = call.take() {
                 earlier.leave();
@@ -179,7 +224,7 @@ fn execute(
     }
     let (client, results) = (client.clone(), results.clone());
     tokio::spawn(async move {
-        let outcome = run_command(&client, command).await;
+        let outcome = run_command(&client, command, &results).await;
         let action = match outcome {
             Ok(Some(action)) => action,
             Ok(None) => return,
@@ -206,7 +251,26 @@ async fn find_room(client: &Client, name: &str) -> Result<RoomId, String> {
     }
 }
 
-async fn run_command(client: &Client, command: Command) -> Result<Option<Action>, String> {
+/// Reports a transfer's progress as [`Action::Progress`], once per percent.
+fn progress_reporter(
+    what: String,
+    results: &mpsc::UnboundedSender<Action>,
+) -> impl Fn(u64, u64) + Send + Sync + use<> {
+    let results = results.clone();
+    let shown = std::sync::atomic::AtomicU64::new(u64::MAX);
+    move |done, total| {
+        let percent = done.saturating_mul(100) / total.max(1);
+        if shown.swap(percent, std::sync::atomic::Ordering::Relaxed) != percent {
+            let _ = results.send(Action::Progress(what.clone(), done, total));
+        }
+    }
+}
+
+async fn run_command(
+    client: &Client,
+    command: Command,
+    results: &mpsc::UnboundedSender<Action>,
+) -> Result<Option<Action>, String> {
     let request = |r: Message| async move { client.request(r).await.map_err(|e| e.to_string()) };
     match command {
         Command::ReloadRooms => rooms(client).await.map(Some),
@@ -334,24 +398,30 @@ async fn run_command(client: &Client, command: Command) -> Result<Option<Action>
                 .ok_or_else(|| format!("{} has no usable file name", path.display()))?
                 .to_owned();
             let conn = client.connection().await.map_err(|e| e.to_string())?;
-            conn.upload(room, &name, &path).await.map_err(|e| e.to_string())?;
+            let progress = progress_reporter(format!("sharing {name}"), results);
+            let shared = conn.upload_with_progress(room, &name, &path, &progress).await;
+            progress(1, 1); // done or failed: the status bar stops showing it
+            shared.map_err(|e| e.to_string())?;
             Ok(Some(Action::Done(format!("shared {name}"))))
         }
         Command::Download { room, seq, path } => {
             let conn = client.connection().await.map_err(|e| e.to_string())?;
             // An explicit path must not exist; the shared name is made safe and never
             // replaces a file (NAME (1) …).
-            let (path, info) = match path {
+            let progress = progress_reporter(format!("fetching #{seq}"), results);
+            let fetched = match path {
                 Some(path) => {
                     let path = std::path::PathBuf::from(path);
-                    let info = conn.download(room, seq, &path).await.map_err(|e| e.to_string())?;
-                    (path, info)
+                    let info = conn.download_with_progress(room, seq, &path, &progress).await;
+                    info.map(|info| (path, info))
                 }
-                None => conn
-                    .download_into(room, seq, std::path::Path::new("."))
-                    .await
-                    .map_err(|e| e.to_string())?,
+                None => {
+                    let here = std::path::Path::new(".");
+                    conn.download_into_with_progress(room, seq, here, &progress).await
+                }
             };
+            progress(1, 1);
+            let (path, info) = fetched.map_err(|e| e.to_string())?;
             Ok(Some(Action::Done(format!("saved {} ({} bytes)", path.display(), info.size))))
         }
         Command::AcceptInvite(code) => {
@@ -370,6 +440,8 @@ async fn run_command(client: &Client, command: Command) -> Result<Option<Action>
         Command::Send { .. }
         | Command::SendAnonymous { .. }
         | Command::Mouse(_)
+        | Command::Copy(_)
+        | Command::Notify { .. }
         | Command::VoiceJoin { .. }
         | Command::VoiceLeave
         | Command::Talk(_)

@@ -5,13 +5,16 @@
 use std::collections::HashMap;
 
 use banter_client::ConnectionState;
-use banter_client::state::{Change, RoomState, State};
+use banter_client::state::{Change, EntryKind, RoomState, State};
 use banter_protocol::ids::{RoomId, UserId};
 use banter_protocol::message::{
-    AuditEntry, ContactAction, ContactState, Message, PresenceStatus, RoomSummary, TypingState,
-    VoiceAction, VoiceJoined,
+    AuditEntry, ContactAction, ContactState, Message, PresenceStatus, RoomKind, RoomSummary,
+    TypingState, VoiceAction, VoiceJoined,
 };
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+
+use super::help;
+use crate::profile::Notify;
 
 /// The input line.
 #[derive(Debug, Clone, Default)]
@@ -59,6 +62,20 @@ pub(crate) enum CallEnd {
     Lost,
 }
 
+/// What Enter does with the input line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Compose {
+    /// Post it.
+    #[default]
+    Message,
+    /// Post it as a reply to this seq.
+    Reply(u64),
+    /// Make it the new text of our message at this seq.
+    Edit(u64),
+    /// React with it (an emoji or a `:shortcode:`) to this seq.
+    React(u64),
+}
+
 /// The push-to-talk key; with a terminal that reports key releases, talk while it is held.
 pub(crate) const TALK_KEY: KeyCode = KeyCode::F(4);
 const MUTE_KEY: KeyCode = KeyCode::F(5);
@@ -95,6 +112,22 @@ pub(crate) struct Model {
     pub(crate) hold_to_talk: bool,
     /// A call lost with the connection, to join again when it is back.
     rejoin: Option<RoomId>,
+    /// While waiting to reconnect: when the next attempt starts (ms, wall clock).
+    pub(crate) retry_at_ms: Option<u64>,
+    /// The selected message (its seq in the current room): message actions act on it.
+    pub(crate) selected: Option<u64>,
+    /// What Enter does with the input.
+    pub(crate) compose: Compose,
+    /// A delete waiting for `y`.
+    pub(crate) confirm_delete: Option<u64>,
+    /// The help overlay, scrolled this many lines, when open.
+    pub(crate) help: Option<usize>,
+    /// Desktop notifications for mentions.
+    pub(crate) notify: Notify,
+    /// A room to show once the room list has it (after /join or /dm): name, direct.
+    switch_to: Option<(String, bool)>,
+    /// A file transfer under way: what, bytes done, bytes in all.
+    pub(crate) transfer: Option<(String, u64, u64)>,
 }
 
 /// Everything that can happen.
@@ -105,7 +138,12 @@ pub(crate) enum Action {
     /// Mouse wheel: positive scrolls back.
     Scroll(i32),
     Tick(u64),
-    Connection(ConnectionState),
+    /// The connection's state, and the wall clock (ms) when it was reported.
+    Connection(ConnectionState, u64),
+    /// A click on a message (the mouse is captured).
+    Click(u64),
+    /// A file transfer progressed: what, bytes done, bytes in all.
+    Progress(String, u64, u64),
     /// A live (or caught-up) log entry.
     Entry(Message),
     /// Soft state.
@@ -254,55 +292,16 @@ pub(crate) enum Command {
     ReloadRooms,
     /// Capture the mouse (wheel scrolling) or give it back to the terminal.
     Mouse(bool),
+    /// Put text on the clipboard (OSC 52: the terminal's, even over ssh).
+    Copy(String),
+    /// A desktop notification, through the terminal.
+    Notify {
+        how: Notify,
+        title: String,
+        body: String,
+    },
     Quit,
 }
-
-#[rustfmt::skip]
-pub(crate) const COMMANDS: &[&str] = &[
-    "/accept",
-    "/anon",
-    "/audit",
-    "/away",
-    "/back",
-    "/ban",
-    "/block",
-    "/delete",
-    "/dm",
-    "/download",
-    "/edit",
-    "/friend",
-    "/grant",
-    "/hand",
-    "/help",
-    "/invite",
-    "/join",
-    "/keys",
-    "/kick",
-    "/leave",
-    "/lock",
-    "/me",
-    "/mute",
-    "/quit",
-    "/react",
-    "/reply",
-    "/revoke",
-    "/slow",
-    "/topic",
-    "/unban",
-    "/unblock",
-    "/unfriend",
-    "/unlock",
-    "/unmute",
-    "/upload",
-    "/voice",
-];
-
-const HELP: &str = "/join ROOM  /anon TEXT  /accept CODE  /upload PATH  /download SEQ [PATH]  /leave  /dm USER  /topic TEXT  /me ACTION  /reply SEQ TEXT  /react SEQ EMOJI  \
-/edit SEQ TEXT  /delete SEQ  /away [TEXT]  /back  /friend USER  /unfriend USER  /block USER  /unblock USER  \
-/quit   voice: /voice (join or leave)  F4 talk  F5 or /mute mute  F6 deafen  /hand   \
-moderators: /invite [USER]  /kick USER [WHY]  /ban USER [WHY]  /unban USER  /mute USER  /unmute USER  \
-/grant USER  /revoke USER  /slow SECONDS|off  /lock  /unlock  /audit   keys: Alt+N room N, Ctrl+N/P \
-next/prev, PgUp/PgDn scroll, Alt+Enter newline, Tab complete";
 
 impl Model {
     pub(crate) fn new(me: UserId, my_name: &str, server: &str) -> Self {
@@ -326,6 +325,14 @@ impl Model {
             calls: 0,
             hold_to_talk: false,
             rejoin: None,
+            retry_at_ms: None,
+            selected: None,
+            compose: Compose::Message,
+            confirm_delete: None,
+            help: None,
+            notify: Notify::Off,
+            switch_to: None,
+            transfer: None,
         }
     }
 
@@ -357,6 +364,15 @@ impl Model {
         let id = room.summary.room;
         let read = room.summary.read_seq;
         let last = room.messages.last().map(|m| m.seq);
+        if self.current != Some(id) {
+            self.selected = None;
+            self.confirm_delete = None;
+            if self.compose != Compose::Message {
+                self.compose = Compose::Message;
+                self.input =
+                    Input { history: std::mem::take(&mut self.input.history), ..Input::default() };
+            }
+        }
         self.current = Some(id);
         self.scroll = 0;
         let attention = self.attention.entry(id).or_default();
@@ -366,6 +382,14 @@ impl Model {
         if let Some(last) = last.filter(|last| *last > read) {
             commands.push(Command::MarkRead(id, last));
         }
+    }
+
+    /// The index of the joined room called `name` (a direct room: the other user's name).
+    fn room_index(&self, name: &str, direct: bool) -> Option<usize> {
+        self.state.rooms.iter().position(|r| {
+            r.summary.name.eq_ignore_ascii_case(name)
+                && (r.summary.kind == RoomKind::Direct) == direct
+        })
     }
 
     fn current_index(&self) -> usize {
@@ -391,7 +415,14 @@ pub(crate) fn update(model: &mut Model, action: Action) -> Vec<Command> {
             model.now_ms = now;
             model.state.expire(now);
         }
-        Action::Connection(state) => {
+        Action::Connection(state, now) => {
+            model.now_ms = model.now_ms.max(now);
+            model.retry_at_ms = match &state {
+                ConnectionState::Waiting { retry_in, .. } => {
+                    Some(now + u64::try_from(retry_in.as_millis()).unwrap_or(u64::MAX / 2))
+                }
+                _ => None,
+            };
             if state == ConnectionState::Connected && model.connection != ConnectionState::Connected
             {
                 commands.push(Command::ReloadRooms);
@@ -402,6 +433,13 @@ pub(crate) fn update(model: &mut Model, action: Action) -> Vec<Command> {
             model.connection = state;
         }
         Action::Entry(message) => on_entry(model, &message, &mut commands),
+        Action::Click(seq) => {
+            model.selected = Some(seq);
+            model.status = Some(SELECTION_HINT.into());
+        }
+        Action::Progress(what, done, total) => {
+            model.transfer = (done < total).then_some((what, done, total));
+        }
         Action::Ephemeral(message) => {
             model.state.apply_ephemeral(&message, model.now_ms);
             if let Message::ReadUpTo(read) = &message {
@@ -427,6 +465,12 @@ pub(crate) fn update(model: &mut Model, action: Action) -> Vec<Command> {
             for room in model.state.apply_rooms(summaries) {
                 commands.push(Command::History { room, before: None });
                 commands.push(Command::Members(room));
+            }
+            if let Some((name, direct)) = model.switch_to.take() {
+                match model.room_index(&name, direct) {
+                    Some(index) => model.select(index, &mut commands),
+                    None => model.switch_to = Some((name, direct)), // not in this list yet
+                }
             }
             if model.current_room().is_none() && !model.state.rooms.is_empty() {
                 model.select(0, &mut commands);
@@ -610,6 +654,20 @@ fn on_entry(model: &mut Model, message: &Message, commands: &mut Vec<Command>) {
     }
     match model.state.apply_entry(message) {
         Change::Message { room, seq, sender, mention } if sender != model.me() => {
+            if mention && model.notify != Notify::Off {
+                if let Message::Posted(posted) = message {
+                    let room_name = model
+                        .state
+                        .room(room)
+                        .map(|r| r.summary.name.to_string())
+                        .unwrap_or_default();
+                    commands.push(Command::Notify {
+                        how: model.notify,
+                        title: format!("banter: {room_name}"),
+                        body: format!("{}: {}", model.state.name(sender), posted.text),
+                    });
+                }
+            }
             if model.current == Some(room) {
                 commands.push(Command::MarkRead(room, seq));
             } else {
@@ -640,6 +698,10 @@ fn byte_index(text: &str, chars: usize) -> usize {
     text.char_indices().nth(chars).map_or(text.len(), |(i, _)| i)
 }
 
+/// What the status line says while a message is selected.
+const SELECTION_HINT: &str =
+    "r reply · e edit · d delete · + react · y copy · Enter original · Esc back";
+
 fn on_key(model: &mut Model, key: KeyEvent, commands: &mut Vec<Command>) {
     let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
     let alt = key.modifiers.contains(KeyModifiers::ALT);
@@ -650,12 +712,28 @@ fn on_key(model: &mut Model, key: KeyEvent, commands: &mut Vec<Command>) {
         return;
     }
     model.status = None;
+    if model.help.is_some() {
+        return help_key(model, key.code);
+    }
+    if let Some(target) = model.confirm_delete.take() {
+        if let (Some(room), KeyCode::Char('y')) = (model.current, key.code) {
+            commands.push(Command::Delete { room, target });
+            model.selected = None;
+        } else {
+            model.status = Some("not deleted".into());
+        }
+        return;
+    }
+    if model.selected.is_some() && !ctrl && !alt {
+        return selection_key(model, key.code, commands);
+    }
     match key.code {
         MUTE_KEY => toggle_mute(model, commands),
         DEAFEN_KEY => {
             let deaf = model.voice.as_ref().is_some_and(|c| c.deaf);
             set_self(model, !deaf, !deaf, commands);
         }
+        KeyCode::F(1) => model.help = Some(0),
         KeyCode::Char('c') | KeyCode::Char('d') if ctrl => {
             model.quit = true;
             commands.push(Command::Quit);
@@ -671,15 +749,24 @@ fn on_key(model: &mut Model, key: KeyEvent, commands: &mut Vec<Command>) {
         KeyCode::Char(c @ '1'..='9') if alt => {
             model.select(c as usize - '1' as usize, commands);
         }
+        KeyCode::Char('u') if alt => jump_to_unread(model),
         KeyCode::Enter if alt => insert(&mut model.input, '\n'),
         KeyCode::Enter => submit(model, commands),
+        KeyCode::Esc if model.compose != Compose::Message => {
+            model.compose = Compose::Message;
+            model.input.text.clear();
+            model.input.cursor = 0;
+        }
         KeyCode::Char(c) if !ctrl => {
             insert(&mut model.input, c);
-            if !model.input.text.starts_with('/') {
+            // The first character of a post tells the room we are typing.
+            let posting = matches!(model.compose, Compose::Message | Compose::Reply(_));
+            if posting
+                && !model.input.text.starts_with('/')
+                && model.input.text.chars().count() == 1
+            {
                 if let Some(room) = model.current_room() {
-                    if model.input.text.chars().count() == 1 {
-                        commands.push(Command::Typing(room.summary.room, TypingState::Active));
-                    }
+                    commands.push(Command::Typing(room.summary.room, TypingState::Active));
                 }
             }
         }
@@ -698,6 +785,9 @@ fn on_key(model: &mut Model, key: KeyEvent, commands: &mut Vec<Command>) {
         }
         KeyCode::Home => model.input.cursor = 0,
         KeyCode::End => model.input.cursor = model.input.text.chars().count(),
+        // Up on an empty input (or Alt+Up anywhere) selects messages; Ctrl+Up, or Up on a
+        // line being written, recalls what was typed before.
+        KeyCode::Up if alt || (!ctrl && model.input.text.is_empty()) => select_last(model),
         KeyCode::Up => recall(&mut model.input, true),
         KeyCode::Down => recall(&mut model.input, false),
         KeyCode::PageUp => {
@@ -713,6 +803,140 @@ fn on_key(model: &mut Model, key: KeyEvent, commands: &mut Vec<Command>) {
         KeyCode::PageDown => model.scroll = model.scroll.saturating_sub(10),
         KeyCode::Tab => complete(model),
         _ => {}
+    }
+}
+
+/// Keys while the help overlay is open.
+fn help_key(model: &mut Model, code: KeyCode) {
+    let Some(scroll) = model.help.as_mut() else { return };
+    match code {
+        KeyCode::Esc | KeyCode::Char('q') | KeyCode::F(1) | KeyCode::Enter => model.help = None,
+        KeyCode::Up | KeyCode::Char('k') => *scroll = scroll.saturating_sub(1),
+        KeyCode::Down | KeyCode::Char('j') => *scroll = (*scroll + 1).min(help::ENTRIES.len()),
+        KeyCode::PageUp => *scroll = scroll.saturating_sub(10),
+        KeyCode::PageDown => *scroll = (*scroll + 10).min(help::ENTRIES.len()),
+        KeyCode::Home => *scroll = 0,
+        _ => {}
+    }
+}
+
+/// The messages (not notices) of the current room, by seq, oldest first.
+fn selectable(model: &Model) -> Vec<u64> {
+    model.current_room().map_or_else(Vec::new, |room| {
+        room.messages.iter().filter(|m| m.kind == EntryKind::Message).map(|m| m.seq).collect()
+    })
+}
+
+fn select_last(model: &mut Model) {
+    match selectable(model).last() {
+        Some(&last) => {
+            model.selected = Some(last);
+            model.status = Some(SELECTION_HINT.into());
+        }
+        None => model.status = Some("no messages here yet".into()),
+    }
+}
+
+/// Alt+U: selects the first message after the read marker the room was opened with.
+fn jump_to_unread(model: &mut Model) {
+    let Some(room) = model.current else { return };
+    let marker = model.attention(room).marker;
+    let me = model.me();
+    let first = model.current_room().and_then(|r| {
+        r.messages
+            .iter()
+            .find(|m| m.kind == EntryKind::Message && m.seq > marker && m.sender != me)
+            .map(|m| m.seq)
+    });
+    match first {
+        Some(seq) => {
+            model.selected = Some(seq);
+            model.status = Some(SELECTION_HINT.into());
+        }
+        None => model.status = Some("no unread messages here".into()),
+    }
+}
+
+/// Keys while a message is selected: move, act on it, or leave.
+fn selection_key(model: &mut Model, code: KeyCode, commands: &mut Vec<Command>) {
+    let ids = selectable(model);
+    let Some(selected) = model.selected else { return };
+    let Some(at) = ids.iter().position(|seq| *seq == selected) else {
+        model.selected = None; // gone (the room changed under it)
+        return;
+    };
+    let move_to = |model: &mut Model, commands: &mut Vec<Command>, to: isize| {
+        if to < 0 {
+            model.selected = ids.first().copied();
+            // At the oldest loaded message: fetch the page before it.
+            if let Some(room) = model.current_room().filter(|r| !r.complete) {
+                commands.push(Command::History {
+                    room: room.summary.room,
+                    before: room.messages.first().map(|m| m.seq),
+                });
+            }
+        } else {
+            // Past the newest message: back to the input.
+            model.selected = ids.get(to as usize).copied();
+        }
+        if model.selected.is_some() {
+            model.status = Some(SELECTION_HINT.into());
+        }
+    };
+    let at = at as isize;
+    let Some(line) =
+        model.current_room().and_then(|r| r.messages.iter().find(|m| m.seq == selected))
+    else {
+        return;
+    };
+    let (mine, deleted, text, reply_to) =
+        (line.sender == model.me(), line.deleted, line.text.clone(), line.reply_to);
+    match code {
+        KeyCode::Up | KeyCode::Char('k') => move_to(model, commands, at - 1),
+        KeyCode::Down | KeyCode::Char('j') => move_to(model, commands, at + 1),
+        KeyCode::PageUp => move_to(model, commands, if at == 0 { -1 } else { (at - 10).max(0) }),
+        KeyCode::PageDown => move_to(model, commands, (at + 10).min(ids.len() as isize - 1)),
+        KeyCode::Home => move_to(model, commands, 0),
+        KeyCode::End => move_to(model, commands, ids.len() as isize - 1),
+        KeyCode::Esc => model.selected = None,
+        KeyCode::Char('r' | 'e' | '+' | ':' | 'd') if deleted => {
+            model.status = Some("that message was deleted".into());
+        }
+        KeyCode::Char('r') => start_compose(model, Compose::Reply(selected), ""),
+        KeyCode::Char('e') if mine => start_compose(model, Compose::Edit(selected), &text),
+        KeyCode::Char('e') => model.status = Some("you can only edit your own messages".into()),
+        KeyCode::Char('+' | ':') => start_compose(model, Compose::React(selected), ":"),
+        KeyCode::Char('d') => {
+            model.confirm_delete = Some(selected);
+            model.status = Some("delete this message? y deletes, any other key keeps it".into());
+        }
+        KeyCode::Char('y') if !deleted => {
+            commands.push(Command::Copy(text));
+            model.status = Some("copied".into());
+        }
+        KeyCode::Enter => match reply_to {
+            Some(original) if ids.contains(&original) => {
+                model.selected = Some(original);
+                model.status = Some(SELECTION_HINT.into());
+            }
+            Some(original) => {
+                model.status = Some(format!("message {original} is not loaded: scroll up"));
+            }
+            None => model.status = Some("not a reply".into()),
+        },
+        _ => model.status = Some(SELECTION_HINT.into()),
+    }
+}
+
+/// Leaves selection to write a reply, an edit or a reaction in the input.
+fn start_compose(model: &mut Model, compose: Compose, text: &str) {
+    model.selected = None;
+    model.compose = compose;
+    model.input.text = text.to_owned();
+    model.input.cursor = text.chars().count();
+    model.input.recalled = None;
+    if let Compose::React(_) = compose {
+        model.status = Some("an emoji or :shortcode: (Tab completes), Enter reacts".into());
     }
 }
 
@@ -754,7 +978,9 @@ fn complete(model: &mut Model) {
         return;
     }
     let candidates: Vec<String> = if start == 0 && word.starts_with('/') {
-        COMMANDS.iter().map(|c| format!("{c} ")).collect()
+        help::commands().iter().map(|c| format!("{c} ")).collect()
+    } else if word.starts_with(':') {
+        crate::emoji::complete(word.trim_matches(':')).into_iter().collect()
     } else if word.starts_with('#') {
         model.state.rooms.iter().map(|r| format!("#{} ", r.summary.name)).collect()
     } else {
@@ -770,6 +996,34 @@ fn complete(model: &mut Model) {
     }
 }
 
+/// Enter on a reply, an edit or a reaction being written.
+fn submit_composed(
+    model: &mut Model,
+    room: RoomId,
+    compose: Compose,
+    text: &str,
+    commands: &mut Vec<Command>,
+) {
+    match compose {
+        Compose::Reply(target) => {
+            commands.push(Command::Typing(room, TypingState::Stopped));
+            commands.push(Command::Send { room, text: text.to_owned(), reply_to: Some(target) });
+        }
+        Compose::Edit(target) => {
+            commands.push(Command::Edit { room, target, text: text.to_owned() })
+        }
+        Compose::React(target) => match crate::emoji::resolve(text) {
+            Some(emoji) => commands.push(Command::React { room, target, emoji }),
+            None => {
+                // Kept, to fix.
+                start_compose(model, compose, text);
+                model.status = Some(format!("{text} is not an emoji or :shortcode:"));
+            }
+        },
+        Compose::Message => {}
+    }
+}
+
 fn submit(model: &mut Model, commands: &mut Vec<Command>) {
     let text = std::mem::take(&mut model.input.text);
     model.input.cursor = 0;
@@ -779,10 +1033,15 @@ fn submit(model: &mut Model, commands: &mut Vec<Command>) {
     if trimmed.is_empty() {
         return;
     }
+    let room = model.current_room().map(|r| r.summary.room);
+    if let (Some(room), compose @ (Compose::Reply(_) | Compose::Edit(_) | Compose::React(_))) =
+        (room, std::mem::take(&mut model.compose))
+    {
+        return submit_composed(model, room, compose, trimmed, commands);
+    }
     if model.input.history.last().map(String::as_str) != Some(trimmed) {
         model.input.history.push(trimmed.to_owned());
     }
-    let room = model.current_room().map(|r| r.summary.room);
     let Some(command) = trimmed.strip_prefix('/') else {
         match room {
             Some(room) => {
@@ -809,16 +1068,35 @@ fn submit(model: &mut Model, commands: &mut Vec<Command>) {
             model.quit = true;
             commands.push(Command::Quit);
         }
-        "help" => model.status = Some(HELP.into()),
+        "help" if rest.is_empty() => model.help = Some(0),
+        "help" => {
+            model.status = Some(help::one(rest).unwrap_or_else(|| format!("no command /{rest}")))
+        }
         "join" | "j" if !rest.is_empty() => {
-            commands.push(Command::Join(rest.trim_start_matches('#').to_owned()))
+            let name = rest.trim_start_matches('#');
+            match model.room_index(name, false) {
+                Some(index) => model.select(index, commands),
+                None => {
+                    model.switch_to = Some((name.to_owned(), false));
+                    commands.push(Command::Join(name.to_owned()));
+                }
+            }
         }
         "leave" | "part" => {
             if let Some(room) = need_room(model) {
                 commands.push(Command::Leave(room));
             }
         }
-        "dm" | "query" if !rest.is_empty() => commands.push(Command::Dm(rest.to_owned())),
+        "dm" | "query" if !rest.is_empty() => {
+            let name = rest.trim_start_matches('@');
+            match model.room_index(name, true) {
+                Some(index) => model.select(index, commands),
+                None => {
+                    model.switch_to = Some((name.to_owned(), true));
+                    commands.push(Command::Dm(name.to_owned()));
+                }
+            }
+        }
         "topic" if !rest.is_empty() => {
             if let Some(room) = need_room(model) {
                 commands.push(Command::Topic(room, rest.to_owned()));
@@ -836,7 +1114,13 @@ fn submit(model: &mut Model, commands: &mut Vec<Command>) {
         "reply" | "react" | "edit" => match (need_room(model), seq_and(rest)) {
             (Some(room), Some((target, tail))) if !tail.is_empty() => commands.push(match name {
                 "reply" => Command::Send { room, text: tail, reply_to: Some(target) },
-                "react" => Command::React { room, target, emoji: tail },
+                "react" => match crate::emoji::resolve(&tail) {
+                    Some(emoji) => Command::React { room, target, emoji },
+                    None => {
+                        model.status = Some(format!("{tail} is not an emoji or :shortcode:"));
+                        return;
+                    }
+                },
                 _ => Command::Edit { room, target, text: tail },
             }),
             (Some(_), _) => model.status = Some(format!("usage: /{name} SEQ TEXT")),
@@ -1403,19 +1687,165 @@ pub(crate) mod tests {
     #[test]
     fn a_call_lost_with_the_connection_is_joined_again_when_it_is_back() {
         let mut model = model_in_call(false);
-        update(&mut model, Action::Connection(ConnectionState::Connected));
+        update(&mut model, Action::Connection(ConnectionState::Connected, 0));
         update(&mut model, Action::VoiceLeft { call: 1, end: CallEnd::Lost });
         assert_eq!(model.voice, None);
-        update(&mut model, Action::Connection(ConnectionState::Connecting { attempt: 1 }));
-        let commands = update(&mut model, Action::Connection(ConnectionState::Connected));
+        update(&mut model, Action::Connection(ConnectionState::Connecting { attempt: 1 }, 0));
+        let commands = update(&mut model, Action::Connection(ConnectionState::Connected, 0));
         assert!(
             commands.contains(&Command::VoiceJoin { room: RoomId(2), call: 2 }),
             "{commands:?}"
         );
         // Once only; and a refused or left call is not joined again.
         update(&mut model, Action::VoiceLeft { call: 2, end: CallEnd::Failed("no".into()) });
-        update(&mut model, Action::Connection(ConnectionState::Connecting { attempt: 1 }));
-        let commands = update(&mut model, Action::Connection(ConnectionState::Connected));
+        update(&mut model, Action::Connection(ConnectionState::Connecting { attempt: 1 }, 0));
+        let commands = update(&mut model, Action::Connection(ConnectionState::Connected, 0));
         assert!(!commands.iter().any(|c| matches!(c, Command::VoiceJoin { .. })), "{commands:?}");
+    }
+
+    fn reply(room: u64, seq: u64, sender: UserId, text: &str, to: u64) -> Message {
+        let Message::Posted(mut posted) = posted(room, seq, sender, text) else { unreachable!() };
+        posted.reply_to = Some(to);
+        posted.into()
+    }
+
+    fn keys(model: &mut Model, codes: &[KeyCode]) -> Vec<Command> {
+        codes.iter().flat_map(|code| update(model, key(*code))).collect()
+    }
+
+    /// Types `text` without pressing Enter.
+    fn write(model: &mut Model, text: &str) {
+        for c in text.chars() {
+            update(model, key(KeyCode::Char(c)));
+        }
+    }
+
+    #[test]
+    fn selected_messages_are_replied_to_edited_deleted_reacted_to_and_copied_by_keys() {
+        let mut model = model_with_rooms();
+        let room = RoomId(2);
+        update(&mut model, Action::Entry(posted(2, 1, ADA, "hello")));
+        update(&mut model, Action::Entry(posted(2, 2, GRACE, "mine")));
+        update(&mut model, Action::Entry(reply(2, 3, ADA, "re: hello", 1)));
+
+        // Up on an empty input selects the newest message; Up walks back and, at the oldest
+        // loaded one, fetches the page before it.
+        keys(&mut model, &[KeyCode::Up]);
+        assert_eq!(model.selected, Some(3));
+        assert!(model.status.as_deref().unwrap().contains("r reply"));
+        let commands = keys(&mut model, &[KeyCode::Up, KeyCode::Up, KeyCode::Up]);
+        assert_eq!(model.selected, Some(1));
+        assert!(commands.contains(&Command::History { room, before: Some(1) }), "{commands:?}");
+
+        // e on our own message: the input holds its text, Enter edits it.
+        keys(&mut model, &[KeyCode::Down, KeyCode::Char('e')]);
+        assert_eq!((model.selected, model.compose), (None, Compose::Edit(2)));
+        assert_eq!(model.input.text, "mine");
+        write(&mut model, " too");
+        let commands = keys(&mut model, &[KeyCode::Enter]);
+        assert_eq!(commands, vec![Command::Edit { room, target: 2, text: "mine too".into() }]);
+        assert_eq!(model.compose, Compose::Message);
+
+        // Not someone else's; r writes a reply to it.
+        keys(&mut model, &[KeyCode::Up, KeyCode::Char('e')]);
+        assert_eq!(model.compose, Compose::Message);
+        assert!(model.status.as_deref().unwrap().contains("only edit your own"));
+        keys(&mut model, &[KeyCode::Char('r')]);
+        assert_eq!(model.compose, Compose::Reply(3));
+        write(&mut model, "ok");
+        let commands = keys(&mut model, &[KeyCode::Enter]);
+        assert!(commands.contains(&Command::Send { room, text: "ok".into(), reply_to: Some(3) }));
+
+        // Enter on a reply jumps to the original; + reacts, with :shortcode: completion.
+        keys(&mut model, &[KeyCode::Up, KeyCode::Enter]);
+        assert_eq!(model.selected, Some(1));
+        keys(&mut model, &[KeyCode::Char('+')]);
+        assert_eq!((model.compose, model.input.text.as_str()), (Compose::React(1), ":"));
+        write(&mut model, "thumbsu");
+        keys(&mut model, &[KeyCode::Tab]);
+        assert_eq!(model.input.text, ":thumbsup:");
+        let commands = keys(&mut model, &[KeyCode::Enter]);
+        assert_eq!(commands, vec![Command::React { room, target: 1, emoji: "👍".into() }]);
+        // Not an emoji: kept to fix.
+        keys(&mut model, &[KeyCode::Up, KeyCode::Char(':')]);
+        write(&mut model, "nosuch:");
+        assert_eq!(keys(&mut model, &[KeyCode::Enter]), vec![]);
+        assert_eq!(model.compose, Compose::React(3));
+        assert!(model.status.as_deref().unwrap().contains("not an emoji"));
+        keys(&mut model, &[KeyCode::Esc]);
+        assert_eq!((model.compose, model.input.text.as_str()), (Compose::Message, ""));
+
+        // d asks first: any key but y keeps the message.
+        assert_eq!(keys(&mut model, &[KeyCode::Up, KeyCode::Char('d'), KeyCode::Char('n')]), []);
+        assert_eq!(model.status.as_deref(), Some("not deleted"));
+        let commands = keys(&mut model, &[KeyCode::Char('d'), KeyCode::Char('y')]);
+        assert_eq!(commands, vec![Command::Delete { room, target: 3 }]);
+
+        // y copies; Esc leaves the selection; Down past the newest does too.
+        keys(&mut model, &[KeyCode::Up]);
+        assert_eq!(keys(&mut model, &[KeyCode::Char('y')]), [Command::Copy("re: hello".into())]);
+        keys(&mut model, &[KeyCode::Esc]);
+        assert_eq!(model.selected, None);
+        keys(&mut model, &[KeyCode::Up, KeyCode::Down]);
+        assert_eq!(model.selected, None);
+        // A click selects too.
+        update(&mut model, Action::Click(2));
+        assert_eq!(model.selected, Some(2));
+    }
+
+    #[test]
+    fn join_switches_to_a_joined_room_and_help_opens_scrolls_and_closes() {
+        let mut model = model_with_rooms();
+        assert_eq!(model.current, Some(RoomId(2)));
+        // Already in it: just switch, no request.
+        assert_eq!(typed(&mut model, "/join #General"), [Command::MarkRead(RoomId(1), 0)][..0]);
+        assert_eq!(model.current, Some(RoomId(1)));
+        // A new one: joined, then shown once the room list has it.
+        assert_eq!(typed(&mut model, "/j rust"), vec![Command::Join("rust".into())]);
+        update(&mut model, Action::RoomsLoaded(vec![summary(7, "rust", "")]));
+        assert_eq!(model.state.room(model.current.unwrap()).unwrap().summary.name.as_str(), "rust");
+        // /query opens a direct room and shows it.
+        assert_eq!(typed(&mut model, "/query ada"), vec![Command::Dm("ada".into())]);
+        let mut dm = summary(9, "ada", "");
+        dm.kind = RoomKind::Direct;
+        update(&mut model, Action::RoomsLoaded(vec![dm]));
+        assert_eq!(model.current, Some(RoomId(9)));
+        assert_eq!(model.state.rooms.last().unwrap().summary.room, RoomId(9), "DMs list last");
+        assert_eq!(typed(&mut model, "/part"), vec![Command::Leave(RoomId(9))]);
+
+        typed(&mut model, "/help");
+        assert_eq!(model.help, Some(0));
+        keys(&mut model, &[KeyCode::Down, KeyCode::Down, KeyCode::Char('x')]);
+        assert_eq!((model.help, model.input.text.as_str()), (Some(2), ""), "keys go to the help");
+        keys(&mut model, &[KeyCode::Esc]);
+        assert_eq!(model.help, None);
+        keys(&mut model, &[KeyCode::F(1)]);
+        assert_eq!(model.help, Some(0));
+        keys(&mut model, &[KeyCode::Char('q')]);
+        typed(&mut model, "/help react");
+        assert!(model.status.as_deref().unwrap().starts_with("/react SEQ EMOJI"));
+    }
+
+    #[test]
+    fn alt_u_selects_the_first_unread_message_and_mentions_notify_where_asked() {
+        let mut model = model_with_rooms();
+        model.notify = Notify::Osc777;
+        model.state.highlights = vec!["deploy".into()];
+        update(&mut model, Action::Entry(posted(1, 1, ADA, "old")));
+        update(&mut model, Action::Entry(posted(1, 2, ADA, "new one")));
+        let commands = update(&mut model, Action::Entry(posted(1, 3, ADA, "deploy is done")));
+        assert!(commands.contains(&Command::Notify {
+            how: Notify::Osc777,
+            title: "banter: general".into(),
+            body: "ada: deploy is done".into(),
+        }));
+        assert!(model.bell);
+        model.state.rooms[1].summary.read_seq = 1;
+        update(&mut model, Action::Key(KeyEvent::new(KeyCode::Char('2'), KeyModifiers::ALT)));
+        update(&mut model, Action::Key(KeyEvent::new(KeyCode::Char('u'), KeyModifiers::ALT)));
+        assert_eq!(model.selected, Some(2));
+        model.notify = Notify::Off;
+        let commands = update(&mut model, Action::Entry(posted(1, 4, ADA, "@grace hi")));
+        assert!(!commands.iter().any(|c| matches!(c, Command::Notify { .. })));
     }
 }

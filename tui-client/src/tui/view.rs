@@ -1,25 +1,29 @@
-//! Drawing: `render(&Model, &mut Frame)` reads the model and never changes it.
+//! Drawing: `render(&Model, &mut Frame)` reads the model and never changes it; it returns
+//! where each message landed, so that a mouse click can select one.
 //!
 //! ```text
-//! ┌ status: user@server, room, topic, connection ────────────────────────┐
-//! │ rooms by category │ messages (day separators, new-messages line)  │ members │
-//! │                   │ typing line                                    │         │
+//! ┌ status: user@server, room, topic, voice, connection, unsent, transfer ───────────┐
+//! │ rooms by category,│ messages (day separators, new-messages line)  │ members │
+//! │ then direct ones  │ typing or status line                          │ voice   │
+//! │                   │ (the reply, edit or reaction being written)    │         │
 //! │                   │ input                                          │         │
 //! ```
+//! `/help` draws its overlay over all of it.
 
 use banter_client::ConnectionState;
 use banter_protocol::ids::{RoomId, UserId};
-use banter_protocol::message::PresenceStatus;
+use banter_protocol::message::{PresenceStatus, RoomKind};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Position, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line as TextLine, Span};
-use ratatui::widgets::{Block, Borders, Paragraph};
+use ratatui::widgets::{Block, Borders, Clear, Paragraph};
 use unicode_width::UnicodeWidthChar;
 
 use banter_client::state::{Delivery, EntryKind};
 
-use super::model::Model;
+use super::help;
+use super::model::{Compose, Model};
 use crate::output::{clock, harmless};
 
 const NICK_COLOURS: [Color; 10] = [
@@ -42,11 +46,28 @@ pub(crate) fn nick_colour(name: &str) -> Color {
     NICK_COLOURS[hash as usize % NICK_COLOURS.len()]
 }
 
-pub(crate) fn render(model: &Model, frame: &mut Frame<'_>) {
+/// Where the messages were drawn: the area, and the seq of the message on each of its rows.
+#[derive(Debug, Default)]
+pub(crate) struct Placed {
+    area: Rect,
+    rows: Vec<Option<u64>>,
+}
+
+impl Placed {
+    /// The message at a screen cell, if one is drawn there.
+    pub(crate) fn message_at(&self, column: u16, row: u16) -> Option<u64> {
+        if !self.area.contains(Position::new(column, row)) {
+            return None;
+        }
+        self.rows.get(usize::from(row - self.area.y)).copied().flatten()
+    }
+}
+
+pub(crate) fn render(model: &Model, frame: &mut Frame<'_>) -> Placed {
     let area = frame.area();
     if area.width < 20 || area.height < 6 {
         frame.render_widget(Paragraph::new("banter: terminal too small"), area);
-        return;
+        return Placed::default();
     }
     let [top, body] = Layout::vertical([Constraint::Length(1), Constraint::Min(1)]).areas(area);
     render_status(model, frame, top);
@@ -65,13 +86,18 @@ pub(crate) fn render(model: &Model, frame: &mut Frame<'_>) {
         + usize::from(model.input.text.ends_with('\n')))
     .min(5) as u16
         + 2;
-    let [messages, typing, input] = Layout::vertical([
+    let composing = u16::from(model.compose != Compose::Message);
+    let [messages, typing, context, input] = Layout::vertical([
         Constraint::Min(1),
         Constraint::Length(1),
+        Constraint::Length(composing),
         Constraint::Length(input_height),
     ])
     .areas(middle);
-    render_messages(model, frame, messages);
+    let placed = render_messages(model, frame, messages);
+    if composing > 0 {
+        render_compose(model, frame, context);
+    }
     let typists = model.typists();
     let typing_text = match (&model.status, typists.len()) {
         (Some(status), _) => Span::styled(status.clone(), Style::new().fg(Color::Yellow)),
@@ -87,6 +113,62 @@ pub(crate) fn render(model: &Model, frame: &mut Frame<'_>) {
     };
     frame.render_widget(Paragraph::new(typing_text), typing);
     render_input(model, frame, input);
+    if let Some(scroll) = model.help {
+        render_help(frame, body, scroll);
+    }
+    placed
+}
+
+/// The line above the input while a reply, an edit or a reaction is written.
+fn render_compose(model: &Model, frame: &mut Frame<'_>, area: Rect) {
+    let (what, target) = match model.compose {
+        Compose::Message => return,
+        Compose::Reply(seq) => ("↪ replying to", seq),
+        Compose::Edit(seq) => ("✎ editing", seq),
+        Compose::React(seq) => ("☺ reacting to", seq),
+    };
+    let quoted = model
+        .current_room()
+        .and_then(|r| r.messages.iter().find(|m| m.seq == target))
+        .map(|m| format!("<{}> {}", model.state.name(m.sender), harmless(&m.text)))
+        .unwrap_or_else(|| format!("#{target}"));
+    let line = format!("{what} {quoted}");
+    frame.render_widget(
+        Paragraph::new(TextLine::from(vec![
+            Span::styled(line, Style::new().fg(Color::Cyan)),
+            Span::styled("  (Esc cancels)", Style::new().add_modifier(Modifier::DIM)),
+        ])),
+        area,
+    );
+}
+
+/// The help overlay: every command and key, grouped, scrolled by `scroll` lines.
+fn render_help(frame: &mut Frame<'_>, area: Rect, scroll: usize) {
+    let width = area.width.saturating_sub(4).min(96);
+    let height = area.height.saturating_sub(2);
+    let overlay = Rect::new(area.x + (area.width - width) / 2, area.y + 1, width, height);
+    let usage_width = help::ENTRIES.iter().map(|e| e.usage.chars().count()).max().unwrap_or(0);
+    let mut lines = Vec::new();
+    for (title, entry) in help::lines() {
+        if let Some(title) = title {
+            lines.push(TextLine::styled(
+                title.to_owned(),
+                Style::new().add_modifier(Modifier::BOLD | Modifier::UNDERLINED),
+            ));
+        }
+        lines.push(TextLine::from(vec![
+            Span::styled(format!("  {:usage_width$}  ", entry.usage), Style::new().fg(Color::Cyan)),
+            Span::raw(entry.what),
+        ]));
+    }
+    let block = Block::bordered()
+        .title(" help ")
+        .title_bottom(" ↑↓ PgUp PgDn scroll · Esc closes · /help CMD for one ");
+    frame.render_widget(Clear, overlay);
+    frame.render_widget(
+        Paragraph::new(lines).block(block).scroll((u16::try_from(scroll).unwrap_or(0), 0)),
+        overlay,
+    );
 }
 
 fn render_status(model: &Model, frame: &mut Frame<'_>, area: Rect) {
@@ -96,7 +178,14 @@ fn render_status(model: &Model, frame: &mut Frame<'_>, area: Rect) {
         ConnectionState::Connecting { attempt } => {
             (format!("reconnecting (attempt {attempt})…"), Color::Yellow)
         }
-        ConnectionState::Stopped(reason) => (format!("disconnected: {reason}"), Color::Red),
+        ConnectionState::Waiting { attempt, .. } => {
+            let left = model.retry_at_ms.unwrap_or(0).saturating_sub(model.now_ms);
+            (
+                format!("reconnecting (attempt {attempt}, next in {}s)", left.div_ceil(1000)),
+                Color::Yellow,
+            )
+        }
+        ConnectionState::Stopped(reason) => (format!("offline: {reason}"), Color::Red),
     };
     let mut spans = vec![Span::styled(
         format!(" {}@{} ", model.my_name, model.server),
@@ -141,6 +230,13 @@ fn render_status(model: &Model, frame: &mut Frame<'_>, area: Rect) {
             Style::new().fg(Color::Yellow),
         ));
     }
+    if let Some((what, done, total)) = &model.transfer {
+        let percent = done.saturating_mul(100) / (*total).max(1);
+        spans.push(Span::styled(
+            format!(" │ {} {percent}%", harmless(what)),
+            Style::new().fg(Color::Cyan),
+        ));
+    }
     frame.render_widget(
         Paragraph::new(TextLine::from(spans)).style(Style::new().bg(Color::DarkGray)),
         area,
@@ -153,10 +249,15 @@ fn render_rooms(model: &Model, frame: &mut Frame<'_>, area: Rect) {
     for (i, room) in model.state.rooms.iter().enumerate() {
         let current = model.current == Some(room.summary.room);
         let attention = model.attention(room.summary.room);
-        let this = room.summary.category.to_string();
+        let this = if room.summary.kind == RoomKind::Direct {
+            "direct messages".to_owned()
+        } else if room.summary.category.is_empty() {
+            "rooms".to_owned()
+        } else {
+            harmless(&room.summary.category)
+        };
         if category.as_ref() != Some(&this) {
-            let title =
-                if this.is_empty() { "rooms".to_owned() } else { harmless(&this).to_lowercase() };
+            let title = this.clone();
             lines.push(TextLine::styled(
                 title,
                 Style::new().add_modifier(Modifier::DIM | Modifier::BOLD),
@@ -259,67 +360,108 @@ fn voice_lines(model: &Model, room: RoomId) -> Vec<TextLine<'static>> {
     lines
 }
 
-/// Splits `text` into rows of at most `width` display columns (wide characters count two).
+/// Splits `text` into rows of at most `width` display columns (wide characters count two),
+/// breaking between words. A word wider than a row is broken where it must; a URL starts a
+/// row of its own first, so that it stays in one piece whenever it fits.
 fn wrap(text: &str, width: usize) -> Vec<String> {
+    let width = width.max(1);
     let mut rows = vec![String::new()];
     let mut used = 0;
-    for c in text.chars() {
-        let w = c.width().unwrap_or(0);
-        if used + w > width && used > 0 {
-            rows.push(String::new());
+    for (i, word) in text.split(' ').enumerate() {
+        let w: usize = word.chars().map(|c| c.width().unwrap_or(0)).sum();
+        let space = usize::from(i > 0 && used > 0);
+        let url = word.starts_with("https://") || word.starts_with("http://");
+        if used + space + w <= width {
+            if let Some(row) = rows.last_mut() {
+                if space == 1 {
+                    row.push(' ');
+                }
+                row.push_str(word);
+            }
+            used += space + w;
+            continue;
+        }
+        if w <= width || url {
+            if used > 0 {
+                rows.push(String::new());
+            }
             used = 0;
+        } else if used > 0 {
+            // A long word fills the rest of the row first.
+            if let Some(row) = rows.last_mut() {
+                row.push(' ');
+            }
+            used += 1;
         }
-        if let Some(row) = rows.last_mut() {
-            row.push(c);
+        for c in word.chars() {
+            let cw = c.width().unwrap_or(0);
+            if used + cw > width && used > 0 {
+                rows.push(String::new());
+                used = 0;
+            }
+            if let Some(row) = rows.last_mut() {
+                row.push(c);
+            }
+            used += cw;
         }
-        used += w;
     }
     rows
 }
 
-fn render_messages(model: &Model, frame: &mut Frame<'_>, area: Rect) {
+/// One screen row of the messages pane, and the message it belongs to.
+type Row = (TextLine<'static>, Option<u64>);
+
+fn render_messages(model: &Model, frame: &mut Frame<'_>, area: Rect) -> Placed {
     let Some(room) = model.current_room() else {
         frame.render_widget(
             Paragraph::new("No rooms yet. /join NAME to join one, /help for commands."),
             area,
         );
-        return;
+        return Placed::default();
     };
     let width = usize::from(area.width.max(1));
-    let mut rows: Vec<TextLine<'static>> = Vec::new();
+    let mut rows: Vec<Row> = Vec::new();
     let mut last_day = None;
     let mut last_sender: Option<(UserId, u64)> = None;
     let mut marker_drawn = false;
     let marker = model.attention(room.summary.room).marker;
+    let dim = Style::new().add_modifier(Modifier::DIM);
     for line in &room.messages {
         let day = line.ts / 86_400_000;
         if last_day != Some(day) {
-            let date = format!("── day {} ──", civil_date(line.ts));
-            rows.push(TextLine::styled(date, Style::new().add_modifier(Modifier::DIM)));
+            rows.push((TextLine::styled(format!("── day {} ──", civil_date(line.ts)), dim), None));
             last_day = Some(day);
             last_sender = None;
         }
         if !marker_drawn && marker > 0 && line.seq > marker && line.sender != model.me() {
-            rows.push(TextLine::styled("── new messages ──", Style::new().fg(Color::Red)));
+            rows.push((TextLine::styled("── new messages ──", Style::new().fg(Color::Red)), None));
             marker_drawn = true;
         }
+        let seq = Some(line.seq);
         let time = clock(line.ts)[..5].to_owned();
         let name = model.state.name(line.sender);
         if line.kind == EntryKind::Notice {
-            rows.push(TextLine::styled(
-                format!("{time} * {}", harmless(&line.text)),
-                Style::new().add_modifier(Modifier::DIM),
-            ));
+            rows.push((TextLine::styled(format!("{time} * {}", harmless(&line.text)), dim), None));
             last_sender = None;
             continue;
         }
-        let grouped = last_sender
-            .is_some_and(|(u, ts)| u == line.sender && line.ts.saturating_sub(ts) < 300_000);
-        last_sender = Some((line.sender, line.ts));
-        let prefix =
-            if grouped { " ".repeat(name.chars().count() + 3) } else { format!("<{name}> ") };
-        let mut body =
-            if line.deleted { "(message deleted)".to_owned() } else { harmless(&line.text) };
+        let selected = model.selected == Some(line.seq);
+        // `/me` posts read `* name does something`, IRC style.
+        let action = line.text.strip_prefix(&format!("* {name} ")).filter(|_| !line.deleted);
+        let grouped = action.is_none()
+            && last_sender
+                .is_some_and(|(u, ts)| u == line.sender && line.ts.saturating_sub(ts) < 300_000);
+        last_sender = if action.is_some() { None } else { Some((line.sender, line.ts)) };
+        let prefix = match action {
+            Some(_) => format!("* {name} "),
+            None if grouped => " ".repeat(name.chars().count() + 3),
+            None => format!("<{name}> "),
+        };
+        let mut body = match action {
+            _ if line.deleted => "(message deleted)".to_owned(),
+            Some(rest) => harmless(rest),
+            None => harmless(&line.text),
+        };
         if line.edited && !line.deleted {
             body.push_str(" (edited)");
         }
@@ -335,11 +477,22 @@ fn render_messages(model: &Model, frame: &mut Frame<'_>, area: Rect) {
                 let text: String = harmless(&l.text).chars().take(40).collect();
                 format!("↪ {}: {text}", model.state.name(l.sender))
             });
-            rows.push(TextLine::styled(
-                format!("      {}", quoted.unwrap_or_else(|| format!("↪ #{target}"))),
-                Style::new().add_modifier(Modifier::DIM),
-            ));
+            let quoted = quoted.unwrap_or_else(|| format!("↪ #{target}"));
+            rows.push((TextLine::styled(format!("      {quoted}"), dim), seq));
         }
+        let mention =
+            line.sender != model.me() && !line.deleted && model.state.mentions_me(&line.text);
+        let text_style = if line.deleted {
+            Style::new().add_modifier(Modifier::DIM | Modifier::ITALIC)
+        } else if mention {
+            Style::new().fg(Color::Black).bg(Color::Yellow)
+        } else if action.is_some() {
+            Style::new().add_modifier(Modifier::ITALIC)
+        } else {
+            Style::new()
+        };
+        let text_style =
+            if selected { text_style.add_modifier(Modifier::REVERSED) } else { text_style };
         let indent = 6 + prefix.chars().count();
         let text_width = width.saturating_sub(indent).max(8);
         let mut first = true;
@@ -347,23 +500,21 @@ fn render_messages(model: &Model, frame: &mut Frame<'_>, area: Rect) {
             for row in wrap(paragraph, text_width) {
                 let mut spans = Vec::new();
                 if first {
-                    spans.push(Span::styled(
-                        format!("{time} "),
-                        Style::new().add_modifier(Modifier::DIM),
-                    ));
+                    // The selected message is marked where its time is.
+                    let gutter = if selected {
+                        Span::styled("  ▶   ", Style::new().fg(Color::Cyan))
+                    } else {
+                        Span::styled(format!("{time} "), dim)
+                    };
+                    spans.push(gutter);
                     let style = Style::new().fg(nick_colour(&name)).add_modifier(Modifier::BOLD);
                     spans.push(Span::styled(prefix.clone(), style));
                     first = false;
                 } else {
                     spans.push(Span::raw(" ".repeat(indent)));
                 }
-                let style = if line.deleted {
-                    Style::new().add_modifier(Modifier::DIM | Modifier::ITALIC)
-                } else {
-                    Style::new()
-                };
-                spans.push(Span::styled(row, style));
-                rows.push(TextLine::from(spans));
+                spans.push(Span::styled(row, text_style));
+                rows.push((TextLine::from(spans), seq));
             }
         }
         if !line.reactions.is_empty() {
@@ -374,30 +525,50 @@ fn render_messages(model: &Model, frame: &mut Frame<'_>, area: Rect) {
                     format!("{}{} {}", if r.mine { "*" } else { "" }, harmless(&r.emoji), r.count)
                 })
                 .collect();
-            rows.push(TextLine::styled(
-                format!("{}{}", " ".repeat(indent), reactions.join("  ")),
-                Style::new().fg(Color::Yellow),
+            rows.push((
+                TextLine::styled(
+                    format!("{}{}", " ".repeat(indent), reactions.join("  ")),
+                    Style::new().fg(Color::Yellow),
+                ),
+                seq,
             ));
         }
     }
     for (_, room_id, text) in &model.pending {
         if *room_id == room.summary.room {
-            rows.push(TextLine::styled(
-                format!("  …   <{}> {}", model.my_name, harmless(text)),
-                Style::new().add_modifier(Modifier::DIM),
+            rows.push((
+                TextLine::styled(format!("  …   <{}> {}", model.my_name, harmless(text)), dim),
+                None,
             ));
         }
     }
     let height = usize::from(area.height);
-    let end = rows
+    let mut end = rows
         .len()
         .saturating_sub(model.scroll.min(rows.len().saturating_sub(height.min(rows.len()))));
+    // The selected message is always in view.
+    let mut selected_rows =
+        rows.iter().enumerate().filter(|(_, (_, s))| s.is_some() && *s == model.selected);
+    if let (Some((first, _)), Some((last, _))) =
+        (selected_rows.clone().next(), selected_rows.next_back())
+    {
+        if last >= end {
+            end = last + 1;
+        } else if first < end.saturating_sub(height) {
+            end = (first + height).min(rows.len());
+        }
+    }
     let start = end.saturating_sub(height);
     // Chat reads upwards from the input: short histories sit at the bottom.
-    let mut visible: Vec<TextLine<'static>> =
-        vec![TextLine::raw(""); height.saturating_sub(end - start)];
-    visible.extend_from_slice(&rows[start..end]);
+    let padding = height.saturating_sub(end - start);
+    let mut visible: Vec<TextLine<'static>> = vec![TextLine::raw(""); padding];
+    let mut placed = vec![None; padding];
+    for (line, seq) in rows.drain(start..end) {
+        visible.push(line);
+        placed.push(seq);
+    }
     frame.render_widget(Paragraph::new(visible), area);
+    Placed { area, rows: placed }
 }
 
 /// `YYYY-MM-DD` (UTC) of a millisecond timestamp (Howard Hinnant's civil-from-days).
@@ -435,6 +606,7 @@ fn render_input(model: &Model, frame: &mut Frame<'_>, area: Rect) {
 mod tests {
     use ratatui::Terminal;
     use ratatui::backend::TestBackend;
+    use std::time::Duration;
 
     use super::*;
     use crate::tui::model::tests::{model_with_rooms, posted};
@@ -442,7 +614,11 @@ mod tests {
 
     fn screen(model: &Model, width: u16, height: u16) -> Vec<String> {
         let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
-        terminal.draw(|frame| render(model, frame)).unwrap();
+        terminal
+            .draw(|frame| {
+                render(model, frame);
+            })
+            .unwrap();
         let buffer = terminal.backend().buffer();
         // A wide character fills two cells; the second holds a blank placeholder.
         (0..height)
@@ -462,7 +638,7 @@ mod tests {
     #[test]
     fn the_main_screen_shows_rooms_messages_members_and_status() {
         let mut model = model_with_rooms();
-        update(&mut model, Action::Connection(ConnectionState::Connected));
+        update(&mut model, Action::Connection(ConnectionState::Connected, 0));
         update(&mut model, Action::Entry(posted(2, 1, UserId(1), "hello \u{1b}[31mworld")));
         update(&mut model, Action::Entry(posted(2, 2, UserId(1), "日本語 and 👍 fit")));
         model.state.rooms[0].members = vec![UserId(1), model.me()];
@@ -473,7 +649,7 @@ mod tests {
             "{all}"
         );
         assert!(
-            all.contains("1 random") && all.contains("2 general") && all.contains("lobby"),
+            all.contains("1 random") && all.contains("2 general") && all.contains("Lobby"),
             "{all}"
         );
         assert!(all.contains("<ada> hello"), "{all}");
@@ -545,5 +721,96 @@ mod tests {
         );
         let all = screen(&model, 100, 24).join("\n");
         assert!(all.contains("voice random: talking"), "{all}");
+    }
+
+    #[test]
+    fn words_wrap_whole_and_urls_stay_in_one_piece_where_they_fit() {
+        assert_eq!(wrap("a very long line", 7), vec!["a very", "long", "line"]);
+        assert_eq!(
+            wrap("see https://example.org/x now", 22),
+            vec!["see", "https://example.org/x", "now"]
+        );
+        assert_eq!(wrap("abcdefghij", 4), vec!["abcd", "efgh", "ij"]);
+        assert_eq!(wrap("x abcdefghij", 4), vec!["x ab", "cdef", "ghij"]);
+    }
+
+    #[test]
+    fn selection_me_mentions_and_the_reply_being_written_show_on_screen() {
+        use crossterm::event::{KeyCode, KeyEvent};
+        let mut model = model_with_rooms();
+        let me = model.me();
+        update(&mut model, Action::Entry(posted(2, 1, UserId(1), "* ada waves")));
+        update(&mut model, Action::Entry(posted(2, 2, UserId(1), "grace: lunch?")));
+        update(&mut model, Action::Entry(posted(2, 3, me, "hello there")));
+        let rows = screen(&model, 80, 16);
+        let all = rows.join("\n");
+        assert!(all.contains("* ada waves") && !all.contains("<ada> * ada"), "{all}");
+        // The mention stands out: its text is drawn black on yellow.
+        let mut terminal = Terminal::new(TestBackend::new(80, 16)).unwrap();
+        terminal.draw(|frame| drop(render(&model, frame))).unwrap();
+        let row = rows.iter().position(|r| r.contains("lunch?")).unwrap();
+        let column = rows[row].find("grace: lunch").unwrap();
+        let column = rows[row][..column].chars().count() as u16;
+        assert_eq!(terminal.backend().buffer()[(column, row as u16)].bg, Color::Yellow);
+
+        // Up selects the newest message, r writes a reply: the context shows above the input.
+        update(&mut model, Action::Key(KeyEvent::from(KeyCode::Up)));
+        update(&mut model, Action::Key(KeyEvent::from(KeyCode::Up)));
+        let all = screen(&model, 80, 16).join("\n");
+        assert!(all.contains("▶   <ada> grace: lunch?"), "{all}");
+        assert!(all.contains("r reply"), "{all}");
+        update(&mut model, Action::Key(KeyEvent::from(KeyCode::Char('r'))));
+        let all = screen(&model, 80, 16).join("\n");
+        assert!(all.contains("↪ replying to <ada> grace: lunch?  (Esc canc"), "{all}");
+        assert!(!all.contains('▶'), "{all}");
+    }
+
+    #[test]
+    fn direct_rooms_list_apart_and_the_status_bar_tells_reconnecting_from_offline() {
+        use banter_protocol::message::RoomKind;
+        let mut model = model_with_rooms();
+        let mut dm = model.state.rooms[0].summary.clone();
+        (dm.room, dm.name, dm.kind) =
+            (RoomId(9), banter_protocol::bounded::Text::new("ada").unwrap(), RoomKind::Direct);
+        update(&mut model, Action::RoomsLoaded(vec![dm]));
+        let rows = screen(&model, 100, 12);
+        let dms = rows.iter().position(|r| r.starts_with("direct messages")).unwrap();
+        assert!(rows[dms + 1].starts_with("3 ada"), "{}", rows.join("\n"));
+        let waiting =
+            ConnectionState::Waiting { attempt: 2, retry_in: Duration::from_millis(1_500) };
+        update(&mut model, Action::Connection(waiting, 10_000));
+        assert!(screen(&model, 100, 12)[0].contains("[reconnecting (attempt 2, next in 2s)]"));
+        update(&mut model, Action::Tick(11_000));
+        assert!(screen(&model, 100, 12)[0].contains("next in 1s"));
+        update(&mut model, Action::Connection(ConnectionState::Stopped("revoked".into()), 12_000));
+        assert!(screen(&model, 100, 12)[0].contains("[offline: revoked]"));
+    }
+
+    #[test]
+    fn the_help_overlay_lists_every_group_and_scrolls() {
+        let mut model = model_with_rooms();
+        model.help = Some(0);
+        let all = screen(&model, 100, 60).join("\n");
+        for group in ["chat", "rooms", "people", "voice", "moderation", "keys"] {
+            assert!(all.contains(group), "{group}: {all}");
+        }
+        assert!(all.contains("/kick USER [WHY]") && all.contains("Esc closes"), "{all}");
+        model.help = Some(5);
+        assert!(!screen(&model, 100, 60).join("\n").contains("/me ACTION"));
+    }
+
+    #[test]
+    fn a_click_finds_the_message_drawn_on_that_row() {
+        let mut model = model_with_rooms();
+        update(&mut model, Action::Entry(posted(2, 1, UserId(1), "first")));
+        update(&mut model, Action::Entry(posted(2, 2, UserId(1), "second")));
+        let mut terminal = Terminal::new(TestBackend::new(80, 16)).unwrap();
+        let mut placed = Placed::default();
+        terminal.draw(|frame| placed = render(&model, frame)).unwrap();
+        let rows = screen(&model, 80, 16);
+        let second = rows.iter().position(|r| r.contains("second")).unwrap() as u16;
+        assert_eq!(placed.message_at(30, second), Some(2));
+        assert_eq!(placed.message_at(30, second - 1), Some(1));
+        assert_eq!(placed.message_at(0, 0), None, "the status bar is no message");
     }
 }
