@@ -163,8 +163,12 @@ async fn drive(
         let outgoing = lock(&protocol).poll_transmit();
         if let Some(bytes) = outgoing {
             if !control.send(bytes) {
-                tracing::debug!("control stream not read; closing");
-                conn.close(code(ErrorCode::PROTOCOL_VIOLATION), CONTROL_NOT_READ);
+                // The writer gave up: the peer does not read, or (no close to send then) the
+                // connection is already gone, and its close says how.
+                if conn.close_reason().is_none() {
+                    tracing::debug!("control stream not read; closing");
+                    conn.close(code(ErrorCode::PROTOCOL_VIOLATION), CONTROL_NOT_READ);
+                }
                 break Ok(());
             }
         }
@@ -241,7 +245,12 @@ impl ControlWriter {
         mut pending: mpsc::Receiver<ControlOut>,
         stall: Duration,
     ) {
-        let stalled = || conn.close(code(ErrorCode::PROTOCOL_VIOLATION), CONTROL_NOT_READ);
+        // (A connection that is already gone keeps the close it has: the peer's own.)
+        let stalled = || {
+            if conn.close_reason().is_none() {
+                conn.close(code(ErrorCode::PROTOCOL_VIOLATION), CONTROL_NOT_READ);
+            }
+        };
         let Ok(Some(mut send)) =
             tokio::time::timeout(stall, open(&conn, StreamType::CONTROL, 3)).await
         else {
@@ -363,6 +372,8 @@ async fn read_uni(mut recv: quinn::RecvStream, routes: UniRoutes) {
                     return;
                 }
             }
+            // The connection itself ended: its close says why; the stream did not close.
+            Err(quinn::ReadError::ConnectionLost(_)) => return,
             _ => {
                 let _ = control.send(ControlInput::Closed).await;
                 return;

@@ -113,7 +113,12 @@ fn entry_line(json: bool, names: &HashMap<UserId, String>, message: &Message) ->
             &m.meta,
             "message",
             m.text.to_string(),
-            json!({"reply_to": m.reply_to, "edited": m.edited.is_some(), "deleted": m.deleted_by.is_some()}),
+            json!({
+                "reply_to": m.reply_to,
+                "edited": m.edited.is_some(),
+                "deleted": m.deleted_by.is_some(),
+                "reactions": m.reactions.iter().map(|r| json!({"emoji": r.emoji.as_str(), "count": r.count, "me": r.me})).collect::<Vec<_>>(),
+            }),
         ),
         Message::Edited(m) => (&m.meta, "edit", m.text.to_string(), json!({"target": m.target})),
         Message::Deleted(m) => (&m.meta, "delete", String::new(), json!({"target": m.target})),

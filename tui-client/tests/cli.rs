@@ -6,7 +6,7 @@ mod common;
 use std::io::{BufRead, BufReader, Write};
 use std::process::Stdio;
 
-use common::{Env, start};
+use common::{Env, metric, start, start_with};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_users_chat_through_the_cli_and_tail_json_feeds_a_script() {
@@ -162,7 +162,7 @@ async fn login_keys_are_made_registered_listed_and_removed_from_the_command_line
     env.register_ada_and("grace");
     let file = data.path().join("bot.key");
     let file = file.to_str().unwrap();
-    let made = env.run_ok(&["key-add", file]);
+    let made = env.run_ok(&["keys", "add", file]);
     assert!(made.starts_with("made a new key in"), "{made}");
     let public = made.trim().rsplit(' ').next().unwrap().to_owned();
     assert_eq!(public.len(), 64, "{made}");
@@ -170,8 +170,8 @@ async fn login_keys_are_made_registered_listed_and_removed_from_the_command_line
     let twice = env.run(&["key-add", file]);
     assert!(!twice.status.success());
     assert!(String::from_utf8_lossy(&twice.stderr).contains("already registered"));
-    env.run_ok(&["key-remove", &public]);
-    assert_eq!(env.run_ok(&["keys"]).trim(), "");
+    env.run_ok(&["keys", "remove", &public]);
+    assert_eq!(env.run_ok(&["keys", "list"]).trim(), "");
     assert!(env.run_ok(&["key-add", file]).starts_with("registered "), "the file is reused");
     server.shutdown().await;
 }
@@ -216,5 +216,126 @@ async fn files_are_shared_and_fetched_from_the_command_line() {
     assert!(tail.contains("report.txt"), "{tail}");
     let not_a_file = env.run(&["download", "files", "1"]);
     assert_eq!(not_a_file.status.code(), Some(1));
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_command_is_one_connection_that_ends_its_session_when_done() {
+    let data = tempfile::tempdir().unwrap();
+    let server = start_with(data.path(), |c| {
+        c.metrics = true;
+        c.metrics_listen = "127.0.0.1:0".parse().unwrap();
+    })
+    .await;
+    let env = Env::new(&server);
+    env.register_ada_and("grace");
+    env.run_ok(&["create-room", "general"]);
+    // The session count settles once the server has seen each close.
+    let settled_sessions = || {
+        let mut sessions = metric(&server, "sessions");
+        for _ in 0..100 {
+            if sessions == 0.0 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            sessions = metric(&server, "sessions");
+        }
+        sessions
+    };
+    assert_eq!(settled_sessions(), 0.0, "every command so far ended its session");
+
+    let handshakes = metric(&server, "handshakes_total");
+    let ack = env.run_ok(&["--json", "send", "general", "one round trip"]);
+    let ack: serde_json::Value = serde_json::from_str(ack.trim()).unwrap();
+    assert_eq!(metric(&server, "handshakes_total"), handshakes + 1.0, "one connection");
+    assert_eq!(settled_sessions(), 0.0, "nothing left resumable on the server");
+    let (round_trip, total) = (ack["round_trip_ms"].as_f64(), ack["total_ms"].as_f64());
+    assert!(round_trip.unwrap() > 0.0 && total.unwrap() >= round_trip.unwrap(), "{ack}");
+
+    // Every command: one connection each, and no session left behind.
+    let handshakes = metric(&server, "handshakes_total");
+    env.run_ok(&["--profile", "grace", "join", "general"]);
+    env.run_ok(&["--profile", "grace", "send", "general", "hi"]);
+    env.run_ok(&["history", "general", "--all"]);
+    assert_eq!(metric(&server, "handshakes_total"), handshakes + 3.0);
+    assert_eq!(settled_sessions(), 0.0);
+
+    // A remembered room id that is wrong (the room went, another took its name) is looked
+    // up again rather than posted to blindly.
+    let profile = env.home.path().join("data/banter/profiles/default.toml");
+    let stored = std::fs::read_to_string(&profile).unwrap();
+    assert!(stored.contains("general = "), "{stored}");
+    let wrong =
+        stored.lines().map(|l| if l.starts_with("general = ") { "general = 999" } else { l });
+    std::fs::write(&profile, wrong.collect::<Vec<_>>().join("\n")).unwrap();
+    let sent = env.run_ok(&["send", "general", "found again"]);
+    assert!(sent.starts_with("sent to general as #"), "{sent}");
+    assert!(std::fs::read_to_string(&profile).unwrap().contains("general = 1\n"));
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_people_and_rooms_are_managed_from_the_command_line() {
+    let data = tempfile::tempdir().unwrap();
+    let server = start(data.path()).await;
+    let env = Env::new(&server);
+    env.register_ada_and("grace");
+    fn grace<'a>(args: &[&'a str]) -> Vec<&'a str> {
+        [&["--profile", "grace"], args].concat()
+    }
+    let seq = |out: String| -> String {
+        let value: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        value["seq"].as_u64().unwrap().to_string()
+    };
+    env.run_ok(&["create-room", "ops", "--voice"]);
+    env.run_ok(&grace(&["join", "ops"]));
+    let hello = seq(env.run_ok(&grace(&["--json", "send", "ops", "helo"])));
+    assert!(env.run_ok(&grace(&["edit", "ops", &hello, "hello"])).starts_with("edited #"));
+    env.run_ok(&["react", "ops", &hello, ":tada:"]);
+    assert_eq!(env.run(&["react", "ops", &hello, ":no_such_emoji:"]).status.code(), Some(2));
+    let doomed = seq(env.run_ok(&grace(&["--json", "send", "ops", "oops"])));
+    env.run_ok(&["delete", "ops", &doomed]);
+    let history = env.run_ok(&["--json", "history", "ops", "--all"]);
+    let entries: Vec<serde_json::Value> =
+        history.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let message = |seq: &str| {
+        entries.iter().find(|e| e["seq"].to_string() == seq && e["type"] == "message").unwrap()
+    };
+    assert_eq!(message(&hello)["text"], "hello");
+    assert_eq!(message(&hello)["edited"], true);
+    assert_eq!(message(&doomed)["deleted"], true);
+    assert!(history.contains("🎉"), "{history}");
+
+    // A direct message opens the conversation for both.
+    env.run_ok(&["dm", "grace", "psst"]);
+    let rooms = env.run_ok(&grace(&["--json", "rooms"]));
+    assert!(rooms.contains(r#""direct":true"#), "{rooms}");
+
+    // The moderator's acts, and the audit log that records them.
+    assert_eq!(env.run(&grace(&["kick", "ops", "ada"])).status.code(), Some(5), "not hers");
+    env.run_ok(&["role", "ops", "grace", "moderator"]);
+    env.run_ok(&["slow", "ops", "30"]);
+    env.run_ok(&["lock", "ops"]);
+    env.run_ok(&["unlock", "ops"]);
+    // Voice moderation acts on who is in voice: the refusal says so.
+    let mute = env.run(&["mute", "ops", "grace"]);
+    assert_eq!(mute.status.code(), Some(5));
+    assert!(String::from_utf8_lossy(&mute.stderr).contains("not in this room's voice"));
+    env.run_ok(&["kick", "ops", "grace", "--reason", "cool off"]);
+    env.run_ok(&["ban", "ops", "grace", "--reason", "again"]);
+    assert_eq!(env.run(&grace(&["join", "ops"])).status.code(), Some(5), "banned");
+    // Not a member any more: found by name in the room's log.
+    env.run_ok(&["unban", "ops", "grace"]);
+    env.run_ok(&grace(&["join", "ops"]));
+    let audit = env.run_ok(&["audit", "ops"]);
+    for act in [
+        "ada kick grace (cool off)",
+        "ada ban grace (again)",
+        "ada unban grace",
+        "ada role_set grace (role moderator)",
+        "ada room_configure (slow mode 30 s, locked",
+    ] {
+        assert!(audit.contains(act), "{act}: {audit}");
+    }
     server.shutdown().await;
 }

@@ -228,9 +228,10 @@ pub(super) async fn audit(ctx: &Ctx, spec: &str, limit: u16) -> Result<()> {
                 format!(" ({})", output::one_line(&entry.reason))
             };
             format!(
-                "[{}] {} {action}{target}{reason}",
+                "[{}] {} {}{target}{reason}",
                 output::clock(entry.ts.0),
-                output::one_line(&name(entry.actor))
+                output::one_line(&name(entry.actor)),
+                action.to_lowercase()
             )
         });
     }

@@ -94,6 +94,11 @@ impl Env {
 }
 
 pub(crate) async fn start(dir: &Path) -> Server {
+    start_with(dir, |_| {}).await
+}
+
+/// [`start`], with `change` applied to the configuration first.
+pub(crate) async fn start_with(dir: &Path, change: impl FnOnce(&mut Config)) -> Server {
     let mut config = Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: dir.to_owned(),
@@ -104,5 +109,22 @@ pub(crate) async fn start(dir: &Path) -> Server {
     for bucket in config.rate.values_mut() {
         bucket.burst = 10_000;
     }
+    change(&mut config);
     Server::start(config).await.unwrap()
+}
+
+/// The value of an unlabelled metric (`banter_NAME{node=…} VALUE`) from the server's
+/// /metrics.
+pub(crate) fn metric(server: &Server, name: &str) -> f64 {
+    use std::io::Read;
+    let addr = server.metrics_addr().expect("metrics on");
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(stream, "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    text.lines()
+        .find(|line| line.starts_with(&format!("banter_{name}{{")))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
 }
