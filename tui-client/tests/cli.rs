@@ -299,7 +299,8 @@ async fn messages_people_and_rooms_are_managed_from_the_command_line() {
     let entries: Vec<serde_json::Value> =
         history.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let message = |seq: &str| {
-        entries.iter().find(|e| e["seq"].to_string() == seq && e["type"] == "message").unwrap()
+        let seq: u64 = seq.parse().unwrap();
+        entries.iter().find(|e| e["seq"] == seq && e["type"] == "message").unwrap()
     };
     assert_eq!(message(&hello)["text"], "hello");
     assert_eq!(message(&hello)["edited"], true);
