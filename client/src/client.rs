@@ -424,12 +424,13 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Backoff before attempt `n`: 100 ms doubling to 2 s, each wait drawn from its upper half
+/// Backoff before attempt `n`: 100 ms doubling to 1 s, each wait drawn from its upper half
 /// (jitter) so that clients dropped together do not return together. The cap is short
-/// because a chat user waits on it: a restarted server is found within ~2 s, and a client
-/// that finds nothing costs the server one small packet per wait.
+/// because a chat user waits on it: with the handshake's own retransmissions (see
+/// `quic_config`) a restarted server hears from every client within ~2 s, and a client that
+/// finds nothing costs one small packet a second.
 fn backoff(attempt: u32) -> Duration {
-    let base = 100u64.saturating_mul(1 << attempt.min(5)).min(2_000);
+    let base = 100u64.saturating_mul(1 << attempt.min(4)).min(1_000);
     let jitter = (random_u128() % u128::from(base / 2 + 1)) as u64;
     Duration::from_millis(base / 2 + jitter)
 }

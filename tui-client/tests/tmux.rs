@@ -1,6 +1,8 @@
 //! The interactive TUI in a real terminal (tmux): a message from another user appears in the
-//! pane, a message typed into the pane reaches the server, and a moderator's slash commands
-//! (settings, kick, audit, invite, files) do what they say, and a voice call shows who talks.
+//! pane, a message typed into the pane reaches the server, a moderator's slash commands
+//! (settings, kick, audit, invite, files) do what they say, a voice call shows who talks,
+//! messages are replied to, edited, reacted to and deleted by keys, and a server killed with
+//! kill -9 is noticed and its restart found with the outbox delivered.
 
 mod common;
 
@@ -42,6 +44,15 @@ impl Tmux {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
+    /// The pane with its colours, as SGR escape sequences.
+    fn capture_styled(&self) -> String {
+        let output = Command::new("tmux")
+            .args(["capture-pane", "-p", "-e", "-t", &self.0])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
     fn keys(&self, keys: &[&str]) {
         let status =
             Command::new("tmux").args(["send-keys", "-t", &self.0]).args(keys).status().unwrap();
@@ -49,14 +60,30 @@ impl Tmux {
     }
 
     async fn wait_for(&self, what: &str) -> String {
-        for _ in 0..100 {
+        self.wait_until(what, Duration::from_secs(10)).await
+    }
+
+    async fn wait_until(&self, what: &str, limit: Duration) -> String {
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
             let screen = self.capture();
             if screen.contains(what) {
                 return screen;
             }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{what:?} did not appear on screen within {limit:?}:\n{}", self.capture());
+    }
+
+    async fn wait_gone(&self, what: &str) -> String {
+        for _ in 0..100 {
+            let screen = self.capture();
+            if !screen.contains(what) {
+                return screen;
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        panic!("{what:?} never appeared on screen:\n{}", self.capture());
+        panic!("{what:?} stayed on screen:\n{}", self.capture());
     }
 }
 
@@ -222,4 +249,183 @@ async fn a_voice_call_in_the_tui_shows_who_talks_and_follows_the_keys() {
     assert!(!screen.contains("voice talk:"), "{screen}");
     session.keys(&["/quit", "Enter"]);
     server.shutdown().await;
+}
+
+/// The room's history as JSON entries, once `done` holds for them (the TUI's requests are
+/// asynchronous).
+async fn history_until(
+    env: &Env,
+    room: &str,
+    done: impl Fn(&[serde_json::Value]) -> bool,
+) -> Vec<serde_json::Value> {
+    let mut entries = Vec::new();
+    for _ in 0..100 {
+        let out = env.run_ok(&["--json", "history", room, "--all"]);
+        entries = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        if done(&entries) {
+            return entries;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("history of {room} never got there: {entries:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_are_replied_to_edited_reacted_to_and_deleted_by_keys() {
+    let data = tempfile::tempdir().unwrap();
+    let server = start(data.path()).await;
+    let env = Env::new(&server);
+    env.register_ada_and("grace");
+    env.run_ok(&["create-room", "random"]);
+    env.run_ok(&["create-room", "general"]);
+    env.run_ok(&["--profile", "grace", "join", "general"]);
+    let lunch = env.run_ok(&["--profile", "grace", "--json", "send", "general", "ada: lunch?"]);
+    let lunch: serde_json::Value = serde_json::from_str(lunch.trim()).unwrap();
+    let session = Tmux::start(&env, "").await;
+    session.wait_for("<grace> ada: lunch?").await;
+    // A mention of ada is drawn black on yellow in ada's buffer.
+    let styled = session.capture_styled();
+    let line = styled.lines().find(|l| l.contains("lunch?")).unwrap();
+    let yellow_background = ["43mada: lunch?", "48;5;3mada: lunch?"];
+    assert!(yellow_background.iter().any(|sgr| line.contains(sgr)), "{line:?}");
+
+    // Up on the empty input selects the newest message; r replies to it.
+    session.keys(&["Up"]);
+    session.wait_for("▶   <grace> ada: lunch?").await;
+    session.keys(&["r"]);
+    session.wait_for("↪ replying to <grace> ada: lunch?").await;
+    session.keys(&["sure", "Enter"]);
+    let entries = history_until(&env, "general", |e| e.iter().any(|m| m["text"] == "sure")).await;
+    let reply = entries.iter().find(|m| m["text"] == "sure").unwrap();
+    assert_eq!(reply["reply_to"], lunch["seq"], "{reply}");
+
+    // e edits our own message, with its text in the input.
+    session.wait_for("<ada> sure").await;
+    session.keys(&["Up", "e"]);
+    session.wait_for("✎ editing <ada> sure").await;
+    session.keys(&[" thing", "Enter"]);
+    history_until(&env, "general", |e| {
+        e.iter().any(|m| m["text"] == "sure thing" && m["edited"] == true)
+    })
+    .await;
+    // + reacts by shortcode; Enter on the reply jumps to the original.
+    session.wait_for("sure thing (edited)").await;
+    session.keys(&["Up", "+", "tada:", "Enter"]);
+    history_until(&env, "general", |e| {
+        e.iter().any(|m| m["text"] == "sure thing" && m["reactions"][0]["emoji"] == "🎉")
+    })
+    .await;
+    session.keys(&["Up", "Enter"]);
+    session.wait_for("▶   <grace> ada: lunch?").await;
+    // d asks first; y deletes.
+    session.keys(&["Down", "d"]);
+    session.wait_for("delete this message?").await;
+    session.keys(&["y"]);
+    history_until(&env, "general", |e| {
+        e.iter().any(|m| m["seq"] == reply["seq"] && m["deleted"] == true)
+    })
+    .await;
+    session.wait_for("(message deleted)").await;
+
+    // /join of a room already joined switches to it, and what is typed next goes there.
+    session.keys(&["/join random", "Enter"]);
+    session.wait_for("│ random").await;
+    session.keys(&["in random now", "Enter"]);
+    history_until(&env, "random", |e| e.iter().any(|m| m["text"] == "in random now")).await;
+
+    // /help opens the overlay, which scrolls; Esc closes it.
+    session.keys(&["/help", "Enter"]);
+    session.wait_for("/me ACTION").await;
+    session.keys(&["PageDown", "PageDown"]);
+    session.wait_for("/kick USER [WHY]").await;
+    session.keys(&["Escape"]);
+    session.wait_gone("/kick USER [WHY]").await;
+    session.keys(&["/quit", "Enter"]);
+    server.shutdown().await;
+}
+
+/// The banterd binary, beside `banter` (a workspace test run builds it; built here if not).
+fn banterd_binary() -> std::path::PathBuf {
+    let path = std::path::Path::new(env!("CARGO_BIN_EXE_banter")).with_file_name("banterd");
+    if !path.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let built = Command::new(cargo)
+            .args(["build", "-p", "banter-server", "--bin", "banterd"])
+            .status()
+            .unwrap();
+        assert!(built.success() && path.exists(), "cannot build banterd at {}", path.display());
+    }
+    path
+}
+
+/// A banterd process on `addr`; killed with SIGKILL when dropped.
+struct Banterd(std::process::Child);
+
+impl Banterd {
+    fn start(dir: &std::path::Path, addr: &str) -> Self {
+        use std::io::BufRead as _;
+        let mut child = Command::new(banterd_binary())
+            .args(["run", "--listen", addr, "--data-dir"])
+            .arg(dir)
+            .env("BANTER_ARGON2_MEMORY_KIB", "256")
+            .env("BANTER_ARGON2_ITERATIONS", "1")
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let server = Self(child);
+        while let Some(Ok(line)) = lines.next() {
+            if line.starts_with("certificate SHA-256 fingerprint") {
+                // Keep reading its output on a thread, so it never blocks on a full pipe.
+                std::thread::spawn(move || for _ in lines {});
+                return server;
+            }
+        }
+        panic!("banterd did not start");
+    }
+
+    fn kill_9(mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Banterd {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_killed_with_kill_9_is_noticed_and_its_restart_delivers_the_outbox() {
+    let data = tempfile::tempdir().unwrap();
+    let addr = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+    let server = Banterd::start(data.path(), &addr);
+    let env = Env::at(addr.clone());
+    env.register_ada_and("grace");
+    env.run_ok(&["create-room", "general"]);
+    let session = Tmux::start(&env, "").await;
+
+    // No close comes from a killed server: the keep-alives go unanswered, and the status
+    // bar says so within 5 s (keep-alive 1 s + idle timeout 3.5 s).
+    server.kill_9();
+    let screen = session.wait_until("[reconnecting (attempt", Duration::from_secs(5)).await;
+    assert!(!screen.contains("[connected]"), "{screen}");
+    session.keys(&["typed while it was down", "Enter"]);
+    session.wait_for("1 unsent").await;
+
+    // Back up (same data dir, same port): the line goes out within about two seconds.
+    let restarted = std::time::Instant::now();
+    let _server = Banterd::start(data.path(), &addr);
+    session.wait_until("[connected]", Duration::from_secs(4)).await;
+    history_until(&env, "general", |e| e.iter().any(|m| m["text"] == "typed while it was down"))
+        .await;
+    let delivered = restarted.elapsed();
+    eprintln!("outbox delivered {delivered:?} after the restart");
+    assert!(delivered < Duration::from_secs(4), "{delivered:?}");
+    session.wait_gone("unsent").await;
+    session.keys(&["/quit", "Enter"]);
 }

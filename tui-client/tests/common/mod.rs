@@ -17,7 +17,12 @@ pub(crate) struct Env {
 impl Env {
     /// A fresh client home (XDG data dir) talking to `server`.
     pub(crate) fn new(server: &Server) -> Self {
-        Self { server: server.local_addr().to_string(), home: tempfile::tempdir().unwrap() }
+        Self::at(server.local_addr().to_string())
+    }
+
+    /// A fresh client home for the server at `address` (a banterd process, say).
+    pub(crate) fn at(address: String) -> Self {
+        Self { server: address, home: tempfile::tempdir().unwrap() }
     }
 
     /// Registers ada in the default profile (trusting the new certificate) and `other` in a
