@@ -18,6 +18,22 @@
 // Samples in one voice frame: 20 ms of 48 kHz mono.
 #define BANTER_VOICE_FRAME_SAMPLES 960
 
+// Bytes a buffer for an invite code needs, its NUL included.
+#define BANTER_INVITE_CODE_CAPACITY 33
+
+// Bytes of a contact's `username` buffer, its NUL included.
+#define BANTER_USERNAME_CAPACITY 33
+
+// Roles for banter_client_set_role().
+#define BANTER_ROLE_MEMBER 0
+
+#define BANTER_ROLE_MODERATOR 1
+
+#define BANTER_ROLE_ADMIN 2
+
+// Hands the room over: the caller steps down.
+#define BANTER_ROLE_OWNER 3
+
 // The result of every fallible call. Stable numbers: new codes are added, none is reused.
 typedef enum {
   // Success.
@@ -45,6 +61,38 @@ typedef enum {
   // Anything else.
   BANTER_INTERNAL = 100,
 } banter_status;
+
+// What banter_client_contact() does.
+typedef enum {
+  // Ask to be friends (or accept their request).
+  BANTER_CONTACT_REQUEST = 0,
+  // Decline or withdraw a request, or end a friendship.
+  BANTER_CONTACT_REMOVE = 2,
+  // Block them: no direct messages from them, no presence to them.
+  BANTER_CONTACT_BLOCK = 3,
+  // Lift a block.
+  BANTER_CONTACT_UNBLOCK = 4,
+} banter_contact_action;
+
+// How the caller stands with a contact.
+typedef enum {
+  BANTER_CONTACT_FRIEND = 0,
+  // The caller asked; no answer yet.
+  BANTER_CONTACT_OUTGOING = 1,
+  // They asked the caller.
+  BANTER_CONTACT_INCOMING = 2,
+  BANTER_CONTACT_BLOCKED = 3,
+} banter_contact_state;
+
+// What a moderator does in a room's voice.
+typedef enum {
+  BANTER_VOICE_MUTE = 0,
+  BANTER_VOICE_UNMUTE = 1,
+  // Let a listener speak on a stage.
+  BANTER_VOICE_GRANT_SPEAK = 2,
+  // Make a speaker a listener on a stage.
+  BANTER_VOICE_REVOKE_SPEAK = 3,
+} banter_voice_action;
 
 // What an event is.
 typedef enum {
@@ -107,6 +155,17 @@ typedef struct banter_history banter_history;
 // A callback for events: `user_data` as given to banter_client_set_callback(), and an event
 // borrowed for the duration of the call.
 typedef void (*banter_event_callback)(void *user_data, const banter_event *event);
+
+// One contact, as banter_client_contacts() lists them.
+typedef struct {
+  uint64_t user;
+  // NUL-terminated UTF-8.
+  char username[BANTER_USERNAME_CAPACITY];
+  banter_contact_state state;
+} banter_contact;
+
+// Told how far a transfer got: `user_data` as given, bytes done, bytes in all.
+typedef void (*banter_progress_callback)(void *user_data, uint64_t done, uint64_t total);
 
 #ifdef __cplusplus
 extern "C" {
@@ -384,6 +443,105 @@ banter_status banter_client_voice_pull(const banter_client *client,
 // `client` is a live client.
 banter_status banter_client_voice_mute(const banter_client *client, bool mute);
 
+// Makes an invite code for `room` (moderators; a private room's way in): `max_uses` 0 for
+// any number, `expires_in_s` 0 for never. The code goes into `code_out`, NUL-terminated;
+// it needs BANTER_INVITE_CODE_CAPACITY bytes.
+//
+// # Safety
+// `client` is a live client; `code_out` has room for `capacity` bytes.
+banter_status banter_client_invite_create(const banter_client *client,
+                                          uint64_t room,
+                                          uint32_t max_uses,
+                                          uint64_t expires_in_s,
+                                          char *code_out,
+                                          size_t capacity);
+
+// Joins the room of an invite code; its id in `*room_out`.
+//
+// # Safety
+// `client` is a live client; `code` is (pointer, length); `room_out` is writable.
+banter_status banter_client_invite_use(const banter_client *client,
+                                       const char *code,
+                                       size_t code_len,
+                                       uint64_t *room_out);
+
+// Adds the user called `username` to `room` (moderators, or anyone for a friend in a public
+// room).
+//
+// # Safety
+// `client` is a live client; `username` is (pointer, length).
+banter_status banter_client_room_add(const banter_client *client,
+                                     uint64_t room,
+                                     const char *username,
+                                     size_t username_len);
+
+// Changes how the caller stands with the user called `username`.
+//
+// # Safety
+// `client` is a live client; `username` is (pointer, length).
+banter_status banter_client_contact(const banter_client *client,
+                                    const char *username,
+                                    size_t username_len,
+                                    banter_contact_action action);
+
+// The caller's contacts (friends, requests both ways, blocks): up to `capacity` into `out`,
+// and how many there are into `*count_out` (more than `capacity` means `out` was too small).
+//
+// # Safety
+// `client` is a live client; `out` has room for `capacity` contacts (NULL if 0);
+// `count_out` is writable.
+banter_status banter_client_contacts(const banter_client *client,
+                                     banter_contact *out,
+                                     size_t capacity,
+                                     size_t *count_out);
+
+// Removes `user` from `room` (moderators); `reason` may be empty.
+//
+// # Safety
+// `client` is a live client; `reason` is (pointer, length).
+banter_status banter_client_kick(const banter_client *client,
+                                 uint64_t room,
+                                 uint64_t user,
+                                 const char *reason,
+                                 size_t reason_len);
+
+// Removes `user` from `room` and keeps them out (moderators): for `seconds`, or until
+// lifted when 0.
+//
+// # Safety
+// `client` is a live client; `reason` is (pointer, length).
+banter_status banter_client_ban(const banter_client *client,
+                                uint64_t room,
+                                uint64_t user,
+                                const char *reason,
+                                size_t reason_len,
+                                uint64_t seconds);
+
+// Lifts a ban (moderators).
+//
+// # Safety
+// `client` is a live client.
+banter_status banter_client_unban(const banter_client *client, uint64_t room, uint64_t user);
+
+// Mutes or unmutes `user` in `room`'s voice, or grants or revokes speech on a stage
+// (moderators; the user must be in the voice).
+//
+// # Safety
+// `client` is a live client.
+banter_status banter_client_voice_moderate(const banter_client *client,
+                                           uint64_t room,
+                                           uint64_t user,
+                                           banter_voice_action action);
+
+// Gives `user` a role in `room` (BANTER_ROLE_*; room 0: the server-wide role, for admins).
+//
+// # Safety
+// `client` is a live client.
+banter_status banter_client_set_role(const banter_client *client,
+                                     uint64_t room,
+                                     uint64_t user,
+                                     uint8_t role);
+
 // A new configuration: server `127.0.0.1:4433`, and no certificate trust yet: connecting
 // fails with BANTER_CERTIFICATE_UNTRUSTED until one of banter_config_set_pinned_fingerprint(),
 // banter_config_set_ca_file() or (explicitly, for development or trust on first use)
@@ -485,6 +643,39 @@ const char *banter_event_sender_name(const banter_event *event);
 // # Safety
 // `event` is NULL or an event you own, not yet freed.
 void banter_event_free(banter_event *event);
+
+// Shares the file at `path` in `room` under `name` (empty: the file's own name); the
+// FILE_SHARED entry's seq in `*seq_out`. An interrupted upload of the same content resumes
+// where the server's copy ends. `progress` (may be NULL) is called on this thread.
+//
+// # Safety
+// `client` is a live client; strings are (pointer, length); `seq_out` is writable;
+// `user_data` is passed to `progress` untouched.
+banter_status banter_client_upload(const banter_client *client,
+                                   uint64_t room,
+                                   const char *path,
+                                   size_t path_len,
+                                   const char *name,
+                                   size_t name_len,
+                                   banter_progress_callback progress,
+                                   void *user_data,
+                                   uint64_t *seq_out);
+
+// Fetches the file shared at `seq` in `room` into `path`, which must not exist (an existing
+// file is never replaced). The bytes are checked against the SHA-256 the server names; an
+// interrupted download continues from `PATH.part`. `progress` (may be NULL) is called on
+// this thread.
+//
+// # Safety
+// `client` is a live client; `path` is (pointer, length); `user_data` is passed to
+// `progress` untouched.
+banter_status banter_client_download(const banter_client *client,
+                                     uint64_t room,
+                                     uint64_t seq,
+                                     const char *path,
+                                     size_t path_len,
+                                     banter_progress_callback progress,
+                                     void *user_data);
 
 // A description of the last failure on this thread (empty after a success). The string is
 // owned by the library and valid until the next libbanter call on this thread.

@@ -32,8 +32,8 @@ pub type banter_event_callback =
 /// banter_client_free(). Usable from any thread.
 #[derive(Debug)]
 pub struct banter_client {
-    runtime: Option<tokio::runtime::Runtime>,
-    client: Client,
+    pub(crate) runtime: Option<tokio::runtime::Runtime>,
+    pub(crate) client: Client,
     shared: Arc<Shared>,
     fingerprint: Option<[u8; 32]>,
     username: String,
@@ -99,13 +99,13 @@ impl Shared {
     }
 }
 
-fn client_ref<'a>(client: *const banter_client) -> Result<&'a banter_client, Failure> {
+pub(crate) fn client_ref<'a>(client: *const banter_client) -> Result<&'a banter_client, Failure> {
     // SAFETY: every exported function requires a live handle or NULL.
     unsafe { handle(client) }
 }
 
 impl banter_client {
-    fn block_on<F: Future>(&self, future: F) -> Result<F::Output, Failure> {
+    pub(crate) fn block_on<F: Future>(&self, future: F) -> Result<F::Output, Failure> {
         let runtime = self
             .runtime
             .as_ref()
@@ -120,13 +120,13 @@ impl banter_client {
         Ok(self.block_on(self.client.request(request))??)
     }
 
-    fn request_one(&self, request: impl Into<Message>) -> Result<Message, Failure> {
+    pub(crate) fn request_one(&self, request: impl Into<Message>) -> Result<Message, Failure> {
         let mut answer = self.request(request)?;
         answer.pop().ok_or_else(|| Failure::new(BANTER_INTERNAL, "empty answer"))
     }
 }
 
-fn text<const N: usize>(value: &str) -> Result<Text<N>, Failure> {
+pub(crate) fn text<const N: usize>(value: &str) -> Result<Text<N>, Failure> {
     Text::new(value).map_err(|e| Failure::new(BANTER_INVALID_ARGUMENT, e.to_string()))
 }
 

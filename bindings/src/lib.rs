@@ -31,13 +31,17 @@
 #![allow(non_camel_case_types)] // C names
 
 mod client;
+mod community;
 mod config;
 mod event;
+mod files;
 mod status;
 
 pub use client::*;
+pub use community::*;
 pub use config::*;
 pub use event::*;
+pub use files::*;
 pub use status::*;
 
 /// The library version, e.g. `"0.1.0"` (NUL-terminated, static).

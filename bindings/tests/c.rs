@@ -175,3 +175,72 @@ async fn the_python_ctypes_example_sends_through_banterd() {
     let stdout = chat_with(&mut grace, program).await;
     assert!(stdout.contains("sent #"), "{stdout}");
 }
+
+/// Builds examples/manage.c the way its README says, with `pkg-config banter` (the .pc file
+/// pointed at this build's library and header).
+fn build_with_pkg_config(out: &Path) -> PathBuf {
+    let pc = std::fs::read_to_string(crate_dir().join("banter.pc")).unwrap();
+    let lib = lib_dir();
+    let pc: String = pc
+        .lines()
+        .map(|line| match line.split_once('=') {
+            Some(("libdir", _)) => format!("libdir={}\n", lib.display()),
+            Some(("includedir", _)) => {
+                format!("includedir={}\n", crate_dir().join("include").display())
+            }
+            _ => format!("{line}\n"),
+        })
+        .collect();
+    std::fs::write(out.join("banter.pc"), pc).unwrap();
+    let flags = Command::new("pkg-config")
+        .args(["--cflags", "--libs", "banter"])
+        .env("PKG_CONFIG_PATH", out)
+        .output()
+        .expect("pkg-config (.ci/run installs it)");
+    assert!(flags.status.success(), "{}", String::from_utf8_lossy(&flags.stderr));
+    let flags = String::from_utf8(flags.stdout).unwrap();
+    let binary = out.join("manage");
+    let status = Command::new(compiler())
+        .args(["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"])
+        .arg(crate_dir().join("examples/manage.c"))
+        .args(flags.split_whitespace())
+        .arg(format!("-Wl,-rpath,{}", lib.display()))
+        .arg("-o")
+        .arg(&binary)
+        .status()
+        .unwrap();
+    assert!(status.success(), "examples/manage.c did not compile with {flags}");
+    binary
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_c_program_built_with_pkg_config_runs_a_community() {
+    let server = TestServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let binary = build_with_pkg_config(dir.path());
+    let file = dir.path().join("agenda.txt");
+    let content = "1. welcome\n2. budget\n".repeat(20_000);
+    std::fs::write(&file, &content).unwrap();
+    let output = Command::new(&binary)
+        .arg(server.addr().to_string())
+        .arg("correct horse battery")
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "exit {:?}\n{stdout}\n{stderr}", output.status);
+    for line in [
+        "guest joined room",
+        "contact guest asks to be friends",
+        "shared at #",
+        "fetched into",
+        "moderated: role, kick, add, ban, unban",
+    ] {
+        assert!(stdout.contains(line), "{line}: {stdout}");
+    }
+    let total = content.len();
+    assert!(stderr.contains(&format!("upload {total}/{total}")), "{stderr}");
+    assert!(stderr.contains(&format!("download {total}/{total}")), "{stderr}");
+    assert_eq!(std::fs::read_to_string(dir.path().join("agenda.txt.copy")).unwrap(), content);
+}

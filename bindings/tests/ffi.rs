@@ -277,3 +277,202 @@ async fn login_keys_are_added_with_proof_listed_and_removed() {
     .await
     .unwrap();
 }
+
+/// The user id of a client (from the event of its own join in `room`).
+fn own_id(client: *mut banter_client, name: &str, room: u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let mut event = ptr::null_mut();
+        // SAFETY: a live client and a writable out-parameter; each event is freed once.
+        unsafe {
+            if banter_client_poll_event(client, 100, &mut event) != banter_status::BANTER_OK {
+                continue;
+            }
+            let found = banter_event_room(event) == room
+                && CStr::from_ptr(banter_event_sender_name(event)).to_str() == Ok(name);
+            let sender = banter_event_sender(event);
+            banter_event_free(event);
+            if found {
+                return sender;
+            }
+        }
+    }
+    panic!("no event from {name} in room {room}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invites_contacts_and_moderation_through_the_c_api() {
+    let server = TestServer::start().await;
+    let addr = server.addr().to_string();
+    tokio::task::spawn_blocking(move || {
+        let ada = client(&addr, "ada");
+        let grace = client(&addr, "grace");
+        // SAFETY: live clients; (pointer, length) strings; buffers of the stated sizes; each
+        // client is freed once.
+        unsafe {
+            let mut room = 0;
+            let status = banter_client_create_room(ada, c"hq".as_ptr(), 2, true, true, &mut room);
+            assert_eq!(status, banter_status::BANTER_OK);
+            // An invite code into the private room, used by grace.
+            let mut code = [0 as std::ffi::c_char; BANTER_INVITE_CODE_CAPACITY];
+            let status = banter_client_invite_create(ada, room, 1, 0, code.as_mut_ptr(), 4);
+            assert_eq!(status, banter_status::BANTER_INVALID_ARGUMENT, "buffer too small");
+            let status =
+                banter_client_invite_create(ada, room, 1, 0, code.as_mut_ptr(), code.len());
+            assert_eq!(status, banter_status::BANTER_OK);
+            let code = CStr::from_ptr(code.as_ptr()).to_str().unwrap().to_owned();
+            let mut joined = 0;
+            let status =
+                banter_client_invite_use(grace, code.as_ptr().cast(), code.len(), &mut joined);
+            assert_eq!(status, banter_status::BANTER_OK);
+            assert_eq!(joined, room);
+            let grace_id = own_id(ada, "grace", room);
+
+            // Contacts: a request, seen from both sides.
+            let status = banter_client_contact(
+                ada,
+                c"grace".as_ptr(),
+                5,
+                banter_contact_action::BANTER_CONTACT_REQUEST,
+            );
+            assert_eq!(status, banter_status::BANTER_OK);
+            let mut contacts = [banter_contact {
+                user: 0,
+                username: [0; BANTER_USERNAME_CAPACITY],
+                state: banter_contact_state::BANTER_CONTACT_FRIEND,
+            }; 4];
+            let mut count = 0;
+            let status = banter_client_contacts(grace, contacts.as_mut_ptr(), 4, &mut count);
+            assert_eq!(status, banter_status::BANTER_OK);
+            assert_eq!(count, 1);
+            assert_eq!(CStr::from_ptr(contacts[0].username.as_ptr()).to_str(), Ok("ada"));
+            assert_eq!(contacts[0].state, banter_contact_state::BANTER_CONTACT_INCOMING);
+            let status = banter_client_contact(
+                grace,
+                c"ada".as_ptr(),
+                3,
+                banter_contact_action::BANTER_CONTACT_BLOCK,
+            );
+            assert_eq!(status, banter_status::BANTER_OK);
+            banter_client_contacts(grace, contacts.as_mut_ptr(), 4, &mut count);
+            assert_eq!(contacts[0].state, banter_contact_state::BANTER_CONTACT_BLOCKED);
+            // (While she blocks ada, ada cannot even find her to add her to a room.)
+            let status = banter_client_room_add(ada, room, c"grace".as_ptr(), 5);
+            assert_eq!(status, banter_status::BANTER_SERVER_ERROR);
+            let status = banter_client_contact(
+                grace,
+                c"ada".as_ptr(),
+                3,
+                banter_contact_action::BANTER_CONTACT_UNBLOCK,
+            );
+            assert_eq!(status, banter_status::BANTER_OK);
+
+            // Moderation: not grace's to do; ada's roles, kick, ban, unban, add back.
+            let status = banter_client_kick(grace, room, 1, c"".as_ptr(), 0);
+            assert_eq!(status, banter_status::BANTER_SERVER_ERROR);
+            let status = banter_client_set_role(ada, room, grace_id, 9);
+            assert_eq!(status, banter_status::BANTER_INVALID_ARGUMENT);
+            let status = banter_client_set_role(ada, room, grace_id, BANTER_ROLE_MODERATOR);
+            assert_eq!(status, banter_status::BANTER_OK);
+            let status = banter_client_set_role(ada, room, grace_id, BANTER_ROLE_MEMBER);
+            assert_eq!(status, banter_status::BANTER_OK);
+            let status = banter_client_voice_moderate(
+                ada,
+                room,
+                grace_id,
+                banter_voice_action::BANTER_VOICE_MUTE,
+            );
+            assert_eq!(status, banter_status::BANTER_SERVER_ERROR, "grace is not in voice");
+            let status = banter_client_kick(ada, room, grace_id, c"spam".as_ptr(), 4);
+            assert_eq!(status, banter_status::BANTER_OK);
+            let status = banter_client_room_add(ada, room, c"grace".as_ptr(), 5);
+            assert_eq!(status, banter_status::BANTER_OK);
+            let status = banter_client_ban(ada, room, grace_id, c"again".as_ptr(), 5, 0);
+            assert_eq!(status, banter_status::BANTER_OK);
+            let status = banter_client_join(grace, room);
+            assert_eq!(status, banter_status::BANTER_SERVER_ERROR, "banned");
+            let status = banter_client_unban(ada, room, grace_id);
+            assert_eq!(status, banter_status::BANTER_OK);
+            banter_client_free(grace);
+            banter_client_free(ada);
+        }
+    })
+    .await
+    .unwrap();
+}
+
+unsafe extern "C" fn record_progress(user_data: *mut c_void, done: u64, total: u64) {
+    // SAFETY: the test passes a live Vec for the duration of the call.
+    let seen = unsafe { &mut *user_data.cast::<Vec<(u64, u64)>>() };
+    seen.push((done, total));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_go_up_and_down_with_progress_on_the_calling_thread() {
+    let server = TestServer::start().await;
+    let addr = server.addr().to_string();
+    tokio::task::spawn_blocking(move || {
+        let ada = client(&addr, "ada");
+        let work = tempfile::tempdir().unwrap();
+        let original = work.path().join("data.bin");
+        let content: Vec<u8> = (0..300_000u32).flat_map(|i| i.to_le_bytes()).collect();
+        std::fs::write(&original, &content).unwrap();
+        let path = original.to_str().unwrap();
+        let copy = work.path().join("copy.bin");
+        let copy_path = copy.to_str().unwrap();
+        // SAFETY: a live client; (pointer, length) strings; the progress state outlives
+        // the calls; the client is freed once.
+        unsafe {
+            let mut room = 0;
+            banter_client_create_room(ada, c"files".as_ptr(), 5, false, false, &mut room);
+            let mut seen: Vec<(u64, u64)> = Vec::new();
+            let mut seq = 0;
+            let status = banter_client_upload(
+                ada,
+                room,
+                path.as_ptr().cast(),
+                path.len(),
+                c"".as_ptr(),
+                0,
+                Some(record_progress),
+                (&raw mut seen).cast(),
+                &mut seq,
+            );
+            assert_eq!(status, banter_status::BANTER_OK);
+            assert!(seq > 0);
+            let total = content.len() as u64;
+            assert!(seen.len() >= 2, "{seen:?}");
+            assert_eq!(seen.last(), Some(&(total, total)));
+            assert!(seen.windows(2).all(|w| w[0].0 <= w[1].0), "{seen:?}");
+
+            seen.clear();
+            let status = banter_client_download(
+                ada,
+                room,
+                seq,
+                copy_path.as_ptr().cast(),
+                copy_path.len(),
+                Some(record_progress),
+                (&raw mut seen).cast(),
+            );
+            assert_eq!(status, banter_status::BANTER_OK);
+            assert_eq!(std::fs::read(&copy).unwrap(), content);
+            assert_eq!(seen.last(), Some(&(total, total)));
+            // An existing file is never replaced; NULL progress is fine.
+            let status = banter_client_download(
+                ada,
+                room,
+                seq,
+                copy_path.as_ptr().cast(),
+                copy_path.len(),
+                None,
+                ptr::null_mut(),
+            );
+            assert_eq!(status, banter_status::BANTER_INTERNAL);
+            assert!(CStr::from_ptr(banter_last_error()).to_string_lossy().contains("exists"));
+            banter_client_free(ada);
+        }
+    })
+    .await
+    .unwrap();
+}

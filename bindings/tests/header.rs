@@ -28,8 +28,7 @@ fn the_committed_header_matches_the_code() {
 
 #[test]
 fn the_pkg_config_file_carries_the_crate_version() {
-    let pc =
-        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("libbanter.pc"))
-            .unwrap();
+    let pc = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("banter.pc"))
+        .unwrap();
     assert!(pc.lines().any(|l| l == format!("Version: {}", env!("CARGO_PKG_VERSION"))), "{pc}");
 }
