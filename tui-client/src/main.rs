@@ -1,6 +1,7 @@
 //! `banter`: the Banter terminal client. Its subcommands are a contract scripts rely on (see
 //! the README): `register`, `login`, `logout`, `rooms`, `create-room`, `join`, `leave`, `send`,
-//! `tail`, `history`, each with `--json` for one JSON object per line.
+//! `dm`, `react`, `edit`, `delete`, `tail`, `history`, the files, contacts, keys and invites
+//! commands and the moderator's, each with `--json` for one JSON object per line.
 //!
 //! Exit codes: 0 success; 1 other failure; 2 usage; 3 cannot reach the server; 4 not logged in
 //! or authentication failed; 5 the server refused the request; 6 the server's certificate is
