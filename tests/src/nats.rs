@@ -2,6 +2,7 @@
 //! process id when the test is done. Without `nats-server` installed (scripts/test installs
 //! it) the test fails and says so (it never skips).
 
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -13,19 +14,16 @@ pub struct TestNats {
 }
 
 impl TestNats {
-    /// Starts nats-server; returns once it accepts connections.
+    /// Starts nats-server on a port it picks itself (no race with other tests for a free
+    /// port); returns once it accepts connections.
     pub fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("a free port")
-            .local_addr()
-            .unwrap()
-            .port();
-        Self { child: launch(port), port }
+        let (child, port) = launch(None);
+        Self { child, port }
     }
 
     /// Starts it again after [`stop`](Self::stop), on the same port.
     pub fn restart(&mut self) {
-        self.child = launch(self.port);
+        self.child = launch(Some(self.port)).0;
     }
 
     /// Its URL.
@@ -46,20 +44,40 @@ impl Drop for TestNats {
     }
 }
 
-/// Starts nats-server on `port`; returns once it accepts connections.
-fn launch(port: u16) -> Child {
-    let child = Command::new("nats-server")
-        .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+/// Starts nats-server on `port` (or one it picks); returns it, and its port, once it
+/// accepts connections. The port is read from what the server itself says it listens on, so
+/// a port another test's server holds can never be taken for this one's.
+fn launch(port: Option<u16>) -> (Child, u16) {
+    let port_arg = port.map_or_else(|| "-1".to_owned(), |p| p.to_string());
+    let mut child = Command::new("nats-server")
+        .args(["-a", "127.0.0.1", "-p", &port_arg])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect(
             "nats-server is not installed: the cluster tests need it (scripts/test installs it)",
         );
+    let stderr = child.stderr.take().expect("piped");
+    let (found, listening) = std::sync::mpsc::channel();
+    // Reads the log for the port, then drains it (a full pipe would stall the server).
+    std::thread::spawn(move || {
+        let mut found = Some(found);
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(at) = line.split("Listening for client connections on ").nth(1) {
+                let port = at.trim().rsplit(':').next().and_then(|p| p.parse::<u16>().ok());
+                if let (Some(found), Some(port)) = (found.take(), port) {
+                    let _ = found.send(port);
+                }
+            }
+        }
+    });
+    let port = listening
+        .recv_timeout(Duration::from_secs(10))
+        .expect("nats-server did not start listening within 10 s");
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nats-server did not start within 10 s");
+        assert!(Instant::now() < deadline, "nats-server did not accept connections within 10 s");
         std::thread::sleep(Duration::from_millis(20));
     }
-    child
+    (child, port)
 }
