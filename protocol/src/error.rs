@@ -47,6 +47,9 @@ pub enum DecodeError {
     /// A SETTINGS frame names the same setting twice.
     #[error("duplicate setting {0:#x}")]
     DuplicateSetting(u64),
+    /// A SETTINGS frame has more than 256 entries.
+    #[error("more than 256 settings")]
+    TooManySettings,
     /// Any other malformation, described.
     #[error("malformed: {0}")]
     Malformed(&'static str),

@@ -222,7 +222,7 @@ impl Settings {
                 return Err(DecodeError::DuplicateSetting(id.0));
             }
             if settings.entries.len() == MAX_ENTRIES {
-                return Err(DecodeError::Malformed("more than 256 settings"));
+                return Err(DecodeError::TooManySettings);
             }
             settings.entries.push(Setting { id, value });
         }

@@ -402,7 +402,21 @@ fn invalid_vectors() -> Vec<(&'static str, Vec<u8>, DecodeError)> {
             vec![0x01, 0x03, 0x05, 0x03, 0x61],
             DecodeError::Truncated,
         ),
+        ("settings-too-many-entries", too_many_settings(), DecodeError::TooManySettings),
     ]
+}
+
+/// A SETTINGS frame of 257 entries (distinct even ids, value 0): one more than allowed.
+fn too_many_settings() -> Vec<u8> {
+    let mut body = Vec::new();
+    for id in 0..257u64 {
+        banter_protocol::varint::encode(0x1000 + id * 2, &mut body);
+        body.push(0);
+    }
+    let mut frame = vec![0x01];
+    banter_protocol::varint::encode(body.len() as u64, &mut frame);
+    frame.extend(body);
+    frame
 }
 
 /// A parsed datagram: its header and payload bytes.

@@ -174,8 +174,12 @@ async fn drive(
         }
         if let Some(close) = close {
             // Give the ERROR frame a moment to reach the client before the close discards
-            // unsent stream data; the close code says the same thing either way.
-            control.flush_and_finish(Duration::from_millis(500)).await;
+            // unsent stream data; the close code says the same thing either way. The control
+            // stream is never finished: a FIN on a critical stream would read as
+            // CLOSED_CRITICAL_STREAM to a strict client (spec §3.2).
+            let arrival = (conn.rtt() * 2 + Duration::from_millis(10)).min(CLOSE_GRACE);
+            control.flush(CLOSE_GRACE).await;
+            tokio::time::sleep(arrival).await;
             tracing::debug!(code = %close.code, reason = %close.reason, "closing");
             conn.close(code(close.code), close.reason.as_bytes());
             break Ok(());
@@ -191,6 +195,10 @@ async fn drive(
     result
 }
 
+/// How long a close waits, at most, for the ERROR frame before it to be written and to reach
+/// the peer.
+const CLOSE_GRACE: Duration = Duration::from_millis(500);
+
 /// The close reason for a peer that does not take its control stream.
 const CONTROL_NOT_READ: &[u8] = b"control stream not read";
 
@@ -200,8 +208,8 @@ const CONTROL_OUTBOX: usize = 64;
 
 enum ControlOut {
     Bytes(Vec<u8>),
-    /// Finish the stream and say when the peer has it (or the wait is over).
-    Finish(tokio::sync::oneshot::Sender<()>),
+    /// Say when everything queued before this is written (handed to QUIC).
+    Flush(tokio::sync::oneshot::Sender<()>),
 }
 
 /// The server's control stream, opened and written by a task of its own, so that a peer that
@@ -229,12 +237,12 @@ impl ControlWriter {
         }
     }
 
-    /// Finishes the stream after what is queued, waiting at most `bound` for the peer.
-    async fn flush_and_finish(&self, bound: Duration) {
-        let (done, finished) = tokio::sync::oneshot::channel();
+    /// Waits, at most `bound`, until what is queued is written.
+    async fn flush(&self, bound: Duration) {
+        let (done, flushed) = tokio::sync::oneshot::channel();
         let _ = tokio::time::timeout(bound, async {
-            if self.outbox.send(ControlOut::Finish(done)).await.is_ok() {
-                let _ = finished.await;
+            if self.outbox.send(ControlOut::Flush(done)).await.is_ok() {
+                let _ = flushed.await;
             }
         })
         .await;
@@ -269,11 +277,8 @@ impl ControlWriter {
                         }
                     }
                 }
-                ControlOut::Finish(done) => {
-                    let _ = send.finish();
-                    let _ = send.stopped().await;
+                ControlOut::Flush(done) => {
                     let _ = done.send(());
-                    return;
                 }
             }
         }
@@ -474,6 +479,11 @@ async fn session_writer(
     let Some(mut send) = open(&conn, kind, priority).await else { return };
     loop {
         if !session.is_attached_to(conn_id) {
+            // Resumed elsewhere: this connection is being closed (SESSION_REPLACED). The
+            // stream stays open until then; a FIN on a critical stream would be an error of
+            // its own (spec §3.2).
+            conn.closed().await;
+            drop(send);
             return;
         }
         let taken = match queue {

@@ -440,3 +440,57 @@ async fn handshakes_that_never_finish_expire_while_others_chat_and_connect() {
         handshake.abort();
     }
 }
+
+/// Spec §3.2 (issue 15 A): the server never finishes a critical stream before it closes, so
+/// a strict client learns the close's real reason (here AUTH_FAILED), not
+/// CLOSED_CRITICAL_STREAM; the ERROR frame arrives first, on the open stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_hello_ends_with_error_then_the_close_and_no_fin_on_the_control_stream() {
+    use banter_client::protocol::message::Hello;
+    use banter_client::protocol::session::{ClientConfig, ClientConnection, Greeting};
+    use banter_client::protocol::stream::StreamType;
+
+    let server = TestServer::start().await;
+    let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    let options = banter_client::Options::new(banter_client::Trust::AcceptAny, "localhost");
+    let raw =
+        banter_client::Connection::connect_raw(&endpoint, server.addr(), options).await.unwrap();
+    let now = Instant::now();
+    let mut session = ClientConnection::new(&ClientConfig::default(), now);
+    let forged = Blob::new(vec![7u8; 64]).unwrap();
+    session.greet(now, Greeting::Hello { access_token: forged, interests: Hello::INTEREST_ALL });
+    let mut control = raw.open_uni().await.unwrap();
+    let mut bytes = Vec::new();
+    StreamType::CONTROL.encode(&mut bytes);
+    bytes.extend(session.poll_transmit().unwrap());
+    control.write_all(&bytes).await.unwrap();
+
+    let mut theirs = tokio::time::timeout(WAIT, raw.accept_uni()).await.unwrap().unwrap();
+    let mut head = [0u8; 1];
+    theirs.read_exact(&mut head).await.unwrap();
+    assert_eq!(head[0], 0x00, "the server's control stream");
+    let mut decoder = FrameDecoder::new(65536);
+    let mut buf = vec![0u8; 4096];
+    let mut frames = Vec::new();
+    let end = loop {
+        match tokio::time::timeout(WAIT, theirs.read(&mut buf)).await.unwrap() {
+            Ok(Some(n)) => {
+                decoder.push(&buf[..n]);
+                while let Some(message) = decoder.next_message().unwrap() {
+                    frames.push(message);
+                }
+            }
+            other => break other,
+        }
+    };
+    assert!(
+        frames.iter().any(|m| matches!(m, Message::Error(e) if e.code == ErrorCode::AUTH_FAILED)),
+        "{frames:?}"
+    );
+    match end {
+        Err(quinn::ReadError::ConnectionLost(quinn::ConnectionError::ApplicationClosed(close))) => {
+            assert_eq!(close.error_code.into_inner(), ErrorCode::AUTH_FAILED.0);
+        }
+        other => panic!("the control stream ended with {other:?}, not the connection's close"),
+    }
+}

@@ -125,3 +125,32 @@ async fn a_client_that_closes_with_no_error_ends_its_session_and_one_that_suspen
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert_eq!(resume(&done).await, Err(ErrorCode::RESUME_UNAVAILABLE), "NO_ERROR ended it");
 }
+
+/// Spec §6.4 (issue 15 C): CATCH_UP's Next is absent exactly when the answer reaches the
+/// head, a full page that ends there included; HISTORY's is absent when it reaches seq 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paging_ends_without_next_exactly_at_the_head_and_at_the_start() {
+    use banter_client::protocol::message::History;
+    let server = TestServer::start().await;
+    let ada = server.user("ada").await;
+    let room = ada.create_room("general", false).await; // seq 1: ada's join
+    for i in 0..3 {
+        ada.post(room, &format!("post {i}")).await.unwrap(); // seqs 2..=4
+    }
+    let next = |page: &[Message]| match page.last() {
+        Some(Message::PageEnd(end)) => end.next,
+        other => panic!("no PAGE_END: {other:?}"),
+    };
+    let full_to_head = ada.conn.request(CatchUp { room, after: 1, limit: 3 }).await.unwrap();
+    assert_eq!(full_to_head.len(), 4, "three entries and PAGE_END");
+    assert_eq!(next(&full_to_head), None, "a full page that ends at the head has no Next");
+    let short_of_head = ada.conn.request(CatchUp { room, after: 0, limit: 3 }).await.unwrap();
+    assert_eq!(next(&short_of_head), Some(3));
+    let past_head = ada.conn.request(CatchUp { room, after: 4, limit: 3 }).await.unwrap();
+    assert_eq!((past_head.len(), next(&past_head)), (1, None));
+
+    let to_start = ada.conn.request(History { room, before: Some(4), limit: 3 }).await.unwrap();
+    assert_eq!(next(&to_start), None, "a page that ends at seq 1 has no Next");
+    let newest = ada.conn.request(History { room, before: None, limit: 2 }).await.unwrap();
+    assert_eq!(next(&newest), Some(3));
+}

@@ -647,27 +647,34 @@ pub(super) async fn catch_up(ctx: &ConnCtx, r: CatchUp) -> Result<Vec<Message>> 
     } else {
         Vec::new()
     };
-    let reached_head = entries.len() < limit;
-    if reached_head {
-        // Resume a paused live push exactly where this answer ends: in the writer, where no
-        // entry can commit between the read and the unpause (spec §7.7).
+    // The page may reach the head: short, or full up to the head read above. Whether it
+    // does is settled in the writer, where no entry can commit between the read and the
+    // unpause of a paused live push (spec §7.7): one entry more than fits is read to know.
+    let at_head = entries.last().is_none_or(|(k, _)| keys::id_at(k, 9) >= head);
+    let mut caught_up = false;
+    if entries.len() < limit || at_head {
         let session = Arc::clone(&authed.session);
         let from = entries.last().map_or(start, |(k, _)| keys::id_at(k, 9) + 1);
         let room_end = keys::log(room, u64::MAX);
         let remaining = limit - entries.len();
-        let tail = ctx
+        let (tail, reached) = ctx
             .shared
             .store
             .write(
                 move |txn| {
-                    let raw = txn.durable_range(&keys::log(room, from), &room_end, remaining)?;
-                    session.unpause(room);
-                    Ok::<_, RequestError>(raw)
+                    let raw =
+                        txn.durable_range(&keys::log(room, from), &room_end, remaining + 1)?;
+                    let reached = raw.len() <= remaining;
+                    if reached {
+                        session.unpause(room);
+                    }
+                    Ok::<_, RequestError>((raw, reached))
                 },
-                |raw| raw,
+                |answer| answer,
             )
             .await?;
-        for (key, value) in tail {
+        caught_up = reached;
+        for (key, value) in tail.into_iter().take(remaining) {
             entries.push((key.clone(), crate::store::decode(&key, &value)?));
         }
     }
@@ -678,8 +685,8 @@ pub(super) async fn catch_up(ctx: &ConnCtx, r: CatchUp) -> Result<Vec<Message>> 
         let masked = !own && ctx.shared.store.contains(&keys::anonymous(room, seq))?;
         out.push(entry_frame(room, seq, entry, 0, own, masked));
     }
-    let last = entries.last().map(|(k, _)| keys::id_at(k, 9));
-    let next = if entries.len() >= limit { last } else { None };
+    // Next is absent exactly when the answer reaches the head (spec §6.4).
+    let next = if caught_up { None } else { entries.last().map(|(k, _)| keys::id_at(k, 9)) };
     out.push(PageEnd { room, next }.into());
     Ok(out)
 }
