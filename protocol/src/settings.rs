@@ -14,7 +14,7 @@
 
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, Serializer};
 
 use crate::bounded::{List, Text};
 use crate::error::DecodeError;
@@ -123,6 +123,45 @@ pub struct Setting {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Settings {
     entries: Vec<Setting>,
+}
+
+/// As a list of `{id, value}` entries in the order sent (a value is an integer or bytes):
+/// what tools that show frames (the JSON test vectors) print. SETTINGS is not postcard on the
+/// wire; this is only its value, for reading.
+impl Serialize for Settings {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeSeq as _, SerializeStruct as _};
+        struct Entry<'a>(&'a Setting);
+        impl Serialize for Entry<'_> {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let mut entry = serializer.serialize_struct("Setting", 2)?;
+                entry.serialize_field("id", &self.0.id.0)?;
+                match &self.0.value {
+                    SettingValue::Int(value) => entry.serialize_field("value", value)?,
+                    SettingValue::Bytes(bytes) => {
+                        entry.serialize_field("value", &serde_bytes_ref(bytes))?;
+                    }
+                }
+                entry.end()
+            }
+        }
+        let mut entries = serializer.serialize_seq(Some(self.entries.len()))?;
+        for setting in &self.entries {
+            entries.serialize_element(&Entry(setting))?;
+        }
+        entries.end()
+    }
+}
+
+/// Bytes that serialize as bytes (not as a sequence of numbers).
+fn serde_bytes_ref(bytes: &[u8]) -> impl Serialize + '_ {
+    struct Bytes<'a>(&'a [u8]);
+    impl Serialize for Bytes<'_> {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            serializer.serialize_bytes(self.0)
+        }
+    }
+    Bytes(bytes)
 }
 
 /// A value does not match its id's parity (local misuse).

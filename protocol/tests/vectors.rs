@@ -6,9 +6,15 @@
 //! - `datagrams.vectors`: voice datagrams, valid and invalid.
 //! - `tunnel.vectors`: voice tunnel streams (spec §8.4) and the datagrams they carry.
 //!
+//! Each has a language-neutral twin, `*.json` (spec §11): the same vectors, values in JSON
+//! (see `vectors/json.rs` for the conventions), for implementers in other languages.
+//!
 //! The files are written from the values below by `BANTER_BLESS=1 cargo test -p
 //! banter-protocol --test vectors`. Without it the test fails on any difference, so a change
 //! to a released encoding cannot go unnoticed. Changing a vector is a breaking change.
+
+#[path = "vectors/json.rs"]
+mod json;
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -576,6 +582,119 @@ fn render_tunnel() -> String {
         }
     }
     out
+}
+
+fn hex_plain(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The JSON twins of the four files: arrays of objects, one per vector, in the same order.
+fn render_json_frames() -> String {
+    let vectors: Vec<serde_json::Value> = frame_vectors()
+        .iter()
+        .map(|message| {
+            let mut bytes = Vec::new();
+            message.encode(&mut bytes);
+            serde_json::json!({
+                "name": registry_entry(message.frame_type()).unwrap().name,
+                "type": message.frame_type().0,
+                "hex": hex_plain(&bytes),
+                "value": json::to_json(message),
+            })
+        })
+        .collect();
+    pretty(&vectors)
+}
+
+fn render_json_invalid() -> String {
+    let vectors: Vec<serde_json::Value> = invalid_vectors()
+        .iter()
+        .map(|(name, bytes, error)| {
+            serde_json::json!({"name": name, "hex": hex_plain(bytes), "error": format!("{error:?}")})
+        })
+        .collect();
+    pretty(&vectors)
+}
+
+fn header_json(header: &VoiceHeader) -> serde_json::Value {
+    serde_json::json!({
+        "kind": header.kind.0,
+        "end": header.end,
+        "context": format!("{:?}", header.context),
+        "source": header.source,
+        "sequence": header.sequence,
+        "position": header.position,
+    })
+}
+
+fn render_json_datagrams() -> String {
+    let vectors: Vec<serde_json::Value> = datagram_vectors()
+        .iter()
+        .map(|(name, bytes, parsed)| match parsed {
+            Ok((header, payload)) => serde_json::json!({
+                "name": name,
+                "hex": hex_plain(bytes),
+                "header": header_json(header),
+                "payload": hex_plain(payload),
+            }),
+            Err(error) => serde_json::json!({
+                "name": name, "hex": hex_plain(bytes), "error": format!("{error:?}"),
+            }),
+        })
+        .collect();
+    pretty(&vectors)
+}
+
+fn render_json_tunnel() -> String {
+    let vectors: Vec<serde_json::Value> = tunnel_vectors()
+        .iter()
+        .map(|(name, bytes, read)| match read {
+            Ok(records) => serde_json::json!({
+                "name": name,
+                "hex": hex_plain(bytes),
+                "records": records.iter().map(|r| hex_plain(r)).collect::<Vec<_>>(),
+            }),
+            Err(error) => serde_json::json!({
+                "name": name, "hex": hex_plain(bytes), "error": format!("{error:?}"),
+            }),
+        })
+        .collect();
+    pretty(&vectors)
+}
+
+fn pretty(vectors: &[serde_json::Value]) -> String {
+    serde_json::to_string_pretty(vectors).unwrap() + "\n"
+}
+
+#[test]
+fn the_json_vectors_say_what_the_text_vectors_say() {
+    let frames: Vec<serde_json::Value> =
+        serde_json::from_str(&check_file("frames.json", &render_json_frames())).unwrap();
+    let text = check_file("frames.vectors", &render_frames());
+    let by_text = records(&text);
+    assert_eq!(frames.len(), by_text.len());
+    for (json, (heading, bytes)) in frames.iter().zip(&by_text) {
+        assert_eq!(json["hex"].as_str().unwrap(), hex_plain(bytes), "{heading}");
+        assert!(heading.starts_with(json["name"].as_str().unwrap()), "{heading}");
+    }
+    // Spot checks of the conventions: bytes as hex, v128 as a decimal string, ids as
+    // numbers, enums by name, absent options as null.
+    let post = frames.iter().find(|v| v["name"] == "POST").unwrap();
+    assert!(post["value"]["client_msg_id"].is_string(), "{post}");
+    assert_eq!(post["value"]["room"], 7);
+    let hello = frames.iter().find(|v| v["name"] == "HELLO").unwrap();
+    assert_eq!(hello["value"]["access_token"], hex_plain(b"v1.example-access-token"));
+    let room_info = frames.iter().find(|v| v["name"] == "ROOM_INFO").unwrap();
+    assert_eq!(room_info["value"]["room"]["visibility"], "Public");
+    for (file, rendered) in [
+        ("invalid.json", render_json_invalid()),
+        ("datagrams.json", render_json_datagrams()),
+        ("tunnel.json", render_json_tunnel()),
+    ] {
+        let values: Vec<serde_json::Value> =
+            serde_json::from_str(&check_file(file, &rendered)).unwrap();
+        assert!(!values.is_empty(), "{file}");
+    }
 }
 
 fn vectors_dir() -> PathBuf {

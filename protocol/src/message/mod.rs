@@ -207,8 +207,11 @@ impl FrameInfo {
 macro_rules! registry {
     ($($value:literal $name:ident $variant:ident $dir:ident [$($stream:ident),+];)*) => {
         /// Any registered message. Encode with [`Message::encode`], decode with
-        /// [`Message::decode`] or a [`FrameDecoder`](crate::frame::FrameDecoder).
-        #[derive(Debug, Clone, PartialEq, Eq)]
+        /// [`Message::decode`] or a [`FrameDecoder`](crate::frame::FrameDecoder). It
+        /// serializes (serde) as its body's fields, for tools that show frames; the wire
+        /// format is [`Message::encode`]'s, never this.
+        #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+        #[serde(untagged)]
         #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
         #[allow(clippy::large_enum_variant)] // messages are built, encoded and dropped
         pub enum Message {
