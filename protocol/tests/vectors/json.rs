@@ -73,7 +73,8 @@ impl Seq {
     }
 }
 
-struct Struct(Map<String, Value>);
+/// An object being built, and (for a map) the key whose value comes next.
+struct Struct(Map<String, Value>, Option<String>);
 
 impl ser::Serializer for Json {
     type Ok = Value;
@@ -190,10 +191,10 @@ impl ser::Serializer for Json {
         self.serialize_tuple(len)
     }
     fn serialize_map(self, _: Option<usize>) -> Result<Struct, Error> {
-        Ok(Struct(Map::new()))
+        Ok(Struct(Map::new(), None))
     }
     fn serialize_struct(self, _: &'static str, _: usize) -> Result<Struct, Error> {
-        Ok(Struct(Map::new()))
+        Ok(Struct(Map::new(), None))
     }
     fn serialize_struct_variant(
         self,
@@ -202,7 +203,7 @@ impl ser::Serializer for Json {
         _: &'static str,
         _: usize,
     ) -> Result<Struct, Error> {
-        Ok(Struct(Map::new()))
+        Ok(Struct(Map::new(), None))
     }
 }
 
@@ -235,12 +236,12 @@ impl ser::SerializeMap for Struct {
             Value::String(s) => s,
             other => other.to_string(),
         };
-        self.0.insert(key, Value::Null);
+        self.1 = Some(key);
         Ok(())
     }
     fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
-        let last = self.0.keys().last().cloned().unwrap_or_default();
-        self.0.insert(last, to_json(value));
+        let key = self.1.take().ok_or_else(|| Error("a map value before its key".into()))?;
+        self.0.insert(key, to_json(value));
         Ok(())
     }
     fn end(self) -> Result<Value, Error> {
