@@ -62,18 +62,6 @@ typedef enum {
   BANTER_INTERNAL = 100,
 } banter_status;
 
-// What banter_client_contact() does.
-typedef enum {
-  // Ask to be friends (or accept their request).
-  BANTER_CONTACT_REQUEST = 0,
-  // Decline or withdraw a request, or end a friendship.
-  BANTER_CONTACT_REMOVE = 2,
-  // Block them: no direct messages from them, no presence to them.
-  BANTER_CONTACT_BLOCK = 3,
-  // Lift a block.
-  BANTER_CONTACT_UNBLOCK = 4,
-} banter_contact_action;
-
 // How the caller stands with a contact.
 typedef enum {
   BANTER_CONTACT_FRIEND = 0,
@@ -83,16 +71,6 @@ typedef enum {
   BANTER_CONTACT_INCOMING = 2,
   BANTER_CONTACT_BLOCKED = 3,
 } banter_contact_state;
-
-// What a moderator does in a room's voice.
-typedef enum {
-  BANTER_VOICE_MUTE = 0,
-  BANTER_VOICE_UNMUTE = 1,
-  // Let a listener speak on a stage.
-  BANTER_VOICE_GRANT_SPEAK = 2,
-  // Make a speaker a listener on a stage.
-  BANTER_VOICE_REVOKE_SPEAK = 3,
-} banter_voice_action;
 
 // What an event is.
 typedef enum {
@@ -137,6 +115,30 @@ typedef enum {
   // Shown to others as offline.
   BANTER_PRESENCE_INVISIBLE = 3,
 } banter_presence;
+
+// What banter_client_contact() does (passed as a `uint32_t`: a value outside the enum is
+// BANTER_INVALID_ARGUMENT, never undefined behaviour).
+typedef enum {
+  // Ask to be friends (or accept their request).
+  BANTER_CONTACT_REQUEST = 0,
+  // Decline or withdraw a request, or end a friendship.
+  BANTER_CONTACT_REMOVE = 2,
+  // Block them: no direct messages from them, no presence to them.
+  BANTER_CONTACT_BLOCK = 3,
+  // Lift a block.
+  BANTER_CONTACT_UNBLOCK = 4,
+} banter_contact_action;
+
+// What a moderator does in a room's voice (passed to banter_client_voice_moderate() as a
+// `uint32_t`).
+typedef enum {
+  BANTER_VOICE_MUTE = 0,
+  BANTER_VOICE_UNMUTE = 1,
+  // Let a listener speak on a stage.
+  BANTER_VOICE_GRANT_SPEAK = 2,
+  // Make a speaker a listener on a stage.
+  BANTER_VOICE_REVOKE_SPEAK = 3,
+} banter_voice_action;
 
 // A logged-in client. Create with banter_register() or banter_login(); free with
 // banter_client_free(). Usable from any thread.
@@ -475,14 +477,15 @@ banter_status banter_client_room_add(const banter_client *client,
                                      const char *username,
                                      size_t username_len);
 
-// Changes how the caller stands with the user called `username`.
+// Changes how the caller stands with the user called `username`; `action` is a
+// banter_contact_action value.
 //
 // # Safety
 // `client` is a live client; `username` is (pointer, length).
 banter_status banter_client_contact(const banter_client *client,
                                     const char *username,
                                     size_t username_len,
-                                    banter_contact_action action);
+                                    uint32_t action);
 
 // The caller's contacts (friends, requests both ways, blocks): up to `capacity` into `out`,
 // and how many there are into `*count_out` (more than `capacity` means `out` was too small).
@@ -524,14 +527,14 @@ banter_status banter_client_ban(const banter_client *client,
 banter_status banter_client_unban(const banter_client *client, uint64_t room, uint64_t user);
 
 // Mutes or unmutes `user` in `room`'s voice, or grants or revokes speech on a stage
-// (moderators; the user must be in the voice).
+// (moderators; the user must be in the voice); `action` is a banter_voice_action value.
 //
 // # Safety
 // `client` is a live client.
 banter_status banter_client_voice_moderate(const banter_client *client,
                                            uint64_t room,
                                            uint64_t user,
-                                           banter_voice_action action);
+                                           uint32_t action);
 
 // Gives `user` a role in `room` (BANTER_ROLE_*; room 0: the server-wide role, for admins).
 //

@@ -21,7 +21,7 @@ use crate::status::banter_status::*;
 use crate::status::*;
 
 /// How long a blocking call waits for a connection or an answer.
-const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A callback for events: `user_data` as given to banter_client_set_callback(), and an event
 /// borrowed for the duration of the call.
@@ -242,10 +242,17 @@ fn start(
 }
 
 impl Drop for banter_client {
-    /// Leaves voice, stops the dispatcher thread (after a callback in progress returns) and
-    /// the runtime.
+    /// Leaves voice, closes the connection cleanly, stops the dispatcher thread (after a
+    /// callback in progress returns) and the runtime.
     fn drop(&mut self) {
         drop(lock(&self.voice).take());
+        // A clean close: the server ends the session at once (spec §7.6).
+        if let Some(runtime) = &self.runtime {
+            let client = self.client.clone();
+            runtime.block_on(async move {
+                let _ = tokio::time::timeout(Duration::from_secs(1), client.close()).await;
+            });
+        }
         self.shared.stop.store(true, Ordering::Release);
         self.shared.ready.notify_all();
         if let Some(dispatcher) = self.dispatcher.take() {

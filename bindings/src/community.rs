@@ -24,7 +24,8 @@ const _: () =
     assert!(BANTER_INVITE_CODE_CAPACITY == banter_protocol::message::max::INVITE_CODE + 1);
 const _: () = assert!(BANTER_USERNAME_CAPACITY == banter_protocol::message::max::USERNAME + 1);
 
-/// What banter_client_contact() does.
+/// What banter_client_contact() does (passed as a `uint32_t`: a value outside the enum is
+/// BANTER_INVALID_ARGUMENT, never undefined behaviour).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum banter_contact_action {
@@ -60,7 +61,8 @@ pub struct banter_contact {
     pub state: banter_contact_state,
 }
 
-/// What a moderator does in a room's voice.
+/// What a moderator does in a room's voice (passed to banter_client_voice_moderate() as a
+/// `uint32_t`).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum banter_voice_action {
@@ -115,6 +117,13 @@ pub unsafe extern "C" fn banter_client_invite_create(
 ) -> banter_status {
     guard(|| {
         let client = client_ref(client)?;
+        // Checked before the invite is made, so a failure leaves nothing behind.
+        if code_out.is_null() {
+            return Err(Failure::new(BANTER_NULL_ARGUMENT, "NULL out-parameter"));
+        }
+        if capacity < BANTER_INVITE_CODE_CAPACITY {
+            return Err(Failure::new(BANTER_INVALID_ARGUMENT, "the buffer is too small"));
+        }
         let request = InviteCreate {
             room: RoomId(room),
             max_uses: (max_uses > 0).then_some(max_uses),
@@ -143,6 +152,9 @@ pub unsafe extern "C" fn banter_client_invite_use(
         let client = client_ref(client)?;
         // SAFETY: forwarded caller contract.
         let code = unsafe { str_arg(code, code_len) }?;
+        if room_out.is_null() {
+            return Err(Failure::new(BANTER_NULL_ARGUMENT, "NULL out-parameter"));
+        }
         match client.request_one(InviteUse { code: text(code)? })? {
             // SAFETY: forwarded caller contract.
             Message::RoomInfo(info) => unsafe { write_out(room_out, info.room.room.0) },
@@ -172,7 +184,8 @@ pub unsafe extern "C" fn banter_client_room_add(
     })
 }
 
-/// Changes how the caller stands with the user called `username`.
+/// Changes how the caller stands with the user called `username`; `action` is a
+/// banter_contact_action value.
 ///
 /// # Safety
 /// `client` is a live client; `username` is (pointer, length).
@@ -181,17 +194,19 @@ pub unsafe extern "C" fn banter_client_contact(
     client: *const banter_client,
     username: *const c_char,
     username_len: usize,
-    action: banter_contact_action,
+    action: u32,
 ) -> banter_status {
+    use banter_contact_action::*;
     guard(|| {
         let client = client_ref(client)?;
         // SAFETY: forwarded caller contract.
         let username = unsafe { str_arg(username, username_len) }?;
         let action = match action {
-            banter_contact_action::BANTER_CONTACT_REQUEST => ContactAction::Request,
-            banter_contact_action::BANTER_CONTACT_REMOVE => ContactAction::Remove,
-            banter_contact_action::BANTER_CONTACT_BLOCK => ContactAction::Block,
-            banter_contact_action::BANTER_CONTACT_UNBLOCK => ContactAction::Unblock,
+            a if a == BANTER_CONTACT_REQUEST as u32 => ContactAction::Request,
+            a if a == BANTER_CONTACT_REMOVE as u32 => ContactAction::Remove,
+            a if a == BANTER_CONTACT_BLOCK as u32 => ContactAction::Block,
+            a if a == BANTER_CONTACT_UNBLOCK as u32 => ContactAction::Unblock,
+            _ => return Err(Failure::new(BANTER_INVALID_ARGUMENT, "unknown contact action")),
         };
         client.request_one(ContactSet { username: text(username)?, action })?;
         Ok(())
@@ -310,7 +325,7 @@ pub unsafe extern "C" fn banter_client_unban(
 }
 
 /// Mutes or unmutes `user` in `room`'s voice, or grants or revokes speech on a stage
-/// (moderators; the user must be in the voice).
+/// (moderators; the user must be in the voice); `action` is a banter_voice_action value.
 ///
 /// # Safety
 /// `client` is a live client.
@@ -319,14 +334,16 @@ pub unsafe extern "C" fn banter_client_voice_moderate(
     client: *const banter_client,
     room: u64,
     user: u64,
-    action: banter_voice_action,
+    action: u32,
 ) -> banter_status {
+    use banter_voice_action::*;
     guard(|| {
         let action = match action {
-            banter_voice_action::BANTER_VOICE_MUTE => VoiceAction::ServerMute,
-            banter_voice_action::BANTER_VOICE_UNMUTE => VoiceAction::ServerUnmute,
-            banter_voice_action::BANTER_VOICE_GRANT_SPEAK => VoiceAction::GrantSpeak,
-            banter_voice_action::BANTER_VOICE_REVOKE_SPEAK => VoiceAction::RevokeSpeak,
+            a if a == BANTER_VOICE_MUTE as u32 => VoiceAction::ServerMute,
+            a if a == BANTER_VOICE_UNMUTE as u32 => VoiceAction::ServerUnmute,
+            a if a == BANTER_VOICE_GRANT_SPEAK as u32 => VoiceAction::GrantSpeak,
+            a if a == BANTER_VOICE_REVOKE_SPEAK as u32 => VoiceAction::RevokeSpeak,
+            _ => return Err(Failure::new(BANTER_INVALID_ARGUMENT, "unknown voice action")),
         };
         let moderate = VoiceModerate { room: RoomId(room), user: UserId(user), action };
         client_ref(client)?.request_one(moderate)?;

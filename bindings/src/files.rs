@@ -30,8 +30,9 @@ type Report = Arc<dyn Fn(u64, u64) + Send + Sync>;
 type Transfer<T> = Pin<Box<dyn Future<Output = Result<T, Failure>> + Send>>;
 
 /// Runs `transfer` on the client's runtime, calling `progress` on this thread as it goes
-/// (at most once per percent), and returns its outcome. No timeout: a transfer takes as
-/// long as the file needs; a lost connection ends it with an error.
+/// (at most once per percent), and returns its outcome. Waiting for a connection is bounded
+/// like every call (BANTER_TIMEOUT); the transfer itself takes as long as the file needs,
+/// and a connection lost under it ends it with an error.
 fn run_transfer<T: Send + 'static>(
     client: &banter_client,
     progress: banter_progress_callback,
@@ -53,10 +54,12 @@ fn run_transfer<T: Send + 'static>(
         }
     });
     runtime.spawn(async move {
-        let outcome = match sdk.connection().await {
-            Ok(conn) => transfer(conn, report).await,
-            Err(error) => Err(error.into()),
-        };
+        let outcome =
+            match tokio::time::timeout(crate::client::CALL_TIMEOUT, sdk.connection()).await {
+                Ok(Ok(conn)) => transfer(conn, report).await,
+                Ok(Err(error)) => Err(error.into()),
+                Err(_) => Err(Failure::new(BANTER_TIMEOUT, "no connection in time")),
+            };
         let _ = done.send(Step::Done(outcome));
     });
     loop {

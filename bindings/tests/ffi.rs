@@ -333,7 +333,7 @@ async fn invites_contacts_and_moderation_through_the_c_api() {
                 ada,
                 c"grace".as_ptr(),
                 5,
-                banter_contact_action::BANTER_CONTACT_REQUEST,
+                banter_contact_action::BANTER_CONTACT_REQUEST as u32,
             );
             assert_eq!(status, banter_status::BANTER_OK);
             let mut contacts = [banter_contact {
@@ -351,7 +351,7 @@ async fn invites_contacts_and_moderation_through_the_c_api() {
                 grace,
                 c"ada".as_ptr(),
                 3,
-                banter_contact_action::BANTER_CONTACT_BLOCK,
+                banter_contact_action::BANTER_CONTACT_BLOCK as u32,
             );
             assert_eq!(status, banter_status::BANTER_OK);
             banter_client_contacts(grace, contacts.as_mut_ptr(), 4, &mut count);
@@ -363,7 +363,7 @@ async fn invites_contacts_and_moderation_through_the_c_api() {
                 grace,
                 c"ada".as_ptr(),
                 3,
-                banter_contact_action::BANTER_CONTACT_UNBLOCK,
+                banter_contact_action::BANTER_CONTACT_UNBLOCK as u32,
             );
             assert_eq!(status, banter_status::BANTER_OK);
 
@@ -380,7 +380,7 @@ async fn invites_contacts_and_moderation_through_the_c_api() {
                 ada,
                 room,
                 grace_id,
-                banter_voice_action::BANTER_VOICE_MUTE,
+                banter_voice_action::BANTER_VOICE_MUTE as u32,
             );
             assert_eq!(status, banter_status::BANTER_SERVER_ERROR, "grace is not in voice");
             let status = banter_client_kick(ada, room, grace_id, c"spam".as_ptr(), 4);
@@ -470,6 +470,35 @@ async fn files_go_up_and_down_with_progress_on_the_calling_thread() {
             );
             assert_eq!(status, banter_status::BANTER_INTERNAL);
             assert!(CStr::from_ptr(banter_last_error()).to_string_lossy().contains("exists"));
+            banter_client_free(ada);
+        }
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_enum_arguments_out_of_range_are_invalid_not_undefined() {
+    let server = TestServer::start().await;
+    let addr = server.addr().to_string();
+    tokio::task::spawn_blocking(move || {
+        let ada = client(&addr, "ada");
+        // SAFETY: a live client and valid strings; the client is freed once.
+        unsafe {
+            for action in [1, 5, u32::MAX] {
+                let status = banter_client_contact(ada, c"grace".as_ptr(), 5, action);
+                assert_eq!(status, banter_status::BANTER_INVALID_ARGUMENT, "{action}");
+            }
+            let status = banter_client_voice_moderate(ada, 1, 2, 4);
+            assert_eq!(status, banter_status::BANTER_INVALID_ARGUMENT);
+            // A NULL or short buffer is refused before the invite is made.
+            let mut room = 0;
+            banter_client_create_room(ada, c"r".as_ptr(), 1, true, false, &mut room);
+            let status = banter_client_invite_create(ada, room, 0, 0, ptr::null_mut(), 64);
+            assert_eq!(status, banter_status::BANTER_NULL_ARGUMENT);
+            let mut short = [0 as std::ffi::c_char; 8];
+            let status = banter_client_invite_create(ada, room, 0, 0, short.as_mut_ptr(), 8);
+            assert_eq!(status, banter_status::BANTER_INVALID_ARGUMENT);
             banter_client_free(ada);
         }
     })

@@ -130,7 +130,7 @@ struct Inner {
     outbox: Mutex<Outbox>,
     outbox_ready: Notify,
     updates: mpsc::UnboundedSender<Update>,
-    /// Set by [`Client::close`]: no more connections.
+    /// Set by [`Client::close`], or when the client stops for good: no more connections.
     closed: watch::Sender<bool>,
 }
 
@@ -225,14 +225,18 @@ impl Client {
         conn.request(request).await
     }
 
-    /// Waits for a live connection.
+    /// Waits for a live connection; fails once the client has stopped (closed, or stopped for
+    /// good by the server).
     pub async fn connection(&self) -> Result<Connection, RequestError> {
+        let stopped = || RequestError::Connection("client stopped".into());
         let mut live = self.inner.live.subscribe();
-        let conn = live
-            .wait_for(Option::is_some)
-            .await
-            .map_err(|_| RequestError::Connection("client stopped".into()))?;
-        conn.clone().ok_or_else(|| RequestError::Connection("client stopped".into()))
+        let mut closed = self.inner.closed.subscribe();
+        tokio::select! {
+            conn = live.wait_for(Option::is_some) => {
+                conn.map_err(|_| stopped())?.clone().ok_or_else(stopped)
+            }
+            _ = closed.wait_for(|closed| *closed) => Err(stopped()),
+        }
     }
 
     /// Queues a post; it goes out (once, in order) whenever a connection is up. Returns its
@@ -465,6 +469,7 @@ async fn supervise(inner: Arc<Inner>) {
         }
         let _ = inner.updates.send(Update::Connection(ConnectionState::Connecting { attempt }));
         let Some(&addr) = addrs.get(current % addrs.len().max(1)) else {
+            inner.closed.send_replace(true);
             let _ = inner
                 .updates
                 .send(Update::Connection(ConnectionState::Stopped("no server address".into())));
@@ -481,8 +486,12 @@ async fn supervise(inner: Arc<Inner>) {
             }
         };
         inner.live.send_replace(None);
+        if *closed.borrow() {
+            continue; // closed meanwhile: the loop's top says so
+        }
         match ended {
             Ended::Stop(reason) => {
+                inner.closed.send_replace(true);
                 let _ = inner.updates.send(Update::Connection(ConnectionState::Stopped(reason)));
                 return;
             }
@@ -493,8 +502,8 @@ async fn supervise(inner: Arc<Inner>) {
         if inner.updates.is_closed() {
             return;
         }
-        attempt = attempt.saturating_add(1);
         let retry_in = backoff(attempt);
+        attempt = attempt.saturating_add(1);
         let _ =
             inner.updates.send(Update::Connection(ConnectionState::Waiting { attempt, retry_in }));
         tokio::select! {
@@ -535,10 +544,6 @@ async fn run_connection(
     mut events: mpsc::UnboundedReceiver<Event>,
     attempt: &mut u32,
 ) -> Ended {
-    if *inner.closed.borrow() {
-        conn.close();
-        return Ended::Retry;
-    }
     if let Err(ended) = refresh_if_needed(inner, &conn).await {
         return ended;
     }
@@ -549,8 +554,18 @@ async fn run_connection(
         None => conn.hello(&token),
     }
     let mut going_away = false;
+    let mut closed = inner.closed.subscribe();
     loop {
-        let Some(event) = events.recv().await else { return Ended::Retry };
+        // Client::close may come at any point, the handshake included: the connection is
+        // closed here then, before it can go live.
+        let event = tokio::select! {
+            event = events.recv() => event,
+            _ = closed.wait_for(|closed| *closed) => {
+                conn.close();
+                return Ended::Retry;
+            }
+        };
+        let Some(event) = event else { return Ended::Retry };
         match event {
             Event::Welcome(welcome) => {
                 *lock(&inner.resume) = Some((welcome.resume_id, conn.last_event_seq()));

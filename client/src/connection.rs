@@ -530,11 +530,12 @@ impl Connection {
         self.conn.close(close_code(ErrorCode::NO_ERROR), b"bye");
     }
 
-    /// [`Connection::close`], then waits (at most a second) until the close has gone out, so
-    /// that a process exiting next still ends its session on the server at once.
+    /// [`Connection::close`], then gives the close a moment (at most 250 ms; it goes out at
+    /// once, the rest is QUIC's closing period) so that a process exiting next still ends its
+    /// session on the server at once.
     pub async fn close_and_flush(&self) {
         self.close();
-        let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
+        let _ = tokio::time::timeout(Duration::from_millis(250), self.endpoint.wait_idle()).await;
     }
 
     /// Closes the connection with GOING_AWAY: the session stays resumable for the server's
@@ -648,6 +649,11 @@ fn quic_config_with_verifier(
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
         .map_err(|e| ConnectError::Handshake(e.to_string()))?;
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+    if options.keep_alive.is_zero() || options.idle_timeout <= options.keep_alive {
+        return Err(ConnectError::Handshake(
+            "the keep-alive must be above zero and below the idle timeout".into(),
+        ));
+    }
     let mut transport = quinn::TransportConfig::default();
     transport.keep_alive_interval(Some(options.keep_alive));
     // The first RTT guess paces the handshake's retransmissions: 100 ms (not QUIC's 333 ms)

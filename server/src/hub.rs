@@ -510,7 +510,11 @@ impl Hub {
             state.ephemeral.clear();
         }
         if finished {
-            self.lock().remove_session(session.id);
+            let mut state = self.lock();
+            // Unless a RESUME attached it again in between.
+            if session.lock().attached.is_none() {
+                state.remove_session(session.id);
+            }
         }
         self.presence_changed(session.user);
         self.clear_typing_if_offline(session.user);

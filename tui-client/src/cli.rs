@@ -183,7 +183,7 @@ enum Command {
         user: String,
         #[arg(long, default_value = "")]
         reason: String,
-        /// Lift the ban by itself after this many seconds (default: never).
+        /// Lift the ban by itself after this many seconds (default, or 0: never).
         #[arg(long)]
         seconds: Option<u64>,
     },
@@ -369,6 +369,8 @@ async fn dispatch(ctx: &Ctx, command: Option<Command>) -> Result<()> {
             act::moderate(ctx, &room, &user, act::Moderation::Kick(reason)).await
         }
         Command::Ban { room, user, reason, seconds } => {
+            // 0 seconds is no limit, as in libbanter.
+            let seconds = seconds.filter(|s| *s > 0);
             act::moderate(ctx, &room, &user, act::Moderation::Ban(reason, seconds)).await
         }
         Command::Unban { room, user } => {
@@ -643,6 +645,7 @@ async fn leave(ctx: &Ctx, spec: &str) -> Result<()> {
     let (conn, _events, _) = ctx.session().await?;
     let room = resolve_room(&conn, spec).await?;
     conn.request_one(RoomLeave { room: room.room }).await?;
+    forget_room(ctx, &room.name)?;
     if !ctx.json {
         output::line(&format!("left {}", room.name));
     }
@@ -971,9 +974,9 @@ async fn send(ctx: &Ctx, spec: &str, text: &str) -> Result<()> {
         let sent = std::time::Instant::now();
         let answer = match conn.request_one(post.clone()).await {
             // A remembered id that no longer names the room: look it up, once.
-            Err(RequestError::Server {
-                code: ErrorCode::NOT_FOUND | ErrorCode::FORBIDDEN, ..
-            }) if profile.rooms.contains_key(&room_key(spec)) => {
+            Err(RequestError::Server { code: ErrorCode::NOT_FOUND, .. })
+                if profile.rooms.contains_key(&room_key(spec)) =>
+            {
                 let (room, _) = cached_room(ctx, &conn, &mut profile, spec, true).await?;
                 conn.request_one(Post { room, ..post }).await
             }
@@ -1029,6 +1032,15 @@ fn remember_room(ctx: &Ctx, room: &RoomSummary) -> Result<()> {
     let Some(mut profile) = Profile::load(&ctx.profile)? else { return Ok(()) };
     if room.joined && room.kind != banter_protocol::message::RoomKind::Direct {
         profile.rooms.insert(room_key(&room.name), room.room.0);
+        profile.save(&ctx.profile)?;
+    }
+    Ok(())
+}
+
+/// Forgets a remembered room (left).
+fn forget_room(ctx: &Ctx, name: &str) -> Result<()> {
+    let Some(mut profile) = Profile::load(&ctx.profile)? else { return Ok(()) };
+    if profile.rooms.remove(&room_key(name)).is_some() {
         profile.save(&ctx.profile)?;
     }
     Ok(())

@@ -51,11 +51,12 @@ async fn ack(conn: &Connection, request: impl Into<Message>) -> Result<EventAck>
     }
 }
 
-/// A session and the room `spec` names on it.
+/// A session and the room `spec` names on it, looked up afresh (these acts are not latency
+/// critical, and a remembered id could be stale; the lookup refreshes it).
 async fn in_room(ctx: &Ctx, spec: &str) -> Result<(Connection, RoomId, String)> {
     let (conn, _events, mut profile) = ctx.session().await?;
-    let (room, name) = cached_room(ctx, &conn, &mut profile, spec, false).await?;
-    Ok((conn, room, name))
+    let (room, name) = cached_room(ctx, &conn, &mut profile, spec, true).await?;
+    Ok((conn, room, output::one_line(&name)))
 }
 
 pub(super) async fn dm(ctx: &Ctx, user: &str, body: &str) -> Result<()> {
@@ -74,7 +75,7 @@ pub(super) async fn dm(ctx: &Ctx, user: &str, body: &str) -> Result<()> {
         anonymous: false,
     };
     let ack = ack(&conn, post).await?;
-    output::ack(ctx.json, user, &ack, client_msg_id);
+    output::ack(ctx.json, &output::one_line(user), &ack, client_msg_id);
     Ok(())
 }
 
@@ -138,6 +139,7 @@ async fn find_user(conn: &Connection, room: RoomId, name: &str) -> Result<UserId
 pub(super) async fn moderate(ctx: &Ctx, spec: &str, who: &str, act: Moderation) -> Result<()> {
     let (conn, room, name) = in_room(ctx, spec).await?;
     let user = find_user(&conn, room, who).await?;
+    let who = &output::one_line(who);
     let done = match act {
         Moderation::Kick(reason) => {
             let ack = ack(&conn, Kick { room, user, reason: text("reason", &reason)? }).await?;

@@ -137,19 +137,39 @@ fn terminal_write(sequence: &str) {
     let _ = stdout.flush();
 }
 
-/// The escape sequence that asks the terminal for a desktop notification (OSC 777 or OSC 9);
-/// the text is stripped of control characters, and of `;` where it separates fields.
+/// The escape sequence that asks the terminal for a desktop notification (OSC 777 or OSC 9).
+/// Other users' text goes into it, so it keeps only printable characters: no control
+/// characters (C0 and C1: no ESC, BEL or ST can end the sequence early), no format
+/// characters (bidi overrides that would disguise the text), no `;` (a field separator of
+/// both sequences).
 fn notification(notify: Notify, title: &str, body: &str) -> String {
-    let clean = |text: &str, separator: bool| -> String {
-        text.chars().filter(|c| !(c.is_control() || separator && *c == ';')).take(200).collect()
+    let clean = |text: &str| -> String {
+        text.chars()
+            .filter(|c| !c.is_control() && *c != ';' && !is_format_char(*c))
+            .take(200)
+            .collect()
     };
     match notify {
         Notify::Off => String::new(),
-        Notify::Osc777 => {
-            format!("\x1b]777;notify;{};{}\x07", clean(title, true), clean(body, true))
-        }
-        Notify::Osc9 => format!("\x1b]9;{}: {}\x07", clean(title, false), clean(body, false)),
+        Notify::Osc777 => format!("\x1b]777;notify;{};{}\x07", clean(title), clean(body)),
+        Notify::Osc9 => format!("\x1b]9;{}: {}\x07", clean(title), clean(body)),
     }
+}
+
+/// Unicode format characters (category Cf) that change how text reads: bidi controls,
+/// zero-width characters and the like.
+fn is_format_char(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00ad}'
+            | '\u{061c}'
+            | '\u{180e}'
+            | '\u{200b}'..='\u{200f}'
+            | '\u{202a}'..='\u{202e}'
+            | '\u{2060}'..='\u{206f}'
+            | '\u{feff}'
+            | '\u{fff9}'..='\u{fffb}'
+    )
 }
 
 fn set_mouse(on: bool) {
@@ -446,5 +466,23 @@ async fn run_command(
         | Command::VoiceLeave
         | Command::Talk(_)
         | Command::Quit => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn security_notifications_carry_no_escape_or_separator_from_other_users() {
+        let hostile = "hi\x1b]0;pwned\x07\u{9c}\u{9b}31m;ls\u{202e}txt.exe";
+        for how in [Notify::Osc777, Notify::Osc9] {
+            let sequence = notification(how, "banter: room;x", hostile);
+            let inner = &sequence[2..sequence.len() - 1];
+            assert!(!inner.chars().any(|c| c.is_control() || is_format_char(c)), "{sequence:?}");
+            assert_eq!(sequence.matches(';').count(), if how == Notify::Osc777 { 3 } else { 1 });
+            assert!(sequence.ends_with('\x07') && sequence.starts_with("\x1b]"));
+        }
+        assert_eq!(notification(Notify::Off, "t", "b"), "");
     }
 }

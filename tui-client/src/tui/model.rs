@@ -433,10 +433,11 @@ pub(crate) fn update(model: &mut Model, action: Action) -> Vec<Command> {
             model.connection = state;
         }
         Action::Entry(message) => on_entry(model, &message, &mut commands),
-        Action::Click(seq) => {
+        Action::Click(seq) if model.help.is_none() => {
             model.selected = Some(seq);
             model.status = Some(SELECTION_HINT.into());
         }
+        Action::Click(_) => {}
         Action::Progress(what, done, total) => {
             model.transfer = (done < total).then_some((what, done, total));
         }
@@ -495,7 +496,11 @@ pub(crate) fn update(model: &mut Model, action: Action) -> Vec<Command> {
         }
         Action::AuditLoaded(entries) => model.status = Some(audit_line(model, &entries)),
         Action::Done(what) => model.status = Some(what),
-        Action::Failed(error) => model.status = Some(error),
+        Action::Failed(error) => {
+            // A /join or /dm that failed shows nothing later by surprise.
+            model.switch_to = None;
+            model.status = Some(error);
+        }
         Action::VoiceJoined { call, joined, note } => {
             let Some(ours) = model.voice.as_mut().filter(|c| c.id == call) else {
                 return commands;
@@ -712,6 +717,29 @@ fn on_key(model: &mut Model, key: KeyEvent, commands: &mut Vec<Command>) {
         return;
     }
     model.status = None;
+    // Keys that work everywhere: quit, help, mouse, and the call's mute and deafen.
+    match key.code {
+        KeyCode::Char('c') | KeyCode::Char('d') if ctrl => {
+            model.quit = true;
+            return commands.push(Command::Quit);
+        }
+        KeyCode::F(1) => {
+            model.help = if model.help.is_some() { None } else { Some(0) };
+            return;
+        }
+        KeyCode::F(2) => {
+            model.mouse = !model.mouse;
+            model.status =
+                Some(format!("mouse scrolling {}", if model.mouse { "on" } else { "off" }));
+            return commands.push(Command::Mouse(model.mouse));
+        }
+        MUTE_KEY => return toggle_mute(model, commands),
+        DEAFEN_KEY => {
+            let deaf = model.voice.as_ref().is_some_and(|c| c.deaf);
+            return set_self(model, !deaf, !deaf, commands);
+        }
+        _ => {}
+    }
     if model.help.is_some() {
         return help_key(model, key.code);
     }
@@ -728,16 +756,6 @@ fn on_key(model: &mut Model, key: KeyEvent, commands: &mut Vec<Command>) {
         return selection_key(model, key.code, commands);
     }
     match key.code {
-        MUTE_KEY => toggle_mute(model, commands),
-        DEAFEN_KEY => {
-            let deaf = model.voice.as_ref().is_some_and(|c| c.deaf);
-            set_self(model, !deaf, !deaf, commands);
-        }
-        KeyCode::F(1) => model.help = Some(0),
-        KeyCode::Char('c') | KeyCode::Char('d') if ctrl => {
-            model.quit = true;
-            commands.push(Command::Quit);
-        }
         KeyCode::Char('n') if ctrl => {
             let next = (model.current_index() + 1) % model.state.rooms.len().max(1);
             model.select(next, commands);
@@ -794,12 +812,6 @@ fn on_key(model: &mut Model, key: KeyEvent, commands: &mut Vec<Command>) {
             model.scroll += 10;
             load_older_if_needed(model, commands);
         }
-        KeyCode::F(2) => {
-            model.mouse = !model.mouse;
-            model.status =
-                Some(format!("mouse scrolling {}", if model.mouse { "on" } else { "off" }));
-            commands.push(Command::Mouse(model.mouse));
-        }
         KeyCode::PageDown => model.scroll = model.scroll.saturating_sub(10),
         KeyCode::Tab => complete(model),
         _ => {}
@@ -810,7 +822,7 @@ fn on_key(model: &mut Model, key: KeyEvent, commands: &mut Vec<Command>) {
 fn help_key(model: &mut Model, code: KeyCode) {
     let Some(scroll) = model.help.as_mut() else { return };
     match code {
-        KeyCode::Esc | KeyCode::Char('q') | KeyCode::F(1) | KeyCode::Enter => model.help = None,
+        KeyCode::Esc | KeyCode::Char('q') | KeyCode::Enter => model.help = None,
         KeyCode::Up | KeyCode::Char('k') => *scroll = scroll.saturating_sub(1),
         KeyCode::Down | KeyCode::Char('j') => *scroll = (*scroll + 1).min(help::ENTRIES.len()),
         KeyCode::PageUp => *scroll = scroll.saturating_sub(10),
@@ -1034,10 +1046,15 @@ fn submit(model: &mut Model, commands: &mut Vec<Command>) {
         return;
     }
     let room = model.current_room().map(|r| r.summary.room);
-    if let (Some(room), compose @ (Compose::Reply(_) | Compose::Edit(_) | Compose::React(_))) =
-        (room, std::mem::take(&mut model.compose))
-    {
-        return submit_composed(model, room, compose, trimmed, commands);
+    // While a reply or an edit is written, a line that starts with `/` is still a command
+    // (the reply or edit waits); a reaction is whatever was typed.
+    let command_line = trimmed.starts_with('/') && !matches!(model.compose, Compose::React(_));
+    if let (Some(room), false) = (room, command_line) {
+        if let compose @ (Compose::Reply(_) | Compose::Edit(_) | Compose::React(_)) =
+            std::mem::take(&mut model.compose)
+        {
+            return submit_composed(model, room, compose, trimmed, commands);
+        }
     }
     if model.input.history.last().map(String::as_str) != Some(trimmed) {
         model.input.history.push(trimmed.to_owned());
@@ -1847,5 +1864,32 @@ pub(crate) mod tests {
         model.notify = Notify::Off;
         let commands = update(&mut model, Action::Entry(posted(1, 4, ADA, "@grace hi")));
         assert!(!commands.iter().any(|c| matches!(c, Command::Notify { .. })));
+    }
+
+    #[test]
+    fn call_keys_and_quit_work_in_selection_and_help_and_commands_while_replying() {
+        let mut model = model_in_call(false);
+        update(&mut model, Action::Entry(posted(2, 1, ADA, "hello")));
+        keys(&mut model, &[KeyCode::Up]);
+        assert_eq!(model.selected, Some(1));
+        let commands = keys(&mut model, &[KeyCode::F(5)]);
+        assert!(commands.iter().any(|c| matches!(c, Command::VoiceSelf { mute: true, .. })));
+        assert_eq!(model.selected, Some(1), "still selected");
+        keys(&mut model, &[KeyCode::Char('r')]);
+        assert_eq!(
+            typed(&mut model, "/away lunch"),
+            vec![Command::Presence(PresenceStatus::Away, "lunch".into())]
+        );
+        assert_eq!(model.compose, Compose::Reply(1), "the reply waits");
+        keys(&mut model, &[KeyCode::F(1)]);
+        let quit = update(
+            &mut model,
+            Action::Key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)),
+        );
+        assert_eq!(quit, vec![Command::Quit]);
+        // A click under the help overlay selects nothing.
+        model.selected = None;
+        update(&mut model, Action::Click(1));
+        assert_eq!(model.selected, None);
     }
 }
