@@ -317,7 +317,8 @@ config! {
     /// Bytes of events not yet sent to a connection before its rooms are paused (slow consumer).
     live_backlog_bytes: usize = 512 * 1024;
     /// Sessions (live, or detached and resumable) one login may hold; at the cap a new HELLO
-    /// ends the one detached longest, or is refused with LIMIT_EXCEEDED when all are live.
+    /// ends the one detached longest, or when all are live the oldest (its connection is
+    /// closed with SESSION_REPLACED).
     max_sessions_per_login: u32 = 8;
     /// Sessions one user may hold across all their logins (as above).
     max_sessions_per_user: u32 = 32;

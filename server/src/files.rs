@@ -77,9 +77,9 @@ impl FileStore {
     /// How many bytes of this upload an earlier attempt by `user` left (whether the stored
     /// content may stand in for the upload is the caller's decision: it is about access).
     pub(crate) async fn resume_offset(&self, user: UserId, sha256: &[u8; 32], size: u64) -> u64 {
-        let partial = tokio::fs::metadata(self.partial(user, sha256)).await;
+        let kept = tokio::fs::metadata(self.partial(user, sha256)).await.map_or(0, |m| m.len());
         // A partial longer than the declared size is not this upload's: start over.
-        partial.map_or(0, |m| m.len()).min(size)
+        if kept > size { 0 } else { kept }
     }
 
     /// Opens the upload's partial file for appending at `offset` (truncating anything after

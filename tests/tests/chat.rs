@@ -181,3 +181,26 @@ async fn a_members_topic_change_reaches_the_room_and_stays_but_an_outsider_canno
     let Message::RoomInfo(info) = mallory.join(room).await.unwrap() else { panic!() };
     assert_eq!(info.room.topic.as_str(), "release on friday");
 }
+
+/// Spec §7.2 (issue 15): a retried POST whose first attempt was taken gets its ack even
+/// after the author was kicked; a first attempt from someone kicked is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_a_kick_still_gets_the_original_ack() {
+    use banter_client::protocol::message::Kick;
+    let server = TestServer::start().await;
+    let ada = server.user("ada").await;
+    let grace = server.user("grace").await;
+    let room = ada.create_room("general", false).await;
+    grace.join(room).await.unwrap();
+    let id = fresh_id();
+    let first = grace.post_with_id(room, id, "delivered").await.unwrap();
+    let kick = Kick { room, user: grace.auth.user, reason: Text::default() };
+    ada.conn.request_one(kick).await.unwrap();
+    // The retry (the ack was lost, say) is answered as the first attempt was.
+    let again = grace.post_with_id(room, id, "delivered").await.unwrap();
+    assert_eq!(first, again);
+    // Anything new is refused.
+    let refused = grace.post_with_id(room, fresh_id(), "new").await.unwrap_err();
+    assert!(refused.code().is_some(), "{refused:?}");
+    assert_ne!(refused.code(), Some(ErrorCode::CONFLICT));
+}

@@ -334,3 +334,24 @@ async fn security_shared_files_are_deletable_quota_bound_and_removed_when_unrefe
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// Issue 15 (spec §6.9): bytes kept from an interrupted upload that exceed a later UPLOAD's
+/// declared size are not that upload's: it starts at 0 (it used to be told to start at its
+/// end, and then failed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kept_bytes_longer_than_the_declared_size_restart_the_upload_at_zero() {
+    let server = TestServer::start_with(|config| config.max_upload_bytes = 2 << 20).await;
+    let ada = server.user("ada").await;
+    let room = ada.create_room("files", false).await;
+    let data = content(1_000_000, 5);
+    let (_, answer) = raw_upload(&ada.conn, room, &data, sha256(&data), 400_000).await;
+    assert_eq!(error_code(&answer), Some(ErrorCode::REQUEST_CANCELLED));
+    let shorter = &data[..300_000];
+    let (offset, answer) = raw_upload(&ada.conn, room, shorter, sha256(&data), usize::MAX).await;
+    assert_eq!(offset, 0);
+    assert_eq!(error_code(&answer), Some(ErrorCode::INVALID_REQUEST), "the hash does not match");
+    // And the real content uploads whole afterwards.
+    let (offset, answer) = raw_upload(&ada.conn, room, &data, sha256(&data), usize::MAX).await;
+    assert_eq!(offset, 0, "the mismatch dropped what was kept");
+    assert!(matches!(answer.last(), Some(Message::EventAck(_))), "{answer:?}");
+}

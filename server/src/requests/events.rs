@@ -192,12 +192,13 @@ pub(super) async fn post(ctx: &ConnCtx, r: Post) -> Result<Vec<Message>> {
     let user = ctx.authed()?.user;
     check_message_text(ctx, &r.text)?;
     ctx.rate("message")?;
-    let (record, standing) = ctx.authorize(r.room, Action::Participate)?;
-    // A retry of a post already taken is answered with its ack whatever changed since (a
-    // lock, slow mode): refusing it would make the client think it was lost.
+    // A retry of a post already taken is answered with its ack (from the writer, below)
+    // whatever changed since, a kick, a ban, a lock or slow mode included: refusing it would
+    // make the client think a delivered message was lost (spec §7.2).
     let retry = ctx.shared.store.contains(&keys::dedup(user, r.client_msg_id))?;
     let mut slot = None;
     if !retry {
+        let (record, standing) = ctx.authorize(r.room, Action::Participate)?;
         let (settings, taken) = check_may_post(ctx, r.room, &record, &standing)?;
         if r.anonymous && !settings.anonymous {
             return Err(RequestError::new(
