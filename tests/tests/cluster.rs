@@ -291,7 +291,7 @@ async fn a_file_shared_on_one_node_downloads_on_another_and_its_delete_holds_eve
     let a = TestServer::node(shared_files).await;
     let b = TestServer::start_beside(&a, shared_files).await;
     let ada = a.user("ada").await;
-    let bob = b.user("bob").await;
+    let mut bob = b.user("bob").await;
     let room = ada.create_room("files", false).await;
     bob.join(room).await.unwrap();
 
@@ -299,6 +299,15 @@ async fn a_file_shared_on_one_node_downloads_on_another_and_its_delete_holds_eve
     let original = work.path().join("notes.txt");
     std::fs::write(&original, "minutes of the meeting\n".repeat(5000)).unwrap();
     let seq = ada.conn.upload(room, "notes.txt", &original).await.unwrap().seq;
+    // Bob fetches it once it has reached him, as a client does: his node serves an entry
+    // once it has it (it comes over NATS, a moment after the ack on node A).
+    loop {
+        if let Message::FileShared(shared) = bob.next_room_event().await {
+            if shared.meta.seq == seq {
+                break;
+            }
+        }
+    }
     let copy = work.path().join("copy.txt");
     bob.conn.download(room, seq, &copy).await.expect("node B serves what node A stored");
     assert_eq!(std::fs::read(&copy).unwrap(), std::fs::read(&original).unwrap());
