@@ -9,10 +9,11 @@ use banter_client::protocol::Frame;
 use banter_client::protocol::bounded::Text;
 use banter_client::protocol::ids::{RoomId, Timestamp};
 use banter_client::protocol::message::{
-    AuditQuery, Ban, ContactAction, ContactList, ContactSet, ContactState, Delete, DmOpen,
-    Download, Edit, InviteCreate, InviteUse, Kick, ListScope, Logout, MarkRead, Members,
-    MembershipChange, Message, Ping, Post, PresenceSet, PresenceStatus, RoomJoin, RoomKind,
-    RoomLeave, RoomList, RoomSetTopic, SessionList, TypingSet, TypingState, Unban,
+    AuditQuery, Ban, CatchUp, ContactAction, ContactList, ContactSet, ContactState, Delete, DmOpen,
+    Download, Edit, History, InviteCreate, InviteUse, Kick, ListScope, Logout, MarkRead, Members,
+    MembershipChange, Message, Ping, Post, PresenceSet, PresenceStatus, React, Role, RoleSet,
+    RoomConfigure, RoomInvite, RoomJoin, RoomKind, RoomLeave, RoomList, RoomSetTopic, SessionList,
+    SessionRevoke, TypingSet, TypingState, Unban,
 };
 
 use super::streams::session;
@@ -625,6 +626,322 @@ pub(super) fn checks() -> Vec<Check> {
                 refused(
                     mallory.conn.request_one(DmOpen { username: text(&ada.name) }).await,
                     &[ErrorCode::FORBIDDEN, ErrorCode::NOT_FOUND],
+                )
+            },
+        ),
+        Check::new("6.1-2", "§6.1", Must, "WELCOME names the token's user", |t| async move {
+            let ada = User::new(&t, "welcome").await?;
+            if ada.welcome.user == ada.auth.user && ada.welcome.username.as_str() == ada.name {
+                Ok(())
+            } else {
+                Err(format!("{:?} for {:?}", ada.welcome, ada.auth.user))
+            }
+        }),
+        Check::new(
+            "6.2-12",
+            "§6.2",
+            Must,
+            "SESSION_REVOKE ends another login session of the caller: its connection is closed SESSION_REVOKED",
+            |t| async move {
+                let ada = User::new(&t, "revoker").await?;
+                let mut laptop = ada.again(&t).await?;
+                ada.conn
+                    .request_one(SessionRevoke { session: laptop.auth.session })
+                    .await
+                    .map_err(|e| e.to_string())?;
+                loop {
+                    match tokio::time::timeout(raw::WAIT, laptop.events.recv()).await {
+                        Ok(Some(Event::Rejected(e))) if e.code == ErrorCode::SESSION_REVOKED => {
+                            return Ok(());
+                        }
+                        Ok(Some(Event::Closed { code: Some(code), .. }))
+                            if code == ErrorCode::SESSION_REVOKED =>
+                        {
+                            return Ok(());
+                        }
+                        Ok(Some(Event::Closed { code, reason })) => {
+                            return Err(format!("closed with {code:?}: {reason}"));
+                        }
+                        Ok(Some(_)) => {}
+                        _ => return Err("the revoked session's connection stayed open".into()),
+                    }
+                }
+            },
+        ),
+        Check::new(
+            "6.3-9",
+            "§6.3",
+            Must,
+            "ROOM_JOIN of a room already joined appends nothing",
+            |t| async move {
+                let (mut ada, grace, room) = two_in_a_room(&t).await?;
+                grace.conn.request_one(RoomJoin { room }).await.map_err(|e| e.to_string())?;
+                let marker = post(&ada, room, "marker").await?;
+                let mut joins = 0;
+                loop {
+                    match ada.next_entry().await? {
+                        Message::Membership(m) if m.user == grace.auth.user => joins += 1,
+                        Message::Posted(p) if p.meta.seq == marker => break,
+                        _ => {}
+                    }
+                }
+                if joins == 1 { Ok(()) } else { Err(format!("{joins} joins")) }
+            },
+        ),
+        Check::new(
+            "6.3-10",
+            "§6.3",
+            Must,
+            "ROOM_INVITE needs consent: a stranger cannot be added, a friend can",
+            |t| async move {
+                let ada = User::new(&t, "adder").await?;
+                let grace = User::new(&t, "added").await?;
+                let room = ada.room(true, false).await?;
+                let add = || RoomInvite { room, username: text(&grace.name) };
+                refused(ada.conn.request_one(add()).await, &[ErrorCode::FORBIDDEN])?;
+                let befriend = |other: &User| ContactSet {
+                    username: text(&other.name),
+                    action: ContactAction::Request,
+                };
+                ada.conn.request_one(befriend(&grace)).await.map_err(|e| e.to_string())?;
+                grace.conn.request_one(befriend(&ada)).await.map_err(|e| e.to_string())?;
+                ada.conn.request_one(add()).await.map_err(|e| format!("adding a friend: {e}"))?;
+                grace
+                    .conn
+                    .request(History { room, before: None, limit: 5 })
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| format!("the added user cannot read: {e}"))
+            },
+        ),
+        Check::new(
+            "6.3-11",
+            "§6.3",
+            Must,
+            "ROOM_CONFIGURE is for moderators: a member is FORBIDDEN, the owner's appends ROOM_CONFIGURED",
+            |t| async move {
+                let (mut ada, grace, room) = two_in_a_room(&t).await?;
+                let configure = RoomConfigure {
+                    room,
+                    slow_mode_s: Some(5),
+                    locked: None,
+                    anonymous: None,
+                    stage: None,
+                };
+                refused(grace.conn.request_one(configure.clone()).await, &[ErrorCode::FORBIDDEN])?;
+                ada.conn.request_one(configure).await.map_err(|e| e.to_string())?;
+                loop {
+                    if let Message::RoomConfigured(c) = ada.next_entry().await? {
+                        return if c.slow_mode_s == 5 { Ok(()) } else { Err(format!("{c:?}")) };
+                    }
+                }
+            },
+        ),
+        Check::new(
+            "6.3-12",
+            "§6.3",
+            Must,
+            "slow mode refuses a member's second post within the interval with RATE_LIMITED and a retry time",
+            |t| async move {
+                let (ada, grace, room) = two_in_a_room(&t).await?;
+                let configure = RoomConfigure {
+                    room,
+                    slow_mode_s: Some(60),
+                    locked: None,
+                    anonymous: None,
+                    stage: None,
+                };
+                ada.conn.request_one(configure).await.map_err(|e| e.to_string())?;
+                post(&grace, room, "first").await?;
+                let second = Post {
+                    room,
+                    client_msg_id: raw::fresh_id(),
+                    text: text("second"),
+                    reply_to: None,
+                    anonymous: false,
+                };
+                match grace.conn.request_one(second).await {
+                    Err(banter_client::RequestError::Server {
+                        code: ErrorCode::RATE_LIMITED,
+                        retry_after_ms: Some(ms),
+                        ..
+                    }) if ms > 0 => Ok(()),
+                    other => Err(format!("{other:?}")),
+                }
+            },
+        ),
+        Check::new(
+            "6.3-13",
+            "§6.3",
+            Must,
+            "a locked room refuses members' posts and takes the owner's",
+            |t| async move {
+                let (ada, grace, room) = two_in_a_room(&t).await?;
+                let configure = RoomConfigure {
+                    room,
+                    slow_mode_s: None,
+                    locked: Some(true),
+                    anonymous: None,
+                    stage: None,
+                };
+                ada.conn.request_one(configure).await.map_err(|e| e.to_string())?;
+                let by_member = Post {
+                    room,
+                    client_msg_id: raw::fresh_id(),
+                    text: text("may I?"),
+                    reply_to: None,
+                    anonymous: false,
+                };
+                refused(
+                    grace.conn.request_one(by_member).await,
+                    &[ErrorCode::FORBIDDEN, ErrorCode::ROOM_LOCKED],
+                )?;
+                post(&ada, room, "announcement").await.map(|_| ())
+            },
+        ),
+        Check::new(
+            "6.4-12",
+            "§6.4",
+            Must,
+            "DELETE appends DELETED, and HISTORY shows a tombstone without the text",
+            |t| async move {
+                let mut ada = User::new(&t, "deleter").await?;
+                let room = ada.room(false, false).await?;
+                let seq = post(&ada, room, "regret").await?;
+                ada.conn
+                    .request_one(Delete { room, target: seq })
+                    .await
+                    .map_err(|e| e.to_string())?;
+                loop {
+                    if let Message::Deleted(d) = ada.next_entry().await? {
+                        if d.target == seq {
+                            break;
+                        }
+                    }
+                }
+                let page = ada
+                    .conn
+                    .request(History { room, before: None, limit: 10 })
+                    .await
+                    .map_err(|e| e.to_string())?;
+                match page.iter().find_map(|m| match m {
+                    Message::HistoryMessage(h) if h.meta.seq == seq => Some(h),
+                    _ => None,
+                }) {
+                    Some(h) if h.deleted_by.is_some() && h.text.is_empty() => Ok(()),
+                    other => Err(format!("{other:?}")),
+                }
+            },
+        ),
+        Check::new(
+            "6.4-13",
+            "§6.4",
+            Must,
+            "REACT with On false takes a reaction back",
+            |t| async move {
+                let ada = User::new(&t, "unreact").await?;
+                let room = ada.room(false, false).await?;
+                let target = post(&ada, room, "x").await?;
+                let react = |on| React { room, target, emoji: text("🎉"), on };
+                ada.conn.request_one(react(true)).await.map_err(|e| e.to_string())?;
+                ada.conn.request_one(react(false)).await.map_err(|e| e.to_string())?;
+                let page = ada
+                    .conn
+                    .request(History { room, before: None, limit: 10 })
+                    .await
+                    .map_err(|e| e.to_string())?;
+                match page.iter().find_map(|m| match m {
+                    Message::HistoryMessage(h) if h.meta.seq == target => Some(h),
+                    _ => None,
+                }) {
+                    Some(h) if h.reactions.is_empty() => Ok(()),
+                    other => Err(format!("{other:?}")),
+                }
+            },
+        ),
+        Check::new(
+            "6.4-14",
+            "§6.4",
+            Must,
+            "HISTORY with Before reads only below it",
+            |t| async move {
+                let ada = User::new(&t, "before").await?;
+                let room = ada.room(false, false).await?;
+                for _ in 0..4 {
+                    post(&ada, room, "b").await?;
+                }
+                let page = ada
+                    .conn
+                    .request(History { room, before: Some(4), limit: 10 })
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let seqs: Vec<u64> =
+                    page.iter().filter_map(|m| m.entry_meta().map(|m| m.seq)).collect();
+                if seqs == [3, 2, 1] { Ok(()) } else { Err(format!("{seqs:?}")) }
+            },
+        ),
+        Check::new(
+            "6.4-15",
+            "§6.4",
+            Must,
+            "CATCH_UP after the head is an empty page without Next",
+            |t| async move {
+                let ada = User::new(&t, "head").await?;
+                let room = ada.room(false, false).await?;
+                let head = post(&ada, room, "h").await?;
+                let page = ada
+                    .conn
+                    .request(CatchUp { room, after: head, limit: 10 })
+                    .await
+                    .map_err(|e| e.to_string())?;
+                match page.as_slice() {
+                    [Message::PageEnd(end)] if end.next.is_none() => Ok(()),
+                    other => Err(format!("{other:?}")),
+                }
+            },
+        ),
+        Check::new(
+            "6.7-5",
+            "§6.7",
+            Must,
+            "ROLE_SET by the owner makes a moderator, who may then kick",
+            |t| async move {
+                let (ada, grace, room) = two_in_a_room(&t).await?;
+                let carol = User::new(&t, "carol").await?;
+                carol.conn.request_one(RoomJoin { room }).await.map_err(|e| e.to_string())?;
+                ada.conn
+                    .request_one(RoleSet {
+                        room: Some(room),
+                        user: grace.auth.user,
+                        role: Role::MODERATOR,
+                    })
+                    .await
+                    .map_err(|e| e.to_string())?;
+                grace
+                    .conn
+                    .request_one(Kick { room, user: carol.auth.user, reason: text("") })
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| format!("the new moderator's KICK: {e}"))
+            },
+        ),
+        Check::new(
+            "6.7-6",
+            "§6.7",
+            Must,
+            "a member cannot give roles, not even to themselves",
+            |t| async move {
+                let (_ada, grace, room) = two_in_a_room(&t).await?;
+                refused(
+                    grace
+                        .conn
+                        .request_one(RoleSet {
+                            room: Some(room),
+                            user: grace.auth.user,
+                            role: Role::OWNER,
+                        })
+                        .await,
+                    &[ErrorCode::FORBIDDEN],
                 )
             },
         ),
