@@ -189,7 +189,9 @@ impl Options {
     }
 }
 
-/// An open connection.
+/// An open connection. Its clones share it; when the last one is dropped, the connection
+/// closes (with NO_ERROR, as [`Connection::close`]): the tasks that read its streams hold
+/// the QUIC connection too, and would otherwise keep it (and its keep-alives) going.
 #[derive(Debug, Clone)]
 pub struct Connection {
     conn: quinn::Connection,
@@ -198,6 +200,17 @@ pub struct Connection {
     fingerprint: Option<[u8; 32]>,
     endpoint: quinn::Endpoint,
     voice_tunnel: VoiceInbox,
+    _last_handle: Arc<CloseOnDrop>,
+}
+
+/// Closes the connection when the last [`Connection`] handle goes.
+#[derive(Debug)]
+struct CloseOnDrop(quinn::Connection);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0.close(close_code(ErrorCode::NO_ERROR), b"bye");
+    }
 }
 
 /// Where records of the server's voice tunnel go: the joined voice session, if any.
@@ -291,7 +304,15 @@ impl Connection {
         tokio::spawn(drive(streams, control, greet_rx));
         let endpoint = endpoint.clone();
         Ok((
-            Self { conn, session, greet: greet_tx, fingerprint, endpoint, voice_tunnel },
+            Self {
+                _last_handle: Arc::new(CloseOnDrop(conn.clone())),
+                conn,
+                session,
+                greet: greet_tx,
+                fingerprint,
+                endpoint,
+                voice_tunnel,
+            },
             events_rx,
         ))
     }
@@ -646,6 +667,8 @@ fn quic_config_with_verifier(
         .with_custom_certificate_verifier(verifier.clone())
         .with_no_client_auth();
     tls.alpn_protocols = vec![banter_protocol::ALPN.to_vec()];
+    // TLS secrets go to $SSLKEYLOGFILE when it is set (for Wireshark), never otherwise.
+    tls.key_log = Arc::new(rustls::KeyLogFile::new());
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
         .map_err(|e| ConnectError::Handshake(e.to_string()))?;
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));

@@ -76,6 +76,8 @@ pub(crate) fn server_config(
         .with_no_client_auth()
         .with_single_cert(identity.cert_chain.clone(), identity.cert_key.clone_key())?;
     tls.alpn_protocols = vec![banter_protocol::ALPN.to_vec()];
+    // TLS secrets go to $SSLKEYLOGFILE when it is set (for Wireshark), never otherwise.
+    tls.key_log = Arc::new(rustls::KeyLogFile::new());
     // spec §2.4: no 0-RTT in v1.
     tls.max_early_data_size = 0;
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)?;

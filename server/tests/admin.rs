@@ -14,7 +14,8 @@ use banter_client::protocol::bounded::Text;
 use banter_client::protocol::message::{History, Kick, ListScope, Message, Post, RoomJoin};
 use banter_client::{Event, RequestError};
 use common::{
-    PASSWORD, banterd, create_room, free_port, history, login, start, start_with, try_login,
+    PASSWORD, banterd, create_room, free_port, history, login, start, start_adjusted, start_with,
+    try_login,
 };
 
 /// Runs `banterd ARGS --data-dir DIR` with `stdin` as its standard input.
@@ -386,4 +387,32 @@ async fn a_rotated_signing_key_keeps_the_tokens_it_signed_valid() {
             Some(_) => {}
         }
     }
+}
+
+/// Issue 15: banterd writes its TLS secrets to $SSLKEYLOGFILE when it is set (so Wireshark
+/// can read a capture), and nowhere when it is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_secrets_go_to_sslkeylogfile_only_when_it_is_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let keylog = dir.path().join("keys.log");
+    let addr = free_port();
+    let server = start_adjusted(&dir.path().join("data"), addr, &[], |command| {
+        command.env("SSLKEYLOGFILE", &keylog);
+    });
+    let (conn, _events, _) = login(addr, "ada", true).await;
+    conn.close_and_flush().await;
+    let logged = std::fs::read_to_string(&keylog).unwrap();
+    assert!(logged.contains("SERVER_HANDSHAKE_TRAFFIC_SECRET"), "{logged}");
+    assert!(logged.contains("SERVER_TRAFFIC_SECRET_0"), "{logged}");
+    drop(server);
+
+    let quiet = tempfile::tempdir().unwrap();
+    let addr = free_port();
+    let _server = start_adjusted(&quiet.path().join("data"), addr, &[], |command| {
+        command.env_remove("SSLKEYLOGFILE").current_dir(quiet.path());
+    });
+    login(addr, "ada", true).await;
+    let files: Vec<_> =
+        std::fs::read_dir(quiet.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(files, ["data"], "nothing but the data dir");
 }

@@ -154,3 +154,20 @@ async fn paging_ends_without_next_exactly_at_the_head_and_at_the_start() {
     let newest = ada.conn.request(History { room, before: None, limit: 2 }).await.unwrap();
     assert_eq!(next(&newest), Some(3));
 }
+
+/// Dropping the last handle of an SDK connection closes it (NO_ERROR, spec §7.6) instead of
+/// leaving it running, keep-alives and all, in the tasks that read its streams.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_last_connection_handle_closes_the_connection() {
+    let server = TestServer::start().await;
+    let ada = server.user("ada").await;
+    let (conn, _events) = server.connect().await;
+    let clone = conn.clone();
+    let quic = conn.quic().clone();
+    drop(conn);
+    assert!(quic.close_reason().is_none(), "a clone still holds it");
+    drop(clone);
+    let reason = tokio::time::timeout(WAIT, quic.closed()).await.expect("closed at once");
+    assert!(matches!(reason, quinn::ConnectionError::LocallyClosed), "{reason:?}");
+    drop(ada);
+}

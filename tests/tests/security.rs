@@ -395,7 +395,7 @@ async fn security_hello_loops_cannot_pile_up_sessions() {
     }
     // The detached ones made way; the first, live one is untouched.
     let (conn, events) = server.connect().await;
-    TestUser::authenticate(conn, events, ada.auth.clone()).await;
+    let _newest = TestUser::authenticate(conn, events, ada.auth.clone()).await;
     ada.conn.request_one(banter_client::protocol::message::SessionList {}).await.unwrap();
     let (_, text) = banter_tests::http_get(server.metrics_addr().unwrap(), "/metrics").await;
     let sessions = banter_tests::metric_samples(&text)["banter_sessions"];
@@ -407,7 +407,7 @@ async fn security_downloads_never_touch_an_existing_file() {
     let server = TestServer::start().await;
     let dir = tempfile::tempdir().unwrap();
     let mallory = server.user("mallory").await;
-    let victim = server.user("victim").await;
+    let mut victim = server.user("victim").await;
     let room = mallory.create_room("dotfiles", false).await;
     victim.join(room).await.unwrap();
     // Stock content plus a line of the attacker's, shared as ".bashrc".
@@ -417,6 +417,15 @@ async fn security_downloads_never_touch_an_existing_file() {
     let source = dir.path().join("upload");
     tokio::fs::write(&source, &evil).await.unwrap();
     let seq = mallory.conn.upload(room, ".bashrc", &source).await.unwrap().seq;
+    // The victim fetches it once it has reached them, as a client does (in a cluster their
+    // node serves an entry once it has it).
+    loop {
+        if let Message::FileShared(shared) = victim.next_room_event().await {
+            if shared.meta.seq == seq {
+                break;
+            }
+        }
+    }
 
     // The victim's home holds their own .bashrc, and also one named like the safe name.
     let home = dir.path().join("home");

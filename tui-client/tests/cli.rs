@@ -260,6 +260,14 @@ async fn one_command_is_one_connection_that_ends_its_session_when_done() {
     assert_eq!(metric(&server, "handshakes_total"), handshakes + 3.0);
     assert_eq!(settled_sessions(), 0.0);
 
+    // With SSLKEYLOGFILE set (and only then) the client writes its TLS secrets there, for
+    // Wireshark.
+    let keylog = env.home.path().join("keys.log");
+    let logged = env.banter(&["rooms"]).env("SSLKEYLOGFILE", &keylog).output().unwrap();
+    assert!(logged.status.success());
+    let secrets = std::fs::read_to_string(&keylog).unwrap();
+    assert!(secrets.contains("CLIENT_TRAFFIC_SECRET_0"), "{secrets}");
+
     // A remembered room id that is wrong (the room went, another took its name) is looked
     // up again rather than posted to blindly.
     let profile = env.home.path().join("data/banter/profiles/default.toml");
