@@ -6,6 +6,7 @@
 //! banter-bench --server 127.0.0.1:4433 durable --clients 32 --messages 500
 //! banter-bench --server 127.0.0.1:4433 rooms --rooms 100 --members 10 --rate 5
 //! banter-bench --server 127.0.0.1:4433 voice --speakers 20 --listeners 0 --seconds 10
+//! banter-bench --server 127.0.0.1:4433 seed --users 10000 --rooms 1000 --messages 1000000
 //! ```
 //!
 //! The server must allow the load: start it with cheap password hashing (the workloads
@@ -30,6 +31,7 @@ use hdrhistogram::Histogram;
 use tokio::sync::{Semaphore, mpsc};
 
 mod rooms;
+mod seed;
 mod voice;
 
 #[derive(Debug, Parser)]
@@ -95,6 +97,18 @@ enum Workload {
         /// Posts per second in each room.
         #[arg(long, default_value_t = 5)]
         rate: u64,
+    },
+    /// Fills the server with U users, R rooms and M messages (for start-up, history and search
+    /// at scale): P posters, each owning every P-th room, post as fast as acks come back.
+    Seed {
+        #[arg(long)]
+        users: usize,
+        #[arg(long)]
+        rooms: usize,
+        #[arg(long)]
+        messages: u64,
+        #[arg(long, default_value_t = 64)]
+        posters: usize,
     },
     /// S speakers and L listeners in one voice room, each speaker sending 50 datagrams/s:
     /// relayed packets/s, latency through banterd, loss.
@@ -573,6 +587,9 @@ async fn main() -> anyhow::Result<()> {
         Workload::Reconnect { clients } => reconnect(&cli.server, clients).await?,
         Workload::Rooms { rooms, members, seconds, rate } => {
             rooms::run(&cli.server, rooms, members, seconds, rate).await?
+        }
+        Workload::Seed { users, rooms, messages, posters } => {
+            seed::run(&cli.server, users, rooms, messages, posters).await?
         }
         Workload::Voice { speakers, listeners, seconds, payload } => {
             voice::run(&cli.server, speakers, listeners, seconds, payload).await?
