@@ -29,8 +29,8 @@ type Report = Arc<dyn Fn(u64, u64) + Send + Sync>;
 /// A transfer's work on the runtime.
 type Transfer<T> = Pin<Box<dyn Future<Output = Result<T, Failure>> + Send>>;
 
-/// Runs `transfer` on the client's runtime, calling `progress` on this thread as it goes
-/// (at most once per percent), and returns its outcome. Waiting for a connection is bounded
+/// Runs `transfer` on the client's runtime, calling `progress` on this thread as it goes,
+/// and returns its outcome. Waiting for a connection is bounded
 /// like every call (BANTER_TIMEOUT); the transfer itself takes as long as the file needs,
 /// and a connection lost under it ends it with an error.
 fn run_transfer<T: Send + 'static>(
@@ -46,12 +46,9 @@ fn run_transfer<T: Send + 'static>(
     let (steps, received) = std::sync::mpsc::channel();
     let sdk = client.client.clone();
     let done = steps.clone();
-    let shown = std::sync::atomic::AtomicU64::new(u64::MAX);
+    // The SDK reports once per percent; each report wakes this thread.
     let report: Report = Arc::new(move |done: u64, total: u64| {
-        let percent = done.saturating_mul(100) / total.max(1);
-        if shown.swap(percent, std::sync::atomic::Ordering::Relaxed) != percent {
-            let _ = steps.send(Step::Progress(done, total));
-        }
+        let _ = steps.send(Step::Progress(done, total));
     });
     runtime.spawn(async move {
         let outcome =

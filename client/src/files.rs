@@ -15,12 +15,33 @@ use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _, AsyncWriteExt as _};
 
 use crate::connection::{Connection, RequestError};
 
-/// Told the bytes done and the bytes in all as a transfer goes (for a progress bar). It is
-/// called from the transfer's task: it should be quick.
+/// Told the bytes done and the bytes in all as a transfer goes (for a progress bar): at the
+/// start, then at most once per percent, the end included. It is called from the transfer's
+/// task: it should be quick.
 pub type Progress<'a> = &'a (dyn Fn(u64, u64) + Send + Sync);
 
 /// A [`Progress`] that shows nothing.
 fn unseen(_done: u64, _total: u64) {}
+
+/// Passes progress on once per percent (a chunk is 64 KiB: a big file has many).
+struct Reporter<'a> {
+    progress: Progress<'a>,
+    shown: Option<u64>,
+}
+
+impl<'a> Reporter<'a> {
+    fn new(progress: Progress<'a>) -> Self {
+        Self { progress, shown: None }
+    }
+
+    fn report(&mut self, done: u64, total: u64) {
+        let percent = done.saturating_mul(100) / total.max(1);
+        if self.shown != Some(percent) {
+            self.shown = Some(percent);
+            (self.progress)(done, total);
+        }
+    }
+}
 
 fn local(error: std::io::Error) -> RequestError {
     RequestError::Local(error.to_string())
@@ -138,7 +159,8 @@ impl Connection {
         file.seek(std::io::SeekFrom::Start(offset)).await.map_err(local)?;
         let mut buf = vec![0u8; max::FILE_CHUNK];
         let mut sent = offset;
-        progress(sent, size);
+        let mut reporter = Reporter::new(progress);
+        reporter.report(sent, size);
         while sent < size {
             let want = usize::try_from(size - sent).unwrap_or(usize::MAX).min(buf.len());
             let n = file.read(&mut buf[..want]).await.map_err(local)?;
@@ -148,7 +170,7 @@ impl Connection {
             let data = Blob::new(buf[..n].to_vec()).expect("at most one chunk");
             write(&mut send, &FileChunk { data }).await?;
             sent += n as u64;
-            progress(sent, size);
+            reporter.report(sent, size);
         }
         let _ = send.finish();
         match frames.next().await? {
@@ -248,13 +270,14 @@ impl Connection {
             .await
             .map_err(local)?;
         let mut received = offset;
-        progress(received, info.size);
+        let mut reporter = Reporter::new(progress);
+        reporter.report(received, info.size);
         while let Some(frame) = frames.next().await? {
             match frame {
                 Message::FileChunk(chunk) => {
                     file.write_all(&chunk.data).await.map_err(local)?;
                     received += chunk.data.len() as u64;
-                    progress(received.min(info.size), info.size);
+                    reporter.report(received.min(info.size), info.size);
                 }
                 other => {
                     return Err(RequestError::Protocol(format!(
@@ -341,5 +364,19 @@ mod tests {
         assert_eq!(numbered("notes.txt", 2), "notes (2).txt");
         assert_eq!(numbered("bashrc", 1), "bashrc (1)");
         assert_eq!(part_path(Path::new("/tmp/a.bin")), Path::new("/tmp/a.bin.part"));
+    }
+
+    #[test]
+    fn progress_is_reported_at_the_start_then_once_per_percent_to_the_end() {
+        let seen = std::sync::Mutex::new(Vec::new());
+        let record = |done, total| seen.lock().unwrap().push((done, total));
+        let mut reporter = Reporter::new(&record);
+        let total = 10_000_000;
+        for done in (0..=total).step_by(1000) {
+            reporter.report(done, total);
+        }
+        let seen = seen.into_inner().unwrap();
+        assert_eq!(seen.len(), 101, "0%, then 1% to 100%");
+        assert_eq!((seen[0], seen[100]), ((0, total), (total, total)));
     }
 }

@@ -271,18 +271,14 @@ async fn find_room(client: &Client, name: &str) -> Result<RoomId, String> {
     }
 }
 
-/// Reports a transfer's progress as [`Action::Progress`], once per percent.
+/// Reports a transfer's progress as [`Action::Progress`] (the SDK calls it once per percent).
 fn progress_reporter(
     what: String,
     results: &mpsc::UnboundedSender<Action>,
 ) -> impl Fn(u64, u64) + Send + Sync + use<> {
     let results = results.clone();
-    let shown = std::sync::atomic::AtomicU64::new(u64::MAX);
     move |done, total| {
-        let percent = done.saturating_mul(100) / total.max(1);
-        if shown.swap(percent, std::sync::atomic::Ordering::Relaxed) != percent {
-            let _ = results.send(Action::Progress(what.clone(), done, total));
-        }
+        let _ = results.send(Action::Progress(what.clone(), done, total));
     }
 }
 
