@@ -124,22 +124,29 @@ pub struct State {
     pub voice: HashMap<RoomId, BTreeMap<SourceId, VoiceParticipant>>,
     /// Sources talking now (server-authored SPEAKING, spec §8.3).
     pub speaking: HashSet<SourceId>,
-    /// Words besides our name that count as a mention (case-insensitive).
-    pub highlights: Vec<String>,
+    /// Our name and the highlight words, folded to lower case once (a view asks about every
+    /// message it draws).
+    mention_words: Vec<String>,
 }
 
 impl State {
     /// Whether `text` mentions us: our name (with or without `@`) or a highlight word, as a
     /// whole word, case-insensitively (`ada` in "hi Ada!" but not in "adamant").
     pub fn mentions_me(&self, text: &str) -> bool {
-        let name = self.name(self.me);
-        let words =
-            std::iter::once(name.as_str()).chain(self.highlights.iter().map(String::as_str));
-        let words: Vec<String> = words.filter(|w| !w.is_empty()).map(str::to_lowercase).collect();
         text.to_lowercase()
             .split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '-' || c == '.'))
             .map(|word| word.trim_matches('.'))
-            .any(|word| words.iter().any(|w| w == word))
+            .any(|word| self.mention_words.iter().any(|w| w == word))
+    }
+
+    /// Words besides our name that count as a mention (case-insensitive).
+    pub fn set_highlights(&mut self, words: &[String]) {
+        let name = self.name(self.me);
+        self.mention_words = std::iter::once(name.as_str())
+            .chain(words.iter().map(String::as_str))
+            .filter(|w| !w.is_empty())
+            .map(str::to_lowercase)
+            .collect();
     }
 
     /// An empty view for `me`.
@@ -153,7 +160,7 @@ impl State {
             typing: BTreeMap::new(),
             voice: HashMap::new(),
             speaking: HashSet::new(),
-            highlights: Vec::new(),
+            mention_words: vec![my_name.to_lowercase()],
         }
     }
 
@@ -630,7 +637,7 @@ mod tests {
         assert!(state.mentions_me(&format!("{}: lunch?", name.to_uppercase())));
         assert!(!state.mentions_me(&format!("{name}ish is not a name")));
         assert!(!state.mentions_me("deploy done"));
-        state.highlights = vec!["Deploy".into()];
+        state.set_highlights(&["Deploy".into()]);
         assert!(state.mentions_me("deploy done."));
         assert!(!state.mentions_me("redeploy done"));
     }

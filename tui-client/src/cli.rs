@@ -859,7 +859,7 @@ async fn interactive(ctx: &Ctx) -> Result<()> {
     model.mouse = settings.mouse;
     model.bell_on_mention = settings.bell;
     model.notify = settings.notify;
-    model.state.highlights = settings.highlight;
+    model.state.set_highlights(&settings.highlight);
     let mut saved = profile;
     let profile_name = ctx.profile.clone();
     crate::tui::run(client, updates, model, move |credentials| {

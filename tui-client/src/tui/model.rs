@@ -1847,7 +1847,7 @@ pub(crate) mod tests {
     fn alt_u_selects_the_first_unread_message_and_mentions_notify_where_asked() {
         let mut model = model_with_rooms();
         model.notify = Notify::Osc777;
-        model.state.highlights = vec!["deploy".into()];
+        model.state.set_highlights(&["deploy".into()]);
         update(&mut model, Action::Entry(posted(1, 1, ADA, "old")));
         update(&mut model, Action::Entry(posted(1, 2, ADA, "new one")));
         let commands = update(&mut model, Action::Entry(posted(1, 3, ADA, "deploy is done")));
