@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use banter_client::protocol::bounded::{Blob, Text};
 use banter_client::protocol::frame::FrameDecoder;
 use banter_client::protocol::ids::RoomId;
-use banter_client::protocol::message::{AuthOk, Hello, Message, RoomCreate, Visibility, Welcome};
+use banter_client::protocol::message::{
+    AuthOk, EventAck, Hello, Message, Post, RoomCreate, Visibility, Welcome,
+};
 use banter_client::protocol::session::{ClientConfig, ClientConnection, Greeting};
 use banter_client::protocol::settings::Limits;
 use banter_client::protocol::stream::StreamType;
@@ -268,6 +270,19 @@ impl User {
         }
     }
 
+    /// Sends `post`; its EVENT_ACK.
+    pub async fn send(&self, post: Post) -> Result<EventAck, String> {
+        match self.conn.request_one(post).await {
+            Ok(Message::EventAck(ack)) => Ok(ack),
+            other => Err(format!("POST: {other:?}")),
+        }
+    }
+
+    /// Posts `text` to `room` ([`post_request`]); its EVENT_ACK.
+    pub async fn post(&self, room: RoomId, text: &str) -> Result<EventAck, String> {
+        self.send(post_request(room, text)).await
+    }
+
     /// The next frame on the EVENTS stream.
     pub async fn next_entry(&mut self) -> Result<Message, String> {
         loop {
@@ -277,6 +292,17 @@ impl User {
                 _ => return Err("no EVENTS frame in time".into()),
             }
         }
+    }
+}
+
+/// A POST of `text` to `room` with a fresh client message id, neither a reply nor anonymous.
+pub fn post_request(room: RoomId, text: &str) -> Post {
+    Post {
+        room,
+        client_msg_id: fresh_id(),
+        text: Text::new(text).unwrap_or_default(),
+        reply_to: None,
+        anonymous: false,
     }
 }
 

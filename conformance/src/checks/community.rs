@@ -24,20 +24,6 @@ fn text<const N: usize>(value: &str) -> Text<N> {
     Text::new(value).unwrap_or_default()
 }
 
-async fn post(user: &User, room: RoomId, body: &str) -> Result<u64, String> {
-    let post = Post {
-        room,
-        client_msg_id: raw::fresh_id(),
-        text: text(body),
-        reply_to: None,
-        anonymous: false,
-    };
-    match user.conn.request_one(post).await {
-        Ok(Message::EventAck(ack)) => Ok(ack.seq),
-        other => Err(format!("POST: {other:?}")),
-    }
-}
-
 /// Expects `result` to be refused with one of `codes`.
 fn refused<T: std::fmt::Debug>(
     result: Result<T, banter_client::RequestError>,
@@ -305,13 +291,7 @@ pub(super) fn checks() -> Vec<Check> {
             |t| async move {
                 let ada = User::new(&t, "replier").await?;
                 let room = ada.room(false, false).await?;
-                let reply = Post {
-                    room,
-                    client_msg_id: raw::fresh_id(),
-                    text: text("re"),
-                    reply_to: Some(999_999),
-                    anonymous: false,
-                };
+                let reply = Post { reply_to: Some(999_999), ..raw::post_request(room, "re") };
                 refused(ada.conn.request_one(reply).await, &[ErrorCode::NOT_FOUND])
             },
         ),
@@ -322,7 +302,7 @@ pub(super) fn checks() -> Vec<Check> {
             "a member who is not a moderator cannot delete another's message",
             |t| async move {
                 let (ada, grace, room) = two_in_a_room(&t).await?;
-                let seq = post(&ada, room, "keep me").await?;
+                let seq = ada.post(room, "keep me").await?.seq;
                 refused(
                     grace.conn.request_one(Delete { room, target: seq }).await,
                     &[ErrorCode::FORBIDDEN],
@@ -337,7 +317,7 @@ pub(super) fn checks() -> Vec<Check> {
             |t| async move {
                 let mut ada = User::new(&t, "editown").await?;
                 let room = ada.room(false, false).await?;
-                let seq = post(&ada, room, "draft").await?;
+                let seq = ada.post(room, "draft").await?.seq;
                 ada.conn
                     .request_one(Edit { room, target: seq, text: text("final") })
                     .await
@@ -361,13 +341,7 @@ pub(super) fn checks() -> Vec<Check> {
             |t| async move {
                 let ada = User::new(&t, "anon").await?;
                 let room = ada.room(false, false).await?;
-                let post = Post {
-                    room,
-                    client_msg_id: raw::fresh_id(),
-                    text: text("who"),
-                    reply_to: None,
-                    anonymous: true,
-                };
+                let post = Post { anonymous: true, ..raw::post_request(room, "who") };
                 refused(ada.conn.request_one(post).await, &[ErrorCode::INVALID_REQUEST])
             },
         ),
@@ -379,13 +353,7 @@ pub(super) fn checks() -> Vec<Check> {
             |t| async move {
                 let ada = User::new(&t, "long").await?;
                 let room = ada.room(false, false).await?;
-                let post = Post {
-                    room,
-                    client_msg_id: raw::fresh_id(),
-                    text: text(&"x".repeat(16_000)),
-                    reply_to: None,
-                    anonymous: false,
-                };
+                let post = raw::post_request(room, &"x".repeat(16_000));
                 refused(
                     ada.conn.request_one(post).await,
                     &[ErrorCode::INVALID_REQUEST, ErrorCode::LIMIT_EXCEEDED],
@@ -400,7 +368,7 @@ pub(super) fn checks() -> Vec<Check> {
             |t| async move {
                 let ada = User::new(&t, "marker").await?;
                 let room = ada.room(false, false).await?;
-                let seq = post(&ada, room, "read me").await?;
+                let seq = ada.post(room, "read me").await?.seq;
                 let mark = |seq| MarkRead { room, seq, private: false };
                 match ada.conn.request_one(mark(seq)).await {
                     Ok(Message::MarkerOk(ok)) if ok.seq == seq => {}
@@ -472,13 +440,7 @@ pub(super) fn checks() -> Vec<Check> {
                         }
                     }
                 }
-                let post = Post {
-                    room,
-                    client_msg_id: raw::fresh_id(),
-                    text: text("still here?"),
-                    reply_to: None,
-                    anonymous: false,
-                };
+                let post = raw::post_request(room, "still here?");
                 refused(
                     grace.conn.request_one(post).await,
                     &[ErrorCode::FORBIDDEN, ErrorCode::NOT_FOUND],
@@ -676,7 +638,7 @@ pub(super) fn checks() -> Vec<Check> {
             |t| async move {
                 let (mut ada, grace, room) = two_in_a_room(&t).await?;
                 grace.conn.request_one(RoomJoin { room }).await.map_err(|e| e.to_string())?;
-                let marker = post(&ada, room, "marker").await?;
+                let marker = ada.post(room, "marker").await?.seq;
                 let mut joins = 0;
                 loop {
                     match ada.next_entry().await? {
@@ -752,14 +714,8 @@ pub(super) fn checks() -> Vec<Check> {
                     stage: None,
                 };
                 ada.conn.request_one(configure).await.map_err(|e| e.to_string())?;
-                post(&grace, room, "first").await?;
-                let second = Post {
-                    room,
-                    client_msg_id: raw::fresh_id(),
-                    text: text("second"),
-                    reply_to: None,
-                    anonymous: false,
-                };
+                grace.post(room, "first").await?;
+                let second = raw::post_request(room, "second");
                 match grace.conn.request_one(second).await {
                     Err(banter_client::RequestError::Server {
                         code: ErrorCode::RATE_LIMITED,
@@ -785,18 +741,12 @@ pub(super) fn checks() -> Vec<Check> {
                     stage: None,
                 };
                 ada.conn.request_one(configure).await.map_err(|e| e.to_string())?;
-                let by_member = Post {
-                    room,
-                    client_msg_id: raw::fresh_id(),
-                    text: text("may I?"),
-                    reply_to: None,
-                    anonymous: false,
-                };
+                let by_member = raw::post_request(room, "may I?");
                 refused(
                     grace.conn.request_one(by_member).await,
                     &[ErrorCode::FORBIDDEN, ErrorCode::ROOM_LOCKED],
                 )?;
-                post(&ada, room, "announcement").await.map(|_| ())
+                ada.post(room, "announcement").await.map(|_| ())
             },
         ),
         Check::new(
@@ -807,7 +757,7 @@ pub(super) fn checks() -> Vec<Check> {
             |t| async move {
                 let mut ada = User::new(&t, "deleter").await?;
                 let room = ada.room(false, false).await?;
-                let seq = post(&ada, room, "regret").await?;
+                let seq = ada.post(room, "regret").await?.seq;
                 ada.conn
                     .request_one(Delete { room, target: seq })
                     .await
@@ -841,7 +791,7 @@ pub(super) fn checks() -> Vec<Check> {
             |t| async move {
                 let ada = User::new(&t, "unreact").await?;
                 let room = ada.room(false, false).await?;
-                let target = post(&ada, room, "x").await?;
+                let target = ada.post(room, "x").await?.seq;
                 let react = |on| React { room, target, emoji: text("🎉"), on };
                 ada.conn.request_one(react(true)).await.map_err(|e| e.to_string())?;
                 ada.conn.request_one(react(false)).await.map_err(|e| e.to_string())?;
@@ -868,7 +818,7 @@ pub(super) fn checks() -> Vec<Check> {
                 let ada = User::new(&t, "before").await?;
                 let room = ada.room(false, false).await?;
                 for _ in 0..4 {
-                    post(&ada, room, "b").await?;
+                    ada.post(room, "b").await?;
                 }
                 let page = ada
                     .conn
@@ -888,7 +838,7 @@ pub(super) fn checks() -> Vec<Check> {
             |t| async move {
                 let ada = User::new(&t, "head").await?;
                 let room = ada.room(false, false).await?;
-                let head = post(&ada, room, "h").await?;
+                let head = ada.post(room, "h").await?.seq;
                 let page = ada
                     .conn
                     .request(CatchUp { room, after: head, limit: 10 })
@@ -953,7 +903,7 @@ pub(super) fn checks() -> Vec<Check> {
             |t| async move {
                 let ada = User::new(&t, "nofile").await?;
                 let room = ada.room(false, false).await?;
-                let seq = post(&ada, room, "not a file").await?;
+                let seq = ada.post(room, "not a file").await?.seq;
                 refused(
                     ada.conn.request(Download { room, seq, offset: 0 }).await,
                     &[ErrorCode::NOT_FOUND, ErrorCode::INVALID_REQUEST],

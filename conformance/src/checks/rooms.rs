@@ -3,36 +3,13 @@
 use banter_client::Event;
 use banter_client::protocol::ErrorCode;
 use banter_client::protocol::bounded::Text;
-use banter_client::protocol::ids::{ResumeId, RoomId};
+use banter_client::protocol::ids::ResumeId;
 use banter_client::protocol::message::{
-    CatchUp, Delete, Edit, EventAck, History, Message, Post, React, RoomJoin,
+    CatchUp, Delete, Edit, History, Message, Post, React, RoomJoin,
 };
 
 use crate::raw::{self, User};
 use crate::{Check, Level::*, Outcome, Target};
-
-fn id() -> u128 {
-    raw::fresh_id()
-}
-
-async fn post(
-    user: &User,
-    room: RoomId,
-    client_msg_id: u128,
-    text: &str,
-) -> Result<EventAck, String> {
-    let post = Post {
-        room,
-        client_msg_id,
-        text: Text::new(text).map_err(|e| e.to_string())?,
-        reply_to: None,
-        anonymous: false,
-    };
-    match user.conn.request_one(post).await {
-        Ok(Message::EventAck(ack)) => Ok(ack),
-        other => Err(format!("POST: {other:?}")),
-    }
-}
 
 fn next_of(page: &[Message]) -> Result<Option<u64>, String> {
     match page.last() {
@@ -90,7 +67,7 @@ pub(super) fn checks() -> Vec<Check> {
                 let mut ada = User::new(&t, "post").await?;
                 let room = ada.room(false, false).await?;
                 let joined = ada.next_entry().await?;
-                let ack = post(&ada, room, id(), "hello").await?;
+                let ack = ada.post(room, "hello").await?;
                 match ada.next_entry().await? {
                     Message::Posted(p)
                         if p.meta.seq == ack.seq
@@ -110,19 +87,15 @@ pub(super) fn checks() -> Vec<Check> {
             |t| async move {
                 let ada = User::new(&t, "dedup").await?;
                 let room = ada.room(false, false).await?;
-                let client_msg_id = id();
-                let first = post(&ada, room, client_msg_id, "once").await?;
-                let again = post(&ada, room, client_msg_id, "once").await?;
+                let client_msg_id = raw::fresh_id();
+                let first =
+                    ada.send(Post { client_msg_id, ..raw::post_request(room, "once") }).await?;
+                let again =
+                    ada.send(Post { client_msg_id, ..raw::post_request(room, "once") }).await?;
                 if first != again {
                     return Err(format!("{first:?} then {again:?}"));
                 }
-                let conflict = Post {
-                    room,
-                    client_msg_id,
-                    text: Text::new("other").map_err(|e| e.to_string())?,
-                    reply_to: None,
-                    anonymous: false,
-                };
+                let conflict = Post { client_msg_id, ..raw::post_request(room, "other") };
                 match ada.conn.request_one(conflict).await {
                     Err(e) if e.code() == Some(ErrorCode::CONFLICT) => Ok(()),
                     other => Err(format!("{other:?}")),
@@ -140,7 +113,7 @@ pub(super) fn checks() -> Vec<Check> {
                 let mut last_event = joined_event_seq(&ada.next_entry().await?);
                 let mut last_seq = 1;
                 for _ in 0..10 {
-                    let ack = post(&ada, room, id(), "n").await?;
+                    let ack = ada.post(room, "n").await?;
                     if ack.seq != last_seq + 1 {
                         return Err(format!("seq {} after {last_seq}", ack.seq));
                     }
@@ -166,15 +139,19 @@ pub(super) fn checks() -> Vec<Check> {
                 let grace = User::new(&t, "kicked").await?;
                 let room = ada.room(false, false).await?;
                 grace.conn.request_one(RoomJoin { room }).await.map_err(|e| e.to_string())?;
-                let client_msg_id = id();
-                let first = post(&grace, room, client_msg_id, "delivered").await?;
+                let client_msg_id = raw::fresh_id();
+                let first = grace
+                    .send(Post { client_msg_id, ..raw::post_request(room, "delivered") })
+                    .await?;
                 let kick = banter_client::protocol::message::Kick {
                     room,
                     user: grace.auth.user,
                     reason: Text::default(),
                 };
                 ada.conn.request_one(kick).await.map_err(|e| e.to_string())?;
-                let again = post(&grace, room, client_msg_id, "delivered").await?;
+                let again = grace
+                    .send(Post { client_msg_id, ..raw::post_request(room, "delivered") })
+                    .await?;
                 if first == again { Ok(()) } else { Err(format!("{first:?} then {again:?}")) }
             },
         ),
@@ -187,7 +164,7 @@ pub(super) fn checks() -> Vec<Check> {
                 let ada = User::new(&t, "hist").await?;
                 let room = ada.room(false, false).await?;
                 for _ in 0..3 {
-                    post(&ada, room, id(), "h").await?;
+                    ada.post(room, "h").await?;
                 }
                 let page = ada
                     .conn
@@ -214,7 +191,7 @@ pub(super) fn checks() -> Vec<Check> {
                 let ada = User::new(&t, "catch").await?;
                 let room = ada.room(false, false).await?;
                 for _ in 0..3 {
-                    post(&ada, room, id(), "c").await?;
+                    ada.post(room, "c").await?;
                 }
                 let short = ada
                     .conn
@@ -245,14 +222,14 @@ pub(super) fn checks() -> Vec<Check> {
                 let grace = User::new(&t, "other").await?;
                 let room = ada.room(false, false).await?;
                 grace.conn.request_one(RoomJoin { room }).await.map_err(|e| e.to_string())?;
-                let theirs = post(&grace, room, id(), "theirs").await?;
+                let theirs = grace.post(room, "theirs").await?;
                 let edit =
                     |target| Edit { room, target, text: Text::new("changed").unwrap_or_default() };
                 match ada.conn.request_one(edit(theirs.seq)).await {
                     Err(e) if e.code() == Some(ErrorCode::FORBIDDEN) => {}
                     other => return Err(format!("EDIT of another's: {other:?}")),
                 }
-                let mine = post(&ada, room, id(), "mine").await?;
+                let mine = ada.post(room, "mine").await?;
                 ada.conn
                     .request_one(Delete { room, target: mine.seq })
                     .await
@@ -272,7 +249,7 @@ pub(super) fn checks() -> Vec<Check> {
                 let mut ada = User::new(&t, "react").await?;
                 let room = ada.room(false, false).await?;
                 ada.next_entry().await?;
-                let target = post(&ada, room, id(), "react to me").await?.seq;
+                let target = ada.post(room, "react to me").await?.seq;
                 ada.next_entry().await?;
                 let react =
                     || React {
@@ -280,7 +257,7 @@ pub(super) fn checks() -> Vec<Check> {
                     };
                 ada.conn.request_one(react()).await.map_err(|e| e.to_string())?;
                 ada.conn.request_one(react()).await.map_err(|e| e.to_string())?;
-                let marker = post(&ada, room, id(), "after").await?.seq;
+                let marker = ada.post(room, "after").await?.seq;
                 let mut reactions = 0;
                 loop {
                     match ada.next_entry().await? {
@@ -301,7 +278,7 @@ pub(super) fn checks() -> Vec<Check> {
                 let ada = User::new(&t, "owner").await?;
                 let mallory = User::new(&t, "outsider").await?;
                 let room = ada.room(true, false).await?;
-                post(&ada, room, id(), "secret").await?;
+                ada.post(room, "secret").await?;
                 match mallory.conn.request(History { room, before: None, limit: 10 }).await {
                     Err(e)
                         if matches!(
@@ -336,7 +313,7 @@ pub(super) fn checks() -> Vec<Check> {
         Check::new("6.4-6", "§6.4", Must, "HISTORY with Limit 0 is taken as 1", |t| async move {
             let ada = User::new(&t, "zero").await?;
             let room = ada.room(false, false).await?;
-            post(&ada, room, id(), "z").await?;
+            ada.post(room, "z").await?;
             let page = ada
                 .conn
                 .request(History { room, before: None, limit: 0 })
@@ -363,7 +340,7 @@ pub(super) fn checks() -> Vec<Check> {
                 grace.conn.suspend();
                 let mut missed = Vec::new();
                 for _ in 0..3 {
-                    missed.push(post(&ada, room, id(), "missed").await?.seq);
+                    missed.push(ada.post(room, "missed").await?.seq);
                 }
                 let replayed = resume(&t, &grace, grace.welcome.resume_id, last, 3)
                     .await
