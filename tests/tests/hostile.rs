@@ -31,6 +31,29 @@ async fn raw_request(conn: &quinn::Connection, bytes: &[u8]) -> Vec<Message> {
     out
 }
 
+/// A raw connection (no SDK reading it) that has sent SETTINGS and HELLO with `token`, and
+/// then reads nothing; its CONTROL stream, to keep it open.
+async fn raw_hello(server: &TestServer, token: &[u8]) -> (quinn::Connection, quinn::SendStream) {
+    use banter_client::protocol::message::Hello;
+    use banter_client::protocol::session::{ClientConfig, ClientConnection, Greeting};
+    use banter_client::protocol::stream::StreamType;
+
+    let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    let options = banter_client::Options::new(banter_client::Trust::AcceptAny, "localhost");
+    let raw =
+        banter_client::Connection::connect_raw(&endpoint, server.addr(), options).await.unwrap();
+    let now = Instant::now();
+    let mut session = ClientConnection::new(&ClientConfig::default(), now);
+    let access_token = Blob::new(token.to_vec()).unwrap();
+    session.greet(now, Greeting::Hello { access_token, interests: Hello::INTEREST_ALL });
+    let mut control = raw.open_uni().await.unwrap();
+    let mut bytes = Vec::new();
+    StreamType::CONTROL.encode(&mut bytes);
+    bytes.extend(session.poll_transmit().unwrap());
+    control.write_all(&bytes).await.unwrap();
+    (raw, control)
+}
+
 fn error_code(answer: &[Message]) -> Option<ErrorCode> {
     match answer.last() {
         Some(Message::Error(error)) => Some(error.code),
@@ -287,10 +310,6 @@ async fn an_authentication_flood_is_cut_off_by_the_address_limit_before_it_costs
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_never_reads_its_events_is_paused_while_others_get_everything() {
-    use banter_client::protocol::message::Hello;
-    use banter_client::protocol::session::{ClientConfig, ClientConnection, Greeting};
-    use banter_client::protocol::stream::StreamType;
-
     let server = TestServer::start().await;
     let ada = server.user("ada").await;
     let mut bob = server.user("bob").await;
@@ -301,19 +320,7 @@ async fn a_client_that_never_reads_its_events_is_paused_while_others_get_everyth
 
     // Mallory logs in on a raw connection, says SETTINGS and HELLO, and then reads nothing:
     // not the control stream, not the events stream.
-    let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-    let options = banter_client::Options::new(banter_client::Trust::AcceptAny, "localhost");
-    let raw =
-        banter_client::Connection::connect_raw(&endpoint, server.addr(), options).await.unwrap();
-    let now = Instant::now();
-    let mut session = ClientConnection::new(&ClientConfig::default(), now);
-    let token = Blob::new(mallory.auth.access_token.to_vec()).unwrap();
-    session.greet(now, Greeting::Hello { access_token: token, interests: Hello::INTEREST_ALL });
-    let mut control = raw.open_uni().await.unwrap();
-    let mut bytes = Vec::new();
-    StreamType::CONTROL.encode(&mut bytes);
-    bytes.extend(session.poll_transmit().unwrap());
-    control.write_all(&bytes).await.unwrap();
+    let (raw, control) = raw_hello(&server, &mallory.auth.access_token).await;
 
     // Ada posts 1000 messages of 3 kB (3 MB, beyond what flow control and the live backlog
     // hold for one session); Bob receives every one of them.
@@ -446,24 +453,8 @@ async fn handshakes_that_never_finish_expire_while_others_chat_and_connect() {
 /// CLOSED_CRITICAL_STREAM; the ERROR frame arrives first, on the open stream.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_hello_ends_with_error_then_the_close_and_no_fin_on_the_control_stream() {
-    use banter_client::protocol::message::Hello;
-    use banter_client::protocol::session::{ClientConfig, ClientConnection, Greeting};
-    use banter_client::protocol::stream::StreamType;
-
     let server = TestServer::start().await;
-    let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-    let options = banter_client::Options::new(banter_client::Trust::AcceptAny, "localhost");
-    let raw =
-        banter_client::Connection::connect_raw(&endpoint, server.addr(), options).await.unwrap();
-    let now = Instant::now();
-    let mut session = ClientConnection::new(&ClientConfig::default(), now);
-    let forged = Blob::new(vec![7u8; 64]).unwrap();
-    session.greet(now, Greeting::Hello { access_token: forged, interests: Hello::INTEREST_ALL });
-    let mut control = raw.open_uni().await.unwrap();
-    let mut bytes = Vec::new();
-    StreamType::CONTROL.encode(&mut bytes);
-    bytes.extend(session.poll_transmit().unwrap());
-    control.write_all(&bytes).await.unwrap();
+    let (raw, _control) = raw_hello(&server, &[7u8; 64]).await;
 
     let mut theirs = tokio::time::timeout(WAIT, raw.accept_uni()).await.unwrap().unwrap();
     let mut head = [0u8; 1];
