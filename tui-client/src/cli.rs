@@ -593,11 +593,15 @@ async fn resolve_room(conn: &Connection, spec: &str) -> Result<RoomSummary> {
 }
 
 async fn rooms(ctx: &Ctx, public: bool) -> Result<()> {
-    let (conn, _events, _) = ctx.session().await?;
+    let (conn, _events, mut profile) = ctx.session().await?;
     let scope = if public { ListScope::Public } else { ListScope::Joined };
+    let mut changed = false;
     for room in conn.rooms(scope).await? {
-        remember_room(ctx, &room)?;
+        changed |= remember_room(&mut profile, &room);
         output::room(ctx.json, &room);
+    }
+    if changed {
+        profile.save(&ctx.profile)?;
     }
     Ok(())
 }
@@ -614,7 +618,7 @@ async fn create_room(
     topic: &str,
     voice: bool,
 ) -> Result<()> {
-    let (conn, _events, _) = ctx.session().await?;
+    let (conn, _events, mut profile) = ctx.session().await?;
     let request = RoomCreate {
         name: text("name", name)?,
         topic: text("topic", topic)?,
@@ -625,27 +629,33 @@ async fn create_room(
     let Message::RoomInfo(info) = conn.request_one(request).await? else {
         return Err(fail(1, "unexpected answer to ROOM_CREATE"));
     };
-    remember_room(ctx, &info.room)?;
+    if remember_room(&mut profile, &info.room) {
+        profile.save(&ctx.profile)?;
+    }
     output::room(ctx.json, &info.room);
     Ok(())
 }
 
 async fn join(ctx: &Ctx, spec: &str) -> Result<()> {
-    let (conn, _events, _) = ctx.session().await?;
+    let (conn, _events, mut profile) = ctx.session().await?;
     let room = resolve_room(&conn, spec).await?;
     let Message::RoomInfo(info) = conn.request_one(RoomJoin { room: room.room }).await? else {
         return Err(fail(1, "unexpected answer to ROOM_JOIN"));
     };
-    remember_room(ctx, &info.room)?;
+    if remember_room(&mut profile, &info.room) {
+        profile.save(&ctx.profile)?;
+    }
     output::room(ctx.json, &info.room);
     Ok(())
 }
 
 async fn leave(ctx: &Ctx, spec: &str) -> Result<()> {
-    let (conn, _events, _) = ctx.session().await?;
+    let (conn, _events, mut profile) = ctx.session().await?;
     let room = resolve_room(&conn, spec).await?;
     conn.request_one(RoomLeave { room: room.room }).await?;
-    forget_room(ctx, &room.name)?;
+    if profile.rooms.remove(&room_key(&room.name)).is_some() {
+        profile.save(&ctx.profile)?;
+    }
     if !ctx.json {
         output::line(&format!("left {}", room.name));
     }
@@ -1027,23 +1037,13 @@ fn remembered_room(profile: &Profile, spec: &str) -> Option<RoomId> {
     }
 }
 
-/// Remembers a joined room's id under its name, for later commands.
-fn remember_room(ctx: &Ctx, room: &RoomSummary) -> Result<()> {
-    let Some(mut profile) = Profile::load(&ctx.profile)? else { return Ok(()) };
-    if room.joined && room.kind != banter_protocol::message::RoomKind::Direct {
-        profile.rooms.insert(room_key(&room.name), room.room.0);
-        profile.save(&ctx.profile)?;
-    }
-    Ok(())
-}
-
-/// Forgets a remembered room (left).
-fn forget_room(ctx: &Ctx, name: &str) -> Result<()> {
-    let Some(mut profile) = Profile::load(&ctx.profile)? else { return Ok(()) };
-    if profile.rooms.remove(&room_key(name)).is_some() {
-        profile.save(&ctx.profile)?;
-    }
-    Ok(())
+/// Remembers a joined channel's id under its name in `profile`, for later commands; tells
+/// whether that changed it (the caller saves it then).
+fn remember_room(profile: &mut Profile, room: &RoomSummary) -> bool {
+    let channel = room.kind != banter_protocol::message::RoomKind::Direct;
+    room.joined
+        && channel
+        && profile.rooms.insert(room_key(&room.name), room.room.0) != Some(room.room.0)
 }
 
 /// The room `spec` names, and its name: a number is an id; a name is looked up once and
@@ -1059,9 +1059,8 @@ async fn cached_room(
         return Ok((room, room_key(spec)));
     }
     let room = resolve_room(conn, spec).await?;
-    remember_room(ctx, &room)?;
-    if let Some(saved) = Profile::load(&ctx.profile)? {
-        profile.rooms = saved.rooms;
+    if remember_room(profile, &room) {
+        profile.save(&ctx.profile)?;
     }
     Ok((room.room, room.name.into_string()))
 }

@@ -279,6 +279,9 @@ async fn one_command_is_one_connection_that_ends_its_session_when_done() {
     let sent = env.run_ok(&["send", "general", "found again"]);
     assert!(sent.starts_with("sent to general as #"), "{sent}");
     assert!(std::fs::read_to_string(&profile).unwrap().contains("general = 1\n"));
+    // Leaving forgets it.
+    env.run_ok(&["leave", "general"]);
+    assert!(!std::fs::read_to_string(&profile).unwrap().contains("general = "));
     server.shutdown().await;
 }
 
