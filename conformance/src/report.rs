@@ -106,3 +106,46 @@ pub fn junit(findings: &[Finding]) -> String {
     out.push_str("</testsuite>\n");
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn finding(id: &'static str, level: Level, outcome: crate::Outcome) -> Finding {
+        Finding {
+            id,
+            section: "§1",
+            level,
+            title: "a <title> & more",
+            outcome,
+            took: Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn reports_count_failed_musts_apart_from_shoulds_and_escape_xml() {
+        let findings = [
+            finding("1-1", Level::Must, Ok(())),
+            finding("1-2", Level::Must, Err("got \"x\" <y>".into())),
+            finding("1-3", Level::Should, Err("slow".into())),
+        ];
+        assert!(table(&findings).contains("3 checks: 1 passed, 1 MUST failed, 1 SHOULD failed"));
+        let xml = junit(&findings);
+        assert!(xml.contains("tests=\"3\" failures=\"1\""), "{xml}");
+        assert!(xml.contains("<failure message=\"got &quot;x&quot; &lt;y&gt;\"/>"), "{xml}");
+        assert!(xml.contains("<skipped message=\"SHOULD not met: slow\"/>"), "{xml}");
+        assert!(xml.contains("a &lt;title&gt; &amp; more"), "{xml}");
+        let json: serde_json::Value = serde_json::from_str(&json(&findings)).unwrap();
+        assert_eq!(json[1]["passed"], false);
+        assert_eq!(json[1]["level"], "MUST");
+        assert_eq!(json[2]["error"], "slow");
+        assert!(!crate::passed(&findings));
+        assert!(crate::passed(&findings[..1]));
+        assert!(
+            crate::passed(&[findings[0].clone(), findings[2].clone()]),
+            "a SHOULD does not fail"
+        );
+    }
+}

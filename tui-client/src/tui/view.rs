@@ -813,4 +813,13 @@ mod tests {
         assert_eq!(placed.message_at(30, second - 1), Some(1));
         assert_eq!(placed.message_at(0, 0), None, "the status bar is no message");
     }
+
+    #[test]
+    fn a_transfer_shows_its_progress_in_the_status_bar_until_it_ends() {
+        let mut model = model_with_rooms();
+        update(&mut model, Action::Progress("sharing notes.txt".into(), 500, 1000));
+        assert!(screen(&model, 100, 12)[0].contains("│ sharing notes.txt 50%"));
+        update(&mut model, Action::Progress("sharing notes.txt".into(), 1000, 1000));
+        assert!(!screen(&model, 100, 12)[0].contains("sharing"));
+    }
 }
