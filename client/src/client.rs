@@ -554,6 +554,10 @@ async fn run_connection(
         None => conn.hello(&token),
     }
     let mut going_away = false;
+    // The highest event_seq handled on this connection: what a later RESUME resumes after
+    // (the connection's own count also holds events still queued here, which a close can
+    // strand).
+    let mut handled = 0;
     let mut closed = inner.closed.subscribe();
     loop {
         // Client::close may come at any point, the handshake included: the connection is
@@ -568,13 +572,15 @@ async fn run_connection(
         let Some(event) = event else { return Ended::Retry };
         match event {
             Event::Welcome(welcome) => {
-                *lock(&inner.resume) = Some((welcome.resume_id, conn.last_event_seq()));
+                *lock(&inner.resume) = Some((welcome.resume_id, handled));
                 went_live(inner, &conn, attempt);
                 // A fresh session: whatever happened while we were away is in the logs.
                 let rooms: Vec<(RoomId, u64)> =
                     lock(&inner.high_water).iter().map(|(r, s)| (*r, *s)).collect();
                 for (room, after) in rooms {
-                    catch_up(inner, &conn, room, after).await;
+                    if !fill(inner, &conn, room, after).await {
+                        break;
+                    }
                 }
             }
             Event::Resumed(_) => went_live(inner, &conn, attempt),
@@ -592,11 +598,12 @@ async fn run_connection(
                 };
             }
             Event::Room(message) => {
+                handled = handled.max(message.event_seq().unwrap_or(0));
                 if let Some((_, last)) = lock(&inner.resume).as_mut() {
-                    *last = conn.last_event_seq();
+                    *last = handled;
                 }
                 if let Message::LivePaused(paused) = &message {
-                    catch_up(inner, &conn, paused.room, paused.delivered_seq).await;
+                    fill(inner, &conn, paused.room, paused.delivered_seq).await;
                     continue;
                 }
                 deliver(inner, &conn, message).await;
@@ -632,7 +639,8 @@ fn position(message: &Message) -> Option<(RoomId, u64)> {
 }
 
 /// Passes a log entry on once: entries at or below the room's high-water mark are duplicates
-/// (spec §7.2); a jump above it is a gap, filled by catch-up first.
+/// (spec §7.2); a jump above it is a gap, filled by catch-up first. An entry above a gap
+/// that could not be filled is not passed on: the fresh session that follows fetches both.
 async fn deliver(inner: &Inner, conn: &Connection, message: Message) {
     let Some((room, seq)) = position(&message) else {
         let _ = inner.updates.send(Update::Room(message));
@@ -641,7 +649,7 @@ async fn deliver(inner: &Inner, conn: &Connection, message: Message) {
     let high = lock(&inner.high_water).get(&room).copied();
     match high {
         Some(high) if seq <= high => return,
-        Some(high) if seq > high + 1 => catch_up(inner, conn, room, high).await,
+        Some(high) if seq > high + 1 && !fill(inner, conn, room, high).await => return,
         _ => {}
     }
     accept(inner, room, seq, message);
@@ -657,10 +665,45 @@ fn accept(inner: &Inner, room: RoomId, seq: u64, message: Message) {
     }
 }
 
-/// Reads a room's log after `after` until its head and passes the entries on.
-async fn catch_up(inner: &Inner, conn: &Connection, room: RoomId, mut after: u64) {
+/// Catches a room up (see [`catch_up`]); false if that failed. The room then has a hole that
+/// only a fresh session can fill: a resumed one would not catch up again (nor unpause a
+/// paused room), so the session is forgotten and the connection closed. The next one says
+/// HELLO, and its WELCOME catches every room up from its high-water mark.
+async fn fill(inner: &Inner, conn: &Connection, room: RoomId, after: u64) -> bool {
+    match catch_up(inner, conn, room, after).await {
+        Ok(()) => true,
+        Err(error) => {
+            tracing::debug!(?room, %error, "catch-up failed; starting a fresh session");
+            *lock(&inner.resume) = None;
+            conn.close();
+            false
+        }
+    }
+}
+
+/// Reads a room's log after `after` until its head and passes the entries on. Rate limits
+/// are waited out (a client in many rooms catches them all up at once); a room it may no
+/// longer read has nothing to catch up.
+async fn catch_up(
+    inner: &Inner,
+    conn: &Connection,
+    room: RoomId,
+    mut after: u64,
+) -> Result<(), RequestError> {
     loop {
-        let Ok(page) = conn.request(CatchUp { room, after, limit: 100 }).await else { return };
+        let page = match conn.request(CatchUp { room, after, limit: 100 }).await {
+            Ok(page) => page,
+            Err(RequestError::Server { code, retry_after_ms, .. })
+                if code == ErrorCode::RATE_LIMITED =>
+            {
+                tokio::time::sleep(Duration::from_millis(retry_after_ms.unwrap_or(1000))).await;
+                continue;
+            }
+            Err(RequestError::Server { code, .. }) if code.action() == ClientAction::FixRequest => {
+                return Ok(());
+            }
+            Err(error) => return Err(error),
+        };
         let mut next = None;
         for message in page {
             match message {
@@ -674,7 +717,7 @@ async fn catch_up(inner: &Inner, conn: &Connection, room: RoomId, mut after: u64
         }
         match next {
             Some(n) if n > after => after = n,
-            _ => return,
+            _ => return Ok(()),
         }
     }
 }

@@ -231,9 +231,33 @@ async fn a_cluster_with_a_node_killed_every_10_s_loses_and_repeats_nothing() {
                 writer.take(update, &mut None);
             }
         }
-        assert_eq!(writer.received, expected, "{}: not every post, in order, once", writer.name);
+        assert!(
+            writer.received == expected,
+            "{}: not every post, in order, once: {}",
+            writer.name,
+            differences(&writer.received, &expected)
+        );
     }
     for node in &mut nodes {
         node.kill();
     }
+}
+
+/// What a client's received posts lack, repeat or disorder against the log: the seqs, short
+/// enough for a CI log that cuts long output.
+fn differences(received: &[(u64, String)], expected: &[(u64, String)]) -> String {
+    let mut seen = BTreeMap::new();
+    for (seq, _) in received {
+        *seen.entry(*seq).or_insert(0) += 1;
+    }
+    let missing: Vec<u64> =
+        expected.iter().map(|(s, _)| *s).filter(|s| !seen.contains_key(s)).collect();
+    let repeated: Vec<u64> = seen.iter().filter(|(_, n)| **n > 1).map(|(s, _)| *s).collect();
+    let disordered: Vec<u64> =
+        received.windows(2).filter(|w| w[1].0 <= w[0].0).map(|w| w[1].0).collect();
+    format!(
+        "{} received of {}; missing seqs {missing:?}, repeated {repeated:?}, out of order {disordered:?}",
+        received.len(),
+        expected.len()
+    )
 }

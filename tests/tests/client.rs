@@ -211,3 +211,37 @@ async fn room_and_member_listings_follow_every_page_and_rooms_are_found_by_name_
     members.sort();
     assert_eq!(members, names);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_in_more_rooms_than_its_catch_up_budget_still_catches_every_room_up() {
+    // Two catch-ups at once, then one every 100 ms: the rooms cannot all catch up at once.
+    let server = TestServer::start_with(|config| {
+        let history = config.rate.get_mut("history").unwrap();
+        history.burst = 2;
+        history.per_minute = 600;
+    })
+    .await;
+    let ada = server.user("ada").await;
+    let mut rooms = Vec::new();
+    let mut expected = std::collections::BTreeSet::new();
+    for i in 0..6 {
+        let room = ada.create_room(&format!("r{i}"), false).await;
+        ada.post(room, &format!("in r{i}")).await.unwrap();
+        expected.insert(format!("in r{i}"));
+        rooms.push(room);
+    }
+
+    let (_client, mut updates) = start(&server, credentials(&ada), &rooms);
+    let mut received = std::collections::BTreeSet::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while received != expected {
+        match tokio::time::timeout_at(deadline, updates.recv()).await {
+            Ok(Some(Update::Room(Message::Posted(post)))) => {
+                received.insert(post.text.to_string());
+            }
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => break,
+        }
+    }
+    assert_eq!(received, expected, "every room's post, though catch-ups were rate limited");
+}
