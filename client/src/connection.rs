@@ -690,6 +690,9 @@ fn quic_config_with_verifier(
     transport.max_concurrent_uni_streams(quinn::VarInt::from_u32(8));
     transport.max_concurrent_bidi_streams(quinn::VarInt::from_u32(0));
     transport.receive_window(quinn::VarInt::from_u32(8 * 1024 * 1024));
+    // With a key log someone reads the wire: one packet per send (a capture on this host sees
+    // a segmentation-offload batch as one datagram Wireshark cannot split).
+    transport.enable_segmentation_offload(std::env::var_os("SSLKEYLOGFILE").is_none());
     if !options.datagrams {
         transport.datagram_receive_buffer_size(None);
     }

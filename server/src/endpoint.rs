@@ -105,6 +105,10 @@ pub(crate) fn transport(config: &Config) -> TransportConfig {
     // About 200 ms of voice each way; voice is loss-tolerant, so older datagrams are dropped.
     transport.datagram_receive_buffer_size(Some(32 * 1024));
     transport.datagram_send_buffer_size(32 * 1024);
+    // With a key log someone reads the wire: send each packet alone, since a capture on the
+    // sending host sees a segmentation-offload batch as one oversized datagram that
+    // Wireshark cannot split.
+    transport.enable_segmentation_offload(std::env::var_os("SSLKEYLOGFILE").is_none());
     transport.keep_alive_interval(Some(Duration::from_millis(config.keep_alive_ms)));
     transport.max_idle_timeout(Some(
         IdleTimeout::try_from(Duration::from_millis(config.idle_timeout_ms))

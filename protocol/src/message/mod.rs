@@ -204,6 +204,23 @@ impl FrameInfo {
     }
 }
 
+/// What [`visit_bodies`] shows a type's body to.
+pub trait BodyVisitor {
+    /// A postcard body: every type but SETTINGS.
+    fn postcard<T: Frame + serde::de::DeserializeOwned>(&mut self);
+    /// SETTINGS, whose body is its own list of ids and values (spec §5.1).
+    fn settings(&mut self);
+}
+
+macro_rules! visit_body {
+    ($visitor:ident, Settings) => {
+        $visitor.settings()
+    };
+    ($visitor:ident, $variant:ident) => {
+        $visitor.postcard::<$variant>()
+    };
+}
+
 macro_rules! registry {
     ($($value:literal $name:ident $variant:ident $dir:ident [$($stream:ident),+];)*) => {
         /// Any registered message. Encode with [`Message::encode`], decode with
@@ -250,6 +267,13 @@ macro_rules! registry {
                     other => Err(DecodeError::UnknownFrameType(other)),
                 }
             }
+        }
+
+        /// Shows every registered type's body to `visitor`, in registry order: tools that
+        /// derive a layout from the types themselves (the Wireshark dissector's generator)
+        /// walk the whole protocol without a list of their own.
+        pub fn visit_bodies<V: BodyVisitor>(visitor: &mut V) {
+            $(visit_body!(visitor, $variant);)*
         }
 
         $(
