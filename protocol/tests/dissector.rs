@@ -9,21 +9,23 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
+use banter_protocol::ErrorCode;
 use banter_protocol::message::*;
 use banter_protocol::settings::{SettingId, Settings};
 use banter_protocol::stream::StreamType;
-use banter_protocol::ErrorCode;
 use serde_reflection::{ContainerFormat, Format, Registry, Tracer, TracerConfig, VariantFormat};
 
 const BEGIN: &str = "-- BEGIN GENERATED";
 const END: &str = "-- END GENERATED";
 
+/// A frame type, its registered name, and its body's container (`None`: SETTINGS).
+type FrameRow = (u64, &'static str, Option<String>);
+
 /// Traces every body. Enums nested in bodies are traced first and whole: tracing a body
 /// explores each option and list once, so it would see one variant of an enum inside them.
 struct Trace {
     tracer: Tracer,
-    /// Frame type, registered name, and the body's container (`None`: SETTINGS).
-    frames: Vec<(u64, &'static str, Option<String>)>,
+    frames: Vec<FrameRow>,
 }
 
 impl BodyVisitor for Trace {
@@ -38,7 +40,7 @@ impl BodyVisitor for Trace {
     }
 }
 
-fn trace() -> (Registry, Vec<(u64, &'static str, Option<String>)>) {
+fn trace() -> (Registry, Vec<FrameRow>) {
     let mut tracer = Tracer::new(TracerConfig::default());
     macro_rules! enums {
         ($($name:ident),*) => { $(tracer.trace_simple_type::<$name>().unwrap();)* };
@@ -56,9 +58,10 @@ fn trace() -> (Registry, Vec<(u64, &'static str, Option<String>)>) {
     );
     let mut trace = Trace { tracer, frames: Vec::new() };
     visit_bodies(&mut trace);
-    let registry = trace.tracer.registry().unwrap_or_else(|e| {
-        panic!("{e}: an enum inside a body is missing from `enums!` above")
-    });
+    let registry = trace
+        .tracer
+        .registry()
+        .unwrap_or_else(|e| panic!("{e}: an enum inside a body is missing from `enums!` above"));
     for (name, container) in &registry {
         if let ContainerFormat::Enum(variants) = container {
             let indices: Vec<u32> = variants.keys().copied().collect();
@@ -128,7 +131,8 @@ fn title(name: &str) -> String {
 fn render() -> String {
     let (registry, frames) = trace();
     let mut out = String::new();
-    writeln!(out, "{BEGIN} by protocol/tests/dissector.rs from the wire types: do not edit.").unwrap();
+    writeln!(out, "{BEGIN} by protocol/tests/dissector.rs from the wire types: do not edit.")
+        .unwrap();
 
     out.push_str("-- Frame types: name, and the body's type (SETTINGS has its own layout).\n");
     out.push_str("local FRAME_TYPES = {\n");
@@ -163,11 +167,7 @@ fn render() -> String {
                     .map(|m| {
                         let field = leaf_kind(&m.value, &registry)
                             .map_or_else(|| "nil".to_owned(), |k| quoted(&field_for(&m.name, k)));
-                        format!(
-                            "{{{}, {}, {field}}}",
-                            quoted(&title(&m.name)),
-                            lua(&m.value)
-                        )
+                        format!("{{{}, {}, {field}}}", quoted(&title(&m.name)), lua(&m.value))
                     })
                     .collect();
                 format!("{{\"struct\", {{{}}}}}", members.join(", "))
@@ -191,7 +191,9 @@ fn render() -> String {
         };
         writeln!(types, "  {name} = {layout},").unwrap();
     }
-    out.push_str("-- Body types (postcard, spec §4.3): struct members are {label, format, field}.\n");
+    out.push_str(
+        "-- Body types (postcard, spec §4.3): struct members are {label, format, field}.\n",
+    );
     out.push_str("local TYPES = {\n");
     out.push_str(&types);
     out.push_str("}\n");
@@ -222,9 +224,8 @@ fn render() -> String {
     table(&mut out, "ERROR_CODES", codes);
     let roles = (0..=u8::MAX).filter_map(|r| Role(r).name().map(|n| (u64::from(r), n))).collect();
     table(&mut out, "ROLES", roles);
-    let actions = (0..=u16::MAX)
-        .filter_map(|a| AuditAction(a).name().map(|n| (u64::from(a), n)))
-        .collect();
+    let actions =
+        (0..=u16::MAX).filter_map(|a| AuditAction(a).name().map(|n| (u64::from(a), n))).collect();
     table(&mut out, "AUDIT_ACTIONS", actions);
     out.push_str(
         "local VALUE_NAMES = { ErrorCode = ERROR_CODES, Role = ROLES, AuditAction = AUDIT_ACTIONS }\n",

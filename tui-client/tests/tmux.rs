@@ -10,7 +10,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{Env, start};
+use common::{Banterd, Env, free_address, start};
 
 /// The tmux session; killed when dropped.
 struct Tmux(String);
@@ -344,65 +344,10 @@ async fn messages_are_replied_to_edited_reacted_to_and_deleted_by_keys() {
     server.shutdown().await;
 }
 
-/// The banterd binary, beside `banter` (a workspace test run builds it; built here if not).
-fn banterd_binary() -> std::path::PathBuf {
-    let path = std::path::Path::new(env!("CARGO_BIN_EXE_banter")).with_file_name("banterd");
-    if !path.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let built = Command::new(cargo)
-            .args(["build", "-p", "banter-server", "--bin", "banterd"])
-            .status()
-            .unwrap();
-        assert!(built.success() && path.exists(), "cannot build banterd at {}", path.display());
-    }
-    path
-}
-
-/// A banterd process on `addr`; killed with SIGKILL when dropped.
-struct Banterd(std::process::Child);
-
-impl Banterd {
-    fn start(dir: &std::path::Path, addr: &str) -> Self {
-        use std::io::BufRead as _;
-        let mut child = Command::new(banterd_binary())
-            .args(["run", "--listen", addr, "--data-dir"])
-            .arg(dir)
-            .env("BANTER_ARGON2_MEMORY_KIB", "256")
-            .env("BANTER_ARGON2_ITERATIONS", "1")
-            .env("RUST_LOG", "warn")
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let mut lines = std::io::BufReader::new(stdout).lines();
-        let server = Self(child);
-        while let Some(Ok(line)) = lines.next() {
-            if line.starts_with("certificate SHA-256 fingerprint") {
-                // Keep reading its output on a thread, so it never blocks on a full pipe.
-                std::thread::spawn(move || for _ in lines {});
-                return server;
-            }
-        }
-        panic!("banterd did not start");
-    }
-
-    fn kill_9(mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Banterd {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_killed_with_kill_9_is_noticed_and_its_restart_delivers_the_outbox() {
     let data = tempfile::tempdir().unwrap();
-    let addr = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+    let addr = free_address();
     let server = Banterd::start(data.path(), &addr);
     let env = Env::at(addr.clone());
     env.register_ada_and("grace");
