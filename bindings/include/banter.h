@@ -93,7 +93,8 @@ typedef enum {
   BANTER_EVENT_TYPING = 8,
   // A read marker moved: room, sender = whose, seq = up to where.
   BANTER_EVENT_READ_MARKER = 9,
-  // The connection is up (again).
+  // The connection is up (again). Presence and typing known from before are stale: the
+  // PRESENCE events that follow name everyone online; anyone not named is offline.
   BANTER_EVENT_CONNECTED = 10,
   // The connection is down; text = why. value = 1 when the client gave up for good.
   BANTER_EVENT_DISCONNECTED = 11,

@@ -65,7 +65,9 @@ pub enum ConnectionState {
         /// When the next attempt starts, from now.
         retry_in: Duration,
     },
-    /// Authenticated and live.
+    /// Authenticated and live. Soft state known from before is stale (see
+    /// [`State::reconnected`](crate::State::reconnected)); what this connection sends afresh
+    /// comes after this update.
     Connected,
     /// Stopped for good: the reason (revoked session, bad credentials).
     Stopped(String),
@@ -558,6 +560,10 @@ async fn run_connection(
     // (the connection's own count also holds events still queued here, which a close can
     // strand).
     let mut handled = 0;
+    // EPHEMERAL frames that come before WELCOME or RESUMED (their stream is not ordered with
+    // the control stream) wait for it: the application forgets its soft state when the
+    // connection goes live (spec §7.3), and the presence sent afresh must come after that.
+    let mut early: Option<Vec<Message>> = Some(Vec::new());
     let mut closed = inner.closed.subscribe();
     loop {
         // Client::close may come at any point, the handshake included: the connection is
@@ -573,7 +579,7 @@ async fn run_connection(
         match event {
             Event::Welcome(welcome) => {
                 *lock(&inner.resume) = Some((welcome.resume_id, handled));
-                went_live(inner, &conn, attempt);
+                went_live(inner, &conn, attempt, early.take());
                 // A fresh session: whatever happened while we were away is in the logs.
                 let rooms: Vec<(RoomId, u64)> =
                     lock(&inner.high_water).iter().map(|(r, s)| (*r, *s)).collect();
@@ -583,7 +589,7 @@ async fn run_connection(
                     }
                 }
             }
-            Event::Resumed(_) => went_live(inner, &conn, attempt),
+            Event::Resumed(_) => went_live(inner, &conn, attempt, early.take()),
             Event::Rejected(error) => {
                 return match error.code {
                     ErrorCode::RESUME_UNAVAILABLE => Ended::Fresh,
@@ -608,9 +614,12 @@ async fn run_connection(
                 }
                 deliver(inner, &conn, message).await;
             }
-            Event::Ephemeral(message) => {
-                let _ = inner.updates.send(Update::Ephemeral(message));
-            }
+            Event::Ephemeral(message) => match early.as_mut() {
+                Some(held) => held.push(message),
+                None => {
+                    let _ = inner.updates.send(Update::Ephemeral(message));
+                }
+            },
             Event::GoAway(_) => going_away = true,
             Event::Closed { code, reason } => {
                 return match code {
@@ -626,11 +635,15 @@ async fn run_connection(
     }
 }
 
-fn went_live(inner: &Inner, conn: &Connection, attempt: &mut u32) {
+/// The connection is live: `Connected`, then the soft state that came before it (`held`).
+fn went_live(inner: &Inner, conn: &Connection, attempt: &mut u32, held: Option<Vec<Message>>) {
     *attempt = 0;
     inner.live.send_replace(Some(conn.clone()));
     inner.outbox_ready.notify_one();
     let _ = inner.updates.send(Update::Connection(ConnectionState::Connected));
+    for message in held.into_iter().flatten() {
+        let _ = inner.updates.send(Update::Ephemeral(message));
+    }
 }
 
 /// The (room, seq) of a log entry frame.

@@ -389,6 +389,16 @@ impl State {
         }
     }
 
+    /// A connection went live ([`ConnectionState::Connected`](crate::ConnectionState)): the
+    /// soft state held from before is stale. The server now sends presence afresh, naming
+    /// only who is not offline (spec §7.3), so presence, typing and who is talking are
+    /// forgotten; anyone not named again is offline.
+    pub fn reconnected(&mut self) {
+        self.presence.clear();
+        self.typing.clear();
+        self.speaking.clear();
+    }
+
     /// Drops typing indicators that expired by `now_ms`.
     pub fn expire(&mut self, now_ms: u64) {
         self.typing.retain(|_, until| *until > now_ms);

@@ -602,7 +602,7 @@ impl Hub {
 
     /// The user's presence as others see it (spec §6.5.4): the most available status of their
     /// attached sessions; invisible counts as offline.
-    fn aggregate(&self, sessions: &[Arc<Session>]) -> (PresenceStatus, String) {
+    fn aggregate(sessions: &[Arc<Session>]) -> (PresenceStatus, String) {
         sessions
             .iter()
             .filter_map(|s| {
@@ -628,7 +628,7 @@ impl Hub {
             .sessions_of
             .iter()
             .map(|(user, sessions)| {
-                let (status, text) = self.aggregate(sessions);
+                let (status, text) = Self::aggregate(sessions);
                 (*user, status, text)
             })
             .collect()
@@ -685,32 +685,31 @@ impl Hub {
 
     /// Recomputes a user's presence (this node's sessions and, in a cluster, what the other
     /// nodes announced); when it changed, tells the users who share a room.
+    ///
+    /// All of it under the hub lock, queueing included: two recomputations that race (a
+    /// device connecting while another drops) must not store or queue their results in the
+    /// other order, or a user who left stays online for everyone. The lock order is hub, then
+    /// session, as everywhere.
     pub(crate) fn presence_changed(&self, user: UserId) {
-        let sessions = self.lock().sessions_of.get(&user).cloned().unwrap_or_default();
-        let local = self.aggregate(&sessions);
-        let (recipients, current) = {
-            let mut state = self.lock();
-            let remote = state.remote_presence.get(&user).into_iter().flatten();
-            let current = remote
-                .map(|(_, p)| (p.status, p.text.clone()))
-                .chain(std::iter::once(local))
-                .min_by_key(|(s, _)| availability(*s))
-                .unwrap_or((PresenceStatus::Offline, String::new()));
-            let previous = state
-                .presence
-                .get(&user)
-                .cloned()
-                .unwrap_or((PresenceStatus::Offline, String::new()));
-            if previous == current {
-                return;
-            }
-            state.presence.insert(user, current.clone());
-            (Self::sharing_sessions(&state, user), current)
-        };
+        let mut state = self.lock();
+        let sessions = state.sessions_of.get(&user).cloned().unwrap_or_default();
+        let local = Self::aggregate(&sessions);
+        let remote = state.remote_presence.get(&user).into_iter().flatten();
+        let current = remote
+            .map(|(_, p)| (p.status, p.text.clone()))
+            .chain(std::iter::once(local))
+            .min_by_key(|(s, _)| availability(*s))
+            .unwrap_or((PresenceStatus::Offline, String::new()));
+        let previous =
+            state.presence.get(&user).cloned().unwrap_or((PresenceStatus::Offline, String::new()));
+        if previous == current {
+            return;
+        }
+        state.presence.insert(user, current.clone());
         let frame =
             Presence { user, status: current.0, text: Text::new(current.1).unwrap_or_default() };
         let bytes = Bytes::from(encode(&frame));
-        for session in recipients {
+        for session in Self::sharing_sessions(&state, user) {
             session.push_ephemeral(Hello::INTEREST_PRESENCE, bytes.clone());
         }
     }
@@ -746,23 +745,27 @@ impl Hub {
         }
     }
 
-    /// The presence of everyone who shares a room with `user`, does not block them and is not
-    /// offline: what a new session is told first.
-    pub(crate) fn presence_snapshot(&self, user: UserId) -> Vec<Presence> {
+    /// Queues for `session` the presence of everyone who shares a room with its user, does
+    /// not block them and is not offline: what a session is told first, after WELCOME or
+    /// RESUMED (spec §7.3). Under the hub lock, like every change: a change is queued either
+    /// before the snapshot (which then already shows it) or after it, never overtaken by it.
+    pub(crate) fn send_presence_snapshot(&self, session: &Session) {
         let state = self.lock();
-        state
-            .room_mates(user)
-            .into_iter()
-            .filter(|u| !state.blocks(*u, user))
-            .filter_map(|u| {
-                let (status, text) = state.presence.get(&u)?;
-                (*status != PresenceStatus::Offline).then(|| Presence {
-                    user: u,
-                    status: *status,
-                    text: Text::new(text.clone()).unwrap_or_default(),
-                })
-            })
-            .collect()
+        for u in state.room_mates(session.user) {
+            if state.blocks(u, session.user) {
+                continue;
+            }
+            let Some((status, text)) = state.presence.get(&u) else { continue };
+            if *status == PresenceStatus::Offline {
+                continue;
+            }
+            let frame = Presence {
+                user: u,
+                status: *status,
+                text: Text::new(text.clone()).unwrap_or_default(),
+            };
+            session.push_ephemeral(Hello::INTEREST_PRESENCE, Bytes::from(encode(&frame)));
+        }
     }
 
     /// The sessions of everyone who shares a room with `user` and is not blocked by them.

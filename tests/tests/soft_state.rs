@@ -1,10 +1,15 @@
-//! Markers, typing and direct rooms over real QUIC.
+//! Markers, typing, presence under churn and direct rooms over real QUIC.
 
-use banter_client::Event;
+use std::collections::BTreeSet;
+
 use banter_client::protocol::ErrorCode;
 use banter_client::protocol::bounded::Text;
 use banter_client::protocol::message::{
-    DmOpen, History, MarkDelivered, MarkRead, Members, Message, RoomKind, TypingSet, TypingState,
+    DmOpen, History, MarkDelivered, MarkRead, Members, Message, PresenceStatus, RoomKind,
+    TypingSet, TypingState,
+};
+use banter_client::{
+    Client, ClientConfig, ConnectionState, Credentials, Event, Options, State, Trust, Update,
 };
 use banter_tests::{TestServer, TestUser, WAIT};
 
@@ -156,4 +161,190 @@ async fn a_direct_room_has_exactly_its_two_users() {
     let unknown =
         ada.conn.request_one(DmOpen { username: Text::new("nobody").unwrap() }).await.unwrap_err();
     assert_eq!(unknown.code(), Some(ErrorCode::NOT_FOUND));
+}
+
+/// A small deterministic generator (xorshift64*), seeded per task: the churn below is random
+/// but reproducible from the seed printed on failure.
+struct Dice(u64);
+
+impl Dice {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
+    }
+}
+
+/// One device of a churning user: connects and authenticates (resuming its last session
+/// when it has one), stays a moment, and leaves in one of the ways clients leave: a clean
+/// close, a suspend (the session stays resumable) or dropping the connection. Until `until`;
+/// then, if `stay`, it ends connected and returns that connection.
+async fn churn(
+    server: &TestServer,
+    token: Vec<u8>,
+    mut dice: Dice,
+    until: std::time::Instant,
+    stay: bool,
+) -> Option<banter_client::Connection> {
+    let mut resumable: Option<(banter_client::protocol::ids::ResumeId, u64)> = None;
+    loop {
+        let (conn, mut events) = server.connect().await;
+        let resuming = resumable.take();
+        match resuming {
+            Some((id, last)) => conn.resume(&token, id, last),
+            None => conn.hello(&token),
+        }
+        let live = tokio::time::timeout(WAIT, async {
+            loop {
+                match events.recv().await {
+                    Some(Event::Welcome(welcome)) => return Some(welcome.resume_id),
+                    Some(Event::Resumed(_)) => return resuming.map(|(id, _)| id),
+                    Some(Event::Rejected(_) | Event::Closed { .. }) | None => return None,
+                    Some(_) => {}
+                }
+            }
+        })
+        .await
+        .expect("HELLO or RESUME is answered");
+        let Some(resume_id) = live else { continue };
+        if stay && std::time::Instant::now() >= until {
+            return Some(conn);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(dice.below(150))).await;
+        match dice.below(3) {
+            0 => conn.close(),
+            1 => {
+                conn.suspend();
+                resumable = Some((resume_id, conn.last_event_seq()));
+            }
+            _ => drop(conn),
+        }
+        if !stay && std::time::Instant::now() >= until {
+            return None;
+        }
+    }
+}
+
+/// Who is online among `users` in a view of presence.
+fn online(
+    view: &std::collections::HashMap<banter_client::protocol::ids::UserId, PresenceStatus>,
+    users: &BTreeSet<banter_client::protocol::ids::UserId>,
+) -> BTreeSet<banter_client::protocol::ids::UserId> {
+    view.iter()
+        .filter(|(u, s)| users.contains(*u) && **s != PresenceStatus::Offline)
+        .map(|(u, _)| *u)
+        .collect()
+}
+
+/// Presence under churn (issue 20): users come and go on two devices at once, by every way
+/// a client leaves, and afterwards every view of who is online is the truth, with no ghost
+/// left online: watchers that stay connected, and an application (the SDK's `Client` and
+/// `State`) that reconnects every second throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_churn_every_view_of_presence_is_the_truth() {
+    const USERS: usize = 30;
+    // Every connection comes from 127.0.0.1, and churn is what this test is about.
+    let server = TestServer::start_with(|config| {
+        config.max_connections_per_ip = 1_000;
+        for bucket in config.rate.values_mut() {
+            bucket.burst = 10_000;
+        }
+    });
+    let server = std::sync::Arc::new(server.await);
+    let owner = server.user("owner").await;
+    let room = owner.create_room("lobby", false).await;
+    let mut watchers = Vec::new();
+    for name in ["watcher-1", "watcher-2"] {
+        let watcher = server.user(name).await;
+        watcher.join(room).await.unwrap();
+        watchers.push(watcher);
+    }
+    let app = server.user("watcher-app").await;
+    app.join(room).await.unwrap();
+    let config = ClientConfig {
+        addrs: vec![server.addr()],
+        options: Options::new(Trust::AcceptAny, "localhost"),
+        outbox: None,
+        known_rooms: Default::default(),
+    };
+    let (app_client, mut app_updates) =
+        Client::start(config, Credentials::from(app.auth.clone())).unwrap();
+    let mut app_state = State::new(app.auth.user, "watcher-app");
+    app.conn.close();
+    let mut users = Vec::new();
+    for i in 0..USERS {
+        let user = server.user(&format!("churner-{i}")).await;
+        user.join(room).await.unwrap();
+        users.push((user.auth.user, user.auth.access_token.to_vec()));
+        user.conn.close();
+    }
+
+    // Every user on two devices at once for 8 s; a third of them end online.
+    let seed =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+            as u64
+            | 1;
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(8);
+    let mut tasks = Vec::new();
+    let mut truth = BTreeSet::new();
+    for (n, (user, token)) in users.iter().enumerate() {
+        let stays = n % 3 == 0;
+        if stays {
+            truth.insert(*user);
+        }
+        for device in 0..2u64 {
+            let dice = Dice(seed ^ ((n as u64) << 8 | device).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            let stay = stays && device == 0;
+            tasks.push(tokio::spawn({
+                let server = server.clone();
+                let token = token.clone();
+                async move { churn(&server, token, dice, until, stay).await }
+            }));
+        }
+    }
+    while std::time::Instant::now() < until {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        app_client.reconnect();
+    }
+    let mut kept = Vec::new();
+    for task in tasks {
+        kept.extend(task.await.unwrap());
+    }
+
+    let churners: BTreeSet<_> = users.iter().map(|(u, _)| *u).collect();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    let mut views = Vec::new();
+    for watcher in &mut watchers {
+        let mut view = std::collections::HashMap::new();
+        while online(&view, &churners) != truth {
+            match tokio::time::timeout_at(deadline, watcher.next_event()).await {
+                Ok(Event::Ephemeral(Message::Presence(p))) => {
+                    view.insert(p.user, p.status);
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        views.push(("a watcher", online(&view, &churners)));
+    }
+    while online(&app_state.presence, &churners) != truth {
+        match tokio::time::timeout_at(deadline, app_updates.recv()).await {
+            Ok(Some(Update::Connection(ConnectionState::Connected))) => app_state.reconnected(),
+            Ok(Some(Update::Ephemeral(message))) => app_state.apply_ephemeral(&message, 0),
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => break,
+        }
+    }
+    views.push(("the application", online(&app_state.presence, &churners)));
+    for (who, seen) in views {
+        assert_eq!(
+            seen,
+            truth,
+            "seed {seed:#x}, {who}: ghosts {:?}, missing {:?}",
+            seen.difference(&truth).collect::<Vec<_>>(),
+            truth.difference(&seen).collect::<Vec<_>>()
+        );
+    }
+    drop(kept);
 }

@@ -355,11 +355,7 @@ pub(crate) fn attach_session(ctx: &ConnCtx, request: AuthRequest) -> Option<(&Au
     };
     // The presence of everyone the user shares a room with, after WELCOME and after RESUMED
     // alike (spec §7.3): presence is soft state, never replayed.
-    for presence in shared.hub.presence_snapshot(user) {
-        let mut bytes = Vec::new();
-        presence.encode_frame(&mut bytes);
-        session.push_ephemeral(message::Hello::INTEREST_PRESENCE, bytes.into());
-    }
+    shared.hub.send_presence_snapshot(&session);
     let _ = ctx.authed.set(Authed { user, login, session });
     Some((ctx.authed.get()?, wakers))
 }

@@ -425,6 +425,7 @@ pub(crate) fn update(model: &mut Model, action: Action) -> Vec<Command> {
             };
             if state == ConnectionState::Connected && model.connection != ConnectionState::Connected
             {
+                model.state.reconnected();
                 commands.push(Command::ReloadRooms);
                 if let Some(room) = model.rejoin.take() {
                     start_call(model, room, &mut commands);
@@ -1718,6 +1719,23 @@ pub(crate) mod tests {
         update(&mut model, Action::Connection(ConnectionState::Connecting { attempt: 1 }, 0));
         let commands = update(&mut model, Action::Connection(ConnectionState::Connected, 0));
         assert!(!commands.iter().any(|c| matches!(c, Command::VoiceJoin { .. })), "{commands:?}");
+    }
+
+    #[test]
+    fn a_reconnect_forgets_who_was_online_until_the_server_says_again() {
+        use banter_client::protocol::message::{Presence, PresenceStatus};
+        let mut model = model_in_call(false);
+        update(&mut model, Action::Connection(ConnectionState::Connected, 0));
+        let online =
+            |user| Presence { user, status: PresenceStatus::Online, text: Text::default() };
+        update(&mut model, Action::Ephemeral(online(UserId(8)).into()));
+        update(&mut model, Action::Ephemeral(online(UserId(9)).into()));
+        update(&mut model, Action::Connection(ConnectionState::Connecting { attempt: 1 }, 0));
+        assert_eq!(model.state.presence.len(), 2, "kept while away, for the screen");
+        // Back: the server names who is online now; 9 left meanwhile and is not named.
+        update(&mut model, Action::Connection(ConnectionState::Connected, 0));
+        update(&mut model, Action::Ephemeral(online(UserId(8)).into()));
+        assert_eq!(model.state.presence.keys().collect::<Vec<_>>(), [&UserId(8)]);
     }
 
     fn reply(room: u64, seq: u64, sender: UserId, text: &str, to: u64) -> Message {
