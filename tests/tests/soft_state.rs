@@ -9,7 +9,8 @@ use banter_client::protocol::message::{
     TypingSet, TypingState,
 };
 use banter_client::{
-    Client, ClientConfig, ConnectionState, Credentials, Event, Options, State, Trust, Update,
+    Client, ClientConfig, Connection, ConnectionState, Credentials, Event, Options, State, Trust,
+    Update,
 };
 use banter_tests::{TestServer, TestUser, WAIT};
 
@@ -186,10 +187,16 @@ async fn churn(
     mut dice: Dice,
     until: std::time::Instant,
     stay: bool,
-) -> Option<banter_client::Connection> {
+) -> Option<Connection> {
     let mut resumable: Option<(banter_client::protocol::ids::ResumeId, u64)> = None;
+    let options = Options::new(Trust::AcceptAny, "localhost");
     loop {
-        let (conn, mut events) = server.connect().await;
+        // An overloaded server may let a handshake time out: try again, as clients do.
+        let Ok((conn, mut events)) = Connection::connect(server.addr(), options.clone()).await
+        else {
+            tokio::time::sleep(std::time::Duration::from_millis(dice.below(500))).await;
+            continue;
+        };
         let resuming = resumable.take();
         match resuming {
             Some((id, last)) => conn.resume(&token, id, last),
@@ -205,9 +212,8 @@ async fn churn(
                 }
             }
         })
-        .await
-        .expect("HELLO or RESUME is answered");
-        let Some(resume_id) = live else { continue };
+        .await;
+        let Ok(Some(resume_id)) = live else { continue };
         if stay && std::time::Instant::now() >= until {
             return Some(conn);
         }
@@ -243,10 +249,15 @@ fn online(
 /// `State`) that reconnects every second throughout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_churn_every_view_of_presence_is_the_truth() {
-    const USERS: usize = 30;
+    // CI's short form; docs/reliability.md gives the long run's settings.
+    let setting = |name: &str, default: u64| -> u64 {
+        std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    };
+    let users_n = setting("BANTER_CHURN_USERS", 30) as usize;
+    let seconds = setting("BANTER_CHURN_SECONDS", 8);
     // Every connection comes from 127.0.0.1, and churn is what this test is about.
     let server = TestServer::start_with(|config| {
-        config.max_connections_per_ip = 1_000;
+        config.max_connections_per_ip = 100_000;
         for bucket in config.rate.values_mut() {
             bucket.burst = 10_000;
         }
@@ -273,19 +284,19 @@ async fn after_churn_every_view_of_presence_is_the_truth() {
     let mut app_state = State::new(app.auth.user, "watcher-app");
     app.conn.close();
     let mut users = Vec::new();
-    for i in 0..USERS {
+    for i in 0..users_n {
         let user = server.user(&format!("churner-{i}")).await;
         user.join(room).await.unwrap();
         users.push((user.auth.user, user.auth.access_token.to_vec()));
         user.conn.close();
     }
 
-    // Every user on two devices at once for 8 s; a third of them end online.
+    // Every user on two devices at once for `seconds`; a third of them end online.
     let seed =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
             as u64
             | 1;
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(8);
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
     let mut tasks = Vec::new();
     let mut truth = BTreeSet::new();
     for (n, (user, token)) in users.iter().enumerate() {
@@ -313,7 +324,7 @@ async fn after_churn_every_view_of_presence_is_the_truth() {
     }
 
     let churners: BTreeSet<_> = users.iter().map(|(u, _)| *u).collect();
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
     let mut views = Vec::new();
     for watcher in &mut watchers {
         let mut view = std::collections::HashMap::new();
