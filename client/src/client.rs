@@ -579,17 +579,27 @@ async fn run_connection(
         match event {
             Event::Welcome(welcome) => {
                 *lock(&inner.resume) = Some((welcome.resume_id, handled));
-                went_live(inner, &conn, attempt, early.take());
-                // A fresh session: whatever happened while we were away is in the logs.
+                went_live(inner, &conn, early.take());
+                // A fresh session: whatever happened while we were away is in the logs. The
+                // backoff starts over only once that is read: a catch-up that keeps failing
+                // reconnects no faster than the backoff allows.
                 let rooms: Vec<(RoomId, u64)> =
                     lock(&inner.high_water).iter().map(|(r, s)| (*r, *s)).collect();
+                let mut caught_up = true;
                 for (room, after) in rooms {
                     if !fill(inner, &conn, room, after).await {
+                        caught_up = false;
                         break;
                     }
                 }
+                if caught_up {
+                    *attempt = 0;
+                }
             }
-            Event::Resumed(_) => went_live(inner, &conn, attempt, early.take()),
+            Event::Resumed(_) => {
+                *attempt = 0;
+                went_live(inner, &conn, early.take());
+            }
             Event::Rejected(error) => {
                 return match error.code {
                     ErrorCode::RESUME_UNAVAILABLE => Ended::Fresh,
@@ -609,7 +619,11 @@ async fn run_connection(
                     *last = handled;
                 }
                 if let Message::LivePaused(paused) = &message {
-                    fill(inner, &conn, paused.room, paused.delivered_seq).await;
+                    // From what was delivered here, should that be below what the server
+                    // thinks it delivered.
+                    let high = lock(&inner.high_water).get(&paused.room).copied();
+                    let after = high.map_or(paused.delivered_seq, |h| h.min(paused.delivered_seq));
+                    fill(inner, &conn, paused.room, after).await;
                     continue;
                 }
                 deliver(inner, &conn, message).await;
@@ -636,8 +650,7 @@ async fn run_connection(
 }
 
 /// The connection is live: `Connected`, then the soft state that came before it (`held`).
-fn went_live(inner: &Inner, conn: &Connection, attempt: &mut u32, held: Option<Vec<Message>>) {
-    *attempt = 0;
+fn went_live(inner: &Inner, conn: &Connection, held: Option<Vec<Message>>) {
     inner.live.send_replace(Some(conn.clone()));
     inner.outbox_ready.notify_one();
     let _ = inner.updates.send(Update::Connection(ConnectionState::Connected));
@@ -694,9 +707,13 @@ async fn fill(inner: &Inner, conn: &Connection, room: RoomId, after: u64) -> boo
     }
 }
 
+/// The longest a catch-up waits for a rate limit before it gives the connection up.
+const CATCH_UP_MAX_WAIT: Duration = Duration::from_secs(30);
+
 /// Reads a room's log after `after` until its head and passes the entries on. Rate limits
-/// are waited out (a client in many rooms catches them all up at once); a room it may no
-/// longer read has nothing to catch up.
+/// are waited out (a client in many rooms catches them all up at once), unless the
+/// connection ends meanwhile. A room the user may no longer read (gone, left, kicked,
+/// banned) is forgotten: there is nothing to catch up, now or later.
 async fn catch_up(
     inner: &Inner,
     conn: &Connection,
@@ -706,13 +723,30 @@ async fn catch_up(
     loop {
         let page = match conn.request(CatchUp { room, after, limit: 100 }).await {
             Ok(page) => page,
-            Err(RequestError::Server { code, retry_after_ms, .. })
-                if code == ErrorCode::RATE_LIMITED =>
+            Err(RequestError::Server { code, retry_after_ms, message })
+                if code.action() == ClientAction::RetryAfter =>
             {
-                tokio::time::sleep(Duration::from_millis(retry_after_ms.unwrap_or(1000))).await;
-                continue;
+                let wait = Duration::from_millis(retry_after_ms.unwrap_or(1000));
+                if wait > CATCH_UP_MAX_WAIT {
+                    return Err(RequestError::Server { code, retry_after_ms, message });
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => continue,
+                    _ = conn.quic().closed() => {
+                        return Err(RequestError::Connection("closed during a catch-up".into()));
+                    }
+                }
             }
-            Err(RequestError::Server { code, .. }) if code.action() == ClientAction::FixRequest => {
+            Err(RequestError::Server { code, .. })
+                if [
+                    ErrorCode::NOT_FOUND,
+                    ErrorCode::FORBIDDEN,
+                    ErrorCode::KICKED,
+                    ErrorCode::BANNED,
+                ]
+                .contains(&code) =>
+            {
+                lock(&inner.high_water).remove(&room);
                 return Ok(());
             }
             Err(error) => return Err(error),

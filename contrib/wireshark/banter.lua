@@ -763,10 +763,14 @@ local f_stream_offset = Field.new("quic.stream.offset")
 local f_datagram = Field.new("quic.dg")
 
 -- The largest frame this dissector buffers; a longer declared length is shown as malformed.
+-- (64 KiB is the default limit; peers may advertise more in SETTINGS.)
 local MAX_FRAME = 16 * 1024 * 1024
+-- The most bytes held back ahead of a gap in a stream before it is given up as broken (a
+-- capture that lost packets, or began after the stream did).
+local MAX_EARLY = 4 * 1024 * 1024
 
--- "connection:stream" → {kind, next (offset), buffer (ByteArray), early = {[offset] = bytes},
--- late (the capture missed its start), broken (malformed framing)}.
+-- "connection:stream:direction" → {kind, next (offset), buffer (ByteArray), early =
+-- {[offset] = bytes} and early_bytes (held back after a gap), broken (why it is not read on)}.
 local streams = {}
 -- "packet:connection:stream:offset" → what that STREAM frame completed: {prefix = {type,
 -- len}, units = {ByteArray, ...}, broken = reason}.
@@ -806,25 +810,43 @@ local function current_stream()
 end
 
 local function tail(bytes, from)
+  if from == 0 then return bytes end
   if from >= bytes:len() then return ByteArray.new() end
   return bytes:subset(from, bytes:len() - from)
 end
 
--- Adds a STREAM frame's bytes at `offset` to the stream's buffer, in order.
+-- Adds a STREAM frame's bytes at `offset` to the stream's buffer, in order: bytes already
+-- there are dropped (retransmissions), bytes after a gap are held back until it fills.
 local function absorb(state, offset, data)
   if offset > state.next then
-    state.early[offset] = data
+    if not state.early[offset] or state.early[offset]:len() < data:len() then
+      state.early_bytes = state.early_bytes - (state.early[offset] and state.early[offset]:len() or 0)
+        + data:len()
+      state.early[offset] = data
+    end
+    if state.early_bytes > MAX_EARLY then
+      state.broken = "a gap in the stream that never filled (packets missing from the capture)"
+      state.early, state.early_bytes, state.buffer = {}, 0, ByteArray.new()
+    end
     return
   end
   local fresh = tail(data, state.next - offset)
-  if fresh:len() == 0 then return end
   state.buffer:append(fresh)
   state.next = state.next + fresh:len()
-  for at, piece in pairs(state.early) do
-    if at <= state.next then
-      state.early[at] = nil
-      absorb(state, at, piece)
-      return
+  -- Held-back pieces that now touch the end, in any order.
+  local progressed = true
+  while progressed do
+    progressed = false
+    for at, piece in pairs(state.early) do
+      if at <= state.next then
+        state.early[at] = nil
+        state.early_bytes = state.early_bytes - piece:len()
+        local more = tail(piece, state.next - at)
+        state.buffer:append(more)
+        state.next = state.next + more:len()
+        progressed = true
+        break
+      end
     end
   end
 end
@@ -842,7 +864,13 @@ local function cut(state)
       or ("unknown 0x" .. value:tohex())
     off = len
   end
-  while not state.kind:find("^unknown") do
+  if state.kind:find("^unknown") then
+    -- Not read on (spec §3.2: STOP_SENDING); nothing is kept.
+    state.broken = "a stream of unknown type"
+    state.buffer = ByteArray.new()
+    return done
+  end
+  while true do
     local total
     if state.kind == "VOICE_TUNNEL" then
       local size, len = quic_varint_in(buffer, off)
@@ -886,11 +914,11 @@ function banter.dissector(tvb, pinfo, tree)
   local state = streams[key]
   if not completed[chunk] then
     if not state then
-      state = { next = 0, buffer = ByteArray.new(), early = {}, late = offset > 0 }
+      state = { next = 0, buffer = ByteArray.new(), early = {}, early_bytes = 0 }
       if stream % 4 < 2 then state.kind = "REQUEST" end
       streams[key] = state
     end
-    if not state.late and not state.broken then
+    if not state.broken then
       absorb(state, offset, tvb:bytes())
       completed[chunk] = cut(state)
     end
@@ -902,8 +930,8 @@ function banter.dissector(tvb, pinfo, tree)
     .. (server and "server → client" or "client → server") .. ")")
   subtree:add(pf.stream, tvb(0, 0), kind)
   if not done then
-    subtree:add(tvb(), state and state.late and "Data (the stream began before the capture)"
-      or "Data")
+    subtree:add(tvb(), "Data (not read: " .. (state and state.broken or "seen out of order")
+      .. ")")
     return
   end
   if done.prefix then
@@ -924,19 +952,31 @@ function banter.dissector(tvb, pinfo, tree)
   local off = 0
   for _, unit in ipairs(done.units) do
     local whole = frames(off, unit:len())
-    if kind == "VOICE_TUNNEL" then
-      local size, len = quic_varint(whole:tvb(), 0)
-      subtree:add(pf.record_length, whole:range(0, len), size)
-      names[#names + 1] = dissect_voice(whole:range(len):tvb(), subtree)
-    else
-      local body = whole:tvb()
-      local frame_type, type_len = quic_varint(body, 0)
-      local _, length_len = quic_varint(body, type_len)
-      names[#names + 1] = dissect_frame(body, type_len, length_len, frame_type, subtree)
-    end
+    local ok, err = pcall(function()
+      if kind == "VOICE_TUNNEL" then
+        local size, len = quic_varint(whole:tvb(), 0)
+        subtree:add(pf.record_length, whole:range(0, len), size)
+        if size == UInt64(0) then
+          subtree:add_proto_expert_info(expert_malformed, "an empty voice tunnel record")
+          return
+        end
+        names[#names + 1] = dissect_voice(whole:range(len):tvb(), subtree)
+      else
+        local body = whole:tvb()
+        local frame_type, type_len = quic_varint(body, 0)
+        local _, length_len = quic_varint(body, type_len)
+        names[#names + 1] = dissect_frame(body, type_len, length_len, frame_type, subtree)
+      end
+    end)
+    if not ok then subtree:add_proto_expert_info(expert_malformed, tostring(err)) end
     off = off + unit:len()
   end
   append_info(pinfo, names)
+end
+
+-- A new capture file starts from nothing.
+function banter.init()
+  streams, completed, connections = {}, {}, {}
 end
 
 DissectorTable.get("quic.proto"):add("banter/1", banter)

@@ -117,10 +117,28 @@ impl Session {
         if interest != 0 && state.interests & interest == 0 || state.attached.is_none() {
             return;
         }
-        if state.ephemeral.len() == EPHEMERAL_QUEUE {
+        // Over the bound (a snapshot may stretch it), the oldest gives way: the queue never
+        // grows past the larger of the two.
+        if state.ephemeral.len() >= EPHEMERAL_QUEUE {
             state.ephemeral.pop_front();
         }
         state.ephemeral.push_back(frame);
+        let waker = state.wakers.ephemeral.clone();
+        drop(state);
+        waker.notify_one();
+    }
+
+    /// Queues a snapshot whole (the client takes it as complete, spec §7.3): the queue's
+    /// bound gives way to it, and only frames queued before it may be dropped to make room.
+    pub(crate) fn push_snapshot(&self, interest: u64, frames: Vec<Bytes>) {
+        let mut state = self.lock();
+        if interest != 0 && state.interests & interest == 0 || state.attached.is_none() {
+            return;
+        }
+        let room = EPHEMERAL_QUEUE.saturating_sub(frames.len());
+        let stale = state.ephemeral.len().saturating_sub(room);
+        state.ephemeral.drain(..stale);
+        state.ephemeral.extend(frames);
         let waker = state.wakers.ephemeral.clone();
         drop(state);
         waker.notify_one();
@@ -723,24 +741,22 @@ impl Hub {
     /// blocked room mate is told the blocker went offline; when the block ends, where the
     /// blocker really is.
     pub(crate) fn set_block(&self, blocker: UserId, blocked: UserId, on: bool, announce: bool) {
-        let (sessions, current) = {
-            let mut state = self.lock();
-            let set = state.blocks.entry(blocker).or_default();
-            let changed = if on { set.insert(blocked) } else { set.remove(&blocked) };
-            if !changed || !announce || !state.room_mates(blocker).contains(&blocked) {
-                return;
-            }
-            let current = state
-                .presence
-                .get(&blocker)
-                .cloned()
-                .unwrap_or((PresenceStatus::Offline, String::new()));
-            (state.sessions_of.get(&blocked).cloned().unwrap_or_default(), current)
-        };
+        // Queued under the hub lock, like every presence change (see `presence_changed`).
+        let mut state = self.lock();
+        let set = state.blocks.entry(blocker).or_default();
+        let changed = if on { set.insert(blocked) } else { set.remove(&blocked) };
+        if !changed || !announce || !state.room_mates(blocker).contains(&blocked) {
+            return;
+        }
+        let current = state
+            .presence
+            .get(&blocker)
+            .cloned()
+            .unwrap_or((PresenceStatus::Offline, String::new()));
         let (status, text) = if on { (PresenceStatus::Offline, String::new()) } else { current };
         let frame = Presence { user: blocker, status, text: Text::new(text).unwrap_or_default() };
         let bytes = Bytes::from(encode(&frame));
-        for session in sessions {
+        for session in state.sessions_of.get(&blocked).into_iter().flatten() {
             session.push_ephemeral(Hello::INTEREST_PRESENCE, bytes.clone());
         }
     }
@@ -751,6 +767,7 @@ impl Hub {
     /// before the snapshot (which then already shows it) or after it, never overtaken by it.
     pub(crate) fn send_presence_snapshot(&self, session: &Session) {
         let state = self.lock();
+        let mut frames = Vec::new();
         for u in state.room_mates(session.user) {
             if state.blocks(u, session.user) {
                 continue;
@@ -764,8 +781,9 @@ impl Hub {
                 status: *status,
                 text: Text::new(text.clone()).unwrap_or_default(),
             };
-            session.push_ephemeral(Hello::INTEREST_PRESENCE, Bytes::from(encode(&frame)));
+            frames.push(Bytes::from(encode(&frame)));
         }
+        session.push_snapshot(Hello::INTEREST_PRESENCE, frames);
     }
 
     /// The sessions of everyone who shares a room with `user` and is not blocked by them.
@@ -861,6 +879,51 @@ mod tests {
         assert!(session.unpause(room));
         hub.publish(room, 12, UserId(2), None, |_, _| vec![0x3f; 40]);
         assert_eq!(session.take_events().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_presence_snapshot_is_queued_whole_however_many_are_online() {
+        let hub = hub(1 << 20);
+        let room = RoomId(1);
+        let online = EPHEMERAL_QUEUE as u64 + 88;
+        for user in 1..=online + 1 {
+            hub.add_member(room, UserId(user));
+        }
+        let mut id = 0u8;
+        let mut session_of = |user: u64| {
+            id = id.wrapping_add(1);
+            let resume = ResumeId([
+                id,
+                (user >> 8) as u8,
+                user as u8,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+            ]);
+            hub.create_session(resume, UserId(user), SessionId(user), 7, u64::MAX)
+        };
+        let others: Vec<_> = (2..=online + 1).map(&mut session_of).collect();
+        let me = session_of(1);
+        me.take_ephemeral();
+        hub.send_presence_snapshot(&me);
+        let queued = me.take_ephemeral();
+        // One PRESENCE per room mate online, and the user's own.
+        assert_eq!(queued.len() as u64, online + 1);
+        assert!(queued.iter().all(|f| matches!(decode(f), Message::Presence(_))));
+        // Later frames still respect the bound: the queue never outgrows the snapshot.
+        hub.send_presence_snapshot(&me);
+        hub.set_status(&others[0], PresenceStatus::Away, String::new());
+        assert_eq!(me.take_ephemeral().len() as u64, online + 1);
     }
 
     #[test]

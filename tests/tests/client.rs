@@ -245,3 +245,41 @@ async fn a_client_in_more_rooms_than_its_catch_up_budget_still_catches_every_roo
     }
     assert_eq!(received, expected, "every room's post, though catch-ups were rate limited");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_the_user_was_banned_from_is_dropped_not_caught_up_for_ever() {
+    use banter_client::protocol::bounded::Text;
+    use banter_client::protocol::message::Ban;
+    let server = TestServer::start().await;
+    let ada = server.user("ada").await;
+    let grace = server.user("grace").await;
+    let banned = ada.create_room("strict", false).await;
+    let open = ada.create_room("open", false).await;
+    grace.join(banned).await.unwrap();
+    grace.join(open).await.unwrap();
+    let ban =
+        Ban { room: banned, user: grace.auth.user, reason: Text::new("bye").unwrap(), until: None };
+    ada.conn.request_one(ban).await.unwrap();
+    ada.post(open, "while you were away").await.unwrap();
+
+    // Grace's application remembers both rooms; CATCH_UP in the one she is banned from is
+    // refused. That room is dropped, the other is caught up, and the connection stays up.
+    let (client, mut updates) = start(&server, credentials(&grace), &[banned, open]);
+    let mut connected = 0;
+    let mut caught_up = false;
+    let until = tokio::time::Instant::now() + Duration::from_secs(4);
+    while let Ok(Some(update)) = tokio::time::timeout_at(until, updates.recv()).await {
+        match update {
+            Update::Connection(ConnectionState::Connected) => connected += 1,
+            Update::Room(Message::Posted(post)) if post.text.as_str() == "while you were away" => {
+                caught_up = true;
+            }
+            _ => {}
+        }
+    }
+    assert!(caught_up, "the open room was caught up");
+    assert_eq!(connected, 1, "one connection, not a reconnect loop");
+    let high_water = client.high_water();
+    assert!(!high_water.contains_key(&banned), "{high_water:?}");
+    assert!(high_water.contains_key(&open));
+}
