@@ -31,6 +31,7 @@ pub mod authz;
 #[doc(hidden)]
 pub mod bench;
 mod bus;
+mod clock;
 pub mod config;
 mod connection;
 mod endpoint;
@@ -53,7 +54,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use banter_protocol::ErrorCode;
-use banter_protocol::ids::{RoomId, SessionId, Timestamp, UserId};
+use banter_protocol::ids::{RoomId, SessionId, UserId};
 use banter_protocol::message::TypingState;
 use banter_protocol::session::ServerConfig;
 use banter_protocol::settings::{FEATURE_VOICE_DATAGRAMS, FEATURE_VOICE_TUNNEL, Limits, RateLimit};
@@ -69,13 +70,7 @@ use crate::ratelimit::{AccountLimiter, KeyedLimiter, SlowMode, address_key};
 use crate::store::records::RoomRecord;
 use crate::store::{Engine, PgEngine, SledEngine, Store, keys};
 
-/// The current time as protocol timestamps carry it: ms since the Unix epoch by this
-/// machine's clock (the epoch itself if the clock is set before it). banter-protocol is
-/// sans-io and never reads the clock; its users do, here.
-pub(crate) fn wall_clock() -> Timestamp {
-    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-    Timestamp(since_epoch.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)))
-}
+pub(crate) use clock::wall_clock;
 
 /// What every connection shares.
 #[derive(Debug)]
@@ -385,6 +380,7 @@ impl Server {
     /// Opens the data dir (creating the key, certificate and database on first start), binds
     /// the endpoint and starts serving.
     pub async fn start(config: Config) -> Result<Self, StartError> {
+        clock::start();
         let (bus, nats) = bus::Bus::connect(&config).await?;
         let (shared, identity) = Shared::open(config, bus)?;
         let server_config = endpoint::server_config(&shared.config, &identity)?;
@@ -590,6 +586,7 @@ async fn accept_loop(
                 });
             }
             _ = sweep.tick() => {
+                clock::notice_steps();
                 shared.hub.expire_sessions(std::time::Instant::now());
                 sweep_partials(&shared.files);
             }

@@ -49,6 +49,7 @@ pub(crate) struct Metrics {
     pub(crate) auth_failures: Counter,
     sessions: Gauge,
     rooms: Gauge,
+    clock_step: Gauge,
 }
 
 impl Metrics {
@@ -66,7 +67,7 @@ impl Metrics {
         let requests = Family::new_with_constructor(latency_histogram as fn() -> Histogram);
         let request_errors = Family::default();
         let auth_failures = Counter::default();
-        let (sessions, rooms) = (Gauge::default(), Gauge::default());
+        let (sessions, rooms, clock_step) = (Gauge::default(), Gauge::default(), Gauge::default());
         let commit = store.commit_metrics();
         let labels = std::iter::once((Cow::Borrowed("node"), Cow::Owned(node)));
         let mut registry = Registry::with_prefix_and_labels("banter", labels);
@@ -74,6 +75,11 @@ impl Metrics {
         registry.register("handshakes", "QUIC handshakes completed", handshakes.clone());
         registry.register("sessions", "Live and resumable sessions", sessions.clone());
         registry.register("rooms", "Rooms created", rooms.clone());
+        registry.register(
+            "clock_step_ms",
+            "How far the system clock was stepped since banterd started (banterd keeps its own)",
+            clock_step.clone(),
+        );
         registry.register(
             "request_duration_seconds",
             "Time from a request's arrival to its answer (for POST: the ack latency, durable)",
@@ -128,6 +134,7 @@ impl Metrics {
             auth_failures,
             sessions,
             rooms,
+            clock_step,
         }
     }
 
@@ -154,6 +161,7 @@ impl Metrics {
         self.sessions.set(i64::try_from(hub.session_count()).unwrap_or(i64::MAX));
         let rooms = store.get::<u64>(&keys::meta("room")).ok().flatten().unwrap_or(0);
         self.rooms.set(i64::try_from(rooms).unwrap_or(i64::MAX));
+        self.clock_step.set(crate::clock::system_step_ms());
         let mut text = String::new();
         let _ = encode(&mut text, &self.registry);
         text
