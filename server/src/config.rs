@@ -341,6 +341,11 @@ config! {
     max_shared_bytes_per_user: u64 = 1024 * 1024 * 1024;
     /// Bytes of unfinished uploads one user may hold.
     max_partial_bytes_per_user: u64 = 64 * 1024 * 1024;
+    /// Free space, in MiB, kept on the data dir's disk (with sled) and the files dir's: below
+    /// it, writes and uploads are refused with SERVER_BUSY (retryable) while reads go on, so
+    /// that the disk never fills in the middle of a commit; they resume by themselves when
+    /// space returns. 0: nothing is kept back.
+    min_free_disk_mb: u64 = 64;
     /// Serve `banterd user|room|audit|backup|check` on `admin.sock` in the data dir (mode
     /// 0600: only this OS user). Off: those commands need the server stopped.
     admin_socket: bool = true;

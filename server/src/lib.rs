@@ -87,6 +87,8 @@ pub(crate) struct Shared {
     pub(crate) account_limits: AccountLimiter,
     pub(crate) slow_mode: SlowMode,
     pub(crate) files: files::FileStore,
+    /// Uploads stop while the files dir's disk is below `min_free_disk_mb`.
+    pub(crate) files_space: store::DiskSpace,
     /// What new connections announce in SETTINGS (rate limits change on reload).
     protocol: Mutex<ServerConfig>,
     pub(crate) voice: voice::Voice,
@@ -325,7 +327,12 @@ impl Shared {
     /// everything requests need; no sockets.
     pub(crate) fn open(config: Config, bus: bus::Bus) -> Result<(Arc<Self>, Identity), StartError> {
         let identity = Identity::load_or_create(&config.data_dir)?;
-        let store = Store::open(open_engine(&config)?, config.commit_max_group)?;
+        let mut store = Store::open(open_engine(&config)?, config.commit_max_group)?;
+        let reserve = config.min_free_disk_mb.saturating_mul(1024 * 1024);
+        if matches!(config.store, StoreKind::Sled) {
+            store = store.with_disk_space(store::DiskSpace::new(config.data_dir.clone(), reserve));
+        }
+        let files_space = store::DiskSpace::new(config.files_root(), reserve);
         let hub = Arc::new(Hub::new(SessionLimits {
             replay_bytes: config.replay_buffer_bytes,
             resume_window: Duration::from_millis(config.resume_window_ms),
@@ -360,6 +367,7 @@ impl Shared {
             account_limits: AccountLimiter::new(&config.rate),
             slow_mode: SlowMode::default(),
             files,
+            files_space,
             metrics: metrics::Metrics::new(config.node(), &store, &hub, &voice),
             config,
             store,

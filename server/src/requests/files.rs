@@ -21,6 +21,7 @@ use super::events::{ack, append, check_may_post};
 use super::{ConnCtx, RequestError, RequestIo, Result, audit, authorize_in, rank_in, text};
 use crate::authz::Action;
 use crate::files::ClaimRefused;
+use crate::store::StoreError;
 use crate::wall_clock;
 
 /// How long a content whose last reference went may not be shared again without its bytes
@@ -33,6 +34,10 @@ use crate::store::{Records, Txn, keys};
 const CHUNK_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn io_error(error: std::io::Error) -> RequestError {
+    if error.kind() == std::io::ErrorKind::StorageFull {
+        // What arrived stays for a resumed upload, once there is room.
+        return RequestError::from(StoreError::DiskFull { free: 0, reserve: 0 });
+    }
     tracing::error!(%error, "file storage");
     RequestError::new(ErrorCode::INTERNAL, "file storage failed")
 }
@@ -98,6 +103,8 @@ pub(super) async fn upload(
     } else {
         files.resume_offset(user, &r.sha256, r.size).await
     };
+    // Room for the rest of the file, above the disk's reserve, before taking a byte of it.
+    ctx.shared.files_space.check(r.size - offset)?;
     io.send(&UploadReady { offset }).await?;
     if offset < r.size {
         let mut partial = files.open_partial(user, &r.sha256, offset).await.map_err(io_error)?;
@@ -301,7 +308,7 @@ async fn removed(store: crate::store::Store, sha256: [u8; 32], since: u64) {
                 if txn.get::<u64>(&key)? == Some(since) {
                     txn.delete(key);
                 }
-                Ok::<_, crate::store::StoreError>(())
+                Ok::<_, StoreError>(())
             },
             |()| (),
         )

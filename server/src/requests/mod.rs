@@ -77,6 +77,12 @@ impl From<&StoreError> for RequestError {
                 message: "a concurrent write got in the way: retry".into(),
                 retry_after_ms: Some(50),
             },
+            // Logged once by the check itself, not per request.
+            StoreError::DiskFull { .. } => Self {
+                code: ErrorCode::SERVER_BUSY,
+                message: "the server's disk is full: retry later".into(),
+                retry_after_ms: Some(5000),
+            },
             StoreError::Unavailable(why) => {
                 tracing::warn!(%why, "the database is unavailable");
                 Self {

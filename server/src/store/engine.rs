@@ -48,6 +48,15 @@ pub enum StoreError {
     /// reported so too: its posts are deduplicated when retried.
     #[error("the database is unavailable: {0}")]
     Unavailable(String),
+    /// The data dir's disk has less free than its reserve: nothing was written, and the
+    /// write can be sent again once space returns.
+    #[error("the disk is full: {free} bytes free, {reserve} kept in reserve")]
+    DiskFull {
+        /// Bytes free.
+        free: u64,
+        /// The reserve (`min_free_disk_mb`).
+        reserve: u64,
+    },
 }
 
 impl From<sled::Error> for StoreError {

@@ -12,6 +12,7 @@ mod engine;
 pub(crate) mod keys;
 mod postgres;
 pub(crate) mod records;
+mod space;
 
 use std::sync::Arc;
 
@@ -24,6 +25,7 @@ pub use engine::{
 pub use postgres::PgEngine;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+pub use space::DiskSpace;
 
 /// The schema this build writes. A data dir with a higher version is refused; an older one
 /// is migrated when opened.
@@ -40,6 +42,8 @@ pub struct Store {
     engine: Arc<dyn Engine>,
     writer: commit::Writer,
     metrics: CommitMetrics,
+    /// Writes stop while the data dir's disk is below its reserve.
+    space: Option<Arc<DiskSpace>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -69,7 +73,14 @@ impl Store {
         }
         let metrics = CommitMetrics::default();
         let writer = commit::Writer::start(engine.clone(), max_group, metrics.clone());
-        Ok(Self { engine, writer, metrics })
+        Ok(Self { engine, writer, metrics, space: None })
+    }
+
+    /// Refuses writes ([`StoreError::DiskFull`]) while the disk falls short of `space`'s
+    /// reserve.
+    pub fn with_disk_space(mut self, space: DiskSpace) -> Self {
+        self.space = Some(Arc::new(space));
+        self
     }
 
     /// Runs `f` on the writer thread inside a group commit. On `Ok`, its writes are applied
@@ -86,6 +97,9 @@ impl Store {
         E: Send + 'static,
         R: Send + 'static,
     {
+        if let Some(space) = &self.space {
+            space.check(0).map_err(|full| WriteError::Store(Arc::new(full)))?;
+        }
         self.writer.write(f, after).await
     }
 
