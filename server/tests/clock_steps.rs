@@ -112,8 +112,9 @@ async fn post(conn: &Connection, room: RoomId, text: &str) -> Result<EventAck, R
     }
 }
 
-fn start(dir: &Path, addr: SocketAddr, clock: &SteppedClock) -> common::Banterd {
-    std::fs::write(&clock.file, "+0").unwrap();
+/// Starts banterd with its clock `offset_s` from real time.
+fn start(dir: &Path, addr: SocketAddr, clock: &SteppedClock, offset_s: i64) -> common::Banterd {
+    std::fs::write(&clock.file, format!("{offset_s:+}")).unwrap();
     let library = faketime_library();
     let metrics = clock.metrics.to_string();
     let ttl = TOKEN_TTL.as_secs().to_string();
@@ -136,7 +137,8 @@ async fn steps_of_the_system_clock_move_neither_timestamps_nor_token_lifetimes()
     let addr = free_port();
     let metrics = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let clock = SteppedClock { file: dir.path().join("faketime"), metrics };
-    let _server = start(&dir.path().join("data"), addr, &clock);
+    let data = dir.path().join("data");
+    let mut server = start(&data, addr, &clock, 0);
 
     let (conn, mut events) = connect(addr).await;
     let auth = conn.register("ada", PASSWORD).await.unwrap();
@@ -200,4 +202,19 @@ async fn steps_of_the_system_clock_move_neither_timestamps_nor_token_lifetimes()
     );
     // And the steps were noticed, for the operator.
     assert!((noticed - STEP_S * 1000).abs() < 2_000, "banter_clock_step_ms was {noticed}");
+
+    // Restarted on a clock ten minutes slow, banterd takes that clock; the room's next
+    // timestamp is still not below its last.
+    let last_ts = entries.last().unwrap().1;
+    drop(conn);
+    drop(server);
+    server = start(&data, addr, &clock, -STEP_S);
+    let (conn, mut events) = connect(addr).await;
+    let auth = conn.login("ada", PASSWORD).await.unwrap();
+    conn.hello(&auth.access_token);
+    while !matches!(events.recv().await, Some(Event::Welcome(_))) {}
+    let ack = post(&conn, room, "after a restart").await.unwrap();
+    assert_eq!(ack.seq, entries.last().unwrap().0 + 1);
+    assert!(ack.ts.0 >= last_ts, "went back across a restart: {} < {last_ts}", ack.ts.0);
+    drop(server);
 }

@@ -546,6 +546,7 @@ mod tests {
                     last_seq: 3,
                     members: 1,
                     direct_pair: None,
+                    last_ts: 0,
                 })),
             ),
             (keys::room_name("General"), Some(encode(&1u64))),

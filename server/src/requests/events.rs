@@ -52,7 +52,10 @@ pub(crate) fn append(
     kind: EntryKind,
 ) -> Appended {
     record.last_seq += 1;
-    let entry = LogEntry { ts: wall_clock().0, sender: sender.0, kind };
+    // Never below the room's latest: the clock may have stepped back, the server restarted
+    // on a slower clock, or another node's clock be ahead.
+    record.last_ts = record.last_ts.max(wall_clock().0);
+    let entry = LogEntry { ts: record.last_ts, sender: sender.0, kind };
     txn.put(keys::log(room, record.last_seq), &entry);
     Appended { room, seq: record.last_seq, entry, anonymous: false }
 }

@@ -169,6 +169,7 @@ pub(crate) fn new_channel(txn: &mut Txn<'_>, r: RoomCreate) -> Result<(RoomId, R
         last_seq: 0,
         members: 0,
         direct_pair: None,
+        last_ts: 0,
     };
     Ok((room, record))
 }
@@ -406,6 +407,7 @@ pub(super) async fn dm_open(ctx: &ConnCtx, r: DmOpen) -> Result<Vec<Message>> {
             last_seq: 0,
             members: 0,
             direct_pair: Some((user.0.min(other.0), user.0.max(other.0))),
+            last_ts: 0,
         };
         txn.put(pair_key, &room.0);
         let first = add_member(txn, room, &mut record, user, user, Role::MEMBER, max_rooms)?;

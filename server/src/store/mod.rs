@@ -29,7 +29,7 @@ pub use space::DiskSpace;
 
 /// The schema this build writes. A data dir with a higher version is refused; an older one
 /// is migrated when opened.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// The key of the schema version (for `banterd migrate` to report it).
 pub fn schema_key() -> Vec<u8> {
@@ -205,9 +205,27 @@ fn migrate(engine: &dyn Engine, from: u32) -> Result<(), StoreError> {
         index_public_rooms(engine, &mut writes)?;
         index_room_audit(engine, &mut writes)?;
     }
+    if from < 3 {
+        stamp_room_records(engine, &mut writes)?;
+    }
     writes.push((keys::meta("schema"), Some(encode(&SCHEMA_VERSION))));
     engine.apply(writes)?;
     engine.sync()
+}
+
+/// Schema 3: each room record gains the timestamp of its latest entry.
+fn stamp_room_records(engine: &dyn Engine, writes: &mut Vec<Write>) -> Result<(), StoreError> {
+    scan_table(engine, keys::tag::ROOM, |key, value| {
+        let old: records::RoomRecordV2 = decode(&key, &value)?;
+        let room = RoomId(keys::id_at(&key, 1));
+        let latest = engine.range(&keys::log(room, 0), &keys::log(room, u64::MAX), true, 1)?;
+        let last_ts = match latest.first() {
+            Some((log_key, entry)) => decode::<records::LogEntry>(log_key, entry)?.ts,
+            None => 0,
+        };
+        writes.push((key, Some(encode(&old.upgrade(last_ts)))));
+        Ok(())
+    })
 }
 
 /// Visits every record of one table.
@@ -243,7 +261,8 @@ fn index_shared_files(engine: &dyn Engine, writes: &mut Vec<Write>) -> Result<()
 /// The channels ROOM_LIST Public shows.
 fn index_public_rooms(engine: &dyn Engine, writes: &mut Vec<Write>) -> Result<(), StoreError> {
     scan_table(engine, keys::tag::ROOM, |key, value| {
-        let record: records::RoomRecord = decode(&key, &value)?;
+        // Schema 1 wrote the layout schema 2 kept.
+        let record: records::RoomRecordV2 = decode(&key, &value)?;
         let room = RoomId(keys::id_at(&key, 1));
         let settings_key = keys::room_settings(room);
         let archived = match engine.get(&settings_key)? {
@@ -291,8 +310,9 @@ impl Records for Txn<'_> {
 mod tests {
     use super::*;
 
-    fn room(private: bool) -> records::RoomRecord {
-        records::RoomRecord {
+    /// A room record as schema 2 and before wrote it.
+    fn room(private: bool) -> records::RoomRecordV2 {
+        records::RoomRecordV2 {
             direct: false,
             name: "r".into(),
             topic: String::new(),
@@ -320,7 +340,7 @@ mod tests {
     fn shared(byte: u8) -> records::LogEntry {
         let kind =
             records::EntryKind::FileShared { name: "a".into(), size: 1000, sha256: [byte; 32] };
-        records::LogEntry { ts: 1, sender: 1, kind }
+        records::LogEntry { ts: u64::from(byte), sender: 1, kind }
     }
 
     #[tokio::test]
@@ -353,6 +373,11 @@ mod tests {
         assert!(!store.contains(&keys::public_room(RoomId(4))).unwrap(), "a private room");
         assert!(store.contains(&keys::room_audit(RoomId(3), 9)).unwrap());
         assert_eq!(store.keys_with_prefix(&[keys::tag::ROOM_AUDIT], 10).unwrap().len(), 1);
+        // Schema 3: room records carry their latest entry's timestamp (0: no entries).
+        let stamped = |room| store.get::<records::RoomRecord>(&keys::room(room)).unwrap().unwrap();
+        assert_eq!(stamped(RoomId(3)).last_ts, shared(8).ts);
+        assert_eq!(stamped(RoomId(4)).last_ts, 0);
+        assert_eq!(stamped(RoomId(3)).last_seq, 5, "the rest of the record unchanged");
         store.close().await;
     }
 

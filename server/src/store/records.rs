@@ -55,6 +55,55 @@ pub(crate) struct RoomRecord {
     pub(crate) members: u32,
     /// For a direct room, its two users.
     pub(crate) direct_pair: Option<(u64, u64)>,
+    /// The timestamp of the latest entry: a later entry's is never below it, whatever the
+    /// clock did in between (a step, a restart, another node's clock). Schema 3.
+    pub(crate) last_ts: u64,
+}
+
+/// A room record as schema 2 wrote it (without `last_ts`), read only by the migration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct RoomRecordV2 {
+    pub(crate) direct: bool,
+    pub(crate) name: String,
+    pub(crate) topic: String,
+    pub(crate) category: String,
+    pub(crate) private: bool,
+    pub(crate) voice: bool,
+    pub(crate) created: u64,
+    pub(crate) last_seq: u64,
+    pub(crate) members: u32,
+    pub(crate) direct_pair: Option<(u64, u64)>,
+}
+
+impl RoomRecordV2 {
+    /// The schema-3 record, `last_ts` being its latest entry's.
+    pub(crate) fn upgrade(self, last_ts: u64) -> RoomRecord {
+        let Self {
+            direct,
+            name,
+            topic,
+            category,
+            private,
+            voice,
+            created,
+            last_seq,
+            members,
+            direct_pair,
+        } = self;
+        RoomRecord {
+            direct,
+            name,
+            topic,
+            category,
+            private,
+            voice,
+            created,
+            last_seq,
+            members,
+            direct_pair,
+            last_ts,
+        }
+    }
 }
 
 /// A room's moderation settings, in their own table so that rooms without any need no
