@@ -12,11 +12,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use banter_client::protocol::ErrorCode;
-use banter_client::protocol::bounded::Text;
-use banter_client::protocol::ids::RoomId;
-use banter_client::protocol::message::{EventAck, History, Message, Post};
-use banter_client::{Connection, Event, RequestError};
-use common::{PASSWORD, connect, create_room, free_port, start_adjusted};
+use banter_client::protocol::message::{History, Message};
+use banter_client::{Event, RequestError};
+use common::{PASSWORD, connect, create_room, free_port, login, post, start_adjusted};
 
 /// The access token lifetime banterd runs with here: short, so expiry is seen in seconds.
 const TOKEN_TTL: Duration = Duration::from_secs(5);
@@ -95,23 +93,6 @@ async fn hello(addr: SocketAddr, token: &[u8]) -> Result<(), ErrorCode> {
     }
 }
 
-async fn post(conn: &Connection, room: RoomId, text: &str) -> Result<EventAck, RequestError> {
-    static SENT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = SENT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let client_msg_id = u128::from(real_now_ms()) << 64 | u128::from(n);
-    let request = Post {
-        room,
-        client_msg_id,
-        text: Text::new(text).unwrap(),
-        reply_to: None,
-        anonymous: false,
-    };
-    match conn.request_one(request).await? {
-        Message::EventAck(ack) => Ok(ack),
-        other => panic!("{other:?}"),
-    }
-}
-
 /// Starts banterd with its clock `offset_s` from real time.
 fn start(dir: &Path, addr: SocketAddr, clock: &SteppedClock, offset_s: i64) -> common::Banterd {
     std::fs::write(&clock.file, format!("{offset_s:+}")).unwrap();
@@ -140,10 +121,7 @@ async fn steps_of_the_system_clock_move_neither_timestamps_nor_token_lifetimes()
     let data = dir.path().join("data");
     let mut server = start(&data, addr, &clock, 0);
 
-    let (conn, mut events) = connect(addr).await;
-    let auth = conn.register("ada", PASSWORD).await.unwrap();
-    conn.hello(&auth.access_token);
-    while !matches!(events.recv().await, Some(Event::Welcome(_))) {}
+    let (conn, _events, _) = login(addr, "ada", true).await;
     let room = create_room(&conn, "clock").await;
 
     // Posts between steps forward and back: seqs one after another, timestamps on real time.
@@ -209,10 +187,7 @@ async fn steps_of_the_system_clock_move_neither_timestamps_nor_token_lifetimes()
     drop(conn);
     drop(server);
     server = start(&data, addr, &clock, -STEP_S);
-    let (conn, mut events) = connect(addr).await;
-    let auth = conn.login("ada", PASSWORD).await.unwrap();
-    conn.hello(&auth.access_token);
-    while !matches!(events.recv().await, Some(Event::Welcome(_))) {}
+    let (conn, _events, _) = login(addr, "ada", false).await;
     let ack = post(&conn, room, "after a restart").await.unwrap();
     assert_eq!(ack.seq, entries.last().unwrap().0 + 1);
     assert!(ack.ts.0 >= last_ts, "went back across a restart: {} < {last_ts}", ack.ts.0);

@@ -12,12 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use banter_client::RequestError;
 use banter_client::protocol::ErrorCode;
-use banter_client::protocol::bounded::Text;
-use banter_client::protocol::ids::RoomId;
-use banter_client::protocol::message::{EventAck, Message, Post};
-use banter_client::{Connection, Event, RequestError};
-use common::{PASSWORD, connect, create_room, free_port, history, start_adjusted};
+use common::{create_room, free_port, history, login, post, start_adjusted};
 
 /// What banterd keeps free, in MiB.
 const RESERVE_MB: u64 = 8;
@@ -64,22 +61,6 @@ impl Drop for Tmpfs {
     }
 }
 
-async fn post(conn: &Connection, room: RoomId, text: &str) -> Result<EventAck, RequestError> {
-    static SENT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-    let id = u128::from(SENT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
-    let request = Post {
-        room,
-        client_msg_id: id,
-        text: Text::new(text).unwrap(),
-        reply_to: None,
-        anonymous: false,
-    };
-    match conn.request_one(request).await? {
-        Message::EventAck(ack) => Ok(ack),
-        other => panic!("{other:?}"),
-    }
-}
-
 fn healthz(metrics: SocketAddr) -> String {
     let mut stream = TcpStream::connect(metrics).unwrap();
     write!(stream, "GET /healthz HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
@@ -107,10 +88,7 @@ async fn a_full_disk_refuses_writes_retryably_keeps_reads_and_recovers_by_itself
     let metrics = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let mut server = start(&data, addr, metrics);
 
-    let (conn, mut events) = connect(addr).await;
-    let auth = conn.register("ada", PASSWORD).await.unwrap();
-    conn.hello(&auth.access_token);
-    while !matches!(events.recv().await, Some(Event::Welcome(_))) {}
+    let (conn, _events, _) = login(addr, "ada", true).await;
     let room = create_room(&conn, "full").await;
     let mut acked = Vec::new();
     for i in 0..20 {
@@ -174,10 +152,7 @@ async fn a_full_disk_refuses_writes_retryably_keeps_reads_and_recovers_by_itself
     drop(conn);
     drop(server);
     server = start(&data, addr, metrics);
-    let (conn, mut events) = connect(addr).await;
-    let auth = conn.login("ada", PASSWORD).await.unwrap();
-    conn.hello(&auth.access_token);
-    while !matches!(events.recv().await, Some(Event::Welcome(_))) {}
+    let (conn, _events, _) = login(addr, "ada", false).await;
     let read = history(&conn, room).await;
     let posts: Vec<_> = acked.iter().filter(|(_, text)| !text.is_empty()).collect();
     assert_eq!(read.len(), posts.len(), "{read:?}");

@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use banter_client::protocol::bounded::Text;
 use banter_client::protocol::ids::{RoomId, UserId};
-use banter_client::protocol::message::{History, Message, RoomCreate, RoomInfo, Visibility};
+use banter_client::protocol::message::{
+    EventAck, History, Message, Post, RoomCreate, RoomInfo, Visibility,
+};
 use banter_client::{Connection, Event, Options, RequestError, Trust};
 
 pub(crate) const PASSWORD: &str = "correct horse battery";
@@ -133,6 +135,22 @@ pub(crate) async fn login(
     register: bool,
 ) -> (Connection, tokio::sync::mpsc::UnboundedReceiver<Event>, UserId) {
     try_login(addr, name, PASSWORD, register).await.unwrap()
+}
+
+/// Posts `text` with a fresh client_msg_id; the ack, or the refusal.
+pub(crate) async fn post(
+    conn: &Connection,
+    room: RoomId,
+    text: &str,
+) -> Result<EventAck, RequestError> {
+    static SENT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let client_msg_id = u128::from(SENT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    let text = Text::new(text).unwrap();
+    let request = Post { room, client_msg_id, text, reply_to: None, anonymous: false };
+    match conn.request_one(request).await? {
+        Message::EventAck(ack) => Ok(ack),
+        other => panic!("{other:?}"),
+    }
 }
 
 pub(crate) async fn create_room(conn: &Connection, name: &str) -> RoomId {
