@@ -330,8 +330,12 @@ impl Shared {
         let mut store = Store::open(open_engine(&config)?, config.commit_max_group)?;
         let reserve = config.min_free_disk_mb.saturating_mul(1024 * 1024);
         if matches!(config.store, StoreKind::Sled) {
-            store = store.with_disk_space(store::DiskSpace::new(config.data_dir.clone(), reserve));
+            let db = config.data_dir.join("db");
+            store = store.with_disk_space(store::DiskSpace::new(db, reserve));
         }
+        // Made now, so that its disk is watched from the first upload on.
+        std::fs::create_dir_all(config.files_root())
+            .map_err(|e| StartError::Config(format!("{}: {e}", config.files_root().display())))?;
         let files_space = store::DiskSpace::new(config.files_root(), reserve);
         let hub = Arc::new(Hub::new(SessionLimits {
             replay_bytes: config.replay_buffer_bytes,

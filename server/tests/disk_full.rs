@@ -119,6 +119,9 @@ async fn a_full_disk_refuses_writes_retryably_keeps_reads_and_recovers_by_itself
         Err(RequestError::Server { code: ErrorCode::SERVER_BUSY, .. }) => {}
         other => panic!("an upload on a full disk: {other:?}"),
     }
+    let partial = data.join("files/partial");
+    let taken = std::fs::read_dir(&partial).map_or(0, |files| files.count());
+    assert_eq!(taken, 0, "an upload took bytes of a full disk ({})", partial.display());
     // Reads go on; the server says why it is unhealthy.
     let read = history(&conn, room).await;
     for (seq, text) in &acked {
