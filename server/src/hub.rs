@@ -245,6 +245,12 @@ struct RemotePresence {
     expires: Instant,
 }
 
+/// An encoded PRESENCE frame.
+fn presence_frame(user: UserId, status: PresenceStatus, text: &str) -> Bytes {
+    let text = Text::new(text.to_owned()).unwrap_or_default();
+    Bytes::from(encode(&Presence { user, status, text }))
+}
+
 /// Presence statuses from most to least available; invisible counts as offline.
 fn availability(status: PresenceStatus) -> u8 {
     match status {
@@ -724,9 +730,7 @@ impl Hub {
             return;
         }
         state.presence.insert(user, current.clone());
-        let frame =
-            Presence { user, status: current.0, text: Text::new(current.1).unwrap_or_default() };
-        let bytes = Bytes::from(encode(&frame));
+        let bytes = presence_frame(user, current.0, &current.1);
         for session in Self::sharing_sessions(&state, user) {
             session.push_ephemeral(Hello::INTEREST_PRESENCE, bytes.clone());
         }
@@ -754,8 +758,7 @@ impl Hub {
             .cloned()
             .unwrap_or((PresenceStatus::Offline, String::new()));
         let (status, text) = if on { (PresenceStatus::Offline, String::new()) } else { current };
-        let frame = Presence { user: blocker, status, text: Text::new(text).unwrap_or_default() };
-        let bytes = Bytes::from(encode(&frame));
+        let bytes = presence_frame(blocker, status, &text);
         for session in state.sessions_of.get(&blocked).into_iter().flatten() {
             session.push_ephemeral(Hello::INTEREST_PRESENCE, bytes.clone());
         }
@@ -776,12 +779,7 @@ impl Hub {
             if *status == PresenceStatus::Offline {
                 continue;
             }
-            let frame = Presence {
-                user: u,
-                status: *status,
-                text: Text::new(text.clone()).unwrap_or_default(),
-            };
-            frames.push(Bytes::from(encode(&frame)));
+            frames.push(presence_frame(u, *status, text));
         }
         session.push_snapshot(Hello::INTEREST_PRESENCE, frames);
     }

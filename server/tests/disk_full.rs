@@ -6,14 +6,15 @@
 
 mod common;
 
-use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::Write as _;
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use banter_client::RequestError;
 use banter_client::protocol::ErrorCode;
+use banter_tests::http_get;
 use common::{create_room, free_port, history, login, post, start_adjusted};
 
 /// What banterd keeps free, in MiB.
@@ -59,14 +60,6 @@ impl Drop for Tmpfs {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg("-l").arg(&self.0).status();
     }
-}
-
-fn healthz(metrics: SocketAddr) -> String {
-    let mut stream = TcpStream::connect(metrics).unwrap();
-    write!(stream, "GET /healthz HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).unwrap();
-    text
 }
 
 fn start(data: &Path, addr: SocketAddr, metrics: SocketAddr) -> common::Banterd {
@@ -127,8 +120,8 @@ async fn a_full_disk_refuses_writes_retryably_keeps_reads_and_recovers_by_itself
     for (seq, text) in &acked {
         assert_eq!(read.get(seq), Some(text));
     }
-    let health = healthz(metrics);
-    assert!(health.contains(" 503 ") && health.contains("disk is full"), "{health}");
+    let (status, health) = http_get(metrics, "/healthz").await;
+    assert!(status == 503 && health.contains("disk is full"), "{status} {health}");
 
     // Space returns: posts and uploads go through again without a restart.
     std::fs::remove_file(filler).unwrap();
@@ -146,8 +139,8 @@ async fn a_full_disk_refuses_writes_retryably_keeps_reads_and_recovers_by_itself
             Err(other) => panic!("{other}"),
         }
     }
-    let health = healthz(metrics);
-    assert!(health.contains(" 200 "), "{health}");
+    let (status, health) = http_get(metrics, "/healthz").await;
+    assert_eq!(status, 200, "{health}");
     let shared = conn.upload(room, "upload.bin", &file).await.unwrap();
     acked.push((shared.seq, String::new()));
 
