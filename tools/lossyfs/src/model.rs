@@ -119,6 +119,26 @@ fn io_errno(error: &io::Error) -> Errno {
     error.raw_os_error().unwrap_or(libc::EIO)
 }
 
+fn sync_body(body: &mut Body) -> Result<(), Errno> {
+    match body {
+        Body::Dir(dir) => dir.durable.clone_from(&dir.live),
+        Body::File(file) => {
+            let io = |result: io::Result<()>| result.map_err(|e| io_errno(&e));
+            io(file.object.set_len(file.kept_len.min(file.durable_len)))?;
+            for (&page, data) in &file.dirty {
+                let start = page * PAGE;
+                let len = file.live_len.saturating_sub(start).min(PAGE) as usize;
+                io(file.object.write_all_at(&data[..len], start))?;
+            }
+            io(file.object.set_len(file.live_len))?;
+            file.dirty.clear();
+            file.durable_len = file.live_len;
+            file.kept_len = file.live_len;
+        }
+    }
+    Ok(())
+}
+
 impl Model {
     /// An empty disk whose durable contents live in `store` (an empty directory).
     pub(crate) fn new(store: &Path, root: Owner) -> Self {
@@ -387,29 +407,12 @@ impl Model {
 
     /// fsync / fdatasync: a file's data and length, or a directory's listing.
     pub(crate) fn sync(&mut self, ino: u64) -> Result<(), Errno> {
-        match &mut self.node_mut(ino)?.body {
-            Body::Dir(dir) => dir.durable.clone_from(&dir.live),
-            Body::File(file) => {
-                let io = |result: io::Result<()>| result.map_err(|e| io_errno(&e));
-                io(file.object.set_len(file.kept_len.min(file.durable_len)))?;
-                for (&page, data) in &file.dirty {
-                    let start = page * PAGE;
-                    let len = file.live_len.saturating_sub(start).min(PAGE) as usize;
-                    io(file.object.write_all_at(&data[..len], start))?;
-                }
-                io(file.object.set_len(file.live_len))?;
-                file.dirty.clear();
-                file.durable_len = file.live_len;
-                file.kept_len = file.live_len;
-            }
-        }
-        Ok(())
+        sync_body(&mut self.node_mut(ino)?.body)
     }
 
     /// A clean shutdown: everything becomes durable.
     pub(crate) fn sync_all(&mut self) -> Result<(), Errno> {
-        let inodes: Vec<u64> = self.nodes.keys().copied().collect();
-        inodes.into_iter().try_for_each(|ino| self.sync(ino))
+        self.nodes.values_mut().try_for_each(|node| sync_body(&mut node.body))
     }
 
     /// Bytes the live files take.
