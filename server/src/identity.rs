@@ -2,12 +2,13 @@
 //! certificate. Created on first start (self-signed), reused after; key files are mode 0600.
 
 use std::fs;
-use std::io::Write as _;
 use std::path::Path;
 
 use ed25519_dalek::SigningKey;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::durable;
 
 /// Loaded identity.
 #[derive(Debug)]
@@ -93,8 +94,11 @@ impl Identity {
             let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
             let certified =
                 rcgen::generate_simple_self_signed(names).map_err(std::io::Error::other)?;
+            // A pair half left by an interrupted first start is replaced whole.
+            let _ = fs::remove_file(&cert_key_path);
+            let _ = fs::remove_file(&cert_path);
             write_private(&cert_key_path, certified.signing_key.serialize_pem().as_bytes())?;
-            fs::write(&cert_path, certified.cert.pem())?;
+            durable::write_new(&cert_path, certified.cert.pem().as_bytes(), 0o644)?;
         }
         let cert_chain = CertificateDer::pem_file_iter(&cert_path)
             .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
@@ -122,19 +126,17 @@ pub(crate) fn create_private(path: &Path) -> std::io::Result<fs::File> {
     options.open(path)
 }
 
-/// Writes a new private file (mode 0600) and syncs it.
+/// Writes a new private file (mode 0600), durably: the file, then the directory naming it.
 pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut file = create_private(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
+    durable::write_new(path, bytes, 0o600)
 }
 
 /// Creates `dir` (and its parents) accessible to its owner only (mode 0700) from the start,
-/// with no window in which the umask's mode applies; an existing directory is tightened to
-/// 0700. The data dir and backups hold keys, the database and the admin socket.
+/// with no window in which the umask's mode applies, and durably; an existing directory is
+/// tightened to 0700. The data dir and backups hold keys, the database and the admin socket.
 pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
-    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    use std::os::unix::fs::PermissionsExt as _;
+    durable::create_dir_all(dir, 0o700)?;
     if fs::metadata(dir)?.permissions().mode() & 0o777 != 0o700 {
         fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
     }

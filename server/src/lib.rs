@@ -20,6 +20,7 @@
 //! - [`auth`]: password hashing and access/refresh tokens.
 //! - `ratelimit`: token buckets.
 //! - `files`: shared files beside the database, named by their SHA-256.
+//! - `durable`: creating files and directories so that their names survive a power cut.
 //! - [`admin`]: the operator's commands, offline or over the admin socket.
 //! - `metrics`: Prometheus metrics and the opt-in `/metrics` + `/healthz` listener.
 
@@ -34,6 +35,7 @@ mod bus;
 mod clock;
 pub mod config;
 mod connection;
+mod durable;
 mod endpoint;
 mod fanout;
 mod files;
@@ -334,7 +336,7 @@ impl Shared {
             store = store.with_disk_space(store::DiskSpace::new(db, reserve));
         }
         // Made now, so that its disk is watched from the first upload on.
-        std::fs::create_dir_all(config.files_root())
+        durable::create_dir_all(&config.files_root(), 0o755)
             .map_err(|e| StartError::Config(format!("{}: {e}", config.files_root().display())))?;
         let files_space = store::DiskSpace::new(config.files_root(), reserve);
         let hub = Arc::new(Hub::new(SessionLimits {

@@ -220,6 +220,12 @@ impl SledEngine {
         let tree = db.open_tree("banter")?;
         // Without the log file every sync would silently skip fdatasync: refuse to start.
         let log_file = File::options().read(true).write(true).open(dir.join("db"))?;
+        // sled creates its directory, `conf` and `blobs/` without syncing any of them: after a
+        // power cut the whole database could be gone, every fdatasync'ed write in it included.
+        File::open(dir.join("conf"))?.sync_all()?;
+        crate::durable::sync_dir(&dir.join("blobs"))?;
+        crate::durable::sync_dir(dir)?;
+        crate::durable::sync_parent(dir)?;
         Ok(Self { db, tree, log_file, synced_blobs: Default::default(), path: dir.to_owned() })
     }
 

@@ -46,6 +46,7 @@ fn file_type(kind: Kind) -> FileType {
     match kind {
         Kind::File => FileType::RegularFile,
         Kind::Dir => FileType::Directory,
+        Kind::Socket => FileType::Socket,
     }
 }
 
@@ -131,6 +132,22 @@ impl Filesystem for LossyFs {
         entry(reply, self.model().mkdir(parent, name, owner(req, mode, umask)));
     }
 
+    fn mknod(
+        &mut self,
+        req: &Request<'_>,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        _rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        if mode & libc::S_IFMT != libc::S_IFSOCK {
+            return reply.error(libc::EPERM); // devices and FIFOs: not modelled
+        }
+        entry(reply, self.model().mksocket(parent, name, owner(req, mode, umask)));
+    }
+
     fn unlink(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEmpty) {
         empty(reply, self.model().unlink(parent, name));
     }
@@ -159,6 +176,7 @@ impl Filesystem for LossyFs {
     fn open(&mut self, _req: &Request<'_>, ino: u64, _flags: i32, reply: ReplyOpen) {
         match self.model().attr(ino) {
             Ok(attr) if attr.kind == Kind::Dir => reply.error(libc::EISDIR),
+            Ok(attr) if attr.kind == Kind::Socket => reply.error(libc::ENXIO),
             Ok(_) => reply.opened(0, FOPEN_DIRECT_IO),
             Err(errno) => reply.error(errno),
         }

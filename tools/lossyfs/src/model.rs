@@ -29,11 +29,12 @@ const PAGE: u64 = 4096;
 /// An operation's failure, as an errno for the kernel.
 pub(crate) type Errno = libc::c_int;
 
-/// A file or a directory.
+/// A file, a directory, or a Unix socket's name (what bind(2) creates; it holds no data).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
     File,
     Dir,
+    Socket,
 }
 
 /// What `stat` shows of a node.
@@ -98,6 +99,7 @@ struct DirNode {
 enum Body {
     File(FileNode),
     Dir(DirNode),
+    Socket,
 }
 
 #[derive(Debug)]
@@ -122,6 +124,7 @@ fn io_errno(error: &io::Error) -> Errno {
 fn sync_body(body: &mut Body) -> Result<(), Errno> {
     match body {
         Body::Dir(dir) => dir.durable.clone_from(&dir.live),
+        Body::Socket => {}
         Body::File(file) => {
             let io = |result: io::Result<()>| result.map_err(|e| io_errno(&e));
             io(file.object.set_len(file.kept_len.min(file.durable_len)))?;
@@ -171,7 +174,7 @@ impl Model {
     fn dir(&self, ino: u64) -> Result<&DirNode, Errno> {
         match &self.node(ino)?.body {
             Body::Dir(dir) => Ok(dir),
-            Body::File(_) => Err(libc::ENOTDIR),
+            Body::File(_) | Body::Socket => Err(libc::ENOTDIR),
         }
     }
 
@@ -180,7 +183,7 @@ impl Model {
         node.meta.mtime = SystemTime::now();
         match &mut node.body {
             Body::Dir(dir) => Ok(dir),
-            Body::File(_) => Err(libc::ENOTDIR),
+            Body::File(_) | Body::Socket => Err(libc::ENOTDIR),
         }
     }
 
@@ -188,6 +191,7 @@ impl Model {
         match &self.node(ino)?.body {
             Body::File(file) => Ok(file),
             Body::Dir(_) => Err(libc::EISDIR),
+            Body::Socket => Err(libc::EINVAL),
         }
     }
 
@@ -197,6 +201,7 @@ impl Model {
         match &mut node.body {
             Body::File(file) => Ok(file),
             Body::Dir(_) => Err(libc::EISDIR),
+            Body::Socket => Err(libc::EINVAL),
         }
     }
 
@@ -205,6 +210,7 @@ impl Model {
         let (kind, size) = match &node.body {
             Body::File(file) => (Kind::File, file.live_len),
             Body::Dir(dir) => (Kind::Dir, dir.live.len() as u64),
+            Body::Socket => (Kind::Socket, 0),
         };
         let Owner { perm, uid, gid } = node.meta.owner;
         Ok(Attr { ino, kind, size, perm, uid, gid, mtime: node.meta.mtime })
@@ -220,6 +226,7 @@ impl Model {
         let dir = self.dir(dir)?;
         let kind = |ino| match self.nodes.get(ino).map(|n| &n.body) {
             Some(Body::Dir(_)) => Kind::Dir,
+            Some(Body::Socket) => Kind::Socket,
             _ => Kind::File,
         };
         Ok(dir.live.iter().map(|(name, ino)| (name.clone(), *ino, kind(ino))).collect())
@@ -247,6 +254,7 @@ impl Model {
                 })
             }
             Kind::Dir => Body::Dir(DirNode { live: BTreeMap::new(), durable: BTreeMap::new() }),
+            Kind::Socket => Body::Socket,
         };
         self.next_ino += 1;
         self.nodes.insert(ino, Node { meta: Meta { owner, mtime: SystemTime::now() }, body });
@@ -275,14 +283,25 @@ impl Model {
         self.add(parent, name, owner, Kind::Dir)
     }
 
+    /// A socket's name, as bind(2) makes it.
+    pub(crate) fn mksocket(
+        &mut self,
+        parent: u64,
+        name: &OsStr,
+        owner: Owner,
+    ) -> Result<Attr, Errno> {
+        self.add(parent, name, owner, Kind::Socket)
+    }
+
     /// Removes a name. The node lives on (open files, durable listings) until a restart
     /// finds nothing durable naming it.
     fn remove(&mut self, parent: u64, name: &OsStr, kind: Kind) -> Result<(), Errno> {
         let attr = self.lookup(parent, name)?;
         match (kind, attr.kind) {
-            (Kind::File, Kind::Dir) => return Err(libc::EISDIR),
-            (Kind::Dir, Kind::File) => return Err(libc::ENOTDIR),
             (Kind::Dir, Kind::Dir) if attr.size > 0 => return Err(libc::ENOTEMPTY),
+            (Kind::Dir, Kind::Dir) => {}
+            (_, Kind::Dir) => return Err(libc::EISDIR),
+            (Kind::Dir, _) => return Err(libc::ENOTDIR),
             _ => {}
         }
         self.dir_mut(parent)?.live.remove(name);
@@ -311,9 +330,10 @@ impl Model {
             Ok(_) if no_replace => return Err(libc::EEXIST),
             Ok(target) if target.ino == moving.ino => return Ok(()),
             Ok(target) => match (moving.kind, target.kind) {
-                (Kind::File, Kind::Dir) => return Err(libc::EISDIR),
-                (Kind::Dir, Kind::File) => return Err(libc::ENOTDIR),
                 (Kind::Dir, Kind::Dir) if target.size > 0 => return Err(libc::ENOTEMPTY),
+                (Kind::Dir, Kind::Dir) => {}
+                (_, Kind::Dir) => return Err(libc::EISDIR),
+                (Kind::Dir, _) => return Err(libc::ENOTDIR),
                 _ => {}
             },
             Err(libc::ENOENT) => {}
@@ -421,7 +441,7 @@ impl Model {
             .values()
             .map(|node| match &node.body {
                 Body::File(file) => file.live_len,
-                Body::Dir(_) => 0,
+                Body::Dir(_) | Body::Socket => 0,
             })
             .sum()
     }
@@ -446,6 +466,7 @@ impl Model {
                         dir.live.clone_from(&dir.durable);
                     }
                 }
+                Body::Socket => {}
                 Body::File(file) => {
                     loss.unsynced_bytes += file.dirty.len() as u64 * PAGE;
                     if file.live_len != file.durable_len || file.kept_len != file.durable_len {
@@ -626,6 +647,9 @@ mod tests {
         assert_eq!(disk.rename(ROOT, name("d"), dir, name("inside"), false), Err(libc::EINVAL));
         assert_eq!(disk.rename(dir, name("f"), ROOT, name("d"), false), Err(libc::EISDIR));
         disk.unlink(dir, name("f")).unwrap();
+        disk.mksocket(dir, name("s"), OWNER).unwrap();
+        assert_eq!(disk.read(disk.lookup(dir, name("s")).unwrap().ino, 0, 1), Err(libc::EINVAL));
+        disk.unlink(dir, name("s")).unwrap();
         disk.rmdir(ROOT, name("d")).unwrap();
         assert!(disk.entries(ROOT).unwrap().is_empty());
     }
