@@ -7,6 +7,7 @@
 //! banter-bench --server 127.0.0.1:4433 rooms --rooms 100 --members 10 --rate 5
 //! banter-bench --server 127.0.0.1:4433 voice --speakers 20 --listeners 0 --seconds 10
 //! banter-bench --server 127.0.0.1:4433 seed --users 10000 --rooms 1000 --messages 1000000
+//! banter-bench --server 127.0.0.1:4433 soak --rooms 10 --members 5 --seconds 3600 --plot soak.png
 //! ```
 //!
 //! The server must allow the load: start it with cheap password hashing (the workloads
@@ -32,6 +33,7 @@ use tokio::sync::{Semaphore, mpsc};
 
 mod rooms;
 mod seed;
+mod soak;
 mod voice;
 
 #[derive(Debug, Parser)]
@@ -109,6 +111,29 @@ enum Workload {
         messages: u64,
         #[arg(long, default_value_t = 64)]
         posters: usize,
+    },
+    /// A long mixed load (posts, typing, reactions, reconnects, voice) sampled every
+    /// `sample` seconds: server RSS and fds (BANTER_SERVER_PID), p99 latencies, every post
+    /// delivered once; `--plot FILE` draws the curves as a PNG.
+    Soak {
+        #[arg(long, default_value_t = 10)]
+        rooms: usize,
+        #[arg(long, default_value_t = 5)]
+        members: usize,
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Posts per second in each room.
+        #[arg(long, default_value_t = 5)]
+        rate: u64,
+        /// Seconds between samples.
+        #[arg(long, default_value_t = 5)]
+        sample: u64,
+        /// Speakers in a voice room beside the chat (0: none).
+        #[arg(long, default_value_t = 4)]
+        speakers: usize,
+        /// Draw RSS, fds and p99 latency over time into this PNG.
+        #[arg(long)]
+        plot: Option<std::path::PathBuf>,
     },
     /// S speakers and L listeners in one voice room, each speaker sending 50 datagrams/s:
     /// relayed packets/s, latency through banterd, loss.
@@ -590,6 +615,10 @@ async fn main() -> anyhow::Result<()> {
         }
         Workload::Seed { users, rooms, messages, posters } => {
             seed::run(&cli.server, users, rooms, messages, posters).await?
+        }
+        Workload::Soak { rooms, members, seconds, rate, sample, speakers, plot } => {
+            let settings = soak::Settings { rooms, members, seconds, rate, sample, speakers, plot };
+            soak::run(&cli.server, settings).await?
         }
         Workload::Voice { speakers, listeners, seconds, payload } => {
             voice::run(&cli.server, speakers, listeners, seconds, payload).await?

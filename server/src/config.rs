@@ -334,6 +334,9 @@ config! {
     argon2_iterations: u32 = 2;
     /// Most writes in one group commit.
     commit_max_group: usize = 4096;
+    /// Memory sled may fill with cached database pages, MiB (sled only). banterd's memory
+    /// grows with the data until the cache is full, then stays: lower it on a small machine.
+    sled_cache_mb: u64 = 256;
     /// Largest file an upload may share, in bytes.
     max_upload_bytes: u64 = 25 * 1024 * 1024;
     /// Bytes of files one user may share at once (deleting a shared file gives its bytes

@@ -162,7 +162,10 @@ impl Shared {
 /// `database_url`.
 pub fn open_engine(config: &Config) -> Result<Arc<dyn Engine>, store::StoreError> {
     Ok(match config.store {
-        StoreKind::Sled => Arc::new(SledEngine::open(&config.data_dir.join("db"))?),
+        StoreKind::Sled => {
+            let cache = config.sled_cache_mb.saturating_mul(1024 * 1024);
+            Arc::new(SledEngine::open_with_cache(&config.data_dir.join("db"), cache)?)
+        }
         StoreKind::Postgres => Arc::new(PgEngine::open(&config.database_url)?),
     })
 }

@@ -20,6 +20,7 @@ use banter_server::Server;
 use banter_server::config::Config;
 use tokio::sync::mpsc;
 
+pub mod child;
 mod impaired;
 pub mod nats;
 pub mod postgres;

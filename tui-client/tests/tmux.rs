@@ -10,7 +10,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{Banterd, Env, free_address, start};
+use common::{Env, banterd, free_address, start};
 
 /// The tmux session; killed when dropped.
 struct Tmux(String);
@@ -348,7 +348,7 @@ async fn messages_are_replied_to_edited_reacted_to_and_deleted_by_keys() {
 async fn a_server_killed_with_kill_9_is_noticed_and_its_restart_delivers_the_outbox() {
     let data = tempfile::tempdir().unwrap();
     let addr = free_address();
-    let server = Banterd::start(data.path(), &addr);
+    let server = banterd(data.path(), &addr, &[]);
     let env = Env::at(addr.clone());
     env.register_ada_and("grace");
     env.run_ok(&["create-room", "general"]);
@@ -364,7 +364,7 @@ async fn a_server_killed_with_kill_9_is_noticed_and_its_restart_delivers_the_out
 
     // Back up (same data dir, same port): the line goes out within about two seconds.
     let restarted = std::time::Instant::now();
-    let _server = Banterd::start(data.path(), &addr);
+    let _server = banterd(data.path(), &addr, &[]);
     session.wait_until("[connected]", Duration::from_secs(4)).await;
     history_until(&env, "general", |e| e.iter().any(|m| m["text"] == "typed while it was down"))
         .await;

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{Banterd, Env, free_address};
+use common::{Env, banterd, free_address};
 
 fn dissector() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../contrib/wireshark/banter.lua")
@@ -104,7 +104,7 @@ async fn tshark_with_the_dissector_decodes_a_recorded_session() {
     let port = addr.rsplit(':').next().unwrap().to_owned();
     let capture = Capture::start(&port, &capture_file);
     let data = dir.path().join("data");
-    let server = Banterd::start_with_env(&data, &addr, &[("SSLKEYLOGFILE", keylog.as_path())]);
+    let server = banterd(&data, &addr, &[("SSLKEYLOGFILE", keylog.as_os_str())]);
 
     // The session: two users, a post, history, and a second of speech relayed between them.
     let env = Env::at(addr);

@@ -210,10 +210,17 @@ pub struct SledEngine {
 }
 
 impl SledEngine {
-    /// Opens (creating) the database in `dir`.
+    /// Opens (creating) the database in `dir`, with sled's default cache (1 GiB).
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        Self::open_with_cache(dir, 1 << 30)
+    }
+
+    /// Opens (creating) the database in `dir`; sled caches at most about `cache_bytes` of
+    /// pages.
+    pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
         let db = sled::Config::new()
             .path(dir)
+            .cache_capacity(cache_bytes)
             // Our writer flushes explicitly after each group; sled's timer flush is redundant.
             .flush_every_ms(None)
             .open()?;

@@ -8,6 +8,7 @@ use std::process::{Command, Output, Stdio};
 
 use banter_server::Server;
 use banter_server::config::Config;
+pub(crate) use banter_tests::child::Banterd;
 
 pub(crate) struct Env {
     pub(crate) server: String,
@@ -134,65 +135,9 @@ pub(crate) fn metric(server: &Server, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("no {name} in {text}"))
 }
 
-/// The banterd binary, beside `banter` (a workspace test run builds it; built here if not).
-fn banterd_binary() -> std::path::PathBuf {
-    let path = Path::new(env!("CARGO_BIN_EXE_banter")).with_file_name("banterd");
-    if !path.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let built = Command::new(cargo)
-            .args(["build", "-p", "banter-server", "--bin", "banterd"])
-            .status()
-            .unwrap();
-        assert!(built.success() && path.exists(), "cannot build banterd at {}", path.display());
-    }
-    path
-}
-
-/// A banterd process on `addr`; killed with SIGKILL when dropped.
-pub(crate) struct Banterd(std::process::Child);
-
-impl Banterd {
-    pub(crate) fn start(dir: &Path, addr: &str) -> Self {
-        Self::start_with_env(dir, addr, &[])
-    }
-
-    /// [`Banterd::start`] with extra environment variables.
-    pub(crate) fn start_with_env(dir: &Path, addr: &str, env: &[(&str, &Path)]) -> Self {
-        use std::io::BufRead as _;
-        let mut child = Command::new(banterd_binary())
-            .args(["run", "--listen", addr, "--data-dir"])
-            .arg(dir)
-            .env("BANTER_ARGON2_MEMORY_KIB", "256")
-            .env("BANTER_ARGON2_ITERATIONS", "1")
-            .env("RUST_LOG", "warn")
-            .envs(env.iter().copied())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let mut lines = std::io::BufReader::new(stdout).lines();
-        let server = Self(child);
-        while let Some(Ok(line)) = lines.next() {
-            if line.starts_with("certificate SHA-256 fingerprint") {
-                // Keep reading its output on a thread, so it never blocks on a full pipe.
-                std::thread::spawn(move || for _ in lines {});
-                return server;
-            }
-        }
-        panic!("banterd did not start");
-    }
-
-    pub(crate) fn kill_9(mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Banterd {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// A banterd process on `addr` (the binary beside `banter`); killed with SIGKILL when dropped.
+pub(crate) fn banterd(dir: &Path, addr: &str, env: &[(&str, &std::ffi::OsStr)]) -> Banterd {
+    Banterd::start(Path::new(env!("CARGO_BIN_EXE_banter")), dir, addr, env)
 }
 
 /// A free UDP port on loopback, as `127.0.0.1:PORT`.
