@@ -653,3 +653,110 @@ impl Drop for ConnectionGuard {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+    use store::records::{EntryKind, LogEntry, MemberRecord, RoomRecordV2};
+    use store::{Engine, KeyValues, SledEngine, StoreError, Transaction, Write, encode};
+
+    /// sled, counting the records it hands out.
+    #[derive(Debug)]
+    struct Counting {
+        inner: SledEngine,
+        read: AtomicUsize,
+    }
+
+    impl Engine for Counting {
+        fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+            let value = self.inner.get(key)?;
+            self.read.fetch_add(usize::from(value.is_some()), Ordering::Relaxed);
+            Ok(value)
+        }
+
+        fn range(
+            &self,
+            start: &[u8],
+            end: &[u8],
+            reverse: bool,
+            limit: usize,
+        ) -> Result<KeyValues, StoreError> {
+            let page = self.inner.range(start, end, reverse, limit)?;
+            self.read.fetch_add(page.len(), Ordering::Relaxed);
+            Ok(page)
+        }
+
+        fn apply(&self, writes: Vec<Write>) -> Result<(), StoreError> {
+            self.inner.apply(writes)
+        }
+
+        fn sync(&self) -> Result<(), StoreError> {
+            self.inner.sync()
+        }
+
+        fn begin(&self) -> Result<Box<dyn Transaction + '_>, StoreError> {
+            self.inner.begin()
+        }
+    }
+
+    const ROOMS: u64 = 20;
+    const MEMBERS: u64 = 5;
+
+    /// What start-up reads (records handed out) from a data dir of ROOMS rooms with MEMBERS
+    /// members and `messages` posts each: opening the store, rebuilding the live state and
+    /// sweeping the files dir, as [`Shared::open`] does.
+    async fn start_up_reads(messages: u64) -> usize {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = SledEngine::open(dir.path()).unwrap();
+        for room in 1..=ROOMS {
+            let record = RoomRecordV2 {
+                direct: false,
+                name: format!("room {room}"),
+                topic: String::new(),
+                category: String::new(),
+                private: false,
+                voice: false,
+                created: 1,
+                last_seq: messages,
+                members: MEMBERS as u32,
+                direct_pair: None,
+            };
+            let mut writes = vec![(keys::room(RoomId(room)), Some(encode(&record.upgrade(1))))];
+            for user in 1..=MEMBERS {
+                let member = MemberRecord { role: 0 };
+                writes.push((keys::member(RoomId(room), UserId(user)), Some(encode(&member))));
+            }
+            for seq in 1..=messages {
+                let text = format!("message {seq}");
+                let kind = EntryKind::Posted { client_msg_id: seq.into(), reply_to: None, text };
+                let entry = LogEntry { ts: seq, sender: 1 + seq % MEMBERS, kind };
+                writes.push((keys::log(RoomId(room), seq), Some(encode(&entry))));
+            }
+            engine.apply(writes).unwrap();
+        }
+        engine.sync().unwrap();
+        let counting = Arc::new(Counting { inner: engine, read: AtomicUsize::new(0) });
+        let store = Store::open(counting.clone(), 16).unwrap();
+        let limits = SessionLimits::uncapped(1 << 20, Duration::from_secs(60), 1 << 20);
+        let hub = Hub::new(limits);
+        load_live_state(&store, &hub).unwrap();
+        sweep_unreferenced(&files::FileStore::new(&dir.path().join("files")), &store);
+        for room in 1..=ROOMS {
+            assert_eq!(hub.head(RoomId(room)), messages, "room {room}'s head rebuilt");
+        }
+        store.close().await;
+        counting.read.load(Ordering::Relaxed)
+    }
+
+    /// Issue 20, item 5: start-up time must not grow with history (1,000,000 messages start
+    /// in a quarter of a second, docs/reliability.md); here without a clock, by what it reads.
+    #[tokio::test]
+    async fn start_up_reads_as_much_for_long_logs_as_for_short_ones() {
+        let short = start_up_reads(3).await;
+        let long = start_up_reads(3000).await;
+        assert!(short >= (ROOMS * (MEMBERS + 1)) as usize, "start-up read {short} records");
+        assert_eq!(short, long, "start-up reads records that grow with the logs");
+    }
+}
