@@ -190,8 +190,16 @@ async fn raw_log(reader: &Connection, room: RoomId) -> BTreeMap<u64, Message> {
     }
 }
 
-/// Checks every acked operation against the logs; returns how many were checked.
-async fn verify(reader: &Connection, rooms: &[RoomId], ledger: &Ledger, scratch: &Path) -> usize {
+/// Checks every acked operation against the logs (the content of files acked since the last
+/// check is downloaded; older ones were, and their entries still name the same SHA-256);
+/// returns how many were checked.
+async fn verify(
+    reader: &Connection,
+    rooms: &[RoomId],
+    ledger: &Ledger,
+    scratch: &Path,
+    downloaded: &mut HashSet<(RoomId, u64)>,
+) -> usize {
     let expected = ledger.lock().unwrap().clone();
     let mut logs = HashMap::new();
     for &room in rooms {
@@ -214,13 +222,21 @@ async fn verify(reader: &Connection, rooms: &[RoomId], ledger: &Ledger, scratch:
             (Expected::Left { user }, Some(Message::Membership(m))) => {
                 m.user == *user && m.change == MembershipChange::Left
             }
+            (Expected::FileShared { sha256, .. }, Some(Message::FileShared(f)))
+                if downloaded.contains(&(*room, *seq)) =>
+            {
+                f.sha256 == *sha256
+            }
             (Expected::FileShared { sha256, content }, Some(Message::FileShared(f))) => {
+                downloaded.insert((*room, *seq));
                 let path = scratch.join(format!("check-{room:?}-{seq}"));
                 let _ = std::fs::remove_file(&path);
                 reader.download(*room, *seq, &path).await.unwrap_or_else(|e| {
                     panic!("acked file at {room:?}/{seq} cannot be downloaded: {e:?}")
                 });
-                f.sha256 == *sha256 && std::fs::read(&path).unwrap() == **content
+                let same = std::fs::read(&path).unwrap() == **content;
+                std::fs::remove_file(&path).unwrap();
+                f.sha256 == *sha256 && same
             }
             _ => false,
         };
@@ -259,6 +275,7 @@ async fn every_acked_write_survives_power_cuts_and_banterd_check_stays_clean() {
         writers.push(Writer { n, user, reacted: HashSet::new() });
     }
     let mut total_loss = lossyfs::Loss::default();
+    let mut downloaded = HashSet::new();
     for cut in 0..cuts {
         let off = Arc::new(AtomicBool::new(false));
         let before = ledger.lock().unwrap().len();
@@ -304,7 +321,7 @@ async fn every_acked_write_survives_power_cuts_and_banterd_check_stays_clean() {
         );
         server = start(&data, addr);
         let (reader, _events, _) = login(addr, &names[0], false).await;
-        let checked = verify(&reader, &rooms, &ledger, &scratch).await;
+        let checked = verify(&reader, &rooms, &ledger, &scratch, &mut downloaded).await;
         eprintln!(
             "cut {cut}: {} operations acked in this run, {checked} checked; lost at the cut: {loss:?}",
             checked - before
