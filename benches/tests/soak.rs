@@ -47,7 +47,7 @@ fn a_long_mixed_load_leaves_memory_fds_and_latency_flat_and_delivers_everything(
         .map_or_else(|| dir.path().join("soak.png"), std::path::PathBuf::from);
     let out = Command::new(bench)
         .args(["--server", &addr, "--accept-new-cert", "--json", "soak"])
-        .args(["--seconds", &seconds.to_string(), "--sample", &(seconds / 12).max(5).to_string()])
+        .args(["--seconds", &seconds.to_string(), "--sample", &(seconds / 120).max(5).to_string()])
         .arg("--plot")
         .arg(&plot)
         .env("BANTER_SERVER_PID", server.pid().to_string())
