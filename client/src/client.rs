@@ -12,8 +12,8 @@ use banter_protocol::bounded::{Blob, Text};
 use banter_protocol::ids::{ResumeId, RoomId, SessionId, Timestamp, UserId};
 use banter_protocol::message::{
     AuthOk, CatchUp, Delete, Edit, EventAck, History, ListScope, MarkRead, Member, Message, Post,
-    PresenceSet, PresenceStatus, React, Refresh, RoomJoin, RoomLeave, RoomSummary, TypingSet,
-    TypingState,
+    PresenceSet, PresenceStatus, React, Refresh, RoomJoin, RoomLeave, RoomSummary, Search,
+    SearchCursor, SearchHit, TypingSet, TypingState,
 };
 use banter_protocol::{ClientAction, ErrorCode};
 use tokio::sync::{Notify, mpsc, watch};
@@ -339,6 +339,14 @@ impl Client {
         on: bool,
     ) -> Result<EventAck, RequestError> {
         self.ack(React { room, target, emoji: text_field(emoji)?, on }).await
+    }
+
+    /// One page of a SEARCH ([`Connection::search`]) on the live connection.
+    pub async fn search(
+        &self,
+        request: Search,
+    ) -> Result<(Vec<SearchHit>, Option<SearchCursor>), RequestError> {
+        self.connection().await?.search(request).await
     }
 
     /// A page of history before `before` (newest first), and the anchor of the next page.

@@ -11,7 +11,7 @@ use banter_protocol::datagram::TunnelReader;
 use banter_protocol::ids::{ResumeId, RoomId};
 use banter_protocol::message::{
     self, AuthOk, Hello, KeyInfo, KeyList, KeyRemove, ListScope, Login, Member, Members, Message,
-    Register, RoomList, RoomSummary,
+    Register, RoomList, RoomSummary, Search, SearchCursor, SearchHit,
 };
 use banter_protocol::session::{ClientConfig, ClientConnection, ClientEvent, Greeting};
 use banter_protocol::settings::{FEATURE_VOICE_DATAGRAMS, FEATURE_VOICE_TUNNEL, Limits};
@@ -428,6 +428,26 @@ impl Connection {
                 return Ok(members);
             }
         }
+    }
+
+    /// One page of a SEARCH (spec §6.10): its hits, newest first, and the cursor that
+    /// continues after them (set it as the next request's `cursor`), if more may follow.
+    /// Fails with UNSUPPORTED_EXTENSION on a server without search.
+    pub async fn search(
+        &self,
+        request: Search,
+    ) -> Result<(Vec<SearchHit>, Option<SearchCursor>), RequestError> {
+        let mut hits = Vec::new();
+        for message in self.request(request).await? {
+            match message {
+                Message::SearchHit(hit) => hits.push(hit),
+                Message::SearchEnd(end) => return Ok((hits, end.next)),
+                other => {
+                    return Err(RequestError::Protocol(format!("unexpected {other:?} in SEARCH")));
+                }
+            }
+        }
+        Err(RequestError::Protocol("SEARCH answered without SEARCH_END".into()))
     }
 
     /// REGISTER.

@@ -82,6 +82,8 @@ impl fmt::Debug for SettingId {
 pub const FEATURE_VOICE_DATAGRAMS: u64 = 1 << 0;
 /// Feature bit: the sender accepts the voice tunnel stream (type 0x03) as a fallback.
 pub const FEATURE_VOICE_TUNNEL: u64 = 1 << 1;
+/// Feature bit (servers): the sender answers SEARCH (spec §6.10).
+pub const FEATURE_SEARCH: u64 = 1 << 2;
 
 /// The most entries one SETTINGS frame may carry.
 pub const MAX_ENTRIES: usize = 256;

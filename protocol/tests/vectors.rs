@@ -365,6 +365,42 @@ fn frame_vectors() -> Vec<Message> {
         FileChunk { data: blob(b"hello, world") }.into(),
         Download { room: RoomId(7), seq: 348, offset: 0 }.into(),
         FileInfo { name: text("notes.txt"), size: 12, sha256: [0xab; 32] }.into(),
+        Search {
+            query: text("cafe \"lunch plan\" -pizza from:ada"),
+            room: Some(RoomId(7)),
+            sender: None,
+            after: Some(Timestamp(1_789_000_000_000)),
+            before: None,
+            limit: 20,
+            cursor: Some(SearchCursor {
+                ts: Timestamp(1_789_000_100_000),
+                room: RoomId(7),
+                seq: 300,
+            }),
+        }
+        .into(),
+        SearchHit {
+            room: RoomId(7),
+            seq: 290,
+            sender: UserId(3),
+            ts: Timestamp(1_789_000_050_000),
+            file: false,
+            snippet: text("Café at noon for the lunch plan?"),
+            highlights: List::new(vec![
+                Highlight { start: 0, end: 5 },
+                Highlight { start: 22, end: 32 },
+            ])
+            .unwrap(),
+        }
+        .into(),
+        SearchEnd {
+            next: Some(SearchCursor {
+                ts: Timestamp(1_789_000_050_000),
+                room: RoomId(7),
+                seq: 290,
+            }),
+        }
+        .into(),
     ]
 }
 

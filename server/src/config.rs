@@ -231,6 +231,7 @@ fn default_rates() -> BTreeMap<String, Bucket> {
         ("message", 20, 300),
         ("presence", 10, 60),
         ("react", 30, 300),
+        ("search", 10, 60),
         ("session", 20, 60),
         ("typing", 10, 60),
         ("voice", 20, 120),

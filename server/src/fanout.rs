@@ -119,6 +119,9 @@ fn load(
 /// what follows); one who leaves or is removed still gets it, then nothing more of the room,
 /// and leaves its voice on every connection (spec §6.7).
 fn apply(shared: &Shared, appended: &Appended) {
+    if let Some(search) = &shared.search {
+        search.entry(appended);
+    }
     let change = match &appended.entry.kind {
         EntryKind::Membership { user, change, .. } => {
             Some((UserId(*user), membership_change(*change)))

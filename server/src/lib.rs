@@ -46,6 +46,7 @@ pub mod identity;
 mod metrics;
 mod ratelimit;
 mod requests;
+mod search;
 pub mod store;
 mod voice;
 
@@ -59,7 +60,9 @@ use banter_protocol::ErrorCode;
 use banter_protocol::ids::{RoomId, SessionId, UserId};
 use banter_protocol::message::TypingState;
 use banter_protocol::session::ServerConfig;
-use banter_protocol::settings::{FEATURE_VOICE_DATAGRAMS, FEATURE_VOICE_TUNNEL, Limits, RateLimit};
+use banter_protocol::settings::{
+    FEATURE_SEARCH, FEATURE_VOICE_DATAGRAMS, FEATURE_VOICE_TUNNEL, Limits, RateLimit,
+};
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -89,6 +92,8 @@ pub(crate) struct Shared {
     pub(crate) account_limits: AccountLimiter,
     pub(crate) slow_mode: SlowMode,
     pub(crate) files: files::FileStore,
+    /// Full-text search (sled only; a cluster has none yet).
+    pub(crate) search: Option<Arc<search::SearchIndex>>,
     /// Uploads stop while the files dir's disk is below `min_free_disk_mb`.
     pub(crate) files_space: store::DiskSpace,
     /// What new connections announce in SETTINGS (rate limits change on reload).
@@ -350,6 +355,13 @@ impl Shared {
             per_user: config.max_sessions_per_user as usize,
         }));
         load_live_state(&store, &hub)?;
+        let search = match config.store {
+            StoreKind::Sled => Some(Arc::new(
+                search::SearchIndex::open(&config.data_dir, store.clone())
+                    .map_err(|e| StartError::Config(e.to_string()))?,
+            )),
+            StoreKind::Postgres => None,
+        };
         let files = files::FileStore::new(&config.files_root());
         sweep_partials(&files);
         sweep_unreferenced(&files, &store);
@@ -360,8 +372,12 @@ impl Shared {
             config.hash_concurrency,
         )
         .map_err(StartError::Config)?;
+        let mut limits = advertised_limits(&config);
+        if search.is_some() {
+            limits.features |= FEATURE_SEARCH;
+        }
         let protocol = ServerConfig {
-            limits: advertised_limits(&config),
+            limits,
             auth_timeout: Duration::from_millis(config.auth_timeout_ms),
             grease: Some(rand_u32() % 1000),
         };
@@ -376,6 +392,7 @@ impl Shared {
             account_limits: AccountLimiter::new(&config.rate),
             slow_mode: SlowMode::default(),
             files,
+            search,
             files_space,
             metrics: metrics::Metrics::new(config.node(), &store, &hub, &voice),
             config,
@@ -512,7 +529,7 @@ impl Server {
         for _ in 0..100 {
             match Arc::try_unwrap(shared) {
                 Ok(last) => {
-                    last.store.close().await;
+                    close_storage(&last).await;
                     return;
                 }
                 Err(still_shared) => {
@@ -521,9 +538,24 @@ impl Server {
                 }
             }
         }
-        shared.store.close().await;
+        close_storage(&shared).await;
         tracing::warn!("storage closed while connection tasks still held it");
     }
+}
+
+/// `banterd reindex`: rebuilds the search index in `data_dir` from the logs of `store`
+/// (banterd stopped); returns how many documents it holds.
+pub fn reindex(data_dir: &std::path::Path, store: Store) -> Result<u64, String> {
+    search::rebuild(data_dir, store).map_err(|e| e.to_string())
+}
+
+/// Commits the search index's pending documents, then stops the writer and closes the
+/// database.
+async fn close_storage(shared: &Shared) {
+    if let Some(search) = shared.search.clone() {
+        tokio::task::spawn_blocking(move || search.close()).await.ok();
+    }
+    shared.store.close().await;
 }
 
 fn rand_u32() -> u32 {

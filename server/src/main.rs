@@ -136,6 +136,12 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Rebuild the search index from the room logs (banterd stopped). banterd also rebuilds
+    /// it by itself when it is missing or unreadable.
+    Reindex {
+        #[command(flatten)]
+        target: Target,
+    },
     /// Create or upgrade the configured store's schema (refusing a newer one), and say which
     /// version it has. `run` does the same when it starts.
     Migrate {
@@ -300,6 +306,29 @@ fn main() -> anyhow::Result<()> {
                 let schema: Option<u32> = store.get(&banter_server::store::schema_key())?;
                 store.close().await;
                 println!("schema version {}", schema.unwrap_or_default());
+                anyhow::Ok(())
+            })
+        }
+        Command::Reindex { target } => {
+            let config = target.config()?;
+            anyhow::ensure!(
+                config.store == StoreKind::Sled,
+                "search runs on the sled store only (a cluster has no search index yet)"
+            );
+            let engine =
+                banter_server::open_engine(&config).map_err(|e| in_use(&config.data_dir, e))?;
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime.block_on(async {
+                let store = Store::open(engine, config.commit_max_group)?;
+                let started = std::time::Instant::now();
+                // Blocking on this one-thread runtime is fine: nothing else runs on it.
+                let documents = banter_server::reindex(&config.data_dir, store.clone());
+                store.close().await;
+                let documents = documents.map_err(anyhow::Error::msg)?;
+                println!(
+                    "search index rebuilt: {documents} documents in {:.1} s",
+                    started.elapsed().as_secs_f64()
+                );
                 anyhow::Ok(())
             })
         }

@@ -190,3 +190,41 @@ async fn a_node_restarted_after_kill_9_resets_the_dead_connections_at_once() {
     .await;
     assert!(closed.is_ok(), "the client still waits on a connection the restart ended");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acked_posts_not_yet_indexed_at_a_kill_9_are_searchable_after_the_restart() {
+    use banter_client::protocol::message::Search;
+    let dir = tempfile::tempdir().unwrap();
+    let addr = free_port();
+    let mut server = start(dir.path(), addr);
+    let (conn, _events, _) = login(addr, "ada", true).await;
+    let room = create_room(&conn, "index").await;
+    for i in 0..20u128 {
+        let attempt = Attempt { id: i, text: format!("kumquat {i}"), acked: None };
+        post(&conn, room, &attempt).await.unwrap();
+    }
+    // At once: the index commits about once a second, so most of these are not in it yet.
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+
+    let _server = start(dir.path(), addr);
+    let (conn, _events, _) = login(addr, "ada", false).await;
+    let query = Search {
+        query: Text::new("kumquat").unwrap(),
+        room: None,
+        sender: None,
+        after: None,
+        before: None,
+        limit: 100,
+        cursor: None,
+    };
+    let mut found = 0;
+    for _ in 0..100 {
+        found = conn.search(query.clone()).await.unwrap().0.len();
+        if found == 20 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{found} of 20 acked posts are searchable after the restart");
+}

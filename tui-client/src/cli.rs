@@ -17,7 +17,7 @@ use banter_protocol::ids::{RoomId, UserId};
 use banter_protocol::message::{
     ContactAction, ContactList, ContactSet, ContactState, History, InviteCreate, InviteUse,
     ListScope, Logout, Message, Post, Refresh, RoomCreate, RoomInvite, RoomJoin, RoomLeave,
-    RoomSummary, Visibility,
+    RoomSummary, Search, Visibility,
 };
 use clap::{Parser, Subcommand};
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -115,6 +115,17 @@ enum Command {
         output: Option<std::path::PathBuf>,
         #[arg(long, default_value_t = 10)]
         seconds: u64,
+    },
+    /// Search the messages and files of your rooms (spec §6.10): words, "phrases", -word,
+    /// from:USER, in:ROOM, before:/after:YYYY-MM-DD, has:file. Newest first.
+    Search {
+        query: String,
+        /// Only this room (one you can read; not only your own).
+        #[arg(long)]
+        room: Option<String>,
+        /// At most this many hits.
+        #[arg(long, default_value_t = 20)]
+        limit: u64,
     },
     /// Print a room's recent history, oldest first.
     History {
@@ -343,6 +354,7 @@ async fn dispatch(ctx: &Ctx, command: Option<Command>) -> Result<()> {
         Command::Edit { room, seq, text } => act::edit(ctx, &room, seq, &text).await,
         Command::Delete { room, seq } => act::delete(ctx, &room, seq).await,
         Command::Tail { room, after, count } => tail(ctx, &room, after, count).await,
+        Command::Search { query, room, limit } => search(ctx, &query, room.as_deref(), limit).await,
         Command::History { room, limit, all } => {
             history(ctx, &room, if all { u64::MAX } else { limit }).await
         }
@@ -1175,6 +1187,54 @@ fn room_of(message: &Message) -> Option<RoomId> {
 
 /// The newest `limit` entries of a room (`u64::MAX`: all of them), oldest first, paging
 /// back as far as needed.
+async fn search(ctx: &Ctx, query: &str, room: Option<&str>, limit: u64) -> Result<()> {
+    let (conn, _events, _) = ctx.session().await?;
+    let room = match room {
+        Some(spec) => Some(resolve_room(&conn, spec).await?.room),
+        None => None,
+    };
+    let query = Text::new(query).map_err(|_| fail(2, "the query is longer than 512 bytes"))?;
+    let mut hits = Vec::new();
+    let mut cursor = None;
+    while (hits.len() as u64) < limit {
+        let want = u16::try_from((limit - hits.len() as u64).min(100)).unwrap_or(100);
+        let request = Search {
+            query: query.clone(),
+            room,
+            sender: None,
+            after: None,
+            before: None,
+            limit: want,
+            cursor,
+        };
+        let (page, next) = conn.search(request).await?;
+        hits.extend(page);
+        match next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    hits.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    // Names: the rooms the caller is in, and the members of the rooms hits came from.
+    let rooms: HashMap<RoomId, String> = conn
+        .rooms(ListScope::Joined)
+        .await?
+        .into_iter()
+        .map(|r| (r.room, r.name.into_string()))
+        .collect();
+    let mut names = HashMap::new();
+    let mut seen = std::collections::HashSet::new();
+    for hit in &hits {
+        if seen.insert(hit.room) {
+            names.extend(member_names(&conn, hit.room).await.unwrap_or_default());
+        }
+    }
+    for hit in &hits {
+        output::search_hit(ctx.json, &rooms, &names, hit);
+    }
+    Ok(())
+}
+
 async fn history(ctx: &Ctx, spec: &str, limit: u64) -> Result<()> {
     let (conn, _events, _) = ctx.session().await?;
     let room = resolve_room(&conn, spec).await?;

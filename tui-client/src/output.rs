@@ -5,8 +5,9 @@
 use std::collections::HashMap;
 use std::io::Write as _;
 
+use banter_protocol::ids::RoomId;
 use banter_protocol::ids::UserId;
-use banter_protocol::message::{EventAck, MembershipChange, Message, RoomSummary};
+use banter_protocol::message::{EventAck, MembershipChange, Message, RoomSummary, SearchHit};
 use serde_json::json;
 
 /// Prints one line to stdout and flushes it (so pipes see each line as it happens).
@@ -20,6 +21,73 @@ pub(crate) fn line(text: &str) {
 pub(crate) fn clock(ms: u64) -> String {
     let secs = ms / 1000;
     format!("{:02}:{:02}:{:02}", (secs / 3600) % 24, (secs / 60) % 60, secs % 60)
+}
+
+/// `YYYY-MM-DD HH:MM` (UTC) of a millisecond timestamp.
+pub(crate) fn date_time(ms: u64) -> String {
+    // Civil date from days since the epoch (Howard Hinnant's algorithm).
+    let days = (ms / 86_400_000) as i64 + 719_468;
+    let era = days.div_euclid(146_097);
+    let doe = days - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {}", &clock(ms)[..5])
+}
+
+/// One SEARCH hit: a JSON object, or `[date] #room #seq <name> snippet` with the matched
+/// parts in `**`.
+pub(crate) fn search_hit(
+    json: bool,
+    rooms: &HashMap<RoomId, String>,
+    names: &HashMap<UserId, String>,
+    hit: &SearchHit,
+) {
+    let room = rooms.get(&hit.room).cloned().unwrap_or_else(|| format!("room{}", hit.room.0));
+    let name = match hit.sender.0 {
+        0 => "anonymous".to_owned(),
+        id => names.get(&hit.sender).cloned().unwrap_or_else(|| format!("user{id}")),
+    };
+    if json {
+        let highlights: Vec<[u32; 2]> = hit.highlights.iter().map(|h| [h.start, h.end]).collect();
+        line(
+            &json!({
+                "room": hit.room.0, "room_name": room, "seq": hit.seq, "sender": hit.sender.0,
+                "sender_name": name, "ts": hit.ts.0, "file": hit.file,
+                "snippet": hit.snippet.as_str(), "highlights": highlights,
+            })
+            .to_string(),
+        );
+        return;
+    }
+    let snippet = hit.snippet.as_str();
+    let mut marked = String::new();
+    let mut at = 0;
+    for h in hit.highlights.iter() {
+        let (start, end) = (h.start as usize, h.end as usize);
+        let (Some(before), Some(matched)) = (snippet.get(at..start), snippet.get(start..end))
+        else {
+            continue;
+        };
+        marked.push_str(before);
+        marked.push_str("**");
+        marked.push_str(matched);
+        marked.push_str("**");
+        at = end;
+    }
+    marked.push_str(snippet.get(at..).unwrap_or(""));
+    let what = if hit.file { "file " } else { "" };
+    line(&format!(
+        "[{}] #{} #{} <{}> {what}{}",
+        date_time(hit.ts.0),
+        one_line(&room),
+        hit.seq,
+        one_line(&name),
+        one_line(&marked)
+    ));
 }
 
 /// Replaces control characters (terminal escapes included) so other users' text can never

@@ -16,6 +16,7 @@ pub mod events;
 pub mod files;
 pub mod moderation;
 pub mod rooms;
+pub mod search;
 mod stamped;
 pub mod voice;
 
@@ -32,6 +33,7 @@ pub use events::*;
 pub use files::*;
 pub use moderation::*;
 pub use rooms::*;
+pub use search::*;
 pub use stamped::StampedEvent;
 pub use voice::*;
 
@@ -82,6 +84,12 @@ pub mod max {
     pub const FILE_NAME: usize = 255;
     /// Bytes in one FILE_CHUNK (well inside the default 64 KiB frame).
     pub const FILE_CHUNK: usize = 32 * 1024;
+    /// SEARCH queries.
+    pub const SEARCH_QUERY: usize = 512;
+    /// SEARCH_HIT snippets.
+    pub const SEARCH_SNIPPET: usize = 512;
+    /// Highlighted ranges in one snippet.
+    pub const SEARCH_HIGHLIGHTS: usize = 32;
 }
 
 /// Defines postcard wire structs with the derives every one of them needs.
@@ -394,6 +402,10 @@ registry! {
     0x92 FILE_CHUNK FileChunk Both [Request, Response];
     0x93 DOWNLOAD Download ClientToServer [Request];
     0x94 FILE_INFO FileInfo ServerToClient [Response];
+    // Search.
+    0xa0 SEARCH Search ClientToServer [Request];
+    0xa1 SEARCH_HIT SearchHit ServerToClient [Response];
+    0xa2 SEARCH_END SearchEnd ServerToClient [Response];
 }
 
 impl Message {

@@ -498,6 +498,15 @@ impl AdminCtx {
     async fn check(&self) -> Result<String, AdminError> {
         let files = crate::files::FileStore::new(&self.files_dir);
         let report = self.store.exclusive(move |engine| check::check(engine, files)).await??;
-        if report.ok() { Ok(report.to_string()) } else { Err(AdminError::CheckFailed(report)) }
+        if !report.ok() {
+            return Err(AdminError::CheckFailed(report));
+        }
+        // The index is derived from the logs: how far behind it is, is reported, not a
+        // failure (banterd catches up while it runs; `banterd reindex` rebuilds it).
+        let search = match crate::search::status(&self.data_dir, &self.store) {
+            Ok(status) => status.to_string(),
+            Err(error) => format!("search index: unreadable ({error}): run `banterd reindex`"),
+        };
+        Ok(format!("{report}\n{search}"))
     }
 }

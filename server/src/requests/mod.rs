@@ -10,6 +10,7 @@ mod files;
 mod invites;
 mod moderation;
 mod rooms;
+mod search;
 mod soft;
 mod voice;
 
@@ -546,6 +547,7 @@ pub(crate) async fn handle(
         M::Upload(r) => files::upload(ctx, r, io).await,
         M::Download(r) => files::download(ctx, r, io).await,
         M::CatchUp(r) => events::catch_up(ctx, r).await,
+        M::Search(r) => search::search(ctx, r).await,
         M::Kick(r) => rooms::kick(ctx, r).await,
         M::Ban(r) => rooms::ban(ctx, r).await,
         M::Unban(r) => rooms::unban(ctx, r).await,
