@@ -63,9 +63,27 @@ fn start(data: &Path, addr: SocketAddr) -> Banterd {
     })
 }
 
-/// A request that waits at most 2 s: the power may go off under it.
-async fn within<T>(request: impl Future<Output = Result<T, RequestError>>) -> Option<T> {
-    tokio::time::timeout(Duration::from_secs(2), request).await.ok()?.ok()
+/// A request's answer, or `None` once the power is off (`off` is set just before the cut,
+/// and a request then gets at most 2 s more). A request that fails while the power is on
+/// fails the test: a writer never stops quietly.
+async fn within<T>(
+    off: &AtomicBool,
+    request: impl Future<Output = Result<T, RequestError>>,
+) -> Option<T> {
+    let cut = async {
+        while !off.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    };
+    tokio::select! {
+        answer = request => match answer {
+            Ok(value) => Some(value),
+            Err(_) if off.load(Ordering::SeqCst) => None,
+            Err(error) => panic!("a request failed with the power on: {error:?}"),
+        },
+        () = cut => None,
+    }
 }
 
 fn acked(answer: Message) -> EventAck {
@@ -97,13 +115,13 @@ async fn write(
     let Writer { n, user, ref mut reacted } = *writer;
     let mut mine: Vec<(RoomId, u64)> = Vec::new();
     let mut i = 0u64;
-    while !off.load(Ordering::Relaxed) {
+    while !off.load(Ordering::SeqCst) {
         i += 1;
         let room = rooms[dice.below(rooms.len() as u64) as usize];
         let expected = match dice.below(20) {
             0..=10 => {
                 let text = format!("w{n} post {i} {}", dice.below(u64::MAX));
-                let Some(ack) = within(post(&conn, room, &text)).await else { return };
+                let Some(ack) = within(&off, post(&conn, room, &text)).await else { return };
                 mine.push((room, ack.seq));
                 (ack, Expected::Posted { text })
             }
@@ -111,7 +129,7 @@ async fn write(
                 let (room, target) = mine[dice.below(mine.len() as u64) as usize];
                 let text = format!("w{n} edit {i}");
                 let edit = Edit { room, target, text: Text::new(text.as_str()).unwrap() };
-                let Some(answer) = within(conn.request_one(edit)).await else { return };
+                let Some(answer) = within(&off, conn.request_one(edit)).await else { return };
                 (acked(answer), Expected::Edited { target, text })
             }
             14..=16 => {
@@ -127,16 +145,16 @@ async fn write(
                 let emoji = EMOJIS[n];
                 let react = React { room, target, emoji: Text::new(emoji).unwrap(), on: true };
                 reacted.insert((room, target));
-                let Some(answer) = within(conn.request_one(react)).await else { return };
+                let Some(answer) = within(&off, conn.request_one(react)).await else { return };
                 (acked(answer), Expected::Reacted { target, emoji })
             }
             17 => {
-                let Some(answer) = within(conn.request_one(RoomLeave { room })).await else {
+                let Some(answer) = within(&off, conn.request_one(RoomLeave { room })).await else {
                     return;
                 };
                 record(&ledger, &acked(answer), Expected::Left { user });
                 // Back in at once: the writer's posts must keep landing in every room.
-                if within(conn.request_one(RoomJoin { room })).await.is_none() {
+                if within(&off, conn.request_one(RoomJoin { room })).await.is_none() {
                     return;
                 }
                 continue;
@@ -149,7 +167,7 @@ async fn write(
                 let path = scratch.join(format!("w{n}-{i}"));
                 std::fs::write(&path, &content).unwrap();
                 let name = format!("file-{n}-{i}.bin");
-                let Some(ack) = within(conn.upload(room, &name, &path)).await else { return };
+                let Some(ack) = within(&off, conn.upload(room, &name, &path)).await else { return };
                 let sha256 = sha256(&content);
                 (ack, Expected::FileShared { sha256, content: Arc::new(content) })
             }
@@ -166,6 +184,19 @@ fn record(ledger: &Ledger, ack: &EventAck, expected: Expected) {
 
 fn sha256(data: &[u8]) -> [u8; 32] {
     ring::digest::digest(&ring::digest::SHA256, data).as_ref().try_into().unwrap()
+}
+
+/// Every acked file's content is on the disk at its size (the download check fetches each
+/// once; this catches a content lost at a later cut).
+fn files_on_disk(data: &Path, ledger: &Ledger) {
+    for expected in ledger.lock().unwrap().values() {
+        if let Expected::FileShared { sha256, content } = expected {
+            let hex: String = sha256.iter().map(|b| format!("{b:02x}")).collect();
+            let path = data.join("files").join(&hex[..2]).join(&hex);
+            let size = std::fs::metadata(&path).map(|m| m.len());
+            assert_eq!(size.ok(), Some(content.len() as u64), "{} lost", path.display());
+        }
+    }
 }
 
 /// The room's whole raw log, by seq.
@@ -298,8 +329,8 @@ async fn every_acked_write_survives_power_cuts_and_banterd_check_stays_clean() {
         tokio::time::sleep(Duration::from_millis(300 + dice.below(1200))).await;
 
         // The power goes off: nothing more becomes durable; then the process dies with it.
+        off.store(true, Ordering::SeqCst);
         mounted.cut_power();
-        off.store(true, Ordering::Relaxed);
         server.child.kill().unwrap();
         server.child.wait().unwrap();
         for writer in running {
@@ -322,12 +353,27 @@ async fn every_acked_write_survives_power_cuts_and_banterd_check_stays_clean() {
         server = start(&data, addr);
         let (reader, _events, _) = login(addr, &names[0], false).await;
         let checked = verify(&reader, &rooms, &ledger, &scratch, &mut downloaded).await;
+        files_on_disk(&data, &ledger);
         eprintln!(
             "cut {cut}: {} operations acked in this run, {checked} checked; lost at the cut: {loss:?}",
             checked - before
         );
+        assert!(checked > before, "nothing was acked before cut {cut}: the test tested nothing");
     }
     eprintln!("{cuts} power cuts; lost in all: {total_loss:?}");
+    assert_ne!(total_loss, lossyfs::Loss::default(), "no cut lost anything: lossyfs kept it all");
+    let ledger = ledger.lock().unwrap();
+    let kinds: HashSet<&str> = ledger
+        .values()
+        .map(|e| match e {
+            Expected::Posted { .. } => "post",
+            Expected::Edited { .. } => "edit",
+            Expected::Reacted { .. } => "reaction",
+            Expected::Left { .. } => "leave",
+            Expected::FileShared { .. } => "upload",
+        })
+        .collect();
+    assert_eq!(kinds.len(), 5, "every kind of operation was acked at least once: {kinds:?}");
     drop(server);
     mounted.unmount().unwrap();
 }

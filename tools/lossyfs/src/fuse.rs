@@ -1,11 +1,14 @@
-//! The kernel's side: FUSE requests mapped onto the [`Model`]. Every reply says "do not
-//! cache" (zero TTLs, direct I/O), so that every read and every size comes from the model.
+//! The kernel's side: FUSE requests mapped onto the [`Model`]. Names and attributes are never
+//! cached (zero TTLs), so every lookup and size comes from the model. File data may sit in
+//! the kernel's page cache for reads and read-only mmaps (tantivy maps its segments): every
+//! write still reaches the model before write(2) returns (no writeback cache), and a power
+//! cut unmounts, which drops that cache.
 
-use std::ffi::OsStr;
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
-use fuser::consts::FOPEN_DIRECT_IO;
 use fuser::{
     FileAttr, FileType, Filesystem, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty,
     ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request, TimeOrNow,
@@ -19,8 +22,15 @@ const BLOCK: u64 = 4096;
 const DISK_BLOCKS: u64 = (1 << 40) / BLOCK;
 
 /// The filesystem the FUSE session runs: the model, shared with the [`crate::Mounted`]
-/// handle that cuts the power.
-pub(crate) struct LossyFs(pub(crate) Arc<Mutex<Model>>);
+/// handle that cuts the power, and the listings of open directories.
+pub(crate) struct LossyFs {
+    model: Arc<Mutex<Model>>,
+    /// Each open directory's entries as of its opendir (POSIX leaves entries added or
+    /// removed later unspecified): a listing read in several calls while the directory
+    /// changes neither skips nor repeats an entry.
+    listings: HashMap<u64, Vec<(OsString, u64, Kind)>>,
+    next_handle: u64,
+}
 
 fn file_attr(attr: &Attr) -> FileAttr {
     FileAttr {
@@ -69,8 +79,12 @@ fn empty(reply: ReplyEmpty, result: Result<(), Errno>) {
 }
 
 impl LossyFs {
+    pub(crate) fn new(model: Arc<Mutex<Model>>) -> Self {
+        Self { model, listings: HashMap::new(), next_handle: 1 }
+    }
+
     fn model(&self) -> MutexGuard<'_, Model> {
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::lock(&self.model)
     }
 }
 
@@ -177,7 +191,7 @@ impl Filesystem for LossyFs {
         match self.model().attr(ino) {
             Ok(attr) if attr.kind == Kind::Dir => reply.error(libc::EISDIR),
             Ok(attr) if attr.kind == Kind::Socket => reply.error(libc::ENXIO),
-            Ok(_) => reply.opened(0, FOPEN_DIRECT_IO),
+            Ok(_) => reply.opened(0, 0),
             Err(errno) => reply.error(errno),
         }
     }
@@ -202,7 +216,7 @@ impl Filesystem for LossyFs {
             Ok(a)
         });
         match result {
-            Ok(attr) => reply.created(&NO_CACHE, &file_attr(&attr), 0, 0, FOPEN_DIRECT_IO),
+            Ok(attr) => reply.created(&NO_CACHE, &file_attr(&attr), 0, 0, 0),
             Err(errno) => reply.error(errno),
         }
     }
@@ -254,33 +268,48 @@ impl Filesystem for LossyFs {
     }
 
     fn opendir(&mut self, _req: &Request<'_>, ino: u64, _flags: i32, reply: ReplyOpen) {
-        match self.model().attr(ino) {
-            Ok(attr) if attr.kind == Kind::Dir => reply.opened(0, 0),
-            Ok(_) => reply.error(libc::ENOTDIR),
-            Err(errno) => reply.error(errno),
-        }
-    }
-
-    fn readdir(
-        &mut self,
-        _req: &Request<'_>,
-        ino: u64,
-        _fh: u64,
-        offset: i64,
-        mut reply: ReplyDirectory,
-    ) {
         let entries = match self.model().entries(ino) {
             Ok(entries) => entries,
             Err(errno) => return reply.error(errno),
         };
         let dots = [(".".into(), ino, Kind::Dir), ("..".into(), ino, Kind::Dir)];
-        let all = dots.into_iter().chain(entries).enumerate();
-        for (n, (name, child, kind)) in all.skip(usize::try_from(offset).unwrap_or(0)) {
+        let handle = self.next_handle;
+        self.next_handle += 1;
+        self.listings.insert(handle, dots.into_iter().chain(entries).collect());
+        reply.opened(handle, 0);
+    }
+
+    fn readdir(
+        &mut self,
+        _req: &Request<'_>,
+        _ino: u64,
+        fh: u64,
+        offset: i64,
+        mut reply: ReplyDirectory,
+    ) {
+        if !self.model().is_powered() {
+            return reply.error(libc::EIO);
+        }
+        let Some(listing) = self.listings.get(&fh) else { return reply.error(libc::EBADF) };
+        let skip = usize::try_from(offset).unwrap_or(0);
+        for (n, (name, child, kind)) in listing.iter().enumerate().skip(skip) {
             // The offset handed back is where the next call resumes.
-            if reply.add(child, n as i64 + 1, file_type(kind), name) {
+            if reply.add(*child, n as i64 + 1, file_type(*kind), name) {
                 break;
             }
         }
+        reply.ok();
+    }
+
+    fn releasedir(
+        &mut self,
+        _req: &Request<'_>,
+        _ino: u64,
+        fh: u64,
+        _flags: i32,
+        reply: ReplyEmpty,
+    ) {
+        self.listings.remove(&fh);
         reply.ok();
     }
 

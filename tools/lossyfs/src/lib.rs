@@ -14,7 +14,8 @@
 //! // ... run the program under test on `mountpoint` ...
 //! mounted.cut_power(); // from here on every operation fails with EIO
 //! // ... kill the program ...
-//! let (disk, loss) = mounted.unmount()?; // only what was durable is left
+//! // only what was durable is left (a busy disk comes back mounted, with the error)
+//! let (disk, loss) = mounted.unmount().map_err(|failed| failed.1)?;
 //! let mounted = disk.mount(mountpoint)?;
 //! # Ok(()) }
 //! ```
@@ -49,7 +50,7 @@ pub struct Mounted {
     mountpoint: PathBuf,
 }
 
-fn lock(model: &Mutex<Model>) -> MutexGuard<'_, Model> {
+pub(crate) fn lock(model: &Mutex<Model>) -> MutexGuard<'_, Model> {
     model.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
@@ -65,7 +66,7 @@ impl Disk {
     /// Mounts the disk at `mountpoint` (an existing, empty directory), with the power on.
     pub fn mount(self, mountpoint: &Path) -> io::Result<Mounted> {
         let options = [MountOption::FSName("lossyfs".into()), MountOption::RW];
-        let filesystem = fuse::LossyFs(self.model.clone());
+        let filesystem = fuse::LossyFs::new(self.model.clone());
         let session = fuser::spawn_mount2(filesystem, mountpoint, &options)?;
         Ok(Mounted { model: self.model, session: Some(session), mountpoint: mountpoint.into() })
     }
@@ -85,27 +86,38 @@ impl Mounted {
 
     /// Unmounts. After [`Self::cut_power`], everything that was not durable is dropped and
     /// the [`Loss`] says how much; otherwise this is a clean shutdown that makes everything
-    /// durable. Fails, leaving the disk mounted, while a process still uses it.
-    pub fn unmount(mut self) -> io::Result<(Disk, Option<Loss>)> {
-        let unmounted = |program: &str, args: &[&str]| {
-            Command::new(program)
-                .args(args)
-                .arg(&self.mountpoint)
-                .output()
-                .is_ok_and(|out| out.status.success())
+    /// durable. While a process still uses the disk, fails and hands the disk back, mounted,
+    /// to try again.
+    pub fn unmount(mut self) -> Result<(Disk, Option<Loss>), Box<(Self, io::Error)>> {
+        let mut failure = String::new();
+        let mut unmounted = |program: &str, args: &[&str]| match Command::new(program)
+            .args(args)
+            .arg(&self.mountpoint)
+            .output()
+        {
+            Ok(out) if out.status.success() => true,
+            Ok(out) => {
+                failure = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+                false
+            }
+            Err(error) => {
+                failure = format!("{program}: {error}");
+                false
+            }
         };
         if !unmounted("umount", &[]) && !unmounted("fusermount3", &["-u"]) {
-            return Err(io::Error::other(format!(
-                "{} is busy: a process still uses it",
-                self.mountpoint.display()
-            )));
+            let error = io::Error::other(format!("{}: {failure}", self.mountpoint.display()));
+            return Err(Box::new((self, error)));
         }
         if let Some(session) = self.session.take() {
             session.join();
         }
         let mut model = lock(&self.model);
         let loss = if model.is_powered() {
-            model.sync_all().map_err(io::Error::from_raw_os_error)?;
+            if let Err(errno) = model.sync_all() {
+                drop(model);
+                return Err(Box::new((self, io::Error::from_raw_os_error(errno))));
+            }
             None
         } else {
             Some(model.restart())

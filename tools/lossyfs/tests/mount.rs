@@ -51,3 +51,27 @@ fn a_mounted_disk_keeps_what_was_synced_and_loses_the_rest_at_a_power_cut() {
     assert_eq!(fs::read(root.join("data/log")).unwrap(), b"rewritten");
     mounted.unmount().unwrap();
 }
+
+#[test]
+fn a_directory_listed_while_its_entries_are_removed_yields_each_entry_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, mountpoint) = (dir.path().join("store"), dir.path().join("mnt"));
+    fs::create_dir(&store).unwrap();
+    fs::create_dir(&mountpoint).unwrap();
+    let mounted = lossyfs::Disk::new(&store).unwrap().mount(&mountpoint).unwrap();
+    let many = mountpoint.join("many");
+    fs::create_dir(&many).unwrap();
+    for n in 0..500 {
+        File::create(many.join(format!("file{n:03}"))).unwrap();
+    }
+    // As a cleanup sweep does: remove each entry as the listing yields it.
+    let mut seen = Vec::new();
+    for entry in fs::read_dir(&many).unwrap() {
+        let entry = entry.unwrap();
+        fs::remove_file(entry.path()).unwrap();
+        seen.push(entry.file_name());
+    }
+    assert_eq!(seen.len(), 500, "entries skipped while the directory changed");
+    assert_eq!(fs::read_dir(&many).unwrap().count(), 0);
+    mounted.unmount().unwrap();
+}
