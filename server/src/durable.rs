@@ -20,8 +20,15 @@ pub(crate) fn sync_parent(path: &Path) -> io::Result<()> {
     sync_dir(path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or_else(|| Path::new(".")))
 }
 
+/// Makes a file's data durable (one an earlier run may have written and died before
+/// syncing).
+pub(crate) fn sync_file(path: &Path) -> io::Result<()> {
+    File::open(path)?.sync_all()
+}
+
 /// Like `create_dir_all` with `mode` for each directory it creates, each made durable in its
-/// parent before the next is created inside it.
+/// parent before the next is created inside it. The last one's name is synced even when it
+/// existed: an earlier run may have died between creating it and syncing its parent.
 pub(crate) fn create_dir_all(dir: &Path, mode: u32) -> io::Result<()> {
     let mut missing = Vec::new();
     let mut at = dir;
@@ -40,7 +47,7 @@ pub(crate) fn create_dir_all(dir: &Path, mode: u32) -> io::Result<()> {
         }
         sync_parent(new)?;
     }
-    Ok(())
+    sync_parent(dir)
 }
 
 /// Writes a new file (failing if it exists) with `mode`, syncs it, then the directory that

@@ -66,7 +66,7 @@ pub fn rotate_signing_key(dir: &Path) -> std::io::Result<SigningKey> {
     replace_private(&dir.join(PREVIOUS_SIGNING_KEY), &current.to_bytes())?;
     let seed = random_seed()?;
     replace_private(&key_path, &seed)?;
-    fs::File::open(dir)?.sync_all()?;
+    durable::sync_dir(dir)?;
     Ok(SigningKey::from_bytes(&seed))
 }
 
@@ -76,6 +76,8 @@ impl Identity {
         create_private_dir(dir)?;
         let key_path = dir.join(SIGNING_KEY);
         let signing_key = if key_path.exists() {
+            // Written by an earlier start that may have died before syncing it.
+            durable::sync_file(&key_path)?;
             read_signing_key(&key_path)?
         } else {
             let seed = random_seed()?;
@@ -90,7 +92,10 @@ impl Identity {
         };
 
         let (cert_path, cert_key_path) = (dir.join(CERT), dir.join(CERT_KEY));
-        if !cert_path.exists() || !cert_key_path.exists() {
+        if cert_path.exists() && cert_key_path.exists() {
+            durable::sync_file(&cert_key_path)?;
+            durable::sync_file(&cert_path)?;
+        } else {
             let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
             let certified =
                 rcgen::generate_simple_self_signed(names).map_err(std::io::Error::other)?;

@@ -354,7 +354,8 @@ impl Shared {
             per_login: config.max_sessions_per_login as usize,
             per_user: config.max_sessions_per_user as usize,
         }));
-        load_live_state(&store, &hub)?;
+        let files = files::FileStore::new(&config.files_root());
+        restore_state(&store, &hub, &files)?;
         let search = match config.store {
             StoreKind::Sled => Some(Arc::new(
                 search::SearchIndex::open(&config.data_dir, store.clone())
@@ -362,9 +363,6 @@ impl Shared {
             )),
             StoreKind::Postgres => None,
         };
-        let files = files::FileStore::new(&config.files_root());
-        sweep_partials(&files);
-        sweep_unreferenced(&files, &store);
 
         let passwords = Passwords::new(
             config.argon2_memory_kib,
@@ -568,6 +566,19 @@ fn rand_u64() -> u64 {
     u64::from(rand_u32()) << 32 | u64::from(rand_u32())
 }
 
+/// What start-up does with the data before serving: the hub's state rebuilt, the files dir
+/// swept. It must not grow with the logs (docs/reliability.md, start-up time).
+fn restore_state(
+    store: &Store,
+    hub: &Hub,
+    files: &files::FileStore,
+) -> Result<(), store::StoreError> {
+    load_live_state(store, hub)?;
+    sweep_partials(files);
+    sweep_unreferenced(files, store);
+    Ok(())
+}
+
 /// Rebuilds what the hub keeps in memory: memberships, room heads, blocks.
 fn load_live_state(store: &Store, hub: &Hub) -> Result<(), store::StoreError> {
     store.scan::<store::records::MemberRecord>(&[keys::tag::MEMBER], |key, _| {
@@ -729,7 +740,7 @@ mod tests {
         }
 
         fn begin(&self) -> Result<Box<dyn Transaction + '_>, StoreError> {
-            self.inner.begin()
+            Ok(Box::new(store::Direct(self)))
         }
     }
 
@@ -737,8 +748,9 @@ mod tests {
     const MEMBERS: u64 = 5;
 
     /// What start-up reads (records handed out) from a data dir of ROOMS rooms with MEMBERS
-    /// members and `messages` posts each: opening the store, rebuilding the live state and
-    /// sweeping the files dir, as [`Shared::open`] does.
+    /// members and `messages` posts each: opening the store and [`restore_state`], as
+    /// [`Shared::open`] does. (The search index catches up with the logs on its own thread,
+    /// after start-up.)
     async fn start_up_reads(messages: u64) -> usize {
         let dir = tempfile::tempdir().unwrap();
         let engine = SledEngine::open(dir.path()).unwrap();
@@ -773,8 +785,7 @@ mod tests {
         let store = Store::open(counting.clone(), 16).unwrap();
         let limits = SessionLimits::uncapped(1 << 20, Duration::from_secs(60), 1 << 20);
         let hub = Hub::new(limits);
-        load_live_state(&store, &hub).unwrap();
-        sweep_unreferenced(&files::FileStore::new(&dir.path().join("files")), &store);
+        restore_state(&store, &hub, &files::FileStore::new(&dir.path().join("files"))).unwrap();
         for room in 1..=ROOMS {
             assert_eq!(hub.head(RoomId(room)), messages, "room {room}'s head rebuilt");
         }

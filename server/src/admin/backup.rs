@@ -21,8 +21,8 @@ use serde::{Deserialize, Serialize};
 
 use super::AdminError;
 use crate::files::{self, hex};
-use crate::identity;
 use crate::store::{Engine, SCHEMA_VERSION, SledEngine, StoreError, Write, scan_range};
+use crate::{durable, identity};
 
 const MAGIC: &[u8; 8] = b"BANTERBK";
 const FORMAT: u32 = 1;
@@ -141,7 +141,6 @@ pub(super) fn finish(
     let json = serde_json::to_vec_pretty(&manifest).map_err(std::io::Error::other)?;
     let path = dir.join(MANIFEST);
     identity::write_private(&path, &json)?;
-    File::open(dir)?.sync_all()?;
     Ok(manifest)
 }
 
@@ -232,7 +231,7 @@ fn copy_files(from: &Path, to: &Path) -> Result<u64, AdminError> {
             continue;
         }
         let target = to.join(shard.file_name());
-        fs::create_dir_all(&target)?;
+        durable::create_dir_all(&target, 0o700)?;
         for file in fs::read_dir(shard.path())? {
             let file = file?;
             let copy = target.join(file.file_name());
@@ -240,6 +239,8 @@ fn copy_files(from: &Path, to: &Path) -> Result<u64, AdminError> {
             File::open(&copy)?.sync_all()?;
             copied += 1;
         }
+        // The copies' names, as their contents, before the manifest counts them.
+        durable::sync_dir(&target)?;
     }
     Ok(copied)
 }

@@ -263,7 +263,7 @@ impl SledEngine {
             present.insert(name);
         }
         if new {
-            File::open(&dir)?.sync_all()?;
+            crate::durable::sync_dir(&dir)?;
         }
         *synced = present;
         Ok(())
