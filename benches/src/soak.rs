@@ -24,6 +24,9 @@ use serde_json::json;
 
 use crate::{micros, options, run_id, server_rss_kib};
 
+/// Fewer samples than this say nothing about growth (the warm-up is a fifth of them).
+const MIN_SAMPLES: u64 = 10;
+
 /// What to run.
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
@@ -136,18 +139,19 @@ async fn start_member(
                     let sent = posted.text.split(':').next().and_then(|t| t.parse().ok());
                     if let Some(sent) = sent {
                         let latency = micros(tally.start).saturating_sub(sent).max(1);
-                        let _ = lock(&tally.delivery).record(latency);
+                        lock(&tally.delivery).saturating_record(latency);
                     }
                     tally.delivered.fetch_add(1, Ordering::Relaxed);
                 }
                 Update::Sent { client_msg_id, ack } => {
                     if let Some(at) = lock(&sends).remove(&client_msg_id) {
-                        let _ = lock(&tally.ack).record(micros_since(at));
+                        lock(&tally.ack).saturating_record(micros_since(at));
                     }
                     lock(&tally.posts).entry(ack.room).or_default().push(ack.seq);
                     tally.acked.fetch_add(1, Ordering::Relaxed);
                 }
-                Update::SendFailed { .. } => {
+                Update::SendFailed { client_msg_id, .. } => {
+                    lock(&sends).remove(&client_msg_id);
                     tally.send_failed.fetch_add(1, Ordering::Relaxed);
                 }
                 _ => {}
@@ -195,9 +199,12 @@ async fn post_in(
         // Soft state: a typing notice lost to a reconnect is not an error.
         let _ = tokio::time::timeout(short, author.client.typing(room, TypingState::Active)).await;
         let text = format!("{:020}:soak {posts}", micros(tally.start));
-        let at = Instant::now();
-        let id = author.client.send(room, &text, None)?;
-        lock(&author.sent_at).insert(id, at);
+        {
+            // Under the lock, so that the ack (another task) cannot look before the time is in.
+            let mut sent_at = lock(&author.sent_at);
+            let id = author.client.send(room, &text, None)?;
+            sent_at.insert(id, Instant::now());
+        }
         posts += 1;
         if posts.is_multiple_of(5) {
             let latest = lock(&tally.posts).get(&room).and_then(|seqs| seqs.last().copied());
@@ -218,6 +225,10 @@ pub(crate) async fn run(
     if settings.members < 2 || settings.rooms == 0 || settings.sample == 0 {
         bail!("soak needs --rooms ≥ 1, --members ≥ 2 and --sample ≥ 1");
     }
+    if settings.seconds < settings.sample * MIN_SAMPLES {
+        bail!("soak needs at least {MIN_SAMPLES} samples: --seconds ≥ {MIN_SAMPLES} × --sample");
+    }
+    server_rss_kib().context("soak samples the server: set BANTER_SERVER_PID")?;
     let run = run_id();
     let tally = Arc::new(Tally {
         start: Instant::now(),

@@ -60,6 +60,9 @@ fn a_long_mixed_load_leaves_memory_fds_and_latency_flat_and_delivers_everything(
     let figure = |value: &serde_json::Value| value.as_u64().unwrap_or_else(|| panic!("{result}"));
     eprintln!("{stderr}verdict: {verdict}");
 
+    let samples = result["samples"].as_array().map_or(0, Vec::len);
+    assert!(samples >= 10, "{samples} samples say nothing about growth");
+    assert!(figure(&verdict["rss_baseline_kib"]) > 0 && figure(&verdict["fd_baseline"]) > 0);
     let posts = figure(&result["posts"]);
     assert!(posts > 0, "nothing was posted: {result}");
     assert_eq!(figure(&result["acked"]), posts, "every post acked: {result}");
