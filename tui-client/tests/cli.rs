@@ -87,6 +87,27 @@ async fn two_users_chat_through_the_cli_and_tail_json_feeds_a_script() {
 
     let history = env.run_ok(&["--profile", "grace", "history", "general", "--limit", "3"]);
     assert!(history.contains("<ada> line two"), "{history}");
+    // Search: plain lines with the match marked, JSON with the highlight ranges (the index
+    // commits within about a second of an ack).
+    let mut found = String::new();
+    for _ in 0..50 {
+        found = env.run_ok(&["--profile", "grace", "search", "LINE two"]);
+        if !found.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(
+        found.contains("#general #") && found.ends_with("<ada> **line** **two**\n"),
+        "{found:?}"
+    );
+    let json = env.run_ok(&["--json", "search", "\"line one\"", "--room", "general"]);
+    let hit: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+    assert_eq!(
+        (hit["snippet"].as_str(), hit["sender_name"].as_str()),
+        (Some("line one"), Some("ada"))
+    );
+    assert_eq!(hit["highlights"], serde_json::json!([[0, 4], [5, 8]]));
     let rooms = env.run_ok(&["--json", "rooms"]);
     assert!(rooms.contains("\"name\":\"general\""));
 
