@@ -15,7 +15,7 @@
 //! mounted.cut_power(); // from here on every operation fails with EIO
 //! // ... kill the program ...
 //! // only what was durable is left (a busy disk comes back mounted, with the error)
-//! let (disk, loss) = mounted.unmount().map_err(|failed| failed.1)?;
+//! let (disk, loss) = mounted.unmount().map_err(|busy| busy.1)?;
 //! let mounted = disk.mount(mountpoint)?;
 //! # Ok(()) }
 //! ```
@@ -88,7 +88,7 @@ impl Mounted {
     /// the [`Loss`] says how much; otherwise this is a clean shutdown that makes everything
     /// durable. While a process still uses the disk, fails and hands the disk back, mounted,
     /// to try again.
-    pub fn unmount(mut self) -> Result<(Disk, Option<Loss>), Box<(Self, io::Error)>> {
+    pub fn unmount(mut self) -> Result<(Disk, Option<Loss>), Box<Busy>> {
         let mut failure = String::new();
         let mut unmounted = |program: &str, args: &[&str]| match Command::new(program)
             .args(args)
@@ -107,7 +107,7 @@ impl Mounted {
         };
         if !unmounted("umount", &[]) && !unmounted("fusermount3", &["-u"]) {
             let error = io::Error::other(format!("{}: {failure}", self.mountpoint.display()));
-            return Err(Box::new((self, error)));
+            return Err(Box::new(Busy(self, error)));
         }
         if let Some(session) = self.session.take() {
             session.join();
@@ -116,7 +116,7 @@ impl Mounted {
         let loss = if model.is_powered() {
             if let Err(errno) = model.sync_all() {
                 drop(model);
-                return Err(Box::new((self, io::Error::from_raw_os_error(errno))));
+                return Err(Box::new(Busy(self, io::Error::from_raw_os_error(errno))));
             }
             None
         } else {
@@ -126,6 +126,10 @@ impl Mounted {
         Ok((Disk { model: self.model.clone() }, loss))
     }
 }
+
+/// A disk that could not be unmounted, still mounted, and why.
+#[derive(Debug)]
+pub struct Busy(pub Mounted, pub io::Error);
 
 impl Drop for Mounted {
     fn drop(&mut self) {
