@@ -168,18 +168,6 @@ fn micros_since(at: Instant) -> u64 {
     (at.elapsed().as_micros() as u64).max(1)
 }
 
-/// A tiny deterministic generator (xorshift) for the workload's choices.
-struct Dice(u64);
-
-impl Dice {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n.max(1)
-    }
-}
-
 /// Posts in `room` at `rate` per second until `stop`: typing first, then the post; every
 /// fifth post a reaction by another member to the room's latest acked post.
 async fn post_in(
@@ -281,10 +269,12 @@ pub(crate) async fn run(
         )));
         for (m, member) in members.iter().enumerate() {
             let (client, stop) = (member.client.clone(), stop.clone());
-            let mut dice = Dice(0x9e37_79b9_7f4a_7c15 ^ ((n as u64) << 16 | m as u64));
+            // Every 10–30 s, spread over the clients by a fixed stride (no two in step).
+            let mut at = (n * settings.members + m) as u64 * 7_919;
             reconnects.push(tokio::spawn(async move {
                 while !stop.load(Ordering::Relaxed) {
-                    tokio::time::sleep(Duration::from_millis(10_000 + dice.below(20_000))).await;
+                    at += 12_347;
+                    tokio::time::sleep(Duration::from_millis(10_000 + at % 20_000)).await;
                     client.reconnect();
                 }
             }));

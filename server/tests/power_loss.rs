@@ -23,6 +23,7 @@ use banter_client::protocol::message::{
     CatchUp, Edit, EventAck, MembershipChange, Message, React, RoomJoin, RoomLeave,
 };
 use banter_client::{Connection, RequestError};
+use banter_tests::Dice;
 use common::{Banterd, banterd, create_room, free_port, login, post, start_adjusted};
 
 const WRITERS: usize = 4;
@@ -41,18 +42,6 @@ enum Expected {
 
 /// Every acked operation so far: (room, seq) → what must be there.
 type Ledger = Arc<Mutex<BTreeMap<(RoomId, u64), Expected>>>;
-
-/// A tiny deterministic generator (xorshift), seeded per writer and cut.
-struct Dice(u64);
-
-impl Dice {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
 
 fn start(data: &Path, addr: SocketAddr) -> Banterd {
     start_adjusted(data, addr, &[], |command| {

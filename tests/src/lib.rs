@@ -72,6 +72,21 @@ struct Cluster {
     _postgres: postgres::TestPostgres,
 }
 
+/// A small deterministic generator (xorshift64*) for tests that act at random but must be
+/// reproducible from their seed.
+#[derive(Debug, Clone)]
+pub struct Dice(pub u64);
+
+impl Dice {
+    /// A number below `n` (`n` > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n.max(1)
+    }
+}
+
 /// Whether `BANTER_TEST_BACKEND` asks for a cluster (`cluster`) rather than one node on sled
 /// (`sled`, the default).
 fn cluster_backend() -> bool {

@@ -12,7 +12,7 @@ use banter_client::{
     Client, ClientConfig, Connection, ConnectionState, Credentials, Event, Options, State, Trust,
     Update,
 };
-use banter_tests::{TestServer, TestUser, WAIT};
+use banter_tests::{Dice, TestServer, TestUser, WAIT};
 
 async fn next_ephemeral(user: &mut TestUser, want: impl Fn(&Message) -> bool) -> Message {
     tokio::time::timeout(WAIT, async {
@@ -162,19 +162,6 @@ async fn a_direct_room_has_exactly_its_two_users() {
     let unknown =
         ada.conn.request_one(DmOpen { username: Text::new("nobody").unwrap() }).await.unwrap_err();
     assert_eq!(unknown.code(), Some(ErrorCode::NOT_FOUND));
-}
-
-/// A small deterministic generator (xorshift64*), seeded per task: the churn below is random
-/// but reproducible from the seed printed on failure.
-struct Dice(u64);
-
-impl Dice {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
-    }
 }
 
 /// One device of a churning user: connects and authenticates (resuming its last session
