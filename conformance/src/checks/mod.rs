@@ -4,6 +4,7 @@ mod auth;
 mod community;
 mod framing;
 mod rooms;
+mod search;
 mod settings;
 mod streams;
 mod voice_files;
@@ -20,6 +21,7 @@ pub fn all() -> Vec<Check> {
     checks.extend(rooms::checks());
     checks.extend(community::checks());
     checks.extend(voice_files::checks());
+    checks.extend(search::checks());
     checks.sort_by_key(|check| order(check.id));
     checks
 }
