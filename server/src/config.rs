@@ -335,8 +335,8 @@ config! {
     argon2_iterations: u32 = 2;
     /// Most writes in one group commit.
     commit_max_group: usize = 4096;
-    /// Memory sled may fill with cached database pages, MiB (sled only). banterd's memory
-    /// grows with the data until the cache is full, then stays: lower it on a small machine.
+    /// Memory sled may fill with cached database pages, MiB (sled only; sled treats it as
+    /// approximate, and keeps part of its tree resident beyond it: docs/reliability.md, soak).
     sled_cache_mb: u64 = 256;
     /// Largest file an upload may share, in bytes.
     max_upload_bytes: u64 = 25 * 1024 * 1024;
