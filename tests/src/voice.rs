@@ -32,3 +32,28 @@ pub async fn heard(user: &TestUser, wait: Duration) -> Option<(VoiceHeader, Vec<
     let (header, payload) = VoiceHeader::parse(&datagram).unwrap();
     Some((header, payload.to_vec()))
 }
+
+/// Sends `payload` from `speaker` until every listener has heard it, then drops the repeats
+/// still on their way. Voice is best-effort: a datagram may be lost, and in a cluster the relay
+/// between nodes starts a moment after the joins. For tests whose point is what comes after.
+pub async fn speak_until_heard(speaker: &TestUser, listeners: &[&TestUser], payload: &[u8]) {
+    let mut heard_by = vec![false; listeners.len()];
+    for sequence in 1..=50u16 {
+        speaker.conn.quic().send_datagram(datagram(0, sequence, false, payload)).unwrap();
+        for (listener, done) in listeners.iter().zip(heard_by.iter_mut()) {
+            while !*done {
+                match heard(listener, Duration::from_millis(200)).await {
+                    Some((_, got)) => *done = got == payload,
+                    None => break,
+                }
+            }
+        }
+        if heard_by.iter().all(|done| *done) {
+            for listener in listeners {
+                while heard(listener, Duration::from_millis(300)).await.is_some() {}
+            }
+            return;
+        }
+    }
+    panic!("{:?} was not heard by every listener", String::from_utf8_lossy(payload));
+}
