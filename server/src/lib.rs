@@ -357,11 +357,11 @@ impl Shared {
         let files = files::FileStore::new(&config.files_root());
         restore_state(&store, &hub, &files)?;
         let search = match config.store {
-            StoreKind::Sled => Some(Arc::new(
+            StoreKind::Sled if config.search => Some(Arc::new(
                 search::SearchIndex::open(&config.data_dir, store.clone())
                     .map_err(|e| StartError::Config(e.to_string()))?,
             )),
-            StoreKind::Postgres => None,
+            StoreKind::Sled | StoreKind::Postgres => None,
         };
 
         let passwords = Passwords::new(
