@@ -23,19 +23,18 @@ pub(crate) fn clock(ms: u64) -> String {
     format!("{:02}:{:02}:{:02}", (secs / 3600) % 24, (secs / 60) % 60, secs % 60)
 }
 
-/// `YYYY-MM-DD HH:MM` (UTC) of a millisecond timestamp.
-pub(crate) fn date_time(ms: u64) -> String {
-    // Civil date from days since the epoch (Howard Hinnant's algorithm).
+/// `YYYY-MM-DD` (UTC) of a millisecond timestamp (Howard Hinnant's civil-from-days).
+pub(crate) fn date(ms: u64) -> String {
     let days = (ms / 86_400_000) as i64 + 719_468;
     let era = days.div_euclid(146_097);
-    let doe = days - era * 146_097;
+    let doe = days.rem_euclid(146_097);
     let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
     let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
     let mp = (5 * doy + 2) / 153;
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02} {}", &clock(ms)[..5])
+    format!("{year:04}-{month:02}-{day:02}")
 }
 
 /// One SEARCH hit: a JSON object, or `[date] #room #seq <name> snippet` with the matched
@@ -81,8 +80,9 @@ pub(crate) fn search_hit(
     marked.push_str(snippet.get(at..).unwrap_or(""));
     let what = if hit.file { "file " } else { "" };
     line(&format!(
-        "[{}] #{} #{} <{}> {what}{}",
-        date_time(hit.ts.0),
+        "[{} {}] #{} #{} <{}> {what}{}",
+        date(hit.ts.0),
+        &clock(hit.ts.0)[..5],
         one_line(&room),
         hit.seq,
         one_line(&name),

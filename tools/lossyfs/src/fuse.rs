@@ -71,6 +71,13 @@ fn entry(reply: ReplyEntry, result: Result<Attr, Errno>) {
     }
 }
 
+fn attr(reply: ReplyAttr, result: Result<Attr, Errno>) {
+    match result {
+        Ok(found) => reply.attr(&NO_CACHE, &file_attr(&found)),
+        Err(errno) => reply.error(errno),
+    }
+}
+
 fn empty(reply: ReplyEmpty, result: Result<(), Errno>) {
     match result {
         Ok(()) => reply.ok(),
@@ -94,10 +101,7 @@ impl Filesystem for LossyFs {
     }
 
     fn getattr(&mut self, _req: &Request<'_>, ino: u64, _fh: Option<u64>, reply: ReplyAttr) {
-        match self.model().attr(ino) {
-            Ok(attr) => reply.attr(&NO_CACHE, &file_attr(&attr)),
-            Err(errno) => reply.error(errno),
-        }
+        attr(reply, self.model().attr(ino));
     }
 
     fn setattr(
@@ -128,10 +132,7 @@ impl Filesystem for LossyFs {
             }
             model.attr(ino)
         })();
-        match result {
-            Ok(attr) => reply.attr(&NO_CACHE, &file_attr(&attr)),
-            Err(errno) => reply.error(errno),
-        }
+        attr(reply, result);
     }
 
     fn mkdir(

@@ -429,7 +429,10 @@ fn render_messages(model: &Model, frame: &mut Frame<'_>, area: Rect) -> Placed {
     for line in &room.messages {
         let day = line.ts / 86_400_000;
         if last_day != Some(day) {
-            rows.push((TextLine::styled(format!("── day {} ──", civil_date(line.ts)), dim), None));
+            rows.push((
+                TextLine::styled(format!("── day {} ──", crate::output::date(line.ts)), dim),
+                None,
+            ));
             last_day = Some(day);
             last_sender = None;
         }
@@ -571,20 +574,6 @@ fn render_messages(model: &Model, frame: &mut Frame<'_>, area: Rect) -> Placed {
     Placed { area, rows: placed }
 }
 
-/// `YYYY-MM-DD` (UTC) of a millisecond timestamp (Howard Hinnant's civil-from-days).
-fn civil_date(ms: u64) -> String {
-    let days = (ms / 86_400_000) as i64 + 719_468;
-    let era = days.div_euclid(146_097);
-    let doe = days.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}")
-}
-
 fn render_input(model: &Model, frame: &mut Frame<'_>, area: Rect) {
     let title = model
         .current_room()
@@ -697,8 +686,8 @@ mod tests {
 
     #[test]
     fn dates_and_wrapping_handle_wide_characters() {
-        assert_eq!(civil_date(0), "1970-01-01");
-        assert_eq!(civil_date(1_790_000_000_000), "2026-09-21");
+        assert_eq!(crate::output::date(0), "1970-01-01");
+        assert_eq!(crate::output::date(1_790_000_000_000), "2026-09-21");
         assert_eq!(wrap("ab日本語", 4), vec!["ab日", "本語"]);
         assert_eq!(nick_colour("ada"), nick_colour("ada"));
     }
