@@ -228,3 +228,40 @@ async fn the_backend_searches_or_says_it_cannot() {
         assert!(answer.unwrap().0.is_empty(), "a fresh server finds nothing");
     }
 }
+
+/// What a search may cost: only after login, at most a page of `max_history_page` hits,
+/// and `search` rate-limited per connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_search_needs_a_login_is_capped_at_a_page_and_rate_limited() {
+    let server = TestServer::node(|config| {
+        config.max_history_page = 10;
+        config
+            .rate
+            .insert("search".into(), banter_server::config::Bucket { burst: 4, per_minute: 1 });
+    })
+    .await;
+    let (stranger, _events) = server.connect().await;
+    let refused = stranger.search(search("anything")).await.unwrap_err();
+    assert_eq!(refused.code(), Some(ErrorCode::NOT_AUTHENTICATED));
+
+    let ada = server.user("ada").await;
+    let room = ada.create_room("many", false).await;
+    for n in 0..15 {
+        ada.post(room, &format!("bounded {n}")).await.unwrap();
+    }
+    let mut page = Vec::new();
+    for _ in 0..3 {
+        page = hits(&ada, Search { limit: u16::MAX, ..search("bounded") }).await;
+        if page.len() == 10 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    assert_eq!(page.len(), 10, "a page holds at most max_history_page hits");
+    // Four in the burst (the page above used one or more): the fifth at the latest is refused.
+    let mut answers = Vec::new();
+    for _ in 0..5 {
+        answers.push(ada.conn.search(search("bounded")).await.err().and_then(|e| e.code()));
+    }
+    assert!(answers.contains(&Some(ErrorCode::RATE_LIMITED)), "{answers:?}");
+}

@@ -18,8 +18,9 @@ pub(crate) mod words;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::Bound;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use banter_protocol::ids::{RoomId, UserId};
@@ -48,6 +49,8 @@ const FORMAT: u32 = 1;
 const COMMIT_EVERY: Duration = Duration::from_secs(1);
 /// The indexer's memory for documents not yet written to a segment.
 const WRITER_BYTES: usize = 20_000_000;
+/// Entries queued for the indexer, at most.
+const QUEUE: usize = 65_536;
 /// Longest snippet, in characters, before it is cut around the first match.
 const SNIPPET_CHARS: usize = 200;
 
@@ -154,7 +157,11 @@ pub(crate) struct SearchIndex {
     index: Index,
     reader: IndexReader,
     fields: Fields,
-    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    jobs: Mutex<Option<mpsc::SyncSender<Job>>>,
+    /// Set when an entry found the queue full and was dropped: the indexer then reads the
+    /// logs from where it is (the entries are durable there), so a write flood costs the
+    /// server at most [`QUEUE`] queued entries, never unbounded memory.
+    behind: Arc<AtomicBool>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -162,6 +169,10 @@ impl SearchIndex {
     /// Opens the index in `data_dir/search` (rebuilding it when it is missing, unreadable or
     /// of another format) and starts the indexer, which first catches up with the logs.
     pub(crate) fn open(data_dir: &Path, store: Store) -> Result<Self, SearchError> {
+        Self::open_with_queue(data_dir, store, QUEUE)
+    }
+
+    fn open_with_queue(data_dir: &Path, store: Store, queue: usize) -> Result<Self, SearchError> {
         let dir = data_dir.join(DIR);
         let (schema, fields) = schema();
         let (index, progress) = match open_existing(&dir) {
@@ -179,7 +190,8 @@ impl SearchIndex {
         index.tokenizers().register(words::ANALYZER, words::analyzer());
         let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
         let writer = index.writer_with_num_threads(1, WRITER_BYTES)?;
-        let (jobs, queue) = mpsc::channel();
+        let (jobs, queue) = mpsc::sync_channel(queue);
+        let behind = Arc::new(AtomicBool::new(false));
         let indexer = Indexer {
             writer,
             reader: reader.clone(),
@@ -187,6 +199,7 @@ impl SearchIndex {
             store,
             indexed: progress.rooms.into_iter().map(|(r, s)| (RoomId(r), s)).collect(),
             pending: false,
+            behind: behind.clone(),
         };
         let thread = std::thread::Builder::new()
             .name("search-indexer".into())
@@ -196,6 +209,7 @@ impl SearchIndex {
             reader,
             fields,
             jobs: Mutex::new(Some(jobs)),
+            behind,
             thread: Mutex::new(Some(thread)),
         })
     }
@@ -203,18 +217,17 @@ impl SearchIndex {
     /// Queues a committed entry (called in each room's order, by the fan-out).
     pub(crate) fn entry(&self, appended: &Appended) {
         if let Some(jobs) = &*self.jobs.lock().unwrap_or_else(|e| e.into_inner()) {
-            let _ = jobs.send(Job::Entry(appended.clone()));
+            if let Err(mpsc::TrySendError::Full(_)) = jobs.try_send(Job::Entry(appended.clone())) {
+                self.behind.store(true, Ordering::Relaxed);
+            }
         }
     }
 
     fn ask(&self, job: impl FnOnce(mpsc::Sender<()>) -> Job) -> Result<(), SearchError> {
         let (done, wait) = mpsc::channel();
-        let jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
-        jobs.as_ref()
-            .ok_or(SearchError::Stopped)?
-            .send(job(done))
-            .map_err(|_| SearchError::Stopped)?;
-        drop(jobs);
+        // A clone, so that waiting for room in a full queue never holds up `entry`.
+        let jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        jobs.ok_or(SearchError::Stopped)?.send(job(done)).map_err(|_| SearchError::Stopped)?;
         wait.recv().map_err(|_| SearchError::Stopped)
     }
 
@@ -540,6 +553,7 @@ struct Indexer {
     store: Store,
     indexed: HashMap<RoomId, u64>,
     pending: bool,
+    behind: Arc<AtomicBool>,
 }
 
 impl Indexer {
@@ -579,6 +593,11 @@ impl Indexer {
                     return;
                 }
                 None => {}
+            }
+            if self.behind.swap(false, Ordering::Relaxed) {
+                if let Err(error) = self.catch_up() {
+                    tracing::error!(%error, "search index: catching up with the logs failed");
+                }
             }
             if self.pending && last_commit.elapsed() >= COMMIT_EVERY {
                 self.commit();
@@ -715,6 +734,55 @@ impl Indexer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::records::RoomRecordV2;
+    use crate::store::{Engine as _, SledEngine, encode};
+
+    #[tokio::test]
+    async fn entries_dropped_from_a_full_queue_are_read_from_the_logs() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Arc::new(SledEngine::open(&dir.path().join("db")).unwrap());
+        let store = Store::open(engine.clone(), 16).unwrap();
+        let index = SearchIndex::open_with_queue(dir.path(), store.clone(), 1).unwrap();
+        index.flush().unwrap();
+        let room = RoomId(7);
+        let mut appended = Vec::new();
+        for seq in 1..=200 {
+            let kind = EntryKind::Posted {
+                client_msg_id: seq.into(),
+                reply_to: None,
+                text: format!("flood {seq}"),
+            };
+            let entry = LogEntry { ts: seq, sender: 1, kind };
+            engine.apply(vec![(keys::log(room, seq), Some(encode(&entry)))]).unwrap();
+            appended.push(Appended { room, seq, entry, anonymous: false });
+        }
+        let record = RoomRecordV2 {
+            direct: false,
+            name: "flood".into(),
+            topic: String::new(),
+            category: String::new(),
+            private: false,
+            voice: false,
+            created: 1,
+            last_seq: 200,
+            members: 1,
+            direct_pair: None,
+        };
+        engine.apply(vec![(keys::room(room), Some(encode(&record.upgrade(200))))]).unwrap();
+        // A queue of one: most of these find it full and are dropped.
+        for entry in &appended {
+            index.entry(entry);
+        }
+        for _ in 0..50 {
+            index.flush().unwrap();
+            if index.documents() == 200 {
+                break;
+            }
+        }
+        assert_eq!(index.documents(), 200, "every entry indexed, the dropped ones from the log");
+        index.close();
+        store.close().await;
+    }
 
     fn terms(words: &[&str]) -> HashSet<String> {
         words.iter().map(|w| (*w).to_owned()).collect()
