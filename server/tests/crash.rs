@@ -228,3 +228,30 @@ async fn acked_posts_not_yet_indexed_at_a_kill_9_are_searchable_after_the_restar
     }
     panic!("{found} of 20 acked posts are searchable after the restart");
 }
+
+/// `banterd reindex` rebuilds the index offline and `banterd check` reports it up to date.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reindex_rebuilds_the_search_index_and_check_reports_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = free_port();
+    let mut server = start(dir.path(), addr);
+    let (conn, _events, _) = login(addr, "ada", true).await;
+    let room = create_room(&conn, "indexed").await;
+    for i in 0..7u128 {
+        let attempt = Attempt { id: i, text: format!("entry {i}"), acked: None };
+        post(&conn, room, &attempt).await.unwrap();
+    }
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    std::fs::remove_dir_all(dir.path().join("search")).unwrap();
+
+    let stdout = |args: &[&str]| {
+        let out = common::banterd(args, dir.path()).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let reindexed = stdout(&["reindex"]);
+    assert!(reindexed.starts_with("search index rebuilt: 7 documents"), "{reindexed}");
+    let checked = stdout(&["check"]);
+    assert!(checked.contains("search index: 7 documents, up to date"), "{checked}");
+}
