@@ -335,8 +335,8 @@ config! {
     argon2_iterations: u32 = 2;
     /// Most writes in one group commit.
     commit_max_group: usize = 4096;
-    /// Full-text search (sled only): an index in `search/` in the data dir, fed as entries
-    /// commit. Its indexer and merges cost memory under a steady write load (about 120 MB
+    /// Full-text search: an index in `search/` in the data dir (a cluster: tables in its
+    /// PostgreSQL), fed as entries commit. Its indexer and merges cost memory under a steady write load (about 120 MB
     /// more RSS in the soak, docs/operations.md); off, SEARCH is UNSUPPORTED_EXTENSION.
     search: bool = true;
     /// Memory sled may fill with cached database pages, MiB (sled only; sled treats it as

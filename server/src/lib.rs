@@ -92,7 +92,7 @@ pub(crate) struct Shared {
     pub(crate) account_limits: AccountLimiter,
     pub(crate) slow_mode: SlowMode,
     pub(crate) files: files::FileStore,
-    /// Full-text search (sled only; a cluster has none yet).
+    /// Full-text search (`None` when turned off).
     pub(crate) search: Option<Arc<search::SearchIndex>>,
     /// Uploads stop while the files dir's disk is below `min_free_disk_mb`.
     pub(crate) files_space: store::DiskSpace,
@@ -356,12 +356,13 @@ impl Shared {
         }));
         let files = files::FileStore::new(&config.files_root());
         restore_state(&store, &hub, &files)?;
-        let search = match config.store {
-            StoreKind::Sled if config.search => Some(Arc::new(
-                search::SearchIndex::open(&config.data_dir, store.clone())
-                    .map_err(|e| StartError::Config(e.to_string()))?,
-            )),
-            StoreKind::Sled | StoreKind::Postgres => None,
+        let search = if config.search {
+            let place = search::Place::of(&config);
+            let index = search::SearchIndex::open(&place, store.clone())
+                .map_err(|e| StartError::Config(e.to_string()))?;
+            Some(Arc::new(index))
+        } else {
+            None
         };
 
         let passwords = Passwords::new(
@@ -441,6 +442,7 @@ impl Server {
                 live: Some(shared.clone()),
                 data_dir: shared.config.data_dir.clone(),
                 files_dir: shared.config.files_root(),
+                search: search::Place::of(&shared.config),
             };
             Some(admin::socket::serve(Arc::new(ctx), shutdown_rx.clone())?)
         } else {
@@ -541,10 +543,10 @@ impl Server {
     }
 }
 
-/// `banterd reindex`: rebuilds the search index in `data_dir` from the logs of `store`
-/// (banterd stopped); returns how many documents it holds.
-pub fn reindex(data_dir: &std::path::Path, store: Store) -> Result<u64, String> {
-    search::rebuild(data_dir, store).map_err(|e| e.to_string())
+/// `banterd reindex`: rebuilds the search index of a server with `config` from the logs of
+/// `store` (banterd stopped); returns how many documents it holds.
+pub fn reindex(config: &Config, store: Store) -> Result<u64, String> {
+    search::rebuild(&search::Place::of(config), store).map_err(|e| e.to_string())
 }
 
 /// Commits the search index's pending documents, then stops the writer and closes the

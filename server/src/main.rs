@@ -311,10 +311,6 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Reindex { target } => {
             let config = target.config()?;
-            anyhow::ensure!(
-                config.store == StoreKind::Sled,
-                "search runs on the sled store only (a cluster has no search index yet)"
-            );
             let engine =
                 banter_server::open_engine(&config).map_err(|e| in_use(&config.data_dir, e))?;
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -322,7 +318,7 @@ fn main() -> anyhow::Result<()> {
                 let store = Store::open(engine, config.commit_max_group)?;
                 let started = std::time::Instant::now();
                 // Blocking on this one-thread runtime is fine: nothing else runs on it.
-                let documents = banter_server::reindex(&config.data_dir, store.clone());
+                let documents = banter_server::reindex(&config, store.clone());
                 store.close().await;
                 let documents = documents.map_err(anyhow::Error::msg)?;
                 println!(

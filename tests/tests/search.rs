@@ -1,6 +1,8 @@
-//! Search (issue 18, spec §6.10) over real QUIC on banterd's sled default: the query
+//! Search (issue 18, spec §6.10) over real QUIC, on both backends (tantivy beside sled; a
+//! cluster's PostgreSQL full-text search with `BANTER_TEST_BACKEND=cluster`): the query
 //! language, Unicode folding and CJK, paging, and above all who sees what — only rooms the
-//! searcher can read at the moment of the search. (A cluster has no search yet: it says so.)
+//! searcher can read at the moment of the search, and anonymous authors only to moderators
+//! who may reveal them, audited.
 
 use std::time::Duration;
 
@@ -8,7 +10,8 @@ use banter_client::protocol::ErrorCode;
 use banter_client::protocol::bounded::Text;
 use banter_client::protocol::ids::{RoomId, UserId};
 use banter_client::protocol::message::{
-    Delete, Edit, Kick, Post, RoomConfigure, Search, SearchHit,
+    AuditAction, AuditEntry, AuditQuery, Delete, Edit, Kick, Message, Post, RoomConfigure, Search,
+    SearchHit,
 };
 use banter_tests::{TestServer, TestUser, fresh_id};
 
@@ -53,7 +56,7 @@ async fn settle(poster: &TestUser, room: RoomId) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn words_phrases_exclusions_folding_and_cjk_are_found_newest_first() {
-    let server = TestServer::node(|_| {}).await;
+    let server = TestServer::start().await;
     let ada = server.user("ada").await;
     let room = ada.create_room("lunch", false).await;
     for text in [
@@ -109,7 +112,7 @@ async fn words_phrases_exclusions_folding_and_cjk_are_found_newest_first() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_rooms_the_searcher_can_read_now_are_searched() {
-    let server = TestServer::node(|_| {}).await;
+    let server = TestServer::start().await;
     let ada = server.user("ada").await;
     let bob = server.user("bob").await;
     let mallory = server.user("mallory").await;
@@ -142,11 +145,13 @@ async fn only_rooms_the_searcher_can_read_now_are_searched() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn edits_replace_deletes_remove_files_match_and_anonymous_posts_hide_their_author() {
-    let server = TestServer::node(|_| {}).await;
+    let server = TestServer::start().await;
     let ada = server.user("ada").await;
     let bob = server.user("bob").await;
+    let carol = server.user("carol").await;
     let room = ada.create_room("changes", false).await;
     bob.join(room).await.unwrap();
+    carol.join(room).await.unwrap();
     let typo = ada.post(room, "meet at the trian station").await.unwrap();
     let gone = ada.post(room, "delete this secret plan").await.unwrap();
     found(&ada, "trian", &["meet at the trian station"]).await;
@@ -189,13 +194,47 @@ async fn edits_replace_deletes_remove_files_match_and_anonymous_posts_hide_their
         anonymous: true,
     };
     bob.conn.request_one(anonymous).await.unwrap();
-    let seen_by_ada = found(&ada, "build", &["I broke the build"]).await;
-    assert_eq!(seen_by_ada[0].sender, UserId(0), "others see no author");
+    let seen_by_carol = found(&carol, "build", &["I broke the build"]).await;
+    assert_eq!(seen_by_carol[0].sender, UserId(0), "others see no author");
     let seen_by_bob = found(&bob, "build", &["I broke the build"]).await;
     assert_eq!(seen_by_bob[0].sender, bob.auth.user, "the author sees their own");
-    found(&ada, "from:bob build", &[]).await;
+    let seen_by_ada = found(&ada, "build", &["I broke the build"]).await;
+    assert_eq!(
+        seen_by_ada[0].sender,
+        UserId(0),
+        "a plain search reveals nothing, even to the owner"
+    );
+    found(&carol, "from:bob build", &[]).await;
     let by_sender = Search { sender: Some(bob.auth.user), ..search("build") };
-    assert!(hits(&ada, by_sender).await.is_empty(), "Sender never finds an anonymous post");
+    assert!(hits(&carol, by_sender.clone()).await.is_empty(), "Sender finds no anonymous post");
+    assert!(audit_of(&ada, room).await.is_empty(), "nothing revealed yet");
+
+    // The room's owner may reveal authors: a search by sender finds the post, shows its
+    // author, and the reveal is in the room's audit log (as REVEAL_AUTHOR would be).
+    let revealed = found(&ada, "from:bob build", &["I broke the build"]).await;
+    assert_eq!(revealed[0].sender, bob.auth.user);
+    let by_sender = hits(&ada, by_sender).await;
+    assert_eq!(by_sender.len(), 1);
+    assert_eq!(by_sender[0].sender, bob.auth.user);
+    let audit = audit_of(&ada, room).await;
+    assert_eq!(audit.len(), 2, "one entry per revealing search: {audit:?}");
+    for entry in &audit {
+        assert_eq!((entry.actor, entry.target), (ada.auth.user, Some(bob.auth.user)));
+        let seq = revealed[0].seq;
+        assert!(entry.reason.as_str().ends_with(&format!("seq {seq}")), "{:?}", entry.reason);
+    }
+}
+
+/// The reveals in a room's audit log, newest first.
+async fn audit_of(moderator: &TestUser, room: RoomId) -> Vec<AuditEntry> {
+    let page = AuditQuery { room: Some(room), before: None, limit: 50 };
+    match moderator.conn.request_one(page).await.unwrap() {
+        Message::AuditPage(page) => {
+            let entries = page.entries.into_vec().into_iter();
+            entries.filter(|entry| entry.action == AuditAction::REVEAL_AUTHOR).collect()
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -216,24 +255,20 @@ async fn a_deleted_index_is_rebuilt_from_the_logs_at_the_next_start() {
     found(&ada, "entry log", &want).await;
 }
 
-/// On the configured backend: sled searches, a cluster answers that it cannot (yet).
+/// With `search = false` the server says it has no search, and does not advertise it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_backend_searches_or_says_it_cannot() {
-    let server = TestServer::start().await;
+async fn a_server_without_search_says_so() {
+    let server = TestServer::start_with(|config| config.search = false).await;
     let ada = server.user("ada").await;
     let answer = ada.conn.search(search("anything")).await;
-    if std::env::var("BANTER_TEST_BACKEND").as_deref() == Ok("cluster") {
-        assert_eq!(answer.unwrap_err().code(), Some(ErrorCode::UNSUPPORTED_EXTENSION));
-    } else {
-        assert!(answer.unwrap().0.is_empty(), "a fresh server finds nothing");
-    }
+    assert_eq!(answer.unwrap_err().code(), Some(ErrorCode::UNSUPPORTED_EXTENSION));
 }
 
 /// What a search may cost: only after login, at most a page of `max_history_page` hits,
 /// and `search` rate-limited per connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_search_needs_a_login_is_capped_at_a_page_and_rate_limited() {
-    let server = TestServer::node(|config| {
+    let server = TestServer::start_with(|config| {
         config.max_history_page = 10;
         config
             .rate

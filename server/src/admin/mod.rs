@@ -177,13 +177,16 @@ pub struct AdminCtx {
     pub(crate) data_dir: PathBuf,
     /// Shared files' contents ([`Config::files_root`](crate::config::Config::files_root)).
     pub(crate) files_dir: PathBuf,
+    /// Where the search index is (for `check`).
+    pub(crate) search: crate::search::Place,
 }
 
 impl AdminCtx {
     /// An executor over an opened store, outside any server.
     pub fn offline(store: Store, passwords: Passwords, config: &crate::config::Config) -> Self {
         let (data_dir, files_dir) = (config.data_dir.clone(), config.files_root());
-        Self { store, passwords, live: None, data_dir, files_dir }
+        let search = crate::search::Place::of(config);
+        Self { store, passwords, live: None, data_dir, files_dir, search }
     }
 
     /// Carries out one request; the answer is text for the operator.
@@ -503,7 +506,7 @@ impl AdminCtx {
         }
         // The index is derived from the logs: how far behind it is, is reported, not a
         // failure (banterd catches up while it runs; `banterd reindex` rebuilds it).
-        let search = match crate::search::status(&self.data_dir, &self.store) {
+        let search = match crate::search::status(&self.search, &self.store) {
             Ok(status) => status.to_string(),
             Err(error) => format!("search index: unreadable ({error}): run `banterd reindex`"),
         };

@@ -1,15 +1,23 @@
 //! SEARCH (spec §6.10): the query parsed, names resolved, and every room to search authorized
 //! now with the one function everything else uses (`Action::Read`, as HISTORY); the index is
-//! then asked on a blocking thread and only sees those rooms.
+//! then asked on a blocking thread and only sees those rooms. A search by sender finds
+//! anonymous posts by their author only in rooms where the caller may reveal authors
+//! (`Action::RevealAuthor`, as REVEAL_AUTHOR), and each such reveal is audited before the
+//! answer leaves.
 
 use banter_protocol::ErrorCode;
 use banter_protocol::bounded::{List, Text};
-use banter_protocol::ids::{RoomId, Timestamp};
-use banter_protocol::message::{Highlight, Message, Search, SearchCursor, SearchEnd, SearchHit};
+use std::collections::BTreeMap;
 
+use banter_protocol::ids::{RoomId, Timestamp, UserId};
+use banter_protocol::message::{
+    AuditAction, Highlight, Message, Search, SearchCursor, SearchEnd, SearchHit,
+};
+
+use super::moderation::audit;
 use super::{ConnCtx, RequestError, Result, user_id};
 use crate::authz::Action;
-use crate::search::{Plan, query};
+use crate::search::{Hit, Plan, query};
 use crate::store::keys;
 use crate::store::records::RoomRecord;
 
@@ -74,8 +82,19 @@ pub(super) async fn search(ctx: &ConnCtx, r: Search) -> Result<Vec<Message>> {
         (None, Some(sender)) => Some(vec![sender]),
         (Some(users), Some(sender)) => Some(users.into_iter().filter(|u| *u == sender).collect()),
     };
+    // Where the caller may reveal authors, a search by sender reveals them: audited below.
+    let revealing = if senders.is_some() {
+        rooms
+            .iter()
+            .copied()
+            .filter(|room| ctx.authorize(*room, Action::RevealAuthor).is_ok())
+            .collect()
+    } else {
+        Vec::new()
+    };
     let plan = Plan {
         rooms,
+        revealing,
         senders,
         after: parsed.after.max(r.after.map(|t| t.0)),
         before: match (parsed.before, r.before.map(|t| t.0)) {
@@ -96,6 +115,7 @@ pub(super) async fn search(ctx: &ConnCtx, r: Search) -> Result<Vec<Message>> {
             tracing::error!(error = %e, "search failed");
             RequestError::new(ErrorCode::INTERNAL, "search failed")
         })?;
+    audit_reveals(ctx, user, &r.query, &hits).await?;
     let mut out: Vec<Message> = hits
         .into_iter()
         .map(|hit| {
@@ -119,4 +139,46 @@ pub(super) async fn search(ctx: &ConnCtx, r: Search) -> Result<Vec<Message>> {
     let next = next.map(|(ts, room, seq)| SearchCursor { ts: Timestamp(ts), room, seq });
     out.push(SearchEnd { next }.into());
     Ok(out)
+}
+
+/// Seqs one audit entry names, at most.
+const AUDITED_SEQS: usize = 20;
+
+/// One audit entry per room and author that the hits revealed (REVEAL_AUTHOR, as the
+/// request of that name writes), committed before the answer is sent.
+async fn audit_reveals(ctx: &ConnCtx, moderator: UserId, query: &str, hits: &[Hit]) -> Result<()> {
+    let mut revealed: BTreeMap<(RoomId, UserId), Vec<u64>> = BTreeMap::new();
+    for hit in hits.iter().filter(|hit| hit.revealed) {
+        revealed.entry((hit.room, hit.sender)).or_default().push(hit.seq);
+    }
+    if revealed.is_empty() {
+        return Ok(());
+    }
+    let query: String = query.chars().take(100).collect();
+    ctx.shared
+        .store
+        .write(
+            move |txn| {
+                for ((room, author), seqs) in &revealed {
+                    let mut listed: Vec<String> =
+                        seqs.iter().take(AUDITED_SEQS).map(ToString::to_string).collect();
+                    if seqs.len() > AUDITED_SEQS {
+                        listed.push(format!("and {} more", seqs.len() - AUDITED_SEQS));
+                    }
+                    let reason = format!("search {query:?}: seq {}", listed.join(", "));
+                    audit(
+                        txn,
+                        moderator,
+                        AuditAction::REVEAL_AUTHOR,
+                        Some(*room),
+                        Some(*author),
+                        &reason,
+                    )?;
+                }
+                Ok::<_, RequestError>(())
+            },
+            |()| (),
+        )
+        .await?;
+    Ok(())
 }

@@ -1,54 +1,48 @@
-//! Full-text search (issue 18, spec §6.10): a tantivy index in `search/` in the data dir, fed
-//! from committed entries only, and queried with the rooms the caller may read now.
+//! Full-text search (issue 18, spec §6.10), fed from committed entries only and queried with
+//! the rooms the caller may read now. Two places keep the documents, behind [`Writer`] and
+//! [`Reader`]: a tantivy index in the data dir ([`local`], the sled default), or the
+//! cluster's PostgreSQL with its own full-text search ([`postgres`]); both take the terms of
+//! [`words`], so a query finds the same messages on either.
 //!
 //! - Feeding: every entry the fan-out delivers (so only durable ones, in each room's order)
-//!   is queued to one indexer thread, which commits at most every second. Each commit
-//!   records, in the index's own commit payload, how far each room is indexed; at start the
-//!   indexer reads the rooms' logs from there, so a crash between commit and indexing loses
-//!   nothing, and a missing or unreadable index (or one of another format) is rebuilt from
-//!   the logs. Backups do not carry the index.
+//!   is queued to one indexer thread, which commits at most every second, each room's
+//!   progress with the documents. At start the indexer reads the rooms' logs from there, so
+//!   a crash between commit and indexing loses nothing; a missing index (or one of another
+//!   format) is rebuilt from the logs. Backups do not carry the index.
 //! - Documents: one per message (its latest text; an edit replaces it, a delete removes it)
-//!   and per shared file (its name). An anonymous post is indexed without its author.
+//!   and per shared file (its name), each with the seq of the entry that last set it, so
+//!   that cluster nodes indexing the same room in any order converge. An anonymous post is
+//!   indexed with sender 0, its author kept apart: `from:` finds it only in the rooms listed
+//!   in [`Plan::revealing`], where the caller may reveal authors (and the handler audits it).
 //! - Authorization is the caller's: [`Plan::rooms`] holds the rooms already checked by the
 //!   request handler; nothing outside them can match.
 
+mod local;
+mod postgres;
 pub(crate) mod query;
 pub(crate) mod words;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::ops::Bound;
-use std::path::Path;
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use banter_protocol::ids::{RoomId, UserId};
-use tantivy::collector::TopDocs;
-use tantivy::query::{
-    AllQuery, BooleanQuery, Occur, PhraseQuery, Query, QueryClone as _, RangeQuery, TermQuery,
-    TermSetQuery,
-};
-use tantivy::schema::{
-    FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing,
-    TextOptions, Value,
-};
-use tantivy::{
-    DocAddress, Index, IndexReader, IndexWriter, Order, ReloadPolicy, TantivyDocument, Term,
-};
 
+use crate::config::{Config, StoreKind};
 use crate::requests::Appended;
 use crate::store::records::{EntryKind, LogEntry, RoomRecord};
 use crate::store::{Store, keys};
 
 /// The index's directory in the data dir.
 pub(crate) const DIR: &str = "search";
-/// The layout of documents and payload; an index of another format is rebuilt.
-const FORMAT: u32 = 1;
 /// How long an indexed entry may wait for its commit.
 const COMMIT_EVERY: Duration = Duration::from_secs(1);
-/// The indexer's memory for documents not yet written to a segment.
-const WRITER_BYTES: usize = 20_000_000;
+/// How often a cluster node's indexer reads every room's head anyway: the bus may lose the
+/// news of an entry in a room this node has no sessions in.
+const SWEEP_EVERY: Duration = Duration::from_secs(5);
 /// Entries queued for the indexer, at most.
 const QUEUE: usize = 65_536;
 /// Longest snippet, in characters, before it is cut around the first match.
@@ -67,49 +61,101 @@ pub(crate) enum SearchError {
     Stopped,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Fields {
-    key: Field,
-    room: Field,
-    seq: Field,
-    ts: Field,
-    sender: Field,
-    author: Field,
-    file: Field,
-    text: Field,
+/// Where the index lives.
+#[derive(Debug, Clone)]
+pub(crate) enum Place {
+    /// A tantivy index in this directory.
+    Dir(PathBuf),
+    /// Tables in the cluster's PostgreSQL (its `database_url`).
+    Postgres(String),
 }
 
-fn schema() -> (Schema, Fields) {
-    let mut builder = Schema::builder();
-    let text_options = TextOptions::default().set_stored().set_indexing_options(
-        TextFieldIndexing::default()
-            .set_tokenizer(words::ANALYZER)
-            .set_index_option(IndexRecordOption::WithFreqsAndPositions),
-    );
-    let fields = Fields {
-        key: builder.add_text_field("key", STRING),
-        room: builder.add_u64_field("room", INDEXED | FAST | STORED),
-        seq: builder.add_u64_field("seq", STORED),
-        ts: builder.add_u64_field("ts", INDEXED | FAST | STORED),
-        // 0 for an anonymous post: `from:` never finds it.
-        sender: builder.add_u64_field("sender", INDEXED | STORED),
-        // Who wrote an anonymous post, stored (not searchable) so its author sees their id.
-        author: builder.add_u64_field("author", STORED),
-        file: builder.add_u64_field("file", INDEXED | STORED),
-        text: builder.add_text_field("text", text_options),
-    };
-    (builder.build(), fields)
+impl Place {
+    /// Where a server with `config` keeps its index.
+    pub(crate) fn of(config: &Config) -> Self {
+        match config.store {
+            StoreKind::Sled => Self::Dir(config.data_dir.join(DIR)),
+            StoreKind::Postgres => Self::Postgres(config.database_url.clone()),
+        }
+    }
+
+    fn open(&self) -> Result<Opened, SearchError> {
+        match self {
+            Self::Dir(dir) => local::open(dir),
+            Self::Postgres(url) => postgres::open(url),
+        }
+    }
 }
 
-fn key(room: RoomId, seq: u64) -> String {
-    format!("{}:{seq}", room.0)
+/// Each room's last indexed seq.
+type Progress = HashMap<RoomId, u64>;
+
+/// A document to index: a message's latest text, or a shared file's name.
+#[derive(Debug, Clone)]
+struct Doc {
+    room: RoomId,
+    /// The message's (or upload's) seq.
+    seq: u64,
+    /// The seq of the entry that set this text: `seq`, or an edit's.
+    version: u64,
+    ts: u64,
+    /// 0 for an anonymous post.
+    sender: u64,
+    /// Who wrote an anonymous post (0 for any other).
+    author: u64,
+    file: bool,
+    text: String,
 }
 
-/// What each commit records: the format, and each room's last indexed seq.
-#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
-struct Progress {
-    format: u32,
-    rooms: BTreeMap<u64, u64>,
+impl Doc {
+    /// Whether this text replaces an earlier one (an edit's).
+    fn replaces(&self) -> bool {
+        self.version != self.seq
+    }
+}
+
+/// The writing half of an index, owned by the indexer thread.
+trait Writer: Send {
+    /// Adds a document, or replaces the one of its (room, seq) if that has an older version.
+    fn put(&mut self, doc: Doc) -> Result<(), SearchError>;
+    /// Removes the document of (room, seq): it was deleted by the entry at `version`.
+    fn remove(&mut self, room: RoomId, seq: u64, version: u64) -> Result<(), SearchError>;
+    /// Makes what was put and removed durable and searchable, with `progress`.
+    fn commit(&mut self, progress: &Progress) -> Result<(), SearchError>;
+}
+
+/// The reading half of an index, shared by searches.
+trait Reader: Send + Sync {
+    /// Up to `plan.limit` documents matching the plan, newest first, after its cursor; and
+    /// whether more may follow.
+    fn find(&self, plan: &Plan) -> Result<(Vec<Found>, bool), SearchError>;
+    /// Documents in the index.
+    fn documents(&self) -> Result<u64, SearchError>;
+}
+
+/// An opened index: both halves, and its committed progress.
+struct Opened {
+    reader: Box<dyn Reader>,
+    writer: Box<dyn Writer>,
+    progress: Progress,
+}
+
+/// A document found, as stored.
+#[derive(Debug, Clone)]
+struct Found {
+    room: RoomId,
+    seq: u64,
+    ts: u64,
+    sender: u64,
+    author: u64,
+    file: bool,
+    text: String,
+}
+
+impl Found {
+    fn order(&self) -> Cursor {
+        (self.ts, self.room, self.seq)
+    }
 }
 
 /// The order key of a hit and a page cursor: newest first.
@@ -120,6 +166,9 @@ pub(crate) type Cursor = (u64, RoomId, u64);
 pub(crate) struct Plan {
     /// The rooms to search: the caller may read each.
     pub(crate) rooms: Vec<RoomId>,
+    /// Of those, the rooms where the caller may reveal authors: there `senders` finds
+    /// anonymous posts by their author too.
+    pub(crate) revealing: Vec<RoomId>,
     /// Only these senders (`None`: anyone; an empty list matches nothing).
     pub(crate) senders: Option<Vec<UserId>>,
     pub(crate) after: Option<u64>,
@@ -143,6 +192,9 @@ pub(crate) struct Hit {
     pub(crate) file: bool,
     pub(crate) snippet: String,
     pub(crate) highlights: Vec<(usize, usize)>,
+    /// An anonymous post shown with its author because `from:` asked for them where the
+    /// caller may reveal authors: the handler audits it.
+    pub(crate) revealed: bool,
 }
 
 enum Job {
@@ -154,9 +206,7 @@ enum Job {
 
 /// The index: queried from request tasks, fed by its own thread.
 pub(crate) struct SearchIndex {
-    index: Index,
-    reader: IndexReader,
-    fields: Fields,
+    reader: Box<dyn Reader>,
     jobs: Mutex<Option<mpsc::SyncSender<Job>>>,
     /// Set when an entry found the queue full and was dropped: the indexer then reads the
     /// logs from where it is (the entries are durable there), so a write flood costs the
@@ -166,52 +216,28 @@ pub(crate) struct SearchIndex {
 }
 
 impl SearchIndex {
-    /// Opens the index in `data_dir/search` (rebuilding it when it is missing, unreadable or
-    /// of another format) and starts the indexer, which first catches up with the logs.
-    pub(crate) fn open(data_dir: &Path, store: Store) -> Result<Self, SearchError> {
-        Self::open_with_queue(data_dir, store, QUEUE)
+    /// Opens the index at `place` (rebuilding it when it is missing, unreadable or of
+    /// another format) and starts the indexer, which first catches up with the logs.
+    pub(crate) fn open(place: &Place, store: Store) -> Result<Self, SearchError> {
+        Self::open_with_queue(place, store, QUEUE)
     }
 
-    fn open_with_queue(data_dir: &Path, store: Store, queue: usize) -> Result<Self, SearchError> {
-        let dir = data_dir.join(DIR);
-        let (schema, fields) = schema();
-        let (index, progress) = match open_existing(&dir) {
-            Some(opened) => opened,
-            None => {
-                if dir.exists() {
-                    tracing::warn!(dir = %dir.display(), "rebuilding the search index from the logs");
-                    std::fs::remove_dir_all(&dir)?;
-                }
-                crate::durable::create_dir_all(&dir, 0o700)?;
-                let index = Index::create_in_dir(&dir, schema)?;
-                (index, Progress { format: FORMAT, rooms: BTreeMap::new() })
-            }
-        };
-        index.tokenizers().register(words::ANALYZER, words::analyzer());
-        let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
-        let writer = index.writer_with_num_threads(1, WRITER_BYTES)?;
+    fn open_with_queue(place: &Place, store: Store, queue: usize) -> Result<Self, SearchError> {
+        let Opened { reader, writer, progress } = place.open()?;
         let (jobs, queue) = mpsc::sync_channel(queue);
         let behind = Arc::new(AtomicBool::new(false));
         let indexer = Indexer {
             writer,
-            reader: reader.clone(),
-            fields,
             store,
-            indexed: progress.rooms.into_iter().map(|(r, s)| (RoomId(r), s)).collect(),
+            indexed: progress,
             pending: false,
             behind: behind.clone(),
+            sweep: matches!(place, Place::Postgres(_)).then_some(SWEEP_EVERY),
         };
         let thread = std::thread::Builder::new()
             .name("search-indexer".into())
             .spawn(move || indexer.run(&queue))?;
-        Ok(Self {
-            index,
-            reader,
-            fields,
-            jobs: Mutex::new(Some(jobs)),
-            behind,
-            thread: Mutex::new(Some(thread)),
-        })
+        Ok(Self { reader, jobs: Mutex::new(Some(jobs)), behind, thread: Mutex::new(Some(thread)) })
     }
 
     /// Queues a committed entry (called in each room's order, by the fan-out).
@@ -247,130 +273,46 @@ impl SearchIndex {
     }
 
     /// Documents in the index.
-    pub(crate) fn documents(&self) -> u64 {
-        self.reader.searcher().num_docs()
+    pub(crate) fn documents(&self) -> Result<u64, SearchError> {
+        self.reader.documents()
     }
 
     /// Runs a search: up to `plan.limit` hits, newest first, and the cursor of the last one
     /// when more may follow.
     pub(crate) fn search(&self, plan: &Plan) -> Result<(Vec<Hit>, Option<Cursor>), SearchError> {
-        let f = self.fields;
         if plan.rooms.is_empty() || plan.senders.as_ref().is_some_and(Vec::is_empty) {
             return Ok((Vec::new(), None));
         }
-        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
-        let terms = |field, values: &mut dyn Iterator<Item = u64>| {
-            Box::new(TermSetQuery::new(values.map(|v| Term::from_field_u64(field, v))))
-        };
-        clauses.push((Occur::Must, terms(f.room, &mut plan.rooms.iter().map(|r| r.0))));
-        if let Some(senders) = &plan.senders {
-            let mut senders = senders.iter().map(|u| u.0).filter(|&u| u != 0);
-            clauses.push((Occur::Must, terms(f.sender, &mut senders)));
-        }
-        if plan.files_only {
-            clauses.push((Occur::Must, Box::new(term_query(f.file, 1))));
-        }
-        let lower = plan.after.map_or(Bound::Unbounded, |a| Bound::Included(u64_term(f.ts, a)));
-        let upper = plan.before.map_or(Bound::Unbounded, |b| Bound::Excluded(u64_term(f.ts, b)));
-        if plan.after.is_some() || plan.before.is_some() {
-            clauses.push((Occur::Must, Box::new(RangeQuery::new(lower, upper))));
-        }
-        let mut matching: Vec<(Occur, Box<dyn Query>)> = Vec::new();
-        for text in &plan.required {
-            if let Some(query) = text_query(f.text, text) {
-                matching.push((Occur::Must, query));
-            }
-        }
-        for text in &plan.excluded {
-            if let Some(query) = text_query(f.text, text) {
-                clauses.push((Occur::MustNot, query));
-            }
-        }
-        let words = (!matching.is_empty()).then(|| BooleanQuery::new(matching));
-        if let Some(words) = &words {
-            clauses.push((Occur::Must, words.box_clone()));
-        } else {
-            clauses.push((Occur::Must, Box::new(AllQuery)));
-        }
-        let query = BooleanQuery::new(clauses);
-
-        let searcher = self.reader.searcher();
-        let limit = plan.limit.max(1);
-        // Newest first by commit time, ties by (room, seq): the candidates are the `limit`
-        // newest before the cursor's time, plus every hit at the cursor's time after it in
-        // that order, plus every hit sharing the last candidate's time (a page must not cut
-        // a tie it would then skip).
-        let at = |ts: u64| -> Box<dyn Query> {
-            Box::new(RangeQuery::new(
-                Bound::Included(u64_term(f.ts, ts)),
-                Bound::Included(u64_term(f.ts, ts)),
-            ))
-        };
-        let and = |extra: Box<dyn Query>| {
-            BooleanQuery::new(vec![(Occur::Must, query.box_clone()), (Occur::Must, extra)])
-        };
-        let older = match plan.cursor {
-            Some((ts, _, _)) => and(Box::new(RangeQuery::new(
-                Bound::Unbounded,
-                Bound::Excluded(u64_term(f.ts, ts)),
-            ))),
-            None => and(Box::new(AllQuery)),
-        };
-        let newest = searcher.search(
-            &older,
-            &TopDocs::with_limit(limit).order_by_fast_field::<u64>("ts", Order::Desc),
-        )?;
-        let mut addresses: Vec<DocAddress> = newest.iter().map(|(_, a)| *a).collect();
-        let mut tie_times: Vec<u64> = Vec::new();
-        if let Some((ts, _, _)) = plan.cursor {
-            tie_times.push(ts);
-        }
-        if newest.len() == limit {
-            tie_times.push(newest[limit - 1].0);
-        }
-        for ts in tie_times {
-            let ties = searcher.search(
-                &and(at(ts)),
-                &TopDocs::with_limit(10_000).order_by_fast_field::<u64>("ts", Order::Desc),
-            )?;
-            addresses.extend(ties.into_iter().map(|(_, a)| a));
-        }
-        let mut candidates = Vec::new();
-        for address in addresses {
-            let doc: TantivyDocument = searcher.doc(address)?;
-            let number = |field| doc.get_first(field).and_then(|v| v.as_u64()).unwrap_or(0);
-            let order = (number(f.ts), RoomId(number(f.room)), number(f.seq));
-            if plan.cursor.is_some_and(|cursor| order >= cursor) {
-                continue;
-            }
-            candidates.push((order, doc));
-        }
-        candidates.sort_by_key(|c| std::cmp::Reverse(c.0));
-        candidates.dedup_by(|a, b| a.0 == b.0);
-        let more = candidates.len() > limit || newest.len() == limit;
-        candidates.truncate(limit);
-
+        let (found, more) = self.reader.find(plan)?;
+        let next = if more { found.last().map(Found::order) } else { None };
         let terms: HashSet<String> = plan.required.iter().flat_map(|t| words::terms(t)).collect();
-        let mut hits = Vec::with_capacity(candidates.len());
-        for ((ts, room, seq), doc) in &candidates {
-            let number = |field| doc.get_first(field).and_then(|v| v.as_u64()).unwrap_or(0);
-            let text = doc.get_first(f.text).and_then(|v| v.as_str()).unwrap_or("");
-            let (snippet, highlights) = snippet(text, &terms);
-            let sender = match (number(f.sender), number(f.author)) {
-                (0, author) if author == plan.caller.0 => plan.caller,
-                (sender, _) => UserId(sender),
-            };
-            hits.push(Hit {
-                room: *room,
-                seq: *seq,
-                sender,
-                ts: *ts,
-                file: number(f.file) == 1,
-                snippet,
-                highlights,
-            });
-        }
-        let next = if more { candidates.last().map(|(order, _)| *order) } else { None };
+        let asked = |author: u64| {
+            plan.senders.as_ref().is_some_and(|senders| senders.contains(&UserId(author)))
+        };
+        let hits = found
+            .into_iter()
+            .map(|doc| {
+                let (snippet, highlights) = snippet(&doc.text, &terms);
+                let revealed = doc.sender == 0
+                    && doc.author != plan.caller.0
+                    && asked(doc.author)
+                    && plan.revealing.contains(&doc.room);
+                let sender = match doc.sender {
+                    0 if doc.author == plan.caller.0 || revealed => UserId(doc.author),
+                    sender => UserId(sender),
+                };
+                Hit {
+                    room: doc.room,
+                    seq: doc.seq,
+                    sender,
+                    ts: doc.ts,
+                    file: doc.file,
+                    snippet,
+                    highlights,
+                    revealed,
+                }
+            })
+            .collect();
         Ok((hits, next))
     }
 }
@@ -413,14 +355,17 @@ impl std::fmt::Display for Status {
 }
 
 /// Reads the committed index's progress and compares it with the logs.
-pub(crate) fn status(data_dir: &Path, store: &Store) -> Result<Status, SearchError> {
-    let Some((index, progress)) = open_existing(&data_dir.join(DIR)) else {
+pub(crate) fn status(place: &Place, store: &Store) -> Result<Status, SearchError> {
+    let committed = match place {
+        Place::Dir(dir) => local::committed(dir)?,
+        Place::Postgres(url) => postgres::committed(url)?,
+    };
+    let Some((documents, progress)) = committed else {
         return Ok(Status::Missing);
     };
-    let documents = index.reader()?.searcher().num_docs();
     let (mut rooms_behind, mut entries_behind) = (0, 0);
     store.scan::<RoomRecord>(&[keys::tag::ROOM], |key, record| {
-        let indexed = progress.rooms.get(&keys::id_at(key, 1)).copied().unwrap_or(0);
+        let indexed = progress.get(&RoomId(keys::id_at(key, 1))).copied().unwrap_or(0);
         if record.last_seq > indexed {
             rooms_behind += 1;
             entries_behind += record.last_seq - indexed;
@@ -436,51 +381,30 @@ pub(crate) fn status(data_dir: &Path, store: &Store) -> Result<Status, SearchErr
     Ok(Status::Present { documents, rooms_behind, entries_behind, expected })
 }
 
-/// Rebuilds the index from the logs (`banterd reindex`, banterd stopped); returns its
-/// documents.
-pub(crate) fn rebuild(data_dir: &Path, store: Store) -> Result<u64, SearchError> {
-    let dir = data_dir.join(DIR);
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir)?;
+/// Rebuilds the index from the logs (`banterd reindex`, banterd stopped: on a cluster,
+/// every node); returns its documents.
+pub(crate) fn rebuild(place: &Place, store: Store) -> Result<u64, SearchError> {
+    match place {
+        Place::Dir(dir) if dir.exists() => std::fs::remove_dir_all(dir)?,
+        Place::Dir(_) => {}
+        Place::Postgres(url) => postgres::clear(url)?,
     }
-    let index = SearchIndex::open(data_dir, store)?;
+    let index = SearchIndex::open(place, store)?;
     index.flush()?;
     let documents = index.documents();
     index.close();
-    Ok(documents)
+    documents
 }
 
 impl std::fmt::Debug for SearchIndex {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SearchIndex").field("index", &self.index).finish_non_exhaustive()
+        f.debug_struct("SearchIndex").finish_non_exhaustive()
     }
 }
 
 impl Drop for SearchIndex {
     fn drop(&mut self) {
         self.close();
-    }
-}
-
-fn u64_term(field: Field, value: u64) -> Term {
-    Term::from_field_u64(field, value)
-}
-
-fn term_query(field: Field, value: u64) -> TermQuery {
-    TermQuery::new(u64_term(field, value), IndexRecordOption::Basic)
-}
-
-/// A word or phrase as a query: one term, or its terms in a row; `None` if it has no terms.
-fn text_query(field: Field, text: &str) -> Option<Box<dyn Query>> {
-    let mut terms: Vec<Term> =
-        words::terms(text).iter().map(|t| Term::from_field_text(field, t)).collect();
-    match terms.len() {
-        0 => None,
-        1 => Some(Box::new(TermQuery::new(
-            terms.remove(0),
-            IndexRecordOption::WithFreqsAndPositions,
-        ))),
-        _ => Some(Box::new(PhraseQuery::new(terms))),
     }
 }
 
@@ -537,23 +461,15 @@ fn snippet(text: &str, terms: &HashSet<String>) -> (String, Vec<(usize, usize)>)
     (text[start..end].to_owned(), ranges)
 }
 
-/// An existing index of this format, with its progress.
-fn open_existing(dir: &Path) -> Option<(Index, Progress)> {
-    let index = Index::open_in_dir(dir).ok()?;
-    let payload = index.load_metas().ok()?.payload.unwrap_or_default();
-    let progress: Progress = serde_json::from_str(&payload).ok()?;
-    (progress.format == FORMAT && index.schema() == schema().0).then_some((index, progress))
-}
-
 /// The indexer thread's state.
 struct Indexer {
-    writer: IndexWriter,
-    reader: IndexReader,
-    fields: Fields,
+    writer: Box<dyn Writer>,
     store: Store,
-    indexed: HashMap<RoomId, u64>,
+    indexed: Progress,
     pending: bool,
     behind: Arc<AtomicBool>,
+    /// How often to read every room's head regardless (cluster nodes).
+    sweep: Option<Duration>,
 }
 
 impl Indexer {
@@ -561,40 +477,41 @@ impl Indexer {
         if let Err(error) = self.catch_up() {
             tracing::error!(%error, "search index: catching up with the logs failed");
         }
-        let mut last_commit = Instant::now();
+        let (mut last_commit, mut last_sweep) = (Instant::now(), Instant::now());
         loop {
-            let wait = COMMIT_EVERY.saturating_sub(last_commit.elapsed());
-            let job = match jobs.recv_timeout(if self.pending {
-                wait
+            let mut wait = if self.pending {
+                COMMIT_EVERY.saturating_sub(last_commit.elapsed())
             } else {
                 Duration::from_secs(3600)
-            }) {
-                Ok(job) => Some(job),
-                Err(mpsc::RecvTimeoutError::Timeout) => None,
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    self.commit();
-                    return;
-                }
             };
-            match job {
-                Some(Job::Entry(appended)) => {
+            if let Some(every) = self.sweep {
+                wait = wait.min(every.saturating_sub(last_sweep.elapsed()));
+            }
+            match jobs.recv_timeout(wait) {
+                Ok(Job::Entry(appended)) => {
                     if let Err(error) = self.follow(&appended) {
                         tracing::error!(%error, room = appended.room.0, seq = appended.seq, "search index: an entry was not indexed");
                     }
                 }
-                Some(Job::Flush(done)) => {
+                Ok(Job::Flush(done)) => {
                     self.commit();
                     last_commit = Instant::now();
                     let _ = done.send(());
                 }
-                Some(Job::Stop(done)) => {
+                Ok(Job::Stop(done)) => {
                     self.commit();
                     let _ = done.send(());
                     return;
                 }
-                None => {}
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    self.commit();
+                    return;
+                }
             }
-            if self.behind.swap(false, Ordering::Relaxed) {
+            let sweep_due = self.sweep.is_some_and(|every| last_sweep.elapsed() >= every);
+            if self.behind.swap(false, Ordering::Relaxed) || sweep_due {
+                last_sweep = Instant::now();
                 if let Err(error) = self.catch_up() {
                     tracing::error!(%error, "search index: catching up with the logs failed");
                 }
@@ -629,8 +546,7 @@ impl Indexer {
 
     /// Indexes `room`'s entries from the log up to `head`.
     fn fill(&mut self, room: RoomId, head: u64) -> Result<(), SearchError> {
-        let from = self.indexed.get(&room).copied().unwrap_or(0) + 1;
-        let mut start = from;
+        let mut start = self.indexed.get(&room).copied().unwrap_or(0) + 1;
         while start <= head {
             let page = self.store.range::<LogEntry>(
                 &keys::log(room, start),
@@ -665,48 +581,32 @@ impl Indexer {
 
     fn index(&mut self, appended: &Appended) -> Result<(), SearchError> {
         let Appended { room, seq, entry, anonymous } = appended;
-        let f = self.fields;
+        let doc = |seq: u64, entry: &LogEntry, anonymous: bool, text: &str, version: u64| Doc {
+            room: *room,
+            seq,
+            version,
+            ts: entry.ts,
+            sender: if anonymous { 0 } else { entry.sender },
+            author: if anonymous { entry.sender } else { 0 },
+            file: matches!(entry.kind, EntryKind::FileShared { .. }),
+            text: text.to_owned(),
+        };
         match &entry.kind {
-            EntryKind::Posted { text, .. } => self.add(*room, *seq, entry, *anonymous, text)?,
-            EntryKind::FileShared { name, .. } => self.add(*room, *seq, entry, *anonymous, name)?,
+            EntryKind::Posted { text, .. } | EntryKind::FileShared { name: text, .. } => {
+                self.writer.put(doc(*seq, entry, *anonymous, text, *seq))?;
+            }
             EntryKind::Edited { target, text } => {
                 // The document keeps the message's own time and author; only its text changes.
                 if let Some(original) = self.store.get::<LogEntry>(&keys::log(*room, *target))? {
                     let hidden = self.store.contains(&keys::anonymous(*room, *target))?;
-                    self.writer.delete_term(Term::from_field_text(f.key, &key(*room, *target)));
-                    self.add(*room, *target, &original, hidden, text)?;
+                    self.writer.put(doc(*target, &original, hidden, text, *seq))?;
                 }
             }
-            EntryKind::Deleted { target } => {
-                self.writer.delete_term(Term::from_field_text(f.key, &key(*room, *target)));
-            }
+            EntryKind::Deleted { target } => self.writer.remove(*room, *target, *seq)?,
             _ => {}
         }
         self.indexed.insert(*room, *seq);
         self.pending = true;
-        Ok(())
-    }
-
-    fn add(
-        &mut self,
-        room: RoomId,
-        seq: u64,
-        entry: &LogEntry,
-        anonymous: bool,
-        text: &str,
-    ) -> Result<(), SearchError> {
-        let f = self.fields;
-        let file = matches!(entry.kind, EntryKind::FileShared { .. });
-        let mut doc = TantivyDocument::new();
-        doc.add_text(f.key, key(room, seq));
-        doc.add_u64(f.room, room.0);
-        doc.add_u64(f.seq, seq);
-        doc.add_u64(f.ts, entry.ts);
-        doc.add_u64(f.sender, if anonymous { 0 } else { entry.sender });
-        doc.add_u64(f.author, if anonymous { entry.sender } else { 0 });
-        doc.add_u64(f.file, u64::from(file));
-        doc.add_text(f.text, text);
-        self.writer.add_document(doc)?;
         Ok(())
     }
 
@@ -715,16 +615,7 @@ impl Indexer {
         if !self.pending {
             return;
         }
-        let progress = Progress {
-            format: FORMAT,
-            rooms: self.indexed.iter().map(|(r, s)| (r.0, *s)).collect(),
-        };
-        let payload = serde_json::to_string(&progress).expect("plain data");
-        let result = self.writer.prepare_commit().and_then(|mut prepared| {
-            prepared.set_payload(&payload);
-            prepared.commit()
-        });
-        match result.and_then(|_| self.reader.reload()) {
+        match self.writer.commit(&self.indexed) {
             Ok(()) => self.pending = false,
             Err(error) => tracing::error!(%error, "search index: commit failed; retried"),
         }
@@ -742,7 +633,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let engine = Arc::new(SledEngine::open(&dir.path().join("db")).unwrap());
         let store = Store::open(engine.clone(), 16).unwrap();
-        let index = SearchIndex::open_with_queue(dir.path(), store.clone(), 1).unwrap();
+        let place = Place::Dir(dir.path().join(DIR));
+        let index = SearchIndex::open_with_queue(&place, store.clone(), 1).unwrap();
         index.flush().unwrap();
         let room = RoomId(7);
         let mut appended = Vec::new();
@@ -775,11 +667,15 @@ mod tests {
         }
         for _ in 0..50 {
             index.flush().unwrap();
-            if index.documents() == 200 {
+            if index.documents().unwrap() == 200 {
                 break;
             }
         }
-        assert_eq!(index.documents(), 200, "every entry indexed, the dropped ones from the log");
+        assert_eq!(
+            index.documents().unwrap(),
+            200,
+            "every entry indexed, the dropped ones from the log"
+        );
         index.close();
         store.close().await;
     }

@@ -10,7 +10,7 @@
 mod commit;
 mod engine;
 pub(crate) mod keys;
-mod postgres;
+pub(crate) mod postgres;
 pub(crate) mod records;
 mod space;
 

@@ -36,8 +36,8 @@ const DELETE: &str = "DELETE FROM banter_kv WHERE k = ANY($1::bytea[])";
 
 /// One thread's connection, with the statements it has prepared: a query by its text alone
 /// would be prepared again each time, one more round trip per read.
-struct Db {
-    client: Client,
+pub(crate) struct Db {
+    pub(crate) client: Client,
     prepared: HashMap<&'static str, Statement>,
     /// Counts this thread's connections: a transaction begun on one connection must not
     /// go on, in autocommit, on the next one after a reconnect.
@@ -46,7 +46,7 @@ struct Db {
 
 impl Db {
     /// `sql`, prepared on this connection once.
-    fn statement(&mut self, sql: &'static str) -> Result<Statement, postgres::Error> {
+    pub(crate) fn statement(&mut self, sql: &'static str) -> Result<Statement, postgres::Error> {
         if let Some(statement) = self.prepared.get(sql) {
             return Ok(statement.clone());
         }
@@ -60,13 +60,18 @@ impl Db {
 /// again after it broke), or why there is none.
 type Job = Box<dyn FnOnce(Result<&mut Db, &StoreError>) + Send>;
 
-/// Threads that each own one database connection and take jobs from one queue.
-struct Connections {
+/// Threads that each own one database connection and take jobs from one queue (the search
+/// index's PostgreSQL backend has its own).
+pub(crate) struct Connections {
     jobs: mpsc::Sender<Job>,
 }
 
 impl Connections {
-    fn spawn(config: &postgres::Config, threads: usize, name: &str) -> std::io::Result<Self> {
+    pub(crate) fn spawn(
+        config: &postgres::Config,
+        threads: usize,
+        name: &str,
+    ) -> std::io::Result<Self> {
         let (jobs, queue) = mpsc::channel::<Job>();
         let queue = Arc::new(Mutex::new(queue));
         for i in 0..threads {
@@ -93,7 +98,7 @@ impl Connections {
     }
 
     /// Runs `f` on one of the threads and waits for its result.
-    fn run<R: Send + 'static>(
+    pub(crate) fn run<R: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Db) -> Result<R, postgres::Error> + Send + 'static,
     ) -> Result<R, StoreError> {
