@@ -155,6 +155,9 @@ typedef struct banter_event banter_event;
 // A page of history; free with banter_history_free().
 typedef struct banter_history banter_history;
 
+// A page of search hits, newest first; free with banter_search_page_free().
+typedef struct banter_search_page banter_search_page;
+
 // A callback for events: `user_data` as given to banter_client_set_callback(), and an event
 // borrowed for the duration of the call.
 typedef void (*banter_event_callback)(void *user_data, const banter_event *event);
@@ -169,6 +172,47 @@ typedef struct {
 
 // Told how far a transfer got: `user_data` as given, bytes done, bytes in all.
 typedef void (*banter_progress_callback)(void *user_data, uint64_t done, uint64_t total);
+
+// Where a page of hits ended (the order key of its last hit): pass it back to
+// banter_client_search() for the page after.
+typedef struct {
+  // The hit's commit time, ms since the Unix epoch.
+  uint64_t ts;
+  // Its room.
+  uint64_t room;
+  // Its room_seq.
+  uint64_t seq;
+} banter_search_cursor;
+
+// A matched part of a snippet: bytes `[start, end)`, on UTF-8 character boundaries.
+typedef struct {
+  // Its first byte.
+  uint32_t start;
+  // The byte after its last.
+  uint32_t end;
+} banter_highlight;
+
+// One hit, borrowed from its page: valid until banter_search_page_free().
+typedef struct {
+  // The room.
+  uint64_t room;
+  // The entry's room_seq (a message, or a shared file's entry).
+  uint64_t seq;
+  // Who posted it (0 for an anonymous post).
+  uint64_t sender;
+  // When it was committed, ms since the Unix epoch.
+  uint64_t ts;
+  // A shared file (the snippet is its name) rather than a message.
+  bool file;
+  // The matched part of the text, NUL-terminated UTF-8 owned by the page. Other users'
+  // text may contain anything: escape it before printing to a terminal.
+  const char *snippet;
+  // The parts of `snippet` that matched, in order: `highlights_len` of them, owned by the
+  // page.
+  const banter_highlight *highlights;
+  // How many `highlights` there are.
+  size_t highlights_len;
+} banter_search_hit;
 
 #ifdef __cplusplus
 extern "C" {
@@ -680,6 +724,50 @@ banter_status banter_client_download(const banter_client *client,
                                      size_t path_len,
                                      banter_progress_callback progress,
                                      void *user_data);
+
+// Searches the messages and shared files the user may read for `query` (words, "exact
+// phrases", -excluded words, from:USER, in:ROOM, before:YYYY-MM-DD, after:YYYY-MM-DD,
+// has:file); `room` keeps to one room (0: all). `cursor` continues after the page it ends
+// (NULL: from the newest). Up to `limit` hits (the server caps it) go to `*page_out`, newest
+// first. A server without search refuses with BANTER_SERVER_ERROR (its code
+// UNSUPPORTED_EXTENSION in banter_last_server_error()), as it does one searched too often
+// (RATE_LIMITED). A message is found about a second after it was sent, once indexed.
+//
+// # Safety
+// `client` is a live client; `query` is (pointer, length); `cursor` is NULL or readable;
+// `page_out` is writable.
+banter_status banter_client_search(const banter_client *client,
+                                   const char *query,
+                                   size_t query_len,
+                                   uint64_t room,
+                                   const banter_search_cursor *cursor,
+                                   uint32_t limit,
+                                   banter_search_page **page_out);
+
+// The number of hits in a page (0 for NULL).
+//
+// # Safety
+// `page` is NULL or a live page.
+size_t banter_search_page_len(const banter_search_page *page);
+
+// Hit `index` of a page (borrowed from the page; do not free), or NULL out of range.
+//
+// # Safety
+// `page` is NULL or a live page.
+const banter_search_hit *banter_search_page_get(const banter_search_page *page, size_t index);
+
+// Whether more hits may follow this page; if so, the cursor for the next one goes to
+// `*cursor_out` (when not NULL). False for NULL.
+//
+// # Safety
+// `page` is NULL or a live page; `cursor_out` is NULL or writable.
+bool banter_search_page_next(const banter_search_page *page, banter_search_cursor *cursor_out);
+
+// Frees a page (and the hits borrowed from it). NULL is ignored.
+//
+// # Safety
+// `page` is NULL or a page from banter_client_search(), not yet freed.
+void banter_search_page_free(banter_search_page *page);
 
 // A description of the last failure on this thread (empty after a success). The string is
 // owned by the library and valid until the next libbanter call on this thread.

@@ -6,9 +6,10 @@
 //!
 //! - **Handles.** `banter_config` and `banter_client` are opaque; create them with `_new` /
 //!   `banter_register` / `banter_login`, release them with their `_free`. `_free(NULL)` does
-//!   nothing. Events (`banter_event`) and history pages (`banter_history`) returned to you are
-//!   yours and freed with their `_free`; a `banter_event` borrowed from a history page or
-//!   passed to a callback is not (do not free it, do not keep it).
+//!   nothing. Events (`banter_event`), history pages (`banter_history`) and search pages
+//!   (`banter_search_page`) returned to you are yours and freed with their `_free`; a
+//!   `banter_event` borrowed from a history page or passed to a callback, or a hit borrowed
+//!   from a search page, is not (do not free it, do not keep it).
 //! - **Strings in** are `(pointer, length)` pairs of UTF-8, not NUL-terminated; invalid UTF-8
 //!   is `BANTER_INVALID_UTF8`. **Strings out** are NUL-terminated and owned by the object they
 //!   come from.
@@ -35,6 +36,7 @@ mod community;
 mod config;
 mod event;
 mod files;
+mod search;
 mod status;
 
 pub use client::*;
@@ -42,6 +44,7 @@ pub use community::*;
 pub use config::*;
 pub use event::*;
 pub use files::*;
+pub use search::*;
 pub use status::*;
 
 /// The library version, e.g. `"0.1.0"` (NUL-terminated, static).

@@ -80,11 +80,15 @@ fn null_and_invalid_arguments_are_errors_with_a_message() {
         assert_eq!(CStr::from_ptr(banter_event_text(ptr::null())).to_bytes(), b"");
         assert_eq!(banter_history_len(ptr::null()), 0);
         assert!(banter_history_get(ptr::null(), 0).is_null());
+        assert_eq!(banter_search_page_len(ptr::null()), 0);
+        assert!(banter_search_page_get(ptr::null(), 0).is_null());
+        assert!(!banter_search_page_next(ptr::null(), ptr::null_mut()));
         assert_eq!(banter_client_event_fd(ptr::null()), -1);
         banter_client_free(ptr::null_mut());
         banter_config_free(ptr::null_mut());
         banter_event_free(ptr::null_mut());
         banter_history_free(ptr::null_mut());
+        banter_search_page_free(ptr::null_mut());
     }
 }
 
@@ -298,6 +302,137 @@ fn own_id(client: *mut banter_client, name: &str, room: u64) -> u64 {
         }
     }
     panic!("no event from {name} in room {room}");
+}
+
+/// Searches until `want` hits come (the server indexes within about a second), or 10 s pass.
+///
+/// # Safety
+/// `client` is a live client.
+unsafe fn search_until(
+    client: *mut banter_client,
+    query: &str,
+    want: usize,
+) -> *mut banter_search_page {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut page = ptr::null_mut();
+        // SAFETY: a live client, a (pointer, length) query and a writable out-parameter.
+        let status = unsafe {
+            banter_client_search(
+                client,
+                query.as_ptr().cast(),
+                query.len(),
+                0,
+                ptr::null(),
+                10,
+                &mut page,
+            )
+        };
+        assert_eq!(status, banter_status::BANTER_OK);
+        // SAFETY: a live page, freed once.
+        unsafe {
+            if banter_search_page_len(page) == want || Instant::now() > deadline {
+                return page;
+            }
+            banter_search_page_free(page);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A hit's snippet, and the text of each of its highlights.
+///
+/// # Safety
+/// `hit` is a live hit.
+unsafe fn snippet_and_matches(hit: *const banter_search_hit) -> (String, Vec<String>) {
+    // SAFETY: a live hit: its snippet is NUL-terminated, its highlights as many as it says.
+    unsafe {
+        let snippet = CStr::from_ptr((*hit).snippet).to_str().unwrap().to_owned();
+        let ranges = std::slice::from_raw_parts((*hit).highlights, (*hit).highlights_len);
+        let matches = ranges.iter().map(|r| snippet[r.start as usize..r.end as usize].to_owned());
+        (snippet.clone(), matches.collect())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sent_word_is_found_by_search_with_its_room_seq_and_highlight_and_pages_go_on() {
+    // One node on sled, whatever the backend: a cluster has no search yet.
+    let server = TestServer::node(|_| {}).await;
+    let addr = server.addr().to_string();
+    tokio::task::spawn_blocking(move || {
+        let ada = client(&addr, "ada");
+        // SAFETY: a live client; (pointer, length) strings; pages freed once; the client
+        // freed once.
+        unsafe {
+            let mut room = 0;
+            let status =
+                banter_client_create_room(ada, c"lunch".as_ptr(), 5, false, false, &mut room);
+            assert_eq!(status, banter_status::BANTER_OK);
+            let mut seqs = [0; 2];
+            for (text, seq) in
+                ["meet me in Zanzibar at noon", "zanzibar again"].iter().zip(&mut seqs)
+            {
+                let status =
+                    banter_client_send(ada, room, text.as_ptr().cast(), text.len(), 0, seq);
+                assert_eq!(status, banter_status::BANTER_OK);
+            }
+
+            // Newest first: a page of one hit, then the page after it.
+            let page = search_until(ada, "zanzibar", 2);
+            assert_eq!(banter_search_page_len(page), 2);
+            banter_search_page_free(page);
+            let mut page = ptr::null_mut();
+            let query = "zanzibar";
+            let status = banter_client_search(
+                ada,
+                query.as_ptr().cast(),
+                8,
+                room,
+                ptr::null(),
+                1,
+                &mut page,
+            );
+            assert_eq!(status, banter_status::BANTER_OK);
+            assert_eq!(banter_search_page_len(page), 1);
+            let hit = banter_search_page_get(page, 0);
+            assert_eq!(((*hit).room, (*hit).seq, (*hit).file), (room, seqs[1], false));
+            assert!(banter_search_page_get(page, 1).is_null());
+            let mut cursor = banter_search_cursor { ts: 0, room: 0, seq: 0 };
+            assert!(banter_search_page_next(page, &mut cursor));
+            assert_eq!((cursor.room, cursor.seq), (room, seqs[1]));
+            banter_search_page_free(page);
+            let status =
+                banter_client_search(ada, query.as_ptr().cast(), 8, room, &cursor, 1, &mut page);
+            assert_eq!(status, banter_status::BANTER_OK);
+            let hit = banter_search_page_get(page, 0);
+            assert_eq!(((*hit).room, (*hit).seq), (room, seqs[0]));
+            assert!((*hit).ts > 0 && (*hit).sender > 0);
+            let (snippet, matches) = snippet_and_matches(hit);
+            assert_eq!(
+                (snippet.as_str(), matches),
+                ("meet me in Zanzibar at noon", vec!["Zanzibar".to_owned()])
+            );
+            banter_search_page_free(page);
+
+            // Arguments are checked as everywhere.
+            let status =
+                banter_client_search(ada, b"\xff".as_ptr().cast(), 1, 0, ptr::null(), 1, &mut page);
+            assert_eq!(status, banter_status::BANTER_INVALID_UTF8);
+            let status = banter_client_search(
+                ada,
+                query.as_ptr().cast(),
+                8,
+                0,
+                ptr::null(),
+                1,
+                ptr::null_mut(),
+            );
+            assert_eq!(status, banter_status::BANTER_NULL_ARGUMENT);
+            banter_client_free(ada);
+        }
+    })
+    .await
+    .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1185,8 +1185,8 @@ fn room_of(message: &Message) -> Option<RoomId> {
     message.entry_meta().map(|meta| meta.room)
 }
 
-/// The newest `limit` entries of a room (`u64::MAX`: all of them), oldest first, paging
-/// back as far as needed.
+/// Prints up to `limit` hits for `query` (spec §6.10), newest first, following SEARCH_END's
+/// cursor from page to page; `room` keeps to one room.
 async fn search(ctx: &Ctx, query: &str, room: Option<&str>, limit: u64) -> Result<()> {
     let (conn, _events, _) = ctx.session().await?;
     let room = match room {
@@ -1235,6 +1235,8 @@ async fn search(ctx: &Ctx, query: &str, room: Option<&str>, limit: u64) -> Resul
     Ok(())
 }
 
+/// The newest `limit` entries of a room (`u64::MAX`: all of them), oldest first, paging
+/// back as far as needed.
 async fn history(ctx: &Ctx, spec: &str, limit: u64) -> Result<()> {
     let (conn, _events, _) = ctx.session().await?;
     let room = resolve_room(&conn, spec).await?;

@@ -62,22 +62,10 @@ pub(crate) fn search_hit(
         );
         return;
     }
-    let snippet = hit.snippet.as_str();
-    let mut marked = String::new();
-    let mut at = 0;
-    for h in hit.highlights.iter() {
-        let (start, end) = (h.start as usize, h.end as usize);
-        let (Some(before), Some(matched)) = (snippet.get(at..start), snippet.get(start..end))
-        else {
-            continue;
-        };
-        marked.push_str(before);
-        marked.push_str("**");
-        marked.push_str(matched);
-        marked.push_str("**");
-        at = end;
-    }
-    marked.push_str(snippet.get(at..).unwrap_or(""));
+    let marked: String = highlighted(hit)
+        .into_iter()
+        .map(|(part, matched)| if matched { format!("**{part}**") } else { part.to_owned() })
+        .collect();
     let what = if hit.file { "file " } else { "" };
     line(&format!(
         "[{} {}] #{} #{} <{}> {what}{}",
@@ -88,6 +76,28 @@ pub(crate) fn search_hit(
         one_line(&name),
         one_line(&marked)
     ));
+}
+
+/// A hit's snippet cut into its parts, each with whether it matched. The ranges come from the
+/// server: one that is out of order, out of bounds or off a character boundary is ignored
+/// (its text shows unmarked), so that no range can split a character.
+pub(crate) fn highlighted(hit: &SearchHit) -> Vec<(&str, bool)> {
+    let snippet = hit.snippet.as_str();
+    let mut parts = Vec::new();
+    let mut at = 0;
+    for h in hit.highlights.iter() {
+        let (start, end) = (h.start as usize, h.end as usize);
+        let (Some(before), Some(matched)) = (snippet.get(at..start), snippet.get(start..end))
+        else {
+            continue;
+        };
+        parts.push((before, false));
+        parts.push((matched, true));
+        at = end;
+    }
+    parts.push((snippet.get(at..).unwrap_or(""), false));
+    parts.retain(|(part, _)| !part.is_empty());
+    parts
 }
 
 /// Replaces control characters (terminal escapes included) so other users' text can never
@@ -252,11 +262,35 @@ fn entry_line(json: bool, names: &HashMap<UserId, String>, message: &Message) ->
 
 #[cfg(test)]
 mod tests {
+    use banter_protocol::bounded::List;
     use banter_protocol::bounded::Text;
     use banter_protocol::ids::{RoomId, Timestamp};
-    use banter_protocol::message::{EventMeta, Posted};
+    use banter_protocol::message::{EventMeta, Highlight, Posted};
 
     use super::*;
+
+    #[test]
+    fn highlights_cut_snippets_on_character_boundaries_only() {
+        let hit = |ranges: &[(u32, u32)]| SearchHit {
+            room: RoomId(1),
+            seq: 1,
+            sender: UserId(2),
+            ts: Timestamp(0),
+            file: false,
+            snippet: Text::new("Café au lait").unwrap(),
+            highlights: List::new(
+                ranges.iter().map(|&(start, end)| Highlight { start, end }).collect(),
+            )
+            .unwrap(),
+        };
+        assert_eq!(highlighted(&hit(&[(0, 5)])), [("Café", true), (" au lait", false)]);
+        assert_eq!(
+            highlighted(&hit(&[(6, 8), (9, 13)])),
+            [("Café ", false), ("au", true), (" ", false), ("lait", true)]
+        );
+        // Inside `é`, past the end, backwards: shown unmarked.
+        assert_eq!(highlighted(&hit(&[(0, 4), (9, 99), (8, 6)])), [("Café au lait", false)]);
+    }
 
     #[test]
     fn security_other_users_text_and_names_cannot_forge_plain_output_lines() {

@@ -1,8 +1,9 @@
 //! The interactive TUI in a real terminal (tmux): a message from another user appears in the
 //! pane, a message typed into the pane reaches the server, a moderator's slash commands
 //! (settings, kick, audit, invite, files) do what they say, a voice call shows who talks,
-//! messages are replied to, edited, reacted to and deleted by keys, and a server killed with
-//! kill -9 is noticed and its restart found with the outbox delivered.
+//! messages are replied to, edited, reacted to and deleted by keys, a search hit opens in its
+//! room, and a server killed with kill -9 is noticed and its restart found with the outbox
+//! delivered.
 
 mod common;
 
@@ -340,6 +341,40 @@ async fn messages_are_replied_to_edited_reacted_to_and_deleted_by_keys() {
     session.wait_for("/kick USER [WHY]").await;
     session.keys(&["Escape"]);
     session.wait_gone("/kick USER [WHY]").await;
+    session.keys(&["/quit", "Enter"]);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_search_hit_opens_selected_in_its_room() {
+    let data = tempfile::tempdir().unwrap();
+    let server = start(data.path()).await;
+    let env = Env::new(&server);
+    env.register_ada_and("grace");
+    env.run_ok(&["create-room", "general"]);
+    env.run_ok(&["create-room", "random"]);
+    env.run_ok(&["--profile", "grace", "join", "random"]);
+    env.run_ok(&["--profile", "grace", "send", "random", "the zanzibar plan is on"]);
+    env.run_ok(&["--profile", "grace", "send", "random", "after it"]);
+    // The index commits within about a second of the post.
+    for _ in 0..100 {
+        if env.run_ok(&["search", "zanzibar"]).contains("**zanzibar**") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let session = Tmux::start(&env, "").await;
+    session.wait_for("│ general").await;
+
+    session.keys(&["/search zanzibar", "Enter"]);
+    let screen = session.wait_for("search: zanzibar (1 hit)").await;
+    assert!(screen.contains("▶ #random") && screen.contains("<grace>"), "{screen}");
+    assert!(screen.contains("the zanzibar plan is on"), "{screen}");
+    // Enter: random, with the message selected.
+    session.keys(&["Enter"]);
+    session.wait_for("▶   <grace> the zanzibar plan is on").await;
+    let screen = session.wait_for("│ random").await;
+    assert!(screen.contains("after it") && !screen.contains("search:"), "{screen}");
     session.keys(&["/quit", "Enter"]);
     server.shutdown().await;
 }

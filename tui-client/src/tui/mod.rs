@@ -20,7 +20,8 @@ use banter_protocol::ids::RoomId;
 use banter_protocol::message::{
     AuditQuery, Ban, ContactSet, Delete, DmOpen, Edit, History, InviteCreate, InviteUse, Kick,
     MarkRead, Message, PresenceSet, React, RoomConfigure, RoomInvite, RoomJoin, RoomLeave,
-    RoomSetTopic, TypingSet, Unban, VoiceAction, VoiceModerate, VoiceRequestSpeak, VoiceSelf,
+    RoomSetTopic, Search, SearchCursor, SearchHit, TypingSet, Unban, VoiceAction, VoiceModerate,
+    VoiceRequestSpeak, VoiceSelf,
 };
 use crossterm::event::{
     Event as TermEvent, KeyEventKind, KeyboardEnhancementFlags, MouseEventKind,
@@ -263,6 +264,24 @@ async fn rooms(client: &Client) -> Result<Action, String> {
     client.rooms().await.map(Action::RoomsLoaded).map_err(|e| e.to_string())
 }
 
+/// A page of search hits (`in:ROOM` and the rest are in the query).
+async fn search(
+    client: &Client,
+    query: &str,
+    cursor: Option<SearchCursor>,
+) -> Result<(Vec<SearchHit>, Option<SearchCursor>), String> {
+    let request = Search {
+        query: text(query)?,
+        room: None,
+        sender: None,
+        after: None,
+        before: None,
+        limit: 50,
+        cursor,
+    };
+    client.search(request).await.map_err(|e| e.to_string())
+}
+
 async fn find_room(client: &Client, name: &str) -> Result<RoomId, String> {
     let conn = client.connection().await.map_err(|e| e.to_string())?;
     match conn.find_room(name).await.map_err(|e| e.to_string())? {
@@ -373,6 +392,11 @@ async fn run_command(
                 }
                 other => Err(format!("unexpected answer to AUDIT_QUERY: {other:?}")),
             }
+        }
+        Command::Search { query, cursor } => {
+            // A failure goes back as the answer too: the results view waits for it.
+            let answer = search(client, &query, cursor).await;
+            Ok(Some(Action::Searched { query, answer }))
         }
         Command::Keys { remove: None } => {
             let conn = client.connection().await.map_err(|e| e.to_string())?;

@@ -9,7 +9,7 @@ use banter_client::state::{Change, EntryKind, RoomState, State};
 use banter_protocol::ids::{RoomId, UserId};
 use banter_protocol::message::{
     AuditEntry, ContactAction, ContactState, Message, PresenceStatus, RoomKind, RoomSummary,
-    TypingState, VoiceAction, VoiceJoined,
+    SearchCursor, SearchHit, TypingState, VoiceAction, VoiceJoined,
 };
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
@@ -76,6 +76,19 @@ pub(crate) enum Compose {
     React(u64),
 }
 
+/// The `/search` results view (spec §6.10): the hits so far, newest first, one selected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SearchView {
+    pub(crate) query: String,
+    pub(crate) hits: Vec<SearchHit>,
+    /// The selected hit's index.
+    pub(crate) selected: usize,
+    /// Where the next page starts, when the server said there is one.
+    pub(crate) next: Option<SearchCursor>,
+    /// A page was asked for and has not come: no second request meanwhile.
+    pub(crate) loading: bool,
+}
+
 /// The push-to-talk key; with a terminal that reports key releases, talk while it is held.
 pub(crate) const TALK_KEY: KeyCode = KeyCode::F(4);
 const MUTE_KEY: KeyCode = KeyCode::F(5);
@@ -128,6 +141,10 @@ pub(crate) struct Model {
     switch_to: Option<(String, bool)>,
     /// A file transfer under way: what, bytes done, bytes in all.
     pub(crate) transfer: Option<(String, u64, u64)>,
+    /// The search results view, when open.
+    pub(crate) search: Option<SearchView>,
+    /// A search hit being opened in its room: shown once the history reaches back to it.
+    jump: Option<(RoomId, u64)>,
 }
 
 /// Everything that can happen.
@@ -174,6 +191,12 @@ pub(crate) enum Action {
     },
     /// The newest audit entries of a room.
     AuditLoaded(Vec<AuditEntry>),
+    /// A page of `/search QUERY` hits, newest first, and where the next page starts; or why
+    /// the search failed.
+    Searched {
+        query: String,
+        answer: Result<(Vec<SearchHit>, Option<SearchCursor>), String>,
+    },
     /// A moderation request went through.
     Done(String),
     Failed(String),
@@ -251,6 +274,11 @@ pub(crate) enum Command {
         locked: Option<bool>,
     },
     Audit(RoomId),
+    /// A page of search hits, after `cursor` (none: the newest).
+    Search {
+        query: String,
+        cursor: Option<SearchCursor>,
+    },
     /// Add a user to the room (ROOM_INVITE), or with no name, make an invite code.
     Invite {
         room: RoomId,
@@ -333,6 +361,8 @@ impl Model {
             notify: Notify::Off,
             switch_to: None,
             transfer: None,
+            search: None,
+            jump: None,
         }
     }
 
@@ -367,6 +397,7 @@ impl Model {
         if self.current != Some(id) {
             self.selected = None;
             self.confirm_delete = None;
+            self.jump = None;
             if self.compose != Compose::Message {
                 self.compose = Compose::Message;
                 self.input =
@@ -480,6 +511,9 @@ pub(crate) fn update(model: &mut Model, action: Action) -> Vec<Command> {
         }
         Action::HistoryLoaded { room, page, complete } => {
             model.state.apply_history(room, &page, complete);
+            if model.jump.is_some_and(|(to, _)| to == room) {
+                reveal_jump(model, &mut commands);
+            }
             if model.current != Some(room) {
                 let read = model.state.room(room).map_or(0, |r| r.summary.read_seq);
                 model.attention.entry(room).or_default().unread =
@@ -496,6 +530,7 @@ pub(crate) fn update(model: &mut Model, action: Action) -> Vec<Command> {
             model.status = Some(error);
         }
         Action::AuditLoaded(entries) => model.status = Some(audit_line(model, &entries)),
+        Action::Searched { query, answer } => on_searched(model, &query, answer),
         Action::Done(what) => model.status = Some(what),
         Action::Failed(error) => {
             // A /join or /dm that failed shows nothing later by surprise.
@@ -533,6 +568,114 @@ pub(crate) fn update(model: &mut Model, action: Action) -> Vec<Command> {
         }
     }
     commands
+}
+
+/// A page of search hits came, or the search failed. An answer to a search that was closed
+/// or replaced meanwhile is dropped.
+fn on_searched(
+    model: &mut Model,
+    query: &str,
+    answer: Result<(Vec<SearchHit>, Option<SearchCursor>), String>,
+) {
+    let Some(view) = model.search.as_mut().filter(|v| v.query == query && v.loading) else {
+        return;
+    };
+    view.loading = false;
+    match answer {
+        Ok((hits, next)) => {
+            view.hits.extend(hits);
+            view.next = next;
+        }
+        Err(error) => {
+            // Nothing to show: the view goes; hits already shown stay, and the next page is
+            // asked again from the same place when the bottom is reached again.
+            if view.hits.is_empty() {
+                model.search = None;
+            }
+            model.status = Some(format!("search: {error}"));
+        }
+    }
+}
+
+/// Keys while the search results are open: move, open a hit, close. What else is typed goes
+/// to the input (a new `/search`, say); Home, End and Enter are the view's while the input is
+/// empty. Returns whether the key was the view's.
+fn search_key(model: &mut Model, code: KeyCode, commands: &mut Vec<Command>) -> bool {
+    let typing = !model.input.text.is_empty();
+    let Some(view) = model.search.as_mut() else { return false };
+    let last = view.hits.len().saturating_sub(1);
+    match code {
+        KeyCode::Esc => model.search = None,
+        KeyCode::Up => view.selected = view.selected.saturating_sub(1),
+        KeyCode::Down => view.selected = (view.selected + 1).min(last),
+        KeyCode::PageUp => view.selected = view.selected.saturating_sub(10),
+        KeyCode::PageDown => view.selected = (view.selected + 10).min(last),
+        KeyCode::Home if !typing => view.selected = 0,
+        KeyCode::End if !typing => view.selected = last,
+        KeyCode::Enter if !typing => return open_hit(model, commands),
+        _ => return false,
+    }
+    if let Some(view) = model.search.as_mut() {
+        more_hits(view, commands);
+    }
+    true
+}
+
+/// At the last hit: asks for the next page, if the server said there is one and none is on
+/// its way.
+fn more_hits(view: &mut SearchView, commands: &mut Vec<Command>) {
+    let Some(cursor) = view.next.as_ref().filter(|_| !view.loading) else { return };
+    if view.selected + 1 >= view.hits.len() {
+        commands.push(Command::Search { query: view.query.clone(), cursor: Some(cursor.clone()) });
+        view.loading = true;
+    }
+}
+
+/// Enter on a hit: closes the results and shows the hit in its room, selected, once the
+/// history reaches back to it.
+fn open_hit(model: &mut Model, commands: &mut Vec<Command>) -> bool {
+    let Some((room, seq)) =
+        model.search.as_ref().and_then(|v| v.hits.get(v.selected)).map(|h| (h.room, h.seq))
+    else {
+        return true;
+    };
+    let Some(index) = model.state.index(room) else {
+        // A public room we are not in: its hits are readable, its history not ours to load.
+        model.status = Some(format!("not a member of room {0}: /join {0} to read it", room.0));
+        return true;
+    };
+    model.search = None;
+    model.select(index, commands);
+    model.jump = Some((room, seq));
+    reveal_jump(model, commands);
+    true
+}
+
+/// Selects the hit being opened once its room's history holds it; until then asks for the
+/// page before the oldest entry loaded. (The state adds only pages that reach further back,
+/// so the walk goes page by page from what is loaded: a page fetched right at the hit would
+/// leave a hole between it and the newer entries.)
+fn reveal_jump(model: &mut Model, commands: &mut Vec<Command>) {
+    let Some((room, seq)) = model.jump else { return };
+    let Some(loaded) = model.state.room(room) else {
+        model.jump = None;
+        return;
+    };
+    let oldest = loaded.messages.first().map(|m| m.seq);
+    if !loaded.complete && oldest.is_none_or(|oldest| oldest > seq) {
+        commands.push(Command::History { room, before: oldest });
+        model.status = Some(format!("loading history back to #{seq}…"));
+        return;
+    }
+    model.jump = None;
+    model.status = Some(match loaded.messages.iter().find(|m| m.seq == seq) {
+        Some(m) if m.kind == EntryKind::Message => {
+            model.selected = Some(seq);
+            SELECTION_HINT.into()
+        }
+        Some(_) => format!("#{seq} is a shared file: /download {seq} saves it"),
+        None => format!("message #{seq} is no longer there"),
+    });
 }
 
 /// `/voice`: joins the current room's voice, or leaves the call in it.
@@ -743,6 +886,9 @@ fn on_key(model: &mut Model, key: KeyEvent, commands: &mut Vec<Command>) {
     }
     if model.help.is_some() {
         return help_key(model, key.code);
+    }
+    if !ctrl && !alt && search_key(model, key.code, commands) {
+        return;
     }
     if let Some(target) = model.confirm_delete.take() {
         if let (Some(room), KeyCode::Char('y')) = (model.current, key.code) {
@@ -1223,6 +1369,18 @@ fn submit(model: &mut Model, commands: &mut Vec<Command>) {
             }
         }
         "accept" if !rest.is_empty() => commands.push(Command::AcceptInvite(rest.to_owned())),
+        "search" if !rest.is_empty() => {
+            model.selected = None;
+            model.search = Some(SearchView {
+                query: rest.to_owned(),
+                hits: Vec::new(),
+                selected: 0,
+                next: None,
+                loading: true,
+            });
+            commands.push(Command::Search { query: rest.to_owned(), cursor: None });
+        }
+        "search" => model.status = Some("usage: /search QUERY".into()),
         "anon" if !rest.is_empty() => {
             if let Some(room) = need_room(model) {
                 commands.push(Command::SendAnonymous { room, text: rest.to_owned() });
@@ -1314,6 +1472,42 @@ pub(crate) mod tests {
         Action::Key(KeyEvent::new(code, KeyModifiers::NONE))
     }
 
+    /// A search hit by Ada: `snippet`, with the byte ranges `matched` marked.
+    pub(crate) fn hit(room: u64, seq: u64, snippet: &str, matched: &[(u32, u32)]) -> SearchHit {
+        use banter_protocol::bounded::List;
+        use banter_protocol::message::Highlight;
+        let highlights = matched.iter().map(|&(start, end)| Highlight { start, end }).collect();
+        SearchHit {
+            room: RoomId(room),
+            seq,
+            sender: ADA,
+            ts: Timestamp(1_790_000_000_000 + seq * 1000),
+            file: false,
+            snippet: Text::new(snippet).unwrap(),
+            highlights: List::new(highlights).unwrap(),
+        }
+    }
+
+    /// A HISTORY page of Ada's messages `seqs` in `room`, newest first, as the server sends it.
+    fn page(room: u64, seqs: std::ops::RangeInclusive<u64>, complete: bool) -> Action {
+        use banter_protocol::message::HistoryMessage;
+        let page = seqs
+            .rev()
+            .map(|seq| {
+                HistoryMessage {
+                    meta: EventMeta { room: RoomId(room), seq, ts: Timestamp(seq), sender: ADA },
+                    reply_to: None,
+                    text: Text::new(format!("message {seq}")).unwrap(),
+                    edited: None,
+                    deleted_by: None,
+                    reactions: Default::default(),
+                }
+                .into()
+            })
+            .collect();
+        Action::HistoryLoaded { room: RoomId(room), page, complete }
+    }
+
     fn typed(model: &mut Model, text: &str) -> Vec<Command> {
         let mut commands = Vec::new();
         for c in text.chars() {
@@ -1332,6 +1526,88 @@ pub(crate) mod tests {
         assert!(commands.contains(&Command::History { room: RoomId(1), before: None }));
         model.state.names.insert(ADA, "ada".into());
         model
+    }
+
+    #[test]
+    fn search_results_page_at_the_bottom_and_enter_shows_the_hit_in_its_room() {
+        let mut model = model_with_rooms();
+        let general = RoomId(1);
+        update(&mut model, page(1, 101..=150, false));
+        let lunch = |cursor| Command::Search { query: "lunch".into(), cursor };
+        assert_eq!(typed(&mut model, "/search lunch"), [lunch(None)]);
+        assert!(model.search.as_ref().is_some_and(|v| v.loading && v.hits.is_empty()));
+        let cursor = SearchCursor { ts: Timestamp(20), room: general, seq: 20 };
+        let first = vec![hit(1, 130, "lunch at noon", &[(0, 5)]), hit(1, 20, "lunch?", &[(0, 5)])];
+        let answer = Ok((first, Some(cursor.clone())));
+        update(&mut model, Action::Searched { query: "lunch".into(), answer });
+
+        // Down to the last hit asks for the next page, once; an answer to another query is
+        // not this view's.
+        assert_eq!(keys(&mut model, &[KeyCode::Down]), [lunch(Some(cursor))]);
+        assert_eq!(keys(&mut model, &[KeyCode::Down, KeyCode::PageDown]), []);
+        let stale = Ok((vec![hit(2, 1, "other", &[])], None));
+        update(&mut model, Action::Searched { query: "other".into(), answer: stale });
+        let last = Ok((vec![hit(2, 3, "lunch!", &[(0, 5)])], None));
+        update(&mut model, Action::Searched { query: "lunch".into(), answer: last });
+        let view = model.search.as_ref().unwrap();
+        assert_eq!(view.hits.iter().map(|h| h.seq).collect::<Vec<_>>(), [130, 20, 3]);
+        assert_eq!(keys(&mut model, &[KeyCode::End]), [], "no more pages");
+        assert_eq!(model.search.as_ref().unwrap().selected, 2);
+
+        // Enter on #20 of general: there, history loaded page by page back to it, selected.
+        let commands = keys(&mut model, &[KeyCode::Up, KeyCode::Enter]);
+        assert_eq!(model.search, None);
+        assert_eq!(model.current, Some(general));
+        assert!(
+            commands.contains(&Command::History { room: general, before: Some(101) }),
+            "{commands:?}"
+        );
+        assert_eq!(model.selected, None);
+        assert_eq!(
+            update(&mut model, page(1, 51..=100, false)),
+            [Command::History { room: general, before: Some(51) }]
+        );
+        assert_eq!(update(&mut model, page(1, 1..=50, true)), []);
+        assert_eq!(model.selected, Some(20));
+        assert_eq!(model.status.as_deref(), Some(SELECTION_HINT));
+
+        // A hit already loaded is selected at once; one in a room we are not in is not ours
+        // to open; Esc closes.
+        keys(&mut model, &[KeyCode::Esc]);
+        typed(&mut model, "/search noon");
+        let answer =
+            Ok((vec![hit(1, 130, "lunch at noon", &[(9, 13)]), hit(9, 1, "x", &[])], None));
+        update(&mut model, Action::Searched { query: "noon".into(), answer });
+        keys(&mut model, &[KeyCode::Down]);
+        assert_eq!(keys(&mut model, &[KeyCode::Enter]), []);
+        assert!(model.status.as_deref().unwrap().starts_with("not a member of room 9"));
+        assert!(model.search.is_some());
+        let commands = keys(&mut model, &[KeyCode::Up, KeyCode::Enter]);
+        assert!(!commands.iter().any(|c| matches!(c, Command::History { .. })), "{commands:?}");
+        assert_eq!((model.selected, model.search.is_none()), (Some(130), true));
+        typed(&mut model, "/search noon");
+        keys(&mut model, &[KeyCode::Esc]);
+        assert_eq!(model.search, None);
+    }
+
+    #[test]
+    fn a_failed_search_says_why_in_the_status_line() {
+        let mut model = model_with_rooms();
+        typed(&mut model, "/search lunch");
+        let error = "refused (UNSUPPORTED_EXTENSION): this server has no search".to_owned();
+        update(&mut model, Action::Searched { query: "lunch".into(), answer: Err(error) });
+        assert_eq!(model.search, None, "nothing to show");
+        assert_eq!(
+            model.status.as_deref(),
+            Some("search: refused (UNSUPPORTED_EXTENSION): this server has no search")
+        );
+        assert_eq!(typed(&mut model, "/search"), []);
+        assert_eq!(model.status.as_deref(), Some("usage: /search QUERY"));
+        // Typing goes to the input while the results are open: a new search replaces them.
+        typed(&mut model, "/search a");
+        let commands = typed(&mut model, "/search b");
+        assert_eq!(commands, [Command::Search { query: "b".into(), cursor: None }]);
+        assert_eq!(model.search.as_ref().unwrap().query, "b");
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! │                   │ (the reply, edit or reaction being written)    │         │
 //! │                   │ input                                          │         │
 //! ```
-//! `/help` draws its overlay over all of it.
+//! `/search` results take the place of the messages; `/help` draws its overlay over all of it.
 
 use banter_client::ConnectionState;
 use banter_protocol::ids::{RoomId, UserId};
@@ -23,8 +23,8 @@ use unicode_width::UnicodeWidthChar;
 use banter_client::state::{Delivery, EntryKind};
 
 use super::help;
-use super::model::{Compose, Model};
-use crate::output::{clock, harmless};
+use super::model::{Compose, Model, SearchView};
+use crate::output::{clock, date, harmless, highlighted, one_line};
 
 const NICK_COLOURS: [Color; 10] = [
     Color::Cyan,
@@ -94,7 +94,13 @@ pub(crate) fn render(model: &Model, frame: &mut Frame<'_>) -> Placed {
         Constraint::Length(input_height),
     ])
     .areas(middle);
-    let placed = render_messages(model, frame, messages);
+    let placed = match &model.search {
+        Some(search) => {
+            render_search(model, search, frame, messages);
+            Placed::default()
+        }
+        None => render_messages(model, frame, messages),
+    };
     if composing > 0 {
         render_compose(model, frame, context);
     }
@@ -169,6 +175,68 @@ fn render_help(frame: &mut Frame<'_>, area: Rect, scroll: usize) {
         Paragraph::new(lines).block(block).scroll((u16::try_from(scroll).unwrap_or(0), 0)),
         overlay,
     );
+}
+
+/// The search results, in place of the messages: for each hit a line of where, when and who,
+/// then its snippet with the matched parts reversed; the selected hit is marked and kept in
+/// view.
+fn render_search(model: &Model, search: &SearchView, frame: &mut Frame<'_>, area: Rect) {
+    let count = match (search.hits.len(), search.next.is_some()) {
+        (n, true) => format!("{n}+ hits"),
+        (1, false) => "1 hit".to_owned(),
+        (n, false) => format!("{n} hits"),
+    };
+    let block = Block::bordered()
+        .title(format!(" search: {} ({count}) ", one_line(&search.query)))
+        .title_bottom(" ↑↓ move · Enter opens in its room · Esc closes ");
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let dim = Style::new().add_modifier(Modifier::DIM);
+    if search.hits.is_empty() {
+        let what = if search.loading { "searching…" } else { "no messages match" };
+        frame.render_widget(Paragraph::new(Span::styled(what, dim)), inner);
+        return;
+    }
+    let fits = usize::from(inner.height.saturating_sub(u16::from(search.loading)) / 2).max(1);
+    let first = (search.selected + 1).saturating_sub(fits);
+    let mut lines = Vec::new();
+    for (i, hit) in search.hits.iter().enumerate().skip(first).take(fits) {
+        let selected = i == search.selected;
+        let room = model
+            .state
+            .room(hit.room)
+            .map_or_else(|| format!("room {}", hit.room.0), |r| format!("#{}", r.summary.name));
+        let name =
+            if hit.sender.0 == 0 { "anonymous".to_owned() } else { model.state.name(hit.sender) };
+        let mut header = vec![
+            if selected {
+                Span::styled("▶ ", Style::new().fg(Color::Cyan))
+            } else {
+                Span::raw("  ")
+            },
+            Span::styled(one_line(&room), Style::new().add_modifier(Modifier::BOLD)),
+            Span::styled(format!("  {} {}  ", date(hit.ts.0), &clock(hit.ts.0)[..5]), dim),
+            Span::styled(format!("<{}>", one_line(&name)), Style::new().fg(nick_colour(&name))),
+        ];
+        if hit.file {
+            header.push(Span::styled(" shared a file", dim));
+        }
+        lines.push(TextLine::from(header));
+        let mut snippet = vec![Span::raw("    ")];
+        snippet.extend(highlighted(hit).into_iter().map(|(part, matched)| {
+            let style = if matched {
+                Style::new().add_modifier(Modifier::BOLD | Modifier::REVERSED)
+            } else {
+                Style::new()
+            };
+            Span::styled(one_line(part), style)
+        }));
+        lines.push(TextLine::from(snippet));
+    }
+    if search.loading {
+        lines.push(TextLine::styled("  loading more…", dim));
+    }
+    frame.render_widget(Paragraph::new(lines), inner);
 }
 
 fn render_status(model: &Model, frame: &mut Frame<'_>, area: Rect) {
@@ -429,10 +497,7 @@ fn render_messages(model: &Model, frame: &mut Frame<'_>, area: Rect) -> Placed {
     for line in &room.messages {
         let day = line.ts / 86_400_000;
         if last_day != Some(day) {
-            rows.push((
-                TextLine::styled(format!("── day {} ──", crate::output::date(line.ts)), dim),
-                None,
-            ));
+            rows.push((TextLine::styled(format!("── day {} ──", date(line.ts)), dim), None));
             last_day = Some(day);
             last_sender = None;
         }
@@ -686,8 +751,8 @@ mod tests {
 
     #[test]
     fn dates_and_wrapping_handle_wide_characters() {
-        assert_eq!(crate::output::date(0), "1970-01-01");
-        assert_eq!(crate::output::date(1_790_000_000_000), "2026-09-21");
+        assert_eq!(date(0), "1970-01-01");
+        assert_eq!(date(1_790_000_000_000), "2026-09-21");
         assert_eq!(wrap("ab日本語", 4), vec!["ab日", "本語"]);
         assert_eq!(nick_colour("ada"), nick_colour("ada"));
     }
@@ -801,6 +866,39 @@ mod tests {
         assert_eq!(placed.message_at(30, second), Some(2));
         assert_eq!(placed.message_at(30, second - 1), Some(1));
         assert_eq!(placed.message_at(0, 0), None, "the status bar is no message");
+    }
+
+    #[test]
+    fn search_results_show_where_who_and_the_matched_parts_reversed() {
+        use crate::tui::model::tests::hit;
+        let mut model = model_with_rooms();
+        let typed = "/search cafe".chars().map(crossterm::event::KeyCode::Char);
+        for code in typed.chain([crossterm::event::KeyCode::Enter]) {
+            update(&mut model, Action::Key(code.into()));
+        }
+        assert!(screen(&model, 100, 16).join("\n").contains("searching…"));
+        // The second hit's range splits `é`: shown unmarked, never cut.
+        let hits =
+            vec![hit(1, 7, "Café au lait at noon", &[(0, 5)]), hit(2, 3, "café?", &[(1, 4)])];
+        update(&mut model, Action::Searched { query: "cafe".into(), answer: Ok((hits, None)) });
+        let rows = screen(&model, 100, 16);
+        let all = rows.join("\n");
+        assert!(all.contains("search: cafe (2 hits)"), "{all}");
+        assert!(all.contains("▶ #general  2026-09-21") && all.contains("<ada>"), "{all}");
+        assert!(all.contains("Café au lait at noon") && all.contains("café?"), "{all}");
+
+        let mut terminal = Terminal::new(TestBackend::new(100, 16)).unwrap();
+        terminal.draw(|frame| drop(render(&model, frame))).unwrap();
+        let style = |text: &str, nth: usize| {
+            let row = rows.iter().position(|r| r.contains(text)).unwrap();
+            let column = rows[row][..rows[row].find(text).unwrap()].chars().count() + nth;
+            terminal.backend().buffer()[(column as u16, row as u16)].modifier
+        };
+        let marked = Modifier::BOLD | Modifier::REVERSED;
+        assert_eq!(style("Café au", 0), marked);
+        assert_eq!(style("Café au", 3), marked, "é is matched");
+        assert_eq!(style("Café au", 5), Modifier::empty(), "au is not");
+        assert_eq!(style("café?", 0), Modifier::empty());
     }
 
     #[test]
