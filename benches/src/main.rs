@@ -6,7 +6,7 @@
 //! banter-bench --server 127.0.0.1:4433 durable --clients 32 --messages 500
 //! banter-bench --server 127.0.0.1:4433 rooms --rooms 100 --members 10 --rate 5
 //! banter-bench --server 127.0.0.1:4433 voice --speakers 20 --listeners 0 --seconds 10
-//! banter-bench --server 127.0.0.1:4433 seed --users 10000 --rooms 1000 --messages 1000000
+//! banter-bench --server 127.0.0.1:4433 seed --users 10000 --rooms 1000 --messages 1000000 [--queries 200]
 //! banter-bench --server 127.0.0.1:4433 soak --rooms 10 --members 5 --seconds 3600 --plot soak.png
 //! ```
 //!
@@ -111,6 +111,10 @@ enum Workload {
         messages: u64,
         #[arg(long, default_value_t = 64)]
         posters: usize,
+        /// Then time this many searches of each kind (a word, a phrase, a filtered query)
+        /// by a member of every room (needs `search` rate-limited loosely).
+        #[arg(long, default_value_t = 0)]
+        queries: u64,
     },
     /// A long mixed load (posts, typing, reactions, reconnects, voice) sampled every
     /// `sample` seconds: server RSS and fds (BANTER_SERVER_PID), p99 latencies, every post
@@ -613,8 +617,8 @@ async fn main() -> anyhow::Result<()> {
         Workload::Rooms { rooms, members, seconds, rate } => {
             rooms::run(&cli.server, rooms, members, seconds, rate).await?
         }
-        Workload::Seed { users, rooms, messages, posters } => {
-            seed::run(&cli.server, users, rooms, messages, posters).await?
+        Workload::Seed { users, rooms, messages, posters, queries } => {
+            seed::run(&cli.server, users, rooms, messages, posters, queries).await?
         }
         Workload::Soak { rooms, members, seconds, rate, sample, speakers, plot } => {
             let settings = soak::Settings { rooms, members, seconds, rate, sample, speakers, plot };
