@@ -207,8 +207,8 @@ typedef struct {
   // The matched part of the text, NUL-terminated UTF-8 owned by the page. Other users'
   // text may contain anything: escape it before printing to a terminal.
   const char *snippet;
-  // The parts of `snippet` that matched, in order: `highlights_len` of them, owned by the
-  // page.
+  // The parts of `snippet` that matched, in order: `highlights_len` of them (NULL when
+  // none), owned by the page.
   const banter_highlight *highlights;
   // How many `highlights` there are.
   size_t highlights_len;

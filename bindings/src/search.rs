@@ -51,8 +51,8 @@ pub struct banter_search_hit {
     /// The matched part of the text, NUL-terminated UTF-8 owned by the page. Other users'
     /// text may contain anything: escape it before printing to a terminal.
     pub snippet: *const c_char,
-    /// The parts of `snippet` that matched, in order: `highlights_len` of them, owned by the
-    /// page.
+    /// The parts of `snippet` that matched, in order: `highlights_len` of them (NULL when
+    /// none), owned by the page.
     pub highlights: *const banter_highlight,
     /// How many `highlights` there are.
     pub highlights_len: usize,
@@ -73,10 +73,15 @@ impl banter_search_page {
             .iter()
             .map(|hit| {
                 // One byte for one, so that the highlights' offsets still hold.
-                let snippet = CString::new(hit.snippet.replace('\0', " ")).unwrap_or_default();
+                let text = hit.snippet.as_str();
+                let snippet = CString::new(text.replace('\0', " ")).unwrap_or_default();
+                // The header promises ranges within the snippet on character boundaries: a
+                // server's word is not enough for C to index with, so others are dropped.
+                let within = |at: u32| text.is_char_boundary(at as usize);
                 let highlights = hit
                     .highlights
                     .iter()
+                    .filter(|h| h.start <= h.end && within(h.start) && within(h.end))
                     .map(|h| banter_highlight { start: h.start, end: h.end })
                     .collect();
                 (snippet, highlights)
@@ -93,7 +98,11 @@ impl banter_search_page {
                 ts: hit.ts.0,
                 file: hit.file,
                 snippet: snippet.as_ptr(),
-                highlights: highlights.as_ptr(),
+                highlights: if highlights.is_empty() {
+                    std::ptr::null()
+                } else {
+                    highlights.as_ptr()
+                },
                 highlights_len: highlights.len(),
             })
             .collect();

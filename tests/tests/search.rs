@@ -205,23 +205,32 @@ async fn edits_replace_deletes_remove_files_match_and_anonymous_posts_hide_their
         "a plain search reveals nothing, even to the owner"
     );
     found(&carol, "from:bob build", &[]).await;
+    found(&carol, "from:bob in:changes build", &[]).await;
     let by_sender = Search { sender: Some(bob.auth.user), ..search("build") };
     assert!(hits(&carol, by_sender.clone()).await.is_empty(), "Sender finds no anonymous post");
+    found(&ada, "from:bob build", &[]).await;
     assert!(audit_of(&ada, room).await.is_empty(), "nothing revealed yet");
 
-    // The room's owner may reveal authors: a search by sender finds the post, shows its
-    // author, and the reveal is in the room's audit log (as REVEAL_AUTHOR would be).
-    let revealed = found(&ada, "from:bob build", &["I broke the build"]).await;
+    // The room's owner may reveal authors: a search by sender confined to the room finds the
+    // post and shows its author, and every such search is in the room's audit log (as
+    // REVEAL_AUTHOR would be), whether it found anything or not.
+    let revealed = found(&ada, "from:bob in:changes build", &["I broke the build"]).await;
     assert_eq!(revealed[0].sender, bob.auth.user);
-    let by_sender = hits(&ada, by_sender).await;
-    assert_eq!(by_sender.len(), 1);
-    assert_eq!(by_sender[0].sender, bob.auth.user);
+    let in_room = hits(&ada, Search { room: Some(room), ..by_sender }).await;
+    assert_eq!(in_room.len(), 1);
+    assert_eq!(in_room[0].sender, bob.auth.user);
+    found(&ada, "from:carol in:changes build", &[]).await;
     let audit = audit_of(&ada, room).await;
-    assert_eq!(audit.len(), 2, "one entry per revealing search: {audit:?}");
-    for entry in &audit {
-        assert_eq!((entry.actor, entry.target), (ada.auth.user, Some(bob.auth.user)));
-        let seq = revealed[0].seq;
-        assert!(entry.reason.as_str().ends_with(&format!("seq {seq}")), "{:?}", entry.reason);
+    assert_eq!(audit.len(), 3, "one entry per revealing search: {audit:?}");
+    let seq = revealed[0].seq;
+    let bobs = format!("seq {seq}");
+    for (entry, (target, reason)) in audit.iter().zip([
+        (carol.auth.user, "no anonymous post"),
+        (bob.auth.user, bobs.as_str()),
+        (bob.auth.user, bobs.as_str()),
+    ]) {
+        assert_eq!((entry.actor, entry.target), (ada.auth.user, Some(target)));
+        assert!(entry.reason.as_str().ends_with(reason), "{:?}", entry.reason);
     }
 }
 

@@ -1,14 +1,12 @@
 //! SEARCH (spec §6.10): the query parsed, names resolved, and every room to search authorized
 //! now with the one function everything else uses (`Action::Read`, as HISTORY); the index is
 //! then asked on a blocking thread and only sees those rooms. A search by sender finds
-//! anonymous posts by their author only in rooms where the caller may reveal authors
-//! (`Action::RevealAuthor`, as REVEAL_AUTHOR), and each such reveal is audited before the
-//! answer leaves.
+//! anonymous posts by their author only when it is confined to one room where the caller
+//! may reveal authors (`Action::RevealAuthor`, as REVEAL_AUTHOR); every such search is
+//! audited, hits or none, before the answer leaves.
 
 use banter_protocol::ErrorCode;
 use banter_protocol::bounded::{List, Text};
-use std::collections::BTreeMap;
-
 use banter_protocol::ids::{RoomId, Timestamp, UserId};
 use banter_protocol::message::{
     AuditAction, Highlight, Message, Search, SearchCursor, SearchEnd, SearchHit,
@@ -82,19 +80,21 @@ pub(super) async fn search(ctx: &ConnCtx, r: Search) -> Result<Vec<Message>> {
         (None, Some(sender)) => Some(vec![sender]),
         (Some(users), Some(sender)) => Some(users.into_iter().filter(|u| *u == sender).collect()),
     };
-    // Where the caller may reveal authors, a search by sender reveals them: audited below.
-    let revealing = if senders.is_some() {
-        rooms
-            .iter()
-            .copied()
-            .filter(|room| ctx.authorize(*room, Action::RevealAuthor).is_ok())
-            .collect()
-    } else {
-        Vec::new()
+    // A search by sender confined to one room (by Room or `in:`) where the caller may
+    // reveal authors finds anonymous posts by their author: audited below, whatever it
+    // finds (an empty answer says who did not write a post as surely as a hit says who did).
+    let confined = r.room.is_some() || !parsed.rooms.is_empty();
+    let revealing: Option<(RoomId, Vec<UserId>)> = match (&senders, rooms.as_slice()) {
+        (Some(senders), [room])
+            if confined && ctx.authorize(*room, Action::RevealAuthor).is_ok() =>
+        {
+            Some((*room, senders.clone()))
+        }
+        _ => None,
     };
     let plan = Plan {
         rooms,
-        revealing,
+        revealing: revealing.iter().map(|(room, _)| *room).collect(),
         senders,
         after: parsed.after.max(r.after.map(|t| t.0)),
         before: match (parsed.before, r.before.map(|t| t.0)) {
@@ -115,7 +115,9 @@ pub(super) async fn search(ctx: &ConnCtx, r: Search) -> Result<Vec<Message>> {
             tracing::error!(error = %e, "search failed");
             RequestError::new(ErrorCode::INTERNAL, "search failed")
         })?;
-    audit_reveals(ctx, user, &r.query, &hits).await?;
+    if let Some((room, senders)) = revealing {
+        audit_reveal(ctx, user, &r.query, room, &senders, &hits).await?;
+    }
     let mut out: Vec<Message> = hits
         .into_iter()
         .map(|hit| {
@@ -144,36 +146,46 @@ pub(super) async fn search(ctx: &ConnCtx, r: Search) -> Result<Vec<Message>> {
 /// Seqs one audit entry names, at most.
 const AUDITED_SEQS: usize = 20;
 
-/// One audit entry per room and author that the hits revealed (REVEAL_AUTHOR, as the
-/// request of that name writes), committed before the answer is sent.
-async fn audit_reveals(ctx: &ConnCtx, moderator: UserId, query: &str, hits: &[Hit]) -> Result<()> {
-    let mut revealed: BTreeMap<(RoomId, UserId), Vec<u64>> = BTreeMap::new();
-    for hit in hits.iter().filter(|hit| hit.revealed) {
-        revealed.entry((hit.room, hit.sender)).or_default().push(hit.seq);
-    }
-    if revealed.is_empty() {
-        return Ok(());
-    }
+/// One REVEAL_AUTHOR audit entry per sender a revealing search asked for (as the request
+/// of that name writes), naming the query and the anonymous posts it revealed, if any;
+/// committed before the answer is sent.
+async fn audit_reveal(
+    ctx: &ConnCtx,
+    moderator: UserId,
+    query: &str,
+    room: RoomId,
+    senders: &[UserId],
+    hits: &[Hit],
+) -> Result<()> {
     let query: String = query.chars().take(100).collect();
+    let entries: Vec<(UserId, String)> = senders
+        .iter()
+        .map(|&sender| {
+            let seqs: Vec<u64> = hits
+                .iter()
+                .filter(|hit| hit.revealed && hit.sender == sender)
+                .map(|hit| hit.seq)
+                .collect();
+            let mut listed: Vec<String> =
+                seqs.iter().take(AUDITED_SEQS).map(ToString::to_string).collect();
+            if seqs.len() > AUDITED_SEQS {
+                listed.push(format!("and {} more", seqs.len() - AUDITED_SEQS));
+            }
+            let found = if listed.is_empty() {
+                "no anonymous post".to_owned()
+            } else {
+                format!("seq {}", listed.join(", "))
+            };
+            (sender, format!("search {query:?}: {found}"))
+        })
+        .collect();
     ctx.shared
         .store
         .write(
             move |txn| {
-                for ((room, author), seqs) in &revealed {
-                    let mut listed: Vec<String> =
-                        seqs.iter().take(AUDITED_SEQS).map(ToString::to_string).collect();
-                    if seqs.len() > AUDITED_SEQS {
-                        listed.push(format!("and {} more", seqs.len() - AUDITED_SEQS));
-                    }
-                    let reason = format!("search {query:?}: seq {}", listed.join(", "));
-                    audit(
-                        txn,
-                        moderator,
-                        AuditAction::REVEAL_AUTHOR,
-                        Some(*room),
-                        Some(*author),
-                        &reason,
-                    )?;
+                for (sender, reason) in &entries {
+                    let action = AuditAction::REVEAL_AUTHOR;
+                    audit(txn, moderator, action, Some(room), Some(*sender), reason)?;
                 }
                 Ok::<_, RequestError>(())
             },

@@ -45,6 +45,9 @@ const COMMIT_EVERY: Duration = Duration::from_secs(1);
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
 /// Entries queued for the indexer, at most.
 const QUEUE: usize = 65_536;
+/// Documents the indexer holds before it commits them early (a catch-up over a big log
+/// would otherwise hold all of it, and send it to PostgreSQL in one statement).
+const BATCH: usize = 5_000;
 /// Longest snippet, in characters, before it is cut around the first match.
 const SNIPPET_CHARS: usize = 200;
 
@@ -166,8 +169,8 @@ pub(crate) type Cursor = (u64, RoomId, u64);
 pub(crate) struct Plan {
     /// The rooms to search: the caller may read each.
     pub(crate) rooms: Vec<RoomId>,
-    /// Of those, the rooms where the caller may reveal authors: there `senders` finds
-    /// anonymous posts by their author too.
+    /// Of those, the rooms where the caller may reveal authors (the handler allows one, in
+    /// a search confined to it): there `senders` finds anonymous posts by their author too.
     pub(crate) revealing: Vec<RoomId>,
     /// Only these senders (`None`: anyone; an empty list matches nothing).
     pub(crate) senders: Option<Vec<UserId>>,
@@ -230,7 +233,7 @@ impl SearchIndex {
             writer,
             store,
             indexed: progress,
-            pending: false,
+            pending: 0,
             behind: behind.clone(),
             sweep: matches!(place, Place::Postgres(_)).then_some(SWEEP_EVERY),
         };
@@ -280,7 +283,11 @@ impl SearchIndex {
     /// Runs a search: up to `plan.limit` hits, newest first, and the cursor of the last one
     /// when more may follow.
     pub(crate) fn search(&self, plan: &Plan) -> Result<(Vec<Hit>, Option<Cursor>), SearchError> {
-        if plan.rooms.is_empty() || plan.senders.as_ref().is_some_and(Vec::is_empty) {
+        // A word with no terms (only punctuation, or longer than a term may be) can match
+        // nothing: dropping it must not leave a query that matches everything.
+        let wordless = !plan.required.is_empty()
+            && plan.required.iter().all(|text| words::terms(text).is_empty());
+        if plan.rooms.is_empty() || plan.senders.as_ref().is_some_and(Vec::is_empty) || wordless {
             return Ok((Vec::new(), None));
         }
         let (found, more) = self.reader.find(plan)?;
@@ -466,7 +473,8 @@ struct Indexer {
     writer: Box<dyn Writer>,
     store: Store,
     indexed: Progress,
-    pending: bool,
+    /// Entries indexed since the last commit.
+    pending: usize,
     behind: Arc<AtomicBool>,
     /// How often to read every room's head regardless (cluster nodes).
     sweep: Option<Duration>,
@@ -479,7 +487,7 @@ impl Indexer {
         }
         let (mut last_commit, mut last_sweep) = (Instant::now(), Instant::now());
         loop {
-            let mut wait = if self.pending {
+            let mut wait = if self.pending > 0 {
                 COMMIT_EVERY.saturating_sub(last_commit.elapsed())
             } else {
                 Duration::from_secs(3600)
@@ -516,7 +524,7 @@ impl Indexer {
                     tracing::error!(%error, "search index: catching up with the logs failed");
                 }
             }
-            if self.pending && last_commit.elapsed() >= COMMIT_EVERY {
+            if self.pending > 0 && last_commit.elapsed() >= COMMIT_EVERY {
                 self.commit();
                 last_commit = Instant::now();
             }
@@ -606,17 +614,20 @@ impl Indexer {
             _ => {}
         }
         self.indexed.insert(*room, *seq);
-        self.pending = true;
+        self.pending += 1;
+        if self.pending >= BATCH {
+            self.commit();
+        }
         Ok(())
     }
 
     /// Commits pending documents with the rooms' progress, and makes them searchable.
     fn commit(&mut self) {
-        if !self.pending {
+        if self.pending == 0 {
             return;
         }
         match self.writer.commit(&self.indexed) {
-            Ok(()) => self.pending = false,
+            Ok(()) => self.pending = 0,
             Err(error) => tracing::error!(%error, "search index: commit failed; retried"),
         }
     }

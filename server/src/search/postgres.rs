@@ -11,7 +11,7 @@
 //!   of the post cannot bring it back. Progress only grows (`GREATEST`).
 //! - One transaction per commit: the documents and the progress they reach.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 
 use banter_protocol::ids::RoomId;
@@ -25,6 +25,10 @@ use crate::store::postgres::Connections;
 const FORMAT: i32 = 1;
 /// Query connections: searches run side by side on these.
 const READERS: usize = 2;
+/// What the query connections run with: a plan made for each search's own values (a
+/// generic plan cannot tell that `$2` is NULL, nor use the GIN index for it), and a bound
+/// on how long one search may take.
+const READER_OPTIONS: &str = "-c plan_cache_mode=force_custom_plan -c statement_timeout=5000";
 /// PostgreSQL keeps positions up to this one (later words share it).
 const MAX_POSITION: usize = 16_383;
 /// Positions PostgreSQL keeps per lexeme.
@@ -45,6 +49,7 @@ CREATE TABLE IF NOT EXISTS banter_search (
 );
 CREATE INDEX IF NOT EXISTS banter_search_words ON banter_search USING GIN (words);
 CREATE INDEX IF NOT EXISTS banter_search_newest ON banter_search (ts DESC, room DESC, seq DESC);
+CREATE INDEX IF NOT EXISTS banter_search_room ON banter_search (room, ts DESC, seq DESC);
 CREATE TABLE IF NOT EXISTS banter_search_progress (room bigint PRIMARY KEY, seq bigint NOT NULL);
 CREATE TABLE IF NOT EXISTS banter_search_format (format integer NOT NULL);
 ";
@@ -86,8 +91,22 @@ ORDER BY ts DESC, room DESC, seq DESC
 LIMIT $11";
 
 fn connect(url: &str, threads: usize, name: &str) -> Result<Connections, SearchError> {
-    let config: postgres::Config =
+    connect_with(url, threads, name, "")
+}
+
+/// [`connect`], the connections run with server `options` added to the URL's.
+fn connect_with(
+    url: &str,
+    threads: usize,
+    name: &str,
+    options: &str,
+) -> Result<Connections, SearchError> {
+    let mut config: postgres::Config =
         url.parse().map_err(|e| StoreError::Engine(format!("database URL: {e}")))?;
+    if !options.is_empty() {
+        let given = config.get_options().unwrap_or_default();
+        config.options(format!("{given} {options}").trim());
+    }
     Ok(Connections::spawn(&config, threads, name)?)
 }
 
@@ -115,11 +134,11 @@ pub(super) fn open(url: &str) -> Result<Opened, SearchError> {
         transaction.commit()?;
         Ok(progress_of(&rows))
     })?;
-    let reader = connect(url, READERS, "banter-search-read")?;
+    let reader = connect_with(url, READERS, "banter-search-read", READER_OPTIONS)?;
     let committed = progress.clone();
     Ok(Opened {
         reader: Box::new(PgReader { connections: reader }),
-        writer: Box::new(PgWriter { connections: writer, pending: HashMap::new(), committed }),
+        writer: Box::new(PgWriter { connections: writer, pending: BTreeMap::new(), committed }),
         progress,
     })
 }
@@ -164,7 +183,7 @@ pub(super) fn clear(url: &str) -> Result<(), SearchError> {
 fn tsvector(text: &str) -> String {
     let mut positions: HashMap<String, Vec<usize>> = HashMap::new();
     let mut order = Vec::new();
-    for (at, term) in words::terms(text).into_iter().enumerate() {
+    for (at, term) in words::positioned(text) {
         let list = positions.entry(term.clone()).or_insert_with(|| {
             order.push(term);
             Vec::new()
@@ -206,8 +225,9 @@ fn tsquery(plan: &Plan) -> Option<String> {
 struct PgWriter {
     connections: Connections,
     /// What the next commit writes: each (room, seq)'s newest document, `None` text for a
-    /// delete.
-    pending: HashMap<(RoomId, u64), (u64, Option<Doc>)>,
+    /// delete. In key order, as the progress rows: nodes writing the same rows lock them in
+    /// the same order, so their commits cannot deadlock.
+    pending: BTreeMap<(RoomId, u64), (u64, Option<Doc>)>,
     /// The progress as this node last committed it.
     committed: Progress,
 }
@@ -235,11 +255,13 @@ impl Writer for PgWriter {
         for (&(room, seq), (version, doc)) in &self.pending {
             columns.push(room, seq, *version, doc.as_ref());
         }
-        let (rooms, seqs): (Vec<i64>, Vec<i64>) = progress
+        let mut advanced: Vec<(i64, i64)> = progress
             .iter()
             .filter(|(room, seq)| self.committed.get(room) != Some(seq))
             .map(|(room, seq)| (big(room.0), big(*seq)))
-            .unzip();
+            .collect();
+        advanced.sort_unstable();
+        let (rooms, seqs): (Vec<i64>, Vec<i64>) = advanced.into_iter().unzip();
         self.connections.run(move |db| {
             let (put, advance) = (db.statement(PUT)?, db.statement(ADVANCE)?);
             let mut transaction = db.client.transaction()?;

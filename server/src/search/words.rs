@@ -22,11 +22,17 @@ pub(crate) fn analyzer() -> TextAnalyzer {
 
 /// The terms of `text`, in order (for queries).
 pub(crate) fn terms(text: &str) -> Vec<String> {
+    positioned(text).into_iter().map(|(_, term)| term).collect()
+}
+
+/// The terms of `text` with their positions (0 for the first word; a word too long to be a
+/// term still takes its position, as in the tantivy index).
+pub(crate) fn positioned(text: &str) -> Vec<(usize, String)> {
     let mut analyzer = analyzer();
     let mut stream = analyzer.token_stream(text);
     let mut out = Vec::new();
     while let Some(token) = stream.next() {
-        out.push(token.text.clone());
+        out.push((token.position, token.text.clone()));
     }
     out
 }
