@@ -27,8 +27,10 @@ fn sled_allowance_kib(data: &Path) -> u64 {
     }
     size(&data.join("db")) / 1024 / 2
 }
-/// Open files the server may gain after the warm-up.
-const FD_GROWTH_BOUND: u64 = 4;
+/// Open files the server may gain after the warm-up: a few, plus what the search index holds
+/// open while a sample catches it writing a segment and merging others (about seven files
+/// each). A leak of one per reconnect would be hundreds.
+const FD_GROWTH_BOUND: u64 = 4 + 16;
 
 #[test]
 fn a_long_mixed_load_leaves_memory_fds_and_latency_flat_and_delivers_everything() {
@@ -51,9 +53,6 @@ fn a_long_mixed_load_leaves_memory_fds_and_latency_flat_and_delivers_everything(
     .map(|name| (name, loose))
     .collect();
     env.push(("BANTER_SLED_CACHE_MB", OsStr::new("4")));
-    // The search index's working memory (about 120 MB under this load) is issue 18's to tame;
-    // this test watches banterd's own paths for leaks.
-    env.push(("BANTER_SEARCH", OsStr::new("false")));
     env.push(("BANTER_MAX_CONNECTIONS_PER_IP", OsStr::new("10000")));
     let bench = Path::new(env!("CARGO_BIN_EXE_banter-bench"));
     let server = Banterd::start(bench, &dir.path().join("data"), &addr, &env);

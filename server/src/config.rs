@@ -336,8 +336,7 @@ config! {
     /// Most writes in one group commit.
     commit_max_group: usize = 4096;
     /// Full-text search: an index in `search/` in the data dir (a cluster: tables in its
-    /// PostgreSQL), fed as entries commit. Its indexer and merges cost memory under a steady write load (about 120 MB
-    /// more RSS in the soak, docs/operations.md); off, SEARCH is UNSUPPORTED_EXTENSION.
+    /// PostgreSQL), fed as entries commit; off, SEARCH is UNSUPPORTED_EXTENSION.
     search: bool = true;
     /// Memory sled may fill with cached database pages, MiB (sled only; sled treats it as
     /// approximate, and keeps part of its tree resident beyond it: docs/reliability.md, soak).

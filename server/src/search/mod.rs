@@ -47,7 +47,7 @@ const SWEEP_EVERY: Duration = Duration::from_secs(5);
 const QUEUE: usize = 65_536;
 /// Documents the indexer holds before it commits them early (a catch-up over a big log
 /// would otherwise hold all of it, and send it to PostgreSQL in one statement).
-const BATCH: usize = 5_000;
+const BATCH: usize = 50_000;
 /// Longest snippet, in characters, before it is cut around the first match.
 const SNIPPET_CHARS: usize = 200;
 
