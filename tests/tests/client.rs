@@ -165,11 +165,19 @@ async fn the_sdk_helpers_edit_react_delete_page_and_mark() {
             }
         }
     };
-    let page = bob.conn.request(History { room, before: None, limit: 50 }).await.unwrap();
-    let sender = page.iter().find_map(|m| match m {
-        Message::HistoryMessage(h) if h.meta.seq == anonymous_seq => Some(h.meta.sender),
-        _ => None,
-    });
+    // In a cluster bob's node learns of the entry over the bus, a moment after the ack.
+    let mut sender = None;
+    for _ in 0..100 {
+        let page = bob.conn.request(History { room, before: None, limit: 50 }).await.unwrap();
+        sender = page.iter().find_map(|m| match m {
+            Message::HistoryMessage(h) if h.meta.seq == anonymous_seq => Some(h.meta.sender),
+            _ => None,
+        });
+        if sender.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(sender, Some(banter_client::protocol::ids::UserId(0)));
     let _ = client.leave(room).await.unwrap();
 }
