@@ -19,6 +19,9 @@ fn exercise(engine: &dyn Engine) -> Vec<String> {
     engine.sync().unwrap();
     seen.push(format!("{:?}", engine.get(&key(2)).unwrap()));
     seen.push(format!("{:?}", engine.get(&key(3)).unwrap()));
+    // Many at once, in the order asked, a missing or repeated key included.
+    let many = [key(4), key(3), vec![0x31], key(2), key(4)];
+    seen.push(format!("{:?}", engine.get_many(&many).unwrap()));
     seen.push(format!("{:?}", engine.range(&key(0), &[0x30, 0xff], false, 10).unwrap()));
     seen.push(format!("{:?}", engine.range(&key(0), &[0x30, 0xff], true, 2).unwrap()));
     seen.push(format!("{:?}", engine.range(&[0x31], &[0x32], false, usize::MAX).unwrap()));

@@ -13,11 +13,10 @@ use banter_protocol::message::{
 };
 
 use super::moderation::audit;
-use super::{ConnCtx, RequestError, Result, user_id};
+use super::{ConnCtx, RequestError, Result, authorize_in, user_id};
 use crate::authz::Action;
 use crate::search::{Hit, Plan, query};
 use crate::store::keys;
-use crate::store::records::RoomRecord;
 
 /// Rooms one user's search may cover, at most (well above `max_rooms_per_user`'s default).
 const MAX_ROOMS: usize = 10_000;
@@ -40,30 +39,41 @@ pub(super) async fn search(ctx: &ConnCtx, r: Search) -> Result<Vec<Message>> {
     }
 
     let store = &ctx.shared.store;
-    let rooms = match r.room {
-        Some(room) => {
-            ctx.authorize(room, Action::Read)?;
-            vec![room]
-        }
+    let candidates = match r.room {
+        Some(room) => vec![room],
         None => {
             let mine = keys::ids(keys::tag::USER_ROOM, &[user.0]);
             let keys = store.keys_with_prefix(&mine, MAX_ROOMS)?;
-            let rooms = keys.iter().map(|key| RoomId(keys::id_at(key, 9)));
-            rooms.filter(|room| ctx.authorize(*room, Action::Read).is_ok()).collect()
+            keys.iter().map(|key| RoomId(keys::id_at(key, 9))).collect()
         }
     };
-    let rooms = if parsed.rooms.is_empty() {
-        rooms
-    } else {
-        let mut named = Vec::new();
-        for room in rooms {
-            let Some(record) = store.get::<RoomRecord>(&keys::room(room))? else { continue };
-            if parsed.rooms.iter().any(|name| name.eq_ignore_ascii_case(&record.name)) {
-                named.push(room);
+    // Every room's records in one batch (one round trip on PostgreSQL), then the same
+    // checks as everywhere else over them.
+    let mut wanted = vec![keys::user(user)];
+    for &room in &candidates {
+        wanted.extend([
+            keys::room(room),
+            keys::member(room, user),
+            keys::room_settings(room),
+            keys::ban(room, user),
+        ]);
+    }
+    let records = store.prefetch(wanted)?;
+    let mut rooms = Vec::with_capacity(candidates.len());
+    for room in candidates {
+        match authorize_in(&records, room, user, Action::Read) {
+            Ok((record, _)) => {
+                let named = parsed.rooms.is_empty()
+                    || parsed.rooms.iter().any(|name| name.eq_ignore_ascii_case(&record.name));
+                if named {
+                    rooms.push(room);
+                }
             }
+            // A room named in the request must be readable; the others are skipped.
+            Err(refused) if r.room.is_some() => return Err(refused),
+            Err(_) => {}
         }
-        named
-    };
+    }
 
     let from = if parsed.from.is_empty() {
         None
@@ -86,7 +96,7 @@ pub(super) async fn search(ctx: &ConnCtx, r: Search) -> Result<Vec<Message>> {
     let confined = r.room.is_some() || !parsed.rooms.is_empty();
     let revealing: Option<(RoomId, Vec<UserId>)> = match (&senders, rooms.as_slice()) {
         (Some(senders), [room])
-            if confined && ctx.authorize(*room, Action::RevealAuthor).is_ok() =>
+            if confined && authorize_in(&records, *room, user, Action::RevealAuthor).is_ok() =>
         {
             Some((*room, senders.clone()))
         }

@@ -81,6 +81,10 @@ pub type Write = (Vec<u8>, Option<Vec<u8>>);
 pub trait Engine: Send + Sync + 'static {
     /// The value under `key`.
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    /// The values under `keys`, in their order: one round trip where the engine is remote.
+    fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        keys.iter().map(|key| self.get(key)).collect()
+    }
     /// Up to `limit` entries with `start <= key < end`, ascending or (with `reverse`)
     /// descending.
     fn range(

@@ -14,6 +14,7 @@ pub(crate) mod postgres;
 pub(crate) mod records;
 mod space;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use banter_protocol::ids::{RoomId, UserId};
@@ -131,6 +132,12 @@ impl Store {
             Some(bytes) => decode(key, &bytes).map(Some),
             None => Ok(None),
         }
+    }
+
+    /// The values under `keys`, read in one batch, as [`Records`].
+    pub fn prefetch(&self, keys: Vec<Vec<u8>>) -> Result<Prefetched<'_>, StoreError> {
+        let values = self.engine.get_many(&keys)?;
+        Ok(Prefetched { store: self, values: keys.into_iter().zip(values).collect() })
     }
 
     /// Whether a key exists.
@@ -292,6 +299,25 @@ fn index_room_audit(engine: &dyn Engine, writes: &mut Vec<Write>) -> Result<(), 
 pub trait Records {
     /// A record.
     fn record<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError>;
+}
+
+/// Records read ahead in one batch ([`Store::prefetch`]), so that the same checks run over
+/// many rooms (a search's) cost one round trip to a remote database rather than one per
+/// record; a key not read ahead is read from the store.
+#[derive(Debug)]
+pub struct Prefetched<'a> {
+    store: &'a Store,
+    values: HashMap<Vec<u8>, Option<Vec<u8>>>,
+}
+
+impl Records for Prefetched<'_> {
+    fn record<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
+        match self.values.get(key) {
+            Some(Some(bytes)) => decode(key, bytes).map(Some),
+            Some(None) => Ok(None),
+            None => self.store.get(key),
+        }
+    }
 }
 
 impl Records for Store {

@@ -27,6 +27,7 @@ const READERS: usize = 4;
 
 const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS banter_kv (k bytea PRIMARY KEY, v bytea NOT NULL)";
 const GET: &str = "SELECT v FROM banter_kv WHERE k = $1";
+const GET_MANY: &str = "SELECT k, v FROM banter_kv WHERE k = ANY($1)";
 const RANGE: &str = "SELECT k, v FROM banter_kv WHERE k >= $1 AND k < $2 ORDER BY k LIMIT $3";
 const RANGE_DESC: &str =
     "SELECT k, v FROM banter_kv WHERE k >= $1 AND k < $2 ORDER BY k DESC LIMIT $3";
@@ -256,6 +257,16 @@ fn range_via(
 impl Engine for PgEngine {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         get_via(&self.readers, None, key)
+    }
+
+    fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let asked = keys.to_vec();
+        let found: HashMap<Vec<u8>, Vec<u8>> = self.readers.run(move |db| {
+            let statement = db.statement(GET_MANY)?;
+            let rows = db.client.query(&statement, &[&asked])?;
+            Ok(rows.into_iter().map(|row| (row.get(0), row.get(1))).collect())
+        })?;
+        Ok(keys.iter().map(|key| found.get(key).cloned()).collect())
     }
 
     fn range(
