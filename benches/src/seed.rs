@@ -178,15 +178,6 @@ pub(crate) async fn run(
 
 /// One page of up to 50 hits for `query`: how many, and whether more follow.
 async fn search(conn: &Connection, query: &str) -> anyhow::Result<(usize, bool)> {
-    let request = Search {
-        query: Text::new(query)?,
-        room: None,
-        sender: None,
-        after: None,
-        before: None,
-        limit: 50,
-        cursor: None,
-    };
-    let (hits, next) = conn.search(request).await?;
+    let (hits, next) = conn.search(Search::new(Text::new(query)?, 50)).await?;
     Ok((hits.len(), next.is_some()))
 }

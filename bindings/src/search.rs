@@ -145,15 +145,9 @@ pub unsafe extern "C" fn banter_client_search(
         if page_out.is_null() {
             return Err(Failure::new(BANTER_NULL_ARGUMENT, "NULL out-parameter"));
         }
-        let request = Search {
-            query: text(query)?,
-            room: (room != 0).then_some(RoomId(room)),
-            sender: None,
-            after: None,
-            before: None,
-            limit: u16::try_from(limit).unwrap_or(u16::MAX),
-            cursor,
-        };
+        let limit = u16::try_from(limit).unwrap_or(u16::MAX);
+        let room = (room != 0).then_some(RoomId(room));
+        let request = Search { room, cursor, ..Search::new(text(query)?, limit) };
         let (hits, next) = client.block_on(client.client.search(request))??;
         let page = Box::new(banter_search_page::new(&hits, next));
         // SAFETY: forwarded caller contract.

@@ -209,15 +209,7 @@ async fn acked_posts_not_yet_indexed_at_a_kill_9_are_searchable_after_the_restar
 
     let _server = start(dir.path(), addr);
     let (conn, _events, _) = login(addr, "ada", false).await;
-    let query = Search {
-        query: Text::new("kumquat").unwrap(),
-        room: None,
-        sender: None,
-        after: None,
-        before: None,
-        limit: 100,
-        cursor: None,
-    };
+    let query = Search::new(Text::new("kumquat").unwrap(), 100);
     let mut found = 0;
     for _ in 0..100 {
         found = conn.search(query.clone()).await.unwrap().0.len();

@@ -12,8 +12,8 @@ use banter_client::protocol::ErrorCode;
 use banter_client::protocol::bounded::Text;
 use banter_client::protocol::ids::RoomId;
 use banter_client::protocol::message::{
-    AuditEntry, AuditQuery, AuthOk, DmOpen, EventAck, Message, Post, RoomCreate, RoomInfo,
-    RoomInvite, RoomJoin, Visibility, Welcome,
+    AuditEntry, AuditQuery, AuthOk, DmOpen, EventAck, Message, Post, RoomConfigure, RoomCreate,
+    RoomInfo, RoomInvite, RoomJoin, Visibility, Welcome,
 };
 use banter_client::{Connection, Event, Options, RequestError, Trust};
 use banter_server::Server;
@@ -350,6 +350,18 @@ impl TestUser {
     /// Joins a room.
     pub async fn join(&self, room: RoomId) -> Result<Message, RequestError> {
         self.conn.request_one(RoomJoin { room }).await
+    }
+
+    /// Lets `room`'s members post anonymously (ROOM_CONFIGURE; the caller moderates it).
+    pub async fn allow_anonymous(&self, room: RoomId) {
+        let request = RoomConfigure {
+            room,
+            slow_mode_s: None,
+            locked: None,
+            anonymous: Some(true),
+            stage: None,
+        };
+        self.conn.request_one(request).await.expect("anonymous posts allowed");
     }
 
     /// Opens (or reopens) the direct room with `username`.

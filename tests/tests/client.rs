@@ -147,14 +147,7 @@ async fn the_sdk_helpers_edit_react_delete_page_and_mark() {
     client.delete(room, seq).await.unwrap();
 
     // Queued anonymously: others (here, a second user) see no author.
-    let settings = banter_client::protocol::message::RoomConfigure {
-        room,
-        slow_mode_s: None,
-        locked: None,
-        anonymous: Some(true),
-        stage: None,
-    };
-    ada.conn.request_one(settings).await.unwrap();
+    ada.allow_anonymous(room).await;
     let bob = server.user("bob").await;
     bob.join(room).await.unwrap();
     let id = client.send_anonymous(room, "guess who").unwrap();

@@ -275,17 +275,7 @@ async fn anonymous_posts_hide_their_author_from_all_but_a_moderator_who_asks_on_
     // Only where the room allows it.
     let refused = bob.conn.request_one(anonymous("too early")).await;
     assert_eq!(refused.unwrap_err().code(), Some(ErrorCode::INVALID_REQUEST));
-    owner
-        .conn
-        .request_one(RoomConfigure {
-            room,
-            slow_mode_s: None,
-            locked: None,
-            anonymous: Some(true),
-            stage: None,
-        })
-        .await
-        .unwrap();
+    owner.allow_anonymous(room).await;
 
     let Message::EventAck(ack) = bob.conn.request_one(anonymous("I ate the cake")).await.unwrap()
     else {
@@ -425,14 +415,7 @@ async fn every_role_and_action_over_quic_is_answered_as_the_policy_says() {
             let set = RoleSet { room: Some(room), user: user.auth.user, role: Role::MODERATOR };
             owner.conn.request_one(set).await.unwrap();
         }
-        let everything = RoomConfigure {
-            room,
-            slow_mode_s: None,
-            locked: None,
-            anonymous: Some(true),
-            stage: None,
-        };
-        owner.conn.request_one(everything).await.unwrap();
+        owner.allow_anonymous(room).await;
         let anonymous_seq = seq_of(member.conn.request_one(post(room, true)).await);
         owner.conn.request_one(ban(room, &banned, "matrix", None)).await.unwrap();
         if locked {

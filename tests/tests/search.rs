@@ -10,21 +10,12 @@ use banter_client::protocol::ErrorCode;
 use banter_client::protocol::bounded::Text;
 use banter_client::protocol::ids::{RoomId, UserId};
 use banter_client::protocol::message::{
-    AuditAction, AuditEntry, AuditQuery, Delete, Edit, Kick, Message, Post, RoomConfigure, Search,
-    SearchHit,
+    AuditAction, AuditEntry, Delete, Edit, Kick, Post, Search, SearchHit,
 };
 use banter_tests::{TestServer, TestUser, fresh_id};
 
 fn search(query: &str) -> Search {
-    Search {
-        query: Text::new(query).unwrap(),
-        room: None,
-        sender: None,
-        after: None,
-        before: None,
-        limit: 50,
-        cursor: None,
-    }
+    Search::new(Text::new(query).unwrap(), 50)
 }
 
 async fn hits(user: &TestUser, request: Search) -> Vec<SearchHit> {
@@ -176,16 +167,7 @@ async fn edits_replace_deletes_remove_files_match_and_anonymous_posts_hide_their
     let files = found(&ada, "has:file report", &["quarterly report.pdf"]).await;
     assert!(files[0].file && files[0].seq == shared.seq);
 
-    ada.conn
-        .request_one(RoomConfigure {
-            room,
-            slow_mode_s: None,
-            locked: None,
-            anonymous: Some(true),
-            stage: None,
-        })
-        .await
-        .unwrap();
+    ada.allow_anonymous(room).await;
     let anonymous = Post {
         room,
         client_msg_id: fresh_id(),
@@ -236,14 +218,8 @@ async fn edits_replace_deletes_remove_files_match_and_anonymous_posts_hide_their
 
 /// The reveals in a room's audit log, newest first.
 async fn audit_of(moderator: &TestUser, room: RoomId) -> Vec<AuditEntry> {
-    let page = AuditQuery { room: Some(room), before: None, limit: 50 };
-    match moderator.conn.request_one(page).await.unwrap() {
-        Message::AuditPage(page) => {
-            let entries = page.entries.into_vec().into_iter();
-            entries.filter(|entry| entry.action == AuditAction::REVEAL_AUTHOR).collect()
-        }
-        other => panic!("{other:?}"),
-    }
+    let entries = moderator.audit(room, 50).await.into_iter();
+    entries.filter(|entry| entry.action == AuditAction::REVEAL_AUTHOR).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -294,9 +294,7 @@ async fn security_an_anonymous_post_does_not_end_its_authors_typing_notice() {
     let mut ada = server.user("ada").await;
     let bob = server.user("bob").await;
     let room = ada.create_room("confessions", false).await;
-    let allow =
-        RoomConfigure { room, slow_mode_s: None, locked: None, anonymous: Some(true), stage: None };
-    ada.conn.request_one(allow).await.unwrap();
+    ada.allow_anonymous(room).await;
     bob.join(room).await.unwrap();
     bob.conn.request_one(TypingSet { room, state: TypingState::Active }).await.unwrap();
     ephemeral_within(&mut ada, Duration::from_millis(200)).await;

@@ -1198,15 +1198,7 @@ async fn search(ctx: &Ctx, query: &str, room: Option<&str>, limit: u64) -> Resul
     let mut cursor = None;
     while (hits.len() as u64) < limit {
         let want = u16::try_from((limit - hits.len() as u64).min(100)).unwrap_or(100);
-        let request = Search {
-            query: query.clone(),
-            room,
-            sender: None,
-            after: None,
-            before: None,
-            limit: want,
-            cursor,
-        };
+        let request = Search { room, cursor, ..Search::new(query.clone(), want) };
         let (page, next) = conn.search(request).await?;
         hits.extend(page);
         match next {

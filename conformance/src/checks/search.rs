@@ -11,15 +11,7 @@ use crate::raw::{User, fresh_name};
 use crate::{Check, Level::*};
 
 fn search(query: &str) -> Result<Search, String> {
-    Ok(Search {
-        query: Text::new(query).map_err(|e| e.to_string())?,
-        room: None,
-        sender: None,
-        after: None,
-        before: None,
-        limit: 50,
-        cursor: None,
-    })
+    Ok(Search::new(Text::new(query).map_err(|e| e.to_string())?, 50))
 }
 
 pub(super) fn checks() -> Vec<Check> {

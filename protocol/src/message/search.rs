@@ -70,3 +70,11 @@ wire! {
         pub next: Option<SearchCursor>,
     }
 }
+
+impl Search {
+    /// A search for `query` in every room the caller may read, up to `limit` hits from the
+    /// newest: no other filter, no cursor (set those fields for more).
+    pub fn new(query: Text<{ max::SEARCH_QUERY }>, limit: u16) -> Self {
+        Self { query, room: None, sender: None, after: None, before: None, limit, cursor: None }
+    }
+}

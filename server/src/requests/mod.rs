@@ -31,7 +31,7 @@ use crate::hub::{Session, Wakers};
 use crate::metrics::Metrics;
 use crate::ratelimit::Limiter;
 use crate::store::records::{BanRecord, MemberRecord, RoomRecord, RoomSettings, UserRecord};
-use crate::store::{Records, StoreError, WriteError, keys};
+use crate::store::{Prefetched, Records, Store, StoreError, WriteError, keys};
 use crate::{Shared, wall_clock};
 
 pub(crate) use accounts::{
@@ -201,6 +201,26 @@ impl ConnCtx {
 pub(crate) fn server_role_in(records: &impl Records, user: UserId) -> Result<Role> {
     let record: UserRecord = records.record(&keys::user(user))?.ok_or(ErrorCode::NOT_FOUND)?;
     Ok(Role(record.role))
+}
+
+/// The records [`standing_in`] reads for `user` in each of `rooms` (keep the two in step),
+/// read in one batch: the same checks over many rooms (a search's) then cost one round trip
+/// to PostgreSQL rather than five per room. A record missing here is still read, one by one.
+pub(crate) fn prefetch_standings<'a>(
+    store: &'a Store,
+    rooms: &[RoomId],
+    user: UserId,
+) -> Result<Prefetched<'a>> {
+    let mut wanted = vec![keys::user(user)];
+    for &room in rooms {
+        wanted.extend([
+            keys::room(room),
+            keys::member(room, user),
+            keys::room_settings(room),
+            keys::ban(room, user),
+        ]);
+    }
+    Ok(store.prefetch(wanted)?)
 }
 
 /// `user`'s standing in `room`, and the room: from the store for a request's reads, from the

@@ -13,9 +13,9 @@ use banter_protocol::message::{
 };
 
 use super::moderation::audit;
-use super::{ConnCtx, RequestError, Result, authorize_in, user_id};
+use super::{ConnCtx, RequestError, Result, authorize_in, prefetch_standings, user_id};
 use crate::authz::Action;
-use crate::search::{Hit, Plan, query};
+use crate::search::{Hit, Plan, query, words};
 use crate::store::keys;
 
 /// Rooms one user's search may cover, at most (well above `max_rooms_per_user`'s default).
@@ -47,18 +47,8 @@ pub(super) async fn search(ctx: &ConnCtx, r: Search) -> Result<Vec<Message>> {
             keys.iter().map(|key| RoomId(keys::id_at(key, 9))).collect()
         }
     };
-    // Every room's records in one batch (one round trip on PostgreSQL), then the same
-    // checks as everywhere else over them.
-    let mut wanted = vec![keys::user(user)];
-    for &room in &candidates {
-        wanted.extend([
-            keys::room(room),
-            keys::member(room, user),
-            keys::room_settings(room),
-            keys::ban(room, user),
-        ]);
-    }
-    let records = store.prefetch(wanted)?;
+    // Every room's records in one batch, then the same checks as everywhere else over them.
+    let records = prefetch_standings(store, &candidates, user)?;
     let mut rooms = Vec::with_capacity(candidates.len());
     for room in candidates {
         match authorize_in(&records, room, user, Action::Read) {
@@ -112,8 +102,8 @@ pub(super) async fn search(ctx: &ConnCtx, r: Search) -> Result<Vec<Message>> {
             (a, b) => a.or(b),
         },
         files_only: parsed.files_only,
-        required: parsed.required,
-        excluded: parsed.excluded,
+        required: parsed.required.iter().map(|text| words::terms(text)).collect(),
+        excluded: parsed.excluded.iter().map(|text| words::terms(text)).collect(),
         cursor: r.cursor.map(|c| (c.ts.0, c.room, c.seq)),
         limit: u64::from(r.limit).clamp(1, ctx.shared.config.max_history_page) as usize,
         caller: user,

@@ -171,10 +171,10 @@ fn one_of(field: Field, values: impl Iterator<Item = u64>) -> Box<dyn Query> {
     Box::new(TermSetQuery::new(values.map(|v| u64_term(field, v))))
 }
 
-/// A word or phrase as a query: one term, or its terms in a row; `None` if it has no terms.
-fn text_query(field: Field, text: &str) -> Option<Box<dyn Query>> {
-    let mut terms: Vec<Term> =
-        words::terms(text).iter().map(|t| Term::from_field_text(field, t)).collect();
+/// A word's or phrase's terms as a query: one term, or the terms in a row; `None` if there
+/// are none.
+fn text_query(field: Field, terms: &[String]) -> Option<Box<dyn Query>> {
+    let mut terms: Vec<Term> = terms.iter().map(|t| Term::from_field_text(field, t)).collect();
     match terms.len() {
         0 => None,
         1 => Some(Box::new(TermQuery::new(
@@ -215,14 +215,14 @@ impl LocalReader {
             clauses.push((Occur::Must, Box::new(RangeQuery::new(lower, upper))));
         }
         let mut any_words = false;
-        for text in &plan.required {
-            if let Some(query) = text_query(f.text, text) {
+        for terms in &plan.required {
+            if let Some(query) = text_query(f.text, terms) {
                 clauses.push((Occur::Must, query));
                 any_words = true;
             }
         }
-        for text in &plan.excluded {
-            if let Some(query) = text_query(f.text, text) {
+        for terms in &plan.excluded {
+            if let Some(query) = text_query(f.text, terms) {
                 clauses.push((Occur::MustNot, query));
             }
         }

@@ -177,8 +177,11 @@ pub(crate) struct Plan {
     pub(crate) after: Option<u64>,
     pub(crate) before: Option<u64>,
     pub(crate) files_only: bool,
-    pub(crate) required: Vec<String>,
-    pub(crate) excluded: Vec<String>,
+    /// The words and phrases that must all match, each as its terms in order (analysed once,
+    /// by the handler; a word without terms is an empty list).
+    pub(crate) required: Vec<Vec<String>>,
+    /// The words and phrases that must not match, likewise.
+    pub(crate) excluded: Vec<Vec<String>>,
     pub(crate) cursor: Option<Cursor>,
     pub(crate) limit: usize,
     /// The caller: their own anonymous posts show them as the sender.
@@ -285,14 +288,13 @@ impl SearchIndex {
     pub(crate) fn search(&self, plan: &Plan) -> Result<(Vec<Hit>, Option<Cursor>), SearchError> {
         // A word with no terms (only punctuation, or longer than a term may be) can match
         // nothing: dropping it must not leave a query that matches everything.
-        let wordless = !plan.required.is_empty()
-            && plan.required.iter().all(|text| words::terms(text).is_empty());
+        let wordless = !plan.required.is_empty() && plan.required.iter().all(Vec::is_empty);
         if plan.rooms.is_empty() || plan.senders.as_ref().is_some_and(Vec::is_empty) || wordless {
             return Ok((Vec::new(), None));
         }
         let (found, more) = self.reader.find(plan)?;
         let next = if more { found.last().map(Found::order) } else { None };
-        let terms: HashSet<String> = plan.required.iter().flat_map(|t| words::terms(t)).collect();
+        let terms: HashSet<&str> = plan.required.iter().flatten().map(String::as_str).collect();
         let asked = |author: u64| {
             plan.senders.as_ref().is_some_and(|senders| senders.contains(&UserId(author)))
         };
@@ -418,13 +420,13 @@ impl Drop for SearchIndex {
 /// The snippet of `text`: all of it when short, else about [`SNIPPET_CHARS`] characters
 /// around the first match, cut at spaces; and the byte ranges of it whose terms are among
 /// `terms` (merged, within the protocol's bounds).
-fn snippet(text: &str, terms: &HashSet<String>) -> (String, Vec<(usize, usize)>) {
+fn snippet(text: &str, terms: &HashSet<&str>) -> (String, Vec<(usize, usize)>) {
     use banter_protocol::message::max;
     let mut matched: Vec<(usize, usize)> = Vec::new();
     let mut analyzer = words::analyzer();
     let mut stream = analyzer.token_stream(text);
     while let Some(token) = stream.next() {
-        if terms.contains(&token.text) {
+        if terms.contains(token.text.as_str()) {
             matched.push((token.offset_from, token.offset_to));
         }
     }
@@ -691,8 +693,8 @@ mod tests {
         store.close().await;
     }
 
-    fn terms(words: &[&str]) -> HashSet<String> {
-        words.iter().map(|w| (*w).to_owned()).collect()
+    fn terms<'a>(words: &[&'a str]) -> HashSet<&'a str> {
+        words.iter().copied().collect()
     }
 
     #[test]

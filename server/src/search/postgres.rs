@@ -206,9 +206,8 @@ fn lexeme(term: &str) -> String {
     format!("'{}'", term.replace('\\', "\\\\").replace('\'', "''"))
 }
 
-/// A word or phrase as a `tsquery`: its terms in a row; `None` if it has no terms.
-fn phrase(text: &str) -> Option<String> {
-    let terms = words::terms(text);
+/// A word's or phrase's terms as a `tsquery`: in a row; `None` if there are none.
+fn phrase(terms: &[String]) -> Option<String> {
     (!terms.is_empty())
         .then(|| format!("({})", terms.iter().map(|t| lexeme(t)).collect::<Vec<_>>().join(" <-> ")))
 }
@@ -216,8 +215,8 @@ fn phrase(text: &str) -> Option<String> {
 /// The plan's words as a `tsquery`: every required phrase, none of the excluded; `None`
 /// when it names no terms.
 fn tsquery(plan: &Plan) -> Option<String> {
-    let required = plan.required.iter().filter_map(|text| phrase(text));
-    let excluded = plan.excluded.iter().filter_map(|text| phrase(text)).map(|p| format!("!{p}"));
+    let required = plan.required.iter().filter_map(|terms| phrase(terms));
+    let excluded = plan.excluded.iter().filter_map(|terms| phrase(terms)).map(|p| format!("!{p}"));
     let all: Vec<String> = required.chain(excluded).collect();
     (!all.is_empty()).then(|| all.join(" & "))
 }
@@ -396,14 +395,14 @@ mod tests {
             after: None,
             before: None,
             files_only: false,
-            required: vec!["Café".into(), "red fox".into()],
-            excluded: vec!["dog".into(), "!!".into()],
+            required: ["Café", "red fox"].map(words::terms).to_vec(),
+            excluded: ["dog", "!!"].map(words::terms).to_vec(),
             cursor: None,
             limit: 10,
             caller: banter_protocol::ids::UserId(1),
         };
         assert_eq!(tsquery(&plan).unwrap(), "('cafe') & ('red' <-> 'fox') & !('dog')");
-        let nothing = Plan { required: Vec::new(), excluded: vec!["...".into()], ..plan };
+        let nothing = Plan { required: Vec::new(), excluded: vec![words::terms("...")], ..plan };
         assert_eq!(tsquery(&nothing), None);
     }
 }

@@ -270,15 +270,7 @@ async fn search(
     query: &str,
     cursor: Option<SearchCursor>,
 ) -> Result<(Vec<SearchHit>, Option<SearchCursor>), String> {
-    let request = Search {
-        query: text(query)?,
-        room: None,
-        sender: None,
-        after: None,
-        before: None,
-        limit: 50,
-        cursor,
-    };
+    let request = Search { cursor, ..Search::new(text(query)?, 50) };
     client.search(request).await.map_err(|e| e.to_string())
 }
 
