@@ -225,8 +225,39 @@ async fn acked_posts_not_yet_indexed_at_a_kill_9_are_searchable_after_the_restar
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reindex_rebuilds_the_search_index_and_check_reports_it() {
     let dir = tempfile::tempdir().unwrap();
+    reindex_and_check(dir.path(), &[], || {
+        std::fs::remove_dir_all(dir.path().join("search")).unwrap();
+    })
+    .await;
+}
+
+/// The same on a cluster's store: the index is tables in PostgreSQL, emptied and rebuilt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reindex_and_check_work_on_postgres_too() {
+    let postgres = banter_tests::postgres::TestPostgres::start();
+    let url = postgres.url();
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("BANTER_STORE", "postgres"), ("BANTER_DATABASE_URL", url.as_str())];
+    reindex_and_check(dir.path(), &env, || {
+        // The blocking client runs a runtime of its own: not on this test's.
+        let url = url.clone();
+        std::thread::spawn(move || {
+            let mut db = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+            db.batch_execute("TRUNCATE banter_search").unwrap();
+        })
+        .join()
+        .unwrap();
+    })
+    .await;
+}
+
+/// Posts 7 messages through a banterd with `env`, kills it, runs `forget` (the index may
+/// be lost), then `banterd reindex` must index all 7 and `banterd check` call it up to date.
+async fn reindex_and_check(dir: &std::path::Path, env: &[(&str, &str)], forget: impl FnOnce()) {
     let addr = free_port();
-    let mut server = start(dir.path(), addr);
+    let mut server = common::start_adjusted(dir, addr, &[], |command| {
+        command.envs(env.iter().copied());
+    });
     let (conn, _events, _) = login(addr, "ada", true).await;
     let room = create_room(&conn, "indexed").await;
     for i in 0..7u128 {
@@ -235,10 +266,10 @@ async fn reindex_rebuilds_the_search_index_and_check_reports_it() {
     }
     server.child.kill().unwrap();
     server.child.wait().unwrap();
-    std::fs::remove_dir_all(dir.path().join("search")).unwrap();
+    forget();
 
     let stdout = |args: &[&str]| {
-        let out = common::banterd(args, dir.path()).output().unwrap();
+        let out = common::banterd(args, dir).envs(env.iter().copied()).output().unwrap();
         assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8(out.stdout).unwrap()
     };
