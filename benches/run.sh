@@ -10,7 +10,8 @@ cd "$(dirname "$0")/.."
 cargo build --release --quiet -p banter-benches
 port=$((20000 + RANDOM % 10000))
 data=$(mktemp -d)
-trap 'kill "$server" 2>/dev/null || true; rm -rf "$data"' EXIT
+# The data dir goes only once the server has shut down (it flushes storage on the way).
+trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -rf "$data"' EXIT
 BANTER_ARGON2_MEMORY_KIB=1024 BANTER_ARGON2_ITERATIONS=1 \
 BANTER_RATE_MESSAGE=1000000/60000000 BANTER_RATE_JOIN=1000000/60000000 \
 BANTER_RATE_AUTH=1000000/60000000 BANTER_MAX_CONNECTIONS_PER_IP=100000 BANTER_MAX_CONNECTIONS=100000 \

@@ -197,6 +197,8 @@ struct User {
     events: mpsc::UnboundedReceiver<Event>,
     token: Vec<u8>,
     resume_id: banter_client::protocol::ids::ResumeId,
+    /// Its connection options, TLS session tickets included (one client's own).
+    options: Options,
 }
 
 /// A user on the first node.
@@ -209,7 +211,8 @@ async fn connect_user(
 }
 
 async fn connect_full(addr: SocketAddr, name: &str) -> anyhow::Result<User> {
-    let (conn, mut events) = Connection::connect_on(endpoint(), addr, options()).await?;
+    let options = options();
+    let (conn, mut events) = Connection::connect_on(endpoint(), addr, options.clone()).await?;
     let auth = loop {
         match conn.register(name, "benchmark password").await {
             Err(e) if e.code() == Some(ErrorCode::SERVER_BUSY) => {
@@ -223,7 +226,8 @@ async fn connect_full(addr: SocketAddr, name: &str) -> anyhow::Result<User> {
         match events.recv().await {
             Some(Event::Welcome(welcome)) => {
                 let token = auth.access_token.to_vec();
-                return Ok(User { addr, conn, events, token, resume_id: welcome.resume_id });
+                let resume_id = welcome.resume_id;
+                return Ok(User { addr, conn, events, token, resume_id, options });
             }
             Some(Event::Rejected(e)) => bail!("HELLO rejected: {e:?}"),
             Some(_) => {}
@@ -509,7 +513,11 @@ fn server_rss_kib() -> Option<u64> {
 async fn idle(servers: &Servers, connections: usize) -> anyhow::Result<serde_json::Value> {
     let before = server_rss_kib().context("set BANTER_SERVER_PID (benches/run.sh does)")?;
     let users = connect_many_full(servers, &format!("{}i", run_id()), connections).await?;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // What holding them costs while nothing happens (QUIC keep-alives, timers).
+    let cpu = CpuMeter::start();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let idle_cpu = cpu.percent();
     let after = server_rss_kib().context("server gone")?;
     drop(users);
     Ok(serde_json::json!({
@@ -518,6 +526,7 @@ async fn idle(servers: &Servers, connections: usize) -> anyhow::Result<serde_jso
         "server_rss_before_kib": before,
         "server_rss_after_kib": after,
         "kib_per_connection": (after.saturating_sub(before)) as f64 / connections as f64,
+        "idle_cpu_percent": idle_cpu,
     }))
 }
 
@@ -535,7 +544,13 @@ async fn reconnect(servers: &Servers, clients: usize) -> anyhow::Result<serde_js
     for user in &mut users {
         while user.events.try_recv().is_ok() {}
         let last = user.conn.last_event_seq();
-        resume_points.push((user.addr, user.token.clone(), user.resume_id, last));
+        resume_points.push((
+            user.addr,
+            user.token.clone(),
+            user.resume_id,
+            last,
+            user.options.clone(),
+        ));
         user.conn.suspend();
     }
     drop(users);
@@ -543,31 +558,30 @@ async fn reconnect(servers: &Servers, clients: usize) -> anyhow::Result<serde_js
     for i in 0..MISSED {
         post(&publisher, room, u128::from(i) + 1, &format!("missed {i}")).await?;
     }
+    let cpu = CpuMeter::start();
     let start = Instant::now();
     let mut tasks = Vec::new();
-    for (addr, token, resume_id, last) in resume_points {
+    for (addr, token, resume_id, last, options) in resume_points {
         tasks.push(tokio::spawn(async move {
-            let (conn, mut events) = Connection::connect_on(endpoint(), addr, options()).await?;
-            conn.resume(&token, resume_id, last);
-            let mut got = 0;
-            while got < MISSED {
-                match tokio::time::timeout(Duration::from_secs(30), events.recv()).await {
-                    Ok(Some(Event::Room(Message::Posted(_)))) => got += 1,
-                    Ok(Some(Event::Rejected(e))) => bail!("resume rejected: {e:?}"),
-                    Ok(Some(_)) => {}
-                    Ok(None) | Err(_) => break,
-                }
-            }
-            conn.close();
-            anyhow::Ok((got, start.elapsed()))
+            resume_until_caught_up(addr, &token, resume_id, last, &options, MISSED, start).await
         }));
     }
     let mut received = 0;
     let mut slowest = Duration::ZERO;
+    // Why connections ended before their client had caught up, and how often.
+    let mut gave_up = std::collections::BTreeMap::<String, u64>::new();
+    let (mut tls_resumed, mut attempts) = (0, 0);
+    let mut back_after = Histogram::<u64>::new(3)?;
     for task in tasks {
-        let (got, took) = task.await??;
-        received += got;
-        slowest = slowest.max(took);
+        let back = task.await??;
+        back_after.record(back.took.as_micros() as u64)?;
+        tls_resumed += back.tls_resumed;
+        attempts += back.attempts;
+        received += back.got;
+        slowest = slowest.max(back.took);
+        for reason in back.failures {
+            *gave_up.entry(reason).or_default() += 1;
+        }
     }
     Ok(serde_json::json!({
         "workload": "reconnect",
@@ -575,7 +589,85 @@ async fn reconnect(servers: &Servers, clients: usize) -> anyhow::Result<serde_js
         "missed_per_client": MISSED,
         "lost": MISSED * clients as u64 - received,
         "all_resumed_ms": slowest.as_millis() as u64,
+        "caught_up_after": percentiles(&back_after),
+        "storm_cpu_percent": cpu.percent(),
+        "connections": attempts,
+        "failed_attempts": gave_up,
+        "tls_resumed": tls_resumed,
     }))
+}
+
+/// How one client of a reconnect storm came back.
+struct Back {
+    /// Missed posts it received.
+    got: u64,
+    /// From the storm's start to its last missed post (or to giving up).
+    took: Duration,
+    /// Connections it made, and of them how many resumed their TLS session.
+    attempts: u64,
+    tls_resumed: u64,
+    /// Why each connection that failed before it had caught up ended.
+    failures: Vec<String>,
+}
+
+/// One client of a reconnect storm: connects, RESUMEs from `last` and reads until it has
+/// `missed` posts, and when a connection fails first, waits the SDK's backoff and does it
+/// again from where it got to (as [`banter_client::Client`] does), for up to 30 s.
+async fn resume_until_caught_up(
+    addr: SocketAddr,
+    token: &[u8],
+    resume_id: banter_client::protocol::ids::ResumeId,
+    mut last: u64,
+    options: &Options,
+    missed: u64,
+    start: Instant,
+) -> anyhow::Result<Back> {
+    const PATIENCE: Duration = Duration::from_secs(30);
+    let mut back =
+        Back { got: 0, took: Duration::ZERO, attempts: 0, tls_resumed: 0, failures: Vec::new() };
+    while back.got < missed && start.elapsed() < PATIENCE {
+        if back.attempts > 0 {
+            tokio::time::sleep(banter_client::backoff(back.attempts as u32 - 1)).await;
+        }
+        back.attempts += 1;
+        let checked_before = options.tls_sessions.certificates_checked();
+        let (conn, mut events) =
+            match Connection::connect_on(endpoint(), addr, options.clone()).await {
+                Ok(connected) => connected,
+                Err(error) => {
+                    back.failures.push(format!("connect: {error}"));
+                    continue;
+                }
+            };
+        if options.tls_sessions.certificates_checked() == checked_before {
+            back.tls_resumed += 1;
+        }
+        conn.resume(token, resume_id, last);
+        while back.got < missed {
+            let left = PATIENCE.saturating_sub(start.elapsed());
+            match tokio::time::timeout(left, events.recv()).await {
+                Ok(Some(Event::Room(Message::Posted(_)))) => back.got += 1,
+                Ok(Some(Event::Rejected(e))) => bail!("resume rejected: {e:?}"),
+                Ok(Some(Event::Closed { reason, .. })) => {
+                    back.failures.push(reason);
+                    break;
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    back.failures.push("events ended".to_owned());
+                    break;
+                }
+                Err(_) => {
+                    back.failures.push("not caught up within 30 s".to_owned());
+                    break;
+                }
+            }
+        }
+        last = conn.last_event_seq();
+        conn.close();
+    }
+    back.took = start.elapsed();
+    Ok(back)
 }
 
 fn print_table(result: &serde_json::Value) {

@@ -443,7 +443,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// because a chat user waits on it: with the handshake's own retransmissions (see
 /// `quic_config`) a restarted server hears from every client within ~2 s, and a client that
 /// finds nothing costs one small packet a second.
-fn backoff(attempt: u32) -> Duration {
+pub fn backoff(attempt: u32) -> Duration {
     let base = 100u64.saturating_mul(1 << attempt.min(4)).min(1_000);
     let jitter = (random_u128() % u128::from(base / 2 + 1)) as u64;
     Duration::from_millis(base / 2 + jitter)

@@ -20,7 +20,7 @@ use banter_protocol::{ErrorCode, FrameDecoder};
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::tls::{Trust, Verifier};
+use crate::tls::{TlsSessions, Trust};
 
 /// Why connecting failed.
 #[derive(Debug, thiserror::Error)]
@@ -174,6 +174,9 @@ pub struct Options {
     /// peer, so a dead path is noticed within `keep_alive + idle_timeout` (4.5 s); a live
     /// path survives two lost PINGs in a row (and a spurious loss only costs a resume).
     pub idle_timeout: Duration,
+    /// TLS session tickets, shared by this value's clones: a reconnect resumes the TLS
+    /// session (a cheaper handshake for both sides) when the server gave a ticket.
+    pub tls_sessions: TlsSessions,
 }
 
 impl Options {
@@ -185,6 +188,7 @@ impl Options {
             datagrams: true,
             keep_alive: Duration::from_secs(1),
             idle_timeout: Duration::from_millis(3_500),
+            tls_sessions: TlsSessions::default(),
         }
     }
 }
@@ -257,7 +261,7 @@ impl Connection {
         addr: SocketAddr,
         options: Options,
     ) -> Result<quinn::Connection, ConnectError> {
-        Ok(handshake(endpoint, addr, &options).await?.0)
+        handshake(endpoint, addr, &options).await
     }
 
     /// Connects through an existing client endpoint (one UDP socket for many connections, as a
@@ -267,8 +271,8 @@ impl Connection {
         addr: SocketAddr,
         options: Options,
     ) -> Result<(Self, mpsc::UnboundedReceiver<Event>), ConnectError> {
-        let (conn, verifier) = handshake(endpoint, addr, &options).await?;
-        let fingerprint = *verifier.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let conn = handshake(endpoint, addr, &options).await?;
+        let fingerprint = peer_fingerprint(&conn);
 
         let now = Instant::now();
         // The first ping at a random point of the interval, so reconnect storms do not ping
@@ -317,7 +321,8 @@ impl Connection {
         ))
     }
 
-    /// The SHA-256 fingerprint of the server's certificate (to pin it).
+    /// The SHA-256 fingerprint of the server's certificate (to pin it). After a resumed
+    /// handshake, the certificate of the session it resumed.
     pub fn fingerprint(&self) -> Option<[u8; 32]> {
         self.fingerprint
     }
@@ -664,31 +669,23 @@ fn decoder_drain(decoder: &mut FrameDecoder, out: &mut Vec<Message>) -> Result<(
     Ok(())
 }
 
-/// The QUIC and TLS handshake; the verifier remembers the certificate it saw.
-/// Banter's QUIC client configuration for `options`: certificate trust, ALPN, transport
-/// settings. For tools and tests that make the connection themselves (and may change the
-/// transport, as a hostile client would).
-pub fn quic_config(options: &Options) -> Result<quinn::ClientConfig, ConnectError> {
-    Ok(quic_config_with_verifier(options)?.0)
+/// The SHA-256 fingerprint of the certificate the connection's TLS session was made with
+/// (rustls reports the resumed session's certificate on a resumed handshake).
+fn peer_fingerprint(conn: &quinn::Connection) -> Option<[u8; 32]> {
+    let identity = conn.peer_identity()?;
+    let certificates =
+        identity.downcast_ref::<Vec<rustls::pki_types::CertificateDer<'static>>>()?;
+    certificates.first().map(|certificate| crate::tls::fingerprint(certificate))
 }
 
-fn quic_config_with_verifier(
-    options: &Options,
-) -> Result<(quinn::ClientConfig, Arc<Verifier>), ConnectError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = Arc::new(
-        Verifier::new(options.trust.clone(), provider.clone())
-            .map_err(|e| ConnectError::Handshake(format!("CA certificates: {e}")))?,
-    );
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| ConnectError::Handshake(e.to_string()))?
-        .dangerous()
-        .with_custom_certificate_verifier(verifier.clone())
-        .with_no_client_auth();
-    tls.alpn_protocols = vec![banter_protocol::ALPN.to_vec()];
-    // TLS secrets go to $SSLKEYLOGFILE when it is set (for Wireshark), never otherwise.
-    tls.key_log = Arc::new(rustls::KeyLogFile::new());
+/// Banter's QUIC client configuration for `options`: certificate trust, ALPN, transport
+/// settings, TLS session tickets. For tools and tests that make the connection themselves
+/// (and may change the transport, as a hostile client would).
+pub fn quic_config(options: &Options) -> Result<quinn::ClientConfig, ConnectError> {
+    let tls = options
+        .tls_sessions
+        .tls_config(&options.trust)
+        .map_err(|e| ConnectError::Handshake(format!("TLS: {e}")))?;
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
         .map_err(|e| ConnectError::Handshake(e.to_string()))?;
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
@@ -717,24 +714,26 @@ fn quic_config_with_verifier(
         transport.datagram_receive_buffer_size(None);
     }
     config.transport_config(Arc::new(transport));
-    Ok((config, verifier))
+    Ok(config)
 }
 
 async fn handshake(
     endpoint: &quinn::Endpoint,
     addr: SocketAddr,
     options: &Options,
-) -> Result<(quinn::Connection, Arc<Verifier>), ConnectError> {
-    let (config, verifier) = quic_config_with_verifier(options)?;
-    let conn = endpoint
+) -> Result<quinn::Connection, ConnectError> {
+    let config = quic_config(options)?;
+    endpoint
         .connect_with(config, addr, &options.server_name)
         .map_err(|e| ConnectError::Handshake(e.to_string()))?
         .await
-        .map_err(|e| match verifier.refused.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        .map_err(|e| match crate::tls::refused_certificate(&e) {
+            Some(_) if matches!(options.trust, Trust::Pinned(_)) => {
+                ConnectError::Untrusted(crate::tls::PIN_MISMATCH.to_owned())
+            }
             Some(reason) => ConnectError::Untrusted(reason),
             None => ConnectError::Handshake(e.to_string()),
-        })?;
-    Ok((conn, verifier))
+        })
 }
 
 /// Runs the connection: the control stream both ways, the server's unidirectional streams,

@@ -28,10 +28,11 @@ pub mod voice;
 
 pub use banter_protocol as protocol;
 pub use client::{
-    Client, ClientConfig, ConnectionState, Credentials, Update, new_client_msg_id, wall_clock,
+    Client, ClientConfig, ConnectionState, Credentials, Update, backoff, new_client_msg_id,
+    wall_clock,
 };
 pub use connection::{ConnectError, Connection, Event, Options, RequestError, quic_config};
 pub use files::{Progress, safe_file_name};
 pub use outbox::{Outbox, Pending};
 pub use state::{State, room_settings_text};
-pub use tls::Trust;
+pub use tls::{TlsSessions, Trust};

@@ -49,7 +49,8 @@ async fn a_ca_issued_certificate_is_checked_against_the_custom_ca_and_pins_are_e
     .await;
     assert!(
         matches!(wrong_ca, Err(ConnectError::Untrusted(_))),
-        "a certificate from another CA was accepted"
+        "a certificate from another CA was accepted: {:?}",
+        wrong_ca.err()
     );
 
     let pinned =
@@ -59,4 +60,38 @@ async fn a_ca_issued_certificate_is_checked_against_the_custom_ca_and_pins_are_e
     let error = mismatch.expect_err("a wrong pin is refused");
     assert!(matches!(error, ConnectError::Untrusted(_)), "{error}");
     assert!(error.to_string().contains("pinned fingerprint"), "{error}");
+}
+
+/// A reconnect resumes its TLS session (no certificate sent or checked) with the tickets its
+/// options keep, and reports the same fingerprint; a ticket taken under one trust never
+/// resumes a connection under another (resumption skips the certificate check).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconnect_resumes_its_tls_session_but_never_under_another_trust() {
+    let server = TestServer::start().await;
+    let addr = server.addr();
+    let any = options(Trust::AcceptAny, "localhost");
+    let (first, _events) = Connection::connect(addr, any.clone()).await.unwrap();
+    let pin = first.fingerprint().expect("a full handshake sees the certificate");
+    // One request answered: the server has taken the handshake's end and sent its tickets
+    // before the answer.
+    first.register("resumer", "resumer password").await.unwrap();
+    assert_eq!(any.tls_sessions.certificates_checked(), 1);
+
+    let (second, _events) = Connection::connect(addr, any.clone()).await.unwrap();
+    assert_eq!(any.tls_sessions.certificates_checked(), 1, "the reconnect checked a certificate");
+    assert_eq!(second.fingerprint(), Some(pin), "a resumed session names its certificate");
+
+    // Same tickets, a pin the server does not match: no resumption around the check.
+    let wrong_pin = Options { trust: Trust::Pinned([0; 32]), ..any.clone() };
+    let error = Connection::connect(addr, wrong_pin).await.expect_err("a wrong pin is refused");
+    assert!(matches!(error, ConnectError::Untrusted(_)), "{error}");
+    assert!(error.to_string().contains("pinned fingerprint"), "{error}");
+
+    let right_pin = Options { trust: Trust::Pinned(pin), ..any.clone() };
+    let (_third, _events) = Connection::connect(addr, right_pin.clone()).await.unwrap();
+    assert_eq!(
+        right_pin.tls_sessions.certificates_checked(),
+        3,
+        "a new trust starts with a full handshake (the wrong pin's and this one)"
+    );
 }
