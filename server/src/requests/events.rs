@@ -235,7 +235,8 @@ pub(super) async fn post(ctx: &ConnCtx, r: Post) -> Result<Vec<Message>> {
                 // Decided again here: a lock, archive, kick or ban that commits first wins.
                 let (mut record, _) = authorize_in(txn, room, user, Action::Post)?;
                 if let Some(target) = r.reply_to {
-                    if !txn.contains(&keys::message(room, target))? {
+                    let target: Option<LogEntry> = txn.get(&keys::log(room, target))?;
+                    if !matches!(target, Some(LogEntry { kind: EntryKind::Posted { .. }, .. })) {
                         return Err(RequestError::new(
                             ErrorCode::NOT_FOUND,
                             "reply target not found",
@@ -256,10 +257,6 @@ pub(super) async fn post(ctx: &ConnCtx, r: Post) -> Result<Vec<Message>> {
                 if r.anonymous {
                     appended.mark_anonymous(txn);
                 }
-                txn.put(
-                    keys::message(room, appended.seq),
-                    &MessageState { author: user.0, ..MessageState::default() },
-                );
                 // The dedup record commits in the same batch as the message (spec §7.2).
                 txn.put(
                     dedup_key,
@@ -379,11 +376,18 @@ fn take_slow_mode_slot<'a>(
     Ok(Some(slot))
 }
 
-/// Reads a POSTED entry and its state inside a commit.
+/// Reads a POSTED entry and its state inside a commit. A post's state record is first
+/// written by its first edit, delete or reaction (a post itself writes none: one record
+/// fewer on the hot path); until then its state is the default one, by the entry's sender.
 fn posted_in(txn: &Txn<'_>, room: RoomId, target: u64) -> Result<(LogEntry, MessageState)> {
     let not_found = || RequestError::new(ErrorCode::NOT_FOUND, "message not found");
-    let state: MessageState = txn.get(&keys::message(room, target))?.ok_or_else(not_found)?;
     let entry: LogEntry = txn.get(&keys::log(room, target))?.ok_or_else(not_found)?;
+    if !matches!(entry.kind, EntryKind::Posted { .. }) {
+        return Err(not_found());
+    }
+    let state = txn
+        .get::<MessageState>(&keys::message(room, target))?
+        .unwrap_or_else(|| MessageState { author: entry.sender, ..MessageState::default() });
     if state.deleted_by.is_some() {
         return Err(not_found());
     }

@@ -46,7 +46,8 @@ pub(crate) mod tag {
     pub(crate) const VOICE_DECISION: u8 = 0x29;
     /// room id ‖ room_seq → LogEntry
     pub(crate) const LOG: u8 = 0x30;
-    /// room id ‖ room_seq of a POSTED → MessageState (edits, tombstone, reaction counts)
+    /// room id ‖ room_seq of a POSTED → MessageState (edits, tombstone, reaction counts);
+    /// written by the message's first edit, delete or reaction, absent before
     pub(crate) const MESSAGE: u8 = 0x31;
     /// room id ‖ room_seq ‖ user id ‖ emoji → ()  (who reacted with what)
     pub(crate) const REACTION: u8 = 0x32;
