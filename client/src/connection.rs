@@ -685,7 +685,7 @@ pub fn quic_config(options: &Options) -> Result<quinn::ClientConfig, ConnectErro
     let tls = options
         .tls_sessions
         .tls_config(&options.trust)
-        .map_err(|e| ConnectError::Handshake(format!("TLS: {e}")))?;
+        .map_err(|e| ConnectError::Handshake(format!("CA certificates: {e}")))?;
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
         .map_err(|e| ConnectError::Handshake(e.to_string()))?;
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
@@ -728,10 +728,10 @@ async fn handshake(
         .map_err(|e| ConnectError::Handshake(e.to_string()))?
         .await
         .map_err(|e| match crate::tls::refused_certificate(&e) {
-            Some(_) if matches!(options.trust, Trust::Pinned(_)) => {
+            Some(refused) if refused.pin_mismatch && matches!(options.trust, Trust::Pinned(_)) => {
                 ConnectError::Untrusted(crate::tls::PIN_MISMATCH.to_owned())
             }
-            Some(reason) => ConnectError::Untrusted(reason),
+            Some(refused) => ConnectError::Untrusted(refused.reason),
             None => ConnectError::Handshake(e.to_string()),
         })
 }

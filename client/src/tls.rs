@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use rustls::client::ClientSessionMemoryCache;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -35,44 +36,58 @@ pub enum Trust {
 /// resume a connection that demands a pinned one or a CA's. (rustls also resumes only under
 /// the very verifier that checked the first certificate.)
 #[derive(Clone, Default)]
-pub struct TlsSessions(Arc<Mutex<HashMap<[u8; 32], Trusted>>>);
+pub struct TlsSessions(Arc<Sessions>);
 
-/// A trust's TLS configuration (its verifier and its ticket store inside) and that verifier.
-#[derive(Clone)]
+#[derive(Default)]
+struct Sessions {
+    trusts: Mutex<HashMap<[u8; 32], Trusted>>,
+    /// Certificates checked by the verifiers of these sessions (full handshakes).
+    checked: Arc<AtomicU64>,
+}
+
+/// A trust's TLS configuration (its verifier and its ticket store inside), and when it was
+/// made.
 struct Trusted {
-    verifier: Arc<Verifier>,
     tls: Arc<rustls::ClientConfig>,
+    made: Instant,
 }
 
 impl std::fmt::Debug for TlsSessions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let trusts = self.0.lock().unwrap_or_else(|e| e.into_inner()).len();
+        let trusts = self.0.trusts.lock().unwrap_or_else(|e| e.into_inner()).len();
         f.debug_struct("TlsSessions").field("trusts", &trusts).finish()
     }
 }
 
 impl TlsSessions {
-    /// Tickets for up to this many server names per trust (rustls keeps 8 per name).
+    /// Tickets kept per trust: rustls keeps up to 8 per server name, so 8 server names.
     const TICKETS: usize = 8 * 8;
+    /// Trusts kept; past this, the oldest one's tickets go.
+    const TRUSTS: usize = 8;
+    /// Each resumption hands out new tickets that carry the first certificate on, so a
+    /// client reconnecting often would never check a certificate again (RFC 8446 §4.6.1):
+    /// after this long, a trust starts over with a full handshake.
+    const MAX_AGE: Duration = Duration::from_secs(24 * 60 * 60);
 
     /// The TLS configuration for connections checked by `trust`: one per trust, since rustls
     /// resumes a session only under the verifier (and client-certificate resolver) of the
-    /// configuration that made it.
+    /// configuration that made it. A new configuration therefore never resumes an older
+    /// one's sessions.
     pub(crate) fn tls_config(
         &self,
         trust: &Trust,
     ) -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
-        let mut trusts = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut trusts = self.0.trusts.lock().unwrap_or_else(|e| e.into_inner());
         let key = trust_key(trust);
-        if let Some(trusted) = trusts.get(&key) {
+        if let Some(trusted) = trusts.get(&key).filter(|t| t.made.elapsed() < Self::MAX_AGE) {
             return Ok(trusted.tls.clone());
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let verifier = Arc::new(Verifier::new(trust.clone(), provider.clone())?);
+        let verifier = Verifier::new(trust.clone(), provider.clone(), self.0.checked.clone())?;
         let mut tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])?
             .dangerous()
-            .with_custom_certificate_verifier(verifier.clone())
+            .with_custom_certificate_verifier(Arc::new(verifier))
             .with_no_client_auth();
         tls.alpn_protocols = vec![banter_protocol::ALPN.to_vec()];
         // TLS secrets go to $SSLKEYLOGFILE when it is set (for Wireshark), never otherwise.
@@ -81,15 +96,18 @@ impl TlsSessions {
             ClientSessionMemoryCache::new(Self::TICKETS),
         ));
         let tls = Arc::new(tls);
-        trusts.insert(key, Trusted { verifier, tls: tls.clone() });
+        trusts.insert(key, Trusted { tls: tls.clone(), made: Instant::now() });
+        if trusts.len() > Self::TRUSTS {
+            let oldest = trusts.iter().min_by_key(|(_, t)| t.made).map(|(key, _)| *key);
+            trusts.retain(|key, _| Some(*key) != oldest);
+        }
         Ok(tls)
     }
 
     /// How many handshakes made with these sessions checked a server certificate: the full
     /// ones. A resumed handshake checks none.
     pub fn certificates_checked(&self) -> u64 {
-        let trusts = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        trusts.values().map(|t| t.verifier.checked.load(Ordering::Relaxed)).sum()
+        self.0.checked.load(Ordering::Relaxed)
     }
 }
 
@@ -97,19 +115,29 @@ impl TlsSessions {
 pub(crate) const PIN_MISMATCH: &str =
     "the server's certificate does not match the pinned fingerprint";
 
-/// Whether a handshake that failed on this side did so because the server did not prove the
-/// identity this client trusts, and why: the TLS alert rustls sends (RFC 8446 §6.2) for a
-/// certificate it refuses (bad_certificate through access_denied) or a signature that does
-/// not verify (decrypt_error: a chain or handshake signature, or the Finished MAC), carried
-/// as a QUIC CRYPTO_ERROR (RFC 9001 §4.8).
-pub(crate) fn refused_certificate(error: &quinn::ConnectionError) -> Option<String> {
-    const BAD_CERTIFICATE: u64 = 42;
+/// A handshake that failed on this side because the server did not prove the identity this
+/// client trusts: the TLS alert rustls sent (RFC 8446 §6.2), carried as a QUIC CRYPTO_ERROR
+/// (RFC 9001 §4.8), is one of those its certificate errors map to.
+pub(crate) struct Refused {
+    /// rustls's reason.
+    pub(crate) reason: String,
+    /// access_denied: what [`Verifier`] answers a certificate that is not the pinned one.
+    pub(crate) pin_mismatch: bool,
+}
+
+/// Whether `error` is a [`Refused`] certificate (not a protocol error, a timeout or an alert
+/// from the server, which arrives as a close instead).
+pub(crate) fn refused_certificate(error: &quinn::ConnectionError) -> Option<Refused> {
+    /// bad_certificate, unsupported_certificate, certificate_revoked, certificate_expired,
+    /// certificate_unknown, unknown_ca, access_denied, decrypt_error (a chain or handshake
+    /// signature that does not verify).
+    const CERTIFICATE_ALERTS: [u64; 8] = [42, 43, 44, 45, 46, 48, 49, 51];
     const ACCESS_DENIED: u64 = 49;
-    const DECRYPT_ERROR: u64 = 51;
     let quinn::ConnectionError::TransportError(error) = error else { return None };
     let alert = u64::from(error.code).checked_sub(0x100)?;
-    ((BAD_CERTIFICATE..=ACCESS_DENIED).contains(&alert) || alert == DECRYPT_ERROR)
-        .then(|| error.reason.clone())
+    CERTIFICATE_ALERTS
+        .contains(&alert)
+        .then(|| Refused { reason: error.reason.clone(), pin_mismatch: alert == ACCESS_DENIED })
 }
 
 /// A digest naming one trust decision exactly (its pin, or its whole CA list).
@@ -173,12 +201,16 @@ pub(crate) struct Verifier {
     provider: Arc<CryptoProvider>,
     /// For [`Trust::CustomCa`]: rustls's own WebPKI verifier over those roots.
     webpki: Option<Arc<rustls::client::WebPkiServerVerifier>>,
-    /// Certificates checked (full handshakes).
-    checked: AtomicU64,
+    /// Certificates checked (full handshakes), counted for the [`TlsSessions`] it serves.
+    checked: Arc<AtomicU64>,
 }
 
 impl Verifier {
-    pub(crate) fn new(trust: Trust, provider: Arc<CryptoProvider>) -> Result<Self, rustls::Error> {
+    pub(crate) fn new(
+        trust: Trust,
+        provider: Arc<CryptoProvider>,
+        checked: Arc<AtomicU64>,
+    ) -> Result<Self, rustls::Error> {
         let webpki = match &trust {
             Trust::CustomCa(roots) => {
                 let mut store = rustls::RootCertStore::empty();
@@ -195,7 +227,7 @@ impl Verifier {
             }
             _ => None,
         };
-        Ok(Self { trust, provider, webpki, checked: AtomicU64::new(0) })
+        Ok(Self { trust, provider, webpki, checked })
     }
 }
 

@@ -80,7 +80,7 @@ pub(crate) fn server_config(
     tls.key_log = Arc::new(rustls::KeyLogFile::new());
     // spec §2.4: no 0-RTT in v1.
     tls.max_early_data_size = 0;
-    // Session tickets (spec §2.1): a reconnecting client resumes its TLS session, skipping
+    // Session tickets (spec §2.4): a reconnecting client resumes its TLS session, skipping
     // the certificate and its signature (a reconnect storm costs the server less). Stateless:
     // sealed with keys that live in this process and rotate every 6 hours, so nothing is
     // stored per client; after a restart, or on another node, clients do a full handshake.

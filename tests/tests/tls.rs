@@ -88,10 +88,15 @@ async fn a_reconnect_resumes_its_tls_session_but_never_under_another_trust() {
     assert!(error.to_string().contains("pinned fingerprint"), "{error}");
 
     let right_pin = Options { trust: Trust::Pinned(pin), ..any.clone() };
-    let (_third, _events) = Connection::connect(addr, right_pin.clone()).await.unwrap();
+    let (third, _events) = Connection::connect(addr, right_pin.clone()).await.unwrap();
     assert_eq!(
         right_pin.tls_sessions.certificates_checked(),
         3,
         "a new trust starts with a full handshake (the wrong pin's and this one)"
     );
+    third.register("resumer2", "resumer password").await.unwrap();
+    // The CLI's usual path: the pinned trust resumes its own sessions.
+    let (fourth, _events) = Connection::connect(addr, right_pin.clone()).await.unwrap();
+    assert_eq!(right_pin.tls_sessions.certificates_checked(), 3, "the pinned reconnect resumed");
+    assert_eq!(fourth.fingerprint(), Some(pin));
 }
