@@ -610,9 +610,10 @@ struct Back {
     failures: Vec<String>,
 }
 
-/// One client of a reconnect storm: connects, RESUMEs from `last` and reads until it has
-/// `missed` posts, and when a connection fails first, waits the SDK's backoff and does it
-/// again from where it got to (as [`banter_client::Client`] does), for up to 30 s.
+/// One client of a reconnect storm: after the SDK's backoff, connects, RESUMEs from `last`
+/// and reads until it has `missed` posts; when a connection fails first, it waits the next
+/// backoff and does it again from where it got to (as [`banter_client::Client`] does), for
+/// up to 30 s.
 async fn resume_until_caught_up(
     addr: SocketAddr,
     token: &[u8],
@@ -626,9 +627,9 @@ async fn resume_until_caught_up(
     let mut back =
         Back { got: 0, took: Duration::ZERO, attempts: 0, tls_resumed: 0, failures: Vec::new() };
     while back.got < missed && start.elapsed() < PATIENCE {
-        if back.attempts > 0 {
-            tokio::time::sleep(banter_client::backoff(back.attempts as u32 - 1)).await;
-        }
+        // The SDK waits its backoff before every attempt, the first after a drop included
+        // (50–100 ms, drawn at random: the storm's only spread).
+        tokio::time::sleep(banter_client::backoff(back.attempts as u32)).await;
         back.attempts += 1;
         let checked_before = options.tls_sessions.certificates_checked();
         let (conn, mut events) =
