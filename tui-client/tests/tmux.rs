@@ -13,10 +13,19 @@ use std::time::Duration;
 
 use common::{Env, banterd, free_address, start};
 
-/// The tmux session; killed when dropped.
+/// The tmux session, on a tmux server of its own (its own socket, `-L`): with one shared
+/// server, a test whose session ended could take the server down just as another test's
+/// `new-session` reached it ("server exited unexpectedly"). Killed when dropped.
 struct Tmux(String);
 
 impl Tmux {
+    /// A tmux command for this session's server.
+    fn tmux(&self) -> Command {
+        let mut command = Command::new("tmux");
+        command.args(["-L", &self.0]);
+        command
+    }
+
     /// Starts `banter` (with `args`) for `env`'s server in a 100×30 tmux pane, and waits until
     /// it is connected.
     async fn start(env: &Env, args: &str) -> Self {
@@ -30,7 +39,8 @@ impl Tmux {
             env!("CARGO_BIN_EXE_banter"),
             env.server,
         );
-        let started = Command::new("tmux")
+        let started = session
+            .tmux()
             .args(["new-session", "-d", "-s", &session.0, "-x", "100", "-y", "30", &command])
             .status()
             .expect("tmux is installed (.ci/run installs it)");
@@ -40,23 +50,19 @@ impl Tmux {
     }
 
     fn capture(&self) -> String {
-        let output =
-            Command::new("tmux").args(["capture-pane", "-p", "-t", &self.0]).output().unwrap();
+        let output = self.tmux().args(["capture-pane", "-p", "-t", &self.0]).output().unwrap();
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
     /// The pane with its colours, as SGR escape sequences.
     fn capture_styled(&self) -> String {
-        let output = Command::new("tmux")
-            .args(["capture-pane", "-p", "-e", "-t", &self.0])
-            .output()
-            .unwrap();
+        let output =
+            self.tmux().args(["capture-pane", "-p", "-e", "-t", &self.0]).output().unwrap();
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
     fn keys(&self, keys: &[&str]) {
-        let status =
-            Command::new("tmux").args(["send-keys", "-t", &self.0]).args(keys).status().unwrap();
+        let status = self.tmux().args(["send-keys", "-t", &self.0]).args(keys).status().unwrap();
         assert!(status.success());
     }
 
@@ -90,8 +96,9 @@ impl Tmux {
 
 impl Drop for Tmux {
     fn drop(&mut self) {
-        // Usually gone already (the test quits the TUI); ignore "can't find session".
-        let _ = Command::new("tmux").args(["kill-session", "-t", &self.0]).output();
+        // Usually gone already (the test quits the TUI, and the server goes with its last
+        // session); ignore "no server running".
+        let _ = self.tmux().arg("kill-server").output();
     }
 }
 
@@ -125,7 +132,8 @@ async fn the_tui_shows_incoming_messages_and_sends_typed_ones() {
 
     session.keys(&["/quit", "Enter"]);
     for _ in 0..50 {
-        let alive = Command::new("tmux")
+        let alive = session
+            .tmux()
             .args(["has-session", "-t", &session.0])
             .output()
             .unwrap()
