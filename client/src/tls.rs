@@ -15,7 +15,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
 
 /// How to decide whether to trust the server's certificate.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Trust {
     /// Only a certificate with this SHA-256 fingerprint.
     Pinned([u8; 32]),
@@ -40,7 +40,7 @@ pub struct TlsSessions(Arc<Sessions>);
 
 #[derive(Default)]
 struct Sessions {
-    trusts: Mutex<HashMap<[u8; 32], Trusted>>,
+    trusts: Mutex<HashMap<Trust, Trusted>>,
     /// Certificates checked by the verifiers of these sessions (full handshakes).
     checked: Arc<AtomicU64>,
 }
@@ -78,8 +78,7 @@ impl TlsSessions {
         trust: &Trust,
     ) -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
         let mut trusts = self.0.trusts.lock().unwrap_or_else(|e| e.into_inner());
-        let key = trust_key(trust);
-        if let Some(trusted) = trusts.get(&key).filter(|t| t.made.elapsed() < Self::MAX_AGE) {
+        if let Some(trusted) = trusts.get(trust).filter(|t| t.made.elapsed() < Self::MAX_AGE) {
             return Ok(trusted.tls.clone());
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -96,10 +95,10 @@ impl TlsSessions {
             ClientSessionMemoryCache::new(Self::TICKETS),
         ));
         let tls = Arc::new(tls);
-        trusts.insert(key, Trusted { tls: tls.clone(), made: Instant::now() });
+        trusts.insert(trust.clone(), Trusted { tls: tls.clone(), made: Instant::now() });
         if trusts.len() > Self::TRUSTS {
-            let oldest = trusts.iter().min_by_key(|(_, t)| t.made).map(|(key, _)| *key);
-            trusts.retain(|key, _| Some(*key) != oldest);
+            let oldest = trusts.iter().min_by_key(|(_, t)| t.made).map(|(key, _)| key.clone());
+            trusts.retain(|key, _| Some(key) != oldest.as_ref());
         }
         Ok(tls)
     }
@@ -138,28 +137,6 @@ pub(crate) fn refused_certificate(error: &quinn::ConnectionError) -> Option<Refu
     CERTIFICATE_ALERTS
         .contains(&alert)
         .then(|| Refused { reason: error.reason.clone(), pin_mismatch: alert == ACCESS_DENIED })
-}
-
-/// A digest naming one trust decision exactly (its pin, or its whole CA list).
-fn trust_key(trust: &Trust) -> [u8; 32] {
-    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
-    match trust {
-        Trust::Pinned(pin) => {
-            context.update(b"pinned\0");
-            context.update(pin);
-        }
-        Trust::AcceptAny => context.update(b"any\0"),
-        Trust::CustomCa(roots) => {
-            context.update(b"ca\0");
-            for root in roots {
-                context.update(&(root.len() as u64).to_be_bytes());
-                context.update(root);
-            }
-        }
-    }
-    let mut key = [0u8; 32];
-    key.copy_from_slice(context.finish().as_ref());
-    key
 }
 
 /// SHA-256 of a DER certificate.
