@@ -2,7 +2,7 @@
 
 use banter_client::protocol::ErrorCode;
 use banter_client::protocol::bounded::Text;
-use banter_client::protocol::message::{Edit, History, Message, React};
+use banter_client::protocol::message::{Edit, History, Message, Post, React};
 use banter_tests::{TestServer, fresh_id};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -203,4 +203,38 @@ async fn a_retry_after_a_kick_still_gets_the_original_ack() {
     let refused = grace.post_with_id(room, fresh_id(), "new").await.unwrap_err();
     assert!(refused.code().is_some(), "{refused:?}");
     assert_ne!(refused.code(), Some(ErrorCode::CONFLICT));
+}
+
+/// Only a posted message can be replied to, edited or reacted to: a log entry of another kind
+/// (the room's first entry is its creator's join) is NOT_FOUND, and a post's first edit and
+/// reaction work although the post alone wrote no state record for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_edits_and_reactions_take_posts_only() {
+    let server = TestServer::start().await;
+    let ada = server.user("ada").await;
+    let room = ada.create_room("general", false).await;
+    let join = 1;
+    let code = |answer: Result<Message, banter_client::RequestError>| {
+        answer.expect_err("refused").code().expect("a server error")
+    };
+    let reply = Post {
+        room,
+        client_msg_id: fresh_id(),
+        text: Text::new("re").unwrap(),
+        reply_to: Some(join),
+        anonymous: false,
+    };
+    assert_eq!(code(ada.conn.request_one(reply.clone()).await), ErrorCode::NOT_FOUND);
+    let edit = Edit { room, target: join, text: Text::new("x").unwrap() };
+    assert_eq!(code(ada.conn.request_one(edit).await), ErrorCode::NOT_FOUND);
+    let react = React { room, target: join, emoji: Text::new("👍").unwrap(), on: true };
+    assert_eq!(code(ada.conn.request_one(react).await), ErrorCode::NOT_FOUND);
+
+    let seq = ada.post(room, "first").await.unwrap().seq;
+    let reply = Post { reply_to: Some(seq), client_msg_id: fresh_id(), ..reply };
+    assert!(matches!(ada.conn.request_one(reply).await, Ok(Message::EventAck(_))));
+    let edit = Edit { room, target: seq, text: Text::new("first, edited").unwrap() };
+    assert!(matches!(ada.conn.request_one(edit).await, Ok(Message::EventAck(_))));
+    let react = React { room, target: seq, emoji: Text::new("👍").unwrap(), on: true };
+    assert!(matches!(ada.conn.request_one(react).await, Ok(Message::EventAck(_))));
 }
