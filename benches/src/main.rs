@@ -28,6 +28,7 @@ use banter_client::protocol::ids::RoomId;
 use banter_client::protocol::message::{Message, Post, RoomCreate, RoomInfo, RoomJoin, Visibility};
 use banter_client::{Connection, Event, Options, Trust};
 use clap::{Parser, Subcommand};
+use futures_util::StreamExt;
 use hdrhistogram::Histogram;
 use tokio::sync::{Semaphore, mpsc};
 
@@ -86,6 +87,13 @@ enum Workload {
         clients: usize,
         #[arg(long, default_value_t = 200)]
         messages: u64,
+        /// Posts each client keeps in flight (1: the next post waits for the last ack).
+        #[arg(long, default_value_t = 1)]
+        window: usize,
+        /// Send each client's posts on one post stream (spec §3.1.1) instead of a request
+        /// stream each.
+        #[arg(long)]
+        stream: bool,
     },
     /// R rooms of K members each, every room busy with typing, posts and reactions at
     /// `rate` posts/s: deliveries/s across all members, delivery and ack latency.
@@ -425,6 +433,8 @@ async fn durable(
     servers: &Servers,
     clients: usize,
     messages: u64,
+    window: usize,
+    stream: bool,
 ) -> anyhow::Result<serde_json::Value> {
     let run = run_id();
     let users = connect_many(servers, &format!("{run}d"), clients).await?;
@@ -436,13 +446,28 @@ async fn durable(
     let mut tasks = Vec::new();
     for (n, ((conn, _events), room)) in users.into_iter().zip(rooms).enumerate() {
         tasks.push(tokio::spawn(async move {
+            if stream {
+                return post_on_stream(&conn, room, n, messages, window).await;
+            }
             let mut latency =
                 Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
+            let conn = &conn;
+            let mut in_flight = futures_util::stream::FuturesUnordered::new();
             for i in 0..messages {
-                let sent = Instant::now();
-                post(&conn, room, (n as u128) << 64 | u128::from(i), &format!("durable {n} {i}"))
-                    .await?;
-                let _ = latency.record(sent.elapsed().as_micros().max(1) as u64);
+                if in_flight.len() >= window.max(1) {
+                    if let Some(result) = in_flight.next().await {
+                        let _ = latency.record(result?);
+                    }
+                }
+                in_flight.push(async move {
+                    let sent = Instant::now();
+                    let id = (n as u128) << 64 | u128::from(i);
+                    post(conn, room, id, &format!("durable {n} {i}")).await?;
+                    anyhow::Ok(sent.elapsed().as_micros().max(1) as u64)
+                });
+            }
+            while let Some(result) = in_flight.next().await {
+                let _ = latency.record(result?);
             }
             anyhow::Ok(latency)
         }));
@@ -457,10 +482,48 @@ async fn durable(
         "workload": "durable",
         "clients": clients,
         "messages_per_client": messages,
+        "window": window,
+        "post_stream": stream,
         "acked": total,
         "acked_per_s": total as f64 / elapsed,
         "ack_latency": percentiles(&latency),
     }))
+}
+
+/// Client `n`'s part of the durable workload on one post stream, `window` posts in flight:
+/// each post's ack latency.
+async fn post_on_stream(
+    conn: &Connection,
+    room: RoomId,
+    n: usize,
+    messages: u64,
+    window: usize,
+) -> anyhow::Result<Histogram<u64>> {
+    let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let mut stream = conn.post_stream().await?.context("the server does not offer post streams")?;
+    let mut sent = std::collections::VecDeque::new();
+    let mut acked = |sent: &mut std::collections::VecDeque<Instant>| {
+        let started: Instant = sent.pop_front().expect("an answer follows a post");
+        let _ = latency.record(started.elapsed().as_micros().max(1) as u64);
+    };
+    for i in 0..messages {
+        if stream.unanswered() >= window.max(1) {
+            stream.answer().await?;
+            acked(&mut sent);
+        }
+        let id = (n as u128) << 64 | u128::from(i);
+        let text = Text::new(format!("durable {n} {i}"))?;
+        sent.push_back(Instant::now());
+        stream
+            .send(Post { room, client_msg_id: id, text, reply_to: None, anonymous: false })
+            .await?;
+    }
+    stream.finish();
+    while stream.unanswered() > 0 {
+        stream.answer().await?;
+        acked(&mut sent);
+    }
+    Ok(latency)
 }
 
 /// CPU time (user + system) a process has used, in clock ticks (1/100 s on Linux), from
@@ -704,7 +767,9 @@ async fn main() -> anyhow::Result<()> {
         Workload::Fanout { members, messages, rate } => {
             fanout(&cli.server, members, messages, rate).await?
         }
-        Workload::Durable { clients, messages } => durable(&cli.server, clients, messages).await?,
+        Workload::Durable { clients, messages, window, stream } => {
+            durable(&cli.server, clients, messages, window, stream).await?
+        }
         Workload::Idle { connections } => idle(&cli.server, connections).await?,
         Workload::Reconnect { clients } => reconnect(&cli.server, clients).await?,
         Workload::Rooms { rooms, members, seconds, rate } => {

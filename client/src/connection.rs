@@ -14,7 +14,9 @@ use banter_protocol::message::{
     Register, RoomList, RoomSummary, Search, SearchCursor, SearchHit,
 };
 use banter_protocol::session::{ClientConfig, ClientConnection, ClientEvent, Greeting};
-use banter_protocol::settings::{FEATURE_VOICE_DATAGRAMS, FEATURE_VOICE_TUNNEL, Limits};
+use banter_protocol::settings::{
+    FEATURE_POST_STREAMS, FEATURE_VOICE_DATAGRAMS, FEATURE_VOICE_TUNNEL, Limits,
+};
 use banter_protocol::stream::StreamType;
 use banter_protocol::{ErrorCode, FrameDecoder};
 use bytes::Bytes;
@@ -281,7 +283,7 @@ impl Connection {
         let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut random);
         let first_ping_delay =
             Duration::from_millis(u64::from(u16::from_be_bytes(random)) % 15_000);
-        let mut features = FEATURE_VOICE_TUNNEL;
+        let mut features = FEATURE_VOICE_TUNNEL | FEATURE_POST_STREAMS;
         if options.datagrams {
             features |= FEATURE_VOICE_DATAGRAMS;
         }
@@ -353,6 +355,11 @@ impl Connection {
     /// The last event_seq processed (for RESUME on another connection).
     pub fn last_event_seq(&self) -> u64 {
         lock(&self.session).last_event_seq()
+    }
+
+    /// The feature bits of the server's SETTINGS, once they arrived.
+    pub fn server_features(&self) -> Option<u64> {
+        lock(&self.session).peer_limits().map(|limits| limits.features)
     }
 
     /// Sends a request and collects every answer frame. An ERROR answer is

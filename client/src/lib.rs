@@ -22,6 +22,7 @@ mod connection;
 mod files;
 pub mod fuzzing;
 mod outbox;
+mod post_stream;
 pub mod state;
 pub mod tls;
 pub mod voice;
@@ -34,5 +35,6 @@ pub use client::{
 pub use connection::{ConnectError, Connection, Event, Options, RequestError, quic_config};
 pub use files::{Progress, safe_file_name};
 pub use outbox::{Outbox, Pending};
+pub use post_stream::PostStream;
 pub use state::{State, room_settings_text};
 pub use tls::{TlsSessions, Trust};

@@ -84,6 +84,10 @@ pub const FEATURE_VOICE_DATAGRAMS: u64 = 1 << 0;
 pub const FEATURE_VOICE_TUNNEL: u64 = 1 << 1;
 /// Feature bit (servers): the sender answers SEARCH (spec §6.10).
 pub const FEATURE_SEARCH: u64 = 1 << 2;
+/// Feature bit: post streams (spec §3.1.1). From a server: it answers further POSTs on a
+/// stream opened by a POST. From a client: it finishes every post stream it opens, so the
+/// server may wait for that finish before ending its answers.
+pub const FEATURE_POST_STREAMS: u64 = 1 << 3;
 
 /// The most entries one SETTINGS frame may carry.
 pub const MAX_ENTRIES: usize = 256;

@@ -25,7 +25,9 @@ use banter_protocol::datagram::{Context, Kind, TunnelReader, VoiceHeader, encode
 use banter_protocol::frame::{self, DEFAULT_MAX_FRAME_SIZE, FrameDecoder};
 use banter_protocol::ids::*;
 use banter_protocol::message::*;
-use banter_protocol::settings::{Limits, RateLimit, SettingId, Settings};
+use banter_protocol::settings::{
+    FEATURE_POST_STREAMS, FEATURE_VOICE_DATAGRAMS, Limits, RateLimit, SettingId, Settings,
+};
 use banter_protocol::{DecodeError, ErrorCode, FrameType};
 
 fn text<const N: usize>(s: &str) -> Text<N> {
@@ -77,7 +79,7 @@ fn frame_vectors() -> Vec<Message> {
         voice_codecs: vec!["opus".into()],
         rate_limits: vec![RateLimit { class: text("message"), burst: 5, per_minute: 60 }],
         server_name: Some("banter".into()),
-        features: 1,
+        features: FEATURE_VOICE_DATAGRAMS | FEATURE_POST_STREAMS,
         ..Limits::default()
     }
     .to_settings();

@@ -61,7 +61,8 @@ use banter_protocol::ids::{RoomId, SessionId, UserId};
 use banter_protocol::message::TypingState;
 use banter_protocol::session::ServerConfig;
 use banter_protocol::settings::{
-    FEATURE_SEARCH, FEATURE_VOICE_DATAGRAMS, FEATURE_VOICE_TUNNEL, Limits, RateLimit,
+    FEATURE_POST_STREAMS, FEATURE_SEARCH, FEATURE_VOICE_DATAGRAMS, FEATURE_VOICE_TUNNEL, Limits,
+    RateLimit,
 };
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::watch;
@@ -217,7 +218,7 @@ fn advertised_limits(config: &Config) -> Limits {
         max_message_bytes: config.max_message_bytes,
         max_history_page: config.max_history_page,
         resume_window_ms: config.resume_window_ms,
-        features: FEATURE_VOICE_DATAGRAMS | FEATURE_VOICE_TUNNEL,
+        features: FEATURE_VOICE_DATAGRAMS | FEATURE_VOICE_TUNNEL | FEATURE_POST_STREAMS,
         voice_codecs: vec!["opus".into()],
         rate_limits: config
             .rate

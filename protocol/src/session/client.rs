@@ -104,6 +104,7 @@ pub struct ClientConnection {
     resumed_after: Option<u64>,
     events: VecDeque<ClientEvent>,
     closed: bool,
+    peer_limits: Option<Limits>,
 }
 
 impl ClientConnection {
@@ -123,6 +124,7 @@ impl ClientConnection {
             resumed_after: None,
             events: VecDeque::new(),
             closed: false,
+            peer_limits: None,
         }
     }
 
@@ -177,6 +179,7 @@ impl ClientConnection {
                 let limits = Limits::from_settings(&settings).map_err(|e| {
                     Close::new(ErrorCode::PROTOCOL_VIOLATION, format!("SETTINGS: {e}"))
                 })?;
+                self.peer_limits = Some(limits.clone());
                 self.events.push_back(ClientEvent::PeerSettings(limits));
             }
             Message::Welcome(welcome) if waiting => {
@@ -273,6 +276,11 @@ impl ClientConnection {
     #[must_use]
     pub fn poll_event(&mut self) -> Option<ClientEvent> {
         self.events.pop_front()
+    }
+
+    /// The server's limits and features, once its SETTINGS arrived.
+    pub fn peer_limits(&self) -> Option<&Limits> {
+        self.peer_limits.as_ref()
     }
 
     /// Whether WELCOME or RESUMED arrived.

@@ -9,6 +9,7 @@ mod events;
 mod files;
 mod invites;
 mod moderation;
+mod post_stream;
 mod rooms;
 mod search;
 mod soft;
@@ -22,7 +23,8 @@ use banter_protocol::bounded::Text;
 use banter_protocol::ids::{ResumeId, RoomId, SessionId, UserId};
 use banter_protocol::message::{self, Frame, Message, Resumed, Role, Welcome};
 use banter_protocol::session::{AuthRequest, ServerConnection};
-use banter_protocol::{ErrorCode, FrameDecoder};
+use banter_protocol::{ErrorCode, FrameDecoder, FrameType};
+use futures_util::FutureExt as _;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tracing::Instrument;
 
@@ -452,6 +454,25 @@ impl<'a> RequestIo<'a> {
         self.next_or_end().await?.ok_or_else(|| ErrorCode::REQUEST_CANCELLED.into())
     }
 
+    /// Whether the client has finished the stream after the frames read so far, as far as
+    /// can be told without waiting (whatever a read brings stays for [`next_or_end`]).
+    ///
+    /// [`next_or_end`]: Self::next_or_end
+    pub(crate) fn finished_now(&mut self) -> bool {
+        if self.decoder.buffered() > 0 {
+            return false;
+        }
+        let mut buf = [0u8; 16 * 1024];
+        match self.recv.read(&mut buf).now_or_never() {
+            Some(Ok(0)) => true,
+            Some(Ok(n)) => {
+                self.decoder.push(&buf[..n]);
+                false
+            }
+            Some(Err(_)) | None => false,
+        }
+    }
+
     /// Reads the next frame, or `None` when the client finished the stream after whole
     /// frames (a reset or a frame cut short is REQUEST_CANCELLED / FRAME_ERROR).
     pub(crate) async fn next_or_end(&mut self) -> Result<Option<Message>> {
@@ -477,29 +498,29 @@ impl<'a> RequestIo<'a> {
 }
 
 /// How long a request stream may take to deliver its request frame (slowloris guard).
-const REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves one request stream: reads the request, checks it is admissible on this connection,
-/// runs it and writes the answer (or the ERROR). Returns the code to stop reading with when
-/// the request was malformed or oversized (spec §3.1); the caller then finishes the stream.
+/// runs it and writes the answer (or the ERROR). A POST opens a post stream instead (spec
+/// §3.1.1, [`post_stream`]). Returns the code to stop reading with when a request was
+/// malformed or oversized (spec §3.1); the caller then finishes the stream.
 pub(crate) async fn serve(ctx: &ConnCtx, io: &mut RequestIo<'_>) -> Option<ErrorCode> {
     let answer = match tokio::time::timeout(REQUEST_READ_TIMEOUT, io.next()).await {
+        // A POST that arrived with the stream's end is a request like any other.
+        Ok(Ok(Message::Post(post))) if post_stream::offered(ctx) && !io.finished_now() => {
+            // Boxed: its state would otherwise enlarge every request's task.
+            return Box::pin(post_stream::serve(ctx, post, io)).await;
+        }
         Ok(Ok(first)) => {
             let frame_type = first.frame_type();
-            let admitted = lock(&ctx.protocol).admit_request(frame_type);
-            match admitted {
-                Ok(()) => {
+            match admit(ctx, frame_type) {
+                Ok(started) => {
                     let span = tracing::debug_span!("request", kind = ?frame_type);
-                    let started = Instant::now();
                     let answer = handle(ctx, first, io).instrument(span).await;
-                    ctx.shared
-                        .metrics
-                        .requests
-                        .get_or_create(&Metrics::request_label(frame_type))
-                        .observe(started.elapsed().as_secs_f64());
+                    observe(ctx, frame_type, started);
                     answer
                 }
-                Err(error) => Err(RequestError::from(error)),
+                Err(error) => Err(error),
             }
         }
         Ok(Err(error)) => Err(error),
@@ -507,6 +528,32 @@ pub(crate) async fn serve(ctx: &ConnCtx, io: &mut RequestIo<'_>) -> Option<Error
             Err(RequestError::new(ErrorCode::REQUEST_CANCELLED, "request not received in time"))
         }
     };
+    let (bytes, stop) = encode_answer(ctx, answer);
+    if io.write(&bytes).await.is_ok() {
+        io.finish().await;
+    }
+    stop
+}
+
+/// Whether a request of `frame_type` is admissible on this connection now (spec §7.1); if
+/// so, when it started, for [`observe`].
+fn admit(ctx: &ConnCtx, frame_type: FrameType) -> Result<Instant> {
+    lock(&ctx.protocol).admit_request(frame_type)?;
+    Ok(Instant::now())
+}
+
+/// Records how long a request of `frame_type` took.
+fn observe(ctx: &ConnCtx, frame_type: FrameType, started: Instant) {
+    ctx.shared
+        .metrics
+        .requests
+        .get_or_create(&Metrics::request_label(frame_type))
+        .observe(started.elapsed().as_secs_f64());
+}
+
+/// An answer's bytes (its frames, or the ERROR), and the code to stop reading with when the
+/// request was malformed or oversized.
+fn encode_answer(ctx: &ConnCtx, answer: Result<Vec<Message>>) -> (Vec<u8>, Option<ErrorCode>) {
     let mut bytes = Vec::new();
     let mut stop = None;
     match answer {
@@ -521,10 +568,7 @@ pub(crate) async fn serve(ctx: &ConnCtx, io: &mut RequestIo<'_>) -> Option<Error
             }
         }
     }
-    if io.write(&bytes).await.is_ok() {
-        io.finish().await;
-    }
-    stop
+    (bytes, stop)
 }
 
 /// Runs one request; returns the answer frames.
