@@ -55,18 +55,34 @@ impl PostStream {
     }
 
     /// The answer to the oldest unanswered post: its ack, or the server's ERROR for it
-    /// ([`RequestError::Server`]; the stream goes on). [`RequestError::Connection`] means the
-    /// stream ended before that post was answered: it and every later one may or may not have
-    /// taken effect, so send them again, with the same client_msg_id, on a new stream.
+    /// ([`RequestError::Server`]). Every post sent gets exactly one answer from here.
+    ///
+    /// After an ERROR the server takes none of the later posts of the stream (spec §3.1.1):
+    /// they are answered REQUEST_CANCELLED, or not at all. [`RequestError::Connection`] means
+    /// the stream ended before that post was answered: it may or may not have taken effect.
+    /// Either way, send the posts from the first one not acked on, in order and with the same
+    /// client_msg_id, on a new stream.
     pub async fn answer(&mut self) -> Result<EventAck, RequestError> {
         if self.unanswered == 0 {
             return Err(RequestError::Local("no post is waiting for an answer".into()));
         }
-        let message = loop {
+        let message = self.next_frame().await;
+        self.unanswered -= 1;
+        match message? {
+            Message::EventAck(ack) => Ok(ack),
+            Message::Error(error) => Err(RequestError::from(&error)),
+            other => {
+                Err(RequestError::Protocol(format!("{:?} in answer to a POST", other.frame_type())))
+            }
+        }
+    }
+
+    async fn next_frame(&mut self) -> Result<Message, RequestError> {
+        loop {
             if let Some(message) =
                 self.decoder.next_message().map_err(|e| RequestError::Protocol(e.to_string()))?
             {
-                break message;
+                return Ok(message);
             }
             if self.ended {
                 return Err(RequestError::Connection(format!(
@@ -79,14 +95,6 @@ impl PostStream {
                 Ok(Some(n)) => self.decoder.push(&buf[..n]),
                 Ok(None) => self.ended = true,
                 Err(e) => return Err(RequestError::Connection(e.to_string())),
-            }
-        };
-        self.unanswered -= 1;
-        match message {
-            Message::EventAck(ack) => Ok(ack),
-            Message::Error(error) => Err(RequestError::from(&error)),
-            other => {
-                Err(RequestError::Protocol(format!("{:?} in answer to a POST", other.frame_type())))
             }
         }
     }

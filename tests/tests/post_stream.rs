@@ -59,32 +59,97 @@ async fn pipelined_posts_commit_and_are_answered_in_the_order_sent() {
     assert_eq!(texts(&ada, room).await, expected);
 }
 
+/// Sends `posts` on a new post stream, finishes it, and returns an answer for each in order:
+/// the acked seq, or the ERROR's code (`None`: no answer, or not sent because the server had
+/// stopped reading).
+async fn send_all(user: &TestUser, posts: Vec<Post>) -> Vec<Result<u64, Option<ErrorCode>>> {
+    let count = posts.len();
+    let mut stream = open(user).await;
+    for post in posts {
+        if stream.send(post).await.is_err() {
+            break;
+        }
+    }
+    stream.finish();
+    let mut answers = Vec::new();
+    while stream.unanswered() > 0 {
+        answers.push(stream.answer().await.map(|ack| ack.seq).map_err(|e| e.code()));
+    }
+    answers.resize(count, Err(None));
+    answers
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_refused_post_is_answered_in_its_place_and_the_stream_goes_on() {
+async fn after_a_refused_post_nothing_later_on_the_stream_is_taken() {
     let server = TestServer::start().await;
     let ada = server.user("ada").await;
     let grace = server.user("grace").await;
     let room = ada.create_room("general", false).await;
     let graces = grace.create_room("grace's", true).await;
-    let repeated = fresh_id();
-    let mut stream = open(&ada).await;
-    stream.send(post(room, repeated, "first")).await.unwrap();
-    stream.send(post(graces, fresh_id(), "not a member there")).await.unwrap();
-    stream.send(post(room, repeated, "first")).await.unwrap();
-    stream.send(post(room, repeated, "same id, other text")).await.unwrap();
-    stream.send(post(room, fresh_id(), "last")).await.unwrap();
-    stream.finish();
-    let first = stream.answer().await.unwrap();
-    let refused = stream.answer().await.unwrap_err();
-    assert!(
-        matches!(refused.code(), Some(ErrorCode::FORBIDDEN | ErrorCode::NOT_FOUND)),
-        "{refused:?}"
-    );
-    assert_eq!(stream.answer().await.unwrap(), first, "a resent post is acked identically");
-    assert_eq!(stream.answer().await.unwrap_err().code(), Some(ErrorCode::CONFLICT));
-    assert_eq!(stream.answer().await.unwrap().seq, first.seq + 1);
-    assert_eq!(texts(&ada, room).await, ["first", "last"]);
+    // After a refusal, a post the server read is answered REQUEST_CANCELLED, and one it did
+    // not read yet goes unanswered (the stream ends): either way it was not taken.
+    let not_taken = |answers: &[Result<u64, Option<ErrorCode>>]| {
+        answers.iter().all(|a| matches!(a, Err(Some(ErrorCode::REQUEST_CANCELLED) | None)))
+    };
+
+    // Refused by the checks before the writer (not a member there).
+    let answers = send_all(
+        &ada,
+        vec![
+            post(room, fresh_id(), "a1"),
+            post(room, fresh_id(), "a2"),
+            post(graces, fresh_id(), "not a member there"),
+            post(room, fresh_id(), "a3"),
+            post(room, fresh_id(), "a4"),
+        ],
+    )
+    .await;
+    assert_eq!(answers[..2], [Ok(2), Ok(3)]);
+    assert!(matches!(answers[2], Err(Some(ErrorCode::FORBIDDEN | ErrorCode::NOT_FOUND))));
+    assert!(not_taken(&answers[3..]), "{answers:?}");
+
+    // Refused by the writer (a reused id with other text: CONFLICT), with the posts after it
+    // already queued behind it.
+    let reused = fresh_id();
+    let answers = send_all(
+        &ada,
+        vec![
+            post(room, reused, "b1"),
+            post(room, fresh_id(), "b2"),
+            post(room, reused, "b1"),
+            post(room, reused, "b1, edited"),
+            post(room, fresh_id(), "b3"),
+            post(room, fresh_id(), "b4"),
+        ],
+    )
+    .await;
+    assert_eq!(answers[..3], [Ok(4), Ok(5), Ok(4)], "a resent post is acked identically");
+    assert_eq!(answers[3], Err(Some(ErrorCode::CONFLICT)));
+    assert!(not_taken(&answers[4..]), "{answers:?}");
+
+    // Resent from the refused post on (here: after it), the posts keep their order.
+    let answers =
+        send_all(&ada, vec![post(room, fresh_id(), "b3"), post(room, fresh_id(), "b4")]).await;
+    assert_eq!(answers, [Ok(6), Ok(7)]);
+    assert_eq!(texts(&ada, room).await, ["a1", "a2", "b1", "b2", "b3", "b4"]);
     assert_eq!(texts(&grace, graces).await, Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_first_post_ends_the_stream() {
+    let server = TestServer::start().await;
+    let ada = server.user("ada").await;
+    let room = ada.create_room("general", false).await;
+    let answers = send_all(
+        &ada,
+        vec![post(RoomId(999_999), fresh_id(), "nowhere"), post(room, fresh_id(), "after")],
+    )
+    .await;
+    assert_eq!(answers.len(), 2);
+    assert!(answers[0].is_err());
+    // The second was never read: the stream ended without its answer.
+    assert!(answers[1].is_err());
+    assert_eq!(texts(&ada, room).await, Vec::<String>::new());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -136,8 +201,16 @@ async fn a_post_stream_ended_by_the_connection_leaves_its_posts_to_be_resent() {
         stream.send(post(room, *id, &format!("p{i}"))).await.unwrap();
     }
     ada.conn.close();
-    let error = stream.answer().await.unwrap_err();
-    assert!(matches!(error, RequestError::Connection(_)), "{error:?}");
+    let mut answers = Vec::new();
+    while stream.unanswered() > 0 {
+        answers.push(stream.answer().await);
+    }
+    // Whatever was answered before the close comes first; the rest ends as not answered.
+    let answered = answers.iter().take_while(|a| a.is_ok()).count();
+    assert!(
+        answers[answered..].iter().all(|a| matches!(a, Err(RequestError::Connection(_)))),
+        "{answers:?}"
+    );
     // Resent on a new connection, every post appears once, in order, whatever was taken.
     let ada = server.login("ada").await;
     let mut stream = open(&ada).await;

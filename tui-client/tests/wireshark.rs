@@ -109,17 +109,19 @@ async fn tshark_with_the_dissector_decodes_a_recorded_session() {
     // The session: two users, a post, history, and a second of speech relayed between them.
     let env = Env::at(addr);
     env.ada_and_bob_in_voice_room("talk");
-    env.run_ok(&["send", "talk", "hello wireshark"]);
-    env.run_ok(&["--profile", "bob", "history", "talk"]);
     let speech = env.wav("speech.wav", &banter_codec::speech_like(50));
     let heard = env.home.path().join("heard.wav");
+    // Bob is connected (in voice) when ada posts, so the POSTED pushed to him is in the
+    // capture: the one pushed back to ada races her `send` closing once it has its ack.
     let listener = env
-        .banter(&["--profile", "bob", "voice", "talk", "--seconds", "3", "--output"])
+        .banter(&["--profile", "bob", "voice", "talk", "--seconds", "5", "--output"])
         .arg(&heard)
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
     tokio::time::sleep(Duration::from_millis(1000)).await;
+    env.run_ok(&["send", "talk", "hello wireshark"]);
+    env.run_ok(&["--profile", "bob", "history", "talk"]);
     env.run_ok(&["voice", "talk", "--seconds", "2", "--input", speech.to_str().unwrap()]);
     let listened = tokio::task::spawn_blocking(move || listener.wait_with_output());
     assert!(listened.await.unwrap().unwrap().status.success());

@@ -15,6 +15,7 @@ use banter_protocol::message::{
 };
 
 use super::moderation::audit;
+use super::post_stream::InStream;
 use super::{ConnCtx, RequestError, Result, authorize_in, check_text, rank_in, text};
 use crate::authz::{Action, Standing, authorize};
 use crate::hub::Hub;
@@ -191,7 +192,9 @@ fn digest(room: RoomId, body: &str) -> [u8; 32] {
     crate::auth::sha256(&bytes)
 }
 
-pub(super) async fn post(ctx: &ConnCtx, r: Post) -> Result<Vec<Message>> {
+/// A POST. On a post stream, its `place` refuses it once an earlier post of the stream was
+/// refused, and is told when this one is (spec §3.1.1).
+pub(super) async fn post(ctx: &ConnCtx, r: Post, place: Option<InStream>) -> Result<Vec<Message>> {
     let user = ctx.authed()?.user;
     check_message_text(ctx, &r.text)?;
     ctx.rate("message")?;
@@ -218,52 +221,14 @@ pub(super) async fn post(ctx: &ConnCtx, r: Post) -> Result<Vec<Message>> {
         .store
         .write(
             move |txn| {
-                let room = r.room;
-                let body = r.text.into_string();
-                let digest = digest(room, &body);
-                let dedup_key = keys::dedup(user, r.client_msg_id);
-                if let Some(seen) = txn.get::<DedupRecord>(&dedup_key)? {
-                    return if seen.digest == digest {
-                        Ok(Posting::Repeat(seen))
-                    } else {
-                        Err(RequestError::new(
-                            ErrorCode::CONFLICT,
-                            "client_msg_id reused with other content",
-                        ))
-                    };
+                let taken = match &place {
+                    Some(place) => place.check().and_then(|()| take_post(txn, r, user)),
+                    None => take_post(txn, r, user),
+                };
+                if let (Err(_), Some(place)) = (&taken, &place) {
+                    place.refused();
                 }
-                // Decided again here: a lock, archive, kick or ban that commits first wins.
-                let (mut record, _) = authorize_in(txn, room, user, Action::Post)?;
-                if let Some(target) = r.reply_to {
-                    let target: Option<LogEntry> = txn.get(&keys::log(room, target))?;
-                    if !matches!(target, Some(LogEntry { kind: EntryKind::Posted { .. }, .. })) {
-                        return Err(RequestError::new(
-                            ErrorCode::NOT_FOUND,
-                            "reply target not found",
-                        ));
-                    }
-                }
-                let mut appended = append(
-                    txn,
-                    room,
-                    &mut record,
-                    user,
-                    EntryKind::Posted {
-                        client_msg_id: r.client_msg_id,
-                        reply_to: r.reply_to,
-                        text: body,
-                    },
-                );
-                if r.anonymous {
-                    appended.mark_anonymous(txn);
-                }
-                // The dedup record commits in the same batch as the message (spec §7.2).
-                txn.put(
-                    dedup_key,
-                    &DedupRecord { room: room.0, seq: appended.seq, ts: appended.entry.ts, digest },
-                );
-                txn.put(keys::room(room), &record);
-                Ok(Posting::New(appended))
+                taken
             },
             move |posting| {
                 if let Posting::New(appended) = &posting {
@@ -287,6 +252,47 @@ pub(super) async fn post(ctx: &ConnCtx, r: Post) -> Result<Vec<Message>> {
             vec![EventAck { room: RoomId(seen.room), seq: seen.seq, ts: Timestamp(seen.ts) }.into()]
         }
     })
+}
+
+/// A POST's write, on the writer thread: the answer to a retry, or the new entry with its
+/// dedup record.
+fn take_post(txn: &mut Txn<'_>, r: Post, user: UserId) -> Result<Posting> {
+    let room = r.room;
+    let body = r.text.into_string();
+    let digest = digest(room, &body);
+    let dedup_key = keys::dedup(user, r.client_msg_id);
+    if let Some(seen) = txn.get::<DedupRecord>(&dedup_key)? {
+        return if seen.digest == digest {
+            Ok(Posting::Repeat(seen))
+        } else {
+            Err(RequestError::new(ErrorCode::CONFLICT, "client_msg_id reused with other content"))
+        };
+    }
+    // Decided again here: a lock, archive, kick or ban that commits first wins.
+    let (mut record, _) = authorize_in(txn, room, user, Action::Post)?;
+    if let Some(target) = r.reply_to {
+        let target: Option<LogEntry> = txn.get(&keys::log(room, target))?;
+        if !matches!(target, Some(LogEntry { kind: EntryKind::Posted { .. }, .. })) {
+            return Err(RequestError::new(ErrorCode::NOT_FOUND, "reply target not found"));
+        }
+    }
+    let mut appended = append(
+        txn,
+        room,
+        &mut record,
+        user,
+        EntryKind::Posted { client_msg_id: r.client_msg_id, reply_to: r.reply_to, text: body },
+    );
+    if r.anonymous {
+        appended.mark_anonymous(txn);
+    }
+    // The dedup record commits in the same batch as the message (spec §7.2).
+    txn.put(
+        dedup_key,
+        &DedupRecord { room: room.0, seq: appended.seq, ts: appended.entry.ts, digest },
+    );
+    txn.put(keys::room(room), &record);
+    Ok(Posting::New(appended))
 }
 
 /// The sender shown for anonymous entries (spec §6.4.1).

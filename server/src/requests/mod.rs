@@ -602,7 +602,7 @@ pub(crate) async fn handle(
         M::ContactList(_) => contacts::list(ctx),
         M::DmOpen(r) => rooms::dm_open(ctx, r).await,
         M::Members(r) => rooms::members(ctx, r),
-        M::Post(r) => events::post(ctx, r).await,
+        M::Post(r) => events::post(ctx, r, None).await,
         M::Edit(r) => events::edit(ctx, r).await,
         M::Delete(r) => events::delete(ctx, r).await,
         M::React(r) => events::react(ctx, r).await,

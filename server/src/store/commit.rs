@@ -11,6 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use serde::Serialize;
@@ -149,17 +150,27 @@ enum Command {
 pub(super) struct Writer {
     jobs: mpsc::Sender<Command>,
     thread: Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>>,
+    /// Group commits that failed so far.
+    failures: Arc<AtomicU64>,
 }
 
 impl Writer {
     pub(super) fn start(engine: Arc<dyn Engine>, max_group: usize, metrics: CommitMetrics) -> Self {
         // Bounded: when storage falls behind, writers wait here instead of growing memory.
         let (jobs, rx) = mpsc::channel(max_group.max(1) * 4);
+        let failures = Arc::new(AtomicU64::new(0));
+        let counted = failures.clone();
         let thread = std::thread::Builder::new()
             .name("banter-writer".into())
-            .spawn(move || run(engine, rx, max_group.max(1), &metrics))
+            .spawn(move || run(engine, rx, max_group.max(1), &metrics, &counted))
             .expect("spawning the writer thread");
-        Self { jobs, thread: Arc::new(std::sync::Mutex::new(Some(thread))) }
+        Self { jobs, thread: Arc::new(std::sync::Mutex::new(Some(thread))), failures }
+    }
+
+    /// Counts the group commits that failed: a job that reads it sees every failure of the
+    /// groups before its own (they are counted before the next group runs).
+    pub(super) fn failures(&self) -> Arc<AtomicU64> {
+        self.failures.clone()
     }
 
     /// Finishes the queued jobs, stops the thread and waits for it. Later writes fail with
@@ -221,6 +232,7 @@ fn run(
     mut jobs: mpsc::Receiver<Command>,
     max_group: usize,
     metrics: &CommitMetrics,
+    failures: &AtomicU64,
 ) {
     let mut stopping = false;
     while !stopping {
@@ -279,6 +291,9 @@ fn run(
             metrics.sync_seconds.observe(started.elapsed().as_secs_f64());
             result.map_err(Arc::new)
         };
+        if result.is_err() {
+            failures.fetch_add(1, Ordering::SeqCst);
+        }
         match &result {
             // Another node's transaction won a race (cluster mode): the requests are told to
             // retry, which is routine, not a failure of this node.

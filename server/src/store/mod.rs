@@ -104,6 +104,12 @@ impl Store {
         self.writer.write(f, after).await
     }
 
+    /// The count of group commits that failed so far, as the writer keeps it (post streams
+    /// use it to keep what they take a prefix of what was sent).
+    pub(crate) fn commit_failures(&self) -> Arc<std::sync::atomic::AtomicU64> {
+        self.writer.failures()
+    }
+
     /// What the writer measures.
     pub fn commit_metrics(&self) -> &CommitMetrics {
         &self.metrics
