@@ -20,6 +20,7 @@ use tokio::sync::{Notify, mpsc, watch};
 
 use crate::connection::{ConnectError, Connection, Event, Options, RequestError};
 use crate::outbox::{Outbox, Pending};
+use crate::post_stream::PostStream;
 
 /// What authenticates the client: the tokens from AUTH_OK. Callers persist them (they rotate:
 /// watch for [`Update::Credentials`]).
@@ -777,48 +778,38 @@ async fn catch_up(
     }
 }
 
-/// Sends the outbox's posts one at a time, in order, whenever a connection is live.
+/// Posts the outbox sends on one post stream (spec §3.1.1) when that many wait.
+const OUTBOX_BATCH: usize = 16;
+
+/// Sends the outbox's posts in order whenever a connection is live: several at a time on a
+/// post stream when the server offers them (what a stream takes is a prefix of it, so order
+/// survives refusals and retries), else one at a time.
 async fn flush_outbox(inner: Arc<Inner>) {
     loop {
-        let front = lock(&inner.outbox).front().cloned();
-        let Some(pending) = front else {
+        let batch = lock(&inner.outbox).first(OUTBOX_BATCH);
+        if batch.is_empty() {
             inner.outbox_ready.notified().await;
             continue;
-        };
+        }
         let conn = inner.live.borrow().clone();
         let Some(conn) = conn else {
             inner.outbox_ready.notified().await;
             continue;
         };
-        let post = Post {
-            room: pending.room,
-            client_msg_id: pending.client_msg_id,
-            text: Text::new(pending.text.as_str()).unwrap_or_default(),
-            reply_to: pending.reply_to,
-            anonymous: pending.anonymous,
+        let stream = match batch.len() {
+            1 => Ok(None),
+            _ => conn.post_stream().await,
         };
-        match conn.request_one(post).await {
-            Ok(Message::EventAck(ack)) => {
-                let _ = lock(&inner.outbox).remove(pending.client_msg_id);
-                let _ =
-                    inner.updates.send(Update::Sent { client_msg_id: pending.client_msg_id, ack });
-            }
-            Err(RequestError::Server { code, retry_after_ms, .. })
-                if code == ErrorCode::RATE_LIMITED =>
-            {
-                tokio::time::sleep(Duration::from_millis(retry_after_ms.unwrap_or(1000))).await;
-            }
-            Err(RequestError::Server { code, message, .. })
-                if code.action() == ClientAction::FixRequest =>
-            {
-                let _ = lock(&inner.outbox).remove(pending.client_msg_id);
-                let _ = inner.updates.send(Update::SendFailed {
-                    client_msg_id: pending.client_msg_id,
-                    error: crate::connection::describe_refusal(code, &message),
-                });
-            }
-            // The connection failed (or the server did): same id again after reconnecting.
-            _ => {
+        let next = match stream {
+            Ok(Some(stream)) => send_on_stream(&inner, stream, &batch).await,
+            Ok(None) => send_one(&inner, &conn, &batch[0]).await,
+            Err(_) => Next::Reconnect,
+        };
+        match next {
+            Next::Go => {}
+            Next::After(wait) => tokio::time::sleep(wait).await,
+            // The connection failed (or the server did): same ids again after reconnecting.
+            Next::Reconnect => {
                 let mut live = inner.live.subscribe();
                 let _ = tokio::time::timeout(
                     Duration::from_secs(30),
@@ -832,5 +823,89 @@ async fn flush_outbox(inner: Arc<Inner>) {
         if inner.updates.is_closed() {
             return;
         }
+    }
+}
+
+/// What the outbox does after a post's answer.
+enum Next {
+    /// On with the outbox's front (the post was acked or refused for good, or is to be sent
+    /// again at once).
+    Go,
+    /// Wait, then send the front again (RATE_LIMITED).
+    After(Duration),
+    /// Wait for a new connection, then send the front again.
+    Reconnect,
+}
+
+fn post_of(pending: &Pending) -> Post {
+    Post {
+        room: pending.room,
+        client_msg_id: pending.client_msg_id,
+        text: Text::new(pending.text.as_str()).unwrap_or_default(),
+        reply_to: pending.reply_to,
+        anonymous: pending.anonymous,
+    }
+}
+
+async fn send_one(inner: &Inner, conn: &Connection, pending: &Pending) -> Next {
+    let answer = match conn.request_one(post_of(pending)).await {
+        Ok(Message::EventAck(ack)) => Ok(ack),
+        Ok(other) => {
+            Err(RequestError::Protocol(format!("{:?} answered a POST", other.frame_type())))
+        }
+        Err(error) => Err(error),
+    };
+    settle(inner, pending, answer)
+}
+
+/// Sends `batch` on one post stream and settles the answers in order, up to the first that
+/// leaves its post in the outbox (the server took none after it).
+async fn send_on_stream(inner: &Inner, mut stream: PostStream, batch: &[Pending]) -> Next {
+    let mut sent = 0;
+    for pending in batch {
+        if stream.send(post_of(pending)).await.is_err() {
+            break;
+        }
+        sent += 1;
+    }
+    stream.finish();
+    for pending in &batch[..sent] {
+        let answer = stream.answer().await;
+        let refused = answer.is_err();
+        let next = settle(inner, pending, answer);
+        if refused {
+            return next;
+        }
+    }
+    if sent == 0 { Next::Reconnect } else { Next::Go }
+}
+
+/// Acts on a post's answer: an ack or a refusal for good takes it out of the outbox (and
+/// says so); anything else leaves it at the front to be sent again.
+fn settle(inner: &Inner, pending: &Pending, answer: Result<EventAck, RequestError>) -> Next {
+    match answer {
+        Ok(ack) => {
+            let _ = lock(&inner.outbox).remove(pending.client_msg_id);
+            let _ = inner.updates.send(Update::Sent { client_msg_id: pending.client_msg_id, ack });
+            Next::Go
+        }
+        Err(RequestError::Server { code, retry_after_ms, .. })
+            if code == ErrorCode::RATE_LIMITED =>
+        {
+            Next::After(Duration::from_millis(retry_after_ms.unwrap_or(1000)))
+        }
+        // Not taken because an earlier post of its stream was not: again, at once.
+        Err(RequestError::Server { code, .. }) if code == ErrorCode::REQUEST_CANCELLED => Next::Go,
+        Err(RequestError::Server { code, message, .. })
+            if code.action() == ClientAction::FixRequest =>
+        {
+            let _ = lock(&inner.outbox).remove(pending.client_msg_id);
+            let _ = inner.updates.send(Update::SendFailed {
+                client_msg_id: pending.client_msg_id,
+                error: crate::connection::describe_refusal(code, &message),
+            });
+            Next::Go
+        }
+        _ => Next::Reconnect,
     }
 }

@@ -62,6 +62,11 @@ impl Outbox {
         self.entries.front()
     }
 
+    /// The oldest `n` posts, oldest first.
+    pub fn first(&self, n: usize) -> Vec<Pending> {
+        self.entries.iter().take(n).cloned().collect()
+    }
+
     /// Removes the post with this id (acked, or refused for good).
     pub fn remove(&mut self, client_msg_id: u128) -> std::io::Result<()> {
         self.entries.retain(|p| p.client_msg_id != client_msg_id);

@@ -284,3 +284,40 @@ async fn a_room_the_user_was_banned_from_is_dropped_not_caught_up_for_ever() {
     assert!(!high_water.contains_key(&banned), "{high_water:?}");
     assert!(high_water.contains_key(&open));
 }
+
+/// A burst larger than the rate limit goes out on post streams: refused posts (and the ones
+/// after them on their stream) are sent again once the bucket refills, and the room ends up
+/// with every post once, in the order they were queued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_over_the_rate_limit_arrives_whole_and_in_order() {
+    let server = TestServer::start_with(|c| {
+        let message = c.rate.get_mut("message").unwrap();
+        message.burst = 5;
+        message.per_minute = 1200;
+    })
+    .await;
+    let ada = server.user("ada").await;
+    let room = ada.create_room("general", false).await;
+    let (writer, mut updates) = start(&server, credentials(&ada), &[room]);
+    const N: usize = 40;
+    for i in 0..N {
+        writer.send(room, &format!("b{i:02}"), None).unwrap();
+    }
+    let mut acked = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while acked.len() < N {
+        tokio::select! {
+            Some(update) = updates.recv() => match update {
+                Update::Sent { ack, .. } => acked.push(ack.seq),
+                Update::SendFailed { error, .. } => panic!("send failed: {error}"),
+                _ => {}
+            },
+            () = tokio::time::sleep_until(deadline) => panic!("timed out: {} acked", acked.len()),
+        }
+    }
+    // Acked in queue order, with no gap: nothing was taken twice or out of turn.
+    assert_eq!(acked, (2..2 + N as u64).collect::<Vec<_>>());
+    let expected: Vec<String> = (0..N).map(|i| format!("b{i:02}")).collect();
+    assert_eq!(history_texts(&ada, room).await, expected);
+    assert_eq!(writer.pending(), 0);
+}
