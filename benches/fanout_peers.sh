@@ -35,8 +35,11 @@ for case in $cases; do
             echo "  $p: $out server_cpu_percent=$cpu"
         done
     done
-    echo "  banterd:"
-    benches/run.sh fanout --members "$n" --messages "$m" "${bench_rate[@]}" |
-        grep -E "deliveries_per_s|lost|latency.p50|latency.p99_|server_cpu" | sed 's/^/    /'
+    # banterd twice: the publisher on a request stream per post, then on one post stream.
+    for publish in "" --stream; do
+        echo "  banterd ${publish:-(a stream per post)}:"
+        benches/run.sh fanout --members "$n" --messages "$m" "${bench_rate[@]}" $publish |
+            grep -E "deliveries_per_s|lost|latency.p50|latency.p99_|server_cpu" | sed 's/^/    /'
+    done
     IFS='|'
 done

@@ -67,6 +67,10 @@ enum Workload {
         /// Messages per second (default: as fast as acks allow, 64 in flight).
         #[arg(long)]
         rate: Option<u64>,
+        /// Publish on one post stream (spec §3.1.1, 32 in flight) instead of a request stream
+        /// per post.
+        #[arg(long)]
+        stream: bool,
     },
     /// C authenticated connections that do nothing: server memory per connection (needs
     /// BANTER_SERVER_PID, which benches/run.sh sets).
@@ -342,6 +346,7 @@ async fn fanout(
     members: usize,
     messages: u64,
     rate: Option<u64>,
+    stream: bool,
 ) -> anyhow::Result<serde_json::Value> {
     let run = run_id();
     let (publisher, _publisher_events) = connect_user(servers, &format!("{run}p")).await?;
@@ -379,10 +384,8 @@ async fn fanout(
     // Let the join events drain before measuring.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let first_send = micros(start);
-    let publisher = Arc::new(publisher);
-    let in_flight = Arc::new(Semaphore::new(64));
-    let mut sends = Vec::new();
-    for i in 0..messages {
+    // Waits until message `i` is due at `rate`.
+    let pace = |i: u64| async move {
         if let Some(rate) = rate {
             let due = first_send + i * 1_000_000 / rate.max(1);
             let now = micros(start);
@@ -390,17 +393,43 @@ async fn fanout(
                 tokio::time::sleep(Duration::from_micros(due - now)).await;
             }
         }
-        let permit = in_flight.clone().acquire_owned().await?;
-        let publisher = publisher.clone();
-        sends.push(tokio::spawn(async move {
-            let text = format!("{:020}:{}", micros(start), "x".repeat(79));
-            let result = post(&publisher, room, u128::from(i) + 1, &text).await;
-            drop(permit);
-            result
-        }));
-    }
-    for send in sends {
-        send.await??;
+    };
+    let stamped = move || format!("{:020}:{}", micros(start), "x".repeat(79));
+    if stream {
+        let mut posts =
+            publisher.post_stream().await?.context("the server does not offer post streams")?;
+        for i in 0..messages {
+            pace(i).await;
+            if posts.unanswered() >= 32 {
+                posts.answer().await?;
+            }
+            let text = Text::new(stamped())?;
+            let client_msg_id = u128::from(i) + 1;
+            posts
+                .send(Post { room, client_msg_id, text, reply_to: None, anonymous: false })
+                .await?;
+        }
+        posts.finish();
+        while posts.unanswered() > 0 {
+            posts.answer().await?;
+        }
+    } else {
+        let publisher = Arc::new(publisher);
+        let in_flight = Arc::new(Semaphore::new(64));
+        let mut sends = Vec::new();
+        for i in 0..messages {
+            pace(i).await;
+            let permit = in_flight.clone().acquire_owned().await?;
+            let publisher = publisher.clone();
+            sends.push(tokio::spawn(async move {
+                let result = post(&publisher, room, u128::from(i) + 1, &stamped()).await;
+                drop(permit);
+                result
+            }));
+        }
+        for send in sends {
+            send.await??;
+        }
     }
     let published = micros(start);
     let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
@@ -420,6 +449,7 @@ async fn fanout(
         "members": members,
         "messages": messages,
         "rate": rate,
+        "post_stream": stream,
         "delivered": delivered,
         "lost": expected.saturating_sub(delivered),
         "timed_out": wait.is_err(),
@@ -764,8 +794,8 @@ async fn main() -> anyhow::Result<()> {
         bail!("banter-bench only runs against a local test server: pass --accept-new-cert");
     }
     let result = match cli.workload {
-        Workload::Fanout { members, messages, rate } => {
-            fanout(&cli.server, members, messages, rate).await?
+        Workload::Fanout { members, messages, rate, stream } => {
+            fanout(&cli.server, members, messages, rate, stream).await?
         }
         Workload::Durable { clients, messages, window, stream } => {
             durable(&cli.server, clients, messages, window, stream).await?
