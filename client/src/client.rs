@@ -801,7 +801,7 @@ async fn flush_outbox(inner: Arc<Inner>) {
             _ => conn.post_stream().await,
         };
         let next = match stream {
-            Ok(Some(stream)) => send_on_stream(&inner, stream, &batch).await,
+            Ok(Some(stream)) => send_on_stream(&inner, &conn, stream, &batch).await,
             Ok(None) => send_one(&inner, &conn, &batch[0]).await,
             Err(_) => Next::Reconnect,
         };
@@ -855,12 +855,23 @@ async fn send_one(inner: &Inner, conn: &Connection, pending: &Pending) -> Next {
         }
         Err(error) => Err(error),
     };
-    settle(inner, pending, answer)
+    match judge(conn, answer) {
+        Verdict::Keep(next) => next,
+        verdict => {
+            settle(inner, vec![(pending, verdict)]);
+            Next::Go
+        }
+    }
 }
 
 /// Sends `batch` on one post stream and settles the answers in order, up to the first that
-/// leaves its post in the outbox (the server took none after it).
-async fn send_on_stream(inner: &Inner, mut stream: PostStream, batch: &[Pending]) -> Next {
+/// is not an ack (the server took none after it).
+async fn send_on_stream(
+    inner: &Inner,
+    conn: &Connection,
+    mut stream: PostStream,
+    batch: &[Pending],
+) -> Next {
     let mut sent = 0;
     for pending in batch {
         if stream.send(post_of(pending)).await.is_err() {
@@ -869,43 +880,76 @@ async fn send_on_stream(inner: &Inner, mut stream: PostStream, batch: &[Pending]
         sent += 1;
     }
     stream.finish();
+    let mut settled = Vec::new();
+    let mut next = if sent == 0 { Next::Reconnect } else { Next::Go };
     for pending in &batch[..sent] {
-        let answer = stream.answer().await;
-        let refused = answer.is_err();
-        let next = settle(inner, pending, answer);
-        if refused {
-            return next;
+        match judge(conn, stream.answer().await) {
+            verdict @ Verdict::Sent(_) => settled.push((pending, verdict)),
+            verdict @ Verdict::Refused(_) => {
+                settled.push((pending, verdict));
+                break;
+            }
+            Verdict::Keep(keep) => {
+                next = keep;
+                break;
+            }
         }
     }
-    if sent == 0 { Next::Reconnect } else { Next::Go }
+    settle(inner, settled);
+    next
 }
 
-/// Acts on a post's answer: an ack or a refusal for good takes it out of the outbox (and
-/// says so); anything else leaves it at the front to be sent again.
-fn settle(inner: &Inner, pending: &Pending, answer: Result<EventAck, RequestError>) -> Next {
+/// What a post's answer means for the outbox.
+enum Verdict {
+    /// Acked: out of the outbox.
+    Sent(EventAck),
+    /// Refused for good (the request must change): out of the outbox, with why.
+    Refused(String),
+    /// Not taken: it stays at the front, sent again after `Next`.
+    Keep(Next),
+}
+
+fn judge(conn: &Connection, answer: Result<EventAck, RequestError>) -> Verdict {
     match answer {
-        Ok(ack) => {
-            let _ = lock(&inner.outbox).remove(pending.client_msg_id);
-            let _ = inner.updates.send(Update::Sent { client_msg_id: pending.client_msg_id, ack });
-            Next::Go
-        }
+        Ok(ack) => Verdict::Sent(ack),
         Err(RequestError::Server { code, retry_after_ms, .. })
-            if code == ErrorCode::RATE_LIMITED =>
+            if code.action() == ClientAction::RetryAfter =>
         {
-            Next::After(Duration::from_millis(retry_after_ms.unwrap_or(1000)))
+            Verdict::Keep(Next::After(Duration::from_millis(retry_after_ms.unwrap_or(1000))))
         }
-        // Not taken because an earlier post of its stream was not: again, at once.
-        Err(RequestError::Server { code, .. }) if code == ErrorCode::REQUEST_CANCELLED => Next::Go,
+        // Not taken because an earlier post of its stream was not (or the server gave up
+        // waiting for it): again, after a moment.
+        Err(RequestError::Server { code, .. }) if code == ErrorCode::REQUEST_CANCELLED => {
+            Verdict::Keep(Next::After(Duration::from_millis(20)))
+        }
         Err(RequestError::Server { code, message, .. })
             if code.action() == ClientAction::FixRequest =>
         {
-            let _ = lock(&inner.outbox).remove(pending.client_msg_id);
-            let _ = inner.updates.send(Update::SendFailed {
-                client_msg_id: pending.client_msg_id,
-                error: crate::connection::describe_refusal(code, &message),
-            });
-            Next::Go
+            Verdict::Refused(crate::connection::describe_refusal(code, &message))
         }
-        _ => Next::Reconnect,
+        // The stream ended without an answer while the connection lives on: a new stream.
+        Err(RequestError::Connection(_)) if conn.quic().close_reason().is_none() => {
+            Verdict::Keep(Next::After(Duration::from_millis(100)))
+        }
+        _ => Verdict::Keep(Next::Reconnect),
+    }
+}
+
+/// Takes settled posts out of the outbox (one rewrite of a persisted outbox), then says what
+/// became of each, in order.
+fn settle(inner: &Inner, settled: Vec<(&Pending, Verdict)>) {
+    if settled.is_empty() {
+        return;
+    }
+    let ids: Vec<u128> = settled.iter().map(|(pending, _)| pending.client_msg_id).collect();
+    let _ = lock(&inner.outbox).remove_all(&ids);
+    for (pending, verdict) in settled {
+        let client_msg_id = pending.client_msg_id;
+        let update = match verdict {
+            Verdict::Sent(ack) => Update::Sent { client_msg_id, ack },
+            Verdict::Refused(error) => Update::SendFailed { client_msg_id, error },
+            Verdict::Keep(_) => continue,
+        };
+        let _ = inner.updates.send(update);
     }
 }

@@ -69,7 +69,12 @@ impl Outbox {
 
     /// Removes the post with this id (acked, or refused for good).
     pub fn remove(&mut self, client_msg_id: u128) -> std::io::Result<()> {
-        self.entries.retain(|p| p.client_msg_id != client_msg_id);
+        self.remove_all(&[client_msg_id])
+    }
+
+    /// Removes the posts with these ids, with one rewrite of a persisted outbox.
+    pub fn remove_all(&mut self, client_msg_ids: &[u128]) -> std::io::Result<()> {
+        self.entries.retain(|p| !client_msg_ids.contains(&p.client_msg_id));
         self.save()
     }
 
