@@ -260,6 +260,16 @@ impl Client {
         reply_to: Option<u64>,
         anonymous: bool,
     ) -> std::io::Result<u128> {
+        // Longer than any POST can carry: refused here, not sent as something else.
+        if text.len() > banter_protocol::message::max::MESSAGE_TEXT {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "a message is at most {} bytes",
+                    banter_protocol::message::max::MESSAGE_TEXT
+                ),
+            ));
+        }
         let client_msg_id = new_client_msg_id();
         lock(&self.inner.outbox).push(Pending {
             room,
@@ -841,6 +851,8 @@ fn post_of(pending: &Pending) -> Post {
     Post {
         room: pending.room,
         client_msg_id: pending.client_msg_id,
+        // Checked when queued; an outbox file edited by hand gets an empty text, which the
+        // server refuses.
         text: Text::new(pending.text.as_str()).unwrap_or_default(),
         reply_to: pending.reply_to,
         anonymous: pending.anonymous,

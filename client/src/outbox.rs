@@ -51,10 +51,15 @@ impl Outbox {
         Ok(Self { path: Some(path.to_owned()), entries })
     }
 
-    /// Appends a post.
+    /// Appends a post; when it cannot be saved it is not queued either, so the caller may
+    /// simply try again.
     pub fn push(&mut self, pending: Pending) -> std::io::Result<()> {
         self.entries.push_back(pending);
-        self.save()
+        let saved = self.save();
+        if saved.is_err() {
+            self.entries.pop_back();
+        }
+        saved
     }
 
     /// The oldest post.
@@ -128,5 +133,22 @@ mod tests {
         assert_eq!(reopened.front().unwrap().client_msg_id, 1);
         assert!(reopened.entries.back().unwrap().anonymous);
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_post_that_cannot_be_saved_is_not_queued() {
+        let missing = std::env::temp_dir()
+            .join(format!("banter-outbox-missing-{}", std::process::id()))
+            .join("outbox");
+        let mut outbox = Outbox::open(&missing).unwrap();
+        let pending = Pending {
+            room: RoomId(1),
+            client_msg_id: 7,
+            text: "m".into(),
+            reply_to: None,
+            anonymous: false,
+        };
+        assert!(outbox.push(pending).is_err(), "its directory does not exist");
+        assert!(outbox.is_empty(), "so a retry does not queue it twice");
     }
 }

@@ -321,3 +321,14 @@ async fn a_burst_over_the_rate_limit_arrives_whole_and_in_order() {
     assert_eq!(history_texts(&ada, room).await, expected);
     assert_eq!(writer.pending(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_longer_than_a_post_can_carry_is_refused_when_queued() {
+    let server = TestServer::start().await;
+    let ada = server.user("ada").await;
+    let room = ada.create_room("general", false).await;
+    let (writer, _updates) = start(&server, credentials(&ada), &[room]);
+    let error = writer.send(room, &"x".repeat(16 * 1024 + 1), None).unwrap_err();
+    assert_eq!(error.kind(), std::io::ErrorKind::InvalidInput);
+    assert_eq!(writer.pending(), 0, "nothing was queued");
+}
