@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use banter_client::protocol::ids::RoomId;
 use banter_client::protocol::message::{ListScope, Message, RoomList};
 use banter_client::protocol::{ErrorCode, varint};
 
@@ -71,6 +72,54 @@ pub(super) fn checks() -> Vec<Check> {
                     Ok(Ok(_)) => Err("the server opened a bidirectional stream".into()),
                     Ok(Err(e)) => Err(format!("the connection ended: {e}")),
                 }
+            },
+        ),
+        Check::new(
+            "3.1.1-1",
+            "§3.1.1",
+            Must,
+            "posts on a post stream are answered in order, and none after a refused one is taken",
+            |t| async move {
+                let ada = raw::User::new(&t, "burst").await?;
+                let room = ada.room(false, false).await?;
+                let Some(mut stream) =
+                    ada.conn.post_stream().await.map_err(|e| format!("post stream: {e}"))?
+                else {
+                    return Ok(()); // POST_STREAMS is optional: a server without it passes.
+                };
+                // Five posts, one to a room that does not exist, then three more.
+                let mut posts: Vec<_> =
+                    (0..5).map(|i| raw::post_request(room, &format!("p{i}"))).collect();
+                posts.push(raw::post_request(RoomId(u64::MAX >> 8), "nowhere"));
+                posts.extend((5..8).map(|i| raw::post_request(room, &format!("p{i}"))));
+                let mut sent = 0;
+                for post in posts {
+                    if stream.send(post).await.is_err() {
+                        break;
+                    }
+                    sent += 1;
+                }
+                stream.finish();
+                let mut answers = Vec::new();
+                for _ in 0..sent {
+                    answers.push(stream.answer().await);
+                }
+                let seqs: Vec<u64> = answers
+                    .iter()
+                    .take(5)
+                    .filter_map(|a| a.as_ref().ok())
+                    .map(|ack| ack.seq)
+                    .collect();
+                if seqs.len() != 5 || seqs.windows(2).any(|w| w[1] != w[0] + 1) {
+                    return Err(format!("the first five were not acked in order: {answers:?}"));
+                }
+                if answers.get(5).is_none_or(Result::is_ok) {
+                    return Err(format!("the post to no room was not refused: {answers:?}"));
+                }
+                if let Some(taken) = answers.iter().skip(6).find(|a| a.is_ok()) {
+                    return Err(format!("a post after the refused one was taken: {taken:?}"));
+                }
+                Ok(())
             },
         ),
         Check::new(
