@@ -6,7 +6,7 @@ use banter_client::protocol::ErrorCode;
 use banter_client::protocol::bounded::Text;
 use banter_client::protocol::ids::RoomId;
 use banter_client::protocol::message::{History, Message, Post, RoomList};
-use banter_client::{PostStream, RequestError};
+use banter_client::{Connection, PostStream, RequestError};
 use banter_tests::{TestServer, TestUser, fresh_id};
 
 fn post(room: RoomId, id: u128, text: &str) -> Post {
@@ -19,8 +19,15 @@ fn post(room: RoomId, id: u128, text: &str) -> Post {
     }
 }
 
-async fn open(user: &TestUser) -> PostStream {
-    user.conn.post_stream().await.unwrap().expect("banterd offers post streams")
+async fn open(conn: &Connection) -> PostStream {
+    // The server's SETTINGS, which say whether it offers post streams, may still be on the way.
+    for _ in 0..100 {
+        if let Some(stream) = conn.post_stream().await.unwrap() {
+            return stream;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("banterd offers post streams")
 }
 
 /// The texts of a room's posts, oldest first.
@@ -42,7 +49,7 @@ async fn pipelined_posts_commit_and_are_answered_in_the_order_sent() {
     let server = TestServer::start().await;
     let ada = server.user("ada").await;
     let room = ada.create_room("general", false).await;
-    let mut stream = open(&ada).await;
+    let mut stream = open(&ada.conn).await;
     // All 80 go out before any answer is read: more than the server reads ahead (32), so
     // flow control and read-ahead are both exercised.
     for i in 0..80 {
@@ -62,9 +69,9 @@ async fn pipelined_posts_commit_and_are_answered_in_the_order_sent() {
 /// Sends `posts` on a new post stream, finishes it, and returns an answer for each in order:
 /// the acked seq, or the ERROR's code (`None`: no answer, or not sent because the server had
 /// stopped reading).
-async fn send_all(user: &TestUser, posts: Vec<Post>) -> Vec<Result<u64, Option<ErrorCode>>> {
+async fn send_all(conn: &Connection, posts: Vec<Post>) -> Vec<Result<u64, Option<ErrorCode>>> {
     let count = posts.len();
-    let mut stream = open(user).await;
+    let mut stream = open(conn).await;
     for post in posts {
         if stream.send(post).await.is_err() {
             break;
@@ -94,7 +101,7 @@ async fn after_a_refused_post_nothing_later_on_the_stream_is_taken() {
 
     // Refused by the checks before the writer (not a member there).
     let answers = send_all(
-        &ada,
+        &ada.conn,
         vec![
             post(room, fresh_id(), "a1"),
             post(room, fresh_id(), "a2"),
@@ -112,7 +119,7 @@ async fn after_a_refused_post_nothing_later_on_the_stream_is_taken() {
     // already queued behind it.
     let reused = fresh_id();
     let answers = send_all(
-        &ada,
+        &ada.conn,
         vec![
             post(room, reused, "b1"),
             post(room, fresh_id(), "b2"),
@@ -129,7 +136,7 @@ async fn after_a_refused_post_nothing_later_on_the_stream_is_taken() {
 
     // Resent from the refused post on (here: after it), the posts keep their order.
     let answers =
-        send_all(&ada, vec![post(room, fresh_id(), "b3"), post(room, fresh_id(), "b4")]).await;
+        send_all(&ada.conn, vec![post(room, fresh_id(), "b3"), post(room, fresh_id(), "b4")]).await;
     assert_eq!(answers, [Ok(6), Ok(7)]);
     assert_eq!(texts(&ada, room).await, ["a1", "a2", "b1", "b2", "b3", "b4"]);
     assert_eq!(texts(&grace, graces).await, Vec::<String>::new());
@@ -141,7 +148,7 @@ async fn a_refused_first_post_ends_the_stream() {
     let ada = server.user("ada").await;
     let room = ada.create_room("general", false).await;
     let answers = send_all(
-        &ada,
+        &ada.conn,
         vec![post(RoomId(999_999), fresh_id(), "nowhere"), post(room, fresh_id(), "after")],
     )
     .await;
@@ -196,7 +203,7 @@ async fn a_post_stream_ended_by_the_connection_leaves_its_posts_to_be_resent() {
     let ada = server.user("ada").await;
     let room = ada.create_room("general", false).await;
     let ids: Vec<u128> = (0..20).map(|_| fresh_id()).collect();
-    let mut stream = open(&ada).await;
+    let mut stream = open(&ada.conn).await;
     for (i, id) in ids.iter().enumerate() {
         stream.send(post(room, *id, &format!("p{i}"))).await.unwrap();
     }
@@ -213,7 +220,7 @@ async fn a_post_stream_ended_by_the_connection_leaves_its_posts_to_be_resent() {
     );
     // Resent on a new connection, every post appears once, in order, whatever was taken.
     let ada = server.login("ada").await;
-    let mut stream = open(&ada).await;
+    let mut stream = open(&ada.conn).await;
     for (i, id) in ids.iter().enumerate() {
         stream.send(post(room, *id, &format!("p{i}"))).await.unwrap();
     }
@@ -223,4 +230,21 @@ async fn a_post_stream_ended_by_the_connection_leaves_its_posts_to_be_resent() {
     }
     let expected: Vec<_> = (0..20).map(|i| format!("p{i}")).collect();
     assert_eq!(texts(&ada, room).await, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_strangers_post_stream_is_refused_before_login_and_takes_nothing() {
+    let server = TestServer::start().await;
+    let ada = server.user("ada").await;
+    let room = ada.create_room("general", false).await;
+    // Connected and past SETTINGS (its own say it finishes post streams), but no HELLO.
+    let (stranger, _events) = server.connect().await;
+    let posts = (0..20).map(|i| post(room, fresh_id(), &format!("s{i}"))).collect();
+    let answers = send_all(&stranger, posts).await;
+    assert_eq!(answers[0], Err(Some(ErrorCode::NOT_AUTHENTICATED)));
+    assert!(
+        answers[1..].iter().all(|a| matches!(a, Err(Some(ErrorCode::REQUEST_CANCELLED) | None))),
+        "{answers:?}"
+    );
+    assert_eq!(texts(&ada, room).await, Vec::<String>::new());
 }

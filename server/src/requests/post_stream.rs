@@ -69,13 +69,13 @@ pub(super) struct InStream {
 }
 
 impl InStream {
-    /// REQUEST_CANCELLED when an earlier post of the stream may not have been taken.
+    /// REQUEST_CANCELLED when an earlier post of the stream may not have been taken (the
+    /// caller notes that refusal like any other).
     pub(super) fn check(&self) -> Result<()> {
         let order = &self.order;
         if order.first_refused.load(Ordering::SeqCst) < self.position
             || order.failures.load(Ordering::SeqCst) != order.failures_before
         {
-            self.refused();
             return Err(RequestError::new(
                 ErrorCode::REQUEST_CANCELLED,
                 "an earlier post on this stream was not taken",
@@ -100,8 +100,9 @@ pub(super) fn offered(ctx: &ConnCtx) -> bool {
 /// when a frame was malformed or oversized.
 ///
 /// Posts after the first are handled concurrently but in the order they arrived:
-/// `FuturesOrdered` polls each new post first in arrival order, and a post runs its checks and queues its write at the
-/// storage writer (whose queue is first in, first out) on that first poll, so posts commit
+/// `FuturesOrdered` polls each new post first in arrival order, and a post runs its checks
+/// and queues its write at the storage writer (whose queue is first in, first out) on that
+/// first poll, so posts commit
 /// in stream order and the answers are written in the same order.
 pub(super) async fn serve(ctx: &ConnCtx, first: Post, io: &mut RequestIo<'_>) -> Option<ErrorCode> {
     // The first post on its own, as on a stream of its own: most streams carry only one.
