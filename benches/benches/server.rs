@@ -68,8 +68,8 @@ fn group_commit(c: &mut Criterion) {
     runtime.block_on(store.close());
 }
 
-/// One durable post fanned out in process to every session of a room's members: one frame
-/// encoded per session, queued, taken by the writer and acknowledged.
+/// One durable post fanned out in process to every session of a room's members: encoded
+/// once, stamped per session, queued, taken by the writer and acknowledged.
 fn fanout(c: &mut Criterion) {
     let mut group = c.benchmark_group("in-process fan-out");
     for members in [10usize, 100, 1000] {

@@ -77,6 +77,9 @@ enum Workload {
     Idle {
         #[arg(long)]
         connections: usize,
+        /// How long to hold them idle before measuring (to look at the server meanwhile).
+        #[arg(long, default_value_t = 5)]
+        hold_seconds: u64,
     },
     /// C clients in one room all drop, 10 messages are posted, and all resume at once: time
     /// until every client has resumed and received them, and events lost (must be 0).
@@ -603,13 +606,17 @@ fn server_rss_kib() -> Option<u64> {
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
 }
 
-async fn idle(servers: &Servers, connections: usize) -> anyhow::Result<serde_json::Value> {
+async fn idle(
+    servers: &Servers,
+    connections: usize,
+    hold: Duration,
+) -> anyhow::Result<serde_json::Value> {
     let before = server_rss_kib().context("set BANTER_SERVER_PID (benches/run.sh does)")?;
     let users = connect_many_full(servers, &format!("{}i", run_id()), connections).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     // What holding them costs while nothing happens (QUIC keep-alives, timers).
     let cpu = CpuMeter::start();
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    tokio::time::sleep(hold).await;
     let idle_cpu = cpu.percent();
     let after = server_rss_kib().context("server gone")?;
     drop(users);
@@ -800,7 +807,9 @@ async fn main() -> anyhow::Result<()> {
         Workload::Durable { clients, messages, window, stream } => {
             durable(&cli.server, clients, messages, window, stream).await?
         }
-        Workload::Idle { connections } => idle(&cli.server, connections).await?,
+        Workload::Idle { connections, hold_seconds } => {
+            idle(&cli.server, connections, Duration::from_secs(hold_seconds)).await?
+        }
         Workload::Reconnect { clients } => reconnect(&cli.server, clients).await?,
         Workload::Rooms { rooms, members, seconds, rate } => {
             rooms::run(&cli.server, rooms, members, seconds, rate).await?

@@ -45,10 +45,12 @@ proptest! {
             let stamped = StampedEvent::new(&message).expect("every numbered event stamps");
             let (mut encoded, mut again) = (Vec::new(), Vec::new());
             message.encode(&mut encoded);
-            stamped.encode(seq, &mut again);
+            stamped.stamp(seq).append_to(&mut again);
             prop_assert_eq!(&again, &encoded, "same number, same bytes");
+            let frame = stamped.stamp(other);
             let mut restamped = Vec::new();
-            stamped.encode(other, &mut restamped);
+            frame.append_to(&mut restamped);
+            prop_assert_eq!(frame.len(), restamped.len());
             let mut decoder = FrameDecoder::new(DEFAULT_MAX_FRAME_SIZE);
             decoder.push(&restamped);
             let decoded = decoder.next_message().unwrap().expect("a whole frame");

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use banter_protocol::bounded::{Blob, Text};
 use banter_protocol::frame::encode_raw;
 use banter_protocol::ids::{ResumeId, Timestamp, UserId};
-use banter_protocol::message::{self, Frame, Hello, Ping, Resumed, Welcome};
+use banter_protocol::message::{self, EventFrame, Frame, Hello, Ping, Resumed, Welcome};
 use banter_protocol::session::{
     AuthRequest, ClientConfig, ClientConnection, ClientEvent, Close, Greeting, ReplayBuffer,
     ServerConfig, ServerConnection, ServerEvent,
@@ -294,8 +294,11 @@ fn an_event_seq_gap_from_the_server_closes_the_connection() {
 fn resume_replays_exactly_the_unacknowledged_events() {
     let t0 = Instant::now();
     let mut buffer = ReplayBuffer::new(Duration::from_secs(120), 1 << 20);
-    let frames: Vec<_> = (0..10).map(|i| buffer.push(t0, |seq| vec![i, seq as u8])).collect();
+    for i in 0..10 {
+        buffer.push(t0, |seq| vec![i, seq as u8].into());
+    }
     buffer.ack(4);
+    let replayed = |after| buffer.replay_after(after).map(|f| f.cloned().collect::<Vec<_>>());
 
     let resume_id = ResumeId([9; 16]);
     let mut pair = Pair::new(Greeting::Resume {
@@ -310,10 +313,11 @@ fn resume_replays_exactly_the_unacknowledged_events() {
         panic!("expected RESUME")
     };
     assert_eq!((asked, last_event_seq), (resume_id, 6));
-    let replay = buffer.replay_after(last_event_seq).unwrap();
-    assert_eq!(replay, frames[6..].to_vec());
+    let replay = replayed(last_event_seq).unwrap();
+    let expected: Vec<EventFrame> = (7..=10).map(|seq| vec![seq - 1, seq].into()).collect();
+    assert_eq!(replay, expected);
     // Replay is deterministic: asking again gives the same frames.
-    assert_eq!(buffer.replay_after(6).unwrap(), replay);
+    assert_eq!(replayed(6).unwrap(), replay);
 
     pair.server.accept_resume(
         UserId(1),
@@ -329,19 +333,19 @@ fn resume_replays_exactly_the_unacknowledged_events() {
     assert_eq!(pair.client.last_event_seq(), 10);
 
     // Events already acknowledged and trimmed cannot be replayed.
-    assert!(buffer.replay_after(2).is_err());
+    assert!(replayed(2).is_err());
     // Nor can events the server never sent.
-    assert!(buffer.replay_after(11).is_err());
+    assert!(replayed(11).is_err());
 }
 
 #[test]
 fn replay_buffer_forgets_after_the_window_and_beyond_its_budget() {
     let t0 = Instant::now();
     let mut buffer = ReplayBuffer::new(Duration::from_secs(60), 100);
-    buffer.push(t0, |_| vec![0; 40]);
-    buffer.push(t0, |_| vec![0; 40]);
+    buffer.push(t0, |_| vec![0; 40].into());
+    buffer.push(t0, |_| vec![0; 40].into());
     assert!(buffer.replay_after(0).is_ok());
-    buffer.push(t0, |_| vec![0; 40]); // 120 bytes: the oldest goes
+    buffer.push(t0, |_| vec![0; 40].into()); // 120 bytes: the oldest goes
     assert!(buffer.replay_after(0).is_err());
     assert_eq!(buffer.replay_after(1).unwrap().len(), 2);
     buffer.trim(t0 + Duration::from_secs(61));

@@ -41,15 +41,16 @@ impl Fanout {
         Self { hub, sessions, post: Appended { room, seq: 1, entry, anonymous: false } }
     }
 
-    /// Publishes the post to every member as banterd does after its commit (one frame
-    /// encoded per session), then takes every session's queue as its stream writer would and
-    /// acknowledges it as the client's next PING would. Returns the frames taken.
+    /// Publishes the post to every member as banterd does after its commit (encoded once,
+    /// stamped per session), then takes every session's queue as its stream writer would and
+    /// acknowledges it as the client's next PING would. Returns how many sessions had a frame
+    /// to take.
     pub fn publish_one(&mut self) -> usize {
         self.post.seq += 1;
         publish(&self.hub, &self.post, None);
         let mut taken = 0;
         for session in &self.sessions {
-            taken += session.take_events().map_or(0, |frames| frames.len());
+            taken += session.take_events().map_or(0, |bytes| usize::from(!bytes.is_empty()));
             session.ack(u64::MAX);
         }
         taken

@@ -487,7 +487,9 @@ async fn session_writer(
             return;
         }
         let taken = match queue {
-            Outgoing::Events => session.take_events(),
+            Outgoing::Events => session
+                .take_events()
+                .map(|bytes| if bytes.is_empty() { Vec::new() } else { vec![bytes] }),
             Outgoing::Ephemeral => Ok(session.take_ephemeral()),
         };
         let Ok(mut frames) = taken else {

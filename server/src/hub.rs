@@ -6,13 +6,16 @@
 //! fan-out happens in `room_seq` order. The hub is in-process; the [`Session`] queues are the
 //! seam where a message bus would plug in for several nodes.
 
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use banter_protocol::bounded::Text;
 use banter_protocol::ids::{ResumeId, RoomId, SessionId, UserId};
-use banter_protocol::message::{Hello, LivePaused, Presence, PresenceStatus, Typing, TypingState};
+use banter_protocol::message::{
+    EventFrame, Hello, LivePaused, Presence, PresenceStatus, Typing, TypingState,
+};
 use banter_protocol::session::ReplayBuffer;
 use banter_protocol::{ErrorCode, Frame};
 use bytes::Bytes;
@@ -37,6 +40,36 @@ pub(crate) struct Session {
     pub(crate) user: UserId,
     pub(crate) login: SessionId,
     state: Mutex<SessionState>,
+}
+
+thread_local! {
+    /// The wake-ups held back by [`wakes_after`] running on this thread.
+    static HELD_WAKES: RefCell<Option<Vec<Arc<Notify>>>> = const { RefCell::new(None) };
+}
+
+/// Runs `deliver` and holds back the wake-ups of the events writers it causes until it
+/// returns. The storage writer delivers a whole commit group inside one: each session's writer
+/// then wakes once for all of the group's events and sends them in one write, packed into as
+/// few packets as they fit, instead of one wake-up and one packet per event.
+pub(crate) fn wakes_after<R>(deliver: impl FnOnce() -> R) -> R {
+    let outer = HELD_WAKES.with(|held| held.borrow_mut().replace(Vec::new()));
+    let result = deliver();
+    let mut held = HELD_WAKES.with(|held| std::mem::replace(&mut *held.borrow_mut(), outer));
+    let held = held.get_or_insert_default();
+    held.sort_unstable_by_key(Arc::as_ptr);
+    held.dedup_by(|a, b| Arc::ptr_eq(a, b));
+    for waker in held.drain(..) {
+        waker.notify_one();
+    }
+    result
+}
+
+/// Wakes an events writer now, or when the [`wakes_after`] running on this thread returns.
+fn wake(waker: Arc<Notify>) {
+    HELD_WAKES.with(|held| match held.borrow_mut().as_mut() {
+        Some(held) => held.push(waker),
+        None => waker.notify_one(),
+    });
 }
 
 /// What wakes the writers of the connection a session is attached to. Each attachment gets
@@ -79,7 +112,7 @@ impl Session {
         now: Instant,
         room: RoomId,
         seq: u64,
-        build: impl FnOnce(u64) -> Vec<u8>,
+        build: impl FnOnce(u64) -> EventFrame,
     ) {
         let mut state = self.lock();
         if state.paused.contains(&room) {
@@ -88,26 +121,30 @@ impl Session {
         if state.unsent_bytes > state.backlog_limit {
             state.paused.insert(room);
             let delivered_seq = seq.saturating_sub(1);
-            let frame = state
-                .replay
-                .push(now, |event_seq| encode(&LivePaused { event_seq, room, delivered_seq }));
-            state.unsent_bytes += frame.len();
+            state.unsent_bytes += state.replay.push(now, |event_seq| {
+                encode(&LivePaused { event_seq, room, delivered_seq }).into()
+            });
         } else {
-            let frame = state.replay.push(now, build);
-            state.unsent_bytes += frame.len();
+            state.unsent_bytes += state.replay.push(now, build);
         }
         let waker = state.wakers.events.clone();
         drop(state);
-        waker.notify_one();
+        wake(waker);
     }
 
-    /// Frames to write to the events stream, or `Err` when they are no longer buffered.
-    pub(crate) fn take_events(&self) -> Result<Vec<Bytes>, banter_protocol::session::ReplayGone> {
+    /// The frames to write to the events stream, in one buffer (empty when there are none),
+    /// or `Err` when they are no longer buffered.
+    pub(crate) fn take_events(&self) -> Result<Bytes, banter_protocol::session::ReplayGone> {
         let mut state = self.lock();
         let frames = state.replay.replay_after(state.sent)?;
-        state.sent += frames.len() as u64;
+        let count = frames.len() as u64;
+        let mut bytes = Vec::with_capacity(frames.clone().map(EventFrame::len).sum());
+        for frame in frames {
+            frame.append_to(&mut bytes);
+        }
+        state.sent += count;
         state.unsent_bytes = 0;
-        Ok(frames)
+        Ok(bytes.into())
     }
 
     /// Queues an ephemeral frame if the session wants that kind (an `Hello::INTEREST_*` bit,
@@ -164,7 +201,8 @@ impl Session {
         interests: u64,
     ) -> Result<(Option<usize>, Wakers), banter_protocol::session::ReplayGone> {
         let mut state = self.lock();
-        state.replay.replay_after(last_event_seq)?;
+        // Only whether every frame after it is still here.
+        let _ = state.replay.replay_after(last_event_seq)?;
         state.replay.ack(last_event_seq);
         state.sent = last_event_seq;
         state.unsent_bytes = 0;
@@ -404,7 +442,7 @@ impl Hub {
         seq: u64,
         author: UserId,
         extra_recipient: Option<UserId>,
-        build: impl Fn(u64, bool) -> Vec<u8>,
+        build: impl Fn(u64, bool) -> EventFrame,
     ) {
         let now = Instant::now();
         let sessions: Vec<Arc<Session>> = {
@@ -857,26 +895,55 @@ mod tests {
         decoder.next_message().unwrap().unwrap()
     }
 
+    /// Every frame in what a writer took.
+    fn frames(taken: &Bytes) -> Vec<Message> {
+        let mut decoder = banter_protocol::FrameDecoder::new(65536);
+        decoder.push(taken);
+        std::iter::from_fn(|| decoder.next_message().unwrap()).collect()
+    }
+
+    /// A room event with `topic`, stamped per session as banterd stamps a log entry.
+    fn event(room: RoomId, seq: u64, topic: &str) -> banter_protocol::message::StampedEvent {
+        use banter_protocol::ids::Timestamp;
+        use banter_protocol::message::{EventMeta, StampedEvent, TopicChanged};
+        let meta = EventMeta { room, seq, ts: Timestamp(0), sender: UserId(9) };
+        let topic = topic.try_into().unwrap();
+        StampedEvent::new(&TopicChanged { event_seq: 0, meta, topic }.into()).unwrap()
+    }
+
+    fn topic(message: &Message) -> &str {
+        let Message::TopicChanged(changed) = message else { panic!("{message:?}") };
+        &changed.topic
+    }
+
     #[test]
     fn a_session_past_its_backlog_is_paused_with_live_paused_then_resumed() {
-        let hub = hub(100);
         let room = RoomId(1);
+        let frame_len = event(room, 1, "x").stamp(1).len();
+        // After three frames the unsent backlog is over the limit, so the fourth event pauses
+        // the room instead of being queued.
+        let hub = hub(frame_len * 5 / 2);
         hub.add_member(room, UserId(1));
         let session = hub.create_session(ResumeId([0; 16]), UserId(1), SessionId(1), 7, 0);
         for seq in 1..=10 {
-            hub.publish(room, seq, UserId(2), None, |_, _| vec![0x3f; 40]);
+            let event = event(room, seq, "x");
+            hub.publish(room, seq, UserId(2), None, |event_seq, _| event.stamp(event_seq));
         }
-        // 40-byte frames: after three the unsent backlog (120) is over 100, so the fourth
-        // event pauses the room instead of being queued.
-        let frames = session.take_events().unwrap();
-        assert_eq!(frames.len(), 4);
-        let Message::LivePaused(paused) = decode(&frames[3]) else { panic!("LIVE_PAUSED last") };
+        let taken = frames(&session.take_events().unwrap());
+        assert_eq!(taken.len(), 4);
+        let numbers: Vec<_> = taken[..3].iter().map(Message::event_seq).collect();
+        assert_eq!(numbers, [Some(1), Some(2), Some(3)]);
+        let Message::LivePaused(paused) = &taken[3] else { panic!("LIVE_PAUSED last") };
         assert_eq!((paused.event_seq, paused.room, paused.delivered_seq), (4, room, 3));
-        hub.publish(room, 11, UserId(2), None, |_, _| vec![0x3f; 40]);
+        let later = event(room, 11, "x");
+        hub.publish(room, 11, UserId(2), None, |event_seq, _| later.stamp(event_seq));
         assert!(session.take_events().unwrap().is_empty(), "nothing while paused");
         assert!(session.unpause(room));
-        hub.publish(room, 12, UserId(2), None, |_, _| vec![0x3f; 40]);
-        assert_eq!(session.take_events().unwrap().len(), 1);
+        let later = event(room, 12, "x");
+        hub.publish(room, 12, UserId(2), None, |event_seq, _| later.stamp(event_seq));
+        let after_unpause = frames(&session.take_events().unwrap());
+        assert_eq!(after_unpause.len(), 1);
+        assert_eq!(after_unpause[0].event_seq(), Some(5));
     }
 
     #[test]
@@ -932,15 +999,22 @@ mod tests {
         hub.add_member(room, UserId(2));
         let author = hub.create_session(ResumeId([1; 16]), UserId(1), SessionId(1), 1, 0);
         let other = hub.create_session(ResumeId([2; 16]), UserId(2), SessionId(2), 2, 0);
-        hub.publish(room, 1, UserId(1), None, |_, to_author| vec![u8::from(to_author)]);
-        assert_eq!(author.take_events().unwrap()[0].as_ref(), [1]);
-        assert_eq!(other.take_events().unwrap()[0].as_ref(), [0]);
+        let [to_author, to_others] = [event(room, 1, "author"), event(room, 1, "others")];
+        hub.publish(room, 1, UserId(1), None, |event_seq, author| {
+            if author { to_author.stamp(event_seq) } else { to_others.stamp(event_seq) }
+        });
+        assert_eq!(topic(&frames(&author.take_events().unwrap())[0]), "author");
+        assert_eq!(topic(&frames(&other.take_events().unwrap())[0]), "others");
         hub.remove_member(room, UserId(2));
-        hub.publish(room, 2, UserId(1), None, |_, _| vec![9]);
+        let second = event(room, 2, "second");
+        hub.publish(room, 2, UserId(1), None, |event_seq, _| second.stamp(event_seq));
         assert!(other.take_events().unwrap().is_empty());
         // A removed user still sees the entry that removes them (extra recipient).
-        hub.publish(room, 3, UserId(1), Some(UserId(2)), |_, _| vec![8]);
-        assert_eq!(other.take_events().unwrap().len(), 1);
+        let removal = event(room, 3, "removal");
+        hub.publish(room, 3, UserId(1), Some(UserId(2)), |event_seq, _| removal.stamp(event_seq));
+        let taken = frames(&other.take_events().unwrap());
+        assert_eq!(taken.len(), 1);
+        assert_eq!((topic(&taken[0]), taken[0].event_seq()), ("removal", Some(2)));
     }
 
     #[test]

@@ -34,7 +34,7 @@ pub use files::*;
 pub use moderation::*;
 pub use rooms::*;
 pub use search::*;
-pub use stamped::StampedEvent;
+pub use stamped::{EventFrame, StampedEvent};
 pub use voice::*;
 
 /// Hard per-field limits, in bytes for text and elements for lists (spec §5.4). Servers may

@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use crate::message::EventFrame;
 
 /// The requested replay point is no longer (or never was) in the buffer: the client must start
 /// a fresh session and catch up per room (RESUME_UNAVAILABLE).
@@ -32,7 +32,7 @@ pub struct ReplayBuffer {
 struct Entry {
     seq: u64,
     at: Instant,
-    frame: Bytes,
+    frame: EventFrame,
 }
 
 impl ReplayBuffer {
@@ -46,16 +46,17 @@ impl ReplayBuffer {
         self.next_seq
     }
 
-    /// Numbers one frame: `build` encodes it with the event_seq it is given. Returns the
-    /// encoded frame to write to the events stream.
-    pub fn push(&mut self, now: Instant, build: impl FnOnce(u64) -> Vec<u8>) -> Bytes {
+    /// Numbers one frame: `build` encodes it with the event_seq it is given. Returns its
+    /// length in bytes.
+    pub fn push(&mut self, now: Instant, build: impl FnOnce(u64) -> EventFrame) -> usize {
         let seq = self.next_seq;
         self.next_seq += 1;
-        let frame = Bytes::from(build(seq));
-        self.bytes += frame.len();
-        self.entries.push_back(Entry { seq, at: now, frame: frame.clone() });
+        let frame = build(seq);
+        let len = frame.len();
+        self.bytes += len;
+        self.entries.push_back(Entry { seq, at: now, frame });
         self.trim(now);
-        frame
+        len
     }
 
     /// The client processed everything up to `seq` (from its PING); those frames go.
@@ -82,9 +83,12 @@ impl ReplayBuffer {
         }
     }
 
-    /// The frames after `last_event_seq`, in order, for the new events stream of a resumed
-    /// session; fails when any of them is gone.
-    pub fn replay_after(&self, last_event_seq: u64) -> Result<Vec<Bytes>, ReplayGone> {
+    /// The frames after `last_event_seq`, in order (for the new events stream of a resumed
+    /// session, or what its writer has not taken yet); fails when any of them is gone.
+    pub fn replay_after(
+        &self,
+        last_event_seq: u64,
+    ) -> Result<impl ExactSizeIterator<Item = &EventFrame> + Clone, ReplayGone> {
         let gone = ReplayGone { requested: last_event_seq };
         if last_event_seq >= self.next_seq {
             return Err(gone); // the client claims events that were never sent
@@ -96,7 +100,7 @@ impl ReplayBuffer {
         // Sequence numbers in the buffer are contiguous, so the first frame wanted is at a known
         // index: no scan over what was already sent (this runs on every events-stream wake).
         let skip = usize::try_from(last_event_seq + 1 - first_kept).unwrap_or(usize::MAX);
-        Ok(self.entries.iter().skip(skip).map(|e| e.frame.clone()).collect())
+        Ok(self.entries.iter().skip(skip).map(|e| &e.frame))
     }
 
     /// Bytes held.

@@ -151,15 +151,17 @@ pub(crate) fn publish(hub: &Hub, appended: &Appended, extra: Option<UserId>) {
             let masked = *anonymous && !to_author;
             StampedEvent::new(&entry_frame(*room, *seq, entry, 0, to_author, masked))
         });
-        let mut out = Vec::new();
         match stamped {
-            Some(stamped) => stamped.encode(event_seq, &mut out),
+            Some(stamped) => stamped.stamp(event_seq),
             // Unreachable: every entry frame is a numbered event. Encoding it in full keeps
             // delivery correct even so.
-            None => entry_frame(*room, *seq, entry, event_seq, to_author, *anonymous && !to_author)
-                .encode(&mut out),
+            None => {
+                let mut out = Vec::new();
+                entry_frame(*room, *seq, entry, event_seq, to_author, *anonymous && !to_author)
+                    .encode(&mut out);
+                out.into()
+            }
         }
-        out
     });
 }
 

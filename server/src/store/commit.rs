@@ -303,9 +303,12 @@ fn run(
             Err(error) => tracing::error!(%error, "group commit failed"),
             Ok(()) => {}
         }
-        for deliver in delivers {
-            deliver(result.clone());
-        }
+        // Each session's writer wakes once for the whole group's events.
+        crate::hub::wakes_after(|| {
+            for deliver in delivers {
+                deliver(result.clone());
+            }
+        });
         if let Some(f) = after_group {
             f(&*engine);
         }
