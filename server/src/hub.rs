@@ -47,29 +47,46 @@ thread_local! {
     static HELD_WAKES: RefCell<Option<Vec<Arc<Notify>>>> = const { RefCell::new(None) };
 }
 
+/// At most this many held wake-ups: beyond, they go out at once, so that the first events
+/// of a commit group that reaches many sessions do not wait for all of its deliveries.
+const HELD_WAKES_MAX: usize = 256;
+
 /// Runs `deliver` and holds back the wake-ups of the events writers it causes until it
 /// returns. The storage writer delivers a whole commit group inside one: each session's writer
 /// then wakes once for all of the group's events and sends them in one write, packed into as
-/// few packets as they fit, instead of one wake-up and one packet per event.
+/// few packets as they fit, instead of one wake-up and one packet per event. (A session's
+/// backlog past half its limit wakes its writer at once, see [`Session::push_event`].)
 pub(crate) fn wakes_after<R>(deliver: impl FnOnce() -> R) -> R {
-    let outer = HELD_WAKES.with(|held| held.borrow_mut().replace(Vec::new()));
-    let result = deliver();
-    let mut held = HELD_WAKES.with(|held| std::mem::replace(&mut *held.borrow_mut(), outer));
-    let held = held.get_or_insert_default();
-    held.sort_unstable_by_key(Arc::as_ptr);
-    held.dedup_by(|a, b| Arc::ptr_eq(a, b));
-    for waker in held.drain(..) {
-        waker.notify_one();
+    /// Puts back the outer hold and sends what was held, however `deliver` ends.
+    struct Release(Option<Vec<Arc<Notify>>>);
+    impl Drop for Release {
+        fn drop(&mut self) {
+            let held =
+                HELD_WAKES.with(|held| std::mem::replace(&mut *held.borrow_mut(), self.0.take()));
+            for waker in held.into_iter().flatten() {
+                waker.notify_one();
+            }
+        }
     }
-    result
+    let _release = Release(HELD_WAKES.with(|held| held.borrow_mut().replace(Vec::new())));
+    deliver()
 }
 
 /// Wakes an events writer now, or when the [`wakes_after`] running on this thread returns.
 fn wake(waker: Arc<Notify>) {
-    HELD_WAKES.with(|held| match held.borrow_mut().as_mut() {
-        Some(held) => held.push(waker),
-        None => waker.notify_one(),
+    let full = HELD_WAKES.with(|held| match held.borrow_mut().as_mut() {
+        Some(held) => {
+            held.push(waker);
+            (held.len() >= HELD_WAKES_MAX).then(|| std::mem::take(held))
+        }
+        None => {
+            waker.notify_one();
+            None
+        }
     });
+    for waker in full.into_iter().flatten() {
+        waker.notify_one();
+    }
 }
 
 /// What wakes the writers of the connection a session is attached to. Each attachment gets
@@ -118,6 +135,7 @@ impl Session {
         if state.paused.contains(&room) {
             return;
         }
+        let before = state.unsent_bytes;
         if state.unsent_bytes > state.backlog_limit {
             state.paused.insert(room);
             let delivered_seq = seq.saturating_sub(1);
@@ -127,9 +145,16 @@ impl Session {
         } else {
             state.unsent_bytes += state.replay.push(now, build);
         }
-        let waker = state.wakers.events.clone();
-        drop(state);
-        wake(waker);
+        // The writer takes everything queued when it wakes, so only the first frame since its
+        // last take needs to wake it; past half the backlog limit it is woken at once, held or
+        // not, so that a held-back burst is not mistaken for a slow reader (LIVE_PAUSED).
+        let half = state.backlog_limit / 2;
+        let urgent = before <= half && state.unsent_bytes > half;
+        if before == 0 || urgent {
+            let waker = state.wakers.events.clone();
+            drop(state);
+            if urgent { waker.notify_one() } else { wake(waker) }
+        }
     }
 
     /// The frames to write to the events stream, in one buffer (empty when there are none),
@@ -914,6 +939,72 @@ mod tests {
     fn topic(message: &Message) -> &str {
         let Message::TopicChanged(changed) = message else { panic!("{message:?}") };
         &changed.topic
+    }
+
+    /// Whether the session's events writer has been woken since this was last asked.
+    fn woken(session: &Session) -> bool {
+        use futures_util::FutureExt as _;
+        let events = session.lock().wakers.events.clone();
+        events.notified().now_or_never().is_some()
+    }
+
+    #[test]
+    fn a_commit_group_wakes_each_events_writer_once_after_its_deliveries() {
+        let room = RoomId(1);
+        let hub = hub(1 << 20);
+        hub.add_member(room, UserId(1));
+        let session = hub.create_session(ResumeId([0; 16]), UserId(1), SessionId(1), 7, 0);
+        let publish = |seq| {
+            let event = event(room, seq, "x");
+            hub.publish(room, seq, UserId(2), None, |event_seq, _| event.stamp(event_seq));
+        };
+        wakes_after(|| {
+            for seq in 1..=3 {
+                publish(seq);
+            }
+            assert!(!woken(&session), "held while the group is delivered");
+        });
+        assert!(woken(&session));
+        assert_eq!(frames(&session.take_events().unwrap()).len(), 3);
+        // Outside a group, the writer is woken at once.
+        publish(4);
+        assert!(woken(&session));
+        // Queued frames it has not taken yet need no second wake-up.
+        publish(5);
+        assert!(!woken(&session));
+        assert_eq!(frames(&session.take_events().unwrap()).len(), 2);
+    }
+
+    #[test]
+    fn a_held_back_writer_is_woken_at_half_its_backlog_and_after_a_panic() {
+        let room = RoomId(1);
+        let frame_len = event(room, 1, "x").stamp(1).len();
+        let hub = hub(frame_len * 5 / 2);
+        hub.add_member(room, UserId(1));
+        let session = hub.create_session(ResumeId([0; 16]), UserId(1), SessionId(1), 7, 0);
+        let publish = |seq| {
+            let event = event(room, seq, "x");
+            hub.publish(room, seq, UserId(2), None, |event_seq, _| event.stamp(event_seq));
+        };
+        wakes_after(|| {
+            publish(1);
+            assert!(!woken(&session));
+            // Two frames are past half the limit: a burst must not look like a slow reader.
+            publish(2);
+            assert!(woken(&session), "woken at once past half the backlog");
+        });
+        assert_eq!(frames(&session.take_events().unwrap()).len(), 2);
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            wakes_after(|| {
+                publish(3);
+                panic!("a delivery failed");
+            })
+        }));
+        assert!(panicked.is_err());
+        assert!(woken(&session), "what was held goes out however the group ends");
+        session.take_events().unwrap();
+        publish(4);
+        assert!(woken(&session), "and nothing is held afterwards");
     }
 
     #[test]

@@ -248,3 +248,32 @@ async fn a_strangers_post_stream_is_refused_before_login_and_takes_nothing() {
     );
     assert_eq!(texts(&ada, room).await, Vec::<String>::new());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_stream_left_idle_is_ended_and_a_late_post_is_not_taken() {
+    let server = TestServer::start().await;
+    let ada = server.user("ada").await;
+    let room = ada.create_room("general", false).await;
+    let mut stream = open(&ada.conn).await;
+    stream.send(post(room, fresh_id(), "on time")).await.unwrap();
+    stream.answer().await.unwrap();
+    // Nothing waits for an answer for longer than the server's bound (10 s): it stops
+    // reading the stream, finishes its side and holds nothing for it.
+    tokio::time::sleep(std::time::Duration::from_millis(10_500)).await;
+    // The server's STOP_SENDING refuses the late post at once; should it not have arrived
+    // yet, the post goes out but is never read, and the stream ends without its answer.
+    match stream.send(post(room, fresh_id(), "too late")).await {
+        Err(RequestError::Connection(_)) => {}
+        Ok(()) => {
+            let late = stream.answer().await;
+            assert!(matches!(late, Err(RequestError::Connection(_))), "{late:?}");
+        }
+        Err(other) => panic!("the late post: {other:?}"),
+    }
+    assert_eq!(texts(&ada, room).await, ["on time"]);
+    // The connection itself is fine: a new stream takes the post.
+    let mut again = open(&ada.conn).await;
+    again.send(post(room, fresh_id(), "resent")).await.unwrap();
+    again.answer().await.unwrap();
+    assert_eq!(texts(&ada, room).await, ["on time", "resent"]);
+}

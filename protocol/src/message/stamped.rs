@@ -40,18 +40,22 @@ impl StampedEvent {
     pub fn stamp(&self, event_seq: u64) -> EventFrame {
         let mut seq = [0u8; 10];
         let seq_len = leb128_encode(event_seq, &mut seq);
-        let mut head = Vec::with_capacity(EventFrame::HEAD_MAX);
-        head.extend_from_slice(&self.head);
-        varint::encode((seq_len + self.rest.len()) as u64, &mut head);
-        head.extend_from_slice(&seq[..seq_len]);
-        EventFrame::split(&head, self.rest.clone())
+        let mut head = [0u8; EventFrame::HEAD_MAX];
+        let type_len = self.head.len();
+        head[..type_len].copy_from_slice(&self.head);
+        let body_len = (seq_len + self.rest.len()) as u64;
+        let length_len = varint::write(body_len, &mut head[type_len..])
+            .expect("a frame type and a body length, 8 bytes at most each, fit in HEAD_MAX");
+        let seq_at = type_len + length_len;
+        head[seq_at..seq_at + seq_len].copy_from_slice(&seq[..seq_len]);
+        EventFrame { head, head_len: (seq_at + seq_len) as u8, rest: self.rest.clone() }
     }
 }
 
 /// One session's copy of a frame on its events stream: the bytes that differ per session
 /// (frame type, body length, event number) inline, the rest shared. Cloning copies no frame
 /// bytes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct EventFrame {
     head: [u8; Self::HEAD_MAX],
     head_len: u8,
@@ -63,18 +67,6 @@ impl EventFrame {
     /// (a LEB128 u64, at most 10).
     const HEAD_MAX: usize = 26;
 
-    /// `head` then `rest`; a head too long to hold inline (none is) joins the rest.
-    fn split(head: &[u8], rest: Bytes) -> Self {
-        let mut frame = Self { head: [0; Self::HEAD_MAX], head_len: 0, rest };
-        if head.len() <= Self::HEAD_MAX {
-            frame.head[..head.len()].copy_from_slice(head);
-            frame.head_len = head.len() as u8;
-        } else {
-            frame.rest = [head, &frame.rest].concat().into();
-        }
-        frame
-    }
-
     /// Encoded length in bytes.
     pub fn len(&self) -> usize {
         usize::from(self.head_len) + self.rest.len()
@@ -85,6 +77,11 @@ impl EventFrame {
         self.len() == 0
     }
 
+    /// The frame's bytes, in order.
+    fn bytes(&self) -> impl Iterator<Item = &u8> {
+        self.head[..usize::from(self.head_len)].iter().chain(self.rest.iter())
+    }
+
     /// Appends the frame's bytes to `out`.
     pub fn append_to(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.head[..usize::from(self.head_len)]);
@@ -92,10 +89,19 @@ impl EventFrame {
     }
 }
 
+/// Frames are equal when their bytes are, however they are held.
+impl PartialEq for EventFrame {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.bytes().eq(other.bytes())
+    }
+}
+
+impl Eq for EventFrame {}
+
 /// A frame encoded whole (one not stamped from a shared event).
 impl From<Vec<u8>> for EventFrame {
     fn from(frame: Vec<u8>) -> Self {
-        Self::split(&[], frame.into())
+        Self { head: [0; Self::HEAD_MAX], head_len: 0, rest: frame.into() }
     }
 }
 
@@ -128,6 +134,35 @@ fn leb128_decode(bytes: &[u8]) -> Option<(u64, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::{RoomId, Timestamp, UserId};
+    use crate::message::{EventMeta, Posted, max};
+
+    fn posted(event_seq: u64, text_len: usize) -> Message {
+        let meta = EventMeta { room: RoomId(1), seq: 2, ts: Timestamp(3), sender: UserId(4) };
+        let text = "x".repeat(text_len).try_into().unwrap();
+        Posted { event_seq, meta, client_msg_id: None, reply_to: None, text }.into()
+    }
+
+    #[test]
+    fn a_stamp_is_the_full_encoding_byte_for_byte_across_every_length_boundary() {
+        // Event numbers of each LEB128 length, and bodies whose length varint grows from one
+        // byte to two (63/64) and from two to four (16383/16384) as the number grows.
+        let numbers = [0, 1, 127, 128, 16_383, 16_384, 1 << 35, u64::MAX];
+        let near = |edge: usize| edge.saturating_sub(30)..edge + 2;
+        for text_len in near(64).chain(near(16_384).filter(|n| *n <= max::MESSAGE_TEXT)) {
+            let stamped = StampedEvent::new(&posted(0, text_len)).unwrap();
+            for seq in numbers {
+                let mut whole = Vec::new();
+                posted(seq, text_len).encode(&mut whole);
+                let frame = stamped.stamp(seq);
+                let mut bytes = Vec::new();
+                frame.append_to(&mut bytes);
+                assert_eq!(bytes, whole, "text {text_len}, event_seq {seq}");
+                assert_eq!(frame.len(), whole.len());
+                assert_eq!(frame, EventFrame::from(whole), "equal by bytes");
+            }
+        }
+    }
 
     #[test]
     fn leb128_round_trips_at_every_length() {
