@@ -47,6 +47,11 @@ thread_local! {
     static HELD_WAKES: RefCell<Option<Vec<Arc<Notify>>>> = const { RefCell::new(None) };
 }
 
+/// At most about this much is taken for one write of the events stream: the frames are copied
+/// under the session's lock, which the storage writer waits for to queue the next event, and
+/// a long replay after a resume goes to QUIC in pieces it can start sending at once.
+const TAKE_BYTES: usize = 64 * 1024;
+
 /// At most this many held wake-ups: beyond, they go out at once, so that the first events
 /// of a commit group that reaches many sessions do not wait for all of its deliveries.
 const HELD_WAKES_MAX: usize = 256;
@@ -157,18 +162,27 @@ impl Session {
         }
     }
 
-    /// The frames to write to the events stream, in one buffer (empty when there are none),
-    /// or `Err` when they are no longer buffered.
+    /// The next frames to write to the events stream, in one buffer of at most [`TAKE_BYTES`]
+    /// (or one frame; empty when there are none), or `Err` when they are no longer buffered.
     pub(crate) fn take_events(&self) -> Result<Bytes, banter_protocol::session::ReplayGone> {
         let mut state = self.lock();
-        let frames = state.replay.replay_after(state.sent)?;
-        let count = frames.len() as u64;
-        let mut bytes = Vec::with_capacity(frames.clone().map(EventFrame::len).sum());
-        for frame in frames {
-            frame.append_to(&mut bytes);
-        }
+        let mut bytes = Vec::with_capacity(state.unsent_bytes.min(TAKE_BYTES));
+        let mut count = 0;
+        let all_taken = {
+            let mut frames = state.replay.replay_after(state.sent)?;
+            for frame in frames.by_ref() {
+                frame.append_to(&mut bytes);
+                count += 1;
+                if bytes.len() >= TAKE_BYTES {
+                    break;
+                }
+            }
+            frames.len() == 0
+        };
         state.sent += count;
-        state.unsent_bytes = 0;
+        // Only a writer that found nothing left waits for a wake-up (see `push_event`).
+        state.unsent_bytes =
+            if all_taken { 0 } else { state.unsent_bytes.saturating_sub(bytes.len()) };
         Ok(bytes.into())
     }
 
@@ -1005,6 +1019,37 @@ mod tests {
         session.take_events().unwrap();
         publish(4);
         assert!(woken(&session), "and nothing is held afterwards");
+    }
+
+    #[test]
+    fn a_long_queue_is_taken_in_pieces_in_order() {
+        let room = RoomId(1);
+        let hub = hub(1 << 20);
+        hub.add_member(room, UserId(1));
+        let session = hub.create_session(ResumeId([0; 16]), UserId(1), SessionId(1), 7, 0);
+        let text = "x".repeat(500);
+        for seq in 1..=300 {
+            let event = event(room, seq, &text);
+            hub.publish(room, seq, UserId(2), None, |event_seq, _| event.stamp(event_seq));
+        }
+        let mut numbers = Vec::new();
+        let mut pieces = 0;
+        loop {
+            let taken = session.take_events().unwrap();
+            if taken.is_empty() {
+                break;
+            }
+            assert!(taken.len() < TAKE_BYTES + 600, "{} bytes in one piece", taken.len());
+            numbers.extend(frames(&taken).iter().map(Message::event_seq));
+            pieces += 1;
+        }
+        assert!(pieces >= 3, "about 150 KiB in pieces of 64 KiB: {pieces}");
+        assert_eq!(numbers, (1..=300).map(Some).collect::<Vec<_>>());
+        // Everything taken: the next event wakes the writer again.
+        woken(&session);
+        let event = event(room, 301, "x");
+        hub.publish(room, 301, UserId(2), None, |event_seq, _| event.stamp(event_seq));
+        assert!(woken(&session));
     }
 
     #[test]
