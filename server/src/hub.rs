@@ -950,6 +950,21 @@ mod tests {
         StampedEvent::new(&TopicChanged { event_seq: 0, meta, topic }.into()).unwrap()
     }
 
+    /// Publishes an event with `topic` as entry `seq` of `room`, by user 2.
+    fn publish_topic(hub: &Hub, room: RoomId, seq: u64, topic: &str) {
+        let event = event(room, seq, topic);
+        hub.publish(room, seq, UserId(2), None, |event_seq, _| event.stamp(event_seq));
+    }
+
+    /// A hub whose sessions may hold `backlog_bytes` unsent, and the one session of user 1, a
+    /// member of `room`.
+    fn member_session(room: RoomId, backlog_bytes: usize) -> (Hub, Arc<Session>) {
+        let hub = hub(backlog_bytes);
+        hub.add_member(room, UserId(1));
+        let session = hub.create_session(ResumeId([0; 16]), UserId(1), SessionId(1), 7, 0);
+        (hub, session)
+    }
+
     fn topic(message: &Message) -> &str {
         let Message::TopicChanged(changed) = message else { panic!("{message:?}") };
         &changed.topic
@@ -965,13 +980,8 @@ mod tests {
     #[test]
     fn a_commit_group_wakes_each_events_writer_once_after_its_deliveries() {
         let room = RoomId(1);
-        let hub = hub(1 << 20);
-        hub.add_member(room, UserId(1));
-        let session = hub.create_session(ResumeId([0; 16]), UserId(1), SessionId(1), 7, 0);
-        let publish = |seq| {
-            let event = event(room, seq, "x");
-            hub.publish(room, seq, UserId(2), None, |event_seq, _| event.stamp(event_seq));
-        };
+        let (hub, session) = member_session(room, 1 << 20);
+        let publish = |seq| publish_topic(&hub, room, seq, "x");
         wakes_after(|| {
             for seq in 1..=3 {
                 publish(seq);
@@ -993,13 +1003,8 @@ mod tests {
     fn a_held_back_writer_is_woken_at_half_its_backlog_and_after_a_panic() {
         let room = RoomId(1);
         let frame_len = event(room, 1, "x").stamp(1).len();
-        let hub = hub(frame_len * 5 / 2);
-        hub.add_member(room, UserId(1));
-        let session = hub.create_session(ResumeId([0; 16]), UserId(1), SessionId(1), 7, 0);
-        let publish = |seq| {
-            let event = event(room, seq, "x");
-            hub.publish(room, seq, UserId(2), None, |event_seq, _| event.stamp(event_seq));
-        };
+        let (hub, session) = member_session(room, frame_len * 5 / 2);
+        let publish = |seq| publish_topic(&hub, room, seq, "x");
         wakes_after(|| {
             publish(1);
             assert!(!woken(&session));
@@ -1024,13 +1029,10 @@ mod tests {
     #[test]
     fn a_long_queue_is_taken_in_pieces_in_order() {
         let room = RoomId(1);
-        let hub = hub(1 << 20);
-        hub.add_member(room, UserId(1));
-        let session = hub.create_session(ResumeId([0; 16]), UserId(1), SessionId(1), 7, 0);
+        let (hub, session) = member_session(room, 1 << 20);
         let text = "x".repeat(500);
         for seq in 1..=300 {
-            let event = event(room, seq, &text);
-            hub.publish(room, seq, UserId(2), None, |event_seq, _| event.stamp(event_seq));
+            publish_topic(&hub, room, seq, &text);
         }
         let mut numbers = Vec::new();
         let mut pieces = 0;
@@ -1047,8 +1049,7 @@ mod tests {
         assert_eq!(numbers, (1..=300).map(Some).collect::<Vec<_>>());
         // Everything taken: the next event wakes the writer again.
         woken(&session);
-        let event = event(room, 301, "x");
-        hub.publish(room, 301, UserId(2), None, |event_seq, _| event.stamp(event_seq));
+        publish_topic(&hub, room, 301, "x");
         assert!(woken(&session));
     }
 
@@ -1058,12 +1059,9 @@ mod tests {
         let frame_len = event(room, 1, "x").stamp(1).len();
         // After three frames the unsent backlog is over the limit, so the fourth event pauses
         // the room instead of being queued.
-        let hub = hub(frame_len * 5 / 2);
-        hub.add_member(room, UserId(1));
-        let session = hub.create_session(ResumeId([0; 16]), UserId(1), SessionId(1), 7, 0);
+        let (hub, session) = member_session(room, frame_len * 5 / 2);
         for seq in 1..=10 {
-            let event = event(room, seq, "x");
-            hub.publish(room, seq, UserId(2), None, |event_seq, _| event.stamp(event_seq));
+            publish_topic(&hub, room, seq, "x");
         }
         let taken = frames(&session.take_events().unwrap());
         assert_eq!(taken.len(), 4);
@@ -1071,12 +1069,10 @@ mod tests {
         assert_eq!(numbers, [Some(1), Some(2), Some(3)]);
         let Message::LivePaused(paused) = &taken[3] else { panic!("LIVE_PAUSED last") };
         assert_eq!((paused.event_seq, paused.room, paused.delivered_seq), (4, room, 3));
-        let later = event(room, 11, "x");
-        hub.publish(room, 11, UserId(2), None, |event_seq, _| later.stamp(event_seq));
+        publish_topic(&hub, room, 11, "x");
         assert!(session.take_events().unwrap().is_empty(), "nothing while paused");
         assert!(session.unpause(room));
-        let later = event(room, 12, "x");
-        hub.publish(room, 12, UserId(2), None, |event_seq, _| later.stamp(event_seq));
+        publish_topic(&hub, room, 12, "x");
         let after_unpause = frames(&session.take_events().unwrap());
         assert_eq!(after_unpause.len(), 1);
         assert_eq!(after_unpause[0].event_seq(), Some(5));
