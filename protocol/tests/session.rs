@@ -341,17 +341,35 @@ fn resume_replays_exactly_the_unacknowledged_events() {
 #[test]
 fn replay_buffer_forgets_after_the_window_and_beyond_its_budget() {
     let t0 = Instant::now();
-    let mut buffer = ReplayBuffer::new(Duration::from_secs(60), 100);
+    // Room for two 40-byte frames with their bookkeeping, not three.
+    let mut buffer =
+        ReplayBuffer::new(Duration::from_secs(60), 2 * (40 + ReplayBuffer::ENTRY_BYTES));
     buffer.push(t0, |_| vec![0; 40].into());
     buffer.push(t0, |_| vec![0; 40].into());
     assert!(buffer.replay_after(0).is_ok());
-    buffer.push(t0, |_| vec![0; 40].into()); // 120 bytes: the oldest goes
+    buffer.push(t0, |_| vec![0; 40].into()); // over the budget: the oldest goes
     assert!(buffer.replay_after(0).is_err());
     assert_eq!(buffer.replay_after(1).unwrap().len(), 2);
     buffer.trim(t0 + Duration::from_secs(61));
     assert!(buffer.replay_after(1).is_err());
     assert_eq!(buffer.replay_after(3).unwrap().len(), 0);
     assert_eq!(buffer.buffered_bytes(), 0);
+}
+
+#[test]
+fn a_flood_of_tiny_frames_is_held_to_the_budget_with_its_bookkeeping() {
+    let t0 = Instant::now();
+    let budget = 64 * 1024;
+    let mut buffer = ReplayBuffer::new(Duration::from_secs(60), budget);
+    for _ in 0..100_000 {
+        buffer.push(t0, |_| vec![0; 4].into());
+    }
+    assert!(buffer.buffered_bytes() <= budget);
+    // What is kept, frames and entries together, fits the budget: a count of frame bytes
+    // alone would have kept 16,384 of these.
+    let oldest_point = (0..100_000).find(|&last| buffer.replay_after(last).is_ok()).unwrap();
+    let kept = buffer.replay_after(oldest_point).unwrap().len();
+    assert_eq!(kept, budget / (4 + ReplayBuffer::ENTRY_BYTES));
 }
 
 #[test]

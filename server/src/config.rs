@@ -313,7 +313,8 @@ config! {
     max_history_page: u64 = 100;
     /// How long a disconnected session stays resumable, milliseconds.
     resume_window_ms: u64 = 120_000;
-    /// Bytes of events kept per session for resume; beyond it the oldest go.
+    /// Bytes of events kept per session for resume, counting ~90 bytes of bookkeeping per
+    /// event; beyond it the oldest go.
     replay_buffer_bytes: usize = 1024 * 1024;
     /// Bytes of events not yet sent to a connection before its rooms are paused (slow consumer).
     live_backlog_bytes: usize = 512 * 1024;

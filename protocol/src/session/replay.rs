@@ -17,6 +17,11 @@ pub struct ReplayGone {
 /// Server side: assigns event_seq (from 1, +1 per frame) and keeps encoded frames until the
 /// client acknowledges them, they age past the resume window, or the byte budget is spent.
 ///
+/// The budget counts each frame's bytes and its entry's bookkeeping ([`Self::ENTRY_BYTES`]):
+/// a frame's bytes are mostly shared with every other session that got the event, so the
+/// entry is what a small frame really costs, and a flood of tiny frames (LIVE_PAUSED,
+/// reactions) must not hold many times the budget.
+///
 /// Replay for a given `last_event_seq` is deterministic (the same frames, byte for byte), so a
 /// client that resumes twice from the same point sees the same stream.
 #[derive(Debug)]
@@ -36,7 +41,12 @@ struct Entry {
 }
 
 impl ReplayBuffer {
-    /// A buffer keeping at most `max_bytes` of frames for at most `window`.
+    /// What one buffered frame costs beyond its bytes (its sequence number, time and the
+    /// frame's handle), as the budget counts it.
+    pub const ENTRY_BYTES: usize = size_of::<Entry>();
+
+    /// A buffer keeping at most `max_bytes` of frames (with [`Self::ENTRY_BYTES`] each) for
+    /// at most `window`.
     pub fn new(window: Duration, max_bytes: usize) -> Self {
         Self { entries: VecDeque::new(), next_seq: 1, bytes: 0, max_bytes, window }
     }
@@ -53,7 +63,7 @@ impl ReplayBuffer {
         self.next_seq += 1;
         let frame = build(seq);
         let len = frame.len();
-        self.bytes += len;
+        self.bytes += len + Self::ENTRY_BYTES;
         self.entries.push_back(Entry { seq, at: now, frame });
         self.trim(now);
         len
@@ -79,7 +89,7 @@ impl ReplayBuffer {
 
     fn pop(&mut self) {
         if let Some(entry) = self.entries.pop_front() {
-            self.bytes -= entry.frame.len();
+            self.bytes -= entry.frame.len() + Self::ENTRY_BYTES;
         }
     }
 
@@ -103,7 +113,7 @@ impl ReplayBuffer {
         Ok(self.entries.iter().skip(skip).map(|e| &e.frame))
     }
 
-    /// Bytes held.
+    /// Bytes held, as the budget counts them.
     pub fn buffered_bytes(&self) -> usize {
         self.bytes
     }
