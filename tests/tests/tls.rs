@@ -1,10 +1,15 @@
 //! Certificate trust over real QUIC (spec §2.2): a pinned fingerprint, and a CA-issued
-//! certificate checked against a custom CA.
+//! certificate checked against a custom CA; session resumption without 0-RTT (spec §2.4).
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use banter_client::tls::fingerprint;
 use banter_client::{ConnectError, Connection, Options, Trust};
 use banter_tests::TestServer;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+use rustls::client::{Tls12ClientSessionValue, Tls13ClientSessionValue};
+use rustls::pki_types::ServerName;
 
 fn options(trust: Trust, name: &str) -> Options {
     Options::new(trust, name)
@@ -99,4 +104,111 @@ async fn a_reconnect_resumes_its_tls_session_but_never_under_another_trust() {
     let (fourth, _events) = Connection::connect(addr, right_pin.clone()).await.unwrap();
     assert_eq!(right_pin.tls_sessions.certificates_checked(), 3, "the pinned reconnect resumed");
     assert_eq!(fourth.fingerprint(), Some(pin));
+}
+
+/// rustls's ticket store, noting how much early data each ticket the server sends allows.
+#[derive(Debug)]
+struct Tickets {
+    inner: rustls::client::ClientSessionMemoryCache,
+    early_data: std::sync::Mutex<Vec<u32>>,
+}
+
+impl rustls::client::ClientSessionStore for Tickets {
+    fn set_kx_hint(&self, name: ServerName<'static>, group: rustls::NamedGroup) {
+        self.inner.set_kx_hint(name, group);
+    }
+
+    fn kx_hint(&self, name: &ServerName<'_>) -> Option<rustls::NamedGroup> {
+        self.inner.kx_hint(name)
+    }
+
+    fn set_tls12_session(&self, name: ServerName<'static>, value: Tls12ClientSessionValue) {
+        self.inner.set_tls12_session(name, value);
+    }
+
+    fn tls12_session(&self, name: &ServerName<'_>) -> Option<Tls12ClientSessionValue> {
+        self.inner.tls12_session(name)
+    }
+
+    fn remove_tls12_session(&self, name: &ServerName<'static>) {
+        self.inner.remove_tls12_session(name);
+    }
+
+    fn insert_tls13_ticket(&self, name: ServerName<'static>, value: Tls13ClientSessionValue) {
+        self.early_data.lock().unwrap().push(value.max_early_data_size());
+        self.inner.insert_tls13_ticket(name, value);
+    }
+
+    fn take_tls13_ticket(&self, name: &ServerName<'static>) -> Option<Tls13ClientSessionValue> {
+        self.inner.take_tls13_ticket(name)
+    }
+}
+
+/// spec §2.4: no 0-RTT in v1. A client that would send early data (the SDK never asks) gets
+/// session tickets that allow none, so its resumed connection has to wait for the handshake.
+/// Two things in banterd see to it: `max_early_data_size = 0`, and stateless tickets (rustls
+/// allows early data only with stateful ones). Both changed, this test fails (tried).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_tickets_allow_no_early_data_so_a_resumption_cannot_send_0rtt() {
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .signed_by(&leaf_key, &ca)
+        .unwrap();
+    let server = TestServer::start_with(|config| {
+        std::fs::write(config.data_dir.join("cert.pem"), leaf.pem() + &ca.pem()).unwrap();
+        std::fs::write(config.data_dir.join("cert-key.pem"), leaf_key.serialize_pem()).unwrap();
+    })
+    .await;
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.der().clone()).unwrap();
+    let tickets = Arc::new(Tickets {
+        inner: rustls::client::ClientSessionMemoryCache::new(8),
+        early_data: Default::default(),
+    });
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![banter_client::protocol::ALPN.to_vec()];
+    tls.enable_early_data = true;
+    tls.resumption = rustls::client::Resumption::store(tickets.clone());
+    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
+    let config = quinn::ClientConfig::new(Arc::new(quic));
+    let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+
+    let first =
+        endpoint.connect_with(config.clone(), server.addr(), "localhost").unwrap().await.unwrap();
+    // The tickets follow the handshake.
+    for _ in 0..100 {
+        if !tickets.early_data.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let allowed = tickets.early_data.lock().unwrap().clone();
+    assert!(!allowed.is_empty(), "the server sent no session ticket");
+    assert!(allowed.iter().all(|&bytes| bytes == 0), "tickets allow early data: {allowed:?}");
+    first.close(0u32.into(), b"done");
+
+    let connecting = endpoint.connect_with(config, server.addr(), "localhost").unwrap();
+    let Err(connecting) = connecting.into_0rtt() else {
+        panic!("a resumed connection could send 0-RTT data");
+    };
+    let second = connecting.await.unwrap();
+    assert_eq!(
+        second
+            .handshake_data()
+            .unwrap()
+            .downcast::<quinn::crypto::rustls::HandshakeData>()
+            .unwrap()
+            .protocol,
+        Some(banter_client::protocol::ALPN.to_vec()),
+    );
 }
