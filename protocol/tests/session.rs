@@ -370,6 +370,8 @@ fn a_flood_of_tiny_frames_is_held_to_the_budget_with_its_bookkeeping() {
     let oldest_point = (0..100_000).find(|&last| buffer.replay_after(last).is_ok()).unwrap();
     let kept = buffer.replay_after(oldest_point).unwrap().len();
     assert_eq!(kept, budget / (4 + ReplayBuffer::ENTRY_BYTES));
+    // An entry (sequence number, time, the frame's handle) takes well over 64 bytes.
+    assert!(kept <= budget / 64, "{kept} entries kept");
 }
 
 #[test]

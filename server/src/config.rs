@@ -316,7 +316,8 @@ config! {
     /// Bytes of events kept per session for resume, counting ~90 bytes of bookkeeping per
     /// event; beyond it the oldest go.
     replay_buffer_bytes: usize = 1024 * 1024;
-    /// Bytes of events not yet sent to a connection before its rooms are paused (slow consumer).
+    /// Bytes of events not yet sent to a connection before its rooms are paused (slow
+    /// consumer), counted as `replay_buffer_bytes` counts them; must be below it.
     live_backlog_bytes: usize = 512 * 1024;
     /// Sessions (live, or detached and resumable) one login may hold; at the cap a new HELLO
     /// ends the one detached longest, or when all are live the oldest (its connection is

@@ -107,6 +107,7 @@ struct SessionState {
     replay: ReplayBuffer,
     /// Highest event_seq handed to the events writer.
     sent: u64,
+    /// Frames the events writer has not taken, counted as the replay buffer counts them.
     unsent_bytes: usize,
     backlog_limit: usize,
     paused: HashSet<RoomId>,
@@ -167,7 +168,7 @@ impl Session {
     pub(crate) fn take_events(&self) -> Result<Bytes, banter_protocol::session::ReplayGone> {
         let mut state = self.lock();
         let mut bytes = Vec::with_capacity(state.unsent_bytes.min(TAKE_BYTES));
-        let mut count = 0;
+        let mut count: usize = 0;
         let all_taken = {
             let mut frames = state.replay.replay_after(state.sent)?;
             for frame in frames.by_ref() {
@@ -179,10 +180,13 @@ impl Session {
             }
             frames.len() == 0
         };
-        state.sent += count;
-        // Only a writer that found nothing left waits for a wake-up (see `push_event`).
-        state.unsent_bytes =
-            if all_taken { 0 } else { state.unsent_bytes.saturating_sub(bytes.len()) };
+        state.sent += count as u64;
+        // Only a writer that found nothing left waits for a wake-up (see `push_event`). The
+        // backlog is counted as the replay buffer counts it (frames and their entries), so
+        // that it reaches its limit, and pauses rooms, before the replay budget drops frames
+        // not sent yet.
+        let taken = bytes.len() + count * ReplayBuffer::ENTRY_BYTES;
+        state.unsent_bytes = if all_taken { 0 } else { state.unsent_bytes.saturating_sub(taken) };
         Ok(bytes.into())
     }
 
@@ -1002,7 +1006,7 @@ mod tests {
     #[test]
     fn a_held_back_writer_is_woken_at_half_its_backlog_and_after_a_panic() {
         let room = RoomId(1);
-        let frame_len = event(room, 1, "x").stamp(1).len();
+        let frame_len = event(room, 1, "x").stamp(1).len() + ReplayBuffer::ENTRY_BYTES;
         let (hub, session) = member_session(room, frame_len * 5 / 2);
         let publish = |seq| publish_topic(&hub, room, seq, "x");
         wakes_after(|| {
@@ -1056,7 +1060,7 @@ mod tests {
     #[test]
     fn a_session_past_its_backlog_is_paused_with_live_paused_then_resumed() {
         let room = RoomId(1);
-        let frame_len = event(room, 1, "x").stamp(1).len();
+        let frame_len = event(room, 1, "x").stamp(1).len() + ReplayBuffer::ENTRY_BYTES;
         // After three frames the unsent backlog is over the limit, so the fourth event pauses
         // the room instead of being queued.
         let (hub, session) = member_session(room, frame_len * 5 / 2);
@@ -1076,6 +1080,29 @@ mod tests {
         let after_unpause = frames(&session.take_events().unwrap());
         assert_eq!(after_unpause.len(), 1);
         assert_eq!(after_unpause[0].event_seq(), Some(5));
+    }
+
+    #[test]
+    fn a_reader_of_tiny_frames_is_paused_before_its_replay_budget_drops_unsent_ones() {
+        let room = RoomId(1);
+        // The replay budget at twice the backlog limit, as by default (1 MiB, 512 KiB); frames
+        // far smaller than their entries in the buffer.
+        let hub = Hub::new(SessionLimits::uncapped(64 * 1024, Duration::from_secs(60), 32 * 1024));
+        hub.add_member(room, UserId(1));
+        let session = hub.create_session(ResumeId([0; 16]), UserId(1), SessionId(1), 7, 0);
+        for seq in 1..=20_000 {
+            publish_topic(&hub, room, seq, "x");
+        }
+        let mut taken = Vec::new();
+        loop {
+            let frames = frames(&session.take_events().expect("no unsent frame was dropped"));
+            if frames.is_empty() {
+                break;
+            }
+            taken.extend(frames);
+        }
+        assert!(matches!(taken.last(), Some(Message::LivePaused(_))), "paused, not ended");
+        assert!(taken.len() < 1_000, "{} frames queued past a 32 KiB backlog", taken.len());
     }
 
     #[test]

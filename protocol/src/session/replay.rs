@@ -56,17 +56,17 @@ impl ReplayBuffer {
         self.next_seq
     }
 
-    /// Numbers one frame: `build` encodes it with the event_seq it is given. Returns its
-    /// length in bytes.
+    /// Numbers one frame: `build` encodes it with the event_seq it is given. Returns what it
+    /// counts against the budget: its length and [`Self::ENTRY_BYTES`].
     pub fn push(&mut self, now: Instant, build: impl FnOnce(u64) -> EventFrame) -> usize {
         let seq = self.next_seq;
         self.next_seq += 1;
         let frame = build(seq);
-        let len = frame.len();
-        self.bytes += len + Self::ENTRY_BYTES;
+        let counted = frame.len() + Self::ENTRY_BYTES;
+        self.bytes += counted;
         self.entries.push_back(Entry { seq, at: now, frame });
         self.trim(now);
-        len
+        counted
     }
 
     /// The client processed everything up to `seq` (from its PING); those frames go.

@@ -209,7 +209,7 @@ pub struct SledEngine {
     log_file: File,
     /// Blob files already made durable (sled removes them itself when it no longer needs
     /// them; the set follows).
-    synced_blobs: std::sync::Mutex<SyncedBlobs>,
+    synced_blobs: std::sync::Mutex<std::collections::HashSet<std::ffi::OsString>>,
     path: PathBuf,
 }
 
@@ -247,26 +247,10 @@ impl SledEngine {
 
     /// Makes sled's blob files durable (see the type's docs): each new one, then the
     /// directory that names them.
-    ///
-    /// Blobs are rare, and listing the directory was an open, two getdents and a close on
-    /// every group commit. A new file changes the directory's mtime, so a directory whose
-    /// mtime is the one seen at its last listing has nothing new, provided that mtime is
-    /// older than the clock's granularity (a file created within the same tick leaves it
-    /// unchanged): younger than a second, the directory is listed anyway.
     fn sync_blobs(&self) -> std::io::Result<()> {
         let dir = self.path.join("blobs");
-        let Ok(modified) = std::fs::metadata(&dir).and_then(|m| m.modified()) else {
-            return Ok(());
-        };
-        let mut blobs = self.synced_blobs.lock().unwrap_or_else(|e| e.into_inner());
-        let settled = std::time::SystemTime::now()
-            .duration_since(modified)
-            .is_ok_and(|age| age > std::time::Duration::from_secs(1));
-        if settled && blobs.listed_at == Some(modified) {
-            return Ok(());
-        }
         let Ok(entries) = std::fs::read_dir(&dir) else { return Ok(()) };
-        let synced = &mut blobs.names;
+        let mut synced = self.synced_blobs.lock().unwrap_or_else(|e| e.into_inner());
         let mut present = std::collections::HashSet::new();
         let mut new = false;
         for entry in entries {
@@ -286,16 +270,8 @@ impl SledEngine {
             crate::durable::sync_dir(&dir)?;
         }
         *synced = present;
-        blobs.listed_at = Some(modified);
         Ok(())
     }
-}
-
-/// The blob files made durable, as of the blobs directory's mtime at their listing.
-#[derive(Debug, Default)]
-struct SyncedBlobs {
-    names: std::collections::HashSet<std::ffi::OsString>,
-    listed_at: Option<std::time::SystemTime>,
 }
 
 impl Engine for SledEngine {
@@ -353,20 +329,13 @@ mod tests {
     fn a_value_sled_writes_as_a_blob_file_is_synced_with_its_directory() {
         let dir = tempfile::tempdir().unwrap();
         let engine = SledEngine::open(dir.path()).unwrap();
-        // Two blobs in a row: the second lands within the clock tick of the first listing,
-        // where the directory's mtime may not change.
-        for key in [b"big1", b"big2"] {
-            engine.apply(vec![(key.to_vec(), Some(vec![7; 300 * 1024]))]).unwrap();
-            engine.sync().unwrap();
-        }
+        engine.apply(vec![(b"big".to_vec(), Some(vec![7; 300 * 1024]))]).unwrap();
+        engine.sync().unwrap();
         let blobs: Vec<_> = std::fs::read_dir(dir.path().join("blobs")).unwrap().collect();
-        assert!(blobs.len() >= 2, "sled kept a 300 KiB value inline; the blob path is untested");
+        assert!(!blobs.is_empty(), "sled kept a 300 KiB value inline; the blob path is untested");
         let synced = engine.synced_blobs.lock().unwrap();
         for blob in blobs {
-            assert!(
-                synced.names.contains(&blob.unwrap().file_name()),
-                "a blob file was not synced"
-            );
+            assert!(synced.contains(&blob.unwrap().file_name()), "a blob file was not synced");
         }
     }
 }
