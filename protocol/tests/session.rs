@@ -375,6 +375,24 @@ fn a_flood_of_tiny_frames_is_held_to_the_budget_with_its_bookkeeping() {
 }
 
 #[test]
+fn frames_not_yet_written_stay_past_the_budget_and_the_window() {
+    let t0 = Instant::now();
+    let mut buffer =
+        ReplayBuffer::new(Duration::from_secs(60), 2 * (40 + ReplayBuffer::ENTRY_BYTES));
+    buffer.keep_after(0);
+    for _ in 0..5 {
+        buffer.push(t0, |_| vec![0; 40].into());
+    }
+    buffer.trim(t0 + Duration::from_secs(61));
+    assert_eq!(buffer.replay_after(0).unwrap().len(), 5, "nothing written yet, nothing dropped");
+    // Written up to 3: those may go, the rest stays.
+    buffer.keep_after(3);
+    buffer.trim(t0 + Duration::from_secs(61));
+    assert!(buffer.replay_after(2).is_err());
+    assert_eq!(buffer.replay_after(3).unwrap().len(), 2);
+}
+
+#[test]
 fn a_resumed_answer_from_the_wrong_point_is_rejected_by_the_client() {
     let mut pair = Pair::new(Greeting::Resume {
         access_token: token(),

@@ -313,11 +313,11 @@ config! {
     max_history_page: u64 = 100;
     /// How long a disconnected session stays resumable, milliseconds.
     resume_window_ms: u64 = 120_000;
-    /// Bytes of events kept per session for resume, counting ~90 bytes of bookkeeping per
-    /// event; beyond it the oldest go.
+    /// Bytes of events sent and kept per session for resume, counting ~90 bytes of
+    /// bookkeeping per event; beyond it the oldest go (events not sent yet always stay).
     replay_buffer_bytes: usize = 1024 * 1024;
     /// Bytes of events not yet sent to a connection before its rooms are paused (slow
-    /// consumer), counted as `replay_buffer_bytes` counts them; must be below it.
+    /// consumer), counted as `replay_buffer_bytes` counts them.
     live_backlog_bytes: usize = 512 * 1024;
     /// Sessions (live, or detached and resumable) one login may hold; at the cap a new HELLO
     /// ends the one detached longest, or when all are live the oldest (its connection is

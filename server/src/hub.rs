@@ -181,11 +181,14 @@ impl Session {
             frames.len() == 0
         };
         state.sent += count as u64;
+        let sent = state.sent;
+        state.replay.keep_after(sent);
         // Only a writer that found nothing left waits for a wake-up (see `push_event`). The
         // backlog is counted as the replay buffer counts it (frames and their entries), so
         // that it reaches its limit, and pauses rooms, before the replay budget drops frames
         // not sent yet.
         let taken = bytes.len() + count * ReplayBuffer::ENTRY_BYTES;
+        debug_assert!(all_taken || state.unsent_bytes >= taken, "the backlog count drifted");
         state.unsent_bytes = if all_taken { 0 } else { state.unsent_bytes.saturating_sub(taken) };
         Ok(bytes.into())
     }
@@ -248,7 +251,9 @@ impl Session {
         let _ = state.replay.replay_after(last_event_seq)?;
         state.replay.ack(last_event_seq);
         state.sent = last_event_seq;
-        state.unsent_bytes = 0;
+        state.replay.keep_after(last_event_seq);
+        // Everything still buffered comes after `last_event_seq`: all of it is to be sent.
+        state.unsent_bytes = state.replay.buffered_bytes();
         state.interests = interests;
         state.ephemeral.clear();
         state.detached_at = None;
@@ -571,7 +576,12 @@ impl Hub {
             user,
             login,
             state: Mutex::new(SessionState {
-                replay: ReplayBuffer::new(self.limits.resume_window, self.limits.replay_bytes),
+                replay: {
+                    let mut replay =
+                        ReplayBuffer::new(self.limits.resume_window, self.limits.replay_bytes);
+                    replay.keep_after(0);
+                    replay
+                },
                 sent: 0,
                 unsent_bytes: 0,
                 backlog_limit: self.limits.backlog_bytes,
@@ -1103,6 +1113,63 @@ mod tests {
         }
         assert!(matches!(taken.last(), Some(Message::LivePaused(_))), "paused, not ended");
         assert!(taken.len() < 1_000, "{} frames queued past a 32 KiB backlog", taken.len());
+    }
+
+    #[test]
+    fn after_a_resume_from_far_back_new_events_pause_the_rooms_and_no_unsent_frame_is_lost() {
+        let room = RoomId(1);
+        let hub = Hub::new(SessionLimits::uncapped(64 * 1024, Duration::from_secs(60), 32 * 1024));
+        let rooms: Vec<RoomId> = (1..=20).map(RoomId).collect();
+        for &room in &rooms {
+            hub.add_member(room, UserId(1));
+        }
+        let session = hub.create_session(ResumeId([0; 16]), UserId(1), SessionId(1), 7, 0);
+        let text = "y".repeat(200);
+        // Written, never acknowledged: the buffer holds its budget of them.
+        for seq in 1..=1_000 {
+            publish_topic(&hub, room, seq, &text);
+            session.take_events().unwrap();
+        }
+        let oldest = (0..1_000).find(|&last| session.lock().replay.replay_after(last).is_ok());
+        let resume_from = oldest.unwrap();
+        session.attach_resume(8, resume_from, 0).unwrap();
+        // The whole buffer is to be sent again; more events arrive, in every room, before the
+        // writer takes any: each room is paused, and each pause is a frame more.
+        for seq in 1_001..=1_100 {
+            for &room in &rooms {
+                publish_topic(&hub, room, seq, &text);
+            }
+        }
+        let mut taken = Vec::new();
+        loop {
+            let frames = frames(&session.take_events().expect("no unsent frame was dropped"));
+            if frames.is_empty() {
+                break;
+            }
+            taken.extend(frames);
+        }
+        let numbers: Vec<u64> = taken.iter().filter_map(Message::event_seq).collect();
+        assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1), "the replay is whole, in order");
+        assert_eq!(numbers[0], resume_from + 1);
+        let paused = taken.iter().filter(|m| matches!(m, Message::LivePaused(_))).count();
+        assert_eq!(paused, rooms.len(), "every room is paused");
+    }
+
+    #[test]
+    fn a_partial_take_leaves_the_rest_of_the_backlog_counted() {
+        let room = RoomId(1);
+        let (hub, session) = member_session(room, 1 << 20);
+        let text = "z".repeat(500);
+        for seq in 1..=200 {
+            publish_topic(&hub, room, seq, &text);
+        }
+        let taken = frames(&session.take_events().unwrap()).len() as u64;
+        assert!(taken < 200, "one take is bounded");
+        // Entry `seq` of the room is the session's event `seq`.
+        let left: usize = (taken + 1..=200)
+            .map(|seq| event(room, seq, &text).stamp(seq).len() + ReplayBuffer::ENTRY_BYTES)
+            .sum();
+        assert_eq!(session.lock().unsent_bytes, left);
     }
 
     #[test]

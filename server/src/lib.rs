@@ -337,14 +337,6 @@ impl Shared {
     /// Opens the data dir (creating the key, certificate and database on first start) and
     /// everything requests need; no sockets.
     pub(crate) fn open(config: Config, bus: bus::Bus) -> Result<(Arc<Self>, Identity), StartError> {
-        // A slow reader's rooms are paused when its unsent backlog passes the limit; a replay
-        // buffer no larger would drop its unsent frames first, and end its session.
-        if config.live_backlog_bytes >= config.replay_buffer_bytes {
-            return Err(StartError::Config(format!(
-                "live_backlog_bytes ({}) must be below replay_buffer_bytes ({})",
-                config.live_backlog_bytes, config.replay_buffer_bytes
-            )));
-        }
         let identity = Identity::load_or_create(&config.data_dir)?;
         let mut store = Store::open(open_engine(&config)?, config.commit_max_group)?;
         let reserve = config.min_free_disk_mb.saturating_mul(1024 * 1024);
@@ -715,22 +707,6 @@ mod tests {
     use super::*;
     use store::records::{EntryKind, LogEntry, MemberRecord, RoomRecordV2};
     use store::{Engine, KeyValues, SledEngine, StoreError, Transaction, Write, encode};
-
-    #[test]
-    fn a_backlog_limit_not_below_the_replay_budget_is_refused_at_start() {
-        let dir = tempfile::tempdir().unwrap();
-        let config = Config {
-            data_dir: dir.path().to_owned(),
-            live_backlog_bytes: 1 << 20,
-            replay_buffer_bytes: 1 << 20,
-            ..Config::default()
-        };
-        let error = Shared::open(config, bus::Bus::Local).expect_err("refused");
-        assert!(
-            matches!(&error, StartError::Config(m) if m.contains("live_backlog_bytes")),
-            "{error}"
-        );
-    }
 
     /// sled, counting the records it hands out.
     #[derive(Debug)]

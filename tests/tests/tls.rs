@@ -111,6 +111,8 @@ async fn a_reconnect_resumes_its_tls_session_but_never_under_another_trust() {
 struct Tickets {
     inner: rustls::client::ClientSessionMemoryCache,
     early_data: std::sync::Mutex<Vec<u32>>,
+    /// Tickets offered to the server.
+    offered: std::sync::atomic::AtomicUsize,
 }
 
 impl rustls::client::ClientSessionStore for Tickets {
@@ -140,7 +142,11 @@ impl rustls::client::ClientSessionStore for Tickets {
     }
 
     fn take_tls13_ticket(&self, name: &ServerName<'static>) -> Option<Tls13ClientSessionValue> {
-        self.inner.take_tls13_ticket(name)
+        let ticket = self.inner.take_tls13_ticket(name);
+        if ticket.is_some() {
+            self.offered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        ticket
     }
 }
 
@@ -169,6 +175,7 @@ async fn session_tickets_allow_no_early_data_so_a_resumption_cannot_send_0rtt() 
     let tickets = Arc::new(Tickets {
         inner: rustls::client::ClientSessionMemoryCache::new(8),
         early_data: Default::default(),
+        offered: Default::default(),
     });
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut tls = rustls::ClientConfig::builder_with_provider(provider)
@@ -198,6 +205,9 @@ async fn session_tickets_allow_no_early_data_so_a_resumption_cannot_send_0rtt() 
     first.close(0u32.into(), b"done");
 
     let connecting = endpoint.connect_with(config, server.addr(), "localhost").unwrap();
+    // The client offers its ticket (so this is a resumption, not a fresh handshake that could
+    // never have sent early data anyway), and still has to wait.
+    assert_eq!(tickets.offered.load(std::sync::atomic::Ordering::SeqCst), 1);
     let Err(connecting) = connecting.into_0rtt() else {
         panic!("a resumed connection could send 0-RTT data");
     };

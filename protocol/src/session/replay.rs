@@ -24,10 +24,18 @@ pub struct ReplayGone {
 ///
 /// Replay for a given `last_event_seq` is deterministic (the same frames, byte for byte), so a
 /// client that resumes twice from the same point sees the same stream.
+///
+/// A server that writes the frames from this buffer says how far it has written
+/// ([`Self::keep_after`]): frames after that point are never dropped, by the budget or the
+/// window, since a frame lost before it was sent would end the session
+/// (RESUME_UNAVAILABLE) where its owner meant to pause it (LIVE_PAUSED); the owner's backlog
+/// limit bounds them. The budget then bounds the frames written and not yet acknowledged.
 #[derive(Debug)]
 pub struct ReplayBuffer {
     entries: VecDeque<Entry>,
     next_seq: u64,
+    /// Frames after this one are kept whatever the budget and window.
+    keep_after: u64,
     bytes: usize,
     max_bytes: usize,
     window: Duration,
@@ -48,7 +56,14 @@ impl ReplayBuffer {
     /// A buffer keeping at most `max_bytes` of frames (with [`Self::ENTRY_BYTES`] each) for
     /// at most `window`.
     pub fn new(window: Duration, max_bytes: usize) -> Self {
-        Self { entries: VecDeque::new(), next_seq: 1, bytes: 0, max_bytes, window }
+        Self {
+            entries: VecDeque::new(),
+            next_seq: 1,
+            keep_after: u64::MAX,
+            bytes: 0,
+            max_bytes,
+            window,
+        }
     }
 
     /// The event_seq the next frame gets.
@@ -76,9 +91,19 @@ impl ReplayBuffer {
         }
     }
 
-    /// Drops frames older than the window or beyond the byte budget.
+    /// Keeps every frame after `seq` from now on, whatever the budget and window (the frames
+    /// not written yet); by default none is kept that way.
+    pub fn keep_after(&mut self, seq: u64) {
+        self.keep_after = seq;
+    }
+
+    /// Drops frames older than the window or beyond the byte budget, except those after
+    /// [`Self::keep_after`]'s point.
     pub fn trim(&mut self, now: Instant) {
         while let Some(front) = self.entries.front() {
+            if front.seq > self.keep_after {
+                break;
+            }
             let expired = now.saturating_duration_since(front.at) > self.window;
             if !expired && self.bytes <= self.max_bytes {
                 break;
