@@ -221,7 +221,10 @@ async fn friends_are_made_by_request_and_a_block_keeps_messages_and_presence_awa
 
     // Ada blocks bob: the friendship ends, bob sees her go offline and nothing of the block.
     ada.conn.request_one(contact("bob", ContactAction::Block)).await.unwrap();
-    assert_eq!(presence_of(&mut bob, ada.auth.user, WAIT).await, Some(PresenceStatus::Offline));
+    assert_eq!(
+        presence_settles(&mut bob, ada.auth.user, PresenceStatus::Offline, WAIT).await,
+        Some(PresenceStatus::Offline)
+    );
     assert_eq!(contacts(&ada).await, [(bob.auth.user, ContactState::Blocked)]);
     assert_eq!(contacts(&bob).await, []);
     // He can neither open nor use a direct room with her, nor add her anywhere.
@@ -233,7 +236,10 @@ async fn friends_are_made_by_request_and_a_block_keeps_messages_and_presence_awa
     // Her presence reaches carol, not bob.
     let away = PresenceSet { status: PresenceStatus::Away, text: Text::default() };
     ada.conn.request_one(away).await.unwrap();
-    assert_eq!(presence_of(&mut carol, ada.auth.user, WAIT).await, Some(PresenceStatus::Away));
+    assert_eq!(
+        presence_settles(&mut carol, ada.auth.user, PresenceStatus::Away, WAIT).await,
+        Some(PresenceStatus::Away)
+    );
     assert_eq!(presence_of(&mut bob, ada.auth.user, Duration::from_millis(300)).await, None);
     // She may still write to him.
     ada.post(direct, "I can still write").await.unwrap();
