@@ -121,6 +121,15 @@ struct SessionState {
     wakers: Wakers,
 }
 
+impl SessionState {
+    /// The events writer has taken every frame up to `seq`: the replay buffer keeps those
+    /// after it whatever its budget (the backlog limit bounds them).
+    fn written_up_to(&mut self, seq: u64) {
+        self.sent = seq;
+        self.replay.keep_after(seq);
+    }
+}
+
 impl Session {
     fn lock(&self) -> MutexGuard<'_, SessionState> {
         // A panic while holding this lock would be a bug in the few lines below, none of
@@ -180,9 +189,8 @@ impl Session {
             }
             frames.len() == 0
         };
-        state.sent += count as u64;
-        let sent = state.sent;
-        state.replay.keep_after(sent);
+        let sent = state.sent + count as u64;
+        state.written_up_to(sent);
         // Only a writer that found nothing left waits for a wake-up (see `push_event`). The
         // backlog is counted as the replay buffer counts it (frames and their entries), so
         // that it reaches its limit, and pauses rooms, before the replay budget drops frames
@@ -250,8 +258,7 @@ impl Session {
         // Only whether every frame after it is still here.
         let _ = state.replay.replay_after(last_event_seq)?;
         state.replay.ack(last_event_seq);
-        state.sent = last_event_seq;
-        state.replay.keep_after(last_event_seq);
+        state.written_up_to(last_event_seq);
         // Everything still buffered comes after `last_event_seq`: all of it is to be sent.
         state.unsent_bytes = state.replay.buffered_bytes();
         state.interests = interests;
@@ -571,30 +578,22 @@ impl Hub {
         conn: usize,
         interests: u64,
     ) -> Arc<Session> {
-        let session = Arc::new(Session {
-            id,
-            user,
-            login,
-            state: Mutex::new(SessionState {
-                replay: {
-                    let mut replay =
-                        ReplayBuffer::new(self.limits.resume_window, self.limits.replay_bytes);
-                    replay.keep_after(0);
-                    replay
-                },
-                sent: 0,
-                unsent_bytes: 0,
-                backlog_limit: self.limits.backlog_bytes,
-                paused: HashSet::new(),
-                ephemeral: VecDeque::new(),
-                interests,
-                attached: Some(conn),
-                detached_at: None,
-                status: PresenceStatus::Online,
-                status_text: String::new(),
-                wakers: Wakers::default(),
-            }),
-        });
+        let mut state = SessionState {
+            replay: ReplayBuffer::new(self.limits.resume_window, self.limits.replay_bytes),
+            sent: 0,
+            unsent_bytes: 0,
+            backlog_limit: self.limits.backlog_bytes,
+            paused: HashSet::new(),
+            ephemeral: VecDeque::new(),
+            interests,
+            attached: Some(conn),
+            detached_at: None,
+            status: PresenceStatus::Online,
+            status_text: String::new(),
+            wakers: Wakers::default(),
+        };
+        state.written_up_to(0);
+        let session = Arc::new(Session { id, user, login, state: Mutex::new(state) });
         let mut state = self.lock();
         let mut to_close = state.make_room(user, self.limits.per_login, |s| s.login == login);
         to_close.extend(state.make_room(user, self.limits.per_user, |_| true));
@@ -974,9 +973,34 @@ mod tests {
     /// member of `room`.
     fn member_session(room: RoomId, backlog_bytes: usize) -> (Hub, Arc<Session>) {
         let hub = hub(backlog_bytes);
-        hub.add_member(room, UserId(1));
-        let session = hub.create_session(ResumeId([0; 16]), UserId(1), SessionId(1), 7, 0);
+        let session = session_in(&hub, &[room]);
         (hub, session)
+    }
+
+    /// The one session of user 1, made a member of `rooms` first.
+    fn session_in(hub: &Hub, rooms: &[RoomId]) -> Arc<Session> {
+        for &room in rooms {
+            hub.add_member(room, UserId(1));
+        }
+        hub.create_session(ResumeId([0; 16]), UserId(1), SessionId(1), 7, 0)
+    }
+
+    /// A hub with small buffers: a 64 KiB replay budget at twice the backlog limit, as by
+    /// default (1 MiB, 512 KiB).
+    fn small_hub() -> Hub {
+        Hub::new(SessionLimits::uncapped(64 * 1024, Duration::from_secs(60), 32 * 1024))
+    }
+
+    /// Everything the session's writer takes until nothing is left; no frame may be missing.
+    fn take_all(session: &Session) -> Vec<Message> {
+        let mut taken = Vec::new();
+        loop {
+            let frames = frames(&session.take_events().expect("no unsent frame was dropped"));
+            if frames.is_empty() {
+                return taken;
+            }
+            taken.extend(frames);
+        }
     }
 
     fn topic(message: &Message) -> &str {
@@ -1095,22 +1119,13 @@ mod tests {
     #[test]
     fn a_reader_of_tiny_frames_is_paused_before_its_replay_budget_drops_unsent_ones() {
         let room = RoomId(1);
-        // The replay budget at twice the backlog limit, as by default (1 MiB, 512 KiB); frames
-        // far smaller than their entries in the buffer.
-        let hub = Hub::new(SessionLimits::uncapped(64 * 1024, Duration::from_secs(60), 32 * 1024));
-        hub.add_member(room, UserId(1));
-        let session = hub.create_session(ResumeId([0; 16]), UserId(1), SessionId(1), 7, 0);
+        // Frames far smaller than their entries in the buffer.
+        let hub = small_hub();
+        let session = session_in(&hub, &[room]);
         for seq in 1..=20_000 {
             publish_topic(&hub, room, seq, "x");
         }
-        let mut taken = Vec::new();
-        loop {
-            let frames = frames(&session.take_events().expect("no unsent frame was dropped"));
-            if frames.is_empty() {
-                break;
-            }
-            taken.extend(frames);
-        }
+        let taken = take_all(&session);
         assert!(matches!(taken.last(), Some(Message::LivePaused(_))), "paused, not ended");
         assert!(taken.len() < 1_000, "{} frames queued past a 32 KiB backlog", taken.len());
     }
@@ -1118,12 +1133,9 @@ mod tests {
     #[test]
     fn after_a_resume_from_far_back_new_events_pause_the_rooms_and_no_unsent_frame_is_lost() {
         let room = RoomId(1);
-        let hub = Hub::new(SessionLimits::uncapped(64 * 1024, Duration::from_secs(60), 32 * 1024));
+        let hub = small_hub();
         let rooms: Vec<RoomId> = (1..=20).map(RoomId).collect();
-        for &room in &rooms {
-            hub.add_member(room, UserId(1));
-        }
-        let session = hub.create_session(ResumeId([0; 16]), UserId(1), SessionId(1), 7, 0);
+        let session = session_in(&hub, &rooms);
         let text = "y".repeat(200);
         // Written, never acknowledged: the buffer holds its budget of them.
         for seq in 1..=1_000 {
@@ -1140,14 +1152,7 @@ mod tests {
                 publish_topic(&hub, room, seq, &text);
             }
         }
-        let mut taken = Vec::new();
-        loop {
-            let frames = frames(&session.take_events().expect("no unsent frame was dropped"));
-            if frames.is_empty() {
-                break;
-            }
-            taken.extend(frames);
-        }
+        let taken = take_all(&session);
         let numbers: Vec<u64> = taken.iter().filter_map(Message::event_seq).collect();
         assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1), "the replay is whole, in order");
         assert_eq!(numbers[0], resume_from + 1);

@@ -15,23 +15,33 @@ fn options(trust: Trust, name: &str) -> Options {
     Options::new(trust, name)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_ca_issued_certificate_is_checked_against_the_custom_ca_and_pins_are_enforced() {
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+/// A new certificate authority.
+fn new_ca() -> CertifiedIssuer<'static, KeyPair> {
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap()
+}
+
+/// A server whose certificate for "localhost" a new CA issued; with that CA's certificate and
+/// the server's (DER).
+async fn server_with_ca_issued_certificate() -> (TestServer, Vec<u8>, Vec<u8>) {
+    let ca = new_ca();
     let leaf_key = KeyPair::generate().unwrap();
     let leaf = CertificateParams::new(vec!["localhost".to_owned()])
         .unwrap()
         .signed_by(&leaf_key, &ca)
         .unwrap();
-    let ca_der = ca.der().to_vec();
-    let leaf_der = leaf.der().to_vec();
     let server = TestServer::start_with(|config| {
         std::fs::write(config.data_dir.join("cert.pem"), leaf.pem() + &ca.pem()).unwrap();
         std::fs::write(config.data_dir.join("cert-key.pem"), leaf_key.serialize_pem()).unwrap();
     })
     .await;
+    (server, ca.der().to_vec(), leaf.der().to_vec())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ca_issued_certificate_is_checked_against_the_custom_ca_and_pins_are_enforced() {
+    let (server, ca_der, leaf_der) = server_with_ca_issued_certificate().await;
     let addr = server.addr();
 
     let ok = Connection::connect(addr, options(Trust::CustomCa(vec![ca_der.clone()]), "localhost"))
@@ -43,10 +53,7 @@ async fn a_ca_issued_certificate_is_checked_against_the_custom_ca_and_pins_are_e
         matches!(wrong_name, Err(ConnectError::Untrusted(_))),
         "a certificate for another name was accepted"
     );
-    let mut other_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    other_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let other_ca =
-        CertifiedIssuer::self_signed(other_params, KeyPair::generate().unwrap()).unwrap();
+    let other_ca = new_ca();
     let wrong_ca = Connection::connect(
         addr,
         options(Trust::CustomCa(vec![other_ca.der().to_vec()]), "localhost"),
@@ -156,22 +163,10 @@ impl rustls::client::ClientSessionStore for Tickets {
 /// allows early data only with stateful ones). Both changed, this test fails (tried).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_tickets_allow_no_early_data_so_a_resumption_cannot_send_0rtt() {
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-    let leaf_key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec!["localhost".to_owned()])
-        .unwrap()
-        .signed_by(&leaf_key, &ca)
-        .unwrap();
-    let server = TestServer::start_with(|config| {
-        std::fs::write(config.data_dir.join("cert.pem"), leaf.pem() + &ca.pem()).unwrap();
-        std::fs::write(config.data_dir.join("cert-key.pem"), leaf_key.serialize_pem()).unwrap();
-    })
-    .await;
+    let (server, ca_der, _) = server_with_ca_issued_certificate().await;
 
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(ca.der().clone()).unwrap();
+    roots.add(ca_der.into()).unwrap();
     let tickets = Arc::new(Tickets {
         inner: rustls::client::ClientSessionMemoryCache::new(8),
         early_data: Default::default(),
