@@ -351,7 +351,8 @@ fn deliver_arrivals(shared: &Weak<Shared>, inbox: &std_mpsc::Receiver<Vec<u8>>, 
             let users = shared.hub.local_presence();
             let users = users.into_iter().map(|(user, status, text)| (user.0, status, text));
             shared.bus.tell(|| News::Presence { users: users.collect() });
-            shared.bus.tell(|| News::VoiceRosters(shared.voice.local_rosters()));
+            let bus = &shared.bus;
+            shared.voice.announce_local_rosters(|r| bus.tell(|| News::VoiceRosters(r)));
             shared.hub.expire_remote_presence(Instant::now());
             deliver_voice(&shared, shared.voice.expire_other_nodes(Instant::now()));
             next_check = Instant::now() + every;
@@ -374,7 +375,7 @@ fn hear(shared: &Shared, node: u64, news: News, ttl: Duration) {
             shared.hub.set_block(UserId(blocker), UserId(blocked), on, true);
         }
         News::Typing { room, user, state } => {
-            shared.hub.typing(RoomId(room), UserId(user), state);
+            shared.hub.typing(RoomId(room), UserId(user), state, false);
         }
         News::Presence { users } => {
             let users = users.into_iter().map(|(user, status, text)| (UserId(user), status, text));

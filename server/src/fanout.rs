@@ -139,6 +139,8 @@ fn apply(shared: &Shared, appended: &Appended) {
         )) => {
             publish(&shared.hub, appended, Some(user));
             shared.hub.remove_member(appended.room, user);
+            // Every node applies the entry: each ends the typing it knows of (spec §6.5).
+            shared.hub.clear_typing(appended.room, user);
             crate::announce_voice(shared, shared.voice.remove_user(appended.room, user));
         }
         _ => publish(&shared.hub, appended, None),

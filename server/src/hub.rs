@@ -321,7 +321,9 @@ struct HubState {
     sessions: HashMap<ResumeId, Arc<Session>>,
     sessions_of: HashMap<UserId, Vec<Arc<Session>>>,
     connections: HashMap<SessionId, Vec<(usize, mpsc::UnboundedSender<ConnCommand>)>>,
-    typing: HashMap<(RoomId, UserId), Instant>,
+    /// Who is typing where, and whether on this node (`true`) or announced by another: a
+    /// node ends only its own typists' notices when they go offline.
+    typing: HashMap<(RoomId, UserId), bool>,
     presence: HashMap<UserId, (PresenceStatus, String)>,
     /// In a cluster: each user's presence on the other nodes (by node), until it expires
     /// unless refreshed.
@@ -612,12 +614,12 @@ impl Hub {
     }
 
     /// The connection carrying `session` went away; the session stays resumable unless the
-    /// client `finished` it.
-    pub(crate) fn detach(&self, session: &Session, conn: usize, finished: bool) {
+    /// client `finished` it. The rooms where the user's typing ended (they are offline here).
+    pub(crate) fn detach(&self, session: &Session, conn: usize, finished: bool) -> Vec<RoomId> {
         {
             let mut state = session.lock();
             if state.attached != Some(conn) {
-                return;
+                return Vec::new();
             }
             state.attached = None;
             state.detached_at = Some(Instant::now());
@@ -631,7 +633,7 @@ impl Hub {
             }
         }
         self.presence_changed(session.user);
-        self.clear_typing_if_offline(session.user);
+        self.clear_typing_if_offline(session.user)
     }
 
     /// Marks a resumed session attached again and re-announces presence.
@@ -882,13 +884,14 @@ impl Hub {
         users.iter().filter_map(|u| state.sessions_of.get(u)).flatten().cloned().collect()
     }
 
-    /// Records a typing state and tells the room (except the typist).
-    pub(crate) fn typing(&self, room: RoomId, user: UserId, state: TypingState) {
+    /// Records a typing state, given on this node (`here`) or announced by another, and tells
+    /// the room (except the typist).
+    pub(crate) fn typing(&self, room: RoomId, user: UserId, state: TypingState, here: bool) {
         {
             let mut hub = self.lock();
             match state {
                 TypingState::Stopped => hub.typing.remove(&(room, user)),
-                _ => hub.typing.insert((room, user), Instant::now()),
+                _ => hub.typing.insert((room, user), here),
             };
         }
         self.broadcast_ephemeral(
@@ -913,7 +916,9 @@ impl Hub {
         was_typing
     }
 
-    fn clear_typing_if_offline(&self, user: UserId) {
+    /// Ends the typing `user` started on this node once none of their sessions here is
+    /// attached; the rooms where it ended.
+    fn clear_typing_if_offline(&self, user: UserId) -> Vec<RoomId> {
         let rooms: Vec<RoomId> = {
             let state = self.lock();
             let online = state
@@ -921,13 +926,15 @@ impl Hub {
                 .get(&user)
                 .is_some_and(|list| list.iter().any(|s| s.lock().attached.is_some()));
             if online {
-                return;
+                return Vec::new();
             }
-            state.typing.keys().filter(|(_, u)| *u == user).map(|(r, _)| *r).collect()
+            let typed_here = state.typing.iter().filter(|((_, u), here)| *u == user && **here);
+            typed_here.map(|((room, _), _)| *room).collect()
         };
-        for room in rooms {
-            let _ = self.clear_typing(room, user);
+        for room in &rooms {
+            self.clear_typing(*room, user);
         }
+        rooms
     }
 }
 
@@ -1267,7 +1274,7 @@ mod tests {
             Ok(ConnCommand::Close(ErrorCode::SESSION_REPLACED, _))
         ));
         // A detached one goes before any live one.
-        hub.detach(&second, 2, false);
+        let _ = hub.detach(&second, 2, false);
         hub.create_session(ResumeId([4; 16]), user, login, 4, 0);
         assert!(hub.find_session(&ResumeId([2; 16])).is_none(), "the detached one stayed");
         assert!(hub.find_session(&ResumeId([3; 16])).is_some());

@@ -124,8 +124,16 @@ impl Shared {
 
     /// A user types (or stops) in a room: shown here and, in a cluster, on the others.
     pub(crate) fn typing(&self, room: RoomId, user: UserId, state: TypingState) {
-        self.hub.typing(room, user, state);
+        self.hub.typing(room, user, state, true);
         self.bus.typing(room, user, state);
+    }
+
+    /// A connection's session detached: the typing its user started here ends, everywhere,
+    /// once they have no attached session here (spec §6.5).
+    pub(crate) fn detach(&self, session: &hub::Session, conn: usize, finished: bool) {
+        for room in self.hub.detach(session, conn, finished) {
+            self.bus.typing(room, session.user, TypingState::Stopped);
+        }
     }
 
     /// A user posted: their typing notice in the room ends, everywhere.

@@ -611,13 +611,20 @@ impl Voice {
         self.subscribed.lock().unwrap_or_else(|e| e.into_inner()).contains(&room)
     }
 
-    /// Every participant on this node, by room: what it announces to the others.
-    pub(crate) fn local_rosters(&self) -> Vec<(RoomId, Vec<VoiceParticipant>)> {
+    /// Hands every participant on this node, by room, to `announce`, under the voice lock: a
+    /// change is announced (after its lock is released) either after this roster or before
+    /// it was taken, so the other nodes never get an older roster after a newer notice.
+    pub(crate) fn announce_local_rosters(
+        &self,
+        announce: impl FnOnce(Vec<(RoomId, Vec<VoiceParticipant>)>),
+    ) {
         let rooms = self.lock();
         let rosters = rooms.members.iter();
-        rosters
-            .map(|(room, members)| (*room, members.values().map(participant_view).collect()))
-            .collect()
+        announce(
+            rosters
+                .map(|(room, members)| (*room, members.values().map(participant_view).collect()))
+                .collect(),
+        );
     }
 
     /// Another node's participant joined, changed or left (the notice, for sessions here).

@@ -303,6 +303,22 @@ impl TestUser {
         next(&mut self.events).await
     }
 
+    /// The next ephemeral frame that `wanted` accepts, skipping the others; panics saying
+    /// `what` did not arrive when none does within [`WAIT`].
+    pub async fn ephemeral(&mut self, what: &str, wanted: impl Fn(&Message) -> bool) -> Message {
+        tokio::time::timeout(WAIT, async {
+            loop {
+                if let Event::Ephemeral(message) = self.next_event().await {
+                    if wanted(&message) {
+                        return message;
+                    }
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not arrive"))
+    }
+
     /// The next frame of the events stream, skipping ephemeral traffic.
     pub async fn next_room_event(&mut self) -> Message {
         loop {
@@ -410,6 +426,20 @@ impl TestUser {
             Ok(Message::AuditPage(page)) => page.entries.into_vec(),
             other => panic!("expected AUDIT_PAGE, got {other:?}"),
         }
+    }
+}
+
+/// Reads with `read` until it gives `expected` or [`WAIT`] has passed; what it read last.
+/// For reads a cluster's node answers from what it has heard (history stops at the newest
+/// entry the node has delivered): they catch up a moment after a write on another node.
+pub async fn settled<T: PartialEq>(expected: &T, mut read: impl AsyncFnMut() -> T) -> T {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let got = read().await;
+        if got == *expected || tokio::time::Instant::now() >= deadline {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

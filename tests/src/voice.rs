@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use banter_client::protocol::datagram::{MAX_HEADER_LEN, VoiceHeader};
-use banter_client::protocol::ids::RoomId;
-use banter_client::protocol::message::{Message, VoiceJoin, VoiceJoined};
+use banter_client::protocol::ids::{RoomId, UserId};
+use banter_client::protocol::message::{Message, VoiceJoin, VoiceJoined, VoiceStateChanged};
 use bytes::Bytes;
 
 use crate::TestUser;
@@ -24,6 +24,21 @@ pub async fn join_voice(user: &TestUser, room: RoomId) -> VoiceJoined {
         Message::VoiceJoined(joined) => joined,
         other => panic!("expected VOICE_JOINED, got {other:?}"),
     }
+}
+
+/// Waits until `user` hears that `whom`'s voice state is as `wanted` says; `what` names it.
+/// In a cluster, how another node's voice changes reach this one.
+pub async fn voice_state(
+    user: &mut TestUser,
+    whom: UserId,
+    wanted: impl Fn(&VoiceStateChanged) -> bool,
+    what: &str,
+) {
+    user.ephemeral(
+        what,
+        |m| matches!(m, Message::VoiceStateChanged(s) if s.participant.user == whom && wanted(s)),
+    )
+    .await;
 }
 
 /// The next voice datagram, or None within `wait`.

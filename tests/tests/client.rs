@@ -102,7 +102,7 @@ async fn sends_survive_reconnects_and_a_restart_exactly_once_in_order_and_reader
     assert_eq!(writer.pending(), 0);
     let ada = server.login("ada").await;
     assert_eq!(
-        history_texts(&ada, room).await,
+        banter_tests::settled(&expected, async || history_texts(&ada, room).await).await,
         expected,
         "the log holds each message once, in order"
     );

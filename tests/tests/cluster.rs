@@ -5,7 +5,6 @@
 
 use std::time::Duration;
 
-use banter_client::Event;
 use banter_client::protocol::ErrorCode;
 use banter_client::protocol::bounded::Text;
 use banter_client::protocol::ids::RoomId;
@@ -72,8 +71,7 @@ async fn members_on_two_nodes_get_each_others_posts_in_order_exactly_once() {
     let typing = TypingSet { room, state: TypingState::Active };
     bob.conn.request_one(typing).await.unwrap();
     let bobs = bob.auth.user;
-    ephemeral(
-        &mut ada,
+    ada.ephemeral(
         "bob's typing on node B reaches ada on node A",
         |m| matches!(m, Message::Typing(t) if t.user == bobs && t.state == TypingState::Active),
     )
@@ -81,8 +79,7 @@ async fn members_on_two_nodes_get_each_others_posts_in_order_exactly_once() {
     // So does presence.
     let away = PresenceSet { status: PresenceStatus::Away, text: Text::new("lunch").unwrap() };
     bob.conn.request_one(away).await.unwrap();
-    ephemeral(
-        &mut ada,
+    ada.ephemeral(
         "bob's presence on node B reaches ada on node A",
         |m| matches!(m, Message::Presence(p) if p.user == bobs && p.status == PresenceStatus::Away),
     )
@@ -193,40 +190,10 @@ async fn a_client_given_the_cluster_fails_over_to_another_node_and_loses_nothing
     assert_eq!(texts, ["m0", "m1", "m2"]);
 }
 
-/// Waits until `user` hears that `whom`'s voice state in the room is as `wanted` says.
-async fn voice_state(
-    user: &mut TestUser,
-    whom: banter_client::protocol::ids::UserId,
-    wanted: impl Fn(&banter_client::protocol::message::VoiceStateChanged) -> bool,
-    what: &str,
-) {
-    ephemeral(
-        user,
-        what,
-        |m| matches!(m, Message::VoiceStateChanged(s) if s.participant.user == whom && wanted(s)),
-    )
-    .await;
-}
-
-/// Waits until `user` gets an ephemeral frame that `wanted` accepts; `what` says what failed.
-async fn ephemeral(user: &mut TestUser, what: &str, wanted: impl Fn(&Message) -> bool) {
-    tokio::time::timeout(WAIT, async {
-        loop {
-            if let Event::Ephemeral(message) = user.next_event().await {
-                if wanted(&message) {
-                    return;
-                }
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("{what}"));
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_voice_room_spans_nodes_rosters_packets_and_moderation_included() {
     use banter_client::protocol::message::{VoiceAction, VoiceModerate};
-    use banter_tests::voice::{datagram, heard, join_voice};
+    use banter_tests::voice::{datagram, heard, join_voice, voice_state};
 
     let postgres = TestPostgres::start();
     let nats = TestNats::start();
@@ -290,7 +257,7 @@ async fn a_file_shared_on_one_node_downloads_on_another_and_its_delete_holds_eve
     };
     let a = TestServer::node(shared_files).await;
     let b = TestServer::start_beside(&a, shared_files).await;
-    let ada = a.user("ada").await;
+    let mut ada = a.user("ada").await;
     let mut bob = b.user("bob").await;
     let room = ada.create_room("files", false).await;
     bob.join(room).await.unwrap();
@@ -301,13 +268,7 @@ async fn a_file_shared_on_one_node_downloads_on_another_and_its_delete_holds_eve
     let seq = ada.conn.upload(room, "notes.txt", &original).await.unwrap().seq;
     // Bob fetches it once it has reached him, as a client does: his node serves an entry
     // once it has it (it comes over NATS, a moment after the ack on node A).
-    loop {
-        if let Message::FileShared(shared) = bob.next_room_event().await {
-            if shared.meta.seq == seq {
-                break;
-            }
-        }
-    }
+    file_shared(&mut bob, seq).await;
     let copy = work.path().join("copy.txt");
     bob.conn.download(room, seq, &copy).await.expect("node B serves what node A stored");
     assert_eq!(std::fs::read(&copy).unwrap(), std::fs::read(&original).unwrap());
@@ -323,9 +284,20 @@ async fn a_file_shared_on_one_node_downloads_on_another_and_its_delete_holds_eve
     assert_eq!(refused.code(), Some(ErrorCode::NOT_FOUND));
     // Shared again from node B, its bytes are uploaded afresh and serve on node A.
     let seq = bob.conn.upload(room, "notes.txt", &original).await.unwrap().seq;
+    file_shared(&mut ada, seq).await;
     let third = work.path().join("third.txt");
     ada.conn.download(room, seq, &third).await.unwrap();
     assert_eq!(std::fs::read(&third).unwrap(), std::fs::read(&original).unwrap());
+}
+
+/// Waits until `user` gets the FILE_SHARED of `seq`.
+async fn file_shared(user: &mut TestUser, seq: u64) {
+    tokio::time::timeout(WAIT, async {
+        while !matches!(user.next_room_event().await, Message::FileShared(f) if f.meta.seq == seq) {
+        }
+    })
+    .await
+    .expect("the shared file reaches the other node");
 }
 
 /// Polls `/healthz` at `addr` until it answers `status`; its body.

@@ -229,7 +229,7 @@ async fn a_post_stream_ended_by_the_connection_leaves_its_posts_to_be_resent() {
         stream.answer().await.unwrap();
     }
     let expected: Vec<_> = (0..20).map(|i| format!("p{i}")).collect();
-    assert_eq!(texts(&ada, room).await, expected);
+    assert_eq!(banter_tests::settled(&expected, async || texts(&ada, room).await).await, expected);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

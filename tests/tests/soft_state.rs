@@ -6,27 +6,13 @@ use banter_client::protocol::ErrorCode;
 use banter_client::protocol::bounded::Text;
 use banter_client::protocol::message::{
     DmOpen, History, MarkDelivered, MarkRead, Members, Message, PresenceStatus, RoomKind,
-    TypingSet, TypingState,
+    RoomLeave, TypingSet, TypingState,
 };
 use banter_client::{
     Client, ClientConfig, Connection, ConnectionState, Credentials, Event, Options, State, Trust,
     Update,
 };
-use banter_tests::{Dice, TestServer, TestUser, WAIT};
-
-async fn next_ephemeral(user: &mut TestUser, want: impl Fn(&Message) -> bool) -> Message {
-    tokio::time::timeout(WAIT, async {
-        loop {
-            if let Event::Ephemeral(message) = user.next_event().await {
-                if want(&message) {
-                    return message;
-                }
-            }
-        }
-    })
-    .await
-    .expect("the ephemeral frame arrives")
-}
+use banter_tests::{Dice, TestServer, WAIT};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_markers_never_go_backwards_and_reach_the_room() {
@@ -57,7 +43,7 @@ async fn read_markers_never_go_backwards_and_reach_the_room() {
     };
     assert_eq!(ok.seq, last);
     let Message::ReadUpTo(read) =
-        next_ephemeral(&mut ada, |m| matches!(m, Message::ReadUpTo(_))).await
+        ada.ephemeral("a READ_UP_TO", |m| matches!(m, Message::ReadUpTo(_))).await
     else {
         panic!()
     };
@@ -76,7 +62,7 @@ async fn delivery_receipts_reach_the_room_and_private_read_markers_only_ones_own
 
     grace.conn.request_one(MarkDelivered { room, seq: first }).await.unwrap();
     let Message::DeliveredUpTo(delivered) =
-        next_ephemeral(&mut ada, |m| matches!(m, Message::DeliveredUpTo(_))).await
+        ada.ephemeral("a DELIVERED_UP_TO", |m| matches!(m, Message::DeliveredUpTo(_))).await
     else {
         panic!()
     };
@@ -84,7 +70,7 @@ async fn delivery_receipts_reach_the_room_and_private_read_markers_only_ones_own
 
     grace.conn.request_one(MarkRead { room, seq: first, private: true }).await.unwrap();
     let Message::ReadUpTo(synced) =
-        next_ephemeral(&mut grace_phone, |m| matches!(m, Message::ReadUpTo(_))).await
+        grace_phone.ephemeral("a READ_UP_TO", |m| matches!(m, Message::ReadUpTo(_))).await
     else {
         panic!()
     };
@@ -93,7 +79,7 @@ async fn delivery_receipts_reach_the_room_and_private_read_markers_only_ones_own
     let second = ada.post(room, "and this?").await.unwrap().seq;
     grace.conn.request_one(MarkRead { room, seq: second, private: false }).await.unwrap();
     let Message::ReadUpTo(read) =
-        next_ephemeral(&mut ada, |m| matches!(m, Message::ReadUpTo(_))).await
+        ada.ephemeral("a READ_UP_TO", |m| matches!(m, Message::ReadUpTo(_))).await
     else {
         panic!()
     };
@@ -109,18 +95,52 @@ async fn typing_reaches_others_and_a_post_clears_it() {
     grace.join(room).await.unwrap();
     grace.conn.request_one(TypingSet { room, state: TypingState::Active }).await.unwrap();
     let Message::Typing(typing) =
-        next_ephemeral(&mut ada, |m| matches!(m, Message::Typing(_))).await
+        ada.ephemeral("a TYPING", |m| matches!(m, Message::Typing(_))).await
     else {
         panic!()
     };
     assert_eq!((typing.user, typing.state), (grace.auth.user, TypingState::Active));
     grace.post(room, "done typing").await.unwrap();
     let Message::Typing(stopped) =
-        next_ephemeral(&mut ada, |m| matches!(m, Message::Typing(_))).await
+        ada.ephemeral("a TYPING", |m| matches!(m, Message::Typing(_))).await
     else {
         panic!()
     };
     assert_eq!(stopped.state, TypingState::Stopped);
+
+    // A typist who leaves the room stops typing.
+    grace.conn.request_one(TypingSet { room, state: TypingState::Active }).await.unwrap();
+    let Message::Typing(typing) =
+        ada.ephemeral("a TYPING", |m| matches!(m, Message::Typing(_))).await
+    else {
+        panic!()
+    };
+    assert_eq!(typing.state, TypingState::Active);
+    grace.conn.request_one(RoomLeave { room }).await.unwrap();
+    let Message::Typing(left) =
+        ada.ephemeral("a TYPING", |m| matches!(m, Message::Typing(_))).await
+    else {
+        panic!()
+    };
+    assert_eq!((left.user, left.state), (grace.auth.user, TypingState::Stopped));
+    grace.join(room).await.unwrap();
+
+    // A typist whose connection drops stops typing too (on a cluster: grace's node tells
+    // ada's, which never saw grace go).
+    grace.conn.request_one(TypingSet { room, state: TypingState::Active }).await.unwrap();
+    let Message::Typing(typing) =
+        ada.ephemeral("a TYPING", |m| matches!(m, Message::Typing(_))).await
+    else {
+        panic!()
+    };
+    assert_eq!(typing.state, TypingState::Active);
+    grace.conn.suspend();
+    let Message::Typing(gone) =
+        ada.ephemeral("a TYPING", |m| matches!(m, Message::Typing(_))).await
+    else {
+        panic!()
+    };
+    assert_eq!((gone.user, gone.state), (grace.auth.user, TypingState::Stopped));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,7 +13,7 @@ use banter_client::protocol::message::{
     VoiceSelf, VoiceState,
 };
 use banter_client::protocol::stream::StreamType;
-use banter_tests::voice::{datagram, heard, join_voice, speak_until_heard};
+use banter_tests::voice::{datagram, heard, join_voice, speak_until_heard, voice_state};
 use banter_tests::{TestServer, TestUser, WAIT};
 
 async fn speaking(user: &mut TestUser, source: SourceId, on: bool) {
@@ -35,7 +35,7 @@ async fn voice_is_relayed_with_server_stamped_sources_and_server_enforced_policy
     let server = TestServer::start().await;
     let ada = server.user("ada").await;
     let mut bob = server.user("bob").await;
-    let cy = server.user("cy").await;
+    let mut cy = server.user("cy").await;
     let room = ada.create_voice_room("stage").await;
     bob.join(room).await.unwrap();
     cy.join(room).await.unwrap();
@@ -48,6 +48,10 @@ async fn voice_is_relayed_with_server_stamped_sources_and_server_enforced_policy
 
     let a = join_voice(&ada, room).await.source;
     let b = join_voice(&bob, room).await.source;
+    // On a cluster cy's node learns of the others' joins a moment later.
+    for (whom, what) in [(ada.auth.user, "ada in voice"), (bob.auth.user, "bob in voice")] {
+        voice_state(&mut cy, whom, |s| s.present, what).await;
+    }
     let joined = join_voice(&cy, room).await;
     assert_eq!(joined.roster.len(), 3);
     assert_eq!(joined.codec.sample_rate, 48_000);

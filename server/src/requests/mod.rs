@@ -152,7 +152,7 @@ impl ConnCtx {
             crate::announce_voice(&self.shared, notices);
         }
         if let Some(authed) = self.authed.get() {
-            self.shared.hub.detach(&authed.session, self.conn_id, finished);
+            self.shared.detach(&authed.session, self.conn_id, finished);
             self.shared.hub.unregister_connection(authed.login, self.conn_id);
         }
     }
