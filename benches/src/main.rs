@@ -225,9 +225,10 @@ async fn connect_user(
     Ok((user.conn, user.events))
 }
 
+/// A new user `name`, registered and connected to `addr`.
 async fn connect_full(addr: SocketAddr, name: &str) -> anyhow::Result<User> {
     let options = options();
-    let (conn, mut events) = Connection::connect_on(endpoint(), addr, options.clone()).await?;
+    let (conn, events) = Connection::connect_on(endpoint(), addr, options.clone()).await?;
     let auth = loop {
         match conn.register(name, "benchmark password").await {
             Err(e) if e.code() == Some(ErrorCode::SERVER_BUSY) => {
@@ -236,11 +237,31 @@ async fn connect_full(addr: SocketAddr, name: &str) -> anyhow::Result<User> {
             registered => break registered.with_context(|| format!("registering {name}"))?,
         }
     };
-    conn.hello(&auth.access_token);
+    hello(addr, conn, events, auth.access_token.to_vec(), options).await
+}
+
+/// A user with access `token` on a new connection and session to `addr`.
+async fn connect_with_token(
+    addr: SocketAddr,
+    token: Vec<u8>,
+    options: Options,
+) -> anyhow::Result<User> {
+    let (conn, events) = Connection::connect_on(endpoint(), addr, options.clone()).await?;
+    hello(addr, conn, events, token, options).await
+}
+
+/// Sends HELLO with `token` on `conn` and waits for WELCOME.
+async fn hello(
+    addr: SocketAddr,
+    conn: Connection,
+    mut events: mpsc::UnboundedReceiver<Event>,
+    token: Vec<u8>,
+    options: Options,
+) -> anyhow::Result<User> {
+    conn.hello(&token);
     loop {
         match events.recv().await {
             Some(Event::Welcome(welcome)) => {
-                let token = auth.access_token.to_vec();
                 let resume_id = welcome.resume_id;
                 return Ok(User { addr, conn, events, token, resume_id, options });
             }
@@ -269,15 +290,58 @@ async fn connect_many_full(
     prefix: &str,
     count: usize,
 ) -> anyhow::Result<Vec<User>> {
+    at_most_32_at_a_time(count, |i| {
+        let (addr, name) = (servers.node(i), format!("{prefix}{i}"));
+        async move { connect_full(addr, &name).await }
+    })
+    .await
+}
+
+/// `count` new members of `room`, connected, spread over the nodes. Each joins on a first
+/// connection that it closes, and all connect again once all have joined: a join made while
+/// the others are connected reaches each of them, and N joins would cost N²/2 events (most
+/// of the set-up time of a 5,000-client storm).
+async fn connected_members(
+    servers: &Servers,
+    prefix: &str,
+    count: usize,
+    room: RoomId,
+) -> anyhow::Result<Vec<User>> {
+    let joined = at_most_32_at_a_time(count, |i| {
+        let (addr, name) = (servers.node(i), format!("{prefix}{i}"));
+        async move {
+            let user = connect_full(addr, &name).await?;
+            ask(&user.conn, RoomJoin { room }).await.with_context(|| format!("{name} joining"))?;
+            user.conn.close();
+            Ok((user.addr, user.token, user.options))
+        }
+    })
+    .await?;
+    eprintln!("{count} joined; connecting again");
+    let mut joined = joined.into_iter();
+    at_most_32_at_a_time(count, |_| {
+        let (addr, token, options) = joined.next().expect("one per member");
+        connect_with_token(addr, token, options)
+    })
+    .await
+}
+
+/// Runs `task(i)` for `i` in `0..count`, at most 32 at a time; their results in order.
+async fn at_most_32_at_a_time<T: Send + 'static, F>(
+    count: usize,
+    mut task: impl FnMut(usize) -> F,
+) -> anyhow::Result<Vec<T>>
+where
+    F: Future<Output = anyhow::Result<T>> + Send + 'static,
+{
     let permits = Arc::new(Semaphore::new(32));
-    let mut tasks = Vec::new();
+    let mut tasks = Vec::with_capacity(count);
     for i in 0..count {
         let permits = permits.clone();
-        let name = format!("{prefix}{i}");
-        let addr = servers.node(i);
+        let work = task(i);
         tasks.push(tokio::spawn(async move {
             let _permit = permits.acquire().await?;
-            connect_full(addr, &name).await
+            work.await
         }));
     }
     let mut out = Vec::with_capacity(count);
@@ -632,14 +696,19 @@ async fn idle(
 
 async fn reconnect(servers: &Servers, clients: usize) -> anyhow::Result<serde_json::Value> {
     let run = run_id();
-    let (publisher, _p) = connect_user(servers, &format!("{run}p")).await?;
-    let room = create_room(&publisher, &run, false).await?;
-    let mut users = connect_many_full(servers, &format!("{run}r"), clients).await?;
-    for user in &users {
-        ask(&user.conn, RoomJoin { room }).await?;
-    }
+    let set_up = Instant::now();
+    // The publisher connects again once the members are there (its first connection would
+    // sit idle through minutes of set-up).
+    let creator = connect_full(servers.node(0), &format!("{run}p")).await?;
+    let room = create_room(&creator.conn, &run, false).await?;
+    creator.conn.close();
+    let mut users = connected_members(servers, &format!("{run}r"), clients, room).await?;
+    let publisher = connect_with_token(creator.addr, creator.token, creator.options).await?;
     // Everyone has processed the joins so far.
     tokio::time::sleep(Duration::from_secs(1)).await;
+    let set_up_s = set_up.elapsed().as_secs_f64();
+    // Connections that ended during the set-up (they resume like the others).
+    let lost_in_set_up = users.iter().filter(|u| u.conn.quic().close_reason().is_some()).count();
     let mut resume_points = Vec::new();
     for user in &mut users {
         while user.events.try_recv().is_ok() {}
@@ -656,7 +725,9 @@ async fn reconnect(servers: &Servers, clients: usize) -> anyhow::Result<serde_js
     drop(users);
     const MISSED: u64 = 10;
     for i in 0..MISSED {
-        post(&publisher, room, u128::from(i) + 1, &format!("missed {i}")).await?;
+        post(&publisher.conn, room, u128::from(i) + 1, &format!("missed {i}")).await.with_context(
+            || format!("the publisher's post ({:?})", publisher.conn.quic().close_reason()),
+        )?;
     }
     let cpu = CpuMeter::start();
     let start = Instant::now();
@@ -686,6 +757,8 @@ async fn reconnect(servers: &Servers, clients: usize) -> anyhow::Result<serde_js
     Ok(serde_json::json!({
         "workload": "reconnect",
         "clients": clients,
+        "set_up_s": set_up_s,
+        "connections_lost_in_set_up": lost_in_set_up,
         "missed_per_client": MISSED,
         "lost": MISSED * clients as u64 - received,
         "all_resumed_ms": slowest.as_millis() as u64,

@@ -313,6 +313,10 @@ config! {
     max_history_page: u64 = 100;
     /// How long a disconnected session stays resumable, milliseconds.
     resume_window_ms: u64 = 120_000;
+    /// How long a dropped connection's user still shows present, milliseconds: a client back
+    /// within it is never shown offline (a reconnect storm sends no presence). A client that
+    /// closes cleanly goes offline at once.
+    presence_grace_ms: u64 = 5_000;
     /// Bytes of events sent and kept per session for resume, counting ~90 bytes of
     /// bookkeeping per event; beyond it the oldest go (events not sent yet always stay).
     replay_buffer_bytes: usize = 1024 * 1024;

@@ -300,6 +300,9 @@ pub(crate) struct SessionLimits {
     pub(crate) per_login: usize,
     /// Sessions one user may hold across all their logins; 0 is no limit.
     pub(crate) per_user: usize,
+    /// How long a detached session still counts for its user's presence: a client that
+    /// reconnects within it is never shown offline, and its room mates are sent nothing.
+    pub(crate) presence_grace: Duration,
 }
 
 impl SessionLimits {
@@ -309,7 +312,15 @@ impl SessionLimits {
         resume_window: Duration,
         backlog_bytes: usize,
     ) -> Self {
-        Self { replay_bytes, resume_window, backlog_bytes, per_login: 0, per_user: 0 }
+        let presence_grace = Duration::ZERO;
+        Self {
+            replay_bytes,
+            resume_window,
+            backlog_bytes,
+            per_login: 0,
+            per_user: 0,
+            presence_grace,
+        }
     }
 }
 
@@ -325,6 +336,8 @@ struct HubState {
     /// node ends only its own typists' notices when they go offline.
     typing: HashMap<(RoomId, UserId), bool>,
     presence: HashMap<UserId, (PresenceStatus, String)>,
+    /// Users whose session here detached, by when its presence grace ends (in that order).
+    lapsing: VecDeque<(Instant, UserId)>,
     /// In a cluster: each user's presence on the other nodes (by node), until it expires
     /// unless refreshed.
     remote_presence: HashMap<UserId, HashMap<u64, RemotePresence>>,
@@ -625,6 +638,10 @@ impl Hub {
             state.detached_at = Some(Instant::now());
             state.ephemeral.clear();
         }
+        if !self.limits.presence_grace.is_zero() {
+            let lapses = Instant::now() + self.limits.presence_grace;
+            self.lock().lapsing.push_back((lapses, session.user));
+        }
         if finished {
             let mut state = self.lock();
             // Unless a RESUME attached it again in between.
@@ -717,13 +734,18 @@ impl Hub {
     }
 
     /// The user's presence as others see it (spec §6.5.4): the most available status of their
-    /// attached sessions; invisible counts as offline.
-    fn aggregate(sessions: &[Arc<Session>]) -> (PresenceStatus, String) {
+    /// attached sessions and of those detached less than the presence grace ago; invisible
+    /// counts as offline.
+    fn aggregate(&self, sessions: &[Arc<Session>]) -> (PresenceStatus, String) {
+        let now = Instant::now();
+        let grace = self.limits.presence_grace;
         sessions
             .iter()
             .filter_map(|s| {
                 let state = s.lock();
-                state.attached.map(|_| (state.status, state.status_text.clone()))
+                let recent = |at: Instant| now.saturating_duration_since(at) < grace;
+                let counts = state.attached.is_some() || state.detached_at.is_some_and(recent);
+                counts.then(|| (state.status, state.status_text.clone()))
             })
             .map(|(s, t)| {
                 if s == PresenceStatus::Invisible {
@@ -744,7 +766,7 @@ impl Hub {
             .sessions_of
             .iter()
             .map(|(user, sessions)| {
-                let (status, text) = Self::aggregate(sessions);
+                let (status, text) = self.aggregate(sessions);
                 (*user, status, text)
             })
             .collect()
@@ -809,7 +831,7 @@ impl Hub {
     pub(crate) fn presence_changed(&self, user: UserId) {
         let mut state = self.lock();
         let sessions = state.sessions_of.get(&user).cloned().unwrap_or_default();
-        let local = Self::aggregate(&sessions);
+        let local = self.aggregate(&sessions);
         let remote = state.remote_presence.get(&user).into_iter().flatten();
         let current = remote
             .map(|(_, p)| (p.status, p.text.clone()))
@@ -825,6 +847,19 @@ impl Hub {
         let bytes = presence_frame(user, current.0, &current.1);
         for session in Self::sharing_sessions(&state, user) {
             session.push_ephemeral(Hello::INTEREST_PRESENCE, bytes.clone());
+        }
+    }
+
+    /// Announces the presence of users whose detached session's grace has ended by `now`
+    /// (unless it came back, or another session keeps them present). Run a few times a second.
+    pub(crate) fn presence_lapsed(&self, now: Instant) {
+        let due: Vec<UserId> = {
+            let mut state = self.lock();
+            let ended = state.lapsing.iter().take_while(|(at, _)| *at <= now).count();
+            state.lapsing.drain(..ended).map(|(_, user)| user).collect()
+        };
+        for user in due {
+            self.presence_changed(user);
         }
     }
 

@@ -362,6 +362,7 @@ impl Shared {
             backlog_bytes: config.live_backlog_bytes,
             per_login: config.max_sessions_per_login as usize,
             per_user: config.max_sessions_per_user as usize,
+            presence_grace: Duration::from_millis(config.presence_grace_ms),
         }));
         let files = files::FileStore::new(&config.files_root());
         restore_state(&store, &hub, &files)?;
@@ -616,6 +617,7 @@ async fn accept_loop(
     let per_ip: Arc<Mutex<HashMap<IpAddr, u32>>> = Arc::default();
     let mut sweep = tokio::time::interval(Duration::from_secs(5));
     let mut speaking = tokio::time::interval(Duration::from_millis(50));
+    let mut presence = tokio::time::interval(Duration::from_millis(250));
     let mut tasks = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
@@ -661,6 +663,7 @@ async fn accept_loop(
                 shared.hub.expire_sessions(std::time::Instant::now());
                 sweep_partials(&shared.files);
             }
+            _ = presence.tick() => shared.hub.presence_lapsed(std::time::Instant::now()),
             _ = speaking.tick() => announce_voice(&shared, shared.voice.expire_speaking(std::time::Instant::now())),
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             _ = shutdown.changed() => break,

@@ -1,18 +1,20 @@
 //! Markers, typing, presence under churn and direct rooms over real QUIC.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use banter_client::protocol::ErrorCode;
 use banter_client::protocol::bounded::Text;
+use banter_client::protocol::ids::UserId;
 use banter_client::protocol::message::{
-    DmOpen, History, MarkDelivered, MarkRead, Members, Message, PresenceStatus, RoomKind,
+    DmOpen, History, MarkDelivered, MarkRead, Members, Message, Presence, PresenceStatus, RoomKind,
     RoomLeave, TypingSet, TypingState,
 };
 use banter_client::{
     Client, ClientConfig, Connection, ConnectionState, Credentials, Event, Options, State, Trust,
     Update,
 };
-use banter_tests::{Dice, TestServer, WAIT};
+use banter_tests::{Dice, TestServer, TestUser, WAIT};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_markers_never_go_backwards_and_reach_the_room() {
@@ -201,7 +203,7 @@ async fn churn(
         // An overloaded server may let a handshake time out: try again, as clients do.
         let Ok((conn, mut events)) = Connection::connect(server.addr(), options.clone()).await
         else {
-            tokio::time::sleep(std::time::Duration::from_millis(dice.below(500))).await;
+            tokio::time::sleep(Duration::from_millis(dice.below(500))).await;
             continue;
         };
         let resuming = resumable.take();
@@ -224,7 +226,7 @@ async fn churn(
         if stay && std::time::Instant::now() >= until {
             return Some(conn);
         }
-        tokio::time::sleep(std::time::Duration::from_millis(dice.below(150))).await;
+        tokio::time::sleep(Duration::from_millis(dice.below(150))).await;
         match dice.below(3) {
             0 => conn.close(),
             1 => {
@@ -241,9 +243,9 @@ async fn churn(
 
 /// Who is online among `users` in a view of presence.
 fn online(
-    view: &std::collections::HashMap<banter_client::protocol::ids::UserId, PresenceStatus>,
-    users: &BTreeSet<banter_client::protocol::ids::UserId>,
-) -> BTreeSet<banter_client::protocol::ids::UserId> {
+    view: &std::collections::HashMap<UserId, PresenceStatus>,
+    users: &BTreeSet<UserId>,
+) -> BTreeSet<UserId> {
     view.iter()
         .filter(|(u, s)| users.contains(*u) && **s != PresenceStatus::Offline)
         .map(|(u, _)| *u)
@@ -303,7 +305,7 @@ async fn after_churn_every_view_of_presence_is_the_truth() {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
             as u64
             | 1;
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    let until = std::time::Instant::now() + Duration::from_secs(seconds);
     let mut tasks = Vec::new();
     let mut truth = BTreeSet::new();
     for (n, (user, token)) in users.iter().enumerate() {
@@ -322,7 +324,7 @@ async fn after_churn_every_view_of_presence_is_the_truth() {
         }
     }
     while std::time::Instant::now() < until {
-        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
         app_client.reconnect();
     }
     let mut kept = Vec::new();
@@ -331,7 +333,7 @@ async fn after_churn_every_view_of_presence_is_the_truth() {
     }
 
     let churners: BTreeSet<_> = users.iter().map(|(u, _)| *u).collect();
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let mut views = Vec::new();
     for watcher in &mut watchers {
         let mut view = std::collections::HashMap::new();
@@ -365,4 +367,74 @@ async fn after_churn_every_view_of_presence_is_the_truth() {
         );
     }
     drop(kept);
+}
+
+/// The presence updates of `whom` that reach `watcher` within `wait`.
+async fn presence_of_within(watcher: &mut TestUser, whom: UserId, wait: Duration) -> Vec<Presence> {
+    let mut seen = Vec::new();
+    let _ = tokio::time::timeout(wait, async {
+        loop {
+            if let Event::Ephemeral(Message::Presence(p)) = watcher.next_event().await {
+                if p.user == whom {
+                    seen.push(p);
+                }
+            }
+        }
+    })
+    .await;
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_connection_back_within_the_presence_grace_is_never_shown_offline() {
+    let server = TestServer::start_with(|c| c.presence_grace_ms = 60_000).await;
+    let mut ada = server.user("ada").await;
+    let grace = server.user("grace").await;
+    let room = ada.create_room("general", false).await;
+    grace.join(room).await.unwrap();
+    presence_of_within(&mut ada, grace.auth.user, Duration::from_millis(300)).await;
+
+    // The network drops; the client resumes: ada is sent nothing.
+    let last = grace.conn.last_event_seq();
+    grace.conn.suspend();
+    let (conn, mut events) = banter_tests::connect(grace.conn.quic().remote_address()).await;
+    conn.resume(&grace.auth.access_token, grace.welcome.resume_id, last);
+    tokio::time::timeout(WAIT, async {
+        while !matches!(events.recv().await, Some(Event::Resumed(_))) {}
+    })
+    .await
+    .expect("RESUMED");
+    let seen = presence_of_within(&mut ada, grace.auth.user, Duration::from_secs(1)).await;
+    assert!(seen.is_empty(), "a reconnect showed as presence changes: {seen:?}");
+
+    // A client that closes cleanly is gone at once (long before the grace ends).
+    conn.close();
+    let gone = ada
+        .ephemeral("grace offline", |m| {
+            matches!(m, Message::Presence(p)
+                if p.user == grace.auth.user && p.status == PresenceStatus::Offline)
+        })
+        .await;
+    assert!(matches!(gone, Message::Presence(_)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_connection_that_stays_away_shows_offline_once_the_grace_ends() {
+    let grace_period = Duration::from_secs(1);
+    let server =
+        TestServer::start_with(|c| c.presence_grace_ms = grace_period.as_millis() as u64).await;
+    let mut ada = server.user("ada").await;
+    let grace = server.user("grace").await;
+    let room = ada.create_room("general", false).await;
+    grace.join(room).await.unwrap();
+    presence_of_within(&mut ada, grace.auth.user, Duration::from_millis(300)).await;
+
+    let dropped = tokio::time::Instant::now();
+    grace.conn.suspend();
+    ada.ephemeral("grace offline", |m| {
+        matches!(m, Message::Presence(p)
+            if p.user == grace.auth.user && p.status == PresenceStatus::Offline)
+    })
+    .await;
+    assert!(dropped.elapsed() >= grace_period, "offline after {:?}", dropped.elapsed());
 }
