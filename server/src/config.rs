@@ -315,7 +315,8 @@ config! {
     resume_window_ms: u64 = 120_000;
     /// How long a dropped connection's user still shows present, milliseconds: a client back
     /// within it is never shown offline (a reconnect storm sends no presence). A client that
-    /// closes cleanly goes offline at once.
+    /// closes cleanly, or a session the server ends, goes offline at once. 0 turns it off; at
+    /// most 3600000.
     presence_grace_ms: u64 = 5_000;
     /// Bytes of events sent and kept per session for resume, counting ~90 bytes of
     /// bookkeeping per event; beyond it the oldest go (events not sent yet always stay).

@@ -324,6 +324,9 @@ impl SessionLimits {
     }
 }
 
+/// The longest presence grace honoured (a larger configured one is cut to it).
+const MAX_PRESENCE_GRACE: Duration = Duration::from_secs(3600);
+
 #[derive(Debug, Default)]
 struct HubState {
     members: HashMap<RoomId, HashSet<UserId>>,
@@ -447,7 +450,8 @@ pub(crate) struct HubMetrics {
 }
 
 impl Hub {
-    pub(crate) fn new(limits: SessionLimits) -> Self {
+    pub(crate) fn new(mut limits: SessionLimits) -> Self {
+        limits.presence_grace = limits.presence_grace.min(MAX_PRESENCE_GRACE);
         Self { state: Mutex::new(HubState::default()), limits, metrics: HubMetrics::default() }
     }
 
@@ -639,8 +643,10 @@ impl Hub {
             state.ephemeral.clear();
         }
         if !self.limits.presence_grace.is_zero() {
+            // Taken under the lock, so the queue stays in order.
+            let mut state = self.lock();
             let lapses = Instant::now() + self.limits.presence_grace;
-            self.lock().lapsing.push_back((lapses, session.user));
+            state.lapsing.push_back((lapses, session.user));
         }
         if finished {
             let mut state = self.lock();
@@ -680,14 +686,19 @@ impl Hub {
     pub(crate) fn revoke_login(&self, login: SessionId, code: ErrorCode, reason: &str) {
         let mut state = self.lock();
         let connections = state.connections.remove(&login).unwrap_or_default();
-        let ids: Vec<ResumeId> =
-            state.sessions.values().filter(|s| s.login == login).map(|s| s.id).collect();
-        for id in ids {
-            state.remove_session(id);
+        let ended: Vec<(ResumeId, UserId)> =
+            state.sessions.values().filter(|s| s.login == login).map(|s| (s.id, s.user)).collect();
+        for (id, _) in &ended {
+            state.remove_session(*id);
         }
         drop(state);
         for (_, commands) in connections {
             let _ = commands.send(ConnCommand::Close(code, reason.to_owned()));
+        }
+        // A session in its presence grace stops counting now, not when the grace ends.
+        let users: HashSet<UserId> = ended.into_iter().map(|(_, user)| user).collect();
+        for user in users {
+            self.presence_changed(user);
         }
     }
 
@@ -736,8 +747,7 @@ impl Hub {
     /// The user's presence as others see it (spec §6.5.4): the most available status of their
     /// attached sessions and of those detached less than the presence grace ago; invisible
     /// counts as offline.
-    fn aggregate(&self, sessions: &[Arc<Session>]) -> (PresenceStatus, String) {
-        let now = Instant::now();
+    fn aggregate(&self, sessions: &[Arc<Session>], now: Instant) -> (PresenceStatus, String) {
         let grace = self.limits.presence_grace;
         sessions
             .iter()
@@ -766,7 +776,7 @@ impl Hub {
             .sessions_of
             .iter()
             .map(|(user, sessions)| {
-                let (status, text) = self.aggregate(sessions);
+                let (status, text) = self.aggregate(sessions, Instant::now());
                 (*user, status, text)
             })
             .collect()
@@ -829,9 +839,14 @@ impl Hub {
     /// other order, or a user who left stays online for everyone. The lock order is hub, then
     /// session, as everywhere.
     pub(crate) fn presence_changed(&self, user: UserId) {
+        self.presence_changed_at(user, Instant::now());
+    }
+
+    /// [`Self::presence_changed`], with dropped sessions' graces judged at `now`.
+    fn presence_changed_at(&self, user: UserId, now: Instant) {
         let mut state = self.lock();
         let sessions = state.sessions_of.get(&user).cloned().unwrap_or_default();
-        let local = self.aggregate(&sessions);
+        let local = self.aggregate(&sessions, now);
         let remote = state.remote_presence.get(&user).into_iter().flatten();
         let current = remote
             .map(|(_, p)| (p.status, p.text.clone()))
@@ -853,13 +868,13 @@ impl Hub {
     /// Announces the presence of users whose detached session's grace has ended by `now`
     /// (unless it came back, or another session keeps them present). Run a few times a second.
     pub(crate) fn presence_lapsed(&self, now: Instant) {
-        let due: Vec<UserId> = {
+        let due: HashSet<UserId> = {
             let mut state = self.lock();
             let ended = state.lapsing.iter().take_while(|(at, _)| *at <= now).count();
             state.lapsing.drain(..ended).map(|(_, user)| user).collect()
         };
         for user in due {
-            self.presence_changed(user);
+            self.presence_changed_at(user, now);
         }
     }
 
@@ -925,9 +940,12 @@ impl Hub {
         {
             let mut hub = self.lock();
             match state {
-                TypingState::Stopped => hub.typing.remove(&(room, user)),
-                _ => hub.typing.insert((room, user), here),
-            };
+                TypingState::Stopped => {
+                    hub.typing.remove(&(room, user));
+                }
+                // Typing here stays this node's to end, whatever the others announce.
+                _ => *hub.typing.entry((room, user)).or_insert(false) |= here,
+            }
         }
         self.broadcast_ephemeral(
             room,
@@ -1320,6 +1338,50 @@ mod tests {
         drop(first);
     }
 
+    /// The presence updates queued for `session`.
+    fn presence(session: &Session) -> Vec<(UserId, PresenceStatus)> {
+        session
+            .take_ephemeral()
+            .iter()
+            .filter_map(|frame| match decode(frame) {
+                Message::Presence(p) => Some((p.user, p.status)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_dropped_session_counts_for_presence_until_its_grace_ends_or_the_server_ends_it() {
+        let mut limits = SessionLimits::uncapped(1 << 20, Duration::from_secs(60), 1 << 20);
+        limits.presence_grace = Duration::from_secs(30);
+        let hub = Hub::new(limits);
+        let (room, (ada, bob)) = (RoomId(1), (UserId(1), UserId(2)));
+        hub.add_member(room, ada);
+        hub.add_member(room, bob);
+        let watcher =
+            hub.create_session(ResumeId([1; 16]), ada, SessionId(1), 1, Hello::INTEREST_ALL);
+        let phone = hub.create_session(ResumeId([2; 16]), bob, SessionId(2), 2, 0);
+        assert_eq!(presence(&watcher), [(bob, PresenceStatus::Online)]);
+
+        // Dropped: nothing to tell until the grace ends (and nothing if it came back).
+        let _ = hub.detach(&phone, 2, false);
+        hub.presence_lapsed(Instant::now());
+        assert_eq!(presence(&watcher), []);
+        hub.presence_lapsed(Instant::now() + Duration::from_secs(31));
+        assert_eq!(presence(&watcher), [(bob, PresenceStatus::Offline)]);
+
+        // A session the server ends stops counting at once, grace or not (the phone's ended
+        // too: by the clock, its grace has not).
+        hub.revoke_login(SessionId(2), ErrorCode::SESSION_REVOKED, "logged out");
+        assert_eq!(presence(&watcher), []);
+        let laptop = hub.create_session(ResumeId([3; 16]), bob, SessionId(3), 3, 0);
+        assert_eq!(presence(&watcher), [(bob, PresenceStatus::Online)]);
+        let _ = hub.detach(&laptop, 3, false);
+        assert_eq!(presence(&watcher), []);
+        hub.revoke_login(SessionId(3), ErrorCode::SESSION_REVOKED, "logged out");
+        assert_eq!(presence(&watcher), [(bob, PresenceStatus::Offline)]);
+    }
+
     #[test]
     fn another_nodes_presence_is_shown_until_it_stops_being_refreshed() {
         let hub = hub(1 << 20);
@@ -1328,16 +1390,6 @@ mod tests {
         hub.add_member(room, bob);
         let watcher =
             hub.create_session(ResumeId([1; 16]), ada, SessionId(1), 1, Hello::INTEREST_ALL);
-        let presence = |session: &Session| -> Vec<(UserId, PresenceStatus)> {
-            session
-                .take_ephemeral()
-                .iter()
-                .filter_map(|frame| match decode(frame) {
-                    Message::Presence(p) => Some((p.user, p.status)),
-                    _ => None,
-                })
-                .collect()
-        };
         let now = Instant::now();
         let away = vec![(bob, PresenceStatus::Away, "lunch".to_owned())];
         hub.remote_presence(7, away.clone(), now + Duration::from_secs(3));

@@ -462,6 +462,7 @@ impl Server {
             shared.voice.set_node_slot(take_node_slot(&shared.store).await?);
             bus::serve(&shared, nats, shutdown_rx.clone());
         }
+        spawn_presence_lapses(&shared, shutdown_rx.clone());
         let task = tokio::spawn(accept_loop(shared.clone(), endpoint.clone(), shutdown_rx));
         tracing::info!(%addr, fingerprint = %identity.fingerprint, "banterd listening");
         Ok(Self {
@@ -607,6 +608,24 @@ fn load_live_state(store: &Store, hub: &Hub) -> Result<(), store::StoreError> {
     })
 }
 
+/// Every 250 ms, announces the presence of users whose dropped session's grace has ended
+/// (spec §6.5), on a task of its own: when a blip drops many clients at once this is much
+/// work, which must not hold up accepting connections.
+fn spawn_presence_lapses(shared: &Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+    let shared = Arc::downgrade(shared);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            let Some(shared) = shared.upgrade() else { return };
+            shared.hub.presence_lapsed(std::time::Instant::now());
+        }
+    });
+}
+
 async fn accept_loop(
     shared: Arc<Shared>,
     endpoint: quinn::Endpoint,
@@ -617,7 +636,6 @@ async fn accept_loop(
     let per_ip: Arc<Mutex<HashMap<IpAddr, u32>>> = Arc::default();
     let mut sweep = tokio::time::interval(Duration::from_secs(5));
     let mut speaking = tokio::time::interval(Duration::from_millis(50));
-    let mut presence = tokio::time::interval(Duration::from_millis(250));
     let mut tasks = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
@@ -663,7 +681,6 @@ async fn accept_loop(
                 shared.hub.expire_sessions(std::time::Instant::now());
                 sweep_partials(&shared.files);
             }
-            _ = presence.tick() => shared.hub.presence_lapsed(std::time::Instant::now()),
             _ = speaking.tick() => announce_voice(&shared, shared.voice.expire_speaking(std::time::Instant::now())),
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             _ = shutdown.changed() => break,

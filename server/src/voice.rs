@@ -611,9 +611,11 @@ impl Voice {
         self.subscribed.lock().unwrap_or_else(|e| e.into_inner()).contains(&room)
     }
 
-    /// Hands every participant on this node, by room, to `announce`, under the voice lock: a
-    /// change is announced (after its lock is released) either after this roster or before
-    /// it was taken, so the other nodes never get an older roster after a newer notice.
+    /// Hands every participant on this node, by room, to `announce`, under the voice lock. A
+    /// change's notice is sent after its own lock is released, so a notice sent after this
+    /// roster is never older than it: the other nodes never take an older roster for newer
+    /// state. (A notice of a change already in the roster may still follow it; notices are
+    /// idempotent.)
     pub(crate) fn announce_local_rosters(
         &self,
         announce: impl FnOnce(Vec<(RoomId, Vec<VoiceParticipant>)>),
