@@ -317,7 +317,6 @@ async fn connected_members(
         }
     })
     .await?;
-    eprintln!("{count} joined; connecting again");
     let mut joined = joined.into_iter();
     at_most_32_at_a_time(count, |_| {
         let (addr, token, options) = joined.next().expect("one per member");

@@ -408,6 +408,9 @@ impl Config {
         if config.max_message_bytes > banter_protocol::message::max::MESSAGE_TEXT as u64 {
             return Err("max_message_bytes is at most 16384".into());
         }
+        if config.presence_grace_ms > 3_600_000 {
+            return Err("presence_grace_ms is at most 3600000 (an hour)".into());
+        }
         Ok(config)
     }
 }
@@ -469,5 +472,7 @@ mod tests {
         assert_eq!(config.rate["auth"], default_rates()["auth"]);
         let bad = [("BANTER_MAX_CONNECTIONS".to_owned(), "many".to_owned())];
         assert!(Config::load(None, bad.into_iter()).is_err());
+        let too_long = [("BANTER_PRESENCE_GRACE_MS".to_owned(), "3600001".to_owned())];
+        assert!(Config::load(None, too_long.into_iter()).is_err());
     }
 }

@@ -312,20 +312,10 @@ impl SessionLimits {
         resume_window: Duration,
         backlog_bytes: usize,
     ) -> Self {
-        let presence_grace = Duration::ZERO;
-        Self {
-            replay_bytes,
-            resume_window,
-            backlog_bytes,
-            per_login: 0,
-            per_user: 0,
-            presence_grace,
-        }
+        let (per_login, per_user, presence_grace) = (0, 0, Duration::ZERO);
+        Self { replay_bytes, resume_window, backlog_bytes, per_login, per_user, presence_grace }
     }
 }
-
-/// The longest presence grace honoured (a larger configured one is cut to it).
-const MAX_PRESENCE_GRACE: Duration = Duration::from_secs(3600);
 
 #[derive(Debug, Default)]
 struct HubState {
@@ -450,8 +440,7 @@ pub(crate) struct HubMetrics {
 }
 
 impl Hub {
-    pub(crate) fn new(mut limits: SessionLimits) -> Self {
-        limits.presence_grace = limits.presence_grace.min(MAX_PRESENCE_GRACE);
+    pub(crate) fn new(limits: SessionLimits) -> Self {
         Self { state: Mutex::new(HubState::default()), limits, metrics: HubMetrics::default() }
     }
 
@@ -642,17 +631,17 @@ impl Hub {
             state.detached_at = Some(Instant::now());
             state.ephemeral.clear();
         }
-        if !self.limits.presence_grace.is_zero() {
-            // Taken under the lock, so the queue stays in order.
+        {
             let mut state = self.lock();
-            let lapses = Instant::now() + self.limits.presence_grace;
-            state.lapsing.push_back((lapses, session.user));
-        }
-        if finished {
-            let mut state = self.lock();
-            // Unless a RESUME attached it again in between.
-            if session.lock().attached.is_none() {
-                state.remove_session(session.id);
+            if finished {
+                // Unless a RESUME attached it again in between.
+                if session.lock().attached.is_none() {
+                    state.remove_session(session.id);
+                }
+            } else if !self.limits.presence_grace.is_zero() {
+                // The deadline taken under the lock, so the queue stays in order.
+                let lapses = Instant::now() + self.limits.presence_grace;
+                state.lapsing.push_back((lapses, session.user));
             }
         }
         self.presence_changed(session.user);
@@ -686,19 +675,19 @@ impl Hub {
     pub(crate) fn revoke_login(&self, login: SessionId, code: ErrorCode, reason: &str) {
         let mut state = self.lock();
         let connections = state.connections.remove(&login).unwrap_or_default();
-        let ended: Vec<(ResumeId, UserId)> =
-            state.sessions.values().filter(|s| s.login == login).map(|s| (s.id, s.user)).collect();
-        for (id, _) in &ended {
-            state.remove_session(*id);
+        let ended: Vec<Arc<Session>> =
+            state.sessions.values().filter(|s| s.login == login).cloned().collect();
+        for session in &ended {
+            state.remove_session(session.id);
         }
         drop(state);
         for (_, commands) in connections {
             let _ = commands.send(ConnCommand::Close(code, reason.to_owned()));
         }
-        // A session in its presence grace stops counting now, not when the grace ends.
-        let users: HashSet<UserId> = ended.into_iter().map(|(_, user)| user).collect();
-        for user in users {
-            self.presence_changed(user);
+        // A session in its presence grace stops counting now, not when the grace ends (a
+        // login's sessions are all one user's).
+        if let Some(session) = ended.first() {
+            self.presence_changed(session.user);
         }
     }
 
@@ -748,12 +737,11 @@ impl Hub {
     /// attached sessions and of those detached less than the presence grace ago; invisible
     /// counts as offline.
     fn aggregate(&self, sessions: &[Arc<Session>], now: Instant) -> (PresenceStatus, String) {
-        let grace = self.limits.presence_grace;
+        let recent = |at: Instant| now.saturating_duration_since(at) < self.limits.presence_grace;
         sessions
             .iter()
             .filter_map(|s| {
                 let state = s.lock();
-                let recent = |at: Instant| now.saturating_duration_since(at) < grace;
                 let counts = state.attached.is_some() || state.detached_at.is_some_and(recent);
                 counts.then(|| (state.status, state.status_text.clone()))
             })

@@ -462,7 +462,9 @@ impl Server {
             shared.voice.set_node_slot(take_node_slot(&shared.store).await?);
             bus::serve(&shared, nats, shutdown_rx.clone());
         }
-        spawn_presence_lapses(&shared, shutdown_rx.clone());
+        if shared.config.presence_grace_ms > 0 {
+            spawn_presence_lapses(&shared, shutdown_rx.clone());
+        }
         let task = tokio::spawn(accept_loop(shared.clone(), endpoint.clone(), shutdown_rx));
         tracing::info!(%addr, fingerprint = %identity.fingerprint, "banterd listening");
         Ok(Self {

@@ -319,6 +319,20 @@ impl TestUser {
         .unwrap_or_else(|_| panic!("{what} did not arrive"))
     }
 
+    /// Whatever the user is sent on the ephemeral stream within `wait`.
+    pub async fn ephemeral_within(&mut self, wait: Duration) -> Vec<Message> {
+        let mut seen = Vec::new();
+        let _ = tokio::time::timeout(wait, async {
+            loop {
+                if let Event::Ephemeral(message) = self.next_event().await {
+                    seen.push(message);
+                }
+            }
+        })
+        .await;
+        seen
+    }
+
     /// The next frame of the events stream, skipping ephemeral traffic.
     pub async fn next_room_event(&mut self) -> Message {
         loop {

@@ -246,20 +246,6 @@ async fn security_an_answer_the_client_does_not_read_is_reset_after_the_write_ti
     assert!(decoder.next_message().unwrap().is_none(), "no whole answer was delivered");
 }
 
-/// Whatever `user` is sent on the ephemeral stream within `wait`.
-async fn ephemeral_within(user: &mut TestUser, wait: Duration) -> Vec<Message> {
-    let mut seen = Vec::new();
-    let _ = tokio::time::timeout(wait, async {
-        loop {
-            if let Event::Ephemeral(message) = user.next_event().await {
-                seen.push(message);
-            }
-        }
-    })
-    .await;
-    seen
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn security_a_blocked_user_reaches_the_blocker_in_a_dm_by_no_request() {
     let server = TestServer::start().await;
@@ -282,7 +268,7 @@ async fn security_a_blocked_user_reaches_the_blocker_in_a_dm_by_no_request() {
     })
     .await
     .expect("the block reaches bob's node");
-    ephemeral_within(&mut ada, Duration::from_millis(200)).await;
+    ada.ephemeral_within(Duration::from_millis(200)).await;
 
     let refused = [
         bob.conn.request_one(edit).await,
@@ -296,7 +282,7 @@ async fn security_a_blocked_user_reaches_the_blocker_in_a_dm_by_no_request() {
         assert_eq!(answer.unwrap_err().code(), Some(ErrorCode::FORBIDDEN));
     }
     // A blocker still sees the blocked user's presence (on a cluster it may arrive late).
-    let mut reached = ephemeral_within(&mut ada, Duration::from_millis(300)).await;
+    let mut reached = ada.ephemeral_within(Duration::from_millis(300)).await;
     reached.retain(|m| !matches!(m, Message::Presence(_)));
     assert!(reached.is_empty(), "the blocker was reached: {reached:?}");
 }
@@ -310,7 +296,7 @@ async fn security_an_anonymous_post_does_not_end_its_authors_typing_notice() {
     ada.allow_anonymous(room).await;
     bob.join(room).await.unwrap();
     bob.conn.request_one(TypingSet { room, state: TypingState::Active }).await.unwrap();
-    ephemeral_within(&mut ada, Duration::from_millis(200)).await;
+    ada.ephemeral_within(Duration::from_millis(200)).await;
     let post = Post {
         room,
         client_msg_id: fresh_id(),
@@ -319,7 +305,7 @@ async fn security_an_anonymous_post_does_not_end_its_authors_typing_notice() {
         anonymous: true,
     };
     bob.conn.request_one(post).await.unwrap();
-    let seen = ephemeral_within(&mut ada, Duration::from_millis(300)).await;
+    let seen = ada.ephemeral_within(Duration::from_millis(300)).await;
     assert!(
         !seen.iter().any(|m| matches!(m, Message::Typing(t) if t.user == bob.auth.user)),
         "the author's typing ended with the anonymous post: {seen:?}"
@@ -390,6 +376,48 @@ async fn security_resume_sends_the_presence_snapshot() {
     .await
     .expect("ada's DND after RESUMED");
     assert_eq!(snapshot.text.as_str(), "in a call");
+}
+
+/// What the server answers a HELLO or RESUME: the refusal's code, or None for a session.
+async fn session_answer(
+    mut events: tokio::sync::mpsc::UnboundedReceiver<Event>,
+) -> Option<ErrorCode> {
+    let answer = tokio::time::timeout(WAIT, async {
+        loop {
+            match events.recv().await {
+                Some(Event::Welcome(_) | Event::Resumed(_)) => return None,
+                Some(Event::Rejected(error)) => return Some(error.code),
+                Some(_) => {}
+                None => panic!("closed before an answer"),
+            }
+        }
+    });
+    answer.await.expect("an answer to HELLO or RESUME")
+}
+
+/// Each session started leaves work behind when its connection drops (a replay buffer for
+/// the resume window, a presence grace to run out): HELLO and RESUME draw from the account's
+/// `session` bucket, so a loop of them is bounded per account.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_hello_and_resume_loops_run_dry_on_the_session_bucket() {
+    use banter_server::config::Bucket;
+    let server = TestServer::start_with(|c| {
+        c.rate.insert("session".into(), Bucket { burst: 3, per_minute: 1 });
+    })
+    .await;
+    let ada = server.user("ada").await; // her first HELLO
+    let mut answers = Vec::new();
+    for _ in 0..3 {
+        let (conn, events) = server.connect().await;
+        conn.hello(&ada.auth.access_token);
+        answers.push(session_answer(events).await);
+        conn.suspend();
+    }
+    let (conn, events) = server.connect().await;
+    conn.resume(&ada.auth.access_token, ada.welcome.resume_id, ada.conn.last_event_seq());
+    answers.push(session_answer(events).await);
+    let limited = Some(ErrorCode::RATE_LIMITED);
+    assert_eq!(answers, [None, None, limited, limited], "HELLO, HELLO, HELLO, RESUME");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -762,21 +790,23 @@ async fn security_audit_and_public_room_pages_come_from_their_indexes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn security_key_audit_and_directory_requests_are_rate_limited() {
+async fn security_key_audit_directory_and_typing_requests_are_rate_limited() {
     use banter_client::protocol::message::{AuditQuery, KeyRemove, ListScope, RoomList};
     use banter_server::config::Bucket;
 
     let server = TestServer::start_with(|config| {
-        for class in ["keys", "audit", "directory"] {
+        for class in ["keys", "audit", "directory", "typing"] {
             config.rate.insert(class.into(), Bucket { burst: 2, per_minute: 1 });
         }
     })
     .await;
     let root = server.user("root").await; // the server's owner: may read the whole audit log
-    let requests: [Message; 3] = [
+    let room = root.create_room("general", false).await;
+    let requests: [Message; 4] = [
         KeyRemove { public_key: [9; 32] }.into(),
         AuditQuery { room: None, before: None, limit: 1 }.into(),
         RoomList { scope: ListScope::Public, after: None, limit: 1 }.into(),
+        TypingSet { room, state: TypingState::Active }.into(),
     ];
     for request in requests {
         for _ in 0..2 {

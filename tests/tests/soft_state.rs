@@ -8,7 +8,7 @@ use banter_client::protocol::bounded::Text;
 use banter_client::protocol::ids::UserId;
 use banter_client::protocol::message::{
     DmOpen, History, MarkDelivered, MarkRead, Members, Message, Presence, PresenceStatus, RoomKind,
-    RoomLeave, TypingSet, TypingState,
+    RoomLeave, Typing, TypingSet, TypingState,
 };
 use banter_client::{
     Client, ClientConfig, Connection, ConnectionState, Credentials, Event, Options, State, Trust,
@@ -88,6 +88,14 @@ async fn delivery_receipts_reach_the_room_and_private_read_markers_only_ones_own
     assert_eq!((read.user, read.seq), (grace.auth.user, second));
 }
 
+/// The next TYPING `user` is sent.
+async fn next_typing(user: &mut TestUser) -> Typing {
+    match user.ephemeral("a TYPING", |m| matches!(m, Message::Typing(_))).await {
+        Message::Typing(typing) => typing,
+        _ => unreachable!("only TYPING is waited for"),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn typing_reaches_others_and_a_post_clears_it() {
     let server = TestServer::start().await;
@@ -96,52 +104,28 @@ async fn typing_reaches_others_and_a_post_clears_it() {
     let room = ada.create_room("general", false).await;
     grace.join(room).await.unwrap();
     grace.conn.request_one(TypingSet { room, state: TypingState::Active }).await.unwrap();
-    let Message::Typing(typing) =
-        ada.ephemeral("a TYPING", |m| matches!(m, Message::Typing(_))).await
-    else {
-        panic!()
-    };
+    let typing = next_typing(&mut ada).await;
     assert_eq!((typing.user, typing.state), (grace.auth.user, TypingState::Active));
     grace.post(room, "done typing").await.unwrap();
-    let Message::Typing(stopped) =
-        ada.ephemeral("a TYPING", |m| matches!(m, Message::Typing(_))).await
-    else {
-        panic!()
-    };
+    let stopped = next_typing(&mut ada).await;
     assert_eq!(stopped.state, TypingState::Stopped);
 
     // A typist who leaves the room stops typing.
     grace.conn.request_one(TypingSet { room, state: TypingState::Active }).await.unwrap();
-    let Message::Typing(typing) =
-        ada.ephemeral("a TYPING", |m| matches!(m, Message::Typing(_))).await
-    else {
-        panic!()
-    };
+    let typing = next_typing(&mut ada).await;
     assert_eq!(typing.state, TypingState::Active);
     grace.conn.request_one(RoomLeave { room }).await.unwrap();
-    let Message::Typing(left) =
-        ada.ephemeral("a TYPING", |m| matches!(m, Message::Typing(_))).await
-    else {
-        panic!()
-    };
+    let left = next_typing(&mut ada).await;
     assert_eq!((left.user, left.state), (grace.auth.user, TypingState::Stopped));
     grace.join(room).await.unwrap();
 
     // A typist whose connection drops stops typing too (on a cluster: grace's node tells
     // ada's, which never saw grace go).
     grace.conn.request_one(TypingSet { room, state: TypingState::Active }).await.unwrap();
-    let Message::Typing(typing) =
-        ada.ephemeral("a TYPING", |m| matches!(m, Message::Typing(_))).await
-    else {
-        panic!()
-    };
+    let typing = next_typing(&mut ada).await;
     assert_eq!(typing.state, TypingState::Active);
     grace.conn.suspend();
-    let Message::Typing(gone) =
-        ada.ephemeral("a TYPING", |m| matches!(m, Message::Typing(_))).await
-    else {
-        panic!()
-    };
+    let gone = next_typing(&mut ada).await;
     assert_eq!((gone.user, gone.state), (grace.auth.user, TypingState::Stopped));
 }
 
@@ -371,18 +355,18 @@ async fn after_churn_every_view_of_presence_is_the_truth() {
 
 /// The presence updates of `whom` that reach `watcher` within `wait`.
 async fn presence_of_within(watcher: &mut TestUser, whom: UserId, wait: Duration) -> Vec<Presence> {
-    let mut seen = Vec::new();
-    let _ = tokio::time::timeout(wait, async {
-        loop {
-            if let Event::Ephemeral(Message::Presence(p)) = watcher.next_event().await {
-                if p.user == whom {
-                    seen.push(p);
-                }
-            }
-        }
+    let seen = watcher.ephemeral_within(wait).await.into_iter();
+    seen.filter_map(|m| match m {
+        Message::Presence(p) if p.user == whom => Some(p),
+        _ => None,
     })
-    .await;
-    seen
+    .collect()
+}
+
+/// Waits until `watcher` is told `whom` went offline.
+async fn shown_offline(watcher: &mut TestUser, whom: UserId) {
+    let offline = |m: &Message| matches!(m, Message::Presence(p) if p.user == whom && p.status == PresenceStatus::Offline);
+    watcher.ephemeral("an offline PRESENCE", offline).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -409,13 +393,7 @@ async fn a_dropped_connection_back_within_the_presence_grace_is_never_shown_offl
 
     // A client that closes cleanly is gone at once (long before the grace ends).
     conn.close();
-    let gone = ada
-        .ephemeral("grace offline", |m| {
-            matches!(m, Message::Presence(p)
-                if p.user == grace.auth.user && p.status == PresenceStatus::Offline)
-        })
-        .await;
-    assert!(matches!(gone, Message::Presence(_)));
+    shown_offline(&mut ada, grace.auth.user).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -431,10 +409,6 @@ async fn a_dropped_connection_that_stays_away_shows_offline_once_the_grace_ends(
 
     let dropped = tokio::time::Instant::now();
     grace.conn.suspend();
-    ada.ephemeral("grace offline", |m| {
-        matches!(m, Message::Presence(p)
-            if p.user == grace.auth.user && p.status == PresenceStatus::Offline)
-    })
-    .await;
+    shown_offline(&mut ada, grace.auth.user).await;
     assert!(dropped.elapsed() >= grace_period, "offline after {:?}", dropped.elapsed());
 }
